@@ -1,0 +1,44 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { PaysentinelError } from '../errors/index.ts';
+
+/** One CLI subcommand. `run` returns the process exit code. */
+export interface Command {
+  name: string;
+  /** One line for the command list. */
+  summary: string;
+  /** Full `--help` text: usage, options, examples. */
+  help: string;
+  run(argv: string[]): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * Parses a subcommand's arguments strictly; unknown flags become a usage error that points
+ * at `--help`. `--help` itself is handled by the caller before this runs.
+ */
+export function parseCommandArgs<O extends Options>(command: string, argv: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new PaysentinelError('USAGE', `${(err as Error).message}\nRun "paysentinel ${command} --help" for usage.`, { cause: err });
+  }
+}
+
+/** Parses a positive number option, with a usage error that names the flag. */
+export function numberOption(command: string, flag: string, raw: string | undefined, fallback: number, min = 0): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) {
+    throw new PaysentinelError('USAGE', `--${flag} ${JSON.stringify(raw)} is not a number >= ${min}.\nRun "paysentinel ${command} --help" for usage.`);
+  }
+  return n;
+}
+
+/** Parses durations such as 90s, 5m, 1h, 1500ms or a plain number of seconds. */
+export function parseDuration(raw: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) return null;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}

@@ -1,0 +1,111 @@
+import { PaysentinelError } from '../errors/index.ts';
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface Setting<T> {
+  env: string;
+  default: string;
+  description: string;
+  parse: Parser<T>;
+  /** Secrets are never printed. */
+  secret?: boolean;
+}
+
+const fail = (name: string, raw: string, expected: string): never => {
+  throw new PaysentinelError('CONFIG_INVALID', `${name}=${JSON.stringify(raw)} is invalid: expected ${expected}.`);
+};
+
+const int = (min: number, max: number): Parser<number> => (raw, name) => {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    return fail(name, raw, `a whole number from ${min} to ${max}`);
+  }
+  return n;
+};
+
+const text = (pattern?: RegExp, expected?: string): Parser<string> => (raw, name) => {
+  const value = raw.trim();
+  if (value === '' || (pattern && !pattern.test(value))) return fail(name, raw, expected ?? 'a non-empty value');
+  return value;
+};
+
+const anyText: Parser<string> = (raw) => raw;
+
+const brokers: Parser<string[]> = (raw, name) => {
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0 || list.some((b) => !/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(b))) {
+    return fail(name, raw, 'a comma-separated list of host:port, e.g. 127.0.0.1:9092');
+  }
+  return list;
+};
+
+const httpUrl: Parser<string> = (raw, name) => {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    return fail(name, raw, 'an http(s) URL such as http://127.0.0.1:8123');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(name, raw, 'an http(s) URL such as http://127.0.0.1:8123');
+  if (url.username || url.password) return fail(name, raw, 'a URL without credentials (set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD instead)');
+  return url.toString().replace(/\/$/, '');
+};
+
+const identifier = text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a ClickHouse identifier (letters, digits, underscore)');
+const topicName = text(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name (letters, digits, ".", "_", "-")');
+const logLevel = text(/^(debug|info|warn|error)$/, 'one of debug, info, warn, error');
+
+/** Every setting, its default and its meaning: the single source for parsing and for docs. */
+export const settings = {
+  kafkaBrokers: { env: 'KAFKA_BROKERS', default: '127.0.0.1:9092', description: 'Kafka bootstrap brokers, comma separated.', parse: brokers },
+  kafkaClientId: { env: 'KAFKA_CLIENT_ID', default: 'paysentinel', description: 'Client id sent to Kafka.', parse: text() },
+  kafkaGroupId: { env: 'KAFKA_GROUP_ID', default: 'paysentinel-ingest', description: 'Consumer group of the ingest pipeline.', parse: text() },
+  eventsTopic: { env: 'KAFKA_EVENTS_TOPIC', default: 'payments.events', description: 'Topic the payment events arrive on.', parse: topicName },
+  dlqTopic: { env: 'KAFKA_DLQ_TOPIC', default: 'payments.events.dlq', description: 'Dead-letter topic for messages that break the contract.', parse: topicName },
+  topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up.', parse: int(1, 1000) },
+  topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },
+  clickhouseUrl: { env: 'CLICKHOUSE_URL', default: 'http://127.0.0.1:8123', description: 'ClickHouse HTTP endpoint.', parse: httpUrl },
+  clickhouseUser: { env: 'CLICKHOUSE_USER', default: 'default', description: 'ClickHouse user.', parse: text() },
+  clickhousePassword: { env: 'CLICKHOUSE_PASSWORD', default: '', description: 'ClickHouse password (secret: environment only).', parse: anyText, secret: true },
+  clickhouseDatabase: { env: 'CLICKHOUSE_DATABASE', default: 'paysentinel', description: 'Database holding all paysentinel tables.', parse: identifier },
+  batchMaxRows: { env: 'INGEST_BATCH_MAX_ROWS', default: '10000', description: 'Flush a ClickHouse insert when this many rows are buffered.', parse: int(1, 1_000_000) },
+  batchMaxMs: { env: 'INGEST_BATCH_MAX_MS', default: '500', description: 'Flush buffered rows at least this often (ms).', parse: int(1, 600_000) },
+  maxBufferedRows: { env: 'INGEST_MAX_BUFFERED_ROWS', default: '60000', description: 'Pause fetching from Kafka while this many rows wait to be stored.', parse: int(1, 10_000_000) },
+  maxMessageBytes: { env: 'INGEST_MAX_MESSAGE_BYTES', default: '65536', description: 'Messages larger than this go to the dead-letter topic.', parse: int(1, 16 * 1024 * 1024) },
+  httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
+  httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
+} satisfies Record<string, Setting<unknown>>;
+
+type Settings = typeof settings;
+/** The typed, frozen configuration every stage receives. */
+export type Config = Readonly<{ [K in keyof Settings]: ReturnType<Settings[K]['parse']> }>;
+
+/**
+ * Parses the environment once. Collects every problem before failing so a user fixes them
+ * all in one go; each message names the variable and what it accepts.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, setting] of Object.entries(settings) as [string, Setting<unknown>][]) {
+    const raw = env[setting.env] ?? setting.default;
+    try {
+      out[key] = setting.parse(raw, setting.env);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+  }
+  if (problems.length > 0) {
+    throw new PaysentinelError('CONFIG_INVALID', `Configuration is invalid:\n  - ${problems.join('\n  - ')}`);
+  }
+  return Object.freeze(out) as Config;
+}
+
+/** Markdown table of the settings, for the README and `paysentinel config`. */
+export function describeSettings(): string {
+  const rows = Object.values(settings as Record<string, Setting<unknown>>).map(
+    (s) => `| \`${s.env}\` | \`${s.default === '' ? '(empty)' : s.default}\` | ${s.description} |`,
+  );
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}

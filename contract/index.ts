@@ -1,0 +1,14 @@
+export {
+  PaymentEventSchema,
+  eventTypes,
+  eventStatuses,
+  eventSources,
+  knownFailureCodes,
+  contractFields,
+  MAX_AMOUNT_MINOR,
+  type PaymentEvent,
+  type EventType,
+  type EventStatus,
+  type EventSource,
+} from './schema.ts';
+export { validateEvent, decodeEvent, parseRfc3339, type ValidEvent, type ValidationResult } from './validate.ts';

@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { PaymentEventSchema } from './schema.ts';
+import { decodeEvent, parseRfc3339, validateEvent } from './validate.ts';
+
+const valid = {
+  event_id: 'evt-1',
+  occurred_at: '2026-11-25T10:15:00.123Z',
+  type: 'payment',
+  status: 'failed',
+  order_id: 'ord-1',
+  attempt: 1,
+  amount_minor: 1999,
+  currency: 'CNY',
+  channel: 'alipay',
+  merchant_id: 'm-1',
+  failure_code: 'network_error',
+};
+
+const buf = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+
+describe('payment event contract', () => {
+  test('the committed JSON Schema file is generated from the TypeScript source', () => {
+    const file = JSON.parse(readFileSync(new URL('./payment-event.v1.schema.json', import.meta.url), 'utf8'));
+    expect(file).toEqual(JSON.parse(JSON.stringify(PaymentEventSchema)));
+  });
+
+  test('accepts a valid event and keeps unknown fields', () => {
+    const result = decodeEvent(buf({ ...valid, risk_score: 0.7, meta: { a: [1] } }), 65536);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.value.occurredAtMs).toBe(Date.UTC(2026, 10, 25, 10, 15, 0, 123));
+    expect(JSON.parse(result.value.extra)).toEqual({ risk_score: 0.7, meta: { a: [1] } });
+  });
+
+  test('a refund needs no attempt; a succeeded payment needs no failure code', () => {
+    const { attempt: _a, failure_code: _f, ...rest } = valid;
+    expect(validateEvent({ ...rest, type: 'refund', status: 'succeeded' }).ok).toBe(true);
+    expect(validateEvent({ ...rest, attempt: 2, status: 'succeeded' }).ok).toBe(true);
+  });
+
+  test('boundary values are accepted', () => {
+    for (const patch of [
+      { amount_minor: 0 },
+      { amount_minor: 1e15 },
+      { attempt: 100 },
+      { event_id: 'x'.repeat(128) },
+      { order_id: '订'.repeat(128) },
+      { ip: '::1' },
+      { ip: '203.0.113.9' },
+      { occurred_at: '2026-11-25T18:15:00+08:00' },
+      { occurred_at: '1970-01-01T00:00:00Z' },
+      { failure_code: 'some_new_code' },
+    ]) {
+      expect(validateEvent({ ...valid, ...patch }), JSON.stringify(patch)).toMatchObject({ ok: true });
+    }
+  });
+
+  test.each([
+    ['not JSON', '{"event_id":', /not valid JSON/],
+    ['an array', '[1,2]', /not a JSON object/],
+    ['a string', '"hello"', /not a JSON object/],
+    ['missing order_id', { ...valid, order_id: undefined }, /missing required field "order_id"/],
+    ['payment without attempt', { ...valid, attempt: undefined }, /missing required field "attempt"/],
+    ['failed without failure_code', { ...valid, failure_code: undefined }, /missing required field "failure_code"/],
+    ['timeout without failure_code', { ...valid, status: 'timeout', failure_code: undefined }, /missing required field "failure_code"/],
+    ['attempt 0', { ...valid, attempt: 0 }, /field "attempt" must be >= 1/],
+    ['attempt 101', { ...valid, attempt: 101 }, /field "attempt" must be <= 100/],
+    ['fractional attempt', { ...valid, attempt: 1.5 }, /field "attempt" must be integer/],
+    ['negative amount', { ...valid, amount_minor: -1 }, /amount_minor/],
+    ['amount over 10^15', { ...valid, amount_minor: 1e15 + 1 }, /amount_minor/],
+    ['amount as string', { ...valid, amount_minor: '1999' }, /amount_minor/],
+    ['lower-case currency', { ...valid, currency: 'cny' }, /currency/],
+    ['unknown status', { ...valid, status: 'pending' }, /field "status" must be one of: processing, succeeded, failed, timeout/],
+    ['unknown type', { ...valid, type: 'chargeback' }, /field "type" must be one of/],
+    ['unknown source', { ...valid, source: 'fax' }, /field "source" must be one of/],
+    ['bad ip', { ...valid, ip: '999.1.1.1' }, /not a valid IPv4 or IPv6 address/],
+    ['timestamp without offset', { ...valid, occurred_at: '2026-11-25T10:15:00' }, /RFC 3339/],
+    ['impossible date', { ...valid, occurred_at: '2026-02-30T10:15:00Z' }, /RFC 3339/],
+    ['timestamp before 1970', { ...valid, occurred_at: '1969-12-31T23:59:59Z' }, /RFC 3339/],
+    ['empty event_id', { ...valid, event_id: '' }, /event_id/],
+    ['event_id of 129 chars', { ...valid, event_id: 'x'.repeat(129) }, /event_id/],
+    ['channel of 65 chars', { ...valid, channel: 'c'.repeat(65) }, /channel/],
+  ])('rejects %s with a readable reason', (_name, input, reason) => {
+    const result = decodeEvent(buf(input), 65536);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(reason);
+  });
+
+  test('rejects messages over the size limit and invalid UTF-8', () => {
+    const big = buf({ ...valid, note: 'x'.repeat(70_000) });
+    expect(decodeEvent(big, 65536)).toMatchObject({ ok: false, reason: expect.stringMatching(/over the 65536-byte limit/) });
+    expect(decodeEvent(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 65536)).toMatchObject({ ok: false, reason: 'message is not valid UTF-8' });
+    expect(decodeEvent(null, 65536)).toMatchObject({ ok: false, reason: 'empty message' });
+  });
+
+  test('parseRfc3339 applies offsets and keeps milliseconds', () => {
+    expect(parseRfc3339('2026-11-25T18:15:00.5+08:00')).toBe(Date.UTC(2026, 10, 25, 10, 15, 0, 500));
+    expect(parseRfc3339('2026-11-25t10:15:00.123456789z')).toBe(Date.UTC(2026, 10, 25, 10, 15, 0, 123));
+    expect(parseRfc3339('2026-11-25T24:00:00Z')).toBeNull();
+  });
+});
