@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 // tests that stop or kill services do not disturb each other).
 export default defineConfig({
   test: {
+    // Integration files share one Kafka and one ClickHouse and some stop them: one file at a time.
+    fileParallelism: false,
     projects: [
       {
         test: {
@@ -20,7 +22,6 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           environment: 'node',
           globalSetup: ['test/integration/global-setup.ts'],
-          fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

@@ -53,7 +53,11 @@ const httpUrl: Parser<string> = (raw, name) => {
 
 const identifier = text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a ClickHouse identifier (letters, digits, underscore)');
 const topicName = text(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name (letters, digits, ".", "_", "-")');
-const logLevel = text(/^(debug|info|warn|error)$/, 'one of debug, info, warn, error');
+const logLevels = ['debug', 'info', 'warn', 'error'] as const;
+const logLevel: Parser<(typeof logLevels)[number]> = (raw, name) => {
+  const value = raw.trim() as (typeof logLevels)[number];
+  return logLevels.includes(value) ? value : fail(name, raw, 'one of debug, info, warn, error');
+};
 
 /** Every setting, its default and its meaning: the single source for parsing and for docs. */
 export const settings = {

@@ -1,0 +1,72 @@
+import type { Server } from 'node:http';
+import type { Config } from '../config/index.ts';
+import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
+import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
+import type { Logger } from '../log/index.ts';
+import { startHttpServer } from '../metrics/http.ts';
+import { createIngestMetrics, type IngestMetrics } from '../metrics/registry.ts';
+import { createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { migrate } from '../storage/migrations.ts';
+
+export interface RunningPipeline {
+  metrics: IngestMetrics;
+  ingestor: Ingestor;
+  clickhouse: ClickHouseClient;
+  /** Resolves with the error when the pipeline stopped by itself. */
+  failed: Promise<Error>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires the pipeline from configuration: migrations, topics, ingest, lag poller and the HTTP
+ * endpoint. Used by `paysentinel start`, the demo and the benchmark, so all run the same code.
+ */
+export async function startPipeline(config: Config, logger: Logger): Promise<RunningPipeline> {
+  const clickhouse = createClickHouse(config);
+  const kafka = createKafka(config, logger);
+  const metrics = createIngestMetrics();
+
+  await migrate(clickhouse, config.clickhouseDatabase, logger);
+  const admin = kafka.admin();
+  await admin.connect();
+  const created = await ensureTopics(admin, ingestTopics(config));
+  if (created.length > 0) logger.info('created topics', { topics: created });
+
+  const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
+  await ingestor.start();
+  const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
+
+  let clickhouseUp = true;
+  const pingTimer = setInterval(() => {
+    void pingClickHouse(clickhouse).then((ok) => (clickhouseUp = ok));
+  }, 5_000);
+  let server: Server | undefined;
+  if (config.httpPort !== 0) {
+    server = await startHttpServer({
+      host: config.httpHost,
+      port: config.httpPort,
+      registry: metrics.registry,
+      health: () => {
+        const s = ingestor.status();
+        const checks = { kafka: s.connected, clickhouse: clickhouseUp, assigned: s.assignedPartitions > 0 };
+        return { ready: Object.values(checks).every(Boolean), checks: { ...checks, paused: s.paused, buffered: String(s.buffered) } };
+      },
+    });
+    logger.info('serving /metrics and /healthz', { address: `http://${config.httpHost}:${config.httpPort}` });
+  }
+
+  return {
+    metrics,
+    ingestor,
+    clickhouse,
+    failed: ingestor.failed,
+    async stop() {
+      stopLag();
+      clearInterval(pingTimer);
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await ingestor.stop();
+      await admin.disconnect();
+      await clickhouse.close();
+    },
+  };
+}

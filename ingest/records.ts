@@ -1,0 +1,90 @@
+import { isUtf8 as isValidUtf8 } from 'node:buffer';
+import type { ValidEvent } from '../contract/index.ts';
+
+/** One row of paysentinel.payment_events, as sent in JSONEachRow. */
+export interface EventRow {
+  event_id: string;
+  occurred_at: string;
+  occurred_ms: number;
+  type: string;
+  status: string;
+  order_id: string;
+  attempt: number | null;
+  transaction_id: string | null;
+  amount_minor: number;
+  currency: string;
+  channel: string;
+  merchant_id: string;
+  user_id: string | null;
+  device_id: string | null;
+  ip: string | null;
+  failure_code: string | null;
+  source: string | null;
+  extra: string;
+  kafka_partition: number;
+  kafka_offset: number;
+  ingested_at: string;
+}
+
+/** 'YYYY-MM-DD hh:mm:ss' in UTC: the DateTime text both old and current ClickHouse parse without best_effort. */
+export const toDateTimeText = (epochMs: number): string => new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ');
+
+/** Maps a validated event to its ClickHouse row. */
+export function toEventRow(valid: ValidEvent, partition: number, offset: number, ingestedAt: string): EventRow {
+  const e = valid.event;
+  return {
+    event_id: e.event_id,
+    occurred_at: toDateTimeText(valid.occurredAtMs),
+    occurred_ms: valid.occurredAtMs % 1000,
+    type: e.type,
+    status: e.status,
+    order_id: e.order_id,
+    attempt: e.attempt ?? null,
+    transaction_id: e.transaction_id ?? null,
+    amount_minor: e.amount_minor,
+    currency: e.currency,
+    channel: e.channel,
+    merchant_id: e.merchant_id,
+    user_id: e.user_id ?? null,
+    device_id: e.device_id ?? null,
+    ip: e.ip ?? null,
+    failure_code: e.failure_code ?? null,
+    source: e.source ?? null,
+    extra: valid.extra,
+    kafka_partition: partition,
+    kafka_offset: offset,
+    ingested_at: ingestedAt,
+  };
+}
+
+/** Where a message came from, carried into the dead-letter record. */
+export interface MessageSource {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+/** The JSON body of a dead-letter message: why, where from, and the original bytes. */
+export interface DeadLetter {
+  reason: string;
+  source: MessageSource;
+  key: string | null;
+  raw: string;
+  raw_encoding: 'utf8' | 'base64';
+  failed_at: string;
+}
+
+/** Builds the dead-letter record; bytes that are not valid UTF-8 are kept as base64. */
+export function toDeadLetter(reason: string, source: MessageSource, key: Buffer | null, value: Buffer | null, now: Date): DeadLetter {
+  const bytes = value ?? Buffer.alloc(0);
+  const utf8 = Buffer.isBuffer(bytes) && isValidUtf8(bytes);
+  return {
+    reason,
+    source,
+    key: key === null ? null : key.toString('utf8'),
+    raw: utf8 ? bytes.toString('utf8') : bytes.toString('base64'),
+    raw_encoding: utf8 ? 'utf8' : 'base64',
+    failed_at: now.toISOString(),
+  };
+}
+

@@ -1,0 +1,83 @@
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { Config } from '../config/index.ts';
+import { PaysentinelError } from '../errors/index.ts';
+
+export type { ClickHouseClient };
+
+/**
+ * Settings every statement runs with. Chosen to behave the same on ClickHouse 18.16 and current
+ * versions: long IN lists (dedup look-ups) need a larger max_query_size than the 256 KiB default.
+ */
+export const clickhouseSettings = {
+  max_query_size: '16777216',
+} as const;
+
+/** Creates a client for the configured server. Does not connect until the first request. */
+export function createClickHouse(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>, options: { requestTimeoutMs?: number } = {}): ClickHouseClient {
+  return createClient({
+    url: config.clickhouseUrl,
+    username: config.clickhouseUser,
+    password: config.clickhousePassword,
+    request_timeout: options.requestTimeoutMs ?? 30_000,
+    clickhouse_settings: clickhouseSettings as never,
+    compression: { request: false, response: false },
+    // Old servers do not know the newer wait_end_of_query / http_headers_progress settings the client may add.
+    keep_alive: { enabled: true },
+  });
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET']);
+
+/**
+ * Wraps a ClickHouse failure: network failures, timeouts and server overload are retriable;
+ * a rejected statement (syntax, types) is not, since repeating it cannot help.
+ */
+export function classifyClickHouseError(err: unknown, what: string): PaysentinelError {
+  if (err instanceof PaysentinelError) return err;
+  const e = err as { code?: string; message?: string; type?: string };
+  const message = e?.message ?? String(err);
+  const network = (e?.code !== undefined && NETWORK_CODES.has(e.code)) || /timeout|socket hang up|ECONNREFUSED|ECONNRESET|other side closed/i.test(message);
+  // Server-side codes that mean "try again later": TOO_MANY_PARTS (252), TOO_MANY_SIMULTANEOUS_QUERIES (202), MEMORY_LIMIT_EXCEEDED (241), NETWORK/ABORTED.
+  const transientServer = e?.code !== undefined && ['252', '202', '241', '210', '209', '159'].includes(String(e.code));
+  const retriable = network || transientServer;
+  return new PaysentinelError(retriable ? 'CLICKHOUSE_UNAVAILABLE' : 'CLICKHOUSE_QUERY_FAILED', `${what}: ${message}`, { retriable, cause: err });
+}
+
+/** Runs a query and returns its rows as objects. */
+export async function queryRows<T = Record<string, unknown>>(client: ClickHouseClient, query: string, what = 'ClickHouse query'): Promise<T[]> {
+  try {
+    const result = await client.query({ query, format: 'JSONEachRow' });
+    return (await result.json()) as T[];
+  } catch (err) {
+    throw classifyClickHouseError(err, what);
+  }
+}
+
+/** Runs a statement without output (DDL, INSERT ... SELECT). */
+export async function command(client: ClickHouseClient, query: string, what = 'ClickHouse statement'): Promise<void> {
+  try {
+    await client.command({ query });
+  } catch (err) {
+    throw classifyClickHouseError(err, what);
+  }
+}
+
+/** Inserts rows as JSONEachRow, the format both 18.16 and current servers accept. */
+export async function insertRows(client: ClickHouseClient, table: string, rows: readonly object[], what = `insert into ${table}`): Promise<void> {
+  if (rows.length === 0) return;
+  try {
+    await client.insert({ table, values: rows as object[], format: 'JSONEachRow' });
+  } catch (err) {
+    throw classifyClickHouseError(err, what);
+  }
+}
+
+/** True when the server answers /ping. */
+export async function pingClickHouse(client: ClickHouseClient): Promise<boolean> {
+  try {
+    const result = await client.ping();
+    return result.success;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,70 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Logger } from '../log/index.ts';
+import { command, queryRows, type ClickHouseClient } from './clickhouse.ts';
+import { ident, sql } from './sql.ts';
+
+const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** Statements with `{db}` replaced by the database name. */
+  statements: string[];
+}
+
+/** Splits a migration file into statements (on `;` at the end of a line), dropping comments. */
+export function splitStatements(text: string): string[] {
+  return text
+    .split(/;\s*(?:\n|$)/)
+    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
+    .filter((s) => s.length > 0);
+}
+
+/** Loads the versioned migrations shipped in storage/migrations, in order. */
+export function loadMigrations(database: string): Migration[] {
+  const db = ident(database).text;
+  return readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((file) => ({
+      version: Number(file.slice(0, 3)),
+      name: file.replace(/\.sql$/, ''),
+      statements: splitStatements(readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8').replaceAll('{db}', db)),
+    }));
+}
+
+/** DDL for the database and the table that records applied migrations. */
+export function bootstrapStatements(database: string): string[] {
+  const db = ident(database);
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${db}`,
+    `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`,
+  ];
+}
+
+/**
+ * Applies the migrations not yet recorded. Statements are idempotent (IF NOT EXISTS), so two
+ * instances starting together, or a crash between a statement and its record, are harmless.
+ */
+export async function migrate(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
+  for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
+  const db = ident(database);
+  const applied = new Set(
+    (await queryRows<{ version: number }>(client, `SELECT DISTINCT version FROM ${db}.schema_migrations`, 'read applied migrations')).map((r) =>
+      Number(r.version),
+    ),
+  );
+  const done: number[] = [];
+  for (const migration of loadMigrations(database)) {
+    if (applied.has(migration.version)) continue;
+    for (const statement of migration.statements) await command(client, statement, `migration ${migration.name}`);
+    await command(
+      client,
+      sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${new Date()})`,
+      'record migration',
+    );
+    logger.info('applied migration', { migration: migration.name });
+    done.push(migration.version);
+  }
+  return done;
+}

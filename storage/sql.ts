@@ -1,0 +1,76 @@
+/**
+ * The one place values become SQL text. Every value that reaches a ClickHouse statement goes
+ * through `sqlLiteral` (usually via the `sql` tag); identifiers only through `ident`, and only
+ * from constants or validated configuration. ClickHouse 18.16 has no query parameters
+ * (`{name:Type}`), so escaping must be exact for both old and current servers.
+ */
+
+/** A fragment of SQL that is already safe and is inserted verbatim by the `sql` tag. */
+export class SqlFragment {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
+}
+
+export type SqlValue = string | number | bigint | boolean | null | undefined | Date | SqlFragment | readonly SqlValue[];
+
+const escapes: Record<string, string> = {
+  '\\': '\\\\',
+  "'": "\\'",
+  '\0': '\\0',
+  '\b': '\\b',
+  '\f': '\\f',
+  '\r': '\\r',
+  '\n': '\\n',
+  '\t': '\\t',
+};
+
+/** Quotes a string as a ClickHouse string literal: backslash-escapes quotes, backslashes and control bytes. */
+export function quoteString(value: string): string {
+  // Control characters other than the named ones are written as \xHH so no raw byte below 0x20 reaches the parser.
+  return "'" + value.replace(/[\\'\0\b\f\r\n\t]|[\x01-\x1f\x7f]/g, (ch) => escapes[ch] ?? '\\x' + ch.charCodeAt(0).toString(16).padStart(2, '0')) + "'";
+}
+
+/** Formats a Date as a UTC DateTime literal (second precision, what 18.16 stores). */
+export function dateTimeLiteral(date: Date): string {
+  if (Number.isNaN(date.getTime())) throw new TypeError('Invalid Date cannot be used in SQL');
+  return `toDateTime(${quoteString(date.toISOString().slice(0, 19).replace('T', ' '))}, 'UTC')`;
+}
+
+/** Turns one value into SQL text. Arrays become a parenthesised list for `IN (...)`. */
+export function sqlLiteral(value: SqlValue): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (value instanceof SqlFragment) return value.text;
+  if (typeof value === 'string') return quoteString(value);
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError(`Non-finite number ${value} cannot be used in SQL`);
+    return String(value);
+  }
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'boolean') return value ? '1' : '0';
+  if (value instanceof Date) return dateTimeLiteral(value);
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw new TypeError('An empty list cannot be used in SQL IN (...)');
+    return '(' + value.map((v) => sqlLiteral(v)).join(', ') + ')';
+  }
+  throw new TypeError(`Unsupported SQL value of type ${typeof value}`);
+}
+
+/** Tagged template: sql`SELECT ... WHERE id = ${id}` with every interpolation escaped. */
+export function sql(strings: TemplateStringsArray, ...values: SqlValue[]): string {
+  let out = strings[0] ?? '';
+  for (let i = 0; i < values.length; i++) out += sqlLiteral(values[i]) + (strings[i + 1] ?? '');
+  return out;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A database, table or column name; refuses anything that is not a plain identifier. */
+export function ident(...parts: string[]): SqlFragment {
+  for (const p of parts) if (!IDENT.test(p)) throw new TypeError(`Not a safe SQL identifier: ${JSON.stringify(p)}`);
+  return new SqlFragment(parts.join('.'));
+}
+
+/** Marks trusted SQL text (constants in this codebase only) for use inside the `sql` tag. */
+export const raw = (text: string): SqlFragment => new SqlFragment(text);
