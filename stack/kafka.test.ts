@@ -78,9 +78,10 @@ describe('kafkaServerProperties', () => {
 });
 
 describe('controllerPort', () => {
-  it('moves the controller off 9093 when the broker uses it', () => {
+  it('puts the controller next to the broker, 9093 for the default 9092', () => {
     expect(controllerPort(9092)).toBe(9093);
-    expect(controllerPort(9093)).toBe(9094);
+    expect(controllerPort(29092)).toBe(29093);
+    expect(controllerPort(65535)).toBe(65534);
   });
 });
 

@@ -6,8 +6,6 @@ import { formatHostPort, type Endpoint } from './endpoints.ts';
 
 /** The Kafka release whose jars `stack/kafka/pom.xml` pins. */
 export const KAFKA_VERSION = '3.9.1';
-/** Where the KRaft controller listens unless that clashes with the broker port. */
-export const DEFAULT_CONTROLLER_PORT = 9093;
 /** Found in the broker's command line; tells our broker apart from a reused pid. */
 export const KAFKA_MAIN_CLASS = 'kafka.Kafka';
 
@@ -45,9 +43,12 @@ export function kafkaPaths(rootDir: string): KafkaPaths {
   };
 }
 
-/** The controller port: 9093, or the next port if the broker itself was put on 9093. */
+/**
+ * The controller listens next to the broker (9093 for the default 9092), so a second stack
+ * on other ports, e.g. a CI run beside a developer's, does not clash on the controller.
+ */
 export function controllerPort(brokerPort: number): number {
-  return brokerPort === DEFAULT_CONTROLLER_PORT ? DEFAULT_CONTROLLER_PORT + 1 : DEFAULT_CONTROLLER_PORT;
+  return brokerPort < 65535 ? brokerPort + 1 : brokerPort - 1;
 }
 
 /**
