@@ -1,4 +1,4 @@
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs';
 import type { Config } from '../config/index.ts';
 import { decodeEvent } from '../contract/index.ts';
 import { PaysentinelError, delay, retry } from '../errors/index.ts';
@@ -77,7 +77,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     maxWaitTimeInMs: 200,
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
   });
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false });
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false, createPartitioner: Partitioners.DefaultPartitioner });
 
   let pending = emptyPending();
   let buffered = 0;

@@ -1,7 +1,7 @@
 import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql } from '../storage/sql.ts';
+import { ident, sql, type SqlFragment } from '../storage/sql.ts';
 import type { EventRow } from './records.ts';
 
 /** Look-ups are chunked so one statement stays well inside max_query_size. */
@@ -17,6 +17,18 @@ export function uniqueByEventId(rows: readonly EventRow[]): EventRow[] {
     out.push(row);
   }
   return out;
+}
+
+/** The look-up of already stored ids among `rows` (one chunk), narrowed to the rows' time range. */
+export function dedupLookupQuery(table: SqlFragment, rows: readonly EventRow[]): string {
+  let min = rows[0]!.occurred_at;
+  let max = min;
+  for (const r of rows) {
+    if (r.occurred_at < min) min = r.occurred_at;
+    if (r.occurred_at > max) max = r.occurred_at;
+  }
+  const ids = rows.map((r) => r.event_id);
+  return sql`SELECT event_id FROM ${table} WHERE occurred_at >= toDateTime(${min}, 'UTC') AND occurred_at <= toDateTime(${max}, 'UTC') AND event_id IN ${ids}`;
 }
 
 export interface WriteResult {
@@ -35,15 +47,7 @@ export function createEventWriter(deps: { clickhouse: ClickHouseClient; database
   async function existingIds(rows: readonly EventRow[]): Promise<Set<string>> {
     const found = new Set<string>();
     for (let i = 0; i < rows.length; i += LOOKUP_CHUNK) {
-      const chunk = rows.slice(i, i + LOOKUP_CHUNK);
-      let min = chunk[0]!.occurred_at;
-      let max = min;
-      for (const r of chunk) {
-        if (r.occurred_at < min) min = r.occurred_at;
-        if (r.occurred_at > max) max = r.occurred_at;
-      }
-      const ids = chunk.map((r) => r.event_id);
-      const query = sql`SELECT event_id FROM ${table} WHERE occurred_at >= toDateTime(${min}, 'UTC') AND occurred_at <= toDateTime(${max}, 'UTC') AND event_id IN ${ids}`;
+      const query = dedupLookupQuery(table, rows.slice(i, i + LOOKUP_CHUNK));
       for (const row of await queryRows<{ event_id: string }>(deps.clickhouse, query, 'dedup look-up')) found.add(row.event_id);
     }
     return found;

@@ -1,4 +1,4 @@
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 
@@ -21,8 +21,9 @@ export function createClickHouse(config: Pick<Config, 'clickhouseUrl' | 'clickho
     request_timeout: options.requestTimeoutMs ?? 30_000,
     clickhouse_settings: clickhouseSettings as never,
     compression: { request: false, response: false },
-    // Old servers do not know the newer wait_end_of_query / http_headers_progress settings the client may add.
     keep_alive: { enabled: true },
+    // Failures are classified and logged by the caller (classifyClickHouseError); the client's own log would repeat them.
+    log: { level: ClickHouseLogLevel.OFF },
   });
 }
 

@@ -1,0 +1,56 @@
+import { dedupLookupQuery } from '../ingest/writer.ts';
+import { toDateTimeText, type EventRow } from '../ingest/records.ts';
+import { bootstrapStatements, loadMigrations } from './migrations.ts';
+import { ident, sql } from './sql.ts';
+
+export interface CatalogStatement {
+  name: string;
+  sql: string;
+}
+
+const sampleRow = (id: string): EventRow => ({
+  event_id: id,
+  occurred_at: toDateTimeText(Date.UTC(2026, 10, 25, 10, 0, 0)),
+  occurred_ms: 0,
+  type: 'payment',
+  status: 'succeeded',
+  order_id: 'o',
+  attempt: 1,
+  transaction_id: null,
+  amount_minor: 1,
+  currency: 'CNY',
+  channel: 'alipay',
+  merchant_id: 'm',
+  user_id: null,
+  device_id: null,
+  ip: null,
+  failure_code: null,
+  source: null,
+  extra: '',
+  kafka_partition: 0,
+  kafka_offset: 0,
+  ingested_at: toDateTimeText(Date.UTC(2026, 10, 25, 10, 0, 0)),
+});
+
+/**
+ * Every statement the project ships, in the order they can run on an empty server: DDL first,
+ * then the queries with representative values. Tests run all of them on ClickHouse 18.16 and on
+ * a current engine so nothing we send works on only one of them.
+ */
+export function shippedStatements(database: string): CatalogStatement[] {
+  const db = ident(database);
+  const events = ident(database, 'payment_events');
+  return [
+    ...bootstrapStatements(database).map((s, i) => ({ name: `bootstrap #${i + 1}`, sql: s })),
+    ...loadMigrations(database).flatMap((m) => m.statements.map((s, i) => ({ name: `${m.name} #${i + 1}`, sql: s }))),
+    { name: 'read applied migrations', sql: `SELECT DISTINCT version FROM ${db}.schema_migrations` },
+    {
+      name: 'record migration',
+      sql: sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${1}, ${'001_payment_events'}, ${new Date(Date.UTC(2026, 0, 1))})`,
+    },
+    { name: 'dedup look-up', sql: dedupLookupQuery(events, [sampleRow("it's"), sampleRow('b\\c'), sampleRow('支付')]) },
+    { name: 'count events', sql: `SELECT count() FROM ${events}` },
+    { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
+    { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
+  ];
+}
