@@ -90,7 +90,8 @@ ${hosts.map((h) => `    <listen_host>${xmlEscape(h)}</listen_host>`).join('\n')}
     <http_port>${o.http.port}</http_port>
     <tcp_port>${o.nativePort}</tcp_port>
     <max_connections>1024</max_connections>
-    <keep_alive_timeout>10</keep_alive_timeout>
+    <!-- As the default; @clickhouse/client closes idle sockets after 2.5 s, just before the server would. -->
+    <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <mark_cache_size>268435456</mark_cache_size>
