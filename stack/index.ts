@@ -1,5 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import type { Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -247,6 +247,13 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
       progress(`${s.name}: already answering at ${s.endpoint}${running ? ` (pid ${running}, started by us)` : ' (not started by us)'}; starting nothing`);
     } else {
       let proc: DetachedProcess;
+      const startedFor = readText(endpointFile(s));
+      if (running !== null && startedFor !== null && startedFor !== s.endpoint) {
+        throw new PaysentinelError(
+          'STACK_FAILED',
+          `${s.name} was started by us for ${startedFor} (pid ${running}), but the configuration now says ${s.endpoint}. Run "paysentinel stack down" first, then "stack up" again.`,
+        );
+      }
       if (running !== null) {
         // Started by an earlier `up` that is still booting or hung: wait, never start a twin.
         progress(`${s.name}: our process ${running} is running but not answering yet; waiting`);
@@ -262,6 +269,7 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
         await s.prepare();
         progress(`${s.name}: starting at ${s.endpoint}`);
         proc = await s.spawn();
+        writeFileSync(endpointFile(s), `${s.endpoint}\n`);
         logger.debug('stack service spawned', { service: s.name, pid: proc.pid });
       }
       const started = Date.now();
@@ -290,6 +298,7 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
     progress(`${s.name}: stopping pid ${pid}`);
     const how = await stopPid(pid, { graceMs: stopGraceMs });
     removePidFile(s.pidFile);
+    removePidFile(endpointFile(s));
     progress(`${s.name}: ${how === 'killed' ? `did not stop within ${stopGraceMs / 1000} s, killed` : 'stopped'} after ${seconds(started)}`);
     return true;
   };
@@ -320,6 +329,17 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
     stopClickHouse: () => stop(clickhouse),
   };
 }
+
+/** Remembers which endpoint a started process serves, to spot a changed configuration. */
+const endpointFile = (s: Service) => join(dirname(s.pidFile), 'endpoint');
+
+const readText = (file: string): string | null => {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+};
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
