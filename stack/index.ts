@@ -44,6 +44,7 @@ import {
   type DetachedProcess,
 } from './process.ts';
 
+/** The services the local stack manages. */
 export type ServiceName = 'kafka' | 'clickhouse';
 
 /** What `status()` knows about one service. */

@@ -133,6 +133,7 @@ export function removePidFile(pidFile: string): void {
   rmSync(pidFile, { force: true });
 }
 
+/** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface WaitOptions {
