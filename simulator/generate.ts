@@ -83,6 +83,8 @@ export interface TrafficGenerator extends Iterable<TrafficItem> {
 
 /** Most attempts one IP may make in any 10 minutes of baseline traffic. */
 export const BASELINE_MAX_ATTEMPTS_PER_IP = 5;
+/** Most failed attempts one IP (and so one device) may have in any 10 minutes of baseline. */
+export const BASELINE_MAX_FAILURES_PER_IP = 3;
 const IP_WINDOW_MS = 10 * 60_000;
 const REDELIVERY_SHARE = 0.005;
 const REFUND_SHARE = 0.02;
@@ -184,7 +186,7 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
   let seq = 0;
   let slot = 0;
   let flushAtMs = durationMs;
-  const ipAttempts = new Map<string, number[]>();
+  const ipAttempts = new Map<string, { at: number; failed: boolean }[]>();
   let lastSweepMs = 0;
 
   const labelByScenario = new Map<string, ScenarioLabel & { firstMs: number }>();
@@ -224,31 +226,44 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
   });
 
   // ---- baseline users, with a per-IP attempt budget so no benign IP looks like probing ----
-  function ipLoad(ip: string, fromMs: number): number[] {
-    const list = (ipAttempts.get(ip) ?? []).filter((at) => at > fromMs);
+  function ipLoad(ip: string, fromMs: number): { at: number; failed: boolean }[] {
+    const list = (ipAttempts.get(ip) ?? []).filter((a) => a.at > fromMs);
     ipAttempts.set(ip, list);
     return list;
   }
 
-  function pickUser(attemptTimes: number[]): User {
-    const t = attemptTimes[0]!;
+  /**
+   * Picks who places an order whose attempts are already planned. Counting every attempt
+   * in the window before the first one (future ones included) bounds every 10-minute
+   * window, so no benign IP or device can ever look like probing or a failure spike.
+   */
+  function pickUser(planned: AttemptPlan[]): User {
+    const t = planned[0]!.startAt;
+    const failures = planned.filter((a) => a.outcome !== 'ok').length;
     if (t - lastSweepMs > IP_WINDOW_MS) {
       // Forget addresses idle for a whole window so long runs keep memory flat.
-      for (const [ip, list] of ipAttempts) if (list.every((at) => at <= t - IP_WINDOW_MS)) ipAttempts.delete(ip);
+      for (const [ip, list] of ipAttempts) if (list.every((a) => a.at <= t - IP_WINDOW_MS)) ipAttempts.delete(ip);
       lastSweepMs = t;
     }
+    const fits = (candidate: User) => {
+      const load = ipLoad(candidate.ip, t - IP_WINDOW_MS);
+      return (
+        load.length + planned.length <= BASELINE_MAX_ATTEMPTS_PER_IP &&
+        load.filter((a) => a.failed).length + failures <= BASELINE_MAX_FAILURES_PER_IP
+      );
+    };
     let user: User | undefined;
     for (let tries = 0; tries < 6 && !user; tries++) {
       const candidate = deriveUser(runKey, int(rng, 0, poolSize - 1));
-      if (ipLoad(candidate.ip, t - IP_WINDOW_MS).length + attemptTimes.length <= BASELINE_MAX_ATTEMPTS_PER_IP) user = candidate;
+      if (fits(candidate)) user = candidate;
     }
     // Everyone drawn is busy: a first-time customer takes the order instead.
     for (let tries = 0; tries < 20 && !user; tries++) {
       const candidate = deriveUser(runKey, nextFreshUser++);
-      if (ipLoad(candidate.ip, t - IP_WINDOW_MS).length + attemptTimes.length <= BASELINE_MAX_ATTEMPTS_PER_IP) user = candidate;
+      if (fits(candidate)) user = candidate;
     }
     user ??= deriveUser(runKey, nextFreshUser++);
-    ipLoad(user.ip, t - IP_WINDOW_MS).push(...attemptTimes);
+    ipLoad(user.ip, t - IP_WINDOW_MS).push(...planned.map((a) => ({ at: a.startAt, failed: a.outcome !== 'ok' })));
     return user;
   }
 
@@ -300,7 +315,7 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
   /** Plans a whole new order, queues its follow-ups and returns its first event. */
   function newOrder(t: number): TrafficItem {
     const { attempts, refundAt } = planAttempts(t);
-    const user = pickUser(attempts.map((a) => a.startAt));
+    const user = pickUser(attempts);
     const channel: Channel = rng() < 0.85 ? user.channel : weighted(rng, channelWeights);
     const merchantId = weighted(rng, merchantWeights);
     const amount = orderAmount(rng, channel, normal(rng));

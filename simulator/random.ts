@@ -80,9 +80,10 @@ export function weighted<T extends string>(rng: Rng, weights: Readonly<Record<T,
 
 /** Digits drawn from the stream, e.g. for transaction serial numbers. */
 export function digits(rng: Rng, count: number): string {
+  // Eight digits per draw: serial numbers are generated for almost every event.
   let out = '';
-  for (let i = 0; i < count; i++) out += Math.floor(rng() * 10);
-  return out;
+  while (out.length < count) out += String(Math.floor(rng() * 1e8)).padStart(8, '0');
+  return out.slice(0, count);
 }
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

@@ -107,6 +107,7 @@ export async function runSimulation(options: RunSimulationOptions): Promise<Simu
   const durationMs = generator.options.durationMs;
   let lastProgress = now();
   let aborted = false;
+  let lastBatchAt = -Infinity;
 
   for (;;) {
     if (signal?.aborted) {
@@ -116,11 +117,15 @@ export async function runSimulation(options: RunSimulationOptions): Promise<Simu
     const nextAt = generator.peekSendAtMs();
     if (nextAt === null) break;
     const elapsed = now() - startMs;
-    if (nextAt > elapsed) {
-      // Wake at the next due item or after one tick, whichever is later: batches of ~tickMs.
-      await sleep(Math.max(nextAt - elapsed, tickMs), signal);
+    // One batch per tick at most: waiting for the tick to end lets messages gather into a
+    // batch instead of going out in twos. Only a backlog (behind by a tick) skips the wait.
+    const behind = elapsed - nextAt > tickMs;
+    const wakeAt = behind ? nextAt : Math.max(nextAt, lastBatchAt + tickMs);
+    if (wakeAt > elapsed) {
+      await sleep(wakeAt - elapsed, signal);
       continue;
     }
+    lastBatchAt = elapsed;
     const batch: TrafficItem[] = [];
     for (let at: number | null = nextAt; at !== null && at <= elapsed && batch.length < maxBatch; at = generator.peekSendAtMs()) {
       batch.push(generator.next()!);
