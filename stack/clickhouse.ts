@@ -95,6 +95,11 @@ ${hosts.map((h) => `    <listen_host>${xmlEscape(h)}</listen_host>`).join('\n')}
     <max_concurrent_queries>100</max_concurrent_queries>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <mark_cache_size>268435456</mark_cache_size>
+    <!-- librdkafka options for Kafka-engine tables (the ingest benchmark's baseline): a new
+         consumer group starts at the beginning of the topic, as current ClickHouse does. -->
+    <kafka>
+        <auto_offset_reset>smallest</auto_offset_reset>
+    </kafka>
     <path>${dirPath(o.paths.dataDir)}</path>
     <tmp_path>${dirPath(o.paths.tmpDir)}</tmp_path>
     <user_files_path>${dirPath(o.paths.userFilesDir)}</user_files_path>
