@@ -1,0 +1,82 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { loadConfig } from '../config/index.ts';
+import { PaysentinelError } from '../errors/index.ts';
+import { createLogger } from '../log/index.ts';
+import { numberOption, parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { runIngestBench, type IngestBenchResult } from './ingest.ts';
+
+const help = `Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--seed 1] [--no-baseline] [--timeout 15m] [--json]
+
+Produces --count simulator events to a fresh topic, then measures end to end:
+  1. "paysentinel start" (a real child process) consuming them into ClickHouse, until every
+     distinct event is stored: events/s from process start, events/s once rows flow, peak RSS
+     (VmHWM of the process);
+  2. ClickHouse's own Kafka table engine with a materialized view consuming the same topic
+     into a plain MergeTree table (no validation, no dead-letter, no dedup): rows/s.
+Prints both and their ratio, and writes them to out/bench-ingest.json. Uses its own topic and
+database and removes them afterwards. Needs the stack ("paysentinel stack up").
+
+Options:
+  --count N        Events to produce (default 1000000)
+  --partitions N   Partitions of the bench topic (default 6)
+  --seed N         Simulator seed (default 1)
+  --no-baseline    Skip the Kafka-engine baseline
+  --timeout D      Give up waiting for either consumer after D (default 15m)
+  --json           Print the result as JSON`;
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'Benchmarks',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      'bench',
+      argv,
+      {
+        count: { type: 'string' },
+        partitions: { type: 'string' },
+        seed: { type: 'string' },
+        'no-baseline': { type: 'boolean' },
+        timeout: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      true,
+    );
+    if (positionals[0] !== 'ingest' || positionals.length !== 1) {
+      throw new PaysentinelError('USAGE', 'Which benchmark? Only "paysentinel bench ingest" exists so far.\nRun "paysentinel bench --help" for usage.');
+    }
+    const timeoutMs = values.timeout === undefined ? 15 * 60_000 : parseDuration(values.timeout);
+    if (timeoutMs === null) throw new PaysentinelError('USAGE', `--timeout ${values.timeout} is not a duration such as 15m`);
+    const config = loadConfig();
+    const result = await runIngestBench(config, createLogger({ level: 'warn' }), {
+      count: numberOption('bench', 'count', values.count, 1_000_000, 1),
+      partitions: numberOption('bench', 'partitions', values.partitions, 6, 1),
+      seed: numberOption('bench', 'seed', values.seed, 1, 0),
+      skipBaseline: values['no-baseline'] === true,
+      timeoutMs,
+      progress: (line) => process.stderr.write(`bench: ${line}\n`),
+    });
+    await mkdir(new URL('../out/', import.meta.url), { recursive: true });
+    await writeFile(new URL('../out/bench-ingest.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : render(result));
+    return 0;
+  },
+};
+
+function render(r: IngestBenchResult): string {
+  const f = (n: number) => Math.round(n).toLocaleString('en-US');
+  return [
+    '',
+    `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, Kafka ${r.machine.kafka}`,
+    `load: ${f(r.messages)} messages (${f(r.distinctEvents)} distinct events) produced in ${r.produce.seconds.toFixed(1)} s (${f(r.produce.perSecond)} msg/s)`,
+    '',
+    `paysentinel start   ${f(r.paysentinel.eventsPerSecond)} events/s end to end (${r.paysentinel.seconds.toFixed(1)} s from process start; ${f(r.paysentinel.steadyEventsPerSecond)} events/s once rows flow), peak RSS ${r.paysentinel.peakRssMiB.toFixed(0)} MiB`,
+    r.baseline
+      ? `kafka engine + MV   ${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
+      : 'kafka engine + MV   skipped',
+    r.ratio !== null ? `ratio               ${r.ratio.toFixed(2)}x of the Kafka-engine baseline` : '',
+    '',
+    'written to out/bench-ingest.json',
+    '',
+  ].join('\n');
+}

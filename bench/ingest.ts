@@ -1,0 +1,173 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { Partitioners } from 'kafkajs';
+import type { Config } from '../config/index.ts';
+import { createKafka, ensureTopics } from '../kafka/index.ts';
+import type { Logger } from '../log/index.ts';
+import { createTrafficGenerator } from '../simulator/generate.ts';
+import { produceAsFast } from '../simulator/run.ts';
+import { command, createClickHouse, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { ident, quoteString } from '../storage/sql.ts';
+
+export interface IngestBenchOptions {
+  count: number;
+  partitions: number;
+  seed: number;
+  /** Skip the ClickHouse Kafka-engine baseline. */
+  skipBaseline: boolean;
+  timeoutMs: number;
+  progress: (line: string) => void;
+}
+
+export interface IngestBenchResult {
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; clickhouse: string; kafka: string };
+  messages: number;
+  distinctEvents: number;
+  produce: { seconds: number; perSecond: number };
+  paysentinel: { seconds: number; eventsPerSecond: number; steadySeconds: number; steadyEventsPerSecond: number; peakRssMiB: number };
+  baseline: { seconds: number; rowsPerSecond: number; rows: number } | null;
+  ratio: number | null;
+}
+
+/** Reads a /proc status field in kB (VmHWM = peak resident set). */
+function procStatusKb(pid: number, field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function count(clickhouse: ClickHouseClient, table: string): Promise<number> {
+  try {
+    return Number((await queryRows<{ n: string }>(clickhouse, `SELECT count() AS n FROM ${table}`))[0]?.n ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Polls `probe` until it reaches `target`, returning when the first non-zero value and the target were seen. */
+async function waitForCount(probe: () => Promise<number>, target: number, timeoutMs: number, progress: (line: string) => void, label: string, onTick?: () => void) {
+  const started = performance.now();
+  let first: number | null = null;
+  let lastReport = started;
+  for (;;) {
+    const n = await probe();
+    onTick?.();
+    const now = performance.now();
+    if (n > 0 && first === null) first = now;
+    if (n >= target) return { done: now, first: first ?? now };
+    if (now - started > timeoutMs) throw new Error(`${label}: only ${n} of ${target} rows after ${Math.round(timeoutMs / 1000)} s`);
+    if (now - lastReport > 2000) {
+      progress(`${label}: ${n.toLocaleString('en-US')} / ${target.toLocaleString('en-US')} rows (${Math.round((100 * n) / target)}%)`);
+      lastReport = now;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Produces `count` simulator events to a fresh topic, then measures (1) `paysentinel start`
+ * consuming them into ClickHouse and (2) ClickHouse's own Kafka engine + materialized view
+ * consuming the same topic into a plain table. Both end to end, one after the other.
+ */
+export async function runIngestBench(config: Config, logger: Logger, options: IngestBenchOptions): Promise<IngestBenchResult> {
+  const id = randomUUID().slice(0, 8);
+  const topic = `bench-${id}.payments.events`;
+  const dlq = `bench-${id}.payments.events.dlq`;
+  const database = `paysentinel_bench_${id}`;
+  const db = ident(database);
+  const kafka = createKafka(config, logger, '-bench');
+  const admin = kafka.admin();
+  const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
+  const { progress } = options;
+  await admin.connect();
+  try {
+    await ensureTopics(admin, [topic, dlq].map((t) => ({ topic: t, numPartitions: options.partitions, replicationFactor: config.topicReplication })));
+
+    // 1. Load: the topic is filled before either consumer starts, so both read the same backlog.
+    progress(`producing ${options.count.toLocaleString('en-US')} events to ${topic}`);
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    const rate = 20_000;
+    const generator = createTrafficGenerator({ seed: options.seed, rate, durationMs: Math.ceil((options.count / rate) * 1000), startMs: Date.now() - 3_600_000 });
+    const produced = await produceAsFast({ producer, topic, generator, count: options.count, batchSize: 2000, concurrency: 4 });
+    await producer.disconnect();
+    progress(`produced ${produced.produced} messages (${produced.distinctEvents} distinct events) in ${(produced.elapsedMs / 1000).toFixed(1)} s`);
+
+    // 2. paysentinel, as a user runs it.
+    progress('running paysentinel start until every event is stored');
+    const env = {
+      ...process.env,
+      KAFKA_EVENTS_TOPIC: topic,
+      KAFKA_DLQ_TOPIC: dlq,
+      KAFKA_GROUP_ID: `bench-${id}`,
+      CLICKHOUSE_DATABASE: database,
+      HTTP_PORT: '0',
+      LOG_LEVEL: 'warn',
+    };
+    const startedAt = performance.now();
+    const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] });
+    let peakKb = 0;
+    const table = `${db}.payment_events`;
+    const timing = await waitForCount(() => count(clickhouse, table), produced.distinctEvents, options.timeoutMs, progress, 'paysentinel', () => {
+      peakKb = Math.max(peakKb, procStatusKb(child.pid!, 'VmHWM'));
+    });
+    peakKb = Math.max(peakKb, procStatusKb(child.pid!, 'VmHWM'));
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const seconds = (timing.done - startedAt) / 1000;
+    const steadySeconds = (timing.done - timing.first) / 1000;
+
+    // 3. Baseline: ClickHouse's Kafka engine -> materialized view -> MergeTree. It does no
+    //    validation, no dead-lettering and no dedup, so it stores every message (redeliveries too).
+    let baseline: IngestBenchResult['baseline'] = null;
+    if (!options.skipBaseline) {
+      progress('running the ClickHouse Kafka-engine baseline on the same topic');
+      const broker = config.kafkaBrokers[0]!;
+      await command(clickhouse, `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`);
+      await command(clickhouse, `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, event_id)`);
+      const baselineStart = performance.now();
+      await command(clickhouse, `CREATE MATERIALIZED VIEW ${db}.kafka_mv TO ${db}.kafka_events AS SELECT event_id, parseDateTimeBestEffort(occurred_at) AS occurred_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source FROM ${db}.kafka_queue`);
+      const b = await waitForCount(() => count(clickhouse, `${db}.kafka_events`), produced.produced, options.timeoutMs, progress, 'kafka engine');
+      const bSeconds = (b.done - baselineStart) / 1000;
+      baseline = { seconds: bSeconds, rowsPerSecond: produced.produced / bSeconds, rows: produced.produced };
+      await command(clickhouse, `DROP TABLE ${db}.kafka_mv`);
+      await command(clickhouse, `DROP TABLE ${db}.kafka_queue`);
+    }
+
+    const version = (await queryRows<{ v: string }>(clickhouse, 'SELECT version() AS v'))[0]?.v ?? '?';
+    const cluster = await admin.describeCluster();
+    const eventsPerSecond = produced.distinctEvents / seconds;
+    return {
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+        clickhouse: version,
+        kafka: `${cluster.brokers.length} broker(s) at ${config.kafkaBrokers.join(',')}`,
+      },
+      messages: produced.produced,
+      distinctEvents: produced.distinctEvents,
+      produce: { seconds: produced.elapsedMs / 1000, perSecond: produced.produced / (produced.elapsedMs / 1000) },
+      paysentinel: {
+        seconds,
+        eventsPerSecond,
+        steadySeconds,
+        steadyEventsPerSecond: produced.distinctEvents / steadySeconds,
+        peakRssMiB: peakKb / 1024,
+      },
+      baseline,
+      ratio: baseline ? eventsPerSecond / baseline.rowsPerSecond : null,
+    };
+  } finally {
+    await command(clickhouse, `DROP DATABASE IF EXISTS ${db}`).catch(() => {});
+    await admin.deleteTopics({ topics: [topic, dlq] }).catch(() => {});
+    await admin.disconnect();
+    await clickhouse.close();
+  }
+}
