@@ -10,6 +10,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.ts')).demoCommand,
   bench: async () => (await import('../bench/cli.ts')).benchCommand,
   config: async () => (await import('./config.ts')).configCommand,
+  rules: async () => (await import('../rules/cli.ts')).rulesCommand,
 };
 
 const summaries: Record<string, string> = {
@@ -20,6 +21,7 @@ const summaries: Record<string, string> = {
   demo: 'Start everything, stream a minute of traffic and print a summary',
   bench: 'Benchmarks that print figures (bench ingest)',
   config: 'Show the configuration variables, their defaults and current values',
+  rules: 'Validate the detection rules and run their test fixtures (validate|test)',
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

@@ -1,0 +1,114 @@
+import { relative } from 'node:path';
+import { parseCommandArgs, type Command } from '../cli/command.ts';
+import { PaysentinelError } from '../errors/index.ts';
+import { defaultFixturesPath, loadFixtures, runFixtures } from './fixtures.ts';
+import { loadRuleSet, type RuleSet } from './load.ts';
+import { formatProblem, type RuleProblem } from './problems.ts';
+
+const help = `Usage: paysentinel rules <validate|test> [PATH] [options]
+
+Checks the detection rules the risk team edits: one JSON file per rule (json-rules-engine
+conditions plus metadata), reading facts defined in a feature catalog (features.json).
+
+  validate [PATH]   Validate a folder of rule files (or one file): schema, unknown facts
+                    and operators, operator values, placeholders, cooldowns, duplicate ids.
+                    Default PATH: the bundled rules/definitions.
+  test [PATH]       Run fixture files (facts in, expected rule hits out) from a folder or
+                    one file against the rules. Default PATH: the bundled rules/tests.
+
+Options:
+  --rules DIR        Rules to test against (test only; default the bundled rules/definitions)
+  --features FILE    Feature catalog (default the bundled rules/features.json)
+  --json             Print the result as JSON on stdout
+
+Exit status: 0 when everything is valid / every case passes, 1 otherwise, 2 on usage errors.
+
+Examples:
+  paysentinel rules validate
+  paysentinel rules validate my-rules/ --json
+  paysentinel rules test rules/tests/device_failure_spike.json --rules my-rules/`;
+
+const out = (text: string) => process.stdout.write(text + '\n');
+/** Paths relative to the working directory when that is shorter, so output stays readable. */
+const show = (file: string) => {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') && rel.length < file.length ? rel : file;
+};
+const shown = (p: RuleProblem): RuleProblem => ({ ...p, file: show(p.file) });
+
+function printProblems(problems: readonly RuleProblem[], json: boolean): number {
+  if (json) out(JSON.stringify({ ok: false, problems: problems.map(shown) }, null, 2));
+  else {
+    out(`${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
+    for (const p of problems) out(`  ${formatProblem(shown(p))}`);
+  }
+  return 1;
+}
+
+function ruleSummary(ruleSet: RuleSet) {
+  return ruleSet.rules.map((r) => ({ id: r.id, version: r.version, entity: r.entity, severity: r.severity, action: r.action, enabled: r.enabled, cooldown: r.cooldown, file: show(r.file) }));
+}
+
+async function validate(path: string | undefined, features: string | undefined, json: boolean): Promise<number> {
+  const result = await loadRuleSet({ rulesPath: path, featuresPath: features });
+  if (!result.ok) return printProblems(result.problems, json);
+  const { ruleSet } = result;
+  if (json) {
+    out(JSON.stringify({ ok: true, version: ruleSet.version, rules: ruleSummary(ruleSet) }, null, 2));
+    return 0;
+  }
+  const enabled = ruleSet.rules.filter((r) => r.enabled).length;
+  out(`OK: ${ruleSet.rules.length} rules valid (${enabled} enabled), rule set version ${ruleSet.version}`);
+  for (const r of ruleSet.rules) {
+    out(`  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown}${r.enabled ? '' : '  (disabled)'}`);
+  }
+  return 0;
+}
+
+async function test(path: string | undefined, rules: string | undefined, features: string | undefined, json: boolean): Promise<number> {
+  const loaded = await loadRuleSet({ rulesPath: rules, featuresPath: features });
+  if (!loaded.ok) return printProblems(loaded.problems, json);
+  const fixtures = await loadFixtures(path ?? defaultFixturesPath, loaded.ruleSet);
+  if (!fixtures.ok) return printProblems(fixtures.problems, json);
+  const report = await runFixtures(loaded.ruleSet, fixtures.fixtures);
+  if (json) {
+    out(JSON.stringify({ ok: report.failed === 0, ...report, results: report.results.map((r) => ({ ...r, file: show(r.file) })) }, null, 2));
+    return report.failed === 0 ? 0 : 1;
+  }
+  let file = '';
+  for (const r of report.results) {
+    if (r.file !== file) out(show((file = r.file)));
+    out(`  ${r.passed ? 'PASS' : 'FAIL'}  ${r.name}`);
+    for (const f of r.failures) out(`        ${f}`);
+  }
+  const total = report.passed + report.failed;
+  out(`\n${total} case${total === 1 ? '' : 's'} in ${fixtures.fixtures.length} file${fixtures.fixtures.length === 1 ? '' : 's'}: ${report.passed} passed, ${report.failed} failed`);
+  return report.failed === 0 ? 0 : 1;
+}
+
+/** `paysentinel rules validate|test`: the risk team's checks before a rule ships. */
+export const rulesCommand: Command = {
+  name: 'rules',
+  summary: 'Validate the detection rules and run their test fixtures (validate|test)',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      'rules',
+      argv,
+      { json: { type: 'boolean' }, rules: { type: 'string' }, features: { type: 'string' } },
+      true,
+    );
+    const [sub, path, ...extra] = positionals;
+    if (extra.length) throw new PaysentinelError('USAGE', `unexpected argument "${extra[0]}".\nRun "paysentinel rules --help" for usage.`);
+    const json = values.json === true;
+    switch (sub) {
+      case 'validate':
+        if (values.rules !== undefined) throw new PaysentinelError('USAGE', 'validate takes the rules folder as PATH, not --rules.\nRun "paysentinel rules --help" for usage.');
+        return validate(path, values.features, json);
+      case 'test':
+        return test(path, values.rules, values.features, json);
+      default:
+        throw new PaysentinelError('USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate or test.\nRun "paysentinel rules --help" for usage.`);
+    }
+  },
+};
