@@ -1,3 +1,13 @@
+import {
+  dimensions,
+  earliestPaymentQuery,
+  insertRatesQuery,
+  lastRunQuery,
+  ratesQuery,
+  recentRunsQuery,
+  storedRatesQuery,
+  writtenRowsQuery,
+} from '../analytics/queries.ts';
 import { dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
@@ -52,5 +62,25 @@ export function shippedStatements(database: string): CatalogStatement[] {
     { name: 'count events', sql: `SELECT count() FROM ${events}` },
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
+    ...analyticsStatements(database),
+  ];
+}
+
+/** The rates job and `paysentinel analytics`: every dimension, bucketed and whole-window, written and read back. */
+function analyticsStatements(database: string): CatalogStatement[] {
+  const fromMs = Date.UTC(2026, 10, 25, 10, 0, 0, 250);
+  const toMs = Date.UTC(2026, 10, 25, 11);
+  return [
+    ...dimensions.map((dimension) => ({ name: `rates by ${dimension}`, sql: ratesQuery(database, { fromMs, toMs, dimension }) })),
+    { name: 'rates by 5m', sql: ratesQuery(database, { fromMs, toMs, dimension: 'all', bucket: '5m' }) },
+    ...dimensions.map((dimension) => ({
+      name: `write hourly rates by ${dimension}`,
+      sql: insertRatesQuery(database, { fromMs, toMs, dimension, bucket: 'hour', computedAt: new Date(toMs), version: 1 }),
+    })),
+    { name: 'read stored rates', sql: storedRatesQuery(database, { fromMs, toMs, dimension: 'channel', bucket: 'day' }) },
+    { name: 'count written rates', sql: writtenRowsQuery(database, 1) },
+    { name: 'earliest payment', sql: earliestPaymentQuery(database) },
+    { name: 'last job run', sql: lastRunQuery(database, 'rates') },
+    { name: 'recent job runs', sql: recentRunsQuery(database, "it's", 20) },
   ];
 }

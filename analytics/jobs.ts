@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log/index.ts';
+import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { toDateTimeText } from '../ingest/records.ts';
+import { ident } from '../storage/sql.ts';
+import { lastRunQuery, recentRunsQuery } from './queries.ts';
+
+/** What every analytics job receives; nothing is read from globals or the environment. */
+export interface AnalyticsDeps {
+  clickhouse: ClickHouseClient;
+  /** Database holding payment_events, payment_rates and job_runs. */
+  database: string;
+  logger: Logger;
+}
+
+/** The outcome of one recorded job run. */
+export interface JobRun {
+  job: string;
+  runId: string;
+  from: Date;
+  to: Date;
+  startedAt: Date;
+  finishedAt: Date;
+  status: 'ok' | 'failed';
+  rows: number;
+  error?: string;
+}
+
+const runRow = (r: { job: string; runId: string; from: Date; to: Date; startedAt: Date; finishedAt: Date | null; status: string; rows: number; error: string }, version: number) => ({
+  job: r.job,
+  run_id: r.runId,
+  window_from: toDateTimeText(r.from.getTime()),
+  window_to: toDateTimeText(r.to.getTime()),
+  started_at: toDateTimeText(r.startedAt.getTime()),
+  finished_at: r.finishedAt === null ? null : toDateTimeText(r.finishedAt.getTime()),
+  status: r.status,
+  rows: r.rows,
+  error: r.error,
+  version,
+});
+
+/**
+ * Runs `work` as one recorded run of `job` over [from, to): a `running` row in job_runs before,
+ * an `ok` or `failed` row (rows written, error message) after. A failure is logged, recorded and
+ * re-thrown, so a scheduler or the CLI sees it too. `work` returns the number of rows it wrote.
+ */
+export async function runJob(
+  deps: AnalyticsDeps,
+  job: string,
+  window: { from: Date; to: Date },
+  work: () => Promise<number>,
+  clock: () => Date = () => new Date(),
+): Promise<JobRun> {
+  const table = ident(deps.database, 'job_runs').text;
+  const runId = randomUUID();
+  const startedAt = clock();
+  const base = { job, runId, from: window.from, to: window.to, startedAt };
+  await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt: null, status: 'running', rows: 0, error: '' }, 1)], 'record job start');
+  const log = deps.logger.child({ job, run_id: runId, window_from: window.from.toISOString(), window_to: window.to.toISOString() });
+  let rows = 0;
+  let error: unknown;
+  try {
+    rows = await work();
+  } catch (err) {
+    error = err;
+  }
+  const finishedAt = clock();
+  const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);
+  const status = error === undefined ? 'ok' : 'failed';
+  await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt, status, rows, error: message }, 2)], 'record job end');
+  if (error !== undefined) {
+    log.error('job failed', { err: error, duration_ms: finishedAt.getTime() - startedAt.getTime() });
+    throw error;
+  }
+  log.info('job finished', { rows, duration_ms: finishedAt.getTime() - startedAt.getTime() });
+  return { ...base, finishedAt, status, rows };
+}
+
+/** End of the window of the job's latest successful run, or null when it never succeeded. */
+export async function lastSuccessfulWindowEnd(deps: AnalyticsDeps, job: string): Promise<Date | null> {
+  const rows = await queryRows<{ n: string | number; t: number }>(deps.clickhouse, lastRunQuery(deps.database, job), 'read last job run');
+  const row = rows[0];
+  return row && Number(row.n) > 0 ? new Date(Number(row.t) * 1000) : null;
+}
+
+/** The job's runs, newest first, each in its latest state (running, ok or failed). */
+export async function recentRuns(deps: Pick<AnalyticsDeps, 'clickhouse' | 'database'>, job: string, limit = 20): Promise<JobRunRow[]> {
+  return queryRows<JobRunRow>(deps.clickhouse, recentRunsQuery(deps.database, job, limit), 'read job runs');
+}
+
+/** One job_runs row as ClickHouse prints it (DateTime as 'YYYY-MM-DD hh:mm:ss' UTC). */
+export interface JobRunRow {
+  run_id: string;
+  status: 'running' | 'ok' | 'failed';
+  rows: string;
+  window_from: string;
+  window_to: string;
+  started_at: string;
+  finished_at: string | null;
+  error: string;
+}

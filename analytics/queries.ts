@@ -1,0 +1,237 @@
+import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
+
+/**
+ * SQL for the rates of issue 4 §1, built for ClickHouse 18.16 and current versions alike: no
+ * CTEs, no window functions, no query parameters; every value goes through the `sql` tag.
+ * The definitions these statements implement are written out in analytics/DEFINITIONS.md.
+ */
+
+/** Breakdown dimensions; `all` is the whole population (value ''). */
+export const dimensions = ['all', 'channel', 'merchant', 'failure_code'] as const;
+export type Dimension = (typeof dimensions)[number];
+
+/** Time buckets, by the attempt's (or order's first attempt's) first occurred_at, in UTC. */
+export const bucketSizes = { '5m': 300, hour: 3600, day: 86_400 } as const;
+export type BucketSize = keyof typeof bucketSizes;
+
+/** Count columns, in the order every statement emits them. */
+export const countColumns = [
+  'attempts',
+  'succeeded',
+  'failed',
+  'timeout',
+  'processing',
+  'retry_attempts',
+  'orders',
+  'orders_retried',
+  'orders_first_not_succeeded',
+  'orders_recovered',
+  'orders_paid',
+  'orders_refunded',
+  'paid_amount_minor',
+  'refunded_amount_minor',
+] as const;
+
+/** Ratio columns, each `numerator / denominator` and 0 when the denominator is 0. */
+export const rateColumns = {
+  success_rate: ['succeeded', 'attempts'],
+  failure_rate: ['failed', 'attempts'],
+  timeout_rate: ['timeout', 'attempts'],
+  retry_rate: ['retry_attempts', 'attempts'],
+  orders_needing_retry_rate: ['orders_retried', 'orders'],
+  recovered_by_retry_rate: ['orders_recovered', 'orders_first_not_succeeded'],
+  refund_rate: ['orders_refunded', 'orders_paid'],
+  refund_amount_rate: ['refunded_amount_minor', 'paid_amount_minor'],
+} as const;
+
+// The attribute an attempt (or, for order counts, the order's first attempt) is grouped by.
+// Every alias is distinct from the column it is computed from: ClickHouse resolves aliases
+// query-wide, so `argMin(channel, ...) AS channel` would refer to itself.
+const dimensionExpr: Record<Dimension, (p: string) => string> = {
+  all: () => "''",
+  channel: (p) => `${p}_channel`,
+  merchant: (p) => `${p}_merchant`,
+  failure_code: (p) => `${p}_code`,
+};
+
+// Latest status wins: by occurred_at, then occurred_ms; at an exact tie a final status beats
+// 'processing', then the larger event_id, so the answer never depends on storage order.
+const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
+const EARLIEST = '(occurred_at, occurred_ms, event_id)';
+
+export interface RatesQueryOptions {
+  /** Attempts whose first occurred_at is >= from (ms precision). */
+  fromMs: number;
+  /** ... and < to. */
+  toMs: number;
+  dimension: Dimension;
+  /** Group by time bucket; without it the whole window is one bucket starting at `from`. */
+  bucket?: BucketSize;
+}
+
+/**
+ * One row per (bucket_start, value): the counts and rates of §1 for attempts (and orders) whose
+ * first occurred_at falls in [from, to). Columns: bucket_start (UInt32 epoch seconds), value,
+ * the count columns, then the rate columns.
+ *
+ * Robust to an exactly duplicated event row (the ReplacingMergeTree backstop may not have merged
+ * yet): attempts are built with min/argMax/argMin, which a duplicate cannot change, and refunds
+ * are grouped by event_id before they are summed.
+ */
+export function ratesQuery(database: string, options: RatesQueryOptions): string {
+  const events = ident(database, 'payment_events');
+  const { fromMs, toMs } = options;
+  if (!(Number.isSafeInteger(fromMs) && Number.isSafeInteger(toMs) && fromMs < toMs && fromMs >= 0)) {
+    throw new RangeError(`Invalid window [${fromMs}, ${toMs})`);
+  }
+  const fromSec = Math.floor(fromMs / 1000);
+  const toSec = Math.floor((toMs - 1) / 1000);
+  const dim = (p: string) => raw(dimensionExpr[options.dimension](p));
+  const size = options.bucket === undefined ? undefined : bucketSizes[options.bucket];
+  const bucket = (p: string) => raw(size === undefined ? sql`toUInt32(${fromSec})` : sql`intDiv(toUInt32(${raw(p)}_first_at), ${size}) * ${size}`);
+
+  // Orders with a payment event in the window: every attempt and refund of them is read, at any
+  // time, so a late callback after `to` still decides the outcome.
+  const orders = sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
+  const attempts = sql`SELECT
+      order_id,
+      ifNull(attempt, 0) AS attempt_no,
+      min(occurred_at) AS a_first_at,
+      min(toUInt64(occurred_at) * 1000 + occurred_ms) AS a_first_ms,
+      argMax(status, ${raw(LATEST)}) AS outcome,
+      argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
+      argMax(amount_minor, ${raw(LATEST)}) AS amount,
+      argMin(channel, ${raw(EARLIEST)}) AS a_channel,
+      argMin(merchant_id, ${raw(EARLIEST)}) AS a_merchant
+    FROM ${events}
+    WHERE type = 'payment' AND order_id IN (${raw(orders)})
+    GROUP BY order_id, attempt_no`;
+  const refunds = sql`SELECT refund_order AS order_id, toUInt64(count()) AS refunds, toUInt64(sum(refund_amount)) AS refunded
+    FROM (
+      SELECT event_id, any(order_id) AS refund_order, any(amount_minor) AS refund_amount
+      FROM ${events}
+      WHERE type = 'refund' AND status = 'succeeded' AND order_id IN (${raw(orders)})
+      GROUP BY event_id
+    )
+    GROUP BY refund_order`;
+  const orderRows = sql`SELECT
+      order_id,
+      argMin(a_first_at, attempt_no) AS o_first_at,
+      argMin(a_first_ms, attempt_no) AS o_first_ms,
+      argMin(a_channel, attempt_no) AS o_channel,
+      argMin(a_merchant, attempt_no) AS o_merchant,
+      argMin(a_code, attempt_no) AS o_code,
+      argMin(outcome, attempt_no) != 'succeeded' AS first_not_succeeded,
+      max(attempt_no) > 1 AS retried,
+      countIf(outcome = 'succeeded') > 0 AS paid,
+      sumIf(amount, outcome = 'succeeded') AS paid_amount
+    FROM (${raw(attempts)})
+    GROUP BY order_id`;
+  const inWindow = (p: string) => sql`${raw(p)}_first_ms >= ${fromMs} AND ${raw(p)}_first_ms < ${toMs}`;
+  // UNION ALL members match by position and need identical types: every count is UInt64.
+  const counts = (exprs: Partial<Record<(typeof countColumns)[number], string>>) =>
+    countColumns.map((c) => `toUInt64(${exprs[c] ?? '0'}) AS n_${c}`).join(',\n      ');
+
+  const perAttempt = sql`SELECT ${bucket('a')} AS bucket_start, toString(${dim('a')}) AS value,
+      ${raw(counts({
+        attempts: 'count()',
+        succeeded: "countIf(outcome = 'succeeded')",
+        failed: "countIf(outcome = 'failed')",
+        timeout: "countIf(outcome = 'timeout')",
+        processing: "countIf(outcome = 'processing')",
+        retry_attempts: 'countIf(attempt_no > 1)',
+      }))}
+    FROM (${raw(attempts)})
+    WHERE ${raw(inWindow('a'))}
+    GROUP BY bucket_start, value`;
+  const perOrder = sql`SELECT ${bucket('o')} AS bucket_start, toString(${dim('o')}) AS value,
+      ${raw(counts({
+        orders: 'count()',
+        orders_retried: 'countIf(retried)',
+        orders_first_not_succeeded: 'countIf(first_not_succeeded)',
+        orders_recovered: 'countIf(first_not_succeeded AND paid)',
+        orders_paid: 'countIf(paid)',
+        orders_refunded: 'countIf(paid AND refunds > 0)',
+        paid_amount_minor: 'sum(paid_amount)',
+        refunded_amount_minor: 'sumIf(refunded, paid)',
+      }))}
+    FROM (${raw(orderRows)}) AS order_rows ANY LEFT JOIN (${raw(refunds)}) AS refund_rows USING order_id
+    WHERE ${raw(inWindow('o'))}
+    GROUP BY bucket_start, value`;
+
+  const sums = countColumns.map((c) => `sum(n_${c}) AS ${c}`).join(', ');
+  const rates = Object.entries(rateColumns)
+    .map(([name, [num, den]]) => `if(${den} = 0, 0, ${num} / ${den}) AS ${name}`)
+    .join(', ');
+  return `SELECT bucket_start, value, ${countColumns.join(', ')}, ${rates}
+FROM (
+  SELECT bucket_start, value, ${sums}
+  FROM (
+    ${perAttempt}
+    UNION ALL
+    ${perOrder}
+  )
+  GROUP BY bucket_start, value
+)
+ORDER BY bucket_start, value`;
+}
+
+/** The columns of payment_rates this project writes, in order. */
+const storedColumns = ['bucket_size', 'bucket_start', 'dimension', 'value', ...countColumns, ...Object.keys(rateColumns), 'computed_at', 'version'];
+
+/** INSERT ... SELECT of one bucket size and dimension over [from, to) into payment_rates, computed in ClickHouse. */
+export function insertRatesQuery(database: string, options: Required<RatesQueryOptions> & { computedAt: Date; version: number }): string {
+  const table = ident(database, 'payment_rates');
+  const select = ratesQuery(database, options);
+  const passthrough = [...countColumns, ...Object.keys(rateColumns)].join(', ');
+  return sql`INSERT INTO ${table} (${raw(storedColumns.join(', '))})
+SELECT ${options.bucket}, toDateTime(bucket_start, 'UTC'), ${options.dimension}, value, ${raw(passthrough)}, ${options.computedAt}, toUInt64(${options.version})
+FROM (${raw(select)})`;
+}
+
+export interface StoredRatesQueryOptions {
+  bucket: BucketSize;
+  dimension: Dimension;
+  /** Buckets starting at or after this (ms). */
+  fromMs: number;
+  /** Buckets starting before this (ms). */
+  toMs: number;
+}
+
+/**
+ * Reads stored rates: per (bucket_size, dimension, bucket_start) only the rows of the latest run,
+ * so a recomputed bucket never mixes two runs and never counts twice.
+ */
+export function storedRatesQuery(database: string, options: StoredRatesQueryOptions): string {
+  const table = ident(database, 'payment_rates');
+  const from = Math.floor(options.fromMs / 1000);
+  const to = Math.ceil(options.toMs / 1000);
+  const where = sql`bucket_size = ${options.bucket} AND dimension = ${options.dimension}
+    AND bucket_start >= toDateTime(${from}, 'UTC') AND bucket_start < toDateTime(${to}, 'UTC')`;
+  const columns = [...countColumns, ...Object.keys(rateColumns)].join(', ');
+  // The epoch alias lives one level up: an alias named like a column would shadow it in WHERE.
+  return `SELECT toUInt32(stored_start) AS bucket_start, value, ${columns}
+FROM (
+  SELECT bucket_start AS stored_start, value, ${columns}
+  FROM ${table} FINAL
+  WHERE ${where}
+    AND (bucket_start, version) IN (SELECT bucket_start, max(version) FROM ${table} WHERE ${where} GROUP BY bucket_start)
+)
+ORDER BY bucket_start, value`;
+}
+
+/** Count and latest window end of a job's successful runs. */
+export const lastRunQuery = (database: string, job: string): string =>
+  sql`SELECT count() AS n, max(toUInt32(window_to)) AS t FROM ${ident(database, 'job_runs')} FINAL WHERE job = ${job} AND status = 'ok'`;
+
+/** A job's runs, newest first, each in its latest state. */
+export const recentRunsQuery = (database: string, job: string, limit: number): string =>
+  sql`SELECT run_id, status, rows, window_from, window_to, started_at, finished_at, error FROM ${ident(database, 'job_runs')} FINAL WHERE job = ${job} ORDER BY started_at DESC, run_id LIMIT ${limit}`;
+
+/** Number and first occurred_at of payment events: where a first `rates` run starts. */
+export const earliestPaymentQuery = (database: string): string =>
+  `SELECT count() AS n, min(toUInt32(occurred_at)) AS t FROM ${ident(database, 'payment_events')} WHERE type = 'payment'`;
+
+/** Rows one `rates` run wrote. */
+export const writtenRowsQuery = (database: string, version: number): string =>
+  sql`SELECT count() AS n FROM ${ident(database, 'payment_rates')} WHERE version = ${version}`;
