@@ -11,6 +11,7 @@ const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('../bench/cli.ts')).benchCommand,
   config: async () => (await import('./config.ts')).configCommand,
   rules: async () => (await import('../rules/cli.ts')).rulesCommand,
+  analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
 };
 
 const summaries: Record<string, string> = {
@@ -22,6 +23,7 @@ const summaries: Record<string, string> = {
   bench: 'Benchmarks that print figures (bench ingest)',
   config: 'Show the configuration variables, their defaults and current values',
   rules: 'Validate the detection rules and run their test fixtures (validate|test)',
+  analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

@@ -1,0 +1,8 @@
+/** Scheduled analytics: payment rates computed in ClickHouse, the jobs that store them, and their run log. */
+export { computeRates, readStoredRates, run as runRatesJob, planBuckets, planStart, floorTo, RATES_JOB, DEFAULT_RESTATE_MS } from './rates.ts';
+export type { RateRow, RatesOptions, RatesRunOptions } from './rates.ts';
+export { runJob, lastSuccessfulWindowEnd, recentRuns } from './jobs.ts';
+export type { AnalyticsDeps, JobRun, JobRunRow } from './jobs.ts';
+export { bucketSizes, dimensions, countColumns, rateColumns } from './queries.ts';
+export type { BucketSize, Dimension } from './queries.ts';
+export { formatRatesTable, parseTime } from './format.ts';
