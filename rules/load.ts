@@ -86,7 +86,7 @@ function checkFactRef(ctx: ConditionContext, fact: unknown, path: string): boole
     problems.push({
       file,
       path,
-      message: `unknown fact "${fact}".${didYouMean(fact, catalog.facts.keys())} Facts a ${entity} rule can use: ${readable.join(', ')}. New features go in features.json.`,
+      message: `unknown fact "${fact}".${didYouMean(fact, catalog.facts.keys())} Facts a rule about ${entity} can use: ${readable.join(', ')}. New features go in features.json.`,
     });
     return false;
   }

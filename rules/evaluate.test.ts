@@ -1,0 +1,104 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { createRuleEvaluator } from './evaluate.ts';
+import { defaultFixturesPath, parseFixture, runFixtures } from './fixtures.ts';
+import { loadRuleSetOrThrow, parseRuleSet } from './load.ts';
+import type { FixtureCase } from './schema.ts';
+
+const ruleSet = await loadRuleSetOrThrow();
+const evaluator = createRuleEvaluator(ruleSet);
+
+const fixtureFiles = readdirSync(defaultFixturesPath).filter((n) => n.endsWith('.json')).sort();
+const cases: (FixtureCase & { file: string })[] = fixtureFiles.flatMap((file) => {
+  const parsed = parseFixture(file, readFileSync(new URL(`./tests/${file}`, import.meta.url), 'utf8'), ruleSet);
+  if (!parsed.ok) throw new Error(`fixture ${file} is invalid: ${JSON.stringify(parsed.problems)}`);
+  return parsed.fixture.cases.map((c) => ({ ...c, file }));
+});
+
+describe('shipped fixtures', () => {
+  test('every shipped rule has a case where it fires and one where it must not', () => {
+    for (const rule of ruleSet.rules) {
+      const own = cases.filter((c) => c.file === `${rule.id}.json`);
+      expect(own.some((c) => c.expect.includes(rule.id)), `${rule.id} positive`).toBe(true);
+      expect(own.some((c) => c.expect.length === 0), `${rule.id} negative`).toBe(true);
+    }
+  });
+
+  test.each(cases)('$file: $name', async (c) => {
+    const hits = await evaluator.evaluate(c.entity, c.entity_id, c.facts);
+    expect(hits.map((h) => h.ruleId)).toEqual(c.expect);
+    for (const [id, text] of Object.entries(c.expect_recommended_action ?? {})) {
+      expect(hits.find((h) => h.ruleId === id)?.recommendedAction).toContain(text);
+    }
+  });
+});
+
+describe('createRuleEvaluator', () => {
+  const spike = { device_failures_15m: 26, device_attempts_15m: 30, channel_failure_rate_15m: 0.1 };
+
+  test('a hit carries the rule, its version, the rendered advice and the evidence', async () => {
+    const [hit] = await evaluator.evaluate('device', 'dev-1', spike);
+    const rule = ruleSet.rules.find((r) => r.id === 'device_failure_spike')!;
+    expect(hit).toMatchObject({
+      ruleId: 'device_failure_spike',
+      ruleVersion: rule.version,
+      severity: 'medium',
+      action: 'notify_support',
+      entityType: 'device',
+      entityId: 'dev-1',
+      cooldownMs: 30 * 60_000,
+      evidence: { device_failures_15m: 26, device_attempts_15m: 30, channel_failure_rate_baseline: 0.1, channel_failure_ratio_15m: 1 },
+    });
+    expect(hit!.evidence.device_failure_stats_15m).toMatchObject({ successes: 26, trials: 30, baseline: 0.1 });
+    expect(hit!.recommendedAction).toMatch(/^Device dev-1 failed 26 of 30 attempts in 15 minutes \(channel baseline 10%, p = \d\.\de-\d+\)/);
+    expect(hit!.recommendedAction).not.toMatch(/[{}]/);
+  });
+
+  test('a baseline from history replaces the default', async () => {
+    // 26/30 failing is normal for a channel that usually fails 80% of the time.
+    expect(await evaluator.evaluate('device', 'dev-1', { ...spike, channel_failure_rate_baseline: 0.8, channel_failure_rate_15m: 0.8 })).toEqual([]);
+  });
+
+  test('only the rules about the entity type run', async () => {
+    const orderFacts = { order_risk_blocked_24h: 1, ip_attempts_10m: 100, ip_distinct_amounts_10m: 100, ip_failure_rate_10m: 1 };
+    expect((await evaluator.evaluate('order', 'o-1', orderFacts)).map((h) => h.ruleId)).toEqual(['risk_review']);
+    expect(await evaluator.evaluate('merchant', 'm-1', orderFacts)).toEqual([]);
+  });
+
+  test('missing features make their conditions false instead of throwing', async () => {
+    expect(await evaluator.evaluate('device', 'dev-new', {})).toEqual([]);
+    expect(await evaluator.evaluate('device', 'dev-new', { device_failures_15m: 26 })).toEqual([]);
+  });
+
+  test('several rules can hit one entity at once, in id order', async () => {
+    const hits = await evaluator.evaluate('order', 'o-2', { order_succeeded_attempts_24h: 2, order_failed_then_succeeded_24h: 1, order_risk_blocked_24h: 0 });
+    expect(hits.map((h) => h.ruleId)).toEqual(['charged_but_failed', 'duplicate_charge']);
+  });
+
+  test('disabled rules never fire', async () => {
+    const rule = JSON.parse(readFileSync(new URL('./definitions/risk_review.json', import.meta.url), 'utf8'));
+    const result = parseRuleSet([{ file: 'risk_review.json', text: JSON.stringify({ ...rule, enabled: false }) }], ruleSet.catalog);
+    if (!result.ok) throw new Error('invalid');
+    expect(await createRuleEvaluator(result.ruleSet).evaluate('order', 'o-3', { order_risk_blocked_24h: 1 })).toEqual([]);
+  });
+
+  test('concurrent evaluations of one engine keep their facts apart', async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => evaluator.evaluate('user', `u-${i}`, { user_max_attempts_per_order_1m: i % 2 === 0 ? 9 : 1 })),
+    );
+    runs.forEach((hits, i) => expect(hits.map((h) => h.entityId)).toEqual(i % 2 === 0 ? [`u-${i}`] : []));
+  });
+
+  test('runFixtures reports a wrong expectation as a readable failure', async () => {
+    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'wrong', entity: 'order', entity_id: 'o', facts: { order_risk_blocked_24h: 1 }, expect: ['duplicate_charge'] }] }), ruleSet);
+    if (!parsed.ok) throw new Error('invalid');
+    const report = await runFixtures(ruleSet, [parsed.fixture]);
+    expect(report).toMatchObject({ passed: 0, failed: 1 });
+    expect(report.results[0]!.failures).toEqual(['expected duplicate_charge to fire, but it did not', 'expected risk_review not to fire, but it did']);
+  });
+
+  test('fixtures with a misspelled fact are rejected rather than passing vacuously', () => {
+    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'typo', entity: 'device', entity_id: 'd', facts: { device_failure_15m: 2 }, expect: [] }] }), ruleSet);
+    expect(parsed).toMatchObject({ ok: false, problems: [{ file: 't.json', path: '$.cases[0].facts.device_failure_15m', message: expect.stringMatching(/Did you mean "device_failures_15m"/) }] });
+  });
+});

@@ -1,0 +1,46 @@
+export {
+  entityTypes,
+  entityKeyField,
+  contextEntities,
+  windows,
+  aggregations,
+  severities,
+  actions,
+  FeatureCatalogSchema,
+  RuleFileSchema,
+  FixtureFileSchema,
+  type EntityType,
+  type WindowName,
+  type Aggregation,
+  type Severity,
+  type RuleAction,
+  type Feature,
+  type Baseline,
+  type Derived,
+  type EventFilter,
+  type FeatureCatalog,
+  type RuleFile,
+  type Condition,
+  type FactValue,
+  type Facts,
+} from './schema.ts';
+export { parseFeatureCatalog, completeFacts, canRead, type FactCatalog, type FactInfo } from './catalog.ts';
+export {
+  loadRuleSet,
+  loadRuleSetOrThrow,
+  loadFeatureCatalog,
+  parseRuleSet,
+  readRuleSources,
+  defaultRulesPath,
+  defaultFeaturesPath,
+  type RuleSet,
+  type LoadedRule,
+  type RuleSetResult,
+  type RuleSource,
+  type LoadRuleSetOptions,
+} from './load.ts';
+export { createRuleEvaluator, type RuleEvaluator, type Hit } from './evaluate.ts';
+export { binomialTail, binomialStats, significantlyAbove, olderThan, customOperators, type BinomialStats } from './operators.ts';
+export { renderTemplate, formatDuration, type RenderContext } from './render.ts';
+export { formatProblem, type RuleProblem } from './problems.ts';
+export { loadFixtures, parseFixture, runFixtures, defaultFixturesPath, type Fixture, type FixtureReport, type CaseResult } from './fixtures.ts';
