@@ -74,7 +74,7 @@ export const settings = {
   clickhouseDatabase: { env: 'CLICKHOUSE_DATABASE', default: 'paysentinel', description: 'Database holding all paysentinel tables.', parse: identifier },
   batchMaxRows: { env: 'INGEST_BATCH_MAX_ROWS', default: '10000', description: 'Flush a ClickHouse insert when this many rows are buffered.', parse: int(1, 1_000_000) },
   batchMaxMs: { env: 'INGEST_BATCH_MAX_MS', default: '500', description: 'Flush buffered rows at least this often (ms).', parse: int(1, 600_000) },
-  maxBufferedRows: { env: 'INGEST_MAX_BUFFERED_ROWS', default: '60000', description: 'Pause fetching from Kafka while this many rows wait to be stored.', parse: int(1, 10_000_000) },
+  maxBufferedRows: { env: 'INGEST_MAX_BUFFERED_ROWS', default: '40000', description: 'Pause fetching from Kafka while this many messages wait to be stored.', parse: int(1, 10_000_000) },
   maxMessageBytes: { env: 'INGEST_MAX_MESSAGE_BYTES', default: '65536', description: 'Messages larger than this go to the dead-letter topic.', parse: int(1, 16 * 1024 * 1024) },
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },

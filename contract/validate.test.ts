@@ -98,5 +98,8 @@ describe('payment event contract', () => {
     expect(parseRfc3339('2026-11-25T18:15:00.5+08:00')).toBe(Date.UTC(2026, 10, 25, 10, 15, 0, 500));
     expect(parseRfc3339('2026-11-25t10:15:00.123456789z')).toBe(Date.UTC(2026, 10, 25, 10, 15, 0, 123));
     expect(parseRfc3339('2026-11-25T24:00:00Z')).toBeNull();
+    expect(parseRfc3339('2024-02-29T00:00:00Z')).toBe(Date.UTC(2024, 1, 29));
+    expect(parseRfc3339('2100-02-29T00:00:00Z')).toBeNull();
+    expect(parseRfc3339('2000-02-29T00:00:00Z')).toBe(Date.UTC(2000, 1, 29));
   });
 });

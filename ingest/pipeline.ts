@@ -5,7 +5,8 @@ import { PaysentinelError, delay, retry } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import type { ClickHouseClient } from '../storage/clickhouse.ts';
-import { toDeadLetter, toDateTimeText, toEventRow, type EventRow } from './records.ts';
+import { createClickHouseHttp } from '../storage/http.ts';
+import { toDeadLetter, toDateTimeText, toPendingRow, type PendingRow } from './records.ts';
 import { createEventWriter } from './writer.ts';
 
 export interface IngestorDeps {
@@ -16,16 +17,43 @@ export interface IngestorDeps {
   metrics: IngestMetrics;
 }
 
-/** What one flush carries: rows to store, messages to dead-letter, and the offsets they stand for. */
-interface Pending {
-  rows: EventRow[];
-  dead: { key: Buffer | null; value: string; reason: string }[];
-  /** Highest offset seen per partition; committed as offset + 1 once everything above is stored. */
-  offsets: Map<number, string>;
-  firstAt: number;
+interface DeadEntry {
+  key: Buffer | null;
+  value: string;
+  reason: string;
 }
 
-const emptyPending = (): Pending => ({ rows: [], dead: [], offsets: new Map(), firstAt: 0 });
+/** One consumed message on its way out: a row to store or a dead letter, with its position. */
+interface Entry {
+  partition: number;
+  offset: string;
+  row?: PendingRow;
+  dead?: DeadEntry;
+}
+
+/** What one flush carries: rows to store, messages to dead-letter, and the offsets they stand for. */
+interface Batch {
+  rows: PendingRow[];
+  dead: DeadEntry[];
+  /** Highest offset per partition; committed as offset + 1 once the batch is written. */
+  offsets: Map<number, string>;
+}
+
+/**
+ * Takes the oldest `max` entries. Entries are in arrival order and batches are written one
+ * after another, so every message of a partition below a batch's highest offset is in this
+ * batch or an earlier one: committing that offset never skips anything unwritten.
+ */
+export function takeBatch(entries: Entry[], max: number): Batch {
+  const taken = entries.splice(0, max);
+  const batch: Batch = { rows: [], dead: [], offsets: new Map() };
+  for (const e of taken) {
+    if (e.row) batch.rows.push(e.row);
+    else if (e.dead) batch.dead.push(e.dead);
+    batch.offsets.set(e.partition, e.offset);
+  }
+  return batch;
+}
 
 /** A wake-up the flush loop can wait on with a timeout. */
 function createWakeup() {
@@ -67,20 +95,21 @@ export interface Ingestor {
 export function createIngestor(deps: IngestorDeps): Ingestor {
   const { kafka, config, logger, metrics } = deps;
   const topic = config.eventsTopic;
-  const writer = createEventWriter({ clickhouse: deps.clickhouse, database: config.clickhouseDatabase, logger, metrics });
+  const writer = createEventWriter({ http: createClickHouseHttp(config), database: config.clickhouseDatabase, logger, metrics });
   const consumer: Consumer = kafka.consumer({
     groupId: config.kafkaGroupId,
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
-    maxBytesPerPartition: 4 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    // Bounded fetches keep memory predictable: at most ~8 MB of messages arrive per fetch.
+    maxBytesPerPartition: 2 * 1024 * 1024,
+    maxBytes: 8 * 1024 * 1024,
     maxWaitTimeInMs: 200,
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
   });
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false, createPartitioner: Partitioners.DefaultPartitioner });
 
-  let pending = emptyPending();
-  let buffered = 0;
+  const pending: Entry[] = [];
+  let pendingSince = 0;
   let paused = false;
   let writeFailing = false;
   let stopping = false;
@@ -100,7 +129,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     metrics.paused.set(want ? 1 : 0);
     if (want) consumer.pause([{ topic }]);
     else consumer.resume([{ topic }]);
-    logger.info(want ? 'paused fetching' : 'resumed fetching', { why, buffered });
+    logger.info(want ? 'paused fetching' : 'resumed fetching', { why, buffered: pending.length });
   };
 
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -120,25 +149,25 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   function accept(batch: { topic: string; partition: number; messages: { offset: string; key: Buffer | null; value: Buffer | null }[] }) {
     const ingestedAt = toDateTimeText(Date.now());
     const now = new Date();
-    if (pending.rows.length + pending.dead.length === 0) pending.firstAt = Date.now();
+    if (pending.length === 0) pendingSince = Date.now();
+    const partition = batch.partition;
     for (const message of batch.messages) {
       const result = decodeEvent(message.value, config.maxMessageBytes);
       if (result.ok) {
-        pending.rows.push(toEventRow(result.value, batch.partition, Number(message.offset), ingestedAt));
+        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset), ingestedAt) });
       } else {
-        const source = { topic: batch.topic, partition: batch.partition, offset: message.offset };
-        pending.dead.push({ key: message.key, reason: result.reason, value: JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now)) });
+        const source = { topic: batch.topic, partition, offset: message.offset };
+        const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));
+        pending.push({ partition, offset: message.offset, dead: { key: message.key, reason: result.reason, value } });
       }
-      pending.offsets.set(batch.partition, message.offset);
     }
     metrics.consumed.inc(undefined, batch.messages.length);
-    buffered += batch.messages.length;
-    metrics.buffered.set(buffered);
-    if (buffered >= config.batchMaxRows) wakeup.notify();
-    if (buffered >= config.maxBufferedRows) setPaused(true, 'buffer full');
+    metrics.buffered.set(pending.length);
+    if (pending.length >= config.batchMaxRows) wakeup.notify();
+    if (pending.length >= config.maxBufferedRows) setPaused(true, 'buffer full');
   }
 
-  async function deadLetter(dead: Pending['dead']): Promise<void> {
+  async function deadLetter(dead: DeadEntry[]): Promise<void> {
     if (dead.length === 0) return;
     await retry(
       () => producer.send({ topic: config.dlqTopic, acks: -1, messages: dead.map((d) => ({ key: d.key, value: d.value })) }),
@@ -156,7 +185,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     for (const d of dead) metrics.deadLettered.inc({ reason: reasonKind(d.reason) });
   }
 
-  async function store(rows: EventRow[]): Promise<void> {
+  async function store(rows: PendingRow[]): Promise<void> {
     if (rows.length === 0) return;
     const result = await retry(() => writer.write(rows), {
       retries: Number.POSITIVE_INFINITY,
@@ -188,26 +217,28 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
 
   async function runFlushLoop(): Promise<void> {
     for (;;) {
-      const count = pending.rows.length + pending.dead.length;
-      if (count === 0 && pending.offsets.size === 0) {
+      const count = pending.length;
+      if (count === 0) {
         if (stopping) return;
         await wakeup.wait(config.batchMaxMs);
         continue;
       }
-      const age = Date.now() - pending.firstAt;
+      const age = Date.now() - pendingSince;
       if (!stopping && count < config.batchMaxRows && age < config.batchMaxMs) {
         await wakeup.wait(config.batchMaxMs - age);
         continue;
       }
-      const batch = pending;
-      pending = emptyPending();
+      const batch = takeBatch(pending, config.batchMaxRows);
+      pendingSince = Date.now();
+      const t0 = performance.now();
       await Promise.all([store(batch.rows), deadLetter(batch.dead)]);
+      const t1 = performance.now();
       await commit(batch.offsets);
+      logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
       metrics.batches.inc();
       lastFlushAt = Date.now();
-      buffered -= batch.rows.length + batch.dead.length;
-      metrics.buffered.set(buffered);
-      if (paused && !stopping && buffered < config.maxBufferedRows / 2) setPaused(false, writeFailing ? 'ClickHouse back' : 'buffer drained');
+      metrics.buffered.set(pending.length);
+      if (paused && !stopping && pending.length < config.maxBufferedRows / 2) setPaused(false, writeFailing ? 'ClickHouse back' : 'buffer drained');
     }
   }
 
@@ -252,7 +283,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       await consumer.disconnect();
       await producer.disconnect();
     },
-    status: () => ({ assignedPartitions: assigned, connected, paused, buffered, lastFlushAt }),
+    status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt }),
   };
 }
 

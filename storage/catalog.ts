@@ -8,7 +8,7 @@ import {
   storedRatesQuery,
   writtenRowsQuery,
 } from '../analytics/queries.ts';
-import { dedupLookupQuery } from '../ingest/writer.ts';
+import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
@@ -16,6 +16,8 @@ import { ident, sql } from './sql.ts';
 export interface CatalogStatement {
   name: string;
   sql: string;
+  /** An external table the statement reads (sent as data at run time, see storage/http.ts). */
+  external?: { name: string; structure: string };
 }
 
 const sampleRow = (id: string): EventRow => ({
@@ -58,7 +60,11 @@ export function shippedStatements(database: string): CatalogStatement[] {
       name: 'record migration',
       sql: sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${1}, ${'001_payment_events'}, ${new Date(Date.UTC(2026, 0, 1))})`,
     },
-    { name: 'dedup look-up', sql: dedupLookupQuery(events, [sampleRow("it's"), sampleRow('b\\c'), sampleRow('支付')]) },
+    {
+      name: 'dedup look-up',
+      sql: dedupLookupQuery(events, [sampleRow("it's"), sampleRow('b\\c'), sampleRow('支付')]),
+      external: { name: LOOKUP_IDS_TABLE, structure: 'event_id String' },
+    },
     { name: 'count events', sql: `SELECT count() FROM ${events}` },
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },

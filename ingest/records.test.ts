@@ -1,0 +1,32 @@
+import { expect, test } from 'vitest';
+import { validateEvent } from '../contract/index.ts';
+import { toEventRow, toPendingRow } from './records.ts';
+
+const base = {
+  event_id: 'e"1\\\n',
+  occurred_at: '2026-11-25T10:15:00.123Z',
+  type: 'payment',
+  status: 'failed',
+  order_id: "o'1",
+  attempt: 2,
+  amount_minor: 1e15,
+  currency: 'CNY',
+  channel: '支付宝',
+  merchant_id: 'm\u0000x',
+  failure_code: 'network_error',
+};
+
+test.each([
+  ['all optional fields absent', base],
+  ['every optional field set', { ...base, transaction_id: 't', user_id: 'u', device_id: 'd', ip: '::1', source: 'client', note: { x: [1, '😀'] } }],
+  ['offset timestamp and refund', { ...base, type: 'refund', status: 'succeeded', attempt: undefined, failure_code: undefined, occurred_at: '2026-11-25T18:15:00.5+08:00' }],
+  ['lower-case z', { ...base, occurred_at: '2026-11-25t10:15:00z' }],
+])('the fast JSON line equals the row object (%s)', (_name, input) => {
+  const valid = validateEvent(JSON.parse(JSON.stringify(input)));
+  expect(valid.ok).toBe(true);
+  if (!valid.ok) return;
+  const fast = toPendingRow(valid.value, 3, 42, '2026-11-25 10:16:00');
+  const row = toEventRow(valid.value, 3, 42, '2026-11-25 10:16:00');
+  expect(JSON.parse(fast.line)).toEqual(row);
+  expect(fast).toMatchObject({ event_id: row.event_id, occurred_at: row.occurred_at });
+});

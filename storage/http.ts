@@ -1,0 +1,71 @@
+import type { Config } from '../config/index.ts';
+import { PaysentinelError } from '../errors/index.ts';
+import { classifyClickHouseError, clickhouseSettings } from './clickhouse.ts';
+import type { SqlFragment } from './sql.ts';
+
+/** A table sent along with a query as data (ClickHouse "external data"), not as SQL text. */
+export interface ExternalTable {
+  /** Name the query refers to, e.g. `ids` in `WHERE event_id IN ids`. */
+  name: string;
+  /** Column list in ClickHouse syntax, e.g. `event_id String`. */
+  structure: string;
+  /** Rows, serialised as JSONEachRow. */
+  rows: readonly Record<string, unknown>[];
+}
+
+/**
+ * Plain-HTTP paths to ClickHouse for the two things @clickhouse/client cannot do cheaply: a
+ * SELECT with an external table, and an insert of pre-serialised JSONEachRow lines.
+ *
+ * `query` runs a SELECT with an external table over HTTP. Used where a query needs thousands of values
+ * (the dedup look-up): sent as data they cost ClickHouse a fast format parse instead of one
+ * SQL literal each, and they never pass through SQL text at all. @clickhouse/client has no
+ * external-data support, hence the plain HTTP request. Works on 18.16 and current servers.
+ */
+export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>, options: { timeoutMs?: number } = {}) {
+  const auth = 'Basic ' + Buffer.from(`${config.clickhouseUser}:${config.clickhousePassword}`).toString('base64');
+  const timeoutMs = options.timeoutMs ?? 30_000;
+
+  async function post(url: URL, body: BodyInit, what: string): Promise<string> {
+    let response: Response;
+    try {
+      response = await fetch(url, { method: 'POST', headers: { authorization: auth }, body, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw classifyClickHouseError(cause?.code ? Object.assign(new Error(cause.message ?? String(err)), { code: cause.code }) : err, what);
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      const code = /Code: (\d+)/.exec(text)?.[1];
+      throw classifyClickHouseError(Object.assign(new Error(text.trim().slice(0, 500)), { code }), what);
+    }
+    return text;
+  }
+
+  async function query<T>(sqlText: string, table: ExternalTable, what: string): Promise<T[]> {
+    const url = new URL(config.clickhouseUrl + '/');
+    url.searchParams.set('query', `${sqlText} FORMAT JSONEachRow`);
+    url.searchParams.set(`${table.name}_format`, 'JSONEachRow');
+    url.searchParams.set(`${table.name}_structure`, table.structure);
+    for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
+    const body = new FormData();
+    body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
+    const text = await post(url, body, what);
+    try {
+      return text === '' ? [] : text.trimEnd().split('\n').map((line) => JSON.parse(line) as T);
+    } catch (err) {
+      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
+    }
+  }
+
+  /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
+  async function insertLines(table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
+    if (lines.length === 0) return;
+    const url = new URL(config.clickhouseUrl + '/');
+    url.searchParams.set('query', `INSERT INTO ${table.text} FORMAT JSONEachRow`);
+    await post(url, lines.join('\n'), what);
+  }
+
+  return { query, insertLines };
+}
+export type ClickHouseHttp = ReturnType<typeof createClickHouseHttp>;
