@@ -9,7 +9,9 @@ import { committedVsEnd, duplicateIds, makeEvent, readTopic, services, storedCou
  * Messages produced by a plain kafkajs producer (not the project's simulator): valid events,
  * exact redeliveries, hostile strings, unicode, boundary values and malformed messages.
  */
-const s = services();
+// A port of its own for /metrics and /healthz.
+const httpPort = 20_000 + Math.floor(Math.random() * 10_000);
+const s = services({ HTTP_PORT: String(httpPort) });
 let pipeline: RunningPipeline;
 
 const valid = Array.from({ length: 600 }, (_, i) => makeEvent(i));
@@ -105,6 +107,16 @@ describe('ingest from an outside producer', () => {
       expect(original.equals(m.value)).toBe(true);
     }
     expect(letters.find((l) => /UTF-8/.test(l.reason))!.raw_encoding).toBe('base64');
+  });
+
+  test('/healthz is ready and /metrics exposes the counters in Prometheus text', async () => {
+    const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ ready: true, checks: { kafka: true, clickhouse: true, assigned: true } });
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^# TYPE paysentinel_ingest_consumed_total counter$/m);
+    expect(metrics).toMatch(/^paysentinel_consumer_lag\{partition="\d+",topic="[^"]+"\} \d+$/m);
+    expect(metrics).toMatch(/^paysentinel_ingest_insert_seconds_count [1-9]\d*$/m);
   });
 
   test('offsets are committed up to the end once everything is stored', async () => {
