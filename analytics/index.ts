@@ -6,3 +6,5 @@ export type { AnalyticsDeps, JobRun, JobRunRow } from './jobs.ts';
 export { bucketSizes, dimensions, countColumns, rateColumns } from './queries.ts';
 export type { BucketSize, Dimension } from './queries.ts';
 export { formatRatesTable, parseTime } from './format.ts';
+export { analyticsJobs, startAnalyticsSchedule } from './schedule.ts';
+export type { AnalyticsSchedule, ScheduledJob } from './schedule.ts';

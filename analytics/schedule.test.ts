@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { createLogger, silentLogger } from '../log/index.ts';
+import type { AnalyticsDeps } from './jobs.ts';
+import { analyticsJobs, startAnalyticsSchedule, type ScheduledJob } from './schedule.ts';
+
+const at = (hh: number, mm: number, ss = 0) => Date.UTC(2026, 10, 25, hh, mm, ss);
+const deps = (logger = silentLogger): AnalyticsDeps => ({ clickhouse: undefined as never, database: 'unused', logger });
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('analytics schedule (fake clock)', () => {
+  test('the rates job is scheduled every minute', () => {
+    expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([['rates', '* * * * *']]);
+  });
+
+  test('runs the job at every minute with that minute as `now`, until stopped', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    const seen: string[] = [];
+    const job: ScheduledJob = { name: 'rates', cron: '* * * * *', run: async (_deps, now) => void seen.push(now.toISOString()) };
+    const schedule = startAnalyticsSchedule(deps(), [job]);
+    await vi.advanceTimersByTimeAsync(3 * 60_000);
+    expect(seen).toEqual(['2026-11-25T10:01:00.000Z', '2026-11-25T10:02:00.000Z', '2026-11-25T10:03:00.000Z']);
+    await schedule.stop();
+    await vi.advanceTimersByTimeAsync(3 * 60_000);
+    expect(seen).toHaveLength(3);
+  });
+
+  test('a run never overlaps with itself: the tick during a slow run is skipped and logged', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    const lines: string[] = [];
+    const started: string[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    const job: ScheduledJob = {
+      name: 'rates',
+      cron: '* * * * *',
+      run: async (_deps, now) => {
+        started.push(now.toISOString().slice(11, 16));
+        maxRunning = Math.max(maxRunning, ++running);
+        await new Promise((r) => setTimeout(r, 90_000));
+        running--;
+      },
+    };
+    const schedule = startAnalyticsSchedule(deps(createLogger({ level: 'warn', write: (l) => lines.push(l) })), [job]);
+    await vi.advanceTimersByTimeAsync(4 * 60_000);
+    await schedule.stop();
+    expect(maxRunning).toBe(1);
+    expect(started).toEqual(['10:01', '10:03']);
+    expect(lines.some((l) => /still in progress/.test(l))).toBe(true);
+  });
+
+  test('a failing run does not stop the schedule', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    let calls = 0;
+    const job: ScheduledJob = {
+      name: 'rates',
+      cron: '* * * * *',
+      run: async () => {
+        calls++;
+        throw new Error('ClickHouse is down');
+      },
+    };
+    const schedule = startAnalyticsSchedule(deps(), [job]);
+    await vi.advanceTimersByTimeAsync(3 * 60_000);
+    await schedule.stop();
+    expect(calls).toBe(3);
+  });
+});

@@ -1,0 +1,61 @@
+import { createTask, type ScheduledTask } from 'node-cron';
+import type { AnalyticsDeps } from './jobs.ts';
+import { RATES_JOB, run as runRates } from './rates.ts';
+
+/** A job and when it runs; `run` is the plain function of (dependencies, now) the CLI also calls. */
+export interface ScheduledJob {
+  name: string;
+  /** node-cron expression, evaluated in UTC. */
+  cron: string;
+  run(deps: AnalyticsDeps, now: Date): Promise<unknown>;
+}
+
+/** The analytics jobs and their schedules (issue 4 §2). */
+export const analyticsJobs: readonly ScheduledJob[] = [{ name: RATES_JOB, cron: '* * * * *', run: (deps, now) => runRates(deps, now) }];
+
+export interface AnalyticsSchedule {
+  /** Stops every task; a run in progress finishes on its own. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires node-cron to the jobs. A job never overlaps with itself in this process: a tick that
+ * comes while the previous run is still going is skipped (and logged), and the next run catches
+ * up the buckets it would have written. A failing run is already logged and recorded in job_runs
+ * by runJob; here it is only kept from stopping the schedule.
+ */
+export function startAnalyticsSchedule(deps: AnalyticsDeps, jobs: readonly ScheduledJob[] = analyticsJobs): AnalyticsSchedule {
+  const tasks: ScheduledTask[] = jobs.map((job) => {
+    const log = deps.logger.child({ job: job.name });
+    const task = createTask(
+      job.cron,
+      async (ctx) => {
+        try {
+          await job.run(deps, ctx.date);
+        } catch (err) {
+          log.debug('scheduled run failed', { err });
+        }
+      },
+      { name: `analytics:${job.name}`, noOverlap: true, timezone: 'Etc/UTC', logger: cronLogger(log) },
+    );
+    task.on('execution:overlap', () => log.warn('previous run still in progress: this tick is skipped, the next run catches up'));
+    task.on('execution:missed', (ctx) => log.warn('tick missed (event loop blocked?): the next run catches up', { at: ctx.date.toISOString() }));
+    return task;
+  });
+  for (const task of tasks) void task.start();
+  return {
+    async stop() {
+      for (const task of tasks) await task.destroy();
+    },
+  };
+}
+
+// node-cron's own messages go through our structured logger instead of the console.
+function cronLogger(log: AnalyticsDeps['logger']) {
+  return {
+    info: (m: string) => log.debug(m),
+    warn: (m: string) => log.warn(m),
+    error: (m: string | Error) => log.error(String(m instanceof Error ? m.message : m)),
+    debug: (m: string | Error) => log.debug(String(m instanceof Error ? m.message : m)),
+  };
+}
