@@ -96,7 +96,12 @@ beforeAll(async () => {
   for (const row of redelivered) await insertRows(s.clickhouse, events.text, [row]);
 });
 
-afterAll(() => s.cleanup());
+// This test creates no Kafka topics: dropping its database is all the cleanup it needs (the shared
+// cleanup also deletes topics through a Kafka admin connection, which costs seconds for nothing here).
+afterAll(async () => {
+  await command(s.clickhouse, `DROP DATABASE IF EXISTS ${ident(s.config.clickhouseDatabase)}`);
+  await s.clickhouse.close();
+});
 
 const pick = (row: RateRow | undefined) => {
   const { bucketStart: _b, ...rest } = row ?? ({} as RateRow);
@@ -199,7 +204,31 @@ describe('rates on the real ClickHouse', () => {
     const tenOClock = (await read()).find((r) => r.bucketStart.getTime() === at(10, 0))!;
     expect(tenOClock).toMatchObject({ attempts: 9, succeeded: 5, processing: 0, orders_paid: 4 });
 
+    // Down from 12:06 to 15:07; an order paid at 13:30 meanwhile. The next run catches up the gap.
+    await insertRows(s.clickhouse, events.text, [event('e10a', 'o10', at(13, 30), 'succeeded', { channel: 'card', amount_minor: 700 })]);
+    const afterGap = await run(deps, new Date(at(15, 7)));
+    expect([afterGap.from, afterGap.to]).toEqual([new Date(at(12, 5)), new Date(at(15, 5))]);
+    const gap = await readStoredRates(deps, { from: new Date(at(12, 0)), to: new Date(at(16, 0)), bucket: '5m', by: 'channel' });
+    expect(gap.map((r) => [r.bucketStart.toISOString(), r.value, r.attempts, r.succeeded])).toEqual([['2026-11-25T13:30:00.000Z', 'card', 1, 1]]);
+
     const runs = await recentRuns(deps, 'rates');
-    expect(runs.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    expect(runs.map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(runs[0]).toMatchObject({ window_from: '2026-11-25 12:05:00', window_to: '2026-11-25 15:05:00', finished_at: expect.any(String), error: '' });
+  });
+
+  test('a failing run is recorded as failed, with its error, and does not count as caught up', async () => {
+    const broken = { ...deps, database: s.config.clickhouseDatabase };
+    await command(s.clickhouse, `RENAME TABLE ${events} TO ${ident(s.config.clickhouseDatabase, 'payment_events_away')}`);
+    try {
+      await expect(run(broken, new Date(at(15, 30)), { from: new Date(at(15, 0)) })).rejects.toThrow(/payment_events/);
+    } finally {
+      await command(s.clickhouse, `RENAME TABLE ${ident(s.config.clickhouseDatabase, 'payment_events_away')} TO ${events}`);
+    }
+    const [last] = await recentRuns(deps, 'rates', 1);
+    expect(last).toMatchObject({ status: 'failed', window_from: '2026-11-25 15:00:00', window_to: '2026-11-25 15:30:00' });
+    expect(last!.error).toMatch(/payment_events/);
+    // Catch-up still starts at the end of the last successful run.
+    const next = await run(deps, new Date(at(15, 31)), { restateMs: 0 });
+    expect(next.from).toEqual(new Date(at(15, 5)));
   });
 });
