@@ -6,6 +6,8 @@ import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
+import { createTrafficGenerator } from '../../simulator/generate.ts';
+import type { PaymentEvent } from '../../contract/index.ts';
 import { scalar, services } from './helpers.ts';
 
 /**
@@ -232,3 +234,126 @@ describe('rates on the real ClickHouse', () => {
     expect(next.from).toEqual(new Date(at(15, 5)));
   });
 });
+
+/**
+ * The definitions computed a second, independent way (plain TypeScript over the raw events) on
+ * simulator traffic: retries, late callbacks, status queries, refunds and redeliveries.
+ */
+describe('rates equal an independent computation on simulator traffic', () => {
+  const START = at(14, 0);
+  const sim = services();
+  const simDeps = { clickhouse: sim.clickhouse, database: sim.config.clickhouseDatabase, logger: silentLogger };
+  const items = [...createTrafficGenerator({ seed: 7, rate: 40, durationMs: 12 * 60_000, startMs: START })].filter((i) => i.event);
+  const stored: PaymentEvent[] = items.map((i) => i.event!);
+
+  beforeAll(async () => {
+    await migrate(sim.clickhouse, sim.config.clickhouseDatabase, silentLogger);
+    const table = ident(sim.config.clickhouseDatabase, 'payment_events');
+    await command(sim.clickhouse, `SYSTEM STOP MERGES ${table}`);
+    // Redeliveries are stored as duplicate rows, as if the ReplacingMergeTree backstop had not merged yet.
+    await insertRows(sim.clickhouse, table.text, stored.map((e, i) => rowOf(e, i)));
+  });
+  afterAll(async () => {
+    await command(sim.clickhouse, `DROP DATABASE IF EXISTS ${ident(sim.config.clickhouseDatabase)}`);
+    await sim.clickhouse.close();
+  });
+
+  test('the traffic exercises every definition', () => {
+    expect(items.some((i) => i.kind === 'redelivery')).toBe(true);
+    expect(stored.some((e) => e.type === 'refund')).toBe(true);
+    expect(stored.some((e) => e.type === 'payment' && (e.attempt ?? 1) > 1 && e.status === 'succeeded')).toBe(true);
+    expect(stored.some((e) => e.status === 'processing')).toBe(true);
+  });
+
+  test.each([
+    ['whole window', { from: START + 2 * 60_000, to: START + 9 * 60_000 }],
+    ['everything', { from: START - 60_000, to: START + 60 * 60_000 }],
+  ])('%s, all and by channel', async (_name, w) => {
+    const from = new Date(w.from);
+    const to = new Date(w.to);
+    const all = await computeRates(simDeps, { from, to });
+    expect(counts(all[0])).toEqual(independent(unique(stored), w.from, w.to, () => ''));
+    const byChannel = await computeRates(simDeps, { from, to, by: 'channel' });
+    const channels = [...new Set(stored.map((e) => e.channel))].sort();
+    for (const channel of channels) {
+      const expected = independent(unique(stored), w.from, w.to, (e) => e.channel, channel);
+      const row = byChannel.find((r) => r.value === channel);
+      if (expected.attempts === 0) expect(row).toBeUndefined();
+      else expect(counts(row)).toEqual(expected);
+    }
+  });
+
+  test('5-minute buckets add up to the window and match bucket by bucket', async () => {
+    const w = { from: START, to: START + 15 * 60_000 };
+    const buckets = await computeRates(simDeps, { from: new Date(w.from), to: new Date(w.to), bucket: '5m' });
+    expect(buckets.map((b) => b.bucketStart.getTime())).toEqual([START, START + 300_000, START + 600_000]);
+    for (const b of buckets) {
+      const start = b.bucketStart.getTime();
+      expect(counts(b)).toEqual(independent(unique(stored), start, start + 300_000, () => ''));
+    }
+  });
+});
+
+function rowOf(e: PaymentEvent, i: number): EventRow {
+  const ms = Date.parse(e.occurred_at);
+  return {
+    event_id: e.event_id, occurred_at: toDateTimeText(ms), occurred_ms: ms % 1000, type: e.type, status: e.status, order_id: e.order_id,
+    attempt: e.attempt ?? null, transaction_id: e.transaction_id ?? null, amount_minor: e.amount_minor, currency: e.currency, channel: e.channel,
+    merchant_id: e.merchant_id, user_id: e.user_id ?? null, device_id: e.device_id ?? null, ip: e.ip ?? null, failure_code: e.failure_code ?? null,
+    source: e.source ?? null, extra: '', kafka_partition: 0, kafka_offset: i, ingested_at: toDateTimeText(ms),
+  };
+}
+
+const unique = (events: PaymentEvent[]) => [...new Map(events.map((e) => [e.event_id, e])).values()];
+
+function counts(row: RateRow | undefined): Record<string, number> {
+  const { bucketStart: _b, value: _v, success_rate: _1, failure_rate: _2, timeout_rate: _3, retry_rate: _4, orders_needing_retry_rate: _5, recovered_by_retry_rate: _6, refund_rate: _7, refund_amount_rate: _8, ...rest } = row!;
+  return rest;
+}
+
+/** issue 4 §1, written from the text, without SQL. */
+function independent(events: PaymentEvent[], from: number, to: number, dim: (e: PaymentEvent) => string, value = ''): Record<string, number> {
+  const t = (e: PaymentEvent) => Date.parse(e.occurred_at);
+  const byAttempt = new Map<string, PaymentEvent[]>();
+  for (const e of events) if (e.type === 'payment') byAttempt.set(`${e.order_id}\u0000${e.attempt}`, [...(byAttempt.get(`${e.order_id}\u0000${e.attempt}`) ?? []), e]);
+  const attempts = [...byAttempt.values()].map((list) => {
+    const sorted = [...list].sort((a, b) => t(a) - t(b));
+    const last = sorted[sorted.length - 1]!;
+    return { order: last.order_id, n: last.attempt!, first: t(sorted[0]!), outcome: last.status, amount: last.amount_minor, dim: dim(sorted[0]!) };
+  });
+  const inWindow = attempts.filter((a) => a.first >= from && a.first < to && a.dim === value);
+  const count = (f: (a: (typeof attempts)[number]) => boolean) => inWindow.filter(f).length;
+  const refunded = new Map<string, number>();
+  for (const e of events) if (e.type === 'refund' && e.status === 'succeeded') refunded.set(e.order_id, (refunded.get(e.order_id) ?? 0) + e.amount_minor);
+  const orders = new Map<string, (typeof attempts)[number][]>();
+  for (const a of attempts) orders.set(a.order, [...(orders.get(a.order) ?? []), a]);
+  const o = { orders: 0, orders_retried: 0, orders_first_not_succeeded: 0, orders_recovered: 0, orders_paid: 0, orders_refunded: 0, paid_amount_minor: 0, refunded_amount_minor: 0 };
+  for (const [order, list] of orders) {
+    const first = [...list].sort((a, b) => a.n - b.n)[0]!;
+    if (!(first.first >= from && first.first < to && first.dim === value)) continue;
+    const paid = list.filter((a) => a.outcome === 'succeeded');
+    o.orders++;
+    if (list.some((a) => a.n > 1)) o.orders_retried++;
+    if (first.outcome !== 'succeeded') {
+      o.orders_first_not_succeeded++;
+      if (paid.length > 0) o.orders_recovered++;
+    }
+    if (paid.length > 0) {
+      o.orders_paid++;
+      o.paid_amount_minor += paid.reduce((sum, a) => sum + a.amount, 0);
+      if (refunded.has(order)) {
+        o.orders_refunded++;
+        o.refunded_amount_minor += refunded.get(order)!;
+      }
+    }
+  }
+  return {
+    attempts: inWindow.length,
+    succeeded: count((a) => a.outcome === 'succeeded'),
+    failed: count((a) => a.outcome === 'failed'),
+    timeout: count((a) => a.outcome === 'timeout'),
+    processing: count((a) => a.outcome === 'processing'),
+    retry_attempts: count((a) => a.n > 1),
+    ...o,
+  };
+}
