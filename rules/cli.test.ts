@@ -92,7 +92,7 @@ describe('paysentinel rules test', () => {
     expect(code).toBe(1);
     expect(stdout).toContain('FAIL  does not fire: a normal retry (2 attempts) after a network error');
     expect(stdout).toContain('expected retry_storm not to fire, but it did');
-    expect(stdout).toMatch(/3 cases in 1 file: 2 passed, 1 failed/);
+    expect(stdout).toMatch(/5 cases in 1 file: 4 passed, 1 failed/);
   });
 
   test('--json reports every case', async () => {

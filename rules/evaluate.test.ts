@@ -1,15 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { createRuleEvaluator } from './evaluate.ts';
-import { defaultFixturesPath, parseFixture, runFixtures } from './fixtures.ts';
+import { defaultFixturesPath, parseFixture, runFixtures, type ResolvedCase } from './fixtures.ts';
 import { loadRuleSetOrThrow, parseRuleSet } from './load.ts';
-import type { FixtureCase } from './schema.ts';
 
 const ruleSet = await loadRuleSetOrThrow();
 const evaluator = createRuleEvaluator(ruleSet);
 
 const fixtureFiles = readdirSync(defaultFixturesPath).filter((n) => n.endsWith('.json')).sort();
-const cases: (FixtureCase & { file: string })[] = fixtureFiles.flatMap((file) => {
+const cases: (ResolvedCase & { file: string })[] = fixtureFiles.flatMap((file) => {
   const parsed = parseFixture(file, readFileSync(new URL(`./tests/${file}`, import.meta.url), 'utf8'), ruleSet);
   if (!parsed.ok) throw new Error(`fixture ${file} is invalid: ${JSON.stringify(parsed.problems)}`);
   return parsed.fixture.cases.map((c) => ({ ...c, file }));
@@ -25,16 +24,16 @@ describe('shipped fixtures', () => {
   });
 
   test.each(cases)('$file: $name', async (c) => {
-    const hits = await evaluator.evaluate(c.entity, c.entity_id, c.facts);
+    const hits = await evaluator.evaluate(c.entity, c.entityId, c.facts);
     expect(hits.map((h) => h.ruleId)).toEqual(c.expect);
-    for (const [id, text] of Object.entries(c.expect_recommended_action ?? {})) {
+    for (const [id, text] of Object.entries(c.expectRecommendedAction)) {
       expect(hits.find((h) => h.ruleId === id)?.recommendedAction).toContain(text);
     }
   });
 });
 
 describe('createRuleEvaluator', () => {
-  const spike = { device_failures_15m: 26, device_attempts_15m: 30, channel_failure_rate_15m: 0.1 };
+  const spike = { device_technical_failures_15m: 26, device_attempts_15m: 30, device_distinct_orders_15m: 8, channel_technical_failure_rate_15m: 0.05 };
 
   test('a hit carries the rule, its version, the rendered advice and the evidence', async () => {
     const [hit] = await evaluator.evaluate('device', 'dev-1', spike);
@@ -47,16 +46,16 @@ describe('createRuleEvaluator', () => {
       entityType: 'device',
       entityId: 'dev-1',
       cooldownMs: 30 * 60_000,
-      evidence: { device_failures_15m: 26, device_attempts_15m: 30, channel_failure_rate_baseline: 0.1, channel_failure_ratio_15m: 1 },
+      evidence: { device_technical_failures_15m: 26, device_attempts_15m: 30, channel_technical_failure_rate_baseline: 0.05, channel_technical_failure_ratio_15m: 1 },
     });
-    expect(hit!.evidence.device_failure_stats_15m).toMatchObject({ successes: 26, trials: 30, baseline: 0.1 });
-    expect(hit!.recommendedAction).toMatch(/^Device dev-1 failed 26 of 30 attempts in 15 minutes \(channel baseline 10%, p = \d\.\de-\d+\)/);
+    expect(hit!.evidence.device_technical_failure_stats_15m).toMatchObject({ successes: 26, trials: 30, baseline: 0.05 });
+    expect(hit!.recommendedAction).toMatch(/^Device dev-1 failed 26 of 30 attempts on 8 orders in 15 minutes with network or system errors \(channel baseline 5%, p = \d\.\de-\d+\)/);
     expect(hit!.recommendedAction).not.toMatch(/[{}]/);
   });
 
   test('a baseline from history replaces the default', async () => {
     // 26/30 failing is normal for a channel that usually fails 80% of the time.
-    expect(await evaluator.evaluate('device', 'dev-1', { ...spike, channel_failure_rate_baseline: 0.8, channel_failure_rate_15m: 0.8 })).toEqual([]);
+    expect(await evaluator.evaluate('device', 'dev-1', { ...spike, channel_technical_failure_rate_baseline: 0.8, channel_technical_failure_rate_15m: 0.8 })).toEqual([]);
   });
 
   test('only the rules about the entity type run', async () => {
@@ -67,7 +66,7 @@ describe('createRuleEvaluator', () => {
 
   test('missing features make their conditions false instead of throwing', async () => {
     expect(await evaluator.evaluate('device', 'dev-new', {})).toEqual([]);
-    expect(await evaluator.evaluate('device', 'dev-new', { device_failures_15m: 26 })).toEqual([]);
+    expect(await evaluator.evaluate('device', 'dev-new', { device_technical_failures_15m: 26 })).toEqual([]);
   });
 
   test('several rules can hit one entity at once, in id order', async () => {
@@ -98,7 +97,7 @@ describe('createRuleEvaluator', () => {
   });
 
   test('fixtures with a misspelled fact are rejected rather than passing vacuously', () => {
-    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'typo', entity: 'device', entity_id: 'd', facts: { device_failure_15m: 2 }, expect: [] }] }), ruleSet);
-    expect(parsed).toMatchObject({ ok: false, problems: [{ file: 't.json', path: '$.cases[0].facts.device_failure_15m', message: expect.stringMatching(/Did you mean "device_failures_15m"/) }] });
+    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'typo', entity: 'device', entity_id: 'd', facts: { device_technical_failure_15m: 2 }, expect: [] }] }), ruleSet);
+    expect(parsed).toMatchObject({ ok: false, problems: [{ file: 't.json', path: '$.cases[0].facts.device_technical_failure_15m', message: expect.stringMatching(/Did you mean "device_technical_failures_15m"/) }] });
   });
 });

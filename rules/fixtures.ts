@@ -1,20 +1,32 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseRfc3339, validateEvent, type PaymentEvent } from '../contract/index.ts';
 import { canRead } from './catalog.ts';
 import { createRuleEvaluator, type Hit } from './evaluate.ts';
+import { computeFacts, timed } from './features.ts';
 import type { RuleSet } from './load.ts';
 import { childPath, compileSchema, didYouMean, parseJson, schemaProblems, type RuleProblem } from './problems.ts';
-import { FixtureFileSchema, type FixtureCase } from './schema.ts';
+import { entityKeyField, FixtureFileSchema, type EntityType, type Facts } from './schema.ts';
 
 /** The bundled fixtures, one per shipped rule. */
 export const defaultFixturesPath = fileURLToPath(new URL('./tests', import.meta.url));
+
+/** One fixture case with its facts resolved (computed from events, then overridden by given facts). */
+export interface ResolvedCase {
+  name: string;
+  entity: EntityType;
+  entityId: string;
+  facts: Facts;
+  expect: readonly string[];
+  expectRecommendedAction: Readonly<Record<string, string>>;
+}
 
 /** A parsed fixture file. */
 export interface Fixture {
   file: string;
   description: string | undefined;
-  cases: readonly FixtureCase[];
+  cases: readonly ResolvedCase[];
 }
 
 /** The outcome of one fixture case. */
@@ -49,9 +61,29 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
   const problems: RuleProblem[] = [];
   const { facts } = ruleSet.catalog;
   const ruleIds = new Map(ruleSet.rules.map((r) => [r.id, r]));
+  const cases: ResolvedCase[] = [];
   value.cases.forEach((c, i) => {
     const at = childPath(childPath('$', 'cases'), i);
-    for (const name of Object.keys(c.facts)) {
+    const given = c.facts ?? {};
+    let computed: Record<string, number> = {};
+    if (c.events !== undefined || c.now !== undefined) {
+      const nowMs = c.now === undefined ? null : parseRfc3339(c.now);
+      if (nowMs === null) problems.push({ file, path: childPath(at, 'now'), message: 'cases with "events" need "now", an RFC 3339 time such as "2026-11-25T10:30:00Z"; windows end there.' });
+      const events: PaymentEvent[] = [];
+      (c.events ?? []).forEach((raw, j) => {
+        const checked = validateEvent(raw);
+        if (checked.ok) events.push(checked.value.event);
+        else problems.push({ file, path: childPath(childPath(at, 'events'), j), message: `not a valid payment event: ${checked.reason}.` });
+      });
+      if (nowMs !== null) {
+        // Context features come from the channel and merchant of the entity's latest event, as live.
+        const own = events.filter((e) => (e as Record<string, unknown>)[entityKeyField[c.entity]] === c.entity_id);
+        const last = own[own.length - 1];
+        computed = computeFacts(ruleSet.catalog, { entity: c.entity, entityId: c.entity_id, channel: last?.channel, merchantId: last?.merchant_id }, timed(events), nowMs);
+      }
+    }
+    cases.push({ name: c.name, entity: c.entity, entityId: c.entity_id, facts: { ...computed, ...given }, expect: c.expect, expectRecommendedAction: c.expect_recommended_action ?? {} });
+    for (const name of Object.keys(given)) {
       const info = facts.get(name);
       const path = childPath(childPath(at, 'facts'), name);
       if (!info) problems.push({ file, path, message: `unknown fact "${name}".${didYouMean(name, facts.keys())} Use feature and baseline ids from features.json.` });
@@ -69,7 +101,7 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
     }
   });
   if (problems.length) return { ok: false, problems };
-  return { ok: true, fixture: { file, description: value.description, cases: value.cases } };
+  return { ok: true, fixture: { file, description: value.description, cases } };
 }
 
 /** Reads fixture files from a folder (every *.json, sorted) or one file, and validates them. */
@@ -91,14 +123,14 @@ export async function loadFixtures(path: string, ruleSet: RuleSet): Promise<{ ok
   return problems.length ? { ok: false, problems } : { ok: true, fixtures };
 }
 
-function judge(c: FixtureCase, hits: Hit[]): string[] {
+function judge(c: ResolvedCase, hits: Hit[]): string[] {
   const failures: string[] = [];
   const got = hits.map((h) => h.ruleId);
   const missing = c.expect.filter((id) => !got.includes(id));
   const extra = got.filter((id) => !c.expect.includes(id));
   if (missing.length) failures.push(`expected ${missing.join(', ')} to fire, but ${missing.length === 1 ? 'it' : 'they'} did not`);
   if (extra.length) failures.push(`expected ${extra.join(', ')} not to fire, but ${extra.length === 1 ? 'it' : 'they'} did`);
-  for (const [id, text] of Object.entries(c.expect_recommended_action ?? {})) {
+  for (const [id, text] of Object.entries(c.expectRecommendedAction)) {
     const hit = hits.find((h) => h.ruleId === id);
     if (hit && !hit.recommendedAction.includes(text)) failures.push(`${id} advice should contain ${JSON.stringify(text)}, got ${JSON.stringify(hit.recommendedAction)}`);
   }
@@ -111,7 +143,7 @@ export async function runFixtures(ruleSet: RuleSet, fixtures: readonly Fixture[]
   const results: CaseResult[] = [];
   for (const fixture of fixtures) {
     for (const c of fixture.cases) {
-      const hits = await evaluator.evaluate(c.entity, c.entity_id, c.facts);
+      const hits = await evaluator.evaluate(c.entity, c.entityId, c.facts);
       const failures = judge(c, hits);
       results.push({ file: fixture.file, name: c.name, passed: failures.length === 0, hits: hits.map((h) => h.ruleId), failures });
     }

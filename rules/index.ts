@@ -41,6 +41,7 @@ export {
 } from './load.ts';
 export { createRuleEvaluator, type RuleEvaluator, type Hit } from './evaluate.ts';
 export { binomialTail, binomialStats, significantlyAbove, olderThan, customOperators, type BinomialStats } from './operators.ts';
+export { computeFeature, computeFacts, timed, matches, windowMs, type TimedEvent, type FactScope } from './features.ts';
 export { renderTemplate, formatDuration, type RenderContext } from './render.ts';
 export { formatProblem, type RuleProblem } from './problems.ts';
-export { loadFixtures, parseFixture, runFixtures, defaultFixturesPath, type Fixture, type FixtureReport, type CaseResult } from './fixtures.ts';
+export { loadFixtures, parseFixture, runFixtures, defaultFixturesPath, type Fixture, type ResolvedCase, type FixtureReport, type CaseResult } from './fixtures.ts';

@@ -79,7 +79,7 @@ const mistakes: Mistake[] = [
   { name: 'zero cooldown', break: (r) => ({ ...r, cooldown: '0m' }), path: '$.cooldown', message: /not a duration/ },
   { name: 'cooldown of months', break: (r) => ({ ...r, cooldown: '90d' }), path: '$.cooldown', message: /longer than 30 days/ },
   { name: 'misspelled fact', break: (r) => { firstCondition(r).fact = 'ip_atempts_10m'; return r; }, path: '$.conditions.all[0].fact', message: /unknown fact "ip_atempts_10m". Did you mean "ip_attempts_10m"\?.*features\.json/ },
-  { name: "another entity's fact", break: (r) => { firstCondition(r).fact = 'device_failures_15m'; return r; }, path: '$.conditions.all[0].fact', message: /kept per device, but this rule is about ip/ },
+  { name: "another entity's fact", break: (r) => { firstCondition(r).fact = 'device_technical_failures_15m'; return r; }, path: '$.conditions.all[0].fact', message: /kept per device, but this rule is about ip/ },
   { name: 'unknown operator', break: (r) => { firstCondition(r).operator = 'greaterThen'; return r; }, path: '$.conditions.all[0].operator', message: /unknown operator "greaterThen". Did you mean "greaterThan"\?/ },
   { name: 'unknown decorator', break: (r) => { firstCondition(r).operator = 'never:equal'; return r; }, path: '$.conditions.all[0].operator', message: /unknown operator "never:equal"/ },
   { name: 'number compared with a string', break: (r) => { firstCondition(r).value = '15'; return r; }, path: '$.conditions.all[0].value', message: /needs a number, e.g. 10; got "15"/ },
@@ -178,5 +178,14 @@ describe('feature catalog validation', () => {
   ])('$name', ({ edit, path, message }) => {
     const problems = catalogWith(edit);
     expect(problems.find((p) => p.path === path && message.test(p.message)), problems.map(formatProblem).join('\n')).toBeDefined();
+  });
+});
+
+describe('generated JSON Schemas', () => {
+  test('match rules/schema.ts (run "npx tsx rules/generate-schema.ts" after changing it)', async () => {
+    const { schemaFiles } = await import('./schema.ts');
+    for (const [name, schema] of Object.entries(schemaFiles)) {
+      expect(readFileSync(new URL(`./${name}`, import.meta.url), 'utf8'), name).toBe(JSON.stringify(schema, null, 2) + '\n');
+    }
   });
 });

@@ -93,7 +93,7 @@ export type Feature = Static<typeof FeatureSchema>;
 /** A value supplied from history (refreshed by analytics), not computed from the window. */
 export const BaselineSchema = Type.Object(
   {
-    id: identifier('Fact name, e.g. channel_failure_rate_baseline.'),
+    id: identifier('Fact name, e.g. channel_technical_failure_rate_baseline.'),
     description: text('Where the value comes from.'),
     entity: oneOf(entityTypes, 'The entity the baseline is kept per.'),
     unit: oneOf(['rate', 'count', 'amount_minor'] as const, 'rate is 0..1.'),
@@ -114,7 +114,7 @@ export type DerivedKind = (typeof derivedKinds)[number];
  */
 export const DerivedSchema = Type.Object(
   {
-    id: identifier('Fact name, e.g. device_failure_stats_15m.'),
+    id: identifier('Fact name, e.g. device_technical_failure_stats_15m.'),
     description: text('What the value means.'),
     entity: oneOf(entityTypes, 'The entity the derived fact belongs to.'),
     kind: oneOf(derivedKinds, 'binomial | ratio.'),
@@ -206,9 +206,17 @@ export const FixtureCaseSchema = Type.Object(
     name: Type.String({ minLength: 1, description: 'What the case shows, e.g. "2 attempts and 2 failures is not a spike".' }),
     entity: oneOf(entityTypes, 'The entity evaluated.'),
     entity_id: Type.String({ minLength: 1 }),
-    facts: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()]), {
-      description: 'Feature and baseline values for the entity (derived facts are computed).',
-    }),
+    events: Type.Optional(
+      Type.Array(Type.Record(Type.String(), Type.Unknown()), {
+        description: 'Payment events (contract v1); the features of the entity, its channel and merchant are computed from them at "now".',
+      }),
+    ),
+    now: Type.Optional(Type.String({ description: 'Evaluation time (RFC 3339) for "events"; windows end here.' })),
+    facts: Type.Optional(
+      Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()]), {
+        description: 'Feature and baseline values; they override values computed from events. Derived facts are always computed.',
+      }),
+    ),
     expect: Type.Array(Type.String(), { uniqueItems: true, description: 'Ids of exactly the rules that must fire; [] for none.' }),
     expect_recommended_action: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Rule id -> text the rendered advice must contain.' })),
   },
@@ -225,7 +233,7 @@ export const FixtureFileSchema = Type.Object(
   {
     $id: 'https://paysentinel.dev/schemas/rule-fixture.v1.json',
     title: 'paysentinel rule test fixture',
-    description: 'Facts in, expected rule hits out; run with "paysentinel rules test".',
+    description: 'Facts or events in, expected rule hits out; run with "paysentinel rules test".',
     additionalProperties: false,
   },
 );
