@@ -7,6 +7,9 @@ export default defineConfig({
   test: {
     // Integration files share one Kafka and one ClickHouse and some stop them: one file at a time.
     fileParallelism: false,
+    // The JSON report lets CI print one plain "N passed, N failed" line at the end.
+    reporters: ['default', 'json'],
+    outputFile: { json: 'out/vitest-report.json' },
     projects: [
       {
         test: {
