@@ -7,7 +7,7 @@ import { PaysentinelError } from '../errors/index.ts';
 import { canRead, deepFreeze, isObjectFact, parseFeatureCatalog, type FactCatalog } from './catalog.ts';
 import { resolveOperator } from './operators.ts';
 import { placeholderFormats, placeholders, type Placeholder } from './render.ts';
-import { childPath, compileSchema, didYouMean, formatProblem, parseJson, schemaProblems, type RuleProblem } from './problems.ts';
+import { childPath, compileSchema, didYouMean, formatProblem, parseJson, pointerToPath, schemaProblems, type RuleProblem } from './problems.ts';
 import { RuleFileSchema, type Condition, type EntityType, type RuleAction, type Severity } from './schema.ts';
 
 /** The bundled rule definitions and feature catalog, found next to this module. */
@@ -123,6 +123,11 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
   for (const key of Object.keys(node)) {
     if (!allowed.has(key)) problems.push({ file, path: childPath(path, key), message: `unknown key "${key}".${didYouMean(key, allowed)} Allowed here: ${[...allowed].join(', ')}.` });
   }
+  if ('name' in node && typeof node.name !== 'string') problems.push({ file, path: childPath(path, 'name'), message: '"name" is a label for debugging output: a string.' });
+  if ('priority' in node && !(Number.isInteger(node.priority) && (node.priority as number) >= 1)) {
+    problems.push({ file, path: childPath(path, 'priority'), message: '"priority" is an integer >= 1 (higher is evaluated first).' });
+  }
+  if ('params' in node && !isRecord(node.params)) problems.push({ file, path: childPath(path, 'params'), message: '"params" is an object passed to the fact, e.g. { "window": "10m" }.' });
   if (bool === 'all' || bool === 'any') {
     const list = node[bool];
     if (!Array.isArray(list) || list.length === 0) {
@@ -170,7 +175,11 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
   if (!('value' in node)) return;
   const value = node.value;
   if (isRecord(value) && 'fact' in value) {
-    checkFactRef(ctx, value.fact, childPath(childPath(path, 'value'), 'fact'));
+    const at = childPath(path, 'value');
+    checkFactRef(ctx, value.fact, childPath(at, 'fact'));
+    for (const key of Object.keys(value)) {
+      if (key !== 'fact' && key !== 'path' && key !== 'params') problems.push({ file, path: childPath(at, key), message: `unknown key "${key}" in a fact reference; it takes fact, path and params.` });
+    }
     return;
   }
   const wrong = op.check(value);
@@ -236,8 +245,10 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   }
   if (problems.length) return { problems };
   if (!schemaOk) {
-    // The walker and the schema disagree: report the schema's view rather than load a bad rule.
-    return { problems: schemaProblems(file, RuleFileSchema, checkRule.errors) };
+    // The walker missed something the schema caught: report the deepest schema error rather than load a bad rule.
+    const deepest = [...(checkRule.errors ?? [])].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+    const where = deepest ? pointerToPath(deepest.instancePath) : '$.conditions';
+    return { problems: [{ file, path: where, message: `does not match the rule format (${deepest?.message ?? 'see rules/rule.schema.json'}); compare with rules/README.md.` }] };
   }
   if (!checkRule(value)) return { problems: [{ file, path: '$', message: 'does not match rules/rule.schema.json.' }] };
   const factDefs = Object.fromEntries(ctx.facts.map((id) => [id, catalog.facts.get(id)!.def]));

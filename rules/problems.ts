@@ -58,7 +58,8 @@ export function didYouMean(name: string, known: Iterable<string>): string {
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? ` Did you mean "${best}"?` : '';
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// verbose: errors carry the offending value, for "did you mean" on enums.
+const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 
 /** Compiles a TypeBox schema once for `schemaProblems`. */
 export function compileSchema<T extends TSchema>(schema: T): ValidateFunction<Static<T>> {
@@ -95,8 +96,11 @@ function describe(root: TSchema, e: ErrorObject): { path: string; message: strin
       const desc = (schemaAt(root, `${e.instancePath}/${name}`)?.description as string | undefined) ?? '';
       return { path, message: `missing required field "${name}". Add it${desc ? `: ${desc}` : '.'}` };
     }
-    case 'enum':
-      return { path, message: `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}.` };
+    case 'enum': {
+      const allowed = (params.allowedValues as unknown[]).map(String);
+      const hint = typeof e.data === 'string' ? didYouMean(e.data, allowed) : '';
+      return { path, message: `${JSON.stringify(e.data)} is not allowed; must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}.${hint}` };
+    }
     default: {
       const desc = (schemaAt(root, e.instancePath)?.description as string | undefined) ?? '';
       return { path, message: `${e.message ?? 'is invalid'}.${desc ? ` Expected: ${desc}` : ''}` };
