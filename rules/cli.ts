@@ -58,7 +58,8 @@ async function validate(path: string | undefined, features: string | undefined, 
     return 0;
   }
   const enabled = ruleSet.rules.filter((r) => r.enabled).length;
-  out(`OK: ${ruleSet.rules.length} rules valid (${enabled} enabled), rule set version ${ruleSet.version}`);
+  const n = ruleSet.rules.length;
+  out(`OK: ${n} rule${n === 1 ? '' : 's'} valid (${enabled} enabled), rule set version ${ruleSet.version}`);
   for (const r of ruleSet.rules) {
     out(`  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown}${r.enabled ? '' : '  (disabled)'}`);
   }
