@@ -52,8 +52,9 @@ export async function runJob(
   clock: () => Date = () => new Date(),
 ): Promise<JobRun> {
   const table = ident(deps.database, 'job_runs').text;
-  const runId = randomUUID();
   const startedAt = clock();
+  // Sorts by start time to the millisecond, which started_at (DateTime, seconds) cannot.
+  const runId = `${startedAt.toISOString()}-${randomUUID().slice(0, 8)}`;
   const base = { job, runId, from: window.from, to: window.to, startedAt };
   await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt: null, status: 'running', rows: 0, error: '' }, 1)], 'record job start');
   const log = deps.logger.child({ job, run_id: runId, window_from: window.from.toISOString(), window_to: window.to.toISOString() });
