@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
 import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
@@ -34,6 +35,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
 
   const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
   await ingestor.start();
+  const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) });
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
 
   let clickhouseUp = true;
@@ -61,6 +63,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     clickhouse,
     failed: ingestor.failed,
     async stop() {
+      await analytics.stop();
       stopLag();
       clearInterval(pingTimer);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));

@@ -21,7 +21,7 @@ Configuration: environment variables, see "paysentinel config".`,
     const config = loadConfig();
     const logger = createLogger({ level: config.logLevel, base: { pid: process.pid } });
     const pipeline = await startPipeline(config, logger);
-    logger.info('pipeline running', { topic: config.eventsTopic, group: config.kafkaGroupId, database: config.clickhouseDatabase });
+    logger.info('pipeline running', { topic: config.eventsTopic, group: config.kafkaGroupId, database: config.clickhouseDatabase, scheduled: ['analytics:rates (every minute)'] });
 
     const signalled = new Promise<string>((resolve) => {
       for (const sig of ['SIGTERM', 'SIGINT'] as const) {
