@@ -1,10 +1,12 @@
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
 import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
 import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
+import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, type IngestMetrics } from '../metrics/registry.ts';
 import { createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
@@ -37,6 +39,8 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   await ingestor.start();
   const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) });
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
+  // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
+  const recorder = startMetricsRecorder({ clickhouse, database: config.clickhouseDatabase, metrics, logger, instance: `${hostname()}-${process.pid}` });
 
   let clickhouseUp = true;
   const pingTimer = setInterval(() => {
@@ -68,6 +72,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
       clearInterval(pingTimer);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       await ingestor.stop();
+      await recorder.stop();
       await admin.disconnect();
       await clickhouse.close();
     },
