@@ -8,6 +8,8 @@ import {
   storedRatesQuery,
   writtenRowsQuery,
 } from '../analytics/queries.ts';
+import { dashboardQueries } from '../dashboards/build.ts';
+import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
@@ -69,6 +71,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
     ...analyticsStatements(database),
+    ...dashboardStatements(database),
   ];
 }
 
@@ -89,4 +92,18 @@ function analyticsStatements(database: string): CatalogStatement[] {
     { name: 'last job run', sql: lastRunQuery(database, 'rates') },
     { name: 'recent job runs', sql: recentRunsQuery(database, "it's", 20) },
   ];
+}
+
+/**
+ * Every Grafana panel and variable query, macros expanded as the plugin would for one hour, with
+ * the variables at All and, once more, with a value picked (quotes included).
+ */
+function dashboardStatements(database: string): CatalogStatement[] {
+  const range = { from: new Date(Date.UTC(2026, 10, 25, 10)), to: new Date(Date.UTC(2026, 10, 25, 11)), intervalSeconds: 60 };
+  return dashboardQueries(database).flatMap((q) => [
+    { name: `dashboard ${q.name}`, sql: expandMacros(q.sql, { ...range, variables: q.variables }) },
+    ...(q.variables.length === 0
+      ? []
+      : [{ name: `dashboard ${q.name} (picked)`, sql: expandMacros(q.sql, { ...range, variables: q.variables, selected: Object.fromEntries(q.variables.map((v) => [v.name, ["it's", 'm1']])) }) }]),
+  ]);
 }

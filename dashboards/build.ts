@@ -1,0 +1,48 @@
+import { dashboard, type DashboardSpec, type QueryVariable } from './model.ts';
+import { paymentOutcomesSpec } from './src/payment-outcomes.ts';
+import { pipelineHealthSpec } from './src/pipeline-health.ts';
+
+/** The database the provisioned dashboards read (the data source's default database too). */
+export const DEFAULT_DATABASE = 'paysentinel';
+
+/** Every provisioned dashboard, reading `database`, with the JSON file it is written to. */
+export function dashboardSpecs(database: string): { file: string; spec: DashboardSpec }[] {
+  return [
+    { file: 'payment-outcomes.json', spec: paymentOutcomesSpec(database) },
+    { file: 'pipeline-health.json', spec: pipelineHealthSpec(database) },
+  ];
+}
+
+/** File name -> the exact JSON text committed under dashboards/json. */
+export function dashboardFiles(database = DEFAULT_DATABASE): Map<string, string> {
+  return new Map(dashboardSpecs(database).map(({ file, spec }) => [file, JSON.stringify(dashboard(spec), null, 2) + '\n']));
+}
+
+/** One SQL query a dashboard sends: a panel target or a variable's query. */
+export interface DashboardQuery {
+  /** e.g. "paysentinel-payment-outcomes / Events per second / A" */
+  name: string;
+  sql: string;
+  /** What the query must return: a time series, or these table columns; none for variables. */
+  shape: { kind: 'timeseries' } | { kind: 'table'; columns: string[] } | { kind: 'variable' };
+  variables: QueryVariable[];
+}
+
+/** Every query of every dashboard (macros not expanded), as the generated JSON holds them. */
+export function dashboardQueries(database: string): DashboardQuery[] {
+  return dashboardSpecs(database).flatMap(({ spec }) => {
+    const board = dashboard(spec);
+    const variables = board.templating.list;
+    return [
+      ...variables.map((v) => ({ name: `${board.uid} / variable ${v.name}`, sql: v.query, shape: { kind: 'variable' as const }, variables })),
+      ...board.panels.flatMap((panel, i) =>
+        panel.targets.map((t) => ({
+          name: `${board.uid} / ${panel.title} / ${t.refId}`,
+          sql: t.rawSql,
+          shape: panel.type === 'timeseries' ? { kind: 'timeseries' as const } : { kind: 'table' as const, columns: spec.panels[i]!.columns ?? [] },
+          variables,
+        })),
+      ),
+    ];
+  });
+}

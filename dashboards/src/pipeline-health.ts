@@ -1,0 +1,182 @@
+import { ident } from '../../storage/sql.ts';
+import { dashboard, type Dashboard, type DashboardSpec } from '../model.ts';
+import { counterIncreases, gauges, timeBucket } from './sql.ts';
+
+const M = {
+  consumed: 'paysentinel_ingest_consumed_total',
+  stored: 'paysentinel_ingest_stored_total',
+  duplicates: 'paysentinel_ingest_duplicates_total',
+  deadLettered: 'paysentinel_ingest_dead_lettered_total',
+  batches: 'paysentinel_ingest_batches_total',
+  writeErrors: 'paysentinel_ingest_write_errors_total',
+  insertSum: 'paysentinel_ingest_insert_seconds_sum',
+  insertCount: 'paysentinel_ingest_insert_seconds_count',
+  batchRowsSum: 'paysentinel_ingest_batch_rows_sum',
+  batchRowsCount: 'paysentinel_ingest_batch_rows_count',
+  buffered: 'paysentinel_ingest_buffered_rows',
+  paused: 'paysentinel_ingest_paused',
+  lag: 'paysentinel_consumer_lag',
+} as const;
+
+/** Label value out of the stored Prometheus label text, e.g. label('partition'). */
+const label = (key: string): string => `extract(labels, '${key}="([^"]*)"')`;
+
+/** Ops' view of the pipeline: is it keeping up, what is it rejecting, are the jobs running. */
+export function pipelineHealthSpec(database: string): DashboardSpec {
+  const metrics = ident(database, 'pipeline_metrics').text;
+  const runs = ident(database, 'job_runs').text;
+  const average = (sum: string, count: string, column: string) => `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time,
+  sumIf(delta, name = '${sum}') / sumIf(delta, name = '${count}') AS ${column}
+FROM (${counterIncreases(metrics, [sum, count])})
+GROUP BY time
+HAVING sumIf(delta, name = '${count}') > 0
+ORDER BY time`;
+  return {
+    uid: 'paysentinel-pipeline-health',
+    title: 'Pipeline health',
+    description: 'Ingest throughput, consumer lag, ClickHouse writes and dead letters (from pipeline_metrics, recorded by the pipeline every 10 s) and scheduled job runs (from job_runs).',
+    tags: ['pipeline', 'ops'],
+    from: 'now-3h',
+    refresh: '30s',
+    variables: [],
+    panels: [
+      {
+        type: 'timeseries',
+        title: 'Consumed, stored and dead-lettered per second',
+        description: 'Kafka messages read, events written to ClickHouse, redeliveries skipped and messages sent to the dead-letter topic, all instances added.',
+        w: 12,
+        h: 8,
+        unit: 'reqps',
+        sql: [
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time,
+  transform(name, ['${M.consumed}', '${M.stored}', '${M.duplicates}', '${M.deadLettered}'], ['consumed', 'stored', 'duplicates', 'dead-lettered'], name) AS series,
+  sum(delta) / $__interval_s AS per_s
+FROM (${counterIncreases(metrics, [M.consumed, M.stored, M.duplicates, M.deadLettered])})
+GROUP BY time, series
+ORDER BY time, series`,
+        ],
+      },
+      {
+        type: 'timeseries',
+        title: 'Consumer lag per partition',
+        description: 'Messages on each partition not yet committed by the consumer group (highest reported in the bucket).',
+        w: 12,
+        h: 8,
+        unit: 'short',
+        sql: [
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, concat('partition ', ${label('partition')}) AS partition, max(value) AS lag
+FROM (${gauges(metrics, [M.lag])})
+GROUP BY time, partition
+ORDER BY time, partition`,
+        ],
+      },
+      {
+        type: 'timeseries',
+        title: 'Insert latency (average)',
+        description: 'Average time of one ClickHouse batch write, including the dedup look-up.',
+        w: 8,
+        h: 8,
+        unit: 's',
+        sql: [average(M.insertSum, M.insertCount, 'latency_s')],
+      },
+      {
+        type: 'timeseries',
+        title: 'Insert batch size (average)',
+        description: 'Average rows per ClickHouse batch.',
+        w: 8,
+        h: 8,
+        unit: 'short',
+        sql: [average(M.batchRowsSum, M.batchRowsCount, 'rows_per_batch')],
+      },
+      {
+        type: 'timeseries',
+        title: 'Buffered rows and paused fetching',
+        description: 'Rows waiting to be written, and 1 while fetching is paused (ClickHouse slow or down, or buffer full), highest in the bucket over all instances.',
+        w: 8,
+        h: 8,
+        unit: 'short',
+        sql: [
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, if(name = '${M.paused}', 'paused', 'buffered rows') AS series, max(value) AS level
+FROM (${gauges(metrics, [M.buffered, M.paused])})
+GROUP BY time, series
+ORDER BY time, series`,
+        ],
+      },
+      {
+        type: 'table',
+        title: 'Dead-letter reasons',
+        description: 'Messages sent to the dead-letter topic in the range, by reason.',
+        w: 8,
+        h: 8,
+        sql: [
+          `SELECT ${label('reason')} AS reason, sum(delta) AS messages
+FROM (${counterIncreases(metrics, [M.deadLettered])})
+GROUP BY reason
+HAVING messages > 0
+ORDER BY messages DESC`,
+        ],
+        columns: ['reason', 'messages'],
+      },
+      {
+        type: 'timeseries',
+        title: 'Batches and write errors per minute',
+        description: 'ClickHouse batches written and committed, and failed (retried) write attempts.',
+        w: 8,
+        h: 8,
+        unit: 'short',
+        sql: [
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time,
+  if(name = '${M.batches}', 'batches', 'write errors') AS series,
+  sum(delta) * 60 / $__interval_s AS per_min
+FROM (${counterIncreases(metrics, [M.batches, M.writeErrors])})
+GROUP BY time, series
+ORDER BY time, series`,
+        ],
+      },
+      {
+        type: 'stat',
+        title: 'Failed job runs',
+        description: 'Scheduled job runs (e.g. rates) that failed in the range; see the table for the error.',
+        w: 8,
+        h: 8,
+        unit: 'short',
+        sql: [`SELECT countIf(status = 'failed') AS failed_runs, countIf(status = 'ok') AS ok_runs FROM ${runs} FINAL WHERE $__timeFilter(started_at)`],
+        columns: ['failed_runs', 'ok_runs'],
+        options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value_and_name' },
+      },
+      {
+        type: 'timeseries',
+        title: 'Job runs by status',
+        description: 'Runs of scheduled jobs started in each bucket, by their current status.',
+        w: 12,
+        h: 8,
+        unit: 'short',
+        custom: { drawStyle: 'bars', fillOpacity: 80, stacking: { mode: 'normal', group: 'A' } },
+        sql: [
+          `SELECT ${timeBucket('started_at')}, concat(job, ' ', toString(status)) AS series, count() AS runs
+FROM ${runs} FINAL
+WHERE $__timeFilter(started_at)
+GROUP BY time, series
+ORDER BY time, series`,
+        ],
+      },
+      {
+        type: 'table',
+        title: 'Recent job runs',
+        description: 'The latest runs, newest first, with the window they covered and the error of a failed run.',
+        w: 12,
+        h: 8,
+        sql: [
+          `SELECT job, started_at, toString(status) AS run_status, rows, if(isNull(finished_at), NULL, toUInt32(assumeNotNull(finished_at)) - toUInt32(started_at)) AS duration_s, window_from, window_to, error
+FROM ${runs} FINAL
+WHERE $__timeFilter(started_at)
+ORDER BY started_at DESC, run_id DESC
+LIMIT 50`,
+        ],
+        columns: ['job', 'started_at', 'run_status', 'rows', 'duration_s', 'window_from', 'window_to', 'error'],
+      },
+    ],
+  };
+}
+
+export const pipelineHealth = (database: string): Dashboard => dashboard(pipelineHealthSpec(database));
