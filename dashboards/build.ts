@@ -1,6 +1,7 @@
 import { dashboard, type DashboardSpec, type QueryVariable } from './model.ts';
 import { paymentOutcomesSpec } from './src/payment-outcomes.ts';
 import { pipelineHealthSpec } from './src/pipeline-health.ts';
+import { retryRefundsSpec } from './src/retry-refunds.ts';
 
 /** The database the provisioned dashboards read (the data source's default database too). */
 export const DEFAULT_DATABASE = 'paysentinel';
@@ -10,6 +11,7 @@ export function dashboardSpecs(database: string): { file: string; spec: Dashboar
   return [
     { file: 'payment-outcomes.json', spec: paymentOutcomesSpec(database) },
     { file: 'pipeline-health.json', spec: pipelineHealthSpec(database) },
+    { file: 'retry-refunds.json', spec: retryRefundsSpec(database) },
   ];
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runJob } from '../../analytics/jobs.ts';
+import { run as runRates } from '../../analytics/rates.ts';
 import { decodeEvent } from '../../contract/validate.ts';
 import { dashboardQueries, type DashboardQuery } from '../../dashboards/build.ts';
 import { expandMacros } from '../../dashboards/macros.ts';
@@ -16,7 +17,8 @@ import { scalar, services } from './helpers.ts';
 
 /**
  * Every panel of every dashboard, macros expanded for a concrete range, on the real ClickHouse
- * (18.16 here) with simulator traffic, recorder snapshots and recorded job runs: no panel errors
+ * (18.16 here) with simulator traffic, the rates job's output, recorder snapshots and recorded
+ * job runs: no panel errors
  * or is empty, and each returns the columns its visualisation needs.
  */
 const s = services();
@@ -87,6 +89,9 @@ beforeAll(async () => {
   await insertRows(s.clickhouse, ident(db, 'pipeline_metrics').text, recorderSnapshots());
   const deps = { clickhouse: s.clickhouse, database: db, logger: silentLogger };
   const at = (min: number) => () => new Date(START + min * 60_000);
+  // The real rates job fills payment_rates (5-minute buckets) for the Retry & refunds dashboard.
+  const rates = await runRates(deps, new Date(START + 20 * 60_000), { from: new Date(START), to: new Date(START + 15 * 60_000) });
+  expect(rates.status).toBe('ok');
   await runJob(deps, 'rates', { from: new Date(START), to: new Date(START + 5 * 60_000) }, async () => 12, at(5));
   await runJob(deps, 'rates', { from: new Date(START + 5 * 60_000), to: new Date(START + 10 * 60_000) }, async () => {
     throw new Error('ClickHouse said no');
