@@ -66,7 +66,7 @@ describe('provisioned dashboard JSON', () => {
       expect(panel.targets.length, panel.title).toBeGreaterThan(0);
       for (const t of panel.targets) {
         expect(t.rawSql.trim(), panel.title).not.toBe('');
-        expect(t).toMatchObject({ editorType: 'sql', format: panel.type === 'timeseries' ? 0 : 1 });
+        expect(t).toMatchObject(panel.type === 'timeseries' ? { editorType: 'sql', queryType: 'timeSeries', format: 0 } : { editorType: 'sql', queryType: 'table', format: 1 });
       }
       expect(new Set(panel.targets.map((t) => t.refId)).size).toBe(panel.targets.length);
     }

@@ -12,14 +12,14 @@ export const SCHEMA_VERSION = 41;
 
 export type PanelType = 'timeseries' | 'table' | 'stat' | 'barchart' | 'bargauge' | 'piechart';
 
-/** grafana-clickhouse-datasource query formats: 0 time series (long frames become wide), 1 table. */
+/** grafana-clickhouse-datasource (sqlds) query formats: 0 time series (long frames become wide), 1 table. */
 export type QueryFormat = 0 | 1;
 
 export interface ClickHouseTarget {
   refId: string;
   datasource: DataSourceRef;
   editorType: 'sql';
-  queryType: 'timeseries' | 'table';
+  queryType: 'timeSeries' | 'table';
   format: QueryFormat;
   rawSql: string;
 }
@@ -160,7 +160,7 @@ export function layout(specs: PanelSpec[]): Panel[] {
         refId: String.fromCharCode(65 + t),
         datasource: DATASOURCE,
         editorType: 'sql' as const,
-        queryType: isSeries ? ('timeseries' as const) : ('table' as const),
+        queryType: isSeries ? ('timeSeries' as const) : ('table' as const),
         format: isSeries ? (0 as const) : (1 as const),
         rawSql,
       })),
