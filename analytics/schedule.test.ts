@@ -27,6 +27,20 @@ describe('analytics schedule (fake clock)', () => {
     expect(seen).toHaveLength(3);
   });
 
+  test('an instance that is not the leader skips its ticks, and runs once it leads', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    const seen: string[] = [];
+    let leader = false;
+    const job: ScheduledJob = { name: 'rates', cron: '* * * * *', run: async (_deps, now) => void seen.push(now.toISOString().slice(11, 16)) };
+    const schedule = startAnalyticsSchedule(deps(), [job], { shouldRun: () => leader });
+    await vi.advanceTimersByTimeAsync(2 * 60_000);
+    expect(seen).toEqual([]);
+    leader = true;
+    await vi.advanceTimersByTimeAsync(2 * 60_000);
+    expect(seen).toEqual(['10:03', '10:04']);
+    await schedule.stop();
+  });
+
   test('a run never overlaps with itself: the tick during a slow run is skipped and logged', async () => {
     vi.useFakeTimers({ now: at(10, 0, 30) });
     const lines: string[] = [];

@@ -24,12 +24,18 @@ export interface AnalyticsSchedule {
  * up the buckets it would have written. A failing run is already logged and recorded in job_runs
  * by runJob; here it is only kept from stopping the schedule.
  */
-export function startAnalyticsSchedule(deps: AnalyticsDeps, jobs: readonly ScheduledJob[] = analyticsJobs): AnalyticsSchedule {
+export function startAnalyticsSchedule(
+  deps: AnalyticsDeps,
+  jobs: readonly ScheduledJob[] = analyticsJobs,
+  options: { shouldRun?: () => boolean } = {},
+): AnalyticsSchedule {
   const tasks: ScheduledTask[] = jobs.map((job) => {
     const log = deps.logger.child({ job: job.name });
     const task = createTask(
       job.cron,
       async (ctx) => {
+        // With several instances only the leader runs jobs; the others skip the tick.
+        if (options.shouldRun && !options.shouldRun()) return;
         try {
           await job.run(deps, ctx.date);
         } catch (err) {

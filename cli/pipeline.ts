@@ -4,6 +4,7 @@ import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
 import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
+import { startLeadership, type Leadership } from '../kafka/leadership.ts';
 import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
@@ -13,6 +14,8 @@ import { migrate } from '../storage/migrations.ts';
 
 export interface RunningPipeline {
   metrics: IngestMetrics;
+  /** Whether this instance runs the scheduled jobs. */
+  leadership: Leadership;
   ingestor: Ingestor;
   clickhouse: ClickHouseClient;
   /** Resolves with the error when the pipeline stopped by itself. */
@@ -37,7 +40,10 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
 
   const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
   await ingestor.start();
-  const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) });
+  const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger });
+  const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) }, undefined, {
+    shouldRun: leadership.isLeader,
+  });
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
   const recorder = startMetricsRecorder({ clickhouse, database: config.clickhouseDatabase, metrics, logger, instance: `${hostname()}-${process.pid}` });
@@ -63,11 +69,13 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
 
   return {
     metrics,
+    leadership,
     ingestor,
     clickhouse,
     failed: ingestor.failed,
     async stop() {
       await analytics.stop();
+      await leadership.stop();
       stopLag();
       clearInterval(pingTimer);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));

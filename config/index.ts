@@ -66,6 +66,7 @@ export const settings = {
   kafkaGroupId: { env: 'KAFKA_GROUP_ID', default: 'paysentinel-ingest', description: 'Consumer group of the ingest pipeline.', parse: text() },
   eventsTopic: { env: 'KAFKA_EVENTS_TOPIC', default: 'payments.events', description: 'Topic the payment events arrive on.', parse: topicName },
   dlqTopic: { env: 'KAFKA_DLQ_TOPIC', default: 'payments.events.dlq', description: 'Dead-letter topic for messages that break the contract.', parse: topicName },
+  leaderTopic: { env: 'KAFKA_LEADER_TOPIC', default: 'paysentinel.leader', description: 'Single-partition topic whose consumer group elects the instance that runs scheduled jobs.', parse: topicName },
   topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up.', parse: int(1, 1000) },
   topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },
   clickhouseUrl: { env: 'CLICKHOUSE_URL', default: 'http://127.0.0.1:8123', description: 'ClickHouse HTTP endpoint.', parse: httpUrl },
