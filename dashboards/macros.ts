@@ -19,8 +19,11 @@ export interface ExpandOptions {
 
 const seconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 
-/** Grafana's `singlequote` format: each value quoted, embedded quotes backslash-escaped, comma-joined. */
-const singleQuote = (values: readonly string[]): string => values.map((v) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`).join(',');
+/**
+ * Grafana's `singlequote` format, exactly: each value quoted with embedded quotes
+ * backslash-escaped (backslashes themselves are left alone, as Grafana does), comma-joined.
+ */
+const singleQuote = (values: readonly string[]): string => values.map((v) => `'${v.replace(/'/g, "\\'")}'`).join(',');
 
 export function expandMacros(query: string, options: ExpandOptions): string {
   const from = `toDateTime(${seconds(options.from)})`;
