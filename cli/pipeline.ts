@@ -2,6 +2,10 @@ import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
+import { createCaseStore, createDetector, type Detector } from '../detection/index.ts';
+import { loadRuleSetOrThrow } from '../rules/index.ts';
+import { createClickHouseHttp } from '../storage/http.ts';
+import { Partitioners } from 'kafkajs';
 import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
 import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
 import { startLeadership, type Leadership } from '../kafka/leadership.ts';
@@ -16,6 +20,7 @@ export interface RunningPipeline {
   metrics: IngestMetrics;
   /** Whether this instance runs the scheduled jobs. */
   leadership: Leadership;
+  detector: Detector;
   ingestor: Ingestor;
   clickhouse: ClickHouseClient;
   /** Resolves with the error when the pipeline stopped by itself. */
@@ -35,7 +40,10 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   await migrate(clickhouse, config.clickhouseDatabase, logger);
   const admin = kafka.admin();
   await admin.connect();
-  const created = await ensureTopics(admin, ingestTopics(config));
+  const created = await ensureTopics(admin, [
+    ...ingestTopics(config),
+    { topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication },
+  ]);
   if (created.length > 0) logger.info('created topics', { topics: created });
 
   const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
@@ -44,6 +52,20 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) }, undefined, {
     shouldRun: leadership.isLeader,
   });
+  const ruleSet = await loadRuleSetOrThrow();
+  const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await casesProducer.connect();
+  const detector = createDetector({
+    clickhouse,
+    http: createClickHouseHttp(config),
+    database: config.clickhouseDatabase,
+    ruleSet,
+    cases: createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic }),
+    logger: logger.child({ stage: 'detection' }),
+    isLeader: leadership.isLeader,
+    tickMs: config.detectionTickMs,
+  });
+  detector.start();
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
   const recorder = startMetricsRecorder({ clickhouse, database: config.clickhouseDatabase, metrics, logger, instance: `${hostname()}-${process.pid}` });
@@ -70,10 +92,13 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   return {
     metrics,
     leadership,
+    detector,
     ingestor,
     clickhouse,
     failed: ingestor.failed,
     async stop() {
+      await detector.stop();
+      await casesProducer.disconnect();
       await analytics.stop();
       await leadership.stop();
       stopLag();

@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto';
+import type { Producer } from 'kafkajs';
+import type { Hit } from '../rules/index.ts';
+import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { ident, sql } from '../storage/sql.ts';
+import { toDateTimeText } from '../ingest/records.ts';
+
+export const caseStatuses = ['open', 'acknowledged', 'resolved'] as const;
+export type CaseStatus = (typeof caseStatuses)[number];
+
+/** A case as support sees it (ClickHouse `cases`, Kafka `payments.cases`, the CLI). */
+export interface Case {
+  case_id: string;
+  rule_id: string;
+  rule_version: string;
+  title: string;
+  severity: string;
+  action: string;
+  entity_type: string;
+  entity_id: string;
+  status: CaseStatus;
+  opened_at: string;
+  updated_at: string;
+  hit_count: number;
+  evidence: Record<string, unknown>;
+  recommended_action: string;
+}
+
+interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
+  evidence: string;
+  hit_count: number | string;
+}
+
+const fromStored = (r: StoredCase): Case => ({ ...r, hit_count: Number(r.hit_count), evidence: JSON.parse(r.evidence || '{}') as Record<string, unknown> });
+
+/** Stable id of a case: the rule, the entity and the moment it opened. */
+export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
+  'C' + createHash('sha256').update(`${ruleId}\u0000${entityType}\u0000${entityId}\u0000${openedAtMs}`).digest('hex').slice(0, 15);
+
+export interface CaseStoreDeps {
+  clickhouse: ClickHouseClient;
+  database: string;
+  producer: Pick<Producer, 'send'>;
+  topic: string;
+}
+
+/**
+ * Cases live in ClickHouse (append-only versions, `cases` view = current state) and every
+ * version is published to Kafka. There is no in-memory state, so a restart, a new leader or a
+ * change made with the CLI is always seen by the next decision.
+ */
+export function createCaseStore(deps: CaseStoreDeps) {
+  const versions = ident(deps.database, 'case_versions');
+  const view = ident(deps.database, 'cases');
+
+  async function write(c: Case, version: number, changedBy: string, note: string): Promise<void> {
+    await insertRows(deps.clickhouse, versions.text, [
+      { ...c, evidence: JSON.stringify(c.evidence), version, opened_at: c.opened_at, updated_at: c.updated_at, changed_by: changedBy, note },
+    ]);
+    await deps.producer.send({ topic: deps.topic, acks: -1, messages: [{ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) }] });
+  }
+
+  /** The latest case of each (rule, entity) among `keys`. */
+  async function latestFor(keys: readonly [string, string, string][]): Promise<Map<string, Case>> {
+    if (keys.length === 0) return new Map();
+    const rows = await queryRows<StoredCase>(
+      deps.clickhouse,
+      sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
+      'read cases',
+    );
+    return new Map(rows.map((r) => [`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r)]));
+  }
+
+  return {
+    /**
+     * Applies rule hits: one case per (rule, entity) while it is open or acknowledged, or
+     * resolved less than the rule's cooldown ago; further hits update it. Returns what changed.
+     */
+    async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
+      const latest = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
+      const opened: Case[] = [];
+      const updated: Case[] = [];
+      const now = toDateTimeText(nowMs);
+      for (const hit of hits) {
+        const current = latest.get(`${hit.ruleId}|${hit.entityType}|${hit.entityId}`);
+        const evidence = hit.evidence as Record<string, unknown>;
+        const active = current && (current.status !== 'resolved' || nowMs - Date.parse(current.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
+        if (current && active) {
+          // A hit with the same evidence adds nothing support needs to see.
+          if (JSON.stringify(current.evidence) === JSON.stringify(evidence)) continue;
+          const next: Case = { ...current, hit_count: current.hit_count + 1, updated_at: now, evidence, recommended_action: hit.recommendedAction, rule_version: hit.ruleVersion };
+          await write(next, nowMs, 'detector', '');
+          updated.push(next);
+        } else {
+          const c: Case = {
+            case_id: caseIdFor(hit.ruleId, hit.entityType, hit.entityId, nowMs),
+            rule_id: hit.ruleId,
+            rule_version: hit.ruleVersion,
+            title: hit.title,
+            severity: hit.severity,
+            action: hit.action,
+            entity_type: hit.entityType,
+            entity_id: hit.entityId,
+            status: 'open',
+            opened_at: now,
+            updated_at: now,
+            hit_count: 1,
+            evidence,
+            recommended_action: hit.recommendedAction,
+          };
+          await write(c, nowMs, 'detector', '');
+          opened.push(c);
+        }
+      }
+      return { opened, updated };
+    },
+
+    /** Changes a case's status (support acknowledges or resolves it), recorded with who and why. */
+    async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number): Promise<Case | null> {
+      const rows = await queryRows<StoredCase>(deps.clickhouse, sql`SELECT * FROM ${view} WHERE case_id = ${caseId}`, 'read case');
+      if (rows.length === 0) return null;
+      const next: Case = { ...fromStored(rows[0]!), status, updated_at: toDateTimeText(nowMs) };
+      await write(next, nowMs, who, note);
+      return next;
+    },
+
+    async list(filter: { status?: string; rule?: string; sinceMs?: number; limit?: number }): Promise<Case[]> {
+      const where: string[] = ['1'];
+      if (filter.status) where.push(sql`status = ${filter.status}`);
+      if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
+      if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
+      const rows = await queryRows<StoredCase>(
+        deps.clickhouse,
+        `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(filter.limit ?? 200, 10_000)}`,
+        'list cases',
+      );
+      return rows.map(fromStored);
+    },
+
+    async history(caseId: string): Promise<{ version: string; status: string; updated_at: string; hit_count: number; changed_by: string; note: string }[]> {
+      return queryRows(deps.clickhouse, sql`SELECT version, status, updated_at, hit_count, changed_by, note FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`, 'case history');
+    },
+  };
+}
+export type CaseStore = ReturnType<typeof createCaseStore>;

@@ -1,0 +1,189 @@
+import type { Logger } from '../log/index.ts';
+import { computeFacts, createRuleEvaluator, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
+import type { EntityType, Feature } from '../rules/schema.ts';
+import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import type { ClickHouseHttp } from '../storage/http.ts';
+import type { CaseStore } from './cases.ts';
+import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, stuckOrdersQuery, toTimedEvent, touchedQuery, type EventRowOut } from './source.ts';
+
+/** Entity types whose features come from their own events; channel and merchant are aggregated in SQL. */
+const EVENT_ENTITIES = ['ip', 'device', 'user', 'order'] as const;
+const TOUCHED_COLUMN: Record<(typeof EVENT_ENTITIES)[number], 'ip' | 'device_id' | 'user_id' | 'order_id'> = {
+  ip: 'ip',
+  device: 'device_id',
+  user: 'user_id',
+  order: 'order_id',
+};
+const CONTEXT_ENTITIES = ['channel', 'merchant'] as const;
+
+export interface DetectorDeps {
+  clickhouse: ClickHouseClient;
+  http: ClickHouseHttp;
+  database: string;
+  ruleSet: RuleSet;
+  cases: CaseStore;
+  logger: Logger;
+  /** Only the elected instance detects; the others idle. */
+  isLeader: () => boolean;
+  /** @default 500 */
+  tickMs?: number;
+  /** How far back a new leader looks for entities to evaluate. @default 10 minutes */
+  startLookbackMs?: number;
+  /** Time a processing attempt may take before it counts as stuck; orders past it are evaluated even without new events. @default 30 minutes */
+  stuckAfterMs?: number;
+  now?: () => number;
+}
+
+export interface DetectorStats {
+  ticks: number;
+  evaluated: number;
+  hits: number;
+  opened: number;
+  updated: number;
+  lastTickMs: number;
+}
+
+/**
+ * Every tick the leader finds the entities that received events since its watermark (by ingest
+ * time), computes their features from ClickHouse with the rules' reference semantics, evaluates
+ * only the rules of each entity type, and turns hits into cases. All state lives in ClickHouse:
+ * a restart or a new leader decides from the same data (docs/adr/0002).
+ */
+export function createDetector(deps: DetectorDeps) {
+  const now = deps.now ?? Date.now;
+  const evaluator = createRuleEvaluator(deps.ruleSet);
+  const enabled = deps.ruleSet.rules.filter((r) => r.enabled);
+  const entitiesWithRules = new Set(enabled.map((r) => r.entity));
+  const features: Feature[] = [];
+  for (const info of deps.ruleSet.catalog.facts.values()) if (info.kind === 'feature') features.push(info.def as Feature);
+  const longest = (entity: EntityType) => Math.max(0, ...features.filter((f) => f.entity === entity).map((f) => windowMs[f.window]));
+  let watermark: number | null = null;
+  let lastStuckScan = 0;
+  let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
+  const stats: DetectorStats = { ticks: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
+
+  /** Channel and merchant features for every channel/merchant, refreshed at most every 5 s. */
+  async function contextFacts(nowMs: number): Promise<Map<string, Record<string, number>>> {
+    if (nowMs - context.at < 5_000) return context.facts;
+    const facts = new Map<string, Record<string, number>>();
+    for (const entity of CONTEXT_ENTITIES) {
+      const own = features.filter((f) => f.entity === entity);
+      const query = contextFeaturesQuery(deps.database, entity, own);
+      if (!query) continue;
+      for (const row of await queryRows<Record<string, string | number>>(deps.clickhouse, query, `${entity} features`)) {
+        const values: Record<string, number> = {};
+        own.forEach((f, i) => (values[f.id] = Number(row[`f${i}`] ?? 0)));
+        facts.set(`${entity}|${row.entity_key}`, values);
+      }
+    }
+    context = { at: nowMs, facts };
+    return facts;
+  }
+
+  async function eventsOf(entity: EntityType, ids: string[], nowMs: number): Promise<Map<string, TimedEvent[]>> {
+    const key = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
+    const fromSec = Math.floor((nowMs - longest(entity)) / 1000) - 1;
+    const rows = await deps.http.query<EventRowOut>(
+      entityEventsQuery(deps.database, entity, fromSec),
+      { name: ENTITY_IDS_TABLE, structure: 'id String', rows: ids.map((id) => ({ id })) },
+      `${entity} events`,
+    );
+    const byEntity = new Map<string, TimedEvent[]>();
+    for (const row of rows) {
+      const id = row[key];
+      if (id === null) continue;
+      const list = byEntity.get(id);
+      const t = toTimedEvent(row);
+      if (list) list.push(t);
+      else byEntity.set(id, [t]);
+    }
+    return byEntity;
+  }
+
+  async function tick(): Promise<void> {
+    if (!deps.isLeader()) {
+      watermark = null;
+      return;
+    }
+    const nowMs = now();
+    const since = watermark ?? Math.floor((nowMs - (deps.startLookbackMs ?? 600_000)) / 1000);
+    // Two seconds of overlap: ingested_at has second precision and batches land out of order.
+    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; t: number }>(
+      deps.clickhouse,
+      touchedQuery(deps.database, since - 2),
+      'touched entities',
+    );
+    const touched: Record<(typeof EVENT_ENTITIES)[number], Set<string>> = { ip: new Set(), device: new Set(), user: new Set(), order: new Set() };
+    let newest = since;
+    for (const r of touchedRows) {
+      for (const e of EVENT_ENTITIES) {
+        const v = r[TOUCHED_COLUMN[e]];
+        if (v !== null && v !== '') touched[e].add(v);
+      }
+      newest = Math.max(newest, Number(r.t));
+    }
+    // Stuck attempts fire on time passing, not on an event: look for them every 10 s.
+    if (entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000) {
+      lastStuckScan = nowMs;
+      const stuckAfter = deps.stuckAfterMs ?? 1_800_000;
+      const rows = await queryRows<{ order_id: string }>(
+        deps.clickhouse,
+        stuckOrdersQuery(deps.database, Math.floor((nowMs - 86_400_000) / 1000), Math.floor((nowMs - stuckAfter) / 1000)),
+        'stuck orders',
+      );
+      for (const r of rows) touched.order.add(r.order_id);
+    }
+
+    const hits: Hit[] = [];
+    const needContext = [...touched.device].length > 0 || [...touched.ip].length > 0;
+    const ctx = needContext ? await contextFacts(nowMs) : new Map<string, Record<string, number>>();
+    for (const entity of EVENT_ENTITIES) {
+      if (!entitiesWithRules.has(entity) || touched[entity].size === 0) continue;
+      const ids = [...touched[entity]];
+      for (let i = 0; i < ids.length; i += 5_000) {
+        const events = await eventsOf(entity, ids.slice(i, i + 5_000), nowMs);
+        for (const [entityId, list] of events) {
+          const facts: Record<string, number> = computeFacts(deps.ruleSet.catalog, { entity, entityId }, list, nowMs);
+          const latest = list.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
+          Object.assign(facts, ctx.get(`channel|${latest.event.channel}`), ctx.get(`merchant|${latest.event.merchant_id}`));
+          stats.evaluated++;
+          hits.push(...(await evaluator.evaluate(entity, entityId, facts)));
+        }
+      }
+    }
+    const { opened, updated } = await deps.cases.applyHits(hits, nowMs);
+    for (const c of opened) deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
+    stats.ticks++;
+    stats.hits += hits.length;
+    stats.opened += opened.length;
+    stats.updated += updated.length;
+    stats.lastTickMs = now() - nowMs;
+    // Advance only after the cases were stored and published: a failed tick is repeated.
+    watermark = newest;
+  }
+
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const loop = () => {
+    if (stopped) return;
+    running = tick()
+      .catch((err: unknown) => deps.logger.warn('detection tick failed; it is repeated on the next tick', { err }))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(loop, deps.tickMs ?? 500);
+      });
+  };
+  return {
+    start(): void {
+      loop();
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+    tick,
+    stats: (): Readonly<DetectorStats> => ({ ...stats }),
+  };
+}
+export type Detector = ReturnType<typeof createDetector>;

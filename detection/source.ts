@@ -1,0 +1,125 @@
+import type { PaymentEvent } from '../contract/index.ts';
+import type { TimedEvent } from '../rules/index.ts';
+import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
+import { windowMs } from '../rules/features.ts';
+import { toDateTimeText } from '../ingest/records.ts';
+import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
+
+/** Name of the external table carrying the ids of the entities a tick looks at. */
+export const ENTITY_IDS_TABLE = 'entity_ids';
+
+/** Entities that received events since `sinceSec` (ingest time), and the newest ingest second seen. */
+export function touchedQuery(database: string, sinceSec: number): string {
+  return sql`SELECT ip, device_id, user_id, order_id, toUInt32(ingested_at) AS t FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')`;
+}
+
+/** Orders with an attempt whose latest status is still `processing` and that began before `olderThanSec`. */
+export function stuckOrdersQuery(database: string, fromSec: number, olderThanSec: number): string {
+  return sql`SELECT order_id FROM (
+  SELECT order_id, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
+  FROM ${ident(database, 'payment_events')}
+  WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  GROUP BY order_id, attempt
+) WHERE latest_status = 'processing' AND began < toDateTime(${olderThanSec}, 'UTC')
+GROUP BY order_id`;
+}
+
+const EVENT_COLUMNS = raw(
+  'event_id, toUInt32(occurred_at) AS s, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source',
+);
+
+/**
+ * Events of the listed entities (ids sent as the external table `entity_ids`) since `fromSec`,
+ * each event_id once: the input of the reference feature computation.
+ */
+export function entityEventsQuery(database: string, entity: EntityType, fromSec: number): string {
+  const key = ident(entityKeyField[entity]!);
+  return sql`SELECT ${EVENT_COLUMNS} FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${key} IN ${raw(ENTITY_IDS_TABLE)} LIMIT 1 BY event_id`;
+}
+
+export interface EventRowOut {
+  event_id: string;
+  s: number;
+  occurred_ms: number;
+  type: 'payment' | 'refund';
+  status: PaymentEvent['status'];
+  order_id: string;
+  attempt: number | null;
+  transaction_id: string | null;
+  amount_minor: string | number;
+  currency: string;
+  channel: string;
+  merchant_id: string;
+  user_id: string | null;
+  device_id: string | null;
+  ip: string | null;
+  failure_code: string | null;
+  source: PaymentEvent['source'] | null;
+}
+
+/** Turns a stored row back into the contract event the rules reason about. */
+export function toTimedEvent(r: EventRowOut): TimedEvent {
+  const occurredAtMs = Number(r.s) * 1000 + Number(r.occurred_ms);
+  const event: Record<string, unknown> = {
+    event_id: r.event_id,
+    occurred_at: new Date(occurredAtMs).toISOString(),
+    type: r.type,
+    status: r.status,
+    order_id: r.order_id,
+    amount_minor: Number(r.amount_minor),
+    currency: r.currency,
+    channel: r.channel,
+    merchant_id: r.merchant_id,
+  };
+  for (const k of ['attempt', 'transaction_id', 'user_id', 'device_id', 'ip', 'failure_code', 'source'] as const) {
+    if (r[k] !== null) event[k] = r[k];
+  }
+  return { event: event as unknown as PaymentEvent, occurredAtMs };
+}
+
+/** `type IN (...) AND status IN (...)` for a feature filter, or 1 when there is none. */
+function filterSql(filter: EventFilter | undefined): SqlFragment {
+  const parts = Object.entries(filter ?? {}).map(([field, values]) => sql`${ident(field)} IN ${values as string[]}`);
+  return raw(parts.length ? parts.join(' AND ') : '1');
+}
+
+const fieldsOf = (f: Feature): string[] => (f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field]);
+
+/**
+ * SQL for a context feature (channel, merchant): these see all traffic, so they are aggregated
+ * in ClickHouse instead of pulling every event. Same semantics as rules/features.ts for the
+ * aggregations context features use (count, distinct_count, sum, rate).
+ */
+export function contextFeatureSql(f: Feature): string | null {
+  const cond = filterSql(f.filter);
+  const fields = fieldsOf(f).map((x) => ident(x).text).join(', ');
+  const inWindow = raw(`occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`);
+  switch (f.aggregation) {
+    case 'count':
+      return sql`countIf(${inWindow} AND ${cond})`;
+    case 'distinct_count':
+      return sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond})`;
+    case 'sum':
+      return sql`sumIf(${raw(fields)}, ${inWindow} AND ${cond})`;
+    case 'rate': {
+      if (!fields) return null;
+      const num = sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`;
+      const den = sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond})`;
+      return `if(${den} = 0, 0, ${num} / ${den})`;
+    }
+    default:
+      return null;
+  }
+}
+
+/** All context features of one entity type (channel or merchant) for every entity, over the longest window. */
+export function contextFeaturesQuery(database: string, entity: EntityType, features: readonly Feature[]): string | null {
+  const columns = features.map((f) => [f, contextFeatureSql(f)] as const).filter(([, s]) => s !== null);
+  if (columns.length === 0) return null;
+  const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
+  const key = ident(entityKeyField[entity]!);
+  const select = columns.map(([f, s], i) => `${s} AS f${i}`).join(', ');
+  return `SELECT ${key.text} AS entity_key, ${select} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(toUInt32(now()) - ${longest}, 'UTC') GROUP BY entity_key`;
+}
+
+export const dateTimeText = toDateTimeText;
