@@ -37,6 +37,33 @@ const fromStored = (r: StoredCase): Case => ({ ...r, hit_count: Number(r.hit_cou
 export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
   'C' + createHash('sha256').update(`${ruleId}\u0000${entityType}\u0000${entityId}\u0000${openedAtMs}`).digest('hex').slice(0, 15);
 
+export interface CaseFilter {
+  status?: string;
+  rule?: string;
+  sinceMs?: number;
+  limit?: number;
+}
+
+/** The statements the case store sends (listed in storage/catalog.ts for the compatibility check). */
+export function caseQueries(database: string) {
+  const versions = ident(database, 'case_versions');
+  const view = ident(database, 'cases');
+  return {
+    latestFor: (keys: readonly [string, string, string][]) =>
+      sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
+    byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId}`,
+    list: (filter: CaseFilter) => {
+      const where: string[] = ['1'];
+      if (filter.status) where.push(sql`status = ${filter.status}`);
+      if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
+      if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
+      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
+    },
+    history: (caseId: string) =>
+      sql`SELECT version, status, updated_at, hit_count, changed_by, note FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
+  };
+}
+
 export interface CaseStoreDeps {
   clickhouse: ClickHouseClient;
   database: string;
@@ -51,7 +78,7 @@ export interface CaseStoreDeps {
  */
 export function createCaseStore(deps: CaseStoreDeps) {
   const versions = ident(deps.database, 'case_versions');
-  const view = ident(deps.database, 'cases');
+  const q = caseQueries(deps.database);
 
   async function write(c: Case, version: number, changedBy: string, note: string): Promise<void> {
     await insertRows(deps.clickhouse, versions.text, [
@@ -63,11 +90,7 @@ export function createCaseStore(deps: CaseStoreDeps) {
   /** The latest case of each (rule, entity) among `keys`. */
   async function latestFor(keys: readonly [string, string, string][]): Promise<Map<string, Case>> {
     if (keys.length === 0) return new Map();
-    const rows = await queryRows<StoredCase>(
-      deps.clickhouse,
-      sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
-      'read cases',
-    );
+    const rows = await queryRows<StoredCase>(deps.clickhouse, q.latestFor(keys), 'read cases');
     return new Map(rows.map((r) => [`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r)]));
   }
 
@@ -117,28 +140,24 @@ export function createCaseStore(deps: CaseStoreDeps) {
 
     /** Changes a case's status (support acknowledges or resolves it), recorded with who and why. */
     async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number): Promise<Case | null> {
-      const rows = await queryRows<StoredCase>(deps.clickhouse, sql`SELECT * FROM ${view} WHERE case_id = ${caseId}`, 'read case');
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
       if (rows.length === 0) return null;
       const next: Case = { ...fromStored(rows[0]!), status, updated_at: toDateTimeText(nowMs) };
       await write(next, nowMs, who, note);
       return next;
     },
 
-    async list(filter: { status?: string; rule?: string; sinceMs?: number; limit?: number }): Promise<Case[]> {
-      const where: string[] = ['1'];
-      if (filter.status) where.push(sql`status = ${filter.status}`);
-      if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
-      if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
-      const rows = await queryRows<StoredCase>(
-        deps.clickhouse,
-        `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(filter.limit ?? 200, 10_000)}`,
-        'list cases',
-      );
-      return rows.map(fromStored);
+    async list(filter: CaseFilter): Promise<Case[]> {
+      return (await queryRows<StoredCase>(deps.clickhouse, q.list(filter), 'list cases')).map(fromStored);
+    },
+
+    async get(caseId: string): Promise<Case | null> {
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
+      return rows[0] ? fromStored(rows[0]) : null;
     },
 
     async history(caseId: string): Promise<{ version: string; status: string; updated_at: string; hit_count: number; changed_by: string; note: string }[]> {
-      return queryRows(deps.clickhouse, sql`SELECT version, status, updated_at, hit_count, changed_by, note FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`, 'case history');
+      return queryRows(deps.clickhouse, q.history(caseId), 'case history');
     },
   };
 }

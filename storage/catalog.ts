@@ -12,6 +12,11 @@ import { dashboardQueries } from '../dashboards/build.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
+import { readFileSync } from 'node:fs';
+import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, stuckOrdersQuery, touchedQuery } from '../detection/index.ts';
+import { parseFeatureCatalog } from '../rules/catalog.ts';
+import { defaultFeaturesPath } from '../rules/load.ts';
+import type { Feature } from '../rules/schema.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
 
@@ -72,6 +77,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
     ...analyticsStatements(database),
     ...dashboardStatements(database),
+    ...detectionStatements(database),
   ];
 }
 
@@ -106,4 +112,30 @@ function dashboardStatements(database: string): CatalogStatement[] {
       ? []
       : [{ name: `dashboard ${q.name} (picked)`, sql: expandMacros(q.sql, { ...range, variables: q.variables, selected: Object.fromEntries(q.variables.map((v) => [v.name, ["it's", 'm1']])) }) }]),
   ]);
+}
+
+/** What live detection and the case store send. */
+function detectionStatements(database: string): CatalogStatement[] {
+  const nowSec = Math.floor(Date.UTC(2026, 10, 25, 11) / 1000);
+  const parsed = parseFeatureCatalog(defaultFeaturesPath, readFileSync(defaultFeaturesPath, 'utf8'));
+  if (!parsed.ok) throw new Error('rules/features.json is invalid: run "paysentinel rules validate"');
+  const features = [...parsed.catalog.facts.values()].filter((f) => f.kind === 'feature').map((f) => f.def as Feature);
+  const cases = caseQueries(database);
+  return [
+    { name: 'touched entities', sql: touchedQuery(database, nowSec - 60) },
+    { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
+    ...(['ip', 'device', 'user', 'order'] as const).map((entity) => ({
+      name: `${entity} events`,
+      sql: entityEventsQuery(database, entity, nowSec - 900),
+      external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+    })),
+    ...(['channel', 'merchant'] as const).flatMap((entity) => {
+      const query = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity));
+      return query ? [{ name: `${entity} features`, sql: query }] : [];
+    }),
+    { name: 'latest cases', sql: cases.latestFor([["it's", 'ip', '1.2.3.4'], ['duplicate_charge', 'order', 'o\\1']]) },
+    { name: 'case by id', sql: cases.byId("C'1") },
+    { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
+    { name: 'case history', sql: cases.history('C1') },
+  ];
 }
