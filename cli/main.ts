@@ -10,6 +10,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.ts')).demoCommand,
   bench: async () => (await import('../bench/cli.ts')).benchCommand,
   config: async () => (await import('./config.ts')).configCommand,
+  cases: async () => (await import('../detection/cli.ts')).casesCommand,
   rules: async () => (await import('../rules/cli.ts')).rulesCommand,
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
 };
@@ -22,6 +23,7 @@ const summaries: Record<string, string> = {
   demo: 'Start everything, stream a minute of traffic and print a summary',
   bench: 'Benchmarks that print figures (bench ingest)',
   config: 'Show the configuration variables, their defaults and current values',
+  cases: 'List, show, acknowledge and resolve the cases detection opened',
   rules: 'Validate the detection rules and run their test fixtures (validate|test)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
 };

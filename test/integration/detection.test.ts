@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { startPipeline, type RunningPipeline } from '../../cli/pipeline.ts';
@@ -6,7 +7,7 @@ import { silentLogger } from '../../log/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { runSimulation } from '../../simulator/run.ts';
 import { scenarioNames } from '../../simulator/scenarios.ts';
-import { readTopic, services } from './helpers.ts';
+import { readTopic, repoRoot, services } from './helpers.ts';
 
 const s = services({ KAFKA_CASES_TOPIC: `t${Math.random().toString(36).slice(2, 10)}.payments.cases`, DETECTION_TICK_MS: '300' });
 let pipeline: RunningPipeline | undefined;
@@ -53,5 +54,22 @@ describe('live detection on simulator traffic', () => {
     expect(published).toHaveLength(versions.length);
     expect(new Set(published.map((m) => m.key))).toEqual(new Set(cases.map((c) => c.case_id)));
     for (const m of published) expect(JSON.parse(m.value)).toMatchObject({ case_id: m.key, rule_id: expect.any(String), recommended_action: expect.any(String) });
+
+    // Support works the case from the command line; each change is recorded and published.
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    const listed = cli(['list', '--status', 'open', '--json']);
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout.trim().split('\n').map((l) => JSON.parse(l).case_id).sort()).toEqual(cases.map((c) => c.case_id).sort());
+    const target = cases.find((c) => c.rule_id === 'duplicate_charge')!;
+    const ack = cli(['ack', target.case_id, '--note', 'refund started', '--by', 'alice']);
+    expect(ack.status, ack.stderr).toBe(0);
+    expect(ack.stdout).toContain('acknowledged');
+    const shown = cli(['show', target.case_id]);
+    expect(shown.stdout).toMatch(/ACKNOWLEDGED/);
+    expect(shown.stdout).toMatch(/acknowledged\s+hits \d+\s+by alice: refund started/);
+    const updates = await readTopic(s.kafka, s.config.casesTopic, versions.length + 1);
+    expect(updates.filter((m) => m.key === target.case_id).map((m) => JSON.parse(m.value).status)).toContain('acknowledged');
+    expect(cli(['ack', target.case_id]).status).toBe(2);
   });
 });
