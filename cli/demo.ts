@@ -10,6 +10,7 @@ import { runSimulation } from '../simulator/run.ts';
 import { resolveScenarios } from '../simulator/scenarios.ts';
 import { projectRoot } from '../stack/cli.ts';
 import { createLocalStack } from '../stack/index.ts';
+import { createCaseStore } from '../detection/index.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { numberOption, parseCommandArgs, parseDuration, type Command } from './command.ts';
@@ -74,6 +75,7 @@ export const demoCommand: Command = {
         await new Promise((r) => setTimeout(r, 250));
       }
       const deadBefore = await deadLettered();
+      const runStartedAt = Date.now();
 
       const scenarios = resolveScenarios(['card-testing', 'duplicate-charge', 'stuck-processing', 'charged-but-failed']);
       const generator = createTrafficGenerator({ seed, rate, durationMs, startMs: Date.now(), scenarios, invalidShare: 0.01 });
@@ -130,6 +132,20 @@ export const demoCommand: Command = {
         await ofRun<{ n: string }>((chunk) => sql`SELECT count() AS n FROM (SELECT event_id FROM ${events} WHERE event_id IN ${chunk} GROUP BY event_id HAVING count() > 1)`)
       ).reduce((a, r) => a + Number(r.n), 0);
       const ok = stored === stats.distinctEvents && dead === stats.invalid && duplicates === 0;
+      // Detection runs on the leader; give it a few ticks after the last event to open the cases.
+      const store = createCaseStore({ clickhouse: pipeline.clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
+      const labels = generator.labels().scenarios;
+      const caseFor = async () => {
+        const recent = await store.list({ sinceMs: runStartedAt - 1_000, limit: 10_000 });
+        const openedNow = recent.filter((c) => Date.parse(c.opened_at.replace(' ', 'T') + 'Z') >= runStartedAt - 1_000);
+        return new Map(openedNow.map((c) => [`${c.rule_id} ${c.entity_type} ${c.entity_id}`, c]));
+      };
+      let found = await caseFor();
+      const detectWait = Date.now();
+      while (labels.some((l) => !found.has(`${l.rule_id} ${l.entity_type} ${l.entity_id}`)) && Date.now() - detectWait < 20_000) {
+        await new Promise((r) => setTimeout(r, 500));
+        found = await caseFor();
+      }
       const summary = {
         ok,
         produced: stats.produced,
@@ -142,7 +158,13 @@ export const demoCommand: Command = {
         duplicates_stored: duplicates,
         duplicates_skipped: pipeline.metrics.duplicates.get(),
         by_status: byStatus.map((r) => ({ type: r.type, status: r.status, count: r.n })),
-        scenarios: generator.labels().scenarios.map((l) => ({ scenario: l.scenario, rule: l.rule_id, entity: `${l.entity_type} ${l.entity_id}` })),
+        scenarios: labels.map((l) => ({
+          scenario: l.scenario,
+          rule: l.rule_id,
+          entity: `${l.entity_type} ${l.entity_id}`,
+          case_id: found.get(`${l.rule_id} ${l.entity_type} ${l.entity_id}`)?.case_id ?? null,
+        })),
+        cases_opened_this_run: found.size,
         labels_file: labelsFile,
       };
       if (values.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
@@ -171,7 +193,8 @@ type Summary = {
   duplicates_stored: number;
   duplicates_skipped: number;
   by_status: { type: string; status: string; count: number }[];
-  scenarios: { scenario: string; rule: string; entity: string }[];
+  scenarios: { scenario: string; rule: string; entity: string; case_id: string | null }[];
+  cases_opened_this_run: number;
   labels_file: string;
 };
 
@@ -189,14 +212,16 @@ function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
     'stored events by type and status:',
     ...s.by_status.map((r) => `  ${r.type.padEnd(8)} ${r.status.padEnd(11)} ${r.count}`),
     '',
-    'injected scenarios (ground truth in the labels file; detection rules arrive with the rules stage):',
-    ...s.scenarios.map((x) => `  ${x.scenario.padEnd(20)} -> ${x.rule} on ${x.entity}`),
+    `injected scenarios and the cases detection opened for them (${s.cases_opened_this_run} case(s) opened during this run;`,
+    '  any beyond the scenarios concern earlier traffic in this database, e.g. attempts an interrupted run left processing):',
+    ...s.scenarios.map((x) => `  ${x.scenario.padEnd(20)} -> ${x.rule} on ${x.entity}: ${x.case_id ? `case ${x.case_id}` : 'NOT DETECTED'}`),
     '',
     s.ok ? 'RESULT: the numbers add up.' : 'RESULT: the numbers do NOT add up (see MISMATCH above).',
     '',
     'Where to look next:',
     `  clickhouse-client --query "SELECT status, count() FROM ${config.clickhouseDatabase}.payment_events GROUP BY status"`,
     `  paysentinel start          # run the pipeline; metrics on http://${config.httpHost}:${config.httpPort}/metrics`,
+    `  paysentinel cases list --status open     # what support sees; "cases show ID" for evidence`,
     `  paysentinel simulate --scenario all --labels out/labels.json`,
     `  labels of this run: ${s.labels_file}`,
     '  paysentinel stack status | paysentinel stack down',
