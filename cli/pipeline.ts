@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createCaseStore, createDetector, type Detector } from '../detection/index.ts';
-import { loadRuleSetOrThrow } from '../rules/index.ts';
+import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
+import { watchRules } from '../detection/reload.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { Partitioners } from 'kafkajs';
 import { createIngestor, startLagPoller, type Ingestor } from '../ingest/index.ts';
@@ -52,7 +53,8 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) }, undefined, {
     shouldRun: leadership.isLeader,
   });
-  const ruleSet = await loadRuleSetOrThrow();
+  const rulePaths = { rulesPath: config.rulesPath || defaultRulesPath, featuresPath: config.featuresPath || defaultFeaturesPath };
+  const ruleSet = await loadRuleSetOrThrow(rulePaths);
   const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await casesProducer.connect();
   const detector = createDetector({
@@ -66,6 +68,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     tickMs: config.detectionTickMs,
   });
   detector.start();
+  const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
   const recorder = startMetricsRecorder({ clickhouse, database: config.clickhouseDatabase, metrics, logger, instance: `${hostname()}-${process.pid}` });
@@ -97,6 +100,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     clickhouse,
     failed: ingestor.failed,
     async stop() {
+      ruleWatcher.stop();
       await detector.stop();
       await casesProducer.disconnect();
       await analytics.stop();

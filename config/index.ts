@@ -68,6 +68,8 @@ export const settings = {
   dlqTopic: { env: 'KAFKA_DLQ_TOPIC', default: 'payments.events.dlq', description: 'Dead-letter topic for messages that break the contract.', parse: topicName },
   casesTopic: { env: 'KAFKA_CASES_TOPIC', default: 'payments.cases', description: 'Topic every case is published to on open and on every update (key = case_id).', parse: topicName },
   detectionTickMs: { env: 'DETECTION_TICK_MS', default: '500', description: 'How often the leader evaluates the rules for entities with new events (ms).', parse: int(50, 60_000) },
+  rulesPath: { env: 'RULES_PATH', default: '', description: 'Folder of rule files (empty: the bundled rules/definitions). Edits are picked up without a restart.', parse: anyText },
+  featuresPath: { env: 'FEATURES_PATH', default: '', description: 'Feature catalog (empty: the bundled rules/features.json).', parse: anyText },
   leaderTopic: { env: 'KAFKA_LEADER_TOPIC', default: 'paysentinel.leader', description: 'Single-partition topic whose consumer group elects the instance that runs scheduled jobs.', parse: topicName },
   topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up.', parse: int(1, 1000) },
   topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },

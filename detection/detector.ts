@@ -34,6 +34,18 @@ export interface DetectorDeps {
   now?: () => number;
 }
 
+/** What a tick needs from a rule set, computed once per set. */
+function prepare(ruleSet: RuleSet) {
+  const features: Feature[] = [];
+  for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature') features.push(info.def as Feature);
+  return {
+    ruleSet,
+    evaluator: createRuleEvaluator(ruleSet),
+    entitiesWithRules: new Set(ruleSet.rules.filter((r) => r.enabled).map((r) => r.entity)),
+    features,
+  };
+}
+
 export interface DetectorStats {
   ticks: number;
   evaluated: number;
@@ -51,12 +63,9 @@ export interface DetectorStats {
  */
 export function createDetector(deps: DetectorDeps) {
   const now = deps.now ?? Date.now;
-  const evaluator = createRuleEvaluator(deps.ruleSet);
-  const enabled = deps.ruleSet.rules.filter((r) => r.enabled);
-  const entitiesWithRules = new Set(enabled.map((r) => r.entity));
-  const features: Feature[] = [];
-  for (const info of deps.ruleSet.catalog.facts.values()) if (info.kind === 'feature') features.push(info.def as Feature);
-  const longest = (entity: EntityType) => Math.max(0, ...features.filter((f) => f.entity === entity).map((f) => windowMs[f.window]));
+  // Replaced as a whole by setRuleSet (hot reload); a tick in progress keeps the set it started with.
+  let active = prepare(deps.ruleSet);
+  const longest = (entity: EntityType) => Math.max(0, ...active.features.filter((f) => f.entity === entity).map((f) => windowMs[f.window]));
   let watermark: number | null = null;
   let lastStuckScan = 0;
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
@@ -65,6 +74,7 @@ export function createDetector(deps: DetectorDeps) {
   /** Channel and merchant features for every channel/merchant, refreshed at most every 5 s. */
   async function contextFacts(nowMs: number): Promise<Map<string, Record<string, number>>> {
     if (nowMs - context.at < 5_000) return context.facts;
+    const { features } = active;
     const facts = new Map<string, Record<string, number>>();
     for (const entity of CONTEXT_ENTITIES) {
       const own = features.filter((f) => f.entity === entity);
@@ -106,6 +116,7 @@ export function createDetector(deps: DetectorDeps) {
       return;
     }
     const nowMs = now();
+    const { ruleSet, evaluator, entitiesWithRules } = active;
     const since = watermark ?? Math.floor((nowMs - (deps.startLookbackMs ?? 600_000)) / 1000);
     // Two seconds of overlap: ingested_at has second precision and batches land out of order.
     const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; t: number }>(
@@ -143,7 +154,7 @@ export function createDetector(deps: DetectorDeps) {
       for (let i = 0; i < ids.length; i += 5_000) {
         const events = await eventsOf(entity, ids.slice(i, i + 5_000), nowMs);
         for (const [entityId, list] of events) {
-          const facts: Record<string, number> = computeFacts(deps.ruleSet.catalog, { entity, entityId }, list, nowMs);
+          const facts: Record<string, number> = computeFacts(ruleSet.catalog, { entity, entityId }, list, nowMs);
           const latest = list.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
           Object.assign(facts, ctx.get(`channel|${latest.event.channel}`), ctx.get(`merchant|${latest.event.merchant_id}`));
           stats.evaluated++;
@@ -183,6 +194,12 @@ export function createDetector(deps: DetectorDeps) {
       await running;
     },
     tick,
+    /** Swaps in a new, already validated rule set; the next tick uses it. */
+    setRuleSet(ruleSet: RuleSet): void {
+      active = prepare(ruleSet);
+      context = { at: 0, facts: new Map() };
+    },
+    ruleSet: (): RuleSet => active.ruleSet,
     stats: (): Readonly<DetectorStats> => ({ ...stats }),
   };
 }
