@@ -7,19 +7,26 @@ import { migrate } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
 import { computeRates, RATES_JOB, run as runRates } from './rates.ts';
+import { RETRY_POLICY_JOB, run as runRetryPolicy } from './retry-policy.ts';
+import { createKafkaPolicyPublisher } from './retry-policy-kafka.ts';
+import { createKafka } from '../kafka/index.ts';
 
 const help = `Usage:
   paysentinel analytics rates --from T --to T [--by channel|merchant|failure_code] [--bucket 5m|hour|day] [--json]
   paysentinel analytics run rates [--from T] [--to T] [--json]
+  paysentinel analytics run retry-policy [--from T] [--to T] [--no-publish] [--json]
 
 rates     Prints failure, timeout, retry and refund rates of the payment attempts whose first
           event occurred in [--from, --to), computed now in ClickHouse from payment_events.
           An attempt's outcome is its latest status, so a late callback counts wherever it
           arrives. Definitions: analytics/DEFINITIONS.md.
-run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${RATES_JOB}.
+run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${RATES_JOB}, ${RETRY_POLICY_JOB}.
           Without --from it catches up from the end of the last successful run (and restates
           the last hour); with --from/--to it recomputes that range, e.g. to backfill. Only
           buckets that have ended are written; re-running a bucket replaces it.
+          retry-policy tunes the retry policy from the evidence of [--from, --to) (default: the
+          14 days before the current hour), stores it in retry_policy and publishes it to the
+          Kafka topic payments.retry-policy (not with --no-publish). See "paysentinel policy".
 
 Options:
   --from T            Start (inclusive). T is RFC 3339 with a zone (2026-11-25T10:00:00Z,
@@ -34,7 +41,8 @@ Options:
 Examples:
   paysentinel analytics rates --from now-1h --to now --by channel
   paysentinel analytics rates --from 2026-11-25 --to 2026-11-26 --bucket hour --json
-  paysentinel analytics run rates --from 2026-11-01 --to 2026-11-25`;
+  paysentinel analytics run rates --from 2026-11-01 --to 2026-11-25
+  paysentinel analytics run retry-policy --from now-7d`;
 
 function time(flag: string, raw: string | undefined, now: Date): Date | undefined {
   if (raw === undefined) return undefined;
@@ -57,7 +65,7 @@ export const analyticsCommand: Command = {
     const { values, positionals } = parseCommandArgs(
       'analytics',
       argv,
-      { from: { type: 'string' }, to: { type: 'string' }, by: { type: 'string' }, bucket: { type: 'string' }, json: { type: 'boolean' } },
+      { from: { type: 'string' }, to: { type: 'string' }, by: { type: 'string' }, bucket: { type: 'string' }, json: { type: 'boolean' }, 'no-publish': { type: 'boolean' } },
       true,
     );
     const now = new Date();
@@ -92,8 +100,31 @@ export const analyticsCommand: Command = {
       }
     }
 
+    if (sub === 'run' && job === RETRY_POLICY_JOB) {
+      if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
+      const config = loadConfig();
+      const logger = createLogger({ level: config.logLevel });
+      const clickhouse = createClickHouse(config);
+      const publisher = values['no-publish'] ? undefined : createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication });
+      try {
+        await migrate(clickhouse, config.clickhouseDatabase, logger);
+        const result = await runRetryPolicy({ clickhouse, database: config.clickhouseDatabase, logger, publisher }, now, { from, to });
+        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
+        else {
+          process.stdout.write(
+            `${result.job}: ${result.status}, evidence ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} entries written${publisher ? ' and published' : ''} (run ${result.runId}). See "paysentinel policy show" and "paysentinel policy diff".\n`,
+          );
+        }
+        return 0;
+      } finally {
+        await publisher?.close();
+        await clickhouse.close();
+      }
+    }
+
     if (sub === 'run') {
-      if (job !== RATES_JOB) usage(job === undefined ? 'analytics run needs a job name: rates.' : `Unknown job ${JSON.stringify(job)}: the jobs are: ${RATES_JOB}.`);
+      if (values['no-publish']) usage('--no-publish applies to "analytics run retry-policy" only.');
+      if (job !== RATES_JOB) usage(job === undefined ? 'analytics run needs a job name: rates or retry-policy.' : `Unknown job ${JSON.stringify(job)}: the jobs are: ${RATES_JOB}, ${RETRY_POLICY_JOB}.`);
       if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });

@@ -8,3 +8,20 @@ export type { BucketSize, Dimension } from './queries.ts';
 export { formatRatesTable, parseTime } from './format.ts';
 export { analyticsJobs, startAnalyticsSchedule } from './schedule.ts';
 export type { AnalyticsSchedule, ScheduledJob } from './schedule.ts';
+export {
+  run as runRetryPolicyJob,
+  tunePolicy,
+  decide as decideRetryPolicy,
+  wilson,
+  peakHours,
+  readPolicy,
+  readPreviousPolicy,
+  RETRY_POLICY_JOB,
+  NEVER_RETRY,
+  DEFAULT_POLICY_OPTIONS,
+  retryPolicyScheduledJob,
+} from './retry-policy.ts';
+export type { PolicyEntry, PolicyAction, PolicyOptions, PolicyPublisher, RetryPolicyDeps, RetryPolicyRunOptions } from './retry-policy.ts';
+export { createKafkaPolicyPublisher, policyMessage, RETRY_POLICY_TOPIC } from './retry-policy-kafka.ts';
+export type { KafkaPolicyPublisher } from './retry-policy-kafka.ts';
+export { formatPolicy, formatPolicyDiff, policyChanges } from './policy-format.ts';

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   cases: async () => (await import('../detection/cli.ts')).casesCommand,
   rules: async () => (await import('../rules/cli.ts')).rulesCommand,
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
+  policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
 };
 
 const summaries: Record<string, string> = {
@@ -26,6 +27,7 @@ const summaries: Record<string, string> = {
   cases: 'List, show, acknowledge and resolve the cases detection opened',
   rules: 'Validate the detection rules and run their test fixtures (validate|test)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
+  policy: 'The retry policy tuned from evidence (policy show | policy diff)',
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

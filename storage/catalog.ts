@@ -8,6 +8,7 @@ import {
   storedRatesQuery,
   writtenRowsQuery,
 } from '../analytics/queries.ts';
+import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
@@ -78,6 +79,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...analyticsStatements(database),
     ...dashboardStatements(database),
     ...detectionStatements(database),
+    ...retryPolicyStatements(database),
   ];
 }
 
@@ -137,5 +139,18 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'case by id', sql: cases.byId("C'1") },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
     { name: 'case history', sql: cases.history('C1') },
+  ];
+}
+
+/** The retry-policy job and `paysentinel policy`: the evidence queries and the policy read back. */
+function retryPolicyStatements(database: string): CatalogStatement[] {
+  const window = { from: new Date(Date.UTC(2026, 10, 11)), to: new Date(Date.UTC(2026, 10, 25, 10)) };
+  return [
+    { name: 'retry transitions', sql: retryTransitionsQuery(database, window) },
+    { name: 'retry delays', sql: retryDelaysQuery(database, window) },
+    { name: 'channel hours', sql: channelHoursQuery(database, window) },
+    { name: 'latest retry policy', sql: latestPolicyQuery(database) },
+    { name: 'previous retry policy', sql: previousPolicyQuery(database) },
+    { name: 'count written policy', sql: policyRowsQuery(database, 1) },
   ];
 }
