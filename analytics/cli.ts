@@ -8,6 +8,7 @@ import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
 import { computeRates, RATES_JOB, run as runRates } from './rates.ts';
 import { RETRY_POLICY_JOB, run as runRetryPolicy } from './retry-policy.ts';
+import { RECONCILE_JOB, run as runReconcile } from './reconcile.ts';
 import { createKafkaPolicyPublisher } from './retry-policy-kafka.ts';
 import { createKafka } from '../kafka/index.ts';
 
@@ -15,18 +16,21 @@ const help = `Usage:
   paysentinel analytics rates --from T --to T [--by channel|merchant|failure_code] [--bucket 5m|hour|day] [--json]
   paysentinel analytics run rates [--from T] [--to T] [--json]
   paysentinel analytics run retry-policy [--from T] [--to T] [--no-publish] [--json]
+  paysentinel analytics run reconcile [--json]
 
 rates     Prints failure, timeout, retry and refund rates of the payment attempts whose first
           event occurred in [--from, --to), computed now in ClickHouse from payment_events.
           An attempt's outcome is its latest status, so a late callback counts wherever it
           arrives. Definitions: analytics/DEFINITIONS.md.
-run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${RATES_JOB}, ${RETRY_POLICY_JOB}.
+run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${RATES_JOB}, ${RETRY_POLICY_JOB}, ${RECONCILE_JOB}.
           Without --from it catches up from the end of the last successful run (and restates
           the last hour); with --from/--to it recomputes that range, e.g. to backfill. Only
           buckets that have ended are written; re-running a bucket replaces it.
           retry-policy tunes the retry policy from the evidence of [--from, --to) (default: the
           14 days before the current hour), stores it in retry_policy and publishes it to the
           Kafka topic payments.retry-policy (not with --no-publish). See "paysentinel policy".
+          reconcile re-checks the attempts of the last 24 hours: still processing after 15
+          minutes, final status changed later, callback delay percentiles per channel.
 
 Options:
   --from T            Start (inclusive). T is RFC 3339 with a zone (2026-11-25T10:00:00Z,
@@ -122,9 +126,25 @@ export const analyticsCommand: Command = {
       }
     }
 
+    if (sub === 'run' && job === RECONCILE_JOB) {
+      if (values.by !== undefined || values.bucket !== undefined || from || to || values['no-publish']) usage('analytics run reconcile takes no options but --json.');
+      const config = loadConfig();
+      const logger = createLogger({ level: config.logLevel });
+      const clickhouse = createClickHouse(config);
+      try {
+        await migrate(clickhouse, config.clickhouseDatabase, logger);
+        const result = await runReconcile({ clickhouse, database: config.clickhouseDatabase, logger }, now);
+        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
+        else process.stdout.write(`${result.job}: ${result.status}, attempts first seen ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} rows written (run ${result.runId}).\n`);
+        return 0;
+      } finally {
+        await clickhouse.close();
+      }
+    }
+
     if (sub === 'run') {
       if (values['no-publish']) usage('--no-publish applies to "analytics run retry-policy" only.');
-      if (job !== RATES_JOB) usage(job === undefined ? 'analytics run needs a job name: rates or retry-policy.' : `Unknown job ${JSON.stringify(job)}: the jobs are: ${RATES_JOB}, ${RETRY_POLICY_JOB}.`);
+      if (job !== RATES_JOB) usage(job === undefined ? 'analytics run needs a job name: rates, retry-policy or reconcile.' : `Unknown job ${JSON.stringify(job)}: the jobs are: ${RATES_JOB}, ${RETRY_POLICY_JOB}, ${RECONCILE_JOB}.`);
       if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });

@@ -25,3 +25,5 @@ export type { PolicyEntry, PolicyAction, PolicyOptions, PolicyPublisher, RetryPo
 export { createKafkaPolicyPublisher, policyMessage, RETRY_POLICY_TOPIC } from './retry-policy-kafka.ts';
 export type { KafkaPolicyPublisher } from './retry-policy-kafka.ts';
 export { formatPolicy, formatPolicyDiff, policyChanges } from './policy-format.ts';
+export { run as runReconcileJob, readReconcile, reconcileScheduledJob, RECONCILE_JOB, DEFAULT_STUCK_AFTER_MS, DEFAULT_RECONCILE_LOOKBACK_MS } from './reconcile.ts';
+export type { ReconcileReport, ReconciledAttempt, CallbackDelays, ReconcileRunOptions } from './reconcile.ts';

@@ -9,6 +9,7 @@ import {
   writtenRowsQuery,
 } from '../analytics/queries.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
+import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
@@ -80,6 +81,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...dashboardStatements(database),
     ...detectionStatements(database),
     ...retryPolicyStatements(database),
+    ...reconcileStatements(database),
   ];
 }
 
@@ -152,5 +154,18 @@ function retryPolicyStatements(database: string): CatalogStatement[] {
     { name: 'latest retry policy', sql: latestPolicyQuery(database) },
     { name: 'previous retry policy', sql: previousPolicyQuery(database) },
     { name: 'count written policy', sql: policyRowsQuery(database, 1) },
+  ];
+}
+
+/** The reconcile job: the three writes and what readers select. */
+function reconcileStatements(database: string): CatalogStatement[] {
+  const write = { fromMs: Date.UTC(2026, 10, 24, 10), toMs: Date.UTC(2026, 10, 25, 10, 0, 0, 500), version: 1, computedAt: new Date(Date.UTC(2026, 10, 25, 10)), stuckAfterMs: 900_000 };
+  return [
+    { name: 'reconcile stuck attempts', sql: insertStuckQuery(database, write) },
+    { name: 'reconcile changed attempts', sql: insertChangedQuery(database, write) },
+    { name: 'reconcile callback delays', sql: insertCallbackDelaysQuery(database, write) },
+    { name: 'latest reconcile version', sql: latestReconcileVersionQuery(database) },
+    { name: 'reconciled attempts', sql: reconcileAttemptsQuery(database, 1) },
+    { name: 'callback delays', sql: callbackDelaysQuery(database, 1) },
   ];
 }
