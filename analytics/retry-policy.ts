@@ -52,10 +52,14 @@ export const DEFAULT_POLICY_OPTIONS: Readonly<PolicyOptions> = Object.freeze({
   defaultBackoffSeconds: 30,
 });
 
+// Two-sided normal quantiles of the usual confidences, exact: simple-statistics' probit is an
+// approximation (1.9572 for 95%) and only serves the others.
+const Z: Readonly<Record<number, number>> = { 0.9: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004 };
+
 /** Wilson score interval of `successes` out of `n` (both bounds 0 when n is 0). */
 export function wilson(successes: number, n: number, confidence = 0.95): { p: number; low: number; high: number } {
   if (n <= 0) return { p: 0, low: 0, high: 0 };
-  const z = probit(1 - (1 - confidence) / 2);
+  const z = Z[confidence] ?? probit(1 - (1 - confidence) / 2);
   const p = successes / n;
   const z2 = z * z;
   const denom = 1 + z2 / n;
