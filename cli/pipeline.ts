@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { startAnalyticsSchedule } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createCaseStore, createDetector, type Detector } from '../detection/index.ts';
+import { startCaseWebhook } from '../detection/webhook.ts';
 import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
 import { watchRules } from '../detection/reload.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
@@ -68,6 +69,10 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     tickMs: config.detectionTickMs,
   });
   detector.start();
+  // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
+  const webhook = config.caseWebhookUrl
+    ? await startCaseWebhook({ kafka, topic: config.casesTopic, groupId: `${config.kafkaGroupId}-webhook`, url: config.caseWebhookUrl, secret: config.caseWebhookSecret, logger: logger.child({ stage: 'webhook' }), registry: metrics.registry })
+    : undefined;
   const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
   const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
@@ -98,10 +103,11 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     detector,
     ingestor,
     clickhouse,
-    failed: ingestor.failed,
+    failed: webhook ? Promise.race([ingestor.failed, webhook.failed]) : ingestor.failed,
     async stop() {
       ruleWatcher.stop();
       await detector.stop();
+      await webhook?.stop();
       await casesProducer.disconnect();
       await analytics.stop();
       await leadership.stop();

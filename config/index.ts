@@ -51,6 +51,29 @@ const httpUrl: Parser<string> = (raw, name) => {
   return url.toString().replace(/\/$/, '');
 };
 
+/** Empty (feature off) or an http(s) URL; credentials belong elsewhere because `paysentinel config` prints URLs. */
+const optionalHttpUrl: Parser<string> = (raw, name) => {
+  const value = raw.trim();
+  if (value === '') return '';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail(name, raw, 'empty (off) or an http(s) URL such as https://support.example.com/hooks/cases');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(name, raw, 'empty (off) or an http(s) URL such as https://support.example.com/hooks/cases');
+  if (url.username || url.password) return fail(name, '(hidden)', 'a URL without user:password (requests are authenticated by the CASE_WEBHOOK_SECRET signature)');
+  return url.href;
+};
+
+/** HMAC keys: empty, or long enough to be worth signing with. The value never appears in messages. */
+const signingSecret: Parser<string> = (raw, name) => {
+  if (raw !== '' && raw.length < 16) {
+    throw new PaysentinelError('CONFIG_INVALID', `${name} is too short: expected at least 16 characters, e.g. the output of \`openssl rand -hex 32\`.`);
+  }
+  return raw;
+};
+
 const identifier = text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a ClickHouse identifier (letters, digits, underscore)');
 const topicName = text(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name (letters, digits, ".", "_", "-")');
 const logLevels = ['debug', 'info', 'warn', 'error'] as const;
@@ -67,6 +90,8 @@ export const settings = {
   eventsTopic: { env: 'KAFKA_EVENTS_TOPIC', default: 'payments.events', description: 'Topic the payment events arrive on.', parse: topicName },
   dlqTopic: { env: 'KAFKA_DLQ_TOPIC', default: 'payments.events.dlq', description: 'Dead-letter topic for messages that break the contract.', parse: topicName },
   casesTopic: { env: 'KAFKA_CASES_TOPIC', default: 'payments.cases', description: 'Topic every case is published to on open and on every update (key = case_id).', parse: topicName },
+  caseWebhookUrl: { env: 'CASE_WEBHOOK_URL', default: '', description: 'When set, every message of the cases topic is POSTed here as signed JSON, retried until a 2xx (empty = off).', parse: optionalHttpUrl },
+  caseWebhookSecret: { env: 'CASE_WEBHOOK_SECRET', default: '', description: 'HMAC-SHA256 key for the webhook signature; required with CASE_WEBHOOK_URL (secret: environment only).', parse: signingSecret, secret: true },
   detectionTickMs: { env: 'DETECTION_TICK_MS', default: '500', description: 'How often the leader evaluates the rules for entities with new events (ms).', parse: int(50, 60_000) },
   rulesPath: { env: 'RULES_PATH', default: '', description: 'Folder of rule files (empty: the bundled rules/definitions). Edits are picked up without a restart.', parse: anyText },
   featuresPath: { env: 'FEATURES_PATH', default: '', description: 'Feature catalog (empty: the bundled rules/features.json).', parse: anyText },
@@ -104,6 +129,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch (err) {
       problems.push(err instanceof Error ? err.message : String(err));
     }
+  }
+  if (out.caseWebhookUrl && !out.caseWebhookSecret) {
+    problems.push('CASE_WEBHOOK_SECRET is required when CASE_WEBHOOK_URL is set: receivers verify every delivery with it (generate one with `openssl rand -hex 32`).');
   }
   if (problems.length > 0) {
     throw new PaysentinelError('CONFIG_INVALID', `Configuration is invalid:\n  - ${problems.join('\n  - ')}`);
