@@ -3,9 +3,17 @@ import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { numberOption, parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { runDetectBench } from './detect.ts';
 import { runIngestBench, type IngestBenchResult } from './ingest.ts';
 
-const help = `Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--seed 1] [--no-baseline] [--timeout 15m] [--json]
+const help = `Usage: paysentinel bench detect [--rate 5000] [--duration 60s] [--attacks 20] [--json]
+
+Runs "paysentinel start" on fresh topics and database, produces simulator traffic at --rate
+events/s, and every few seconds a card-testing burst from a new IP whose 15th attempt is the
+one that satisfies ip_amount_probing. Prints the latency from that event's acknowledgement by
+Kafka to its case arriving on the cases topic (p50/p95/p99/max); writes out/bench-detect.json.
+
+Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--seed 1] [--no-baseline] [--timeout 15m] [--json]
 
 Produces --count simulator events to a fresh topic, then measures end to end:
   1. "paysentinel start" (a real child process) consuming them into ClickHouse, until every
@@ -38,12 +46,36 @@ export const benchCommand: Command = {
         seed: { type: 'string' },
         'no-baseline': { type: 'boolean' },
         timeout: { type: 'string' },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        attacks: { type: 'string' },
         json: { type: 'boolean' },
       },
       true,
     );
+    if (positionals[0] === 'detect' && positionals.length === 1) {
+      const durationMs = values.duration === undefined ? 60_000 : parseDuration(values.duration);
+      if (durationMs === null) throw new PaysentinelError('USAGE', `--duration ${values.duration} is not a duration such as 60s`);
+      const result = await runDetectBench(loadConfig(), createLogger({ level: 'warn' }), {
+        rate: numberOption('bench', 'rate', values.rate, 5_000, 1),
+        durationMs,
+        attacks: numberOption('bench', 'attacks', values.attacks, 20, 1),
+        progress: (line) => process.stderr.write(`bench: ${line}\n`),
+      });
+      await mkdir(new URL('../out/', import.meta.url), { recursive: true });
+      await writeFile(new URL('../out/bench-detect.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+      const l = result.latencyMs;
+      process.stdout.write(
+        values.json
+          ? JSON.stringify(result, null, 2) + '\n'
+          : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events): ${result.detected}/${result.attacks} attacks detected\n` +
+              (l ? `latency from the triggering event to its case on the cases topic: p50 ${l.p50.toFixed(0)} ms, p95 ${l.p95.toFixed(0)} ms, p99 ${l.p99.toFixed(0)} ms, max ${l.max.toFixed(0)} ms\n` : 'no case arrived\n') +
+              'written to out/bench-detect.json\n',
+      );
+      return result.detected === result.attacks ? 0 : 1;
+    }
     if (positionals[0] !== 'ingest' || positionals.length !== 1) {
-      throw new PaysentinelError('USAGE', 'Which benchmark? Only "paysentinel bench ingest" exists so far.\nRun "paysentinel bench --help" for usage.');
+      throw new PaysentinelError('USAGE', 'Which benchmark? "paysentinel bench ingest" or "paysentinel bench detect".\nRun "paysentinel bench --help" for usage.');
     }
     const timeoutMs = values.timeout === undefined ? 15 * 60_000 : parseDuration(values.timeout);
     if (timeoutMs === null) throw new PaysentinelError('USAGE', `--timeout ${values.timeout} is not a duration such as 15m`);

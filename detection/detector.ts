@@ -116,6 +116,7 @@ export function createDetector(deps: DetectorDeps) {
       return;
     }
     const nowMs = now();
+    const t0 = performance.now();
     const { ruleSet, evaluator, entitiesWithRules } = active;
     const since = watermark ?? Math.floor((nowMs - (deps.startLookbackMs ?? 600_000)) / 1000);
     // Two seconds of overlap: ingested_at has second precision and batches land out of order.
@@ -145,6 +146,7 @@ export function createDetector(deps: DetectorDeps) {
       for (const r of rows) touched.order.add(r.order_id);
     }
 
+    const timings: Record<string, number> = { touched: performance.now() - t0 };
     const hits: Hit[] = [];
     const needContext = [...touched.device].length > 0 || [...touched.ip].length > 0;
     const ctx = needContext ? await contextFacts(nowMs) : new Map<string, Record<string, number>>();
@@ -152,7 +154,10 @@ export function createDetector(deps: DetectorDeps) {
       if (!entitiesWithRules.has(entity) || touched[entity].size === 0) continue;
       const ids = [...touched[entity]];
       for (let i = 0; i < ids.length; i += 5_000) {
+        const fetchStarted = performance.now();
         const events = await eventsOf(entity, ids.slice(i, i + 5_000), nowMs);
+        timings[`${entity}_fetch`] = (timings[`${entity}_fetch`] ?? 0) + performance.now() - fetchStarted;
+        const evalStarted = performance.now();
         for (const [entityId, list] of events) {
           const facts: Record<string, number> = computeFacts(ruleSet.catalog, { entity, entityId }, list, nowMs);
           const latest = list.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
@@ -160,8 +165,10 @@ export function createDetector(deps: DetectorDeps) {
           stats.evaluated++;
           hits.push(...(await evaluator.evaluate(entity, entityId, facts)));
         }
+        timings[`${entity}_eval`] = (timings[`${entity}_eval`] ?? 0) + performance.now() - evalStarted;
       }
     }
+    const casesStarted = performance.now();
     const { opened, updated } = await deps.cases.applyHits(hits, nowMs);
     for (const c of opened) deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
     stats.ticks++;
@@ -169,6 +176,8 @@ export function createDetector(deps: DetectorDeps) {
     stats.opened += opened.length;
     stats.updated += updated.length;
     stats.lastTickMs = now() - nowMs;
+    timings.cases = performance.now() - casesStarted;
+    deps.logger.debug('tick', { ms: stats.lastTickMs, touched: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, touched[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
     // Advance only after the cases were stored and published: a failed tick is repeated.
     watermark = newest;
   }

@@ -101,3 +101,20 @@ describe('createRuleEvaluator', () => {
     expect(parsed).toMatchObject({ ok: false, problems: [{ file: 't.json', path: '$.cases[0].facts.device_technical_failure_15m', message: expect.stringMatching(/Did you mean "device_technical_failures_15m"/) }] });
   });
 });
+
+describe('pre-check before the engine', () => {
+  test('says false only when a plain numeric condition certainly fails', async () => {
+    const { mayHold } = await import('./evaluate.ts');
+    const rule = { all: [{ fact: 'a', operator: 'greaterThanInclusive', value: 15 }, { fact: 'b', operator: 'significantlyAbove', value: { alpha: 0.01 } }] };
+    expect(mayHold(rule, { a: 14 })).toBe(false);
+    // Custom operators run exactly as in the engine: without stats for `b` the rule cannot hold.
+    expect(mayHold(rule, { a: 15 })).toBe(false);
+    expect(mayHold({ all: [{ fact: 'a', operator: 'contains', value: 1 }] }, { a: [1] })).toBeUndefined();
+    expect(mayHold(rule, {})).toBe(false);
+    expect(mayHold({ any: [{ fact: 'a', operator: 'lessThan', value: 1 }, { fact: 'c', operator: 'equal', value: 'x' }] }, { a: 5 })).toBeUndefined();
+    expect(mayHold({ any: [{ fact: 'a', operator: 'lessThan', value: 1 }, { fact: 'a', operator: 'greaterThan', value: 9 }] }, { a: 5 })).toBe(false);
+    expect(mayHold({ all: [{ fact: 'a', operator: 'greaterThan', value: 1, path: '$.x' }] }, { a: 0 })).toBeUndefined();
+    expect(mayHold({ all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] }, { age: 60_000 })).toBe(false);
+    expect(mayHold({ all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] }, { age: 3_600_000 })).toBe(true);
+  });
+});

@@ -65,6 +65,8 @@ export function createRuleEvaluator(ruleSet: RuleSet): RuleEvaluator {
       // json-rules-engine treats a runtime fact of undefined as defined; leave those out.
       const runtime: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(complete)) if (v !== undefined) runtime[k] = v;
+      // Most entities are nowhere near a threshold: skip the engine when no rule can fire.
+      if (![...slot.rules.values()].some((rule) => mayHold(rule.conditions as Condition, runtime) !== false)) return [];
       const { results } = await slot.engine.run(runtime);
       const hits: Hit[] = [];
       for (const result of results) {
@@ -87,4 +89,53 @@ export function createRuleEvaluator(ruleSet: RuleSet): RuleEvaluator {
       return hits.sort((a, b) => a.ruleId.localeCompare(b.ruleId));
     },
   };
+}
+
+type Condition = { all?: Condition[]; any?: Condition[]; not?: Condition; fact?: string; operator?: string; value?: unknown; path?: string };
+
+const numeric: Record<string, (a: number, b: number) => boolean> = {
+  greaterThan: (a, b) => a > b,
+  greaterThanInclusive: (a, b) => a >= b,
+  lessThan: (a, b) => a < b,
+  lessThanInclusive: (a, b) => a <= b,
+};
+/** Custom operators are pure functions of (fact value, rule value): the pre-check runs them exactly as the engine does. */
+// `evaluate` (validator, then callback) is what the engine calls; its typings omit it.
+const custom = new Map(customOperators.map((op) => [op.name, op as unknown as { evaluate(factValue: unknown, value: unknown): boolean }]));
+
+/**
+ * A cheap pre-check with json-rules-engine's own semantics for plain numeric comparisons and
+ * our custom operators: false when the conditions certainly fail, undefined when only the
+ * engine can tell (other operators, paths, fact references, `not`). Never says false for a condition that could hold,
+ * so skipping the engine on false changes no result; it only saves the engine's cost.
+ */
+export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>): boolean | undefined {
+  if (c.all) {
+    let unknown = false;
+    for (const sub of c.all) {
+      const r = mayHold(sub, facts);
+      if (r === false) return false;
+      if (r === undefined) unknown = true;
+    }
+    return unknown ? undefined : true;
+  }
+  if (c.any) {
+    let unknown = false;
+    for (const sub of c.any) {
+      const r = mayHold(sub, facts);
+      if (r === true) return true;
+      if (r === undefined) unknown = true;
+    }
+    return unknown ? undefined : false;
+  }
+  if (c.fact === undefined || c.path !== undefined || c.operator === undefined) return undefined;
+  if (c.value !== null && typeof c.value === 'object' && 'fact' in (c.value as object)) return undefined;
+  const op = custom.get(c.operator);
+  if (op) return op.evaluate(facts[c.fact], c.value);
+  const compare = numeric[c.operator];
+  if (!compare || typeof c.value !== 'number') return undefined;
+  const v = facts[c.fact];
+  // The engine's numeric operators are false for a value that is not a number (or absent).
+  if (typeof v !== 'number' || Number.isNaN(v)) return false;
+  return compare(v, c.value);
 }

@@ -26,11 +26,16 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
   const auth = 'Basic ' + Buffer.from(`${config.clickhouseUser}:${config.clickhousePassword}`).toString('base64');
   const timeoutMs = options.timeoutMs ?? 30_000;
 
-  async function post(url: URL, body: BodyInit, what: string): Promise<string> {
+  async function post(url: URL, body: BodyInit, what: string, retryStaleSocket = false): Promise<string> {
     let response: Response;
     try {
       response = await fetch(url, { method: 'POST', headers: { authorization: auth }, body, signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
+      // A kept-alive socket the server closed meanwhile fails at once with EPIPE/ECONNRESET; a
+      // read-only query is simply sent again on a fresh one. Inserts are left to the caller's
+      // retry, which repeats the dedup look-up first.
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (retryStaleSocket && (code === 'EPIPE' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET')) return post(url, body, what, false);
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw classifyClickHouseError(cause?.code ? Object.assign(new Error(cause.message ?? String(err)), { code: cause.code }) : err, what);
     }
@@ -50,7 +55,7 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
     const body = new FormData();
     body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
-    const text = await post(url, body, what);
+    const text = await post(url, body, what, true);
     try {
       return text === '' ? [] : text.trimEnd().split('\n').map((line) => JSON.parse(line) as T);
     } catch (err) {

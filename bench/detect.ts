@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { Partitioners } from 'kafkajs';
+import { quantile } from 'simple-statistics';
+import type { Config } from '../config/index.ts';
+import { createKafka, ensureTopics } from '../kafka/index.ts';
+import type { Logger } from '../log/index.ts';
+import { createTrafficGenerator } from '../simulator/generate.ts';
+import { command, createClickHouse } from '../storage/clickhouse.ts';
+import { ident } from '../storage/sql.ts';
+
+export interface DetectBenchOptions {
+  rate: number;
+  durationMs: number;
+  attacks: number;
+  progress: (line: string) => void;
+}
+
+export interface DetectBenchResult {
+  rate: number;
+  backgroundEvents: number;
+  attacks: number;
+  detected: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+}
+
+/**
+ * Detection latency under load: background simulator traffic at `rate` events/s, plus card-testing
+ * bursts from fresh IPs. Each burst's 15th attempt is the one that makes ip_amount_probing's
+ * conditions true (15 attempts, 15 amounts, all declined), so latency = from Kafka acknowledging
+ * that event to the case arriving on the cases topic.
+ */
+export async function runDetectBench(config: Config, logger: Logger, options: DetectBenchOptions): Promise<DetectBenchResult> {
+  const id = randomUUID().slice(0, 8);
+  const topics = { events: `bench-${id}.payments.events`, dlq: `bench-${id}.payments.events.dlq`, cases: `bench-${id}.payments.cases` };
+  const database = `paysentinel_bench_${id}`;
+  const kafka = createKafka(config, logger, '-bench');
+  const admin = kafka.admin();
+  await admin.connect();
+  const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], {
+    cwd: new URL('..', import.meta.url),
+    env: {
+      ...process.env,
+      KAFKA_EVENTS_TOPIC: topics.events,
+      KAFKA_DLQ_TOPIC: topics.dlq,
+      KAFKA_CASES_TOPIC: topics.cases,
+      KAFKA_GROUP_ID: `bench-${id}`,
+      CLICKHOUSE_DATABASE: database,
+      HTTP_PORT: '0',
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const consumer = kafka.consumer({ groupId: `bench-${id}-cases-reader` });
+  try {
+    await ensureTopics(admin, Object.values(topics).map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })));
+    await producer.connect();
+    const triggerAt = new Map<string, number>();
+    const latencies: number[] = [];
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topics.cases], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const c = JSON.parse(message.value!.toString()) as { rule_id: string; entity_id: string; hit_count: number };
+        const t = triggerAt.get(c.entity_id);
+        if (c.rule_id === 'ip_amount_probing' && c.hit_count === 1 && t !== undefined) latencies.push(performance.now() - t);
+      },
+    });
+    // Let the pipeline start and take the lead before measuring.
+    await new Promise((r) => setTimeout(r, 8_000));
+
+    const generator = createTrafficGenerator({ seed: 9, rate: options.rate, durationMs: options.durationMs, startMs: Date.now() });
+    const started = Date.now();
+    let background = 0;
+    let attacksSent = 0;
+    const attackEvery = options.durationMs / (options.attacks + 1);
+    let nextProgress = started + 5_000;
+    while (Date.now() - started < options.durationMs) {
+      const due: { key: string; value: Buffer }[] = [];
+      for (let at = generator.peekSendAtMs(); at !== null && at <= Date.now() - started; at = generator.peekSendAtMs()) {
+        const item = generator.next()!;
+        due.push({ key: item.key, value: item.value });
+      }
+      // Chunks stay well below the broker's 1 MB request limit.
+      for (let i = 0; i < due.length; i += 500) {
+        await producer.send({ topic: topics.events, acks: -1, messages: due.slice(i, i + 500) });
+      }
+      background += due.length;
+      if (attacksSent < options.attacks && Date.now() - started >= attackEvery * (attacksSent + 1)) {
+        attacksSent++;
+        const ip = `198.18.${attacksSent}.${Math.floor(Math.random() * 250) + 1}`;
+        const events = Array.from({ length: 15 }, (_, i) => ({
+          event_id: `bench-${id}-${attacksSent}-${i}`,
+          occurred_at: new Date().toISOString(),
+          type: 'payment',
+          status: 'failed',
+          order_id: `bench-${id}-${attacksSent}-${i}`,
+          attempt: 1,
+          amount_minor: 100 + i * 7,
+          currency: 'CNY',
+          channel: 'card',
+          merchant_id: 'm-bench',
+          user_id: `u-${attacksSent}-${i}`,
+          ip,
+          failure_code: 'card_declined',
+        }));
+        // The first 14 go out together; the 15th is the trigger, timed from its acknowledgement.
+        await producer.send({ topic: topics.events, acks: -1, messages: events.slice(0, 14).map((e) => ({ key: e.order_id, value: JSON.stringify(e) })) });
+        await producer.send({ topic: topics.events, acks: -1, messages: [{ key: events[14]!.order_id, value: JSON.stringify(events[14]) }] });
+        triggerAt.set(ip, performance.now());
+      }
+      if (Date.now() >= nextProgress) {
+        options.progress(`${background} background events, ${attacksSent} attacks, ${latencies.length} detected`);
+        nextProgress += 5_000;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const waitUntil = Date.now() + 15_000;
+    while (latencies.length < attacksSent && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
+    const sorted = [...latencies].sort((a, b) => a - b);
+    return {
+      rate: options.rate,
+      backgroundEvents: background,
+      attacks: attacksSent,
+      detected: latencies.length,
+      latencyMs: sorted.length
+        ? { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! }
+        : null,
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
+    const clickhouse = createClickHouse(config);
+    await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+    await clickhouse.close();
+    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {});
+    await admin.disconnect();
+  }
+}
