@@ -11,8 +11,12 @@ afterEach(() => {
 });
 
 describe('analytics schedule (fake clock)', () => {
-  test('the rates job is scheduled every minute', () => {
-    expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([['rates', '* * * * *']]);
+  test('rates every minute, reconcile every five minutes, the retry policy hourly', () => {
+    expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([
+      ['rates', '* * * * *'],
+      ['reconcile', '*/5 * * * *'],
+      ['retry-policy', '7 * * * *'],
+    ]);
   });
 
   test('runs the job at every minute with that minute as `now`, until stopped', async () => {

@@ -1,6 +1,8 @@
 import { createTask, type ScheduledTask } from 'node-cron';
 import type { AnalyticsDeps } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
+import { reconcileScheduledJob } from './reconcile.ts';
+import { retryPolicyScheduledJob } from './retry-policy.ts';
 
 /** A job and when it runs; `run` is the plain function of (dependencies, now) the CLI also calls. */
 export interface ScheduledJob {
@@ -11,7 +13,11 @@ export interface ScheduledJob {
 }
 
 /** The analytics jobs and their schedules (issue 4 §2). */
-export const analyticsJobs: readonly ScheduledJob[] = [{ name: RATES_JOB, cron: '* * * * *', run: (deps, now) => runRates(deps, now) }];
+export const analyticsJobs: readonly ScheduledJob[] = [
+  { name: RATES_JOB, cron: '* * * * *', run: (deps, now) => runRates(deps, now) },
+  reconcileScheduledJob,
+  retryPolicyScheduledJob,
+];
 
 export interface AnalyticsSchedule {
   /** Stops every task; a run in progress finishes on its own. */

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
-import { startAnalyticsSchedule } from '../analytics/index.ts';
+import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDeps } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { createCaseStore, createDetector, type Detector } from '../detection/index.ts';
 import { startCaseWebhook } from '../detection/webhook.ts';
@@ -51,7 +51,10 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
   await ingestor.start();
   const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger });
-  const analytics = startAnalyticsSchedule({ clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }) }, undefined, {
+  // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
+  const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
+  const analyticsDeps: RetryPolicyDeps = { clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }), publisher: policyPublisher };
+  const analytics = startAnalyticsSchedule(analyticsDeps, undefined, {
     shouldRun: leadership.isLeader,
   });
   const rulePaths = { rulesPath: config.rulesPath || defaultRulesPath, featuresPath: config.featuresPath || defaultFeaturesPath };
@@ -110,6 +113,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
       await webhook?.stop();
       await casesProducer.disconnect();
       await analytics.stop();
+      await policyPublisher.close();
       await leadership.stop();
       stopLag();
       clearInterval(pingTimer);
