@@ -71,9 +71,16 @@ export function createDetector(deps: DetectorDeps) {
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
   const stats: DetectorStats = { ticks: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
 
-  /** Channel and merchant features for every channel/merchant, refreshed at most every 5 s. */
-  async function contextFacts(nowMs: number): Promise<Map<string, Record<string, number>>> {
-    if (nowMs - context.at < 5_000) return context.facts;
+  /**
+   * Channel and merchant features for every channel/merchant, refreshed every 5 s, or sooner
+   * (at most every 500 ms) when a channel or merchant the tick needs is not in them yet: a new
+   * channel must not be judged without its context.
+   */
+  async function contextFacts(nowMs: number, needed: Iterable<string>): Promise<Map<string, Record<string, number>>> {
+    const age = nowMs - context.at;
+    let missing = false;
+    for (const key of needed) if (!context.facts.has(key)) missing = true;
+    if (age < 5_000 && !(missing && age >= 500)) return context.facts;
     const { features } = active;
     const facts = new Map<string, Record<string, number>>();
     for (const entity of CONTEXT_ENTITIES) {
@@ -120,7 +127,7 @@ export function createDetector(deps: DetectorDeps) {
     const { ruleSet, evaluator, entitiesWithRules } = active;
     const since = watermark ?? Math.floor((nowMs - (deps.startLookbackMs ?? 600_000)) / 1000);
     // Two seconds of overlap: ingested_at has second precision and batches land out of order.
-    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; t: number }>(
+    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; channel: string; merchant_id: string; t: number }>(
       deps.clickhouse,
       touchedQuery(deps.database, since - 2),
       'touched entities',
@@ -148,8 +155,8 @@ export function createDetector(deps: DetectorDeps) {
 
     const timings: Record<string, number> = { touched: performance.now() - t0 };
     const hits: Hit[] = [];
-    const needContext = [...touched.device].length > 0 || [...touched.ip].length > 0;
-    const ctx = needContext ? await contextFacts(nowMs) : new Map<string, Record<string, number>>();
+    const neededContext = new Set(touchedRows.flatMap((r) => [`channel|${r.channel}`, `merchant|${r.merchant_id}`]));
+    const ctx = neededContext.size > 0 ? await contextFacts(nowMs, neededContext) : new Map<string, Record<string, number>>();
     for (const entity of EVENT_ENTITIES) {
       if (!entitiesWithRules.has(entity) || touched[entity].size === 0) continue;
       const ids = [...touched[entity]];

@@ -10,7 +10,7 @@ export const ENTITY_IDS_TABLE = 'entity_ids';
 
 /** Entities that received events since `sinceSec` (ingest time), and the newest ingest second seen. */
 export function touchedQuery(database: string, sinceSec: number): string {
-  return sql`SELECT ip, device_id, user_id, order_id, toUInt32(ingested_at) AS t FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')`;
+  return sql`SELECT ip, device_id, user_id, order_id, channel, merchant_id, toUInt32(ingested_at) AS t FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')`;
 }
 
 /** Orders with an attempt whose latest status is still `processing` and that began before `olderThanSec`. */
