@@ -1,10 +1,13 @@
 import type { Logger } from '../log/index.ts';
-import { computeFacts, createRuleEvaluator, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
+import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
 import type { EntityType, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
 import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, stuckOrdersQuery, toTimedEvent, touchedQuery, type EventRowOut } from './source.ts';
+
+/** How far back (by write time) a tick scans for rows above the offsets it has seen. A write attempt lasts at most the 30 s request timeout. */
+const SCAN_WINDOW_MS = 120_000;
 
 /** Entity types whose features come from their own events; channel and merchant are aggregated in SQL. */
 const EVENT_ENTITIES = ['ip', 'device', 'user', 'order'] as const;
@@ -34,6 +37,36 @@ export interface DetectorDeps {
   now?: () => number;
 }
 
+const NUM = '\u0000num';
+const DEN = '\u0000den';
+
+/**
+ * Context rates describe the rest of the channel or merchant: "a device failing while all others
+ * are normal". The entity's own attempts are taken out of numerator and denominator (an attempt
+ * belongs to one device, IP and user, so this is exact); otherwise, in a quiet channel, the spiking
+ * device alone would make its channel look abnormal and hide itself.
+ */
+function withoutOwn(context: Record<string, number>, features: readonly Feature[], own: readonly TimedEvent[], nowMs: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(context)) if (!k.includes('\u0000')) out[k] = v;
+  for (const f of features) {
+    if (f.aggregation !== 'rate' || context[`${f.id}${NUM}`] === undefined) continue;
+    const from = nowMs - windowMs[f.window];
+    const fields = f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field];
+    const den = new Set<string>();
+    const num = new Set<string>();
+    for (const t of own) {
+      if (t.occurredAtMs <= from || t.occurredAtMs > nowMs || !matches(t.event, f.filter)) continue;
+      const key = JSON.stringify(fields.map((x) => (t.event as Record<string, unknown>)[x]));
+      den.add(key);
+      if (matches(t.event, f.numerator)) num.add(key);
+    }
+    const d = context[`${f.id}${DEN}`]! - den.size;
+    out[f.id] = d > 0 ? Math.max(0, context[`${f.id}${NUM}`]! - num.size) / d : 0;
+  }
+  return out;
+}
+
 /** What a tick needs from a rule set, computed once per set. */
 function prepare(ruleSet: RuleSet) {
   const features: Feature[] = [];
@@ -56,8 +89,8 @@ export interface DetectorStats {
 }
 
 /**
- * Every tick the leader finds the entities that received events since its watermark (by ingest
- * time), computes their features from ClickHouse with the rules' reference semantics, evaluates
+ * Every tick the leader finds the entities that received events since its last tick (by Kafka
+ * position per partition), computes their features from ClickHouse with the rules' reference semantics, evaluates
  * only the rules of each entity type, and turns hits into cases. All state lives in ClickHouse:
  * a restart or a new leader decides from the same data (docs/adr/0002).
  */
@@ -66,7 +99,8 @@ export function createDetector(deps: DetectorDeps) {
   // Replaced as a whole by setRuleSet (hot reload); a tick in progress keeps the set it started with.
   let active = prepare(deps.ruleSet);
   const longest = (entity: EntityType) => Math.max(0, ...active.features.filter((f) => f.entity === entity).map((f) => windowMs[f.window]));
-  let watermark: number | null = null;
+  /** Highest Kafka offset seen per partition; null until the first tick as leader. */
+  let seen: Map<number, number> | null = null;
   let lastStuckScan = 0;
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
   const stats: DetectorStats = { ticks: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
@@ -89,7 +123,13 @@ export function createDetector(deps: DetectorDeps) {
       if (!query) continue;
       for (const row of await queryRows<Record<string, string | number>>(deps.clickhouse, query, `${entity} features`)) {
         const values: Record<string, number> = {};
-        own.forEach((f, i) => (values[f.id] = Number(row[`f${i}`] ?? 0)));
+        own.forEach((f, i) => {
+          values[f.id] = Number(row[`f${i}`] ?? 0);
+          if (f.aggregation === 'rate') {
+            values[`${f.id}${NUM}`] = Number(row[`f${i}_n`] ?? 0);
+            values[`${f.id}${DEN}`] = Number(row[`f${i}_d`] ?? 0);
+          }
+        });
         facts.set(`${entity}|${row.entity_key}`, values);
       }
     }
@@ -119,27 +159,33 @@ export function createDetector(deps: DetectorDeps) {
 
   async function tick(): Promise<void> {
     if (!deps.isLeader()) {
-      watermark = null;
+      seen = null;
       return;
     }
     const nowMs = now();
     const t0 = performance.now();
     const { ruleSet, evaluator, entitiesWithRules } = active;
-    const since = watermark ?? Math.floor((nowMs - (deps.startLookbackMs ?? 600_000)) / 1000);
-    // Two seconds of overlap: ingested_at has second precision and batches land out of order.
-    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; channel: string; merchant_id: string; t: number }>(
+    // New rows are found by Kafka position, not by time: per partition, every offset above the
+    // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
+    // watermark would skip a batch that took longer to land than another instance's later one.
+    // ingested_at (the write attempt's time) only bounds the scan.
+    const firstTick = seen === null;
+    const sinceSec = Math.floor((nowMs - (firstTick ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
+    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; channel: string; merchant_id: string; p: number; o: string }>(
       deps.clickhouse,
-      touchedQuery(deps.database, since - 2),
+      touchedQuery(deps.database, sinceSec, seen ?? new Map()),
       'touched entities',
     );
     const touched: Record<(typeof EVENT_ENTITIES)[number], Set<string>> = { ip: new Set(), device: new Set(), user: new Set(), order: new Set() };
-    let newest = since;
+    const newest = new Map(seen ?? []);
     for (const r of touchedRows) {
       for (const e of EVENT_ENTITIES) {
         const v = r[TOUCHED_COLUMN[e]];
         if (v !== null && v !== '') touched[e].add(v);
       }
-      newest = Math.max(newest, Number(r.t));
+      const p = Number(r.p);
+      const o = Number(r.o);
+      if (o > (newest.get(p) ?? -1)) newest.set(p, o);
     }
     // Stuck attempts fire on time passing, not on an event: look for them every 10 s.
     if (entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000) {
@@ -168,7 +214,10 @@ export function createDetector(deps: DetectorDeps) {
         for (const [entityId, list] of events) {
           const facts: Record<string, number> = computeFacts(ruleSet.catalog, { entity, entityId }, list, nowMs);
           const latest = list.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
-          Object.assign(facts, ctx.get(`channel|${latest.event.channel}`), ctx.get(`merchant|${latest.event.merchant_id}`));
+          for (const key of [`channel|${latest.event.channel}`, `merchant|${latest.event.merchant_id}`]) {
+            const c = ctx.get(key);
+            if (c) Object.assign(facts, withoutOwn(c, active.features, list, nowMs));
+          }
           stats.evaluated++;
           hits.push(...(await evaluator.evaluate(entity, entityId, facts)));
         }
@@ -186,7 +235,7 @@ export function createDetector(deps: DetectorDeps) {
     timings.cases = performance.now() - casesStarted;
     deps.logger.debug('tick', { ms: stats.lastTickMs, touched: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, touched[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
     // Advance only after the cases were stored and published: a failed tick is repeated.
-    watermark = newest;
+    seen = newest;
   }
 
   let timer: NodeJS.Timeout | undefined;

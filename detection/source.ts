@@ -8,9 +8,16 @@ import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 /** Name of the external table carrying the ids of the entities a tick looks at. */
 export const ENTITY_IDS_TABLE = 'entity_ids';
 
-/** Entities that received events since `sinceSec` (ingest time), and the newest ingest second seen. */
-export function touchedQuery(database: string, sinceSec: number): string {
-  return sql`SELECT ip, device_id, user_id, order_id, channel, merchant_id, toUInt32(ingested_at) AS t FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')`;
+/**
+ * Rows written since `sinceSec` whose Kafka offset is above the last one seen for their
+ * partition (every row of a partition not in `seen`), with the entities they touch.
+ */
+export function touchedQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>): string {
+  const known = [...seen.keys()];
+  const above = [...seen].map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${o})`);
+  const unseen = known.length ? sql`kafka_partition NOT IN ${known}` : '1';
+  const position = above.length ? `(${[...above, unseen].join(' OR ')})` : unseen;
+  return sql`SELECT ip, device_id, user_id, order_id, channel, merchant_id, kafka_partition AS p, kafka_offset AS o FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
 }
 
 /** Orders with an attempt whose latest status is still `processing` and that began before `olderThanSec`. */
@@ -118,7 +125,16 @@ export function contextFeaturesQuery(database: string, entity: EntityType, featu
   if (columns.length === 0) return null;
   const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
   const key = ident(entityKeyField[entity]!);
-  const select = columns.map(([f, s], i) => `${s} AS f${i}`).join(', ');
+  // Rates also return numerator and denominator, so a tick can take an entity's own attempts out.
+  const select = columns
+    .map(([f, s], i) => {
+      if (f.aggregation !== 'rate') return `${s} AS f${i}`;
+      const fields = fieldsOf(f).map((x) => ident(x).text).join(', ');
+      const inWindow = `occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`;
+      const cond = filterSql(f.filter).text;
+      return `${s} AS f${i}, uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator).text}) AS f${i}_n, uniqExactIf(${fields}, ${inWindow} AND ${cond}) AS f${i}_d`;
+    })
+    .join(', ');
   return `SELECT ${key.text} AS entity_key, ${select} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(toUInt32(now()) - ${longest}, 'UTC') GROUP BY entity_key`;
 }
 

@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest';
 import { takeBatch } from './pipeline.ts';
 
-const row = (id: string) => ({ event_id: id, occurred_at: '2026-11-25 10:00:00', line: '{}' });
+const row = (id: string) => ({ event_id: id, occurred_at: '2026-11-25 10:00:00', head: '{' });
 const dead = (reason: string) => ({ key: null, value: '{}', reason });
 
 test('a batch takes the oldest entries and commits each partition up to the last one it holds', () => {

@@ -6,7 +6,7 @@ import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import type { ClickHouseClient } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
-import { toDeadLetter, toDateTimeText, toPendingRow, type PendingRow } from './records.ts';
+import { toDeadLetter, toPendingRow, type PendingRow } from './records.ts';
 import { createEventWriter } from './writer.ts';
 
 export interface IngestorDeps {
@@ -147,14 +147,13 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   });
 
   function accept(batch: { topic: string; partition: number; messages: { offset: string; key: Buffer | null; value: Buffer | null }[] }) {
-    const ingestedAt = toDateTimeText(Date.now());
     const now = new Date();
     if (pending.length === 0) pendingSince = Date.now();
     const partition = batch.partition;
     for (const message of batch.messages) {
       const result = decodeEvent(message.value, config.maxMessageBytes);
       if (result.ok) {
-        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset), ingestedAt) });
+        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset)) });
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
         const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));

@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest';
 import { validateEvent } from '../contract/index.ts';
-import { toEventRow, toPendingRow } from './records.ts';
+import { lineOf, toEventRow, toPendingRow } from './records.ts';
 
 const base = {
   event_id: 'e"1\\\n',
@@ -25,8 +25,8 @@ test.each([
   const valid = validateEvent(JSON.parse(JSON.stringify(input)));
   expect(valid.ok).toBe(true);
   if (!valid.ok) return;
-  const fast = toPendingRow(valid.value, 3, 42, '2026-11-25 10:16:00');
+  const fast = toPendingRow(valid.value, 3, 42);
   const row = toEventRow(valid.value, 3, 42, '2026-11-25 10:16:00');
-  expect(JSON.parse(fast.line)).toEqual(row);
+  expect(JSON.parse(lineOf(fast, '2026-11-25 10:16:00'))).toEqual(row);
   expect(fast).toMatchObject({ event_id: row.event_id, occurred_at: row.occurred_at });
 });

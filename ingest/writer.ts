@@ -2,7 +2,7 @@ import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
-import type { PendingRow } from './records.ts';
+import { lineOf, toDateTimeText, type PendingRow } from './records.ts';
 
 
 /** Keeps the first row of each event_id: a redelivery inside one batch counts once. */
@@ -70,7 +70,8 @@ export function createEventWriter(deps: { http: ClickHouseHttp; database: string
       const existing = await existingIds(unique);
       const looked = performance.now();
       const fresh = existing.size === 0 ? unique : unique.filter((r) => !existing.has(r.event_id));
-      await deps.http.insertLines(table, fresh.map((r) => r.line), 'insert payment events');
+      const ingestedAt = toDateTimeText(Date.now());
+      await deps.http.insertLines(table, fresh.map((r) => lineOf(r, ingestedAt)), 'insert payment events');
       deps.logger.debug('batch written', { rows: fresh.length, lookupMs: Math.round(looked - started), insertMs: Math.round(performance.now() - looked) });
       deps.metrics.insertLatency.observe((performance.now() - started) / 1000);
       deps.metrics.batchSize.observe(fresh.length);

@@ -126,7 +126,8 @@ function detectionStatements(database: string): CatalogStatement[] {
   const features = [...parsed.catalog.facts.values()].filter((f) => f.kind === 'feature').map((f) => f.def as Feature);
   const cases = caseQueries(database);
   return [
-    { name: 'touched entities', sql: touchedQuery(database, nowSec - 60) },
+    { name: 'touched entities (first tick)', sql: touchedQuery(database, nowSec - 600, new Map()) },
+    { name: 'touched entities', sql: touchedQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
     { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
     ...(['ip', 'device', 'user', 'order'] as const).map((entity) => ({
       name: `${entity} events`,
