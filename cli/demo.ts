@@ -136,9 +136,10 @@ export const demoCommand: Command = {
       const store = createCaseStore({ clickhouse: pipeline.clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
       const labels = generator.labels().scenarios;
       const caseFor = async () => {
+        // Cases opened or updated during this run: with the same seed an IP or order may already
+        // have an open case from an earlier demo, which this run's hits update instead of duplicating.
         const recent = await store.list({ sinceMs: runStartedAt - 1_000, limit: 10_000 });
-        const openedNow = recent.filter((c) => Date.parse(c.opened_at.replace(' ', 'T') + 'Z') >= runStartedAt - 1_000);
-        return new Map(openedNow.map((c) => [`${c.rule_id} ${c.entity_type} ${c.entity_id}`, c]));
+        return new Map(recent.map((c) => [`${c.rule_id} ${c.entity_type} ${c.entity_id}`, c]));
       };
       let found = await caseFor();
       const detectWait = Date.now();
@@ -164,7 +165,7 @@ export const demoCommand: Command = {
           entity: `${l.entity_type} ${l.entity_id}`,
           case_id: found.get(`${l.rule_id} ${l.entity_type} ${l.entity_id}`)?.case_id ?? null,
         })),
-        cases_opened_this_run: found.size,
+        cases_opened_this_run: [...found.values()].filter((c) => Date.parse(c.opened_at.replace(' ', 'T') + 'Z') >= runStartedAt - 1_000).length,
         labels_file: labelsFile,
       };
       if (values.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
@@ -212,8 +213,8 @@ function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
     'stored events by type and status:',
     ...s.by_status.map((r) => `  ${r.type.padEnd(8)} ${r.status.padEnd(11)} ${r.count}`),
     '',
-    `injected scenarios and the cases detection opened for them (${s.cases_opened_this_run} case(s) opened during this run;`,
-    '  any beyond the scenarios concern earlier traffic in this database, e.g. attempts an interrupted run left processing):',
+    `injected scenarios and their cases (${s.cases_opened_this_run} case(s) opened during this run; a case already open for the`,
+    '  same entity from an earlier run is updated instead; cases beyond the scenarios concern earlier traffic in this database):',
     ...s.scenarios.map((x) => `  ${x.scenario.padEnd(20)} -> ${x.rule} on ${x.entity}: ${x.case_id ? `case ${x.case_id}` : 'NOT DETECTED'}`),
     '',
     s.ok ? 'RESULT: the numbers add up.' : 'RESULT: the numbers do NOT add up (see MISMATCH above).',
