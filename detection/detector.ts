@@ -4,7 +4,7 @@ import type { EntityType, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
-import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, stuckOrdersQuery, toTimedEvent, touchedQuery, type EventRowOut } from './source.ts';
+import { ENTITY_IDS_TABLE, contextFeaturesQuery, fieldsOf, entityEventsQuery, stuckOrdersQuery, toTimedEvent, touchedQuery, type EventRowOut } from './source.ts';
 
 /** How far back (by write time) a tick scans for rows above the offsets it has seen. A write attempt lasts at most the 30 s request timeout. */
 const SCAN_WINDOW_MS = 120_000;
@@ -52,7 +52,7 @@ function withoutOwn(context: Record<string, number>, features: readonly Feature[
   for (const f of features) {
     if (f.aggregation !== 'rate' || context[`${f.id}${NUM}`] === undefined) continue;
     const from = nowMs - windowMs[f.window];
-    const fields = f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field];
+    const fields = fieldsOf(f);
     const den = new Set<string>();
     const num = new Set<string>();
     for (const t of own) {
@@ -124,10 +124,14 @@ export function createDetector(deps: DetectorDeps) {
       for (const row of await queryRows<Record<string, string | number>>(deps.clickhouse, query, `${entity} features`)) {
         const values: Record<string, number> = {};
         own.forEach((f, i) => {
-          values[f.id] = Number(row[`f${i}`] ?? 0);
-          if (f.aggregation === 'rate') {
-            values[`${f.id}${NUM}`] = Number(row[`f${i}_n`] ?? 0);
-            values[`${f.id}${DEN}`] = Number(row[`f${i}_d`] ?? 0);
+          if (row[`f${i}_d`] !== undefined) {
+            const n = Number(row[`f${i}_n`]);
+            const d = Number(row[`f${i}_d`]);
+            values[f.id] = d > 0 ? n / d : 0;
+            values[`${f.id}${NUM}`] = n;
+            values[`${f.id}${DEN}`] = d;
+          } else if (row[`f${i}`] !== undefined) {
+            values[f.id] = Number(row[`f${i}`]);
           }
         });
         facts.set(`${entity}|${row.entity_key}`, values);

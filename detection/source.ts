@@ -2,7 +2,6 @@ import type { PaymentEvent } from '../contract/index.ts';
 import type { TimedEvent } from '../rules/index.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
 import { windowMs } from '../rules/features.ts';
-import { toDateTimeText } from '../ingest/records.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 
 /** Name of the external table carrying the ids of the entities a tick looks at. */
@@ -90,7 +89,20 @@ function filterSql(filter: EventFilter | undefined): SqlFragment {
   return raw(parts.length ? parts.join(' AND ') : '1');
 }
 
-const fieldsOf = (f: Feature): string[] => (f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field]);
+/** The fields a feature aggregates over, as a list. */
+export const fieldsOf = (f: Feature): string[] => (f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field]);
+
+/** Numerator and denominator of a rate feature over its window: distinct keys matching filter (and numerator). */
+function rateParts(f: Feature): { num: string; den: string } | null {
+  const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
+  if (!fields.text) return null;
+  const inWindow = raw(`occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`);
+  const cond = filterSql(f.filter);
+  return {
+    num: sql`uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`,
+    den: sql`uniqExactIf(${fields}, ${inWindow} AND ${cond})`,
+  };
+}
 
 /**
  * SQL for a context feature (channel, merchant): these see all traffic, so they are aggregated
@@ -99,43 +111,43 @@ const fieldsOf = (f: Feature): string[] => (f.field === undefined ? [] : typeof 
  */
 export function contextFeatureSql(f: Feature): string | null {
   const cond = filterSql(f.filter);
-  const fields = fieldsOf(f).map((x) => ident(x).text).join(', ');
+  const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
   const inWindow = raw(`occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`);
   switch (f.aggregation) {
     case 'count':
       return sql`countIf(${inWindow} AND ${cond})`;
     case 'distinct_count':
-      return sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond})`;
+      return sql`uniqExactIf(${fields}, ${inWindow} AND ${cond})`;
     case 'sum':
-      return sql`sumIf(${raw(fields)}, ${inWindow} AND ${cond})`;
+      return sql`sumIf(${fields}, ${inWindow} AND ${cond})`;
     case 'rate': {
-      if (!fields) return null;
-      const num = sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`;
-      const den = sql`uniqExactIf(${raw(fields)}, ${inWindow} AND ${cond})`;
-      return `if(${den} = 0, 0, ${num} / ${den})`;
+      const parts = rateParts(f);
+      return parts && `if(${parts.den} = 0, 0, ${parts.num} / ${parts.den})`;
     }
     default:
       return null;
   }
 }
 
-/** All context features of one entity type (channel or merchant) for every entity, over the longest window. */
+/**
+ * All context features of one entity type (channel or merchant) for every entity, over the
+ * longest window. Column f{i} is features[i]; a rate comes as f{i}_n and f{i}_d (numerator and
+ * denominator), so a tick can take an entity's own attempts out before dividing.
+ */
 export function contextFeaturesQuery(database: string, entity: EntityType, features: readonly Feature[]): string | null {
-  const columns = features.map((f) => [f, contextFeatureSql(f)] as const).filter(([, s]) => s !== null);
-  if (columns.length === 0) return null;
+  const select: string[] = [];
+  features.forEach((f, i) => {
+    const parts = f.aggregation === 'rate' ? rateParts(f) : null;
+    if (parts) {
+      select.push(`${parts.num} AS f${i}_n`, `${parts.den} AS f${i}_d`);
+    } else if (f.aggregation !== 'rate') {
+      const expr = contextFeatureSql(f);
+      if (expr) select.push(`${expr} AS f${i}`);
+    }
+  });
+  if (select.length === 0) return null;
   const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
   const key = ident(entityKeyField[entity]!);
-  // Rates also return numerator and denominator, so a tick can take an entity's own attempts out.
-  const select = columns
-    .map(([f, s], i) => {
-      if (f.aggregation !== 'rate') return `${s} AS f${i}`;
-      const fields = fieldsOf(f).map((x) => ident(x).text).join(', ');
-      const inWindow = `occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`;
-      const cond = filterSql(f.filter).text;
-      return `${s} AS f${i}, uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator).text}) AS f${i}_n, uniqExactIf(${fields}, ${inWindow} AND ${cond}) AS f${i}_d`;
-    })
-    .join(', ');
-  return `SELECT ${key.text} AS entity_key, ${select} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(toUInt32(now()) - ${longest}, 'UTC') GROUP BY entity_key`;
+  return `SELECT ${key.text} AS entity_key, ${select.join(', ')} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(toUInt32(now()) - ${longest}, 'UTC') GROUP BY entity_key`;
 }
 
-export const dateTimeText = toDateTimeText;
