@@ -72,6 +72,54 @@ export interface CaseStoreDeps {
 }
 
 /**
+ * What rule hits do to cases, given the latest case of each (rule, entity) keyed
+ * `rule|entity_type|entity_id`: one case per (rule, entity) while it is open or acknowledged, or
+ * resolved less than the rule's cooldown ago, and further hits update it (a hit whose evidence
+ * is unchanged adds nothing); otherwise a new case opens. Pure, so live detection and a backtest
+ * decide alike.
+ */
+export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Case>, nowMs: number): { opened: Case[]; updated: Case[] } {
+  // case_id -> the case as it ends up and whether this call opened it: one version per case.
+  const changed = new Map<string, { c: Case; isNew: boolean }>();
+  const now = toDateTimeText(nowMs);
+  const current = new Map(latest);
+  for (const hit of hits) {
+    const key = `${hit.ruleId}|${hit.entityType}|${hit.entityId}`;
+    const c = current.get(key);
+    const evidence = hit.evidence as Record<string, unknown>;
+    const active = c && (c.status !== 'resolved' || nowMs - Date.parse(c.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
+    if (c && active) {
+      // A hit with the same evidence adds nothing support needs to see.
+      if (JSON.stringify(c.evidence) === JSON.stringify(evidence)) continue;
+      const next: Case = { ...c, hit_count: c.hit_count + 1, updated_at: now, evidence, recommended_action: hit.recommendedAction, rule_version: hit.ruleVersion };
+      current.set(key, next);
+      changed.set(next.case_id, { c: next, isNew: changed.get(next.case_id)?.isNew ?? false });
+    } else {
+      const n: Case = {
+        case_id: caseIdFor(hit.ruleId, hit.entityType, hit.entityId, nowMs),
+        rule_id: hit.ruleId,
+        rule_version: hit.ruleVersion,
+        title: hit.title,
+        severity: hit.severity,
+        action: hit.action,
+        entity_type: hit.entityType,
+        entity_id: hit.entityId,
+        status: 'open',
+        opened_at: now,
+        updated_at: now,
+        hit_count: 1,
+        evidence,
+        recommended_action: hit.recommendedAction,
+      };
+      current.set(key, n);
+      changed.set(n.case_id, { c: n, isNew: true });
+    }
+  }
+  const all = [...changed.values()];
+  return { opened: all.filter((x) => x.isNew).map((x) => x.c), updated: all.filter((x) => !x.isNew).map((x) => x.c) };
+}
+
+/**
  * Cases live in ClickHouse (append-only versions, `cases` view = current state) and every
  * version is published to Kafka. There is no in-memory state, so a restart, a new leader or a
  * change made with the CLI is always seen by the next decision.
@@ -80,11 +128,19 @@ export function createCaseStore(deps: CaseStoreDeps) {
   const versions = ident(deps.database, 'case_versions');
   const q = caseQueries(deps.database);
 
-  async function write(c: Case, version: number, changedBy: string, note: string): Promise<void> {
-    await insertRows(deps.clickhouse, versions.text, [
-      { ...c, evidence: JSON.stringify(c.evidence), version, opened_at: c.opened_at, updated_at: c.updated_at, changed_by: changedBy, note },
-    ]);
-    await deps.producer.send({ topic: deps.topic, acks: -1, messages: [{ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) }] });
+  /** Stores versions (one insert) and then publishes them (one send): a version is on the topic only once it is stored. */
+  async function write(changes: readonly { c: Case; version: number; changedBy: string; note: string }[]): Promise<void> {
+    if (changes.length === 0) return;
+    await insertRows(
+      deps.clickhouse,
+      versions.text,
+      changes.map(({ c, version, changedBy, note }) => ({ ...c, evidence: JSON.stringify(c.evidence), version, opened_at: c.opened_at, updated_at: c.updated_at, changed_by: changedBy, note })),
+    );
+    await deps.producer.send({
+      topic: deps.topic,
+      acks: -1,
+      messages: changes.map(({ c, version, changedBy, note }) => ({ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) })),
+    });
   }
 
   /** The latest case of each (rule, entity) among `keys`. */
@@ -101,40 +157,8 @@ export function createCaseStore(deps: CaseStoreDeps) {
      */
     async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
       const latest = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
-      const opened: Case[] = [];
-      const updated: Case[] = [];
-      const now = toDateTimeText(nowMs);
-      for (const hit of hits) {
-        const current = latest.get(`${hit.ruleId}|${hit.entityType}|${hit.entityId}`);
-        const evidence = hit.evidence as Record<string, unknown>;
-        const active = current && (current.status !== 'resolved' || nowMs - Date.parse(current.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
-        if (current && active) {
-          // A hit with the same evidence adds nothing support needs to see.
-          if (JSON.stringify(current.evidence) === JSON.stringify(evidence)) continue;
-          const next: Case = { ...current, hit_count: current.hit_count + 1, updated_at: now, evidence, recommended_action: hit.recommendedAction, rule_version: hit.ruleVersion };
-          await write(next, nowMs, 'detector', '');
-          updated.push(next);
-        } else {
-          const c: Case = {
-            case_id: caseIdFor(hit.ruleId, hit.entityType, hit.entityId, nowMs),
-            rule_id: hit.ruleId,
-            rule_version: hit.ruleVersion,
-            title: hit.title,
-            severity: hit.severity,
-            action: hit.action,
-            entity_type: hit.entityType,
-            entity_id: hit.entityId,
-            status: 'open',
-            opened_at: now,
-            updated_at: now,
-            hit_count: 1,
-            evidence,
-            recommended_action: hit.recommendedAction,
-          };
-          await write(c, nowMs, 'detector', '');
-          opened.push(c);
-        }
-      }
+      const { opened, updated } = decideCases(hits, latest, nowMs);
+      await write([...opened, ...updated].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
       return { opened, updated };
     },
 
@@ -143,7 +167,7 @@ export function createCaseStore(deps: CaseStoreDeps) {
       const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
       if (rows.length === 0) return null;
       const next: Case = { ...fromStored(rows[0]!), status, updated_at: toDateTimeText(nowMs) };
-      await write(next, nowMs, who, note);
+      await write([{ c: next, version: nowMs, changedBy: who, note }]);
       return next;
     },
 

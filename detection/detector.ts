@@ -1,10 +1,24 @@
 import type { Logger } from '../log/index.ts';
 import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
+import { anyMayHold } from '../rules/evaluate.ts';
 import type { EntityType, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
-import { ENTITY_IDS_TABLE, contextFeaturesQuery, fieldsOf, entityEventsQuery, stuckOrdersQuery, toTimedEvent, touchedQuery, type EventRowOut } from './source.ts';
+import {
+  ENTITY_IDS_TABLE,
+  contextFeaturesQuery,
+  entityEventsQuery,
+  entityScreenQuery,
+  fieldsOf,
+  newRowsQuery,
+  positionRange,
+  screenBounds,
+  screenPlan,
+  stuckOrdersQuery,
+  toTimedEvent,
+  type EventRowOut,
+} from './source.ts';
 
 /** How far back (by write time) a tick scans for rows above the offsets it has seen. A write attempt lasts at most the 30 s request timeout. */
 const SCAN_WINDOW_MS = 120_000;
@@ -35,6 +49,11 @@ export interface DetectorDeps {
   /** Time a processing attempt may take before it counts as stuck; orders past it are evaluated even without new events. @default 30 minutes */
   stuckAfterMs?: number;
   now?: () => number;
+  /**
+   * Limits every read to rows written by this time (epoch seconds) at the tick's `now`: a
+   * backtest replays history as the live ticks saw it. Live detection reads everything.
+   */
+  writtenBy?: (nowMs: number) => number;
 }
 
 const NUM = '\u0000num';
@@ -71,16 +90,22 @@ function withoutOwn(context: Record<string, number>, features: readonly Feature[
 function prepare(ruleSet: RuleSet) {
   const features: Feature[] = [];
   for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature') features.push(info.def as Feature);
+  const enabled = ruleSet.rules.filter((r) => r.enabled);
   return {
     ruleSet,
     evaluator: createRuleEvaluator(ruleSet),
-    entitiesWithRules: new Set(ruleSet.rules.filter((r) => r.enabled).map((r) => r.entity)),
+    entitiesWithRules: new Set(enabled.map((r) => r.entity)),
+    rulesOf: (entity: EntityType) => enabled.filter((r) => r.entity === entity),
+    screens: new Map(EVENT_ENTITIES.map((e) => [e, screenPlan(features.filter((f) => f.entity === e))])),
     features,
   };
 }
 
 export interface DetectorStats {
   ticks: number;
+  /** Entities that received events, screened in SQL. */
+  screened: number;
+  /** Entities whose features were computed exactly and whose rules ran. */
   evaluated: number;
   hits: number;
   opened: number;
@@ -103,7 +128,7 @@ export function createDetector(deps: DetectorDeps) {
   let seen: Map<number, number> | null = null;
   let lastStuckScan = 0;
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
-  const stats: DetectorStats = { ticks: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
+  const stats: DetectorStats = { ticks: 0, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
 
   /**
    * Channel and merchant features for every channel/merchant, refreshed every 5 s, or sooner
@@ -119,7 +144,7 @@ export function createDetector(deps: DetectorDeps) {
     const facts = new Map<string, Record<string, number>>();
     for (const entity of CONTEXT_ENTITIES) {
       const own = features.filter((f) => f.entity === entity);
-      const query = contextFeaturesQuery(deps.database, entity, own);
+      const query = contextFeaturesQuery(deps.database, entity, own, Math.floor(nowMs / 1000), deps.writtenBy?.(nowMs));
       if (!query) continue;
       for (const row of await queryRows<Record<string, string | number>>(deps.clickhouse, query, `${entity} features`)) {
         const values: Record<string, number> = {};
@@ -145,7 +170,7 @@ export function createDetector(deps: DetectorDeps) {
     const key = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
     const fromSec = Math.floor((nowMs - longest(entity)) / 1000) - 1;
     const rows = await deps.http.query<EventRowOut>(
-      entityEventsQuery(deps.database, entity, fromSec),
+      entityEventsQuery(deps.database, entity, fromSec, deps.writtenBy?.(nowMs)),
       { name: ENTITY_IDS_TABLE, structure: 'id String', rows: ids.map((id) => ({ id })) },
       `${entity} events`,
     );
@@ -168,48 +193,59 @@ export function createDetector(deps: DetectorDeps) {
     }
     const nowMs = now();
     const t0 = performance.now();
-    const { ruleSet, evaluator, entitiesWithRules } = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens } = active;
+    const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
     // watermark would skip a batch that took longer to land than another instance's later one.
     // ingested_at (the write attempt's time) only bounds the scan.
-    const firstTick = seen === null;
-    const sinceSec = Math.floor((nowMs - (firstTick ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
-    const touchedRows = await queryRows<{ ip: string | null; device_id: string | null; user_id: string | null; order_id: string; channel: string; merchant_id: string; p: number; o: string }>(
-      deps.clickhouse,
-      touchedQuery(deps.database, sinceSec, seen ?? new Map()),
-      'touched entities',
+    const previous = seen ?? new Map<number, number>();
+    const sinceSec = Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
+    const newRows = await queryRows<{ p: number; o: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec), 'new rows');
+    const newest = new Map(previous);
+    for (const r of newRows) newest.set(Number(r.p), Number(r.o));
+    const position = positionRange(previous, newest);
+    const timings: Record<string, number> = { new_rows: performance.now() - t0 };
+
+    // Which entities may hit: every entity touched by the new rows, screened in SQL with exact
+    // values or upper bounds of its features (detection/source.ts screenPlan). Only those for
+    // which some rule may hold get the exact, reference computation below.
+    const candidates: Record<(typeof EVENT_ENTITIES)[number], Set<string>> = { ip: new Set(), device: new Set(), user: new Set(), order: new Set() };
+    // The screens of the entity types run side by side: each is one aggregation in ClickHouse.
+    await Promise.all(
+      EVENT_ENTITIES.filter((entity) => entitiesWithRules.has(entity) && newRows.length > 0).map(async (entity) => {
+        const started = performance.now();
+        const columns = screens.get(entity)!;
+        const rules = rulesOf(entity);
+        const rows = await queryRows<Record<string, string | number | null>>(
+          deps.clickhouse,
+          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec),
+          `${entity} screen`,
+        );
+        stats.screened += rows.length;
+        for (const row of rows) if (anyMayHold(rules, screenBounds(columns, row, nowMs))) candidates[entity].add(String(row.entity_key));
+        timings[`${entity}_screen`] = performance.now() - started;
+      }),
     );
-    const touched: Record<(typeof EVENT_ENTITIES)[number], Set<string>> = { ip: new Set(), device: new Set(), user: new Set(), order: new Set() };
-    const newest = new Map(seen ?? []);
-    for (const r of touchedRows) {
-      for (const e of EVENT_ENTITIES) {
-        const v = r[TOUCHED_COLUMN[e]];
-        if (v !== null && v !== '') touched[e].add(v);
-      }
-      const p = Number(r.p);
-      const o = Number(r.o);
-      if (o > (newest.get(p) ?? -1)) newest.set(p, o);
-    }
     // Stuck attempts fire on time passing, not on an event: look for them every 10 s.
     if (entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000) {
       lastStuckScan = nowMs;
       const stuckAfter = deps.stuckAfterMs ?? 1_800_000;
       const rows = await queryRows<{ order_id: string }>(
         deps.clickhouse,
-        stuckOrdersQuery(deps.database, Math.floor((nowMs - 86_400_000) / 1000), Math.floor((nowMs - stuckAfter) / 1000)),
+        stuckOrdersQuery(deps.database, Math.floor((nowMs - 86_400_000) / 1000), Math.floor((nowMs - stuckAfter) / 1000), untilSec),
         'stuck orders',
       );
-      for (const r of rows) touched.order.add(r.order_id);
+      for (const r of rows) candidates.order.add(r.order_id);
     }
 
-    const timings: Record<string, number> = { touched: performance.now() - t0 };
     const hits: Hit[] = [];
-    const neededContext = new Set(touchedRows.flatMap((r) => [`channel|${r.channel}`, `merchant|${r.merchant_id}`]));
-    const ctx = neededContext.size > 0 ? await contextFacts(nowMs, neededContext) : new Map<string, Record<string, number>>();
+    const neededContext = new Set(newRows.flatMap((r) => [...r.channels.map((c) => `channel|${c}`), ...r.merchants.map((m) => `merchant|${m}`)]));
+    const anyCandidate = EVENT_ENTITIES.some((e) => candidates[e].size > 0);
+    const ctx = anyCandidate ? await contextFacts(nowMs, neededContext) : new Map<string, Record<string, number>>();
     for (const entity of EVENT_ENTITIES) {
-      if (!entitiesWithRules.has(entity) || touched[entity].size === 0) continue;
-      const ids = [...touched[entity]];
+      if (candidates[entity].size === 0) continue;
+      const ids = [...candidates[entity]];
       for (let i = 0; i < ids.length; i += 5_000) {
         const fetchStarted = performance.now();
         const events = await eventsOf(entity, ids.slice(i, i + 5_000), nowMs);
@@ -237,7 +273,7 @@ export function createDetector(deps: DetectorDeps) {
     stats.updated += updated.length;
     stats.lastTickMs = now() - nowMs;
     timings.cases = performance.now() - casesStarted;
-    deps.logger.debug('tick', { ms: stats.lastTickMs, touched: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, touched[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    deps.logger.debug('tick', { ms: stats.lastTickMs, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
     // Advance only after the cases were stored and published: a failed tick is repeated.
     seen = newest;
   }

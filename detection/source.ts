@@ -7,24 +7,17 @@ import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 /** Name of the external table carrying the ids of the entities a tick looks at. */
 export const ENTITY_IDS_TABLE = 'entity_ids';
 
-/**
- * Rows written since `sinceSec` whose Kafka offset is above the last one seen for their
- * partition (every row of a partition not in `seen`), with the entities they touch.
- */
-export function touchedQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>): string {
-  const known = [...seen.keys()];
-  const above = [...seen].map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${o})`);
-  const unseen = known.length ? sql`kafka_partition NOT IN ${known}` : '1';
-  const position = above.length ? `(${[...above, unseen].join(' OR ')})` : unseen;
-  return sql`SELECT ip, device_id, user_id, order_id, channel, merchant_id, kafka_partition AS p, kafka_offset AS o FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
+/** ` AND ingested_at <= until` when rows are limited to those written by then (a backtest), else nothing. */
+function writtenBy(untilSec: number | undefined): SqlFragment {
+  return raw(untilSec === undefined ? '' : sql` AND ingested_at <= toDateTime(${untilSec}, 'UTC')`);
 }
 
 /** Orders with an attempt whose latest status is still `processing` and that began before `olderThanSec`. */
-export function stuckOrdersQuery(database: string, fromSec: number, olderThanSec: number): string {
+export function stuckOrdersQuery(database: string, fromSec: number, olderThanSec: number, untilSec?: number): string {
   return sql`SELECT order_id FROM (
   SELECT order_id, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
   FROM ${ident(database, 'payment_events')}
-  WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
   GROUP BY order_id, attempt
 ) WHERE latest_status = 'processing' AND began < toDateTime(${olderThanSec}, 'UTC')
 GROUP BY order_id`;
@@ -38,9 +31,9 @@ const EVENT_COLUMNS = raw(
  * Events of the listed entities (ids sent as the external table `entity_ids`) since `fromSec`,
  * each event_id once: the input of the reference feature computation.
  */
-export function entityEventsQuery(database: string, entity: EntityType, fromSec: number): string {
+export function entityEventsQuery(database: string, entity: EntityType, fromSec: number, untilSec?: number): string {
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${EVENT_COLUMNS} FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${key} IN ${raw(ENTITY_IDS_TABLE)} LIMIT 1 BY event_id`;
+  return sql`SELECT ${EVENT_COLUMNS} FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN ${raw(ENTITY_IDS_TABLE)} LIMIT 1 BY event_id`;
 }
 
 export interface EventRowOut {
@@ -93,10 +86,10 @@ function filterSql(filter: EventFilter | undefined): SqlFragment {
 export const fieldsOf = (f: Feature): string[] => (f.field === undefined ? [] : typeof f.field === 'string' ? [f.field] : [...f.field]);
 
 /** Numerator and denominator of a rate feature over its window: distinct keys matching filter (and numerator). */
-function rateParts(f: Feature): { num: string; den: string } | null {
+function rateParts(f: Feature, nowSec: number): { num: string; den: string } | null {
   const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
   if (!fields.text) return null;
-  const inWindow = raw(`occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`);
+  const inWindow = contextWindow(f, nowSec);
   const cond = filterSql(f.filter);
   return {
     num: sql`uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`,
@@ -104,15 +97,18 @@ function rateParts(f: Feature): { num: string; den: string } | null {
   };
 }
 
+/** The window of a context feature ending at `nowSec` (second resolution: context is refreshed every few seconds). */
+const contextWindow = (f: Feature, nowSec: number): SqlFragment => raw(sql`occurred_at > toDateTime(${nowSec - windowMs[f.window] / 1000}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')`);
+
 /**
  * SQL for a context feature (channel, merchant): these see all traffic, so they are aggregated
  * in ClickHouse instead of pulling every event. Same semantics as rules/features.ts for the
  * aggregations context features use (count, distinct_count, sum, rate).
  */
-export function contextFeatureSql(f: Feature): string | null {
+export function contextFeatureSql(f: Feature, nowSec: number): string | null {
   const cond = filterSql(f.filter);
   const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
-  const inWindow = raw(`occurred_at > toDateTime(toUInt32(now()) - ${windowMs[f.window] / 1000}, 'UTC')`);
+  const inWindow = contextWindow(f, nowSec);
   switch (f.aggregation) {
     case 'count':
       return sql`countIf(${inWindow} AND ${cond})`;
@@ -121,7 +117,7 @@ export function contextFeatureSql(f: Feature): string | null {
     case 'sum':
       return sql`sumIf(${fields}, ${inWindow} AND ${cond})`;
     case 'rate': {
-      const parts = rateParts(f);
+      const parts = rateParts(f, nowSec);
       return parts && `if(${parts.den} = 0, 0, ${parts.num} / ${parts.den})`;
     }
     default:
@@ -134,20 +130,147 @@ export function contextFeatureSql(f: Feature): string | null {
  * longest window. Column f{i} is features[i]; a rate comes as f{i}_n and f{i}_d (numerator and
  * denominator), so a tick can take an entity's own attempts out before dividing.
  */
-export function contextFeaturesQuery(database: string, entity: EntityType, features: readonly Feature[]): string | null {
+export function contextFeaturesQuery(database: string, entity: EntityType, features: readonly Feature[], nowSec: number, untilSec?: number): string | null {
   const select: string[] = [];
   features.forEach((f, i) => {
-    const parts = f.aggregation === 'rate' ? rateParts(f) : null;
+    const parts = f.aggregation === 'rate' ? rateParts(f, nowSec) : null;
     if (parts) {
       select.push(`${parts.num} AS f${i}_n`, `${parts.den} AS f${i}_d`);
     } else if (f.aggregation !== 'rate') {
-      const expr = contextFeatureSql(f);
+      const expr = contextFeatureSql(f, nowSec);
       if (expr) select.push(`${expr} AS f${i}`);
     }
   });
   if (select.length === 0) return null;
   const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
   const key = ident(entityKeyField[entity]!);
-  return `SELECT ${key.text} AS entity_key, ${select.join(', ')} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(toUInt32(now()) - ${longest}, 'UTC') GROUP BY entity_key`;
+  return `SELECT ${key.text} AS entity_key, ${select.join(', ')} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(${nowSec - longest}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')${writtenBy(untilSec).text} GROUP BY entity_key`;
 }
 
+
+/** Event time in milliseconds, as the reference computation sees it. */
+const AT_MS = '(toUInt64(toUInt32(occurred_at)) * 1000 + occurred_ms)';
+
+/** How one feature is screened in SQL: its exact value, an upper bound, or not at all. */
+export interface ScreenColumn {
+  feature: Feature;
+  /** Column prefix in the screen query's rows. */
+  column: string;
+  kind: 'exact' | 'upper';
+}
+
+/**
+ * The features of `features` that SQL can screen, and how. Exact where ClickHouse computes the
+ * reference value itself (distinct counts and rates over distinct keys, which duplicate rows do
+ * not change); an upper bound where it cannot cheaply: counts (a row stored twice before a merge
+ * counts twice), per-group maxima (bounded by the ungrouped value), sequences (at most the keys
+ * that have a first step and a second one) and ages (at most since the oldest matching event).
+ * Sums are not screened.
+ */
+export function screenPlan(features: readonly Feature[]): ScreenColumn[] {
+  const out: ScreenColumn[] = [];
+  features.forEach((feature, i) => {
+    const grouped = feature.group_by !== undefined;
+    const hasFields = fieldsOf(feature).length > 0;
+    const column = `f${i}`;
+    switch (feature.aggregation) {
+      case 'distinct_count':
+        if (hasFields) out.push({ feature, column, kind: grouped ? 'upper' : 'exact' });
+        break;
+      case 'rate':
+        if (hasFields && !grouped) out.push({ feature, column, kind: 'exact' });
+        break;
+      case 'count':
+      case 'followed_by':
+      case 'age':
+        if (feature.aggregation === 'count' || hasFields) out.push({ feature, column, kind: 'upper' });
+        break;
+      default:
+        break;
+    }
+  });
+  return out;
+}
+
+/** Rows of the events table whose Kafka position is above `seen` and at most `newest`, per partition. */
+export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): string {
+  const parts = [...newest].filter(([p, o]) => o > (seen.get(p) ?? -1)).map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
+  return parts.length ? `(${parts.join(' OR ')})` : '0';
+}
+
+/** Positions above `seen`: per partition, every offset above the last one seen (all of a partition not in it). */
+function aboveSeen(seen: ReadonlyMap<number, number>): string {
+  const known = [...seen.keys()];
+  const above = [...seen].map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${o})`);
+  const unseen = known.length ? sql`kafka_partition NOT IN ${known}` : '1';
+  return above.length ? `(${[...above, unseen].join(' OR ')})` : unseen;
+}
+
+/**
+ * Per partition, the newest Kafka offset written since `sinceSec` above the ones seen, with the
+ * channels and merchants of those rows. `untilSec` limits rows to those written by then (a
+ * backtest replays what a live tick would have seen).
+ */
+export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number): string {
+  return sql`SELECT kafka_partition AS p, max(kafka_offset) AS o, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+}
+
+/**
+ * For every entity of type `entity` touched by rows in `position` (see positionRange), the
+ * screened features at `nowMs` (see screenPlan). Column `{column}` holds the value or bound;
+ * a rate comes as `{column}_n`/`{column}_d`, an age as `{column}_min` (oldest matching event,
+ * ms) and `{column}_c` (events matching filter and latest).
+ */
+export function entityScreenQuery(database: string, entity: EntityType, columns: readonly ScreenColumn[], nowMs: number, sinceSec: number, position: string, untilSec?: number): string {
+  const key = ident(entityKeyField[entity]!);
+  const table = ident(database, 'payment_events');
+  const select: string[] = [];
+  let longest = 0;
+  for (const { feature: f, column, kind } of columns) {
+    longest = Math.max(longest, windowMs[f.window]);
+    const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
+    const win = raw(sql`${raw(AT_MS)} > ${nowMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
+    const cond = filterSql(f.filter);
+    switch (f.aggregation) {
+      case 'distinct_count':
+        select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(column)}`);
+        break;
+      case 'rate':
+        select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${raw(`${column}_n`)}`, sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(`${column}_d`)}`);
+        break;
+      case 'count':
+        select.push(sql`countIf(${win} AND ${cond}) AS ${raw(column)}`);
+        break;
+      case 'followed_by':
+        select.push(sql`least(uniqExactIf(${fields}, ${win} AND ${cond}), uniqExactIf(${fields}, ${win} AND ${filterSql(f.followed_by)})) AS ${raw(column)}`);
+        break;
+      case 'age':
+        select.push(sql`minIf(${raw(AT_MS)}, ${win} AND ${cond}) AS ${raw(`${column}_min`)}`, sql`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${raw(`${column}_c`)}`);
+        break;
+      default:
+        throw new Error(`feature ${f.id}: ${f.aggregation} is not screened (${kind})`);
+    }
+  }
+  const fromSec = Math.floor((nowMs - longest) / 1000);
+  const toSec = Math.ceil(nowMs / 1000);
+  const touched = sql`SELECT ${key} FROM ${table} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
+  return sql`SELECT ${key} AS entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN (${raw(touched)}) AND ${key} != '' GROUP BY entity_key`;
+}
+
+/** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
+export function screenBounds(columns: readonly ScreenColumn[], row: Readonly<Record<string, string | number | null>>, nowMs: number): Map<string, { value: number } | { lo: number; hi: number }> {
+  const bounds = new Map<string, { value: number } | { lo: number; hi: number }>();
+  for (const { feature: f, column, kind } of columns) {
+    if (f.aggregation === 'rate') {
+      const d = Number(row[`${column}_d`]);
+      bounds.set(f.id, { value: d > 0 ? Number(row[`${column}_n`]) / d : 0 });
+    } else if (f.aggregation === 'age') {
+      const hi = Number(row[`${column}_c`]) > 0 ? Math.max(0, nowMs - Number(row[`${column}_min`])) : 0;
+      bounds.set(f.id, { lo: 0, hi });
+    } else {
+      const v = Number(row[column]);
+      bounds.set(f.id, kind === 'exact' ? { value: v } : { lo: 0, hi: v });
+    }
+  }
+  return bounds;
+}

@@ -118,3 +118,30 @@ describe('pre-check before the engine', () => {
     expect(mayHold({ all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] }, { age: 3_600_000 })).toBe(true);
   });
 });
+
+describe('pre-check on bounds (screening entities before the exact computation)', () => {
+  test('an interval decides a comparison only when both of its ends agree; an unknown fact never excludes', async () => {
+    const { mayHoldWithin } = await import('./evaluate.ts');
+    const atLeast15 = { all: [{ fact: 'a', operator: 'greaterThanInclusive', value: 15 }] };
+    expect(mayHoldWithin(atLeast15, new Map([['a', { lo: 0, hi: 14 }]]))).toBe(false);
+    expect(mayHoldWithin(atLeast15, new Map([['a', { lo: 0, hi: 15 }]]))).toBeUndefined();
+    expect(mayHoldWithin(atLeast15, new Map([['a', { lo: 15, hi: 40 }]]))).toBe(true);
+    expect(mayHoldWithin(atLeast15, new Map([['a', { value: 14 }]]))).toBe(false);
+    expect(mayHoldWithin(atLeast15, new Map())).toBeUndefined();
+    const below2 = { all: [{ fact: 'r', operator: 'lessThan', value: 2 }] };
+    expect(mayHoldWithin(below2, new Map([['r', { lo: 3, hi: 9 }]]))).toBe(false);
+    expect(mayHoldWithin(below2, new Map([['r', { lo: 0, hi: 9 }]]))).toBeUndefined();
+    expect(mayHoldWithin(below2, new Map([['r', { lo: -Infinity, hi: 1 }]]))).toBe(true);
+    // olderThan grows with the age, so an upper bound under the limit excludes.
+    const stuck = { all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] };
+    expect(mayHoldWithin(stuck, new Map([['age', { lo: 0, hi: 60_000 }]]))).toBe(false);
+    expect(mayHoldWithin(stuck, new Map([['age', { lo: 0, hi: 3_600_000 }]]))).toBeUndefined();
+    // Other custom operators need the exact value.
+    const spike = { all: [{ fact: 's', operator: 'significantlyAbove', value: { alpha: 0.01 } }] };
+    expect(mayHoldWithin(spike, new Map([['s', { lo: 0, hi: 1 }]]))).toBeUndefined();
+    // One branch of `any` that may hold keeps the entity.
+    const either = { any: [{ fact: 'a', operator: 'greaterThanInclusive', value: 2 }, { fact: 'b', operator: 'greaterThanInclusive', value: 2 }] };
+    expect(mayHoldWithin(either, new Map([['a', { lo: 0, hi: 1 }], ['b', { lo: 0, hi: 1 }]]))).toBe(false);
+    expect(mayHoldWithin(either, new Map([['a', { lo: 0, hi: 1 }], ['b', { lo: 0, hi: 3 }]]))).toBeUndefined();
+  });
+});

@@ -103,17 +103,25 @@ const numeric: Record<string, (a: number, b: number) => boolean> = {
 // `evaluate` (validator, then callback) is what the engine calls; its typings omit it.
 const custom = new Map(customOperators.map((op) => [op.name, op as unknown as { evaluate(factValue: unknown, value: unknown): boolean }]));
 
+/** What a pre-check knows about one fact: its value, or only an interval that contains it. */
+export type FactBound = { value: unknown } | { lo: number; hi: number };
+
 /**
- * A cheap pre-check with json-rules-engine's own semantics for plain numeric comparisons and
- * our custom operators: false when the conditions certainly fail, undefined when only the
- * engine can tell (other operators, paths, fact references, `not`). Never says false for a condition that could hold,
- * so skipping the engine on false changes no result; it only saves the engine's cost.
+ * Custom operators that hold for every value above one that holds (e.g. olderThan): on an
+ * interval they can be decided from its ends, like greaterThan.
  */
-export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>): boolean | undefined {
+const increasing = new Set(['olderThan']);
+
+/**
+ * The three-valued pre-check over `all`/`any` trees: false when the conditions certainly fail,
+ * true when they certainly hold, undefined when only the engine can tell. `leaf` judges one
+ * fact comparison the same way.
+ */
+function check(c: Condition, leaf: (c: Condition & { fact: string; operator: string }) => boolean | undefined): boolean | undefined {
   if (c.all) {
     let unknown = false;
     for (const sub of c.all) {
-      const r = mayHold(sub, facts);
+      const r = check(sub, leaf);
       if (r === false) return false;
       if (r === undefined) unknown = true;
     }
@@ -122,7 +130,7 @@ export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>):
   if (c.any) {
     let unknown = false;
     for (const sub of c.any) {
-      const r = mayHold(sub, facts);
+      const r = check(sub, leaf);
       if (r === true) return true;
       if (r === undefined) unknown = true;
     }
@@ -130,12 +138,51 @@ export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>):
   }
   if (c.fact === undefined || c.path !== undefined || c.operator === undefined) return undefined;
   if (c.value !== null && typeof c.value === 'object' && 'fact' in (c.value as object)) return undefined;
-  const op = custom.get(c.operator);
-  if (op) return op.evaluate(facts[c.fact], c.value);
-  const compare = numeric[c.operator];
-  if (!compare || typeof c.value !== 'number') return undefined;
-  const v = facts[c.fact];
+  return leaf(c as Condition & { fact: string; operator: string });
+}
+
+/** One comparison on a known value, with the engine's semantics; undefined for operators only the engine knows. */
+function onValue(operator: string, factValue: unknown, value: unknown): boolean | undefined {
+  const op = custom.get(operator);
+  if (op) return op.evaluate(factValue, value);
+  const compare = numeric[operator];
+  if (!compare || typeof value !== 'number') return undefined;
   // The engine's numeric operators are false for a value that is not a number (or absent).
-  if (typeof v !== 'number' || Number.isNaN(v)) return false;
-  return compare(v, c.value);
+  if (typeof factValue !== 'number' || Number.isNaN(factValue)) return false;
+  return compare(factValue, value);
+}
+
+/**
+ * A cheap pre-check with json-rules-engine's own semantics for plain numeric comparisons and
+ * our custom operators: false when the conditions certainly fail, undefined when only the
+ * engine can tell (other operators, paths, fact references, `not`). Never says false for a condition that could hold,
+ * so skipping the engine on false changes no result; it only saves the engine's cost.
+ */
+export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>): boolean | undefined {
+  return check(c, (leaf) => onValue(leaf.operator, facts[leaf.fact], leaf.value));
+}
+
+/**
+ * The same pre-check when some facts are known only as an interval (an upper bound computed
+ * cheaply in SQL, say) and others not at all: an unknown fact makes its comparison undefined;
+ * an interval decides a monotone comparison when both of its ends agree. Never false for
+ * conditions that hold for some value inside the bounds, so it can screen entities before the
+ * exact computation.
+ */
+export function mayHoldWithin(c: Condition, bounds: ReadonlyMap<string, FactBound>): boolean | undefined {
+  return check(c, ({ fact, operator, value }) => {
+    const b = bounds.get(fact);
+    if (b === undefined) return undefined;
+    if ('value' in b) return onValue(operator, b.value, value);
+    const atLo = onValue(operator, b.lo, value);
+    const atHi = onValue(operator, b.hi, value);
+    const monotone = operator in numeric || increasing.has(operator);
+    if (!monotone || atLo === undefined || atHi === undefined) return undefined;
+    return atLo === atHi ? atLo : undefined;
+  });
+}
+
+/** Whether any of the rules could hold for an entity whose facts lie within `bounds`. */
+export function anyMayHold(rules: readonly LoadedRule[], bounds: ReadonlyMap<string, FactBound>): boolean {
+  return rules.some((rule) => mayHoldWithin(rule.conditions as Condition, bounds) !== false);
 }

@@ -15,7 +15,7 @@ import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { readFileSync } from 'node:fs';
-import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, stuckOrdersQuery, touchedQuery } from '../detection/index.ts';
+import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
@@ -126,17 +126,35 @@ function detectionStatements(database: string): CatalogStatement[] {
   const features = [...parsed.catalog.facts.values()].filter((f) => f.kind === 'feature').map((f) => f.def as Feature);
   const cases = caseQueries(database);
   return [
-    { name: 'touched entities (first tick)', sql: touchedQuery(database, nowSec - 600, new Map()) },
-    { name: 'touched entities', sql: touchedQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
+    { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map()) },
+    { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
+    { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
     { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
-    ...(['ip', 'device', 'user', 'order'] as const).map((entity) => ({
-      name: `${entity} events`,
-      sql: entityEventsQuery(database, entity, nowSec - 900),
-      external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
-    })),
+    { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800, nowSec) },
+    ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => [
+      {
+        name: `${entity} events`,
+        sql: entityEventsQuery(database, entity, nowSec - 900),
+        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+      },
+      {
+        name: `${entity} events (backtest)`,
+        sql: entityEventsQuery(database, entity, nowSec - 900, nowSec),
+        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+      },
+      {
+        name: `${entity} screen`,
+        sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]]))),
+      },
+      {
+        name: `${entity} screen (backtest)`,
+        sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map(), new Map([[0, 90]])), nowSec),
+      },
+    ]),
     ...(['channel', 'merchant'] as const).flatMap((entity) => {
-      const query = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity));
-      return query ? [{ name: `${entity} features`, sql: query }] : [];
+      const query = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec);
+      const backtest = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec, nowSec);
+      return query && backtest ? [{ name: `${entity} features`, sql: query }, { name: `${entity} features (backtest)`, sql: backtest }] : [];
     }),
     { name: 'latest cases', sql: cases.latestFor([["it's", 'ip', '1.2.3.4'], ['duplicate_charge', 'order', 'o\\1']]) },
     { name: 'case by id', sql: cases.byId("C'1") },
