@@ -25,7 +25,7 @@ const summaries: Record<string, string> = {
   bench: 'Benchmarks that print figures (bench ingest)',
   config: 'Show the configuration variables, their defaults and current values',
   cases: 'List, show, acknowledge and resolve the cases detection opened',
-  rules: 'Validate the detection rules and run their test fixtures (validate|test)',
+  rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   policy: 'The retry policy tuned from evidence (policy show | policy diff)',
 };

@@ -59,6 +59,9 @@ export function caseQueries(database: string) {
       if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
       return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
     },
+    /** Each case as it stood just before `ms` (its latest version then). */
+    asOf: (ms: number) =>
+      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
     history: (caseId: string) =>
       sql`SELECT version, status, updated_at, hit_count, changed_by, note FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
   };
@@ -117,6 +120,17 @@ export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Ca
   }
   const all = [...changed.values()];
   return { opened: all.filter((x) => x.isNew).map((x) => x.c), updated: all.filter((x) => !x.isNew).map((x) => x.c) };
+}
+
+/** The latest case of every (rule, entity) as it stood just before `ms`, keyed `rule|entity_type|entity_id`. */
+export async function casesAsOf(clickhouse: ClickHouseClient, database: string, ms: number): Promise<Map<string, Case>> {
+  const latest = new Map<string, Case>();
+  for (const c of (await queryRows<StoredCase>(clickhouse, caseQueries(database).asOf(ms), 'cases as of')).map(fromStored)) {
+    const key = `${c.rule_id}|${c.entity_type}|${c.entity_id}`;
+    const seen = latest.get(key);
+    if (!seen || c.opened_at > seen.opened_at) latest.set(key, c);
+  }
+  return latest;
 }
 
 /**

@@ -38,7 +38,7 @@ export interface DetectorDeps {
   http: ClickHouseHttp;
   database: string;
   ruleSet: RuleSet;
-  cases: CaseStore;
+  cases: Pick<CaseStore, 'applyHits'>;
   logger: Logger;
   /** Only the elected instance detects; the others idle. */
   isLeader: () => boolean;
@@ -54,6 +54,8 @@ export interface DetectorDeps {
    * backtest replays history as the live ticks saw it. Live detection reads everything.
    */
   writtenBy?: (nowMs: number) => number;
+  /** Rows written before this time (epoch seconds) are never new to this detector (a backtest's start). */
+  writtenFrom?: number;
 }
 
 const NUM = '\u0000num';
@@ -200,7 +202,7 @@ export function createDetector(deps: DetectorDeps) {
     // watermark would skip a batch that took longer to land than another instance's later one.
     // ingested_at (the write attempt's time) only bounds the scan.
     const previous = seen ?? new Map<number, number>();
-    const sinceSec = Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
+    const sinceSec = Math.max(deps.writtenFrom ?? 0, Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000));
     const newRows = await queryRows<{ p: number; o: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec), 'new rows');
     const newest = new Map(previous);
     for (const r of newRows) newest.set(Number(r.p), Number(r.o));

@@ -8,6 +8,7 @@ export const errorCodes = [
   'CLICKHOUSE_QUERY_FAILED',
   'KAFKA_UNAVAILABLE',
   'STACK_FAILED',
+  'RULES_INVALID',
   'USAGE',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];

@@ -5,7 +5,7 @@ import { defaultFixturesPath, loadFixtures, runFixtures } from './fixtures.ts';
 import { loadRuleSet, type RuleSet } from './load.ts';
 import { formatProblem, type RuleProblem } from './problems.ts';
 
-const help = `Usage: paysentinel rules <validate|test> [PATH] [options]
+const help = `Usage: paysentinel rules <validate|test|backtest> [PATH] [options]
 
 Checks the detection rules the risk team edits: one JSON file per rule (json-rules-engine
 conditions plus metadata), reading facts defined in a feature catalog (features.json).
@@ -15,10 +15,21 @@ conditions plus metadata), reading facts defined in a feature catalog (features.
                     Default PATH: the bundled rules/definitions.
   test [PATH]       Run fixture files (facts in, expected rule hits out) from a folder or
                     one file against the rules. Default PATH: the bundled rules/tests.
+  backtest          Replay the events stored in ClickHouse between --from and --to through
+                    a candidate rule set (--rules) and through the rules now live (RULES_PATH,
+                    default the bundled rules), exactly as live detection sees them: tick by
+                    tick, each tick reading only rows written by then. Prints, per rule, the
+                    cases each set would have opened, the cases live detection recorded in
+                    that time, and sample entities. Nothing is stored or published.
+                    Progress goes to stderr.
 
 Options:
-  --rules DIR        Rules to test against (test only; default the bundled rules/definitions)
+  --rules DIR        test: rules to test against; backtest: the candidate rule set
+                     (default for both: the live rules)
   --features FILE    Feature catalog (default the bundled rules/features.json)
+  --from T, --to T   backtest: the time range (RFC 3339 with a zone, a date, now or now-1h)
+  --step DURATION    backtest: simulated tick interval (default 1s; coarser is faster but
+                     may decide a case a little later than live did)
   --json             Print the result as JSON on stdout
 
 Exit status: 0 when everything is valid / every case passes, 1 otherwise, 2 on usage errors.
@@ -26,7 +37,8 @@ Exit status: 0 when everything is valid / every case passes, 1 otherwise, 2 on u
 Examples:
   paysentinel rules validate
   paysentinel rules validate my-rules/ --json
-  paysentinel rules test rules/tests/device_failure_spike.json --rules my-rules/`;
+  paysentinel rules test rules/tests/device_failure_spike.json --rules my-rules/
+  paysentinel rules backtest --from now-2h --to now --rules my-rules/`;
 
 const out = (text: string) => process.stdout.write(text + '\n');
 /** Paths relative to the working directory when that is shorter, so output stays readable. */
@@ -90,13 +102,13 @@ async function test(path: string | undefined, rules: string | undefined, feature
 /** `paysentinel rules validate|test`: the risk team's checks before a rule ships. */
 export const rulesCommand: Command = {
   name: 'rules',
-  summary: 'Validate the detection rules and run their test fixtures (validate|test)',
+  summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(
       'rules',
       argv,
-      { json: { type: 'boolean' }, rules: { type: 'string' }, features: { type: 'string' } },
+      { json: { type: 'boolean' }, rules: { type: 'string' }, features: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, step: { type: 'string' } },
       true,
     );
     const [sub, path, ...extra] = positionals;
@@ -108,8 +120,13 @@ export const rulesCommand: Command = {
         return validate(path, values.features, json);
       case 'test':
         return test(path, values.rules, values.features, json);
+      case 'backtest': {
+        if (path !== undefined) throw new PaysentinelError('USAGE', `backtest takes no PATH (got "${path}"): give the candidate rules as --rules DIR.\nRun "paysentinel rules --help" for usage.`);
+        const { backtestCommand } = await import('./backtest-cli.ts');
+        return backtestCommand({ from: values.from, to: values.to, step: values.step, rules: values.rules, features: values.features, json });
+      }
       default:
-        throw new PaysentinelError('USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate or test.\nRun "paysentinel rules --help" for usage.`);
+        throw new PaysentinelError('USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules --help" for usage.`);
     }
   },
 };

@@ -11,6 +11,7 @@ import {
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
+import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
@@ -158,6 +159,8 @@ function detectionStatements(database: string): CatalogStatement[] {
     }),
     { name: 'latest cases', sql: cases.latestFor([["it's", 'ip', '1.2.3.4'], ['duplicate_charge', 'order', 'o\\1']]) },
     { name: 'case by id', sql: cases.byId("C'1") },
+    { name: 'cases as of (backtest)', sql: cases.asOf(nowSec * 1000) },
+    { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
     { name: 'case history', sql: cases.history('C1') },
   ];

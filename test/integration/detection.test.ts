@@ -1,4 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultRulesPath } from '../../rules/index.ts';
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { startPipeline, type RunningPipeline } from '../../cli/pipeline.ts';
@@ -11,6 +15,8 @@ import { readTopic, repoRoot, services } from './helpers.ts';
 
 const s = services({ KAFKA_CASES_TOPIC: `t${Math.random().toString(36).slice(2, 10)}.payments.cases`, DETECTION_TICK_MS: '300' });
 let pipeline: RunningPipeline | undefined;
+/** When the live run began: the backtest below replays from here. */
+let liveFromMs = 0;
 afterAll(async () => {
   await pipeline?.stop();
   const admin = s.kafka.admin();
@@ -22,6 +28,7 @@ afterAll(async () => {
 
 describe('live detection on simulator traffic', () => {
   test('each injected attack becomes exactly one case for the right rule and entity; benign traffic opens none', async () => {
+    liveFromMs = Date.now();
     pipeline = await startPipeline(s.config, silentLogger);
     await expect.poll(() => pipeline!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);
     const producer = s.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
@@ -71,5 +78,44 @@ describe('live detection on simulator traffic', () => {
     const updates = await readTopic(s.kafka, s.config.casesTopic, versions.length + 1);
     expect(updates.filter((m) => m.key === target.case_id).map((m) => JSON.parse(m.value).status)).toContain('acknowledged');
     expect(cli(['ack', target.case_id]).status).toBe(2);
+  });
+
+  test('a backtest of the same events opens the cases live detection recorded; a candidate rule set shows its change without publishing', async () => {
+    expect(liveFromMs).toBeGreaterThan(0);
+    await pipeline?.stop();
+    pipeline = undefined;
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
+    const casesBefore = (await store.list({})).length;
+    const from = new Date(liveFromMs - 1000).toISOString();
+    const to = new Date(Date.now() + 1000).toISOString();
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'rules', 'backtest', '--from', from, '--to', to, ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 300_000 });
+
+    const same = run(['--json']);
+    expect(same.status, same.stderr).toBe(0);
+    expect(same.stderr).toMatch(/100%/);
+    const report = JSON.parse(same.stdout) as { rules: { rule_id: string; candidate: number; live: number | null; recorded: number; samples: { entity_id: string }[] }[] };
+    const recorded = report.rules.filter((r) => r.recorded > 0);
+    expect(recorded).toHaveLength(scenarioNames.length);
+    for (const r of report.rules) expect({ rule: r.rule_id, replayed: r.candidate }).toEqual({ rule: r.rule_id, replayed: r.recorded });
+    const live = await store.list({});
+    for (const r of recorded) expect(r.samples.map((x) => x.entity_id)).toEqual(live.filter((c) => c.rule_id === r.rule_id).map((c) => c.entity_id));
+
+    // The risk team's candidate: the same rules with card testing switched off.
+    const dir = mkdtempSync(join(tmpdir(), 'candidate-rules-'));
+    try {
+      cpSync(defaultRulesPath, dir, { recursive: true });
+      const file = join(dir, 'ip_amount_probing.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), enabled: false }, null, 2));
+      const candidate = run(['--rules', dir]);
+      expect(candidate.status, candidate.stderr).toBe(0);
+      const line = candidate.stdout.split('\n').find((l) => l.startsWith('ip_amount_probing'));
+      expect(line).toMatch(/^ip_amount_probing\s+0\s+1\s+-1\s+1$/);
+      expect(candidate.stdout).toMatch(/^duplicate_charge\s+1\s+1\s+=\s+1$/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // Nothing was stored or published.
+    expect((await store.list({})).length).toBe(casesBefore);
   });
 });
