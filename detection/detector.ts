@@ -56,6 +56,12 @@ export interface DetectorDeps {
   writtenBy?: (nowMs: number) => number;
   /** Rows written before this time (epoch seconds) are never new to this detector (a backtest's start). */
   writtenFrom?: number;
+  /**
+   * At most this many new rows per tick (split over the partitions that have new rows); the rest
+   * wait for the next tick. Bounds a tick's memory and time when detection has a backlog (a
+   * restart after downtime, a burst). @default 50_000
+   */
+  maxRowsPerTick?: number;
 }
 
 const NUM = '\u0000num';
@@ -105,6 +111,10 @@ function prepare(ruleSet: RuleSet) {
 
 export interface DetectorStats {
   ticks: number;
+  /** New rows taken by ticks. */
+  rows: number;
+  /** Whether the last tick left new rows for the next one (detection has a backlog). */
+  behind: boolean;
   /** Entities that received events, screened in SQL. */
   screened: number;
   /** Entities whose features were computed exactly and whose rules ran. */
@@ -129,8 +139,10 @@ export function createDetector(deps: DetectorDeps) {
   /** Highest Kafka offset seen per partition; null until the first tick as leader. */
   let seen: Map<number, number> | null = null;
   let lastStuckScan = 0;
+  /** While behind, the scan keeps starting where the rows not yet taken were written. */
+  let backlogFromSec: number | null = null;
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
-  const stats: DetectorStats = { ticks: 0, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
+  const stats: DetectorStats = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
 
   /**
    * Channel and merchant features for every channel/merchant, refreshed every 5 s, or sooner
@@ -202,10 +214,22 @@ export function createDetector(deps: DetectorDeps) {
     // watermark would skip a batch that took longer to land than another instance's later one.
     // ingested_at (the write attempt's time) only bounds the scan.
     const previous = seen ?? new Map<number, number>();
-    const sinceSec = Math.max(deps.writtenFrom ?? 0, Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000));
-    const newRows = await queryRows<{ p: number; o: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec), 'new rows');
+    const window = Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
+    const sinceSec = Math.max(deps.writtenFrom ?? 0, Math.min(window, backlogFromSec ?? window));
+    const newRows = await queryRows<{ p: number; lo: string; o: string; n: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec), 'new rows');
+    // Offsets of a partition only grow, so taking offsets up to base + share takes at most `share` rows.
+    const share = Math.max(1, Math.floor((deps.maxRowsPerTick ?? 50_000) / Math.max(1, newRows.length)));
     const newest = new Map(previous);
-    for (const r of newRows) newest.set(Number(r.p), Number(r.o));
+    let taken = 0;
+    let behind = false;
+    for (const r of newRows) {
+      const p = Number(r.p);
+      const n = Number(r.n);
+      const base = previous.get(p) ?? Number(r.lo) - 1;
+      if (n > share) behind = true;
+      newest.set(p, n > share ? Math.min(Number(r.o), base + share) : Number(r.o));
+      taken += Math.min(n, share);
+    }
     const position = positionRange(previous, newest);
     const timings: Record<string, number> = { new_rows: performance.now() - t0 };
 
@@ -275,20 +299,27 @@ export function createDetector(deps: DetectorDeps) {
     stats.updated += updated.length;
     stats.lastTickMs = now() - nowMs;
     timings.cases = performance.now() - casesStarted;
-    deps.logger.debug('tick', { ms: stats.lastTickMs, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: taken, behind, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
     // Advance only after the cases were stored and published: a failed tick is repeated.
     seen = newest;
+    backlogFromSec = behind ? sinceSec : null;
+    stats.rows += taken;
+    stats.behind = behind;
   }
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
+  // Ticks start every tickMs (a tick that takes longer is followed at once by the next), so
+  // the time a tick takes does not add to the wait for the next one.
   const loop = () => {
     if (stopped) return;
+    const started = Date.now();
     running = tick()
       .catch((err: unknown) => deps.logger.warn('detection tick failed; it is repeated on the next tick', { err }))
       .finally(() => {
-        if (!stopped) timer = setTimeout(loop, deps.tickMs ?? 500);
+        // With a backlog the next tick starts at once.
+        if (!stopped) timer = setTimeout(loop, stats.behind ? 0 : Math.max(0, (deps.tickMs ?? 500) - (Date.now() - started)));
       });
   };
   return {

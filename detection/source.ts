@@ -207,12 +207,12 @@ function aboveSeen(seen: ReadonlyMap<number, number>): string {
 }
 
 /**
- * Per partition, the newest Kafka offset written since `sinceSec` above the ones seen, with the
- * channels and merchants of those rows. `untilSec` limits rows to those written by then (a
+ * Per partition, the oldest and newest Kafka offset written since `sinceSec` above the ones seen
+ * and how many rows, with the channels and merchants of those rows. `untilSec` limits rows to those written by then (a
  * backtest replays what a live tick would have seen).
  */
 export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number): string {
-  return sql`SELECT kafka_partition AS p, max(kafka_offset) AS o, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
 }
 
 /**
