@@ -1,0 +1,80 @@
+import { validateEvent } from '../contract/index.ts';
+import { toDateTimeText, toPendingRow, lineOf } from '../ingest/records.ts';
+import type { ClickHouseHttp } from '../storage/http.ts';
+import { ident } from '../storage/sql.ts';
+
+export interface BacklogOptions {
+  /** Benign events, each from its own IP, device, user and order. */
+  events: number;
+  /** Event times are spread over the 5 minutes before this. */
+  nowMs: number;
+  /** Kafka partitions the rows are spread over (as ingest writes them). @default 3 */
+  partitions?: number;
+  /** When set, 15 declined attempts at 15 amounts from this IP (card testing) come last. */
+  attackIp?: string;
+  onProgress?: (written: number) => void;
+}
+
+/**
+ * Writes a detection backlog straight into payment_events, as ingest would have stored it:
+ * `events` payments that each touch a new IP, device, user and order (the worst case for
+ * per-entity work), plus optionally one card-testing burst. Rows are built and inserted in
+ * chunks, so the writer itself stays small. Returns the number of rows written.
+ */
+export async function writeBacklog(http: ClickHouseHttp, database: string, options: BacklogOptions): Promise<number> {
+  const partitions = options.partitions ?? 3;
+  const table = ident(database, 'payment_events');
+  const ingestedAt = toDateTimeText(options.nowMs);
+  const offsets = new Array<number>(partitions).fill(0);
+  const line = (i: number, event: Record<string, unknown>): string => {
+    const checked = validateEvent(event);
+    if (!checked.ok) throw new Error(`backlog event ${i} is invalid: ${checked.reason}`);
+    const p = i % partitions;
+    return lineOf(toPendingRow(checked.value, p, offsets[p]!++), ingestedAt);
+  };
+  const benign = (i: number) => ({
+    event_id: `bl-${i}`,
+    occurred_at: new Date(options.nowMs - 300_000 + Math.floor((i * 300_000) / Math.max(1, options.events))).toISOString(),
+    type: 'payment',
+    status: 'succeeded',
+    order_id: `bl-order-${i}`,
+    attempt: 1,
+    transaction_id: `bl-tx-${i}`,
+    amount_minor: 1000 + (i % 5000),
+    currency: 'CNY',
+    channel: ['alipay', 'wechat_pay', 'card'][i % 3],
+    merchant_id: `m-${i % 50}`,
+    user_id: `bl-user-${i}`,
+    device_id: `bl-device-${i}`,
+    ip: `${10 + ((i >>> 24) & 0xff)}.${(i >>> 16) & 0xff}.${(i >>> 8) & 0xff}.${i & 0xff}`,
+    source: 'gateway_callback',
+  });
+  const chunk = 50_000;
+  let written = 0;
+  for (let start = 0; start < options.events; start += chunk) {
+    const lines: string[] = [];
+    for (let i = start; i < Math.min(options.events, start + chunk); i++) lines.push(line(i, benign(i)));
+    await http.insertLines(table, lines, 'backlog insert');
+    written += lines.length;
+    options.onProgress?.(written);
+  }
+  if (options.attackIp) {
+    const lines: string[] = [];
+    for (let k = 0; k < 15; k++) {
+      lines.push(
+        line(options.events + k, {
+          ...benign(options.events + k),
+          event_id: `bl-attack-${k}`,
+          occurred_at: new Date(options.nowMs - 60_000 + k * 1000).toISOString(),
+          status: 'failed',
+          failure_code: 'insufficient_funds',
+          amount_minor: 100 + k * 7,
+          ip: options.attackIp,
+        }),
+      );
+    }
+    await http.insertLines(table, lines, 'backlog attack insert');
+    written += lines.length;
+  }
+  return written;
+}
