@@ -14,6 +14,7 @@ import {
   newRowsQuery,
   positionRange,
   screenBounds,
+  screenHaving,
   screenPlan,
   stuckOrdersQuery,
   toTimedEvent,
@@ -115,7 +116,7 @@ export interface DetectorStats {
   rows: number;
   /** Whether the last tick left new rows for the next one (detection has a backlog). */
   behind: boolean;
-  /** Entities that received events, screened in SQL. */
+  /** Entities that received events and passed the SQL screen (some rule may hold for them). */
   screened: number;
   /** Entities whose features were computed exactly and whose rules ran. */
   evaluated: number;
@@ -245,7 +246,7 @@ export function createDetector(deps: DetectorDeps) {
         const rules = rulesOf(entity);
         const rows = await queryRows<Record<string, string | number | null>>(
           deps.clickhouse,
-          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec),
+          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, screenHaving(rules, columns, nowMs)),
           `${entity} screen`,
         );
         stats.screened += rows.length;

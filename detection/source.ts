@@ -2,6 +2,7 @@ import type { PaymentEvent } from '../contract/index.ts';
 import type { TimedEvent } from '../rules/index.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
 import { windowMs } from '../rules/features.ts';
+import { parseDuration } from '../cli/command.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 
 /** Name of the external table carrying the ids of the entities a tick looks at. */
@@ -221,7 +222,7 @@ export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyM
  * a rate comes as `{column}_n`/`{column}_d`, an age as `{column}_min` (oldest matching event,
  * ms) and `{column}_c` (events matching filter and latest).
  */
-export function entityScreenQuery(database: string, entity: EntityType, columns: readonly ScreenColumn[], nowMs: number, sinceSec: number, position: string, untilSec?: number): string {
+export function entityScreenQuery(database: string, entity: EntityType, columns: readonly ScreenColumn[], nowMs: number, sinceSec: number, position: string, untilSec?: number, having?: string): string {
   const key = ident(entityKeyField[entity]!);
   const table = ident(database, 'payment_events');
   const select: string[] = [];
@@ -254,7 +255,7 @@ export function entityScreenQuery(database: string, entity: EntityType, columns:
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
   const touched = sql`SELECT ${key} FROM ${table} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
-  return sql`SELECT ${key} AS entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN (${raw(touched)}) AND ${key} != '' GROUP BY entity_key`;
+  return sql`SELECT ${key} AS entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN (${raw(touched)}) AND ${key} != '' GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
@@ -273,4 +274,51 @@ export function screenBounds(columns: readonly ScreenColumn[], row: Readonly<Rec
     }
   }
   return bounds;
+}
+
+type ConditionNode = { all?: ConditionNode[]; any?: ConditionNode[]; not?: ConditionNode; fact?: string; operator?: string; value?: unknown; path?: string };
+const SQL_COMPARE: Record<string, string> = { greaterThan: '>', greaterThanInclusive: '>=', lessThan: '<', lessThanInclusive: '<=' };
+
+/**
+ * The rules' pre-check (rules/evaluate.ts mayHoldWithin) as a HAVING clause of the screen query,
+ * so ClickHouse returns only entities for which some rule may hold instead of every touched
+ * one (sending and parsing those rows cost several times the aggregation). It is only ever
+ * weaker than the pre-check: a comparison it cannot decide from a column (an unknown or derived
+ * fact, a lower limit on an upper bound, other operators) is `1`. The detector still runs the
+ * pre-check and then the exact computation on what comes back.
+ */
+export function screenHaving(rules: readonly { conditions: unknown }[], columns: readonly ScreenColumn[], nowMs: number): string {
+  const byFact = new Map(columns.map((c) => [c.feature.id, c]));
+  const valueOf = (c: ScreenColumn): string => {
+    switch (c.feature.aggregation) {
+      case 'rate':
+        return `if(${c.column}_d > 0, ${c.column}_n / ${c.column}_d, 0)`;
+      case 'age':
+        return sql`if(${raw(`${c.column}_c`)} > 0, ${nowMs} - ${raw(`${c.column}_min`)}, 0)`;
+      default:
+        return c.column;
+    }
+  };
+  const leaf = (n: ConditionNode): string => {
+    const col = n.fact === undefined || n.path !== undefined ? undefined : byFact.get(n.fact);
+    if (!col || n.operator === undefined) return '1';
+    const op = SQL_COMPARE[n.operator];
+    if (op && typeof n.value === 'number' && Number.isFinite(n.value)) {
+      // On an upper bound only "at least" comparisons can exclude.
+      if (col.kind === 'upper' && op.startsWith('<')) return '1';
+      return sql`${raw(valueOf(col))} ${raw(op)} ${n.value}`;
+    }
+    if (n.operator === 'olderThan' && typeof n.value === 'string' && col.feature.aggregation === 'age') {
+      const limit = parseDuration(n.value);
+      return limit === null ? '1' : sql`${raw(valueOf(col))} > ${limit}`;
+    }
+    return '1';
+  };
+  const node = (n: ConditionNode): string => {
+    if (n.all) return n.all.length ? `(${n.all.map(node).join(' AND ')})` : '1';
+    if (n.any) return n.any.length ? `(${n.any.map(node).join(' OR ')})` : '0';
+    if (n.not) return '1';
+    return leaf(n);
+  };
+  return rules.length ? rules.map((r) => node(r.conditions as ConditionNode)).join(' OR ') : '0';
 }

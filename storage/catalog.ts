@@ -15,10 +15,11 @@ import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
-import { readFileSync } from 'node:fs';
-import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
-import { defaultFeaturesPath } from '../rules/load.ts';
+import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
@@ -126,6 +127,10 @@ function detectionStatements(database: string): CatalogStatement[] {
   if (!parsed.ok) throw new Error('rules/features.json is invalid: run "paysentinel rules validate"');
   const features = [...parsed.catalog.facts.values()].filter((f) => f.kind === 'feature').map((f) => f.def as Feature);
   const cases = caseQueries(database);
+  // The bundled rules' conditions (plain JSON; the screen's HAVING reads only entity and conditions).
+  const rules = readdirSync(defaultRulesPath)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(readFileSync(join(defaultRulesPath, f), 'utf8')) as { entity: string; conditions: unknown });
   return [
     { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map()) },
     { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
@@ -145,7 +150,16 @@ function detectionStatements(database: string): CatalogStatement[] {
       },
       {
         name: `${entity} screen`,
-        sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]]))),
+        sql: entityScreenQuery(
+          database,
+          entity,
+          screenPlan(features.filter((f) => f.entity === entity)),
+          nowSec * 1000,
+          nowSec - 120,
+          positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]])),
+          undefined,
+          screenHaving(rules.filter((r) => r.entity === entity), screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000),
+        ),
       },
       {
         name: `${entity} screen (backtest)`,

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { decodeEvent } from '../../contract/index.ts';
-import { entityEventsQuery, entityScreenQuery, positionRange, screenBounds, screenPlan, toTimedEvent, type EventRowOut } from '../../detection/source.ts';
+import { entityEventsQuery, entityScreenQuery, positionRange, screenBounds, screenHaving, screenPlan, toTimedEvent, type EventRowOut } from '../../detection/source.ts';
+import { anyMayHold } from '../../rules/evaluate.ts';
 import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
 import { computeFeature, loadRuleSetOrThrow } from '../../rules/index.ts';
 import type { Feature } from '../../rules/schema.ts';
@@ -45,6 +46,7 @@ describe('SQL screen of touched entities', () => {
     const sinceSec = Math.floor(nowMs / 1000) - 600;
 
     let compared = 0;
+    let keptTotal = 0;
     for (const entity of ['ip', 'device', 'user', 'order'] as const) {
       const own = features.filter((f) => f.entity === entity);
       const columns = screenPlan(own);
@@ -55,6 +57,16 @@ describe('SQL screen of touched entities', () => {
       // An entity whose events all lie outside every window (a callback dated after now) has no row: its features are all 0.
       const byKey = new Map(screened.map((r) => [String(r.entity_key), r]));
       expect([...byKey.keys()].filter((k) => !touched.has(k))).toEqual([]);
+
+      // The HAVING form of the pre-check lets through every entity the pre-check keeps (and, on
+      // this traffic with its attacks, some: otherwise this would prove nothing).
+      const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
+      const kept = screened.filter((r) => anyMayHold(rules, screenBounds(columns, r, nowMs))).map((r) => String(r.entity_key)).sort();
+      const having = await queryRows<{ entity_key: string }>(s.clickhouse, entityScreenQuery(database, entity, columns, nowMs, sinceSec, position, undefined, screenHaving(rules, columns, nowMs)));
+      const returned = new Set(having.map((r) => String(r.entity_key)));
+      expect(kept.filter((k) => !returned.has(k))).toEqual([]);
+      expect(returned.size).toBeLessThan(screened.length / 4);
+      keptTotal += kept.length;
 
       const events = await http.query<EventRowOut>(entityEventsQuery(database, entity, Math.floor((nowMs - 86_400_000) / 1000)), {
         name: 'entity_ids',
@@ -79,5 +91,6 @@ describe('SQL screen of touched entities', () => {
       }
     }
     expect(compared).toBeGreaterThan(10_000);
+    expect(keptTotal).toBeGreaterThan(0);
   });
 });
