@@ -1,6 +1,8 @@
 import {
   dimensions,
   earliestPaymentQuery,
+  hourSumsQuery,
+  insertDayFromHoursQuery,
   insertRatesQuery,
   lastRunQuery,
   ratesQuery,
@@ -96,6 +98,8 @@ function analyticsStatements(database: string): CatalogStatement[] {
       name: `write hourly rates by ${dimension}`,
       sql: insertRatesQuery(database, { fromMs, toMs, dimension, bucket: 'hour', computedAt: new Date(toMs), version: 1 }),
     })),
+    { name: 'write day rates from hours', sql: insertDayFromHoursQuery(database, { dayStartMs: Date.UTC(2026, 10, 25), computedAt: new Date(toMs), version: 2 }) },
+    ...dimensions.map((dimension) => ({ name: `stored hours summed by ${dimension}`, sql: hourSumsQuery(database, { fromMs: Date.UTC(2026, 10, 24), toMs: Date.UTC(2026, 10, 25), dimension }) })),
     { name: 'read stored rates', sql: storedRatesQuery(database, { fromMs, toMs, dimension: 'channel', bucket: 'day' }) },
     { name: 'count written rates', sql: writtenRowsQuery(database, 1) },
     { name: 'earliest payment', sql: earliestPaymentQuery(database) },
