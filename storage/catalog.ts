@@ -12,6 +12,7 @@ import {
 } from '../analytics/queries.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
+import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
@@ -84,6 +85,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...detectionStatements(database),
     ...retryPolicyStatements(database),
     ...reconcileStatements(database),
+    ...baselineStatements(database),
   ];
 }
 
@@ -172,5 +174,16 @@ function reconcileStatements(database: string): CatalogStatement[] {
     { name: 'latest reconcile version', sql: latestReconcileVersionQuery(database) },
     { name: 'reconciled attempts', sql: reconcileAttemptsQuery(database, 1) },
     { name: 'callback delays', sql: callbackDelaysQuery(database, 1) },
+  ];
+}
+
+/** The baselines job and what the rule engine reads. */
+function baselineStatements(database: string): CatalogStatement[] {
+  const toMs = Date.UTC(2026, 10, 25, 10);
+  return [
+    { name: 'write failure baselines', sql: insertBaselinesQuery(database, { fromMs: toMs - 7 * 86_400_000, toMs, minDecided: 100, version: 1, computedAt: new Date(toMs) }) },
+    { name: 'count written baselines', sql: baselineRowsQuery(database, 1) },
+    { name: 'latest baselines', sql: latestBaselinesQuery(database) },
+    { name: 'latest channel baselines for an hour', sql: latestBaselinesQuery(database, { entityType: "it's", hours: [10, 255] }) },
   ];
 }
