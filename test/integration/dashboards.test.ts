@@ -178,6 +178,34 @@ describe('dashboards on the real ClickHouse', () => {
     expect((await readPolicy({ clickhouse: s.clickhouse, database: db })).length).toBeGreaterThan(0);
   });
 
+  test('Risk & cases: time to acknowledge and the open cases table agree with the case store', async () => {
+    const panel = (title: string) => queries.find((q) => q.name.startsWith('paysentinel-risk-cases /') && q.name.includes(`/ ${title} /`))!;
+    const states = await queryRows<{ case_id: string; status: string; opened_at: string }>(s.clickhouse, `SELECT case_id, status, opened_at FROM ${ident(db, 'cases')}`);
+    const open = states.filter((c) => c.status !== 'resolved').sort((a, b) => b.opened_at.localeCompare(a.opened_at) || a.case_id.localeCompare(b.case_id));
+    const table = (await run(expand(panel('Open cases')))).data as { case_id: string; evidence_summary: string; next_step: string }[];
+    expect(table.map((r) => r.case_id)).toEqual(open.map((c) => c.case_id));
+    for (const r of table) {
+      expect(r.evidence_summary).not.toMatch(/[{}"]/);
+      expect(r.next_step).not.toBe('');
+    }
+    const [counts] = (await run(expand(panel('Open and acknowledged')))).data;
+    expect([Number(counts!.open_cases), Number(counts!.acknowledged_cases)]).toEqual([
+      states.filter((c) => c.status === 'open').length,
+      states.filter((c) => c.status === 'acknowledged').length,
+    ]);
+    // Time to acknowledge computed here from each case's versions: first version no longer open.
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer: { send: async () => [] }, topic: 'payments.cases' });
+    const ackSeconds: number[] = [];
+    for (const c of states) {
+      const first = (await store.history(c.case_id)).find((v) => v.status !== 'open');
+      if (first) ackSeconds.push((Date.parse(first.updated_at.replace(' ', 'T') + 'Z') - Date.parse(c.opened_at.replace(' ', 'T') + 'Z')) / 1000);
+    }
+    expect(ackSeconds.length).toBeGreaterThan(0);
+    const bySeverity = (await run(expand(panel('Time to acknowledge by severity')))).data as { acknowledged_cases: string; max_ack_s: number }[];
+    expect(bySeverity.reduce((n, r) => n + Number(r.acknowledged_cases), 0)).toBe(ackSeconds.length);
+    expect(Math.max(...bySeverity.map((r) => Number(r.max_ack_s)))).toBe(Math.max(...ackSeconds));
+  });
+
   test.each(queries.map((q) => [q.name, q] as const))('%s returns what its panel needs', async (_name, q) => {
     const result = await run(expand(q));
     expect(result.data.length, 'rows').toBeGreaterThan(0);
@@ -205,6 +233,17 @@ describe('dashboards on the real ClickHouse', () => {
     const byChannel = queries.find((q) => q.name.endsWith('/ Outcome rates by channel / A'))!;
     const rows = (await run(expand(byChannel, { channel: [channel], merchant: [merchant] }))).data;
     expect(rows.map((r) => r.channel)).toEqual([channel]);
+  });
+
+  test('Risk & cases with a channel and merchant picked shows the cases whose entity paid there, and no others', async () => {
+    const flagged = queries.find((q) => q.name === 'paysentinel-risk-cases / Top flagged IPs and devices / A')!;
+    const [top] = (await run(expand(flagged))).data as { entity: string }[];
+    const ip = top!.entity.replace(/^ip /, '');
+    const paid = events.find((e) => e.ip === ip && e.occurred_at >= toDateTimeText(range.from.getTime()))!;
+    const picked = (await run(expand(flagged, { channel: [paid.channel], merchant: [paid.merchant_id] }))).data.map((r) => r.entity);
+    expect(picked).toContain(top!.entity);
+    const unused = [...new Set(events.map((e) => e.merchant_id))].find((m) => !events.some((e) => e.ip === ip && e.merchant_id === m))!;
+    expect((await run(expand(flagged, { merchant: [unused] }))).data.map((r) => r.entity)).not.toContain(top!.entity);
   });
 
   test('payment numbers equal an independent count of the simulator events', async () => {
