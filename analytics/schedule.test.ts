@@ -12,12 +12,13 @@ afterEach(() => {
 });
 
 describe('analytics schedule (fake clock)', () => {
-  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly', () => {
+  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily', () => {
     expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([
       ['rates', '* * * * *'],
       ['reconcile', '*/5 * * * *'],
       ['retry-policy', '7 * * * *'],
       ['baselines', '3 * * * *'],
+      ['daily-report', '10 0 * * *'],
     ]);
   });
 
@@ -69,6 +70,18 @@ describe('analytics schedule (fake clock)', () => {
     expect(maxRunning).toBe(1);
     expect(started).toEqual(['10:01', '10:03']);
     expect(lines.some((l) => /still in progress/.test(l))).toBe(true);
+  });
+
+  test('the daily report runs at 00:10 UTC, the baselines at 3 minutes past each hour', async () => {
+    vi.useFakeTimers({ now: at(23, 0, 30) });
+    const seen: string[] = [];
+    const jobs = analyticsJobs
+      .filter((j) => j.name === 'daily-report' || j.name === 'baselines')
+      .map((j): ScheduledJob => ({ ...j, run: async (_deps, now) => void seen.push(`${j.name} ${now.toISOString().slice(11, 16)}`) }));
+    const schedule = startAnalyticsSchedule(deps(), jobs);
+    await vi.advanceTimersByTimeAsync(75 * 60_000);
+    await schedule.stop();
+    expect(seen).toEqual(['baselines 23:03', 'baselines 00:03', 'daily-report 00:10']);
   });
 
   test('a failing run is logged at error level and counted as failed, once', async () => {

@@ -1,5 +1,6 @@
 import { createTask, type ScheduledTask } from 'node-cron';
 import { baselinesScheduledJob } from './baselines.ts';
+import { dailyReportScheduledJob } from './daily-report.ts';
 import { reportJobFailure, type AnalyticsDeps } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
@@ -19,6 +20,7 @@ export const analyticsJobs: readonly ScheduledJob[] = [
   reconcileScheduledJob,
   retryPolicyScheduledJob,
   baselinesScheduledJob,
+  dailyReportScheduledJob,
 ];
 
 export interface AnalyticsSchedule {

@@ -60,6 +60,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     publisher: policyPublisher,
     // Every run counted in paysentinel_job_runs_total{job,status} on /metrics.
     metrics: createJobMetrics(metrics.registry),
+    reportsDir: config.reportsDir,
   };
   const analytics = startAnalyticsSchedule(analyticsDeps, undefined, {
     shouldRun: leadership.isLeader,

@@ -13,6 +13,7 @@ import {
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
 import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
+import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
@@ -86,6 +87,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...retryPolicyStatements(database),
     ...reconcileStatements(database),
     ...baselineStatements(database),
+    ...dailyReportStatements(database),
   ];
 }
 
@@ -186,4 +188,9 @@ function baselineStatements(database: string): CatalogStatement[] {
     { name: 'latest baselines', sql: latestBaselinesQuery(database) },
     { name: 'latest channel baselines for an hour', sql: latestBaselinesQuery(database, { entityType: "it's", hours: [10, 255] }) },
   ];
+}
+
+/** The daily report (it also sums stored hours, see analyticsStatements): cases opened by rule. */
+function dailyReportStatements(database: string): CatalogStatement[] {
+  return [{ name: 'cases opened by rule', sql: casesOpenedByRuleQuery(database, Date.UTC(2026, 10, 24), Date.UTC(2026, 10, 25)) }];
 }
