@@ -5,7 +5,7 @@ import {
   countColumns,
   dimensions,
   earliestPaymentQuery,
-  insertDayFromHoursQuery,
+  insertRollupQuery,
   insertRatesQuery,
   rateColumns,
   ratesQuery,
@@ -103,8 +103,9 @@ export interface RatesChunk {
 /**
  * Splits a run's closed buckets into chunks of one clock hour each, so no statement scans more than
  * an hour of attempts however long the catch-up or backfill: chunk h holds the 5-minute buckets of
- * hour h that the run covers and, when the run covers it, the hour bucket h itself. Day buckets are
- * listed separately: they are summed from the stored hour buckets (see insertDayFromHoursQuery).
+ * hour h that the run covers and, when the run covers it, the hour bucket h itself (summed from
+ * the stored 5-minute buckets). Day buckets are listed separately: they are summed from the stored
+ * hour buckets (see insertRollupQuery).
  */
 export function planChunks(fromMs: number, toMs: number): { chunks: RatesChunk[]; days: number[] } {
   const plans = Object.fromEntries(planBuckets(fromMs, toMs).map((p) => [p.bucket, p])) as Partial<Record<BucketSize, { fromMs: number; toMs: number }>>;
@@ -130,8 +131,9 @@ const DAY_MS = bucketSizes.day * 1000;
  * The `rates` job: writes every closed 5-minute, hour and day bucket since the last successful run
  * (and the last `restateMs`) into payment_rates, for every dimension, in ClickHouse. The work goes
  * hour by hour (planChunks), so a long catch-up or backfill never sends one statement over a whole
- * day, and progress is logged. A day bucket is the sum of its stored hour buckets. Re-running a
- * bucket replaces it (see storedRatesQuery). Recorded in job_runs.
+ * day, and progress is logged. Only 5-minute buckets are computed from payment_events; an hour
+ * bucket is the sum of its stored 5-minute buckets, a day bucket the sum of its hours. Re-running
+ * a bucket replaces it (see storedRatesQuery). Recorded in job_runs.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptions = {}): Promise<JobRun> {
   const nowMs = now.getTime();
@@ -165,11 +167,17 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     };
     for (const [i, chunk] of chunks.entries()) {
       if (chunk.fiveMin.fromMs < chunk.fiveMin.toMs) await write('5m', chunk.fiveMin.fromMs, chunk.fiveMin.toMs);
-      if (chunk.hourStartMs !== null) await write('hour', chunk.hourStartMs, chunk.hourStartMs + HOUR_MS);
+      if (chunk.hourStartMs !== null) {
+        await command(
+          deps.clickhouse,
+          insertRollupQuery(deps.database, { bucket: 'hour', startMs: chunk.hourStartMs, computedAt: new Date(), version }),
+          `write hour rates for ${new Date(chunk.hourStartMs).toISOString()} from its 5-minute buckets`,
+        );
+      }
       progress('rates chunk written', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(), elapsed_ms: Date.now() - started });
     }
     for (const day of days) {
-      await command(deps.clickhouse, insertDayFromHoursQuery(deps.database, { dayStartMs: day, computedAt: new Date(), version }), `write day rates for ${new Date(day).toISOString().slice(0, 10)}`);
+      await command(deps.clickhouse, insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version }), `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`);
       progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
     }
     const rows = await queryRows<{ n: string }>(deps.clickhouse, writtenRowsQuery(deps.database, version), 'count written rates');

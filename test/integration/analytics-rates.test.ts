@@ -236,7 +236,7 @@ describe('rates on the real ClickHouse', () => {
 });
 
 describe('a long backfill goes hour by hour', () => {
-  test('one chunk per hour with progress logged, day buckets summed from the hours, same numbers as one pass', async () => {
+  test('one chunk per hour with progress logged, hours and days summed from smaller buckets, same numbers as one pass', async () => {
     const lines: string[] = [];
     const logger = createLogger({ level: 'info', write: (l) => lines.push(l) });
     const dayStart = new Date(at(0, 0));
@@ -250,11 +250,14 @@ describe('a long backfill goes hour by hour', () => {
     expect(progress.at(-1)).toMatchObject({ chunk: 25, chunks: 25 });
     expect(lines.filter((l) => /"day rates written from hours"/.test(l))).toHaveLength(1);
 
-    // The day bucket, summed from its stored hours, equals the day computed in one pass.
-    for (const by of ['all', 'channel', 'failure_code'] as const) {
-      const stored = await readStoredRates(deps, { from: dayStart, to: nextDay, bucket: 'day', by });
-      const direct = await computeRates(deps, { from: dayStart, to: nextDay, bucket: 'day', by });
-      expect(stored, by).toEqual(direct);
+    // Hour buckets (summed from their 5-minute buckets) and the day bucket (summed from its hours)
+    // equal the hours and the day computed in one pass.
+    for (const by of ['all', 'channel', 'merchant', 'failure_code'] as const) {
+      for (const bucket of ['hour', 'day'] as const) {
+        const stored = await readStoredRates(deps, { from: dayStart, to: nextDay, bucket, by });
+        const direct = await computeRates(deps, { from: dayStart, to: nextDay, bucket, by });
+        expect(stored, `${bucket} by ${by}`).toEqual(direct);
+      }
     }
     const [day] = await readStoredRates(deps, { from: dayStart, to: nextDay, bucket: 'day' });
     // o1..o7, o8 (first attempt 09:58), o9 (11:05), o10 (13:30).
