@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { formatRatesTable, parseTime } from './format.ts';
 import { insertRatesQuery, ratesQuery } from './queries.ts';
-import { floorTo, planBuckets, planStart, type RateRow } from './rates.ts';
+import { floorTo, planBuckets, planChunks, planStart, type RateRow } from './rates.ts';
 
 const at = (hh: number, mm: number, ss = 0) => Date.UTC(2026, 10, 25, hh, mm, ss);
 const HOUR = 3_600_000;
@@ -14,6 +14,27 @@ describe('which buckets a rates run writes', () => {
     ]);
     expect(planBuckets(at(10, 1), at(10, 4))).toEqual([]);
     expect(planBuckets(at(23, 0) - 86_400_000, at(0, 30)).map((p) => p.bucket)).toEqual(['5m', 'hour', 'day']);
+  });
+
+  test('a run is split into one-hour chunks, so no statement covers more than an hour of attempts', () => {
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString().slice(11, 16));
+    // A routine run: the last hour restated, one closed hour bucket.
+    const routine = planChunks(at(9, 55), at(10, 7, 30));
+    expect(routine.chunks.map((c) => [iso(c.fiveMin.fromMs), iso(c.fiveMin.toMs), iso(c.hourStartMs)])).toEqual([
+      ['09:55', '10:00', '09:00'],
+      ['10:00', '10:05', null],
+    ]);
+    expect(routine.days).toEqual([]);
+    // A backfill of two days and a half: one chunk per hour, each day summed from its hours.
+    const backfill = planChunks(at(0, 0) - 2 * 86_400_000, at(12, 0));
+    expect(backfill.chunks).toHaveLength(60);
+    for (const c of backfill.chunks) {
+      expect(c.fiveMin.toMs - c.fiveMin.fromMs).toBeLessThanOrEqual(HOUR);
+      expect(c.hourStartMs).toBe(c.fiveMin.fromMs);
+    }
+    expect(backfill.days).toEqual([at(0, 0) - 2 * 86_400_000, at(0, 0) - 86_400_000]);
+    // Nothing closed yet: nothing to do.
+    expect(planChunks(at(10, 1), at(10, 4))).toEqual({ chunks: [], days: [] });
   });
 
   test('catch-up starts where the last successful run ended, restating recent buckets', () => {

@@ -11,18 +11,24 @@ import { RETRY_POLICY_JOB, run as runRetryPolicy } from './retry-policy.ts';
 import { RECONCILE_JOB, run as runReconcile } from './reconcile.ts';
 import { createKafkaPolicyPublisher } from './retry-policy-kafka.ts';
 import { createKafka } from '../kafka/index.ts';
+import { BASELINES_JOB, run as runBaselines } from './baselines.ts';
+import { DAILY_REPORT_JOB, run as runDailyReport } from './daily-report.ts';
+
+const JOBS = [RATES_JOB, RETRY_POLICY_JOB, RECONCILE_JOB, BASELINES_JOB, DAILY_REPORT_JOB].join(', ');
 
 const help = `Usage:
   paysentinel analytics rates --from T --to T [--by channel|merchant|failure_code] [--bucket 5m|hour|day] [--json]
   paysentinel analytics run rates [--from T] [--to T] [--json]
   paysentinel analytics run retry-policy [--from T] [--to T] [--no-publish] [--json]
   paysentinel analytics run reconcile [--json]
+  paysentinel analytics run baselines [--json]
+  paysentinel analytics run daily-report [--from T] [--to T] [--json]
 
 rates     Prints failure, timeout, retry and refund rates of the payment attempts whose first
           event occurred in [--from, --to), computed now in ClickHouse from payment_events.
           An attempt's outcome is its latest status, so a late callback counts wherever it
           arrives. Definitions: analytics/DEFINITIONS.md.
-run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${RATES_JOB}, ${RETRY_POLICY_JOB}, ${RECONCILE_JOB}.
+run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${JOBS}.
           Without --from it catches up from the end of the last successful run (and restates
           the last hour); with --from/--to it recomputes that range, e.g. to backfill. Only
           buckets that have ended are written; re-running a bucket replaces it.
@@ -31,6 +37,13 @@ run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: 
           Kafka topic payments.retry-policy (not with --no-publish). See "paysentinel policy".
           reconcile re-checks the attempts of the last 24 hours: still processing after 15
           minutes, final status changed later, callback delay percentiles per channel.
+          baselines computes the failure-rate baselines per channel and device, per hour of day
+          and over all hours, from the 7 days before the current hour (at least 100 decided
+          attempts each), and stores them in failure_baselines.
+          daily-report writes the Markdown report of [--from, --to) (whole hours; default: the
+          previous UTC day; --from alone: 24 hours) against the period before it to REPORTS_DIR
+          and prints it. It reads the hour buckets the rates job stored: after a backfill of
+          past days, run "analytics run rates --from --to" first.
 
 Options:
   --from T            Start (inclusive). T is RFC 3339 with a zone (2026-11-25T10:00:00Z,
@@ -46,7 +59,8 @@ Examples:
   paysentinel analytics rates --from now-1h --to now --by channel
   paysentinel analytics rates --from 2026-11-25 --to 2026-11-26 --bucket hour --json
   paysentinel analytics run rates --from 2026-11-01 --to 2026-11-25
-  paysentinel analytics run retry-policy --from now-7d`;
+  paysentinel analytics run retry-policy --from now-7d
+  paysentinel analytics run daily-report --from 2026-11-25`;
 
 function time(flag: string, raw: string | undefined, now: Date): Date | undefined {
   if (raw === undefined) return undefined;
@@ -142,9 +156,47 @@ export const analyticsCommand: Command = {
       }
     }
 
+    if (sub === 'run' && job === BASELINES_JOB) {
+      if (values.by !== undefined || values.bucket !== undefined || from || to || values['no-publish']) usage('analytics run baselines takes no options but --json.');
+      const config = loadConfig();
+      const logger = createLogger({ level: config.logLevel });
+      const clickhouse = createClickHouse(config);
+      try {
+        await migrate(clickhouse, config.clickhouseDatabase, logger);
+        const result = await runBaselines({ clickhouse, database: config.clickhouseDatabase, logger }, now);
+        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
+        else process.stdout.write(`${result.job}: ${result.status}, attempts first seen ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} baselines written (run ${result.runId}).\n`);
+        return 0;
+      } finally {
+        await clickhouse.close();
+      }
+    }
+
+    if (sub === 'run' && job === DAILY_REPORT_JOB) {
+      if (values.by !== undefined || values.bucket !== undefined || values['no-publish']) usage('analytics run daily-report takes --from, --to and --json only.');
+      const config = loadConfig();
+      const logger = createLogger({ level: config.logLevel });
+      const clickhouse = createClickHouse(config);
+      try {
+        await migrate(clickhouse, config.clickhouseDatabase, logger);
+        let result;
+        try {
+          result = await runDailyReport({ clickhouse, database: config.clickhouseDatabase, logger, reportsDir: config.reportsDir }, now, { from, to });
+        } catch (err) {
+          if (err instanceof RangeError) usage(err.message);
+          throw err;
+        }
+        if (values.json) process.stdout.write(JSON.stringify({ ...result, markdown: undefined }) + '\n');
+        else process.stdout.write(`${result.markdown}\n(written to ${result.path})\n`);
+        return 0;
+      } finally {
+        await clickhouse.close();
+      }
+    }
+
     if (sub === 'run') {
       if (values['no-publish']) usage('--no-publish applies to "analytics run retry-policy" only.');
-      if (job !== RATES_JOB) usage(job === undefined ? 'analytics run needs a job name: rates, retry-policy or reconcile.' : `Unknown job ${JSON.stringify(job)}: the jobs are: ${RATES_JOB}, ${RETRY_POLICY_JOB}, ${RECONCILE_JOB}.`);
+      if (job !== RATES_JOB) usage(job === undefined ? `analytics run needs a job name: ${JOBS}.` : `Unknown job ${JSON.stringify(job)}: the jobs are: ${JOBS}.`);
       if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });

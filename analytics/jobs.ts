@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/index.ts';
+import type { JobMetrics } from '../metrics/registry.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { toDateTimeText } from '../ingest/records.ts';
 import { ident } from '../storage/sql.ts';
@@ -11,6 +12,27 @@ export interface AnalyticsDeps {
   /** Database holding payment_events, payment_rates and job_runs. */
   database: string;
   logger: Logger;
+  /** Counts every run by job and status (paysentinel_job_runs_total); optional for one-off runs. */
+  metrics?: JobMetrics;
+  /** Folder the daily report is written to (REPORTS_DIR). @default 'reports' under the working directory */
+  reportsDir?: string;
+}
+
+// Failures runJob has already logged and counted, so the scheduler does not report them twice.
+const reported = new WeakSet<object>();
+
+/** True when `err` was logged and counted by runJob. */
+export const alreadyReported = (err: unknown): boolean => typeof err === 'object' && err !== null && reported.has(err);
+
+/**
+ * Logs and counts a run that failed outside runJob (e.g. while planning its window), unless runJob
+ * already did. The scheduler calls this for every failed tick.
+ */
+export function reportJobFailure(deps: Pick<AnalyticsDeps, 'logger' | 'metrics'>, job: string, err: unknown): void {
+  if (alreadyReported(err)) return;
+  deps.metrics?.runs.inc({ job, status: 'failed' });
+  deps.logger.error('job failed', { job, err });
+  if (typeof err === 'object' && err !== null) reported.add(err);
 }
 
 /** The outcome of one recorded job run. */
@@ -56,8 +78,19 @@ export async function runJob(
   // Sorts by start time to the millisecond, which started_at (DateTime, seconds) cannot.
   const runId = `${startedAt.toISOString()}-${randomUUID().slice(0, 8)}`;
   const base = { job, runId, from: window.from, to: window.to, startedAt };
-  await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt: null, status: 'running', rows: 0, error: '' }, 1)], 'record job start');
   const log = deps.logger.child({ job, run_id: runId, window_from: window.from.toISOString(), window_to: window.to.toISOString() });
+  const fail = (err: unknown): never => {
+    deps.metrics?.runs.inc({ job, status: 'failed' });
+    if (typeof err === 'object' && err !== null) reported.add(err);
+    throw err;
+  };
+  try {
+    await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt: null, status: 'running', rows: 0, error: '' }, 1)], 'record job start');
+  } catch (err) {
+    // ClickHouse unreachable: the run cannot even be recorded, so the log and the counter are all there is.
+    log.error('job failed: could not record its start in job_runs', { err });
+    return fail(err);
+  }
   let rows = 0;
   let error: unknown;
   try {
@@ -68,12 +101,20 @@ export async function runJob(
   const finishedAt = clock();
   const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);
   const status = error === undefined ? 'ok' : 'failed';
-  await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt, status, rows, error: message }, 2)], 'record job end');
-  if (error !== undefined) {
-    log.error('job failed', { err: error, duration_ms: finishedAt.getTime() - startedAt.getTime() });
-    throw error;
+  const duration_ms = finishedAt.getTime() - startedAt.getTime();
+  try {
+    await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt, status, rows, error: message }, 2)], 'record job end');
+  } catch (err) {
+    log.error('job failed: could not record its end in job_runs', { err, work_error: message || undefined, duration_ms });
+    return fail(error ?? err);
   }
-  log.info('job finished', { rows, duration_ms: finishedAt.getTime() - startedAt.getTime() });
+  if (error !== undefined) {
+    log.error('job failed', { err: error, duration_ms });
+    return fail(error);
+  }
+  deps.metrics?.runs.inc({ job, status: 'ok' });
+  deps.metrics?.lastSuccess.set(finishedAt.getTime() / 1000, { job });
+  log.info('job finished', { rows, duration_ms });
   return { ...base, finishedAt, status, rows };
 }
 

@@ -189,6 +189,56 @@ SELECT ${options.bucket}, toDateTime(bucket_start, 'UTC'), ${options.dimension},
 FROM (${raw(select)})`;
 }
 
+/**
+ * The counts and rates of [from, to) summed from the stored buckets of one size (`source`, by
+ * default hours), per (dimension, value): each bucket's latest run only. Every count is additive
+ * over buckets (an attempt, and an order, belongs to exactly one bucket by its first occurred_at),
+ * so the sums equal the counts of the whole range; the rates are recomputed from them. Columns:
+ * h_dimension, h_value, then s_<count> for each count column and r_<rate> for each rate column.
+ * Reads payment_rates only, never payment_events.
+ */
+export function bucketSumsQuery(database: string, options: { fromMs: number; toMs: number; dimension?: Dimension; source?: BucketSize }): string {
+  const table = ident(database, 'payment_rates');
+  const from = Math.floor(options.fromMs / 1000);
+  const to = Math.ceil(options.toMs / 1000);
+  const where = [sql`bucket_size = ${options.source ?? 'hour'} AND bucket_start >= toDateTime(${from}, 'UTC') AND bucket_start < toDateTime(${to}, 'UTC')`];
+  if (options.dimension !== undefined) where.push(sql`dimension = ${options.dimension}`);
+  const cond = where.join(' AND ');
+  const sums = countColumns.map((c) => `sum(${c}) AS s_${c}`).join(', ');
+  const outer = countColumns.map((c) => `s_${c}`).join(', ');
+  const rates = Object.entries(rateColumns)
+    .map(([name, [num, den]]) => `if(s_${den} = 0, 0, s_${num} / s_${den}) AS r_${name}`)
+    .join(', ');
+  // Inner aliases (h_*, s_*) differ from the column names: 18.16 resolves aliases query-wide.
+  return `SELECT h_dimension, h_value, ${outer}, ${rates}
+FROM (
+  SELECT dimension AS h_dimension, value AS h_value, ${sums}
+  FROM ${table} FINAL
+  WHERE ${cond}
+    AND (dimension, bucket_start, version) IN (SELECT dimension, bucket_start, max(version) FROM ${table} WHERE ${cond} GROUP BY dimension, bucket_start)
+  GROUP BY h_dimension, h_value
+)
+ORDER BY h_dimension, h_value`;
+}
+
+/** bucketSumsQuery over the stored hour buckets (the daily report's numbers). */
+export const hourSumsQuery = (database: string, options: { fromMs: number; toMs: number; dimension?: Dimension }): string => bucketSumsQuery(database, { ...options, source: 'hour' });
+
+/**
+ * Writes one hour or day bucket, every dimension, as the sum of its stored smaller buckets (an hour
+ * from its twelve 5-minute buckets, a day from its 24 hours), so only 5-minute buckets are ever
+ * computed from payment_events.
+ */
+export function insertRollupQuery(database: string, options: { bucket: 'hour' | 'day'; startMs: number; computedAt: Date; version: number }): string {
+  const size = bucketSizes[options.bucket] * 1000;
+  if (options.startMs % size !== 0) throw new RangeError(`Not the start of a UTC ${options.bucket}: ${options.startMs}`);
+  const select = bucketSumsQuery(database, { fromMs: options.startMs, toMs: options.startMs + size, source: options.bucket === 'day' ? 'hour' : '5m' });
+  const columns = [...countColumns.map((c) => `s_${c}`), ...Object.keys(rateColumns).map((c) => `r_${c}`)];
+  return sql`INSERT INTO ${ident(database, 'payment_rates')} (${raw(storedColumns.join(', '))})
+SELECT ${options.bucket}, toDateTime(${Math.floor(options.startMs / 1000)}, 'UTC'), h_dimension, h_value, ${raw(columns.join(', '))}, ${options.computedAt}, toUInt64(${options.version})
+FROM (${raw(select)})`;
+}
+
 export interface StoredRatesQueryOptions {
   bucket: BucketSize;
   dimension: Dimension;

@@ -5,6 +5,7 @@ import {
   countColumns,
   dimensions,
   earliestPaymentQuery,
+  insertRollupQuery,
   insertRatesQuery,
   rateColumns,
   ratesQuery,
@@ -91,10 +92,48 @@ export interface RatesRunOptions {
   restateMs?: number;
 }
 
+/** One bounded piece of a run: at most one hour of attempts per statement. */
+export interface RatesChunk {
+  /** 5-minute buckets starting in [fromMs, toMs) (empty when fromMs == toMs). */
+  fiveMin: { fromMs: number; toMs: number };
+  /** The hour bucket starting here, when it is part of the run; else null. */
+  hourStartMs: number | null;
+}
+
+/**
+ * Splits a run's closed buckets into chunks of one clock hour each, so no statement scans more than
+ * an hour of attempts however long the catch-up or backfill: chunk h holds the 5-minute buckets of
+ * hour h that the run covers and, when the run covers it, the hour bucket h itself (summed from
+ * the stored 5-minute buckets). Day buckets are listed separately: they are summed from the stored
+ * hour buckets (see insertRollupQuery).
+ */
+export function planChunks(fromMs: number, toMs: number): { chunks: RatesChunk[]; days: number[] } {
+  const plans = Object.fromEntries(planBuckets(fromMs, toMs).map((p) => [p.bucket, p])) as Partial<Record<BucketSize, { fromMs: number; toMs: number }>>;
+  const chunks: RatesChunk[] = [];
+  const five = plans['5m'];
+  const hour = plans.hour;
+  if (five) {
+    for (let h = floorTo(five.fromMs, 'hour'); h < five.toMs; h += HOUR_MS) {
+      const hourStartMs = hour && h >= hour.fromMs && h < hour.toMs ? h : null;
+      chunks.push({ fiveMin: { fromMs: Math.max(h, five.fromMs), toMs: Math.min(h + HOUR_MS, five.toMs) }, hourStartMs });
+    }
+  }
+  const days: number[] = [];
+  const day = plans.day;
+  if (day) for (let d = day.fromMs; d < day.toMs; d += DAY_MS) days.push(d);
+  return { chunks, days };
+}
+
+const HOUR_MS = bucketSizes.hour * 1000;
+const DAY_MS = bucketSizes.day * 1000;
+
 /**
  * The `rates` job: writes every closed 5-minute, hour and day bucket since the last successful run
- * (and the last `restateMs`) into payment_rates, for every dimension, in ClickHouse. Re-running a
- * bucket replaces it (see storedRatesQuery). Recorded in job_runs.
+ * (and the last `restateMs`) into payment_rates, for every dimension, in ClickHouse. The work goes
+ * hour by hour (planChunks), so a long catch-up or backfill never sends one statement over a whole
+ * day, and progress is logged. Only 5-minute buckets are computed from payment_events; an hour
+ * bucket is the sum of its stored 5-minute buckets, a day bucket the sum of its hours. Re-running
+ * a bucket replaces it (see storedRatesQuery). Recorded in job_runs.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptions = {}): Promise<JobRun> {
   const nowMs = now.getTime();
@@ -112,14 +151,34 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     // One version per run, from the wall clock (not `now`, which a backfill sets to the past):
     // readers keep the latest run's rows of each bucket. Stays below 2^53.
     const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
-    for (const plan of planBuckets(fromMs, toMs)) {
+    const { chunks, days } = planChunks(fromMs, toMs);
+    // A catch-up of more than a couple of hours reports its progress at info level, a routine run at debug.
+    const log = deps.logger.child({ job: RATES_JOB });
+    const progress = chunks.length > 2 ? log.info : log.debug;
+    const started = Date.now();
+    const write = async (bucket: BucketSize, from: number, to: number) => {
       for (const dimension of dimensions) {
         await command(
           deps.clickhouse,
-          insertRatesQuery(deps.database, { fromMs: plan.fromMs, toMs: plan.toMs, bucket: plan.bucket, dimension, computedAt: new Date(), version }),
-          `write ${plan.bucket} rates by ${dimension}`,
+          insertRatesQuery(deps.database, { fromMs: from, toMs: to, bucket, dimension, computedAt: new Date(), version }),
+          `write ${bucket} rates by ${dimension} for ${new Date(from).toISOString()} .. ${new Date(to).toISOString()}`,
         );
       }
+    };
+    for (const [i, chunk] of chunks.entries()) {
+      if (chunk.fiveMin.fromMs < chunk.fiveMin.toMs) await write('5m', chunk.fiveMin.fromMs, chunk.fiveMin.toMs);
+      if (chunk.hourStartMs !== null) {
+        await command(
+          deps.clickhouse,
+          insertRollupQuery(deps.database, { bucket: 'hour', startMs: chunk.hourStartMs, computedAt: new Date(), version }),
+          `write hour rates for ${new Date(chunk.hourStartMs).toISOString()} from its 5-minute buckets`,
+        );
+      }
+      progress('rates chunk written', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(), elapsed_ms: Date.now() - started });
+    }
+    for (const day of days) {
+      await command(deps.clickhouse, insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version }), `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`);
+      progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
     }
     const rows = await queryRows<{ n: string }>(deps.clickhouse, writtenRowsQuery(deps.database, version), 'count written rates');
     return Number(rows[0]?.n ?? 0);

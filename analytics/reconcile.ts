@@ -76,7 +76,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
   });
 }
 
-/** The schedule entry: every 5 minutes. Exported for wiring into analyticsJobs (not in it yet, see DEFINITIONS.md). */
+/** The schedule entry: every 5 minutes, in analyticsJobs. */
 export const reconcileScheduledJob: ScheduledJob = { name: RECONCILE_JOB, cron: '*/5 * * * *', run: (deps, now) => run(deps, now) };
 
 type Row = Record<string, unknown>;

@@ -463,8 +463,8 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
 }
 
 /**
- * The job's schedule: hourly, 7 minutes past, so the hour it reads up to is complete. Not yet in
- * analyticsJobs (see analytics/DEFINITIONS.md, "Retry policy"); the scheduled run publishes when
- * its deps carry a publisher.
+ * The job's schedule: hourly, 7 minutes past, so the hour it reads up to is complete; in
+ * analyticsJobs. The scheduled run publishes when its deps carry a publisher (`paysentinel start`
+ * passes one).
  */
 export const retryPolicyScheduledJob: ScheduledJob = { name: RETRY_POLICY_JOB, cron: '7 * * * *', run: (deps, now) => run(deps as RetryPolicyDeps, now) };

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { createLogger, silentLogger } from '../log/index.ts';
+import { createJobMetrics } from '../metrics/registry.ts';
 import type { AnalyticsDeps } from './jobs.ts';
 import { analyticsJobs, startAnalyticsSchedule, type ScheduledJob } from './schedule.ts';
 
@@ -11,11 +12,13 @@ afterEach(() => {
 });
 
 describe('analytics schedule (fake clock)', () => {
-  test('rates every minute, reconcile every five minutes, the retry policy hourly', () => {
+  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily', () => {
     expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([
       ['rates', '* * * * *'],
       ['reconcile', '*/5 * * * *'],
       ['retry-policy', '7 * * * *'],
+      ['baselines', '3 * * * *'],
+      ['daily-report', '10 0 * * *'],
     ]);
   });
 
@@ -67,6 +70,33 @@ describe('analytics schedule (fake clock)', () => {
     expect(maxRunning).toBe(1);
     expect(started).toEqual(['10:01', '10:03']);
     expect(lines.some((l) => /still in progress/.test(l))).toBe(true);
+  });
+
+  test('the daily report runs at 00:10 UTC, the baselines at 3 minutes past each hour', async () => {
+    vi.useFakeTimers({ now: at(23, 0, 30) });
+    const seen: string[] = [];
+    const jobs = analyticsJobs
+      .filter((j) => j.name === 'daily-report' || j.name === 'baselines')
+      .map((j): ScheduledJob => ({ ...j, run: async (_deps, now) => void seen.push(`${j.name} ${now.toISOString().slice(11, 16)}`) }));
+    const schedule = startAnalyticsSchedule(deps(), jobs);
+    await vi.advanceTimersByTimeAsync(75 * 60_000);
+    await schedule.stop();
+    expect(seen).toEqual(['baselines 23:03', 'baselines 00:03', 'daily-report 00:10']);
+  });
+
+  test('a failing run is logged at error level and counted as failed, once', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    const lines: string[] = [];
+    const metrics = createJobMetrics();
+    const job: ScheduledJob = { name: 'rates', cron: '* * * * *', run: async () => Promise.reject(new Error('ClickHouse is down')) };
+    const schedule = startAnalyticsSchedule({ ...deps(createLogger({ level: 'info', write: (l) => lines.push(l) })), metrics }, [job]);
+    await vi.advanceTimersByTimeAsync(2 * 60_000);
+    await schedule.stop();
+    expect(metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(2);
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({ level: 'error', msg: 'job failed', job: 'rates', err: { message: 'ClickHouse is down' } }),
+      expect.objectContaining({ level: 'error', msg: 'job failed', job: 'rates' }),
+    ]);
   });
 
   test('a failing run does not stop the schedule', async () => {

@@ -1,5 +1,7 @@
 import { createTask, type ScheduledTask } from 'node-cron';
-import type { AnalyticsDeps } from './jobs.ts';
+import { baselinesScheduledJob } from './baselines.ts';
+import { dailyReportScheduledJob } from './daily-report.ts';
+import { reportJobFailure, type AnalyticsDeps } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
 import { retryPolicyScheduledJob } from './retry-policy.ts';
@@ -17,6 +19,8 @@ export const analyticsJobs: readonly ScheduledJob[] = [
   { name: RATES_JOB, cron: '* * * * *', run: (deps, now) => runRates(deps, now) },
   reconcileScheduledJob,
   retryPolicyScheduledJob,
+  baselinesScheduledJob,
+  dailyReportScheduledJob,
 ];
 
 export interface AnalyticsSchedule {
@@ -27,8 +31,9 @@ export interface AnalyticsSchedule {
 /**
  * Wires node-cron to the jobs. A job never overlaps with itself in this process: a tick that
  * comes while the previous run is still going is skipped (and logged), and the next run catches
- * up the buckets it would have written. A failing run is already logged and recorded in job_runs
- * by runJob; here it is only kept from stopping the schedule.
+ * up the buckets it would have written. A failing run is logged at error level and counted in
+ * paysentinel_job_runs_total{status="failed"} (by runJob, which also records it in job_runs, or
+ * here when it failed before runJob started), and is kept from stopping the schedule.
  */
 export function startAnalyticsSchedule(
   deps: AnalyticsDeps,
@@ -45,7 +50,7 @@ export function startAnalyticsSchedule(
         try {
           await job.run(deps, ctx.date);
         } catch (err) {
-          log.debug('scheduled run failed', { err });
+          reportJobFailure({ logger: log, metrics: deps.metrics }, job.name, err);
         }
       },
       { name: `analytics:${job.name}`, noOverlap: true, timezone: 'Etc/UTC', logger: cronLogger(log) },

@@ -14,7 +14,7 @@ import { startLeadership, type Leadership } from '../kafka/leadership.ts';
 import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
-import { createIngestMetrics, type IngestMetrics } from '../metrics/registry.ts';
+import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
 import { createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 
@@ -53,7 +53,15 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger });
   // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
   const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
-  const analyticsDeps: RetryPolicyDeps = { clickhouse, database: config.clickhouseDatabase, logger: logger.child({ stage: 'analytics' }), publisher: policyPublisher };
+  const analyticsDeps: RetryPolicyDeps = {
+    clickhouse,
+    database: config.clickhouseDatabase,
+    logger: logger.child({ stage: 'analytics' }),
+    publisher: policyPublisher,
+    // Every run counted in paysentinel_job_runs_total{job,status} on /metrics.
+    metrics: createJobMetrics(metrics.registry),
+    reportsDir: config.reportsDir,
+  };
   const analytics = startAnalyticsSchedule(analyticsDeps, undefined, {
     shouldRun: leadership.isLeader,
   });

@@ -21,7 +21,7 @@ Configuration: environment variables, see "paysentinel config".`,
     const config = loadConfig();
     const logger = createLogger({ level: config.logLevel, base: { pid: process.pid } });
     const pipeline = await startPipeline(config, logger);
-    logger.info('pipeline running', { topic: config.eventsTopic, group: config.kafkaGroupId, database: config.clickhouseDatabase, scheduled: ['analytics:rates (every minute)', 'analytics:reconcile (every 5 min)', 'analytics:retry-policy (hourly)'] });
+    logger.info('pipeline running', { topic: config.eventsTopic, group: config.kafkaGroupId, database: config.clickhouseDatabase, scheduled: ['analytics:rates (every minute)', 'analytics:reconcile (every 5 min)', 'analytics:retry-policy (hourly)', 'analytics:baselines (hourly)', 'analytics:daily-report (00:10 UTC)'] });
 
     const signalled = new Promise<string>((resolve) => {
       for (const sig of ['SIGTERM', 'SIGINT'] as const) {

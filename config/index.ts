@@ -108,6 +108,7 @@ export const settings = {
   maxMessageBytes: { env: 'INGEST_MAX_MESSAGE_BYTES', default: '65536', description: 'Messages larger than this go to the dead-letter topic.', parse: int(1, 16 * 1024 * 1024) },
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
+  reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 

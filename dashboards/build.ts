@@ -2,6 +2,7 @@ import { dashboard, type DashboardSpec, type QueryVariable } from './model.ts';
 import { paymentOutcomesSpec } from './src/payment-outcomes.ts';
 import { pipelineHealthSpec } from './src/pipeline-health.ts';
 import { retryRefundsSpec } from './src/retry-refunds.ts';
+import { riskCasesSpec } from './src/risk-cases.ts';
 
 /** The database the provisioned dashboards read (the data source's default database too). */
 export const DEFAULT_DATABASE = 'paysentinel';
@@ -12,6 +13,7 @@ export function dashboardSpecs(database: string): { file: string; spec: Dashboar
     { file: 'payment-outcomes.json', spec: paymentOutcomesSpec(database) },
     { file: 'pipeline-health.json', spec: pipelineHealthSpec(database) },
     { file: 'retry-refunds.json', spec: retryRefundsSpec(database) },
+    { file: 'risk-cases.json', spec: riskCasesSpec(database) },
   ];
 }
 

@@ -90,10 +90,20 @@ describe('provisioned dashboard JSON', () => {
     for (const p of eventPanels) for (const t of p.targets) expect(t.rawSql, p.title).toMatch(/\$\{channel:singlequote\}[\s\S]*\$\{merchant:singlequote\}/);
   });
 
+  test('the Risk & cases dashboard filters every case panel by channel and merchant, with All as the default', () => {
+    const board = boards.find((b) => b.uid === 'paysentinel-risk-cases')!;
+    expect(board.templating.list.map((v) => [v.name, v.includeAll, v.multi, v.current.value])).toEqual([
+      ['channel', true, true, ['$__all']],
+      ['merchant', true, true, ['$__all']],
+    ]);
+    for (const p of board.panels) for (const t of p.targets) expect(t.rawSql, p.title).toMatch(/case_versions[\s\S]*\$\{channel:singlequote\}[\s\S]*\$\{merchant:singlequote\}/);
+  });
+
   test.each(dashboardQueries(DEFAULT_DATABASE).map((q) => [q.name, q.sql] as const))('%s uses only SQL that ClickHouse 18.16 runs', (_name, sql) => {
     // Query parameters look like {name:String}; template variables (${name:singlequote}) are fine.
     expect(sql).not.toMatch(/toStartOfInterval|\$__timeInterval|DateTime64|\b(OVER|over)\s*\(|(?<!\$)\{\w+:[A-Z]\w*\}|JSONExtract|visitParam|runningDifference|neighbor\(/);
-    expect(sql).toContain('$__timeFilter(');
+    // Bounded by the time picker: a range filter, or "as it stood at the end of the range".
+    expect(sql).toMatch(/\$__timeFilter\(|\$__toTime/);
   });
 });
 

@@ -129,6 +129,8 @@ export interface PanelSpec {
   decimals?: number;
   options?: Record<string, unknown>;
   custom?: Record<string, unknown>;
+  /** Per-column units where a panel mixes them, e.g. a duration next to a count. */
+  unitsByColumn?: Record<string, string>;
 }
 
 /**
@@ -172,7 +174,7 @@ export function layout(specs: PanelSpec[]): Panel[] {
           ...(spec.decimals !== undefined && { decimals: spec.decimals }),
           ...(spec.custom !== undefined && { custom: spec.custom }),
         },
-        overrides: [],
+        overrides: Object.entries(spec.unitsByColumn ?? {}).map(([name, unit]) => ({ matcher: { id: 'byName', options: name }, properties: [{ id: 'unit', value: unit }] })),
       },
       options: spec.options ?? defaultOptions(spec.type),
     };

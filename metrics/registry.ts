@@ -118,3 +118,13 @@ export function createIngestMetrics(registry = new Registry()) {
   };
 }
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
+
+/** Scheduled analytics jobs: every finished run by job and status, so a failing job shows up in Prometheus. */
+export function createJobMetrics(registry = new Registry()) {
+  return {
+    registry,
+    runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.'),
+    lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.'),
+  };
+}
+export type JobMetrics = ReturnType<typeof createJobMetrics>;

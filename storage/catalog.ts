@@ -1,6 +1,8 @@
 import {
   dimensions,
   earliestPaymentQuery,
+  hourSumsQuery,
+  insertRollupQuery,
   insertRatesQuery,
   lastRunQuery,
   ratesQuery,
@@ -10,6 +12,8 @@ import {
 } from '../analytics/queries.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
+import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
+import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
@@ -84,6 +88,8 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...detectionStatements(database),
     ...retryPolicyStatements(database),
     ...reconcileStatements(database),
+    ...baselineStatements(database),
+    ...dailyReportStatements(database),
   ];
 }
 
@@ -98,6 +104,9 @@ function analyticsStatements(database: string): CatalogStatement[] {
       name: `write hourly rates by ${dimension}`,
       sql: insertRatesQuery(database, { fromMs, toMs, dimension, bucket: 'hour', computedAt: new Date(toMs), version: 1 }),
     })),
+    { name: 'write hour rates from 5-minute buckets', sql: insertRollupQuery(database, { bucket: 'hour', startMs: Date.UTC(2026, 10, 25, 10), computedAt: new Date(toMs), version: 2 }) },
+    { name: 'write day rates from hours', sql: insertRollupQuery(database, { bucket: 'day', startMs: Date.UTC(2026, 10, 25), computedAt: new Date(toMs), version: 3 }) },
+    ...dimensions.map((dimension) => ({ name: `stored hours summed by ${dimension}`, sql: hourSumsQuery(database, { fromMs: Date.UTC(2026, 10, 24), toMs: Date.UTC(2026, 10, 25), dimension }) })),
     { name: 'read stored rates', sql: storedRatesQuery(database, { fromMs, toMs, dimension: 'channel', bucket: 'day' }) },
     { name: 'count written rates', sql: writtenRowsQuery(database, 1) },
     { name: 'earliest payment', sql: earliestPaymentQuery(database) },
@@ -204,4 +213,20 @@ function reconcileStatements(database: string): CatalogStatement[] {
     { name: 'reconciled attempts', sql: reconcileAttemptsQuery(database, 1) },
     { name: 'callback delays', sql: callbackDelaysQuery(database, 1) },
   ];
+}
+
+/** The baselines job and what the rule engine reads. */
+function baselineStatements(database: string): CatalogStatement[] {
+  const toMs = Date.UTC(2026, 10, 25, 10);
+  return [
+    { name: 'write failure baselines', sql: insertBaselinesQuery(database, { fromMs: toMs - 7 * 86_400_000, toMs, minDecided: 100, version: 1, computedAt: new Date(toMs) }) },
+    { name: 'count written baselines', sql: baselineRowsQuery(database, 1) },
+    { name: 'latest baselines', sql: latestBaselinesQuery(database) },
+    { name: 'latest channel baselines for an hour', sql: latestBaselinesQuery(database, { entityType: "it's", hours: [10, 255] }) },
+  ];
+}
+
+/** The daily report (it also sums stored hours, see analyticsStatements): cases opened by rule. */
+function dailyReportStatements(database: string): CatalogStatement[] {
+  return [{ name: 'cases opened by rule', sql: casesOpenedByRuleQuery(database, Date.UTC(2026, 10, 24), Date.UTC(2026, 10, 25)) }];
 }

@@ -1,5 +1,5 @@
 import { ident } from '../../storage/sql.ts';
-import { dashboard, queryVariable, type Dashboard, type DashboardSpec } from '../model.ts';
+import { dashboard, queryVariable, variableFilter, type Dashboard, type DashboardSpec } from '../model.ts';
 import { attemptsSubquery, eventFilters, timeBucket } from './sql.ts';
 
 /** An attempt still `processing` this long before the end of the range is reported as stuck. */
@@ -9,10 +9,14 @@ export const STUCK_AFTER_SECONDS = 300;
 export function paymentOutcomesSpec(database: string): DashboardSpec {
   const events = ident(database, 'payment_events').text;
   const attempts = attemptsSubquery(events);
+  const reconcileAttempts = ident(database, 'reconcile_attempts').text;
+  const callbackDelays = ident(database, 'callback_delays').text;
+  /** The latest reconcile run that ended in the range (every run writes callback_delays rows). */
+  const latestReconcile = `version IN (SELECT max(version) FROM ${callbackDelays} WHERE $__timeFilter(window_to))`;
   return {
     uid: 'paysentinel-payment-outcomes',
     title: 'Payment outcomes',
-    description: 'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay.',
+    description: 'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay; the stuck attempts and callback delay percentiles the reconcile job found (reconcile_attempts, callback_delays).',
     tags: ['payments', 'ops'],
     from: 'now-6h',
     refresh: '1m',
@@ -187,6 +191,39 @@ WHERE type = 'refund' AND $__timeFilter(occurred_at) AND ${eventFilters}
 GROUP BY time, refund_status
 ORDER BY time, refund_status`,
         ],
+      },
+      {
+        type: 'table',
+        title: 'Stuck attempts (reconcile job)',
+        description:
+          'Attempts the reconcile job found still processing 15 minutes after their first event, in its latest run that ended in the range, oldest first: the orders support should chase with the channel.',
+        w: 12,
+        h: 8,
+        sql: [
+          `SELECT order_id, attempt, channel, merchant_id, first_at, age_seconds
+FROM ${reconcileAttempts}
+WHERE kind = 'stuck_processing' AND ${latestReconcile} AND ${eventFilters}
+ORDER BY age_seconds DESC, order_id, attempt
+LIMIT 100`,
+        ],
+        columns: ['order_id', 'attempt', 'channel', 'merchant_id', 'first_at', 'age_seconds'],
+        unitsByColumn: { age_seconds: 's' },
+      },
+      {
+        type: 'table',
+        title: 'Callback delay by channel (reconcile job)',
+        description:
+          'Time from an attempt\'s first processing event to its first final status, p50/p95/p99 per channel and over all channels, from the reconcile job\'s latest run that ended in the range (attempts of its 24-hour look-back).',
+        w: 12,
+        h: 8,
+        sql: [
+          `SELECT if(channel = '', '(all channels)', channel) AS delay_channel, attempts, p50_ms / 1000 AS p50_s, p95_ms / 1000 AS p95_s, p99_ms / 1000 AS p99_s, max_ms / 1000 AS max_s
+FROM ${callbackDelays}
+WHERE ${latestReconcile} AND (channel = '' OR ${variableFilter('channel', 'channel')})
+ORDER BY channel = '' DESC, attempts DESC`,
+        ],
+        columns: ['delay_channel', 'attempts', 'p50_s', 'p95_s', 'p99_s', 'max_s'],
+        unitsByColumn: { p50_s: 's', p95_s: 's', p99_s: 's', max_s: 's' },
       },
     ],
   };

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { computeRates, readStoredRates, run, type RateRow } from '../../analytics/rates.ts';
 import { recentRuns } from '../../analytics/jobs.ts';
 import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
-import { silentLogger } from '../../log/index.ts';
+import { createLogger, silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
@@ -232,6 +232,36 @@ describe('rates on the real ClickHouse', () => {
     // Catch-up still starts at the end of the last successful run.
     const next = await run(deps, new Date(at(15, 31)), { restateMs: 0 });
     expect(next.from).toEqual(new Date(at(15, 5)));
+  });
+});
+
+describe('a long backfill goes hour by hour', () => {
+  test('one chunk per hour with progress logged, hours and days summed from smaller buckets, same numbers as one pass', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', write: (l) => lines.push(l) });
+    const dayStart = new Date(at(0, 0));
+    const nextDay = new Date(at(24, 0));
+    const result = await run({ ...deps, logger }, new Date(at(24, 30)), { from: dayStart });
+    expect(result.status).toBe('ok');
+    const progress = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'rates chunk written');
+    // 24 hours of the 25th, then 00:00-00:30 of the 26th (5-minute buckets only).
+    expect(progress).toHaveLength(25);
+    expect(progress.map((l) => l.chunk_from)).toEqual(Array.from({ length: 25 }, (_, h) => new Date(at(h, 0)).toISOString()));
+    expect(progress.at(-1)).toMatchObject({ chunk: 25, chunks: 25 });
+    expect(lines.filter((l) => /"day rates written from hours"/.test(l))).toHaveLength(1);
+
+    // Hour buckets (summed from their 5-minute buckets) and the day bucket (summed from its hours)
+    // equal the hours and the day computed in one pass.
+    for (const by of ['all', 'channel', 'merchant', 'failure_code'] as const) {
+      for (const bucket of ['hour', 'day'] as const) {
+        const stored = await readStoredRates(deps, { from: dayStart, to: nextDay, bucket, by });
+        const direct = await computeRates(deps, { from: dayStart, to: nextDay, bucket, by });
+        expect(stored, `${bucket} by ${by}`).toEqual(direct);
+      }
+    }
+    const [day] = await readStoredRates(deps, { from: dayStart, to: nextDay, bucket: 'day' });
+    // o1..o7, o8 (first attempt 09:58), o9 (11:05), o10 (13:30).
+    expect(day).toMatchObject({ orders: 10, attempts: 12 });
   });
 });
 

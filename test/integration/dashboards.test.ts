@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runJob } from '../../analytics/jobs.ts';
 import { run as runRates } from '../../analytics/rates.ts';
+import { run as runReconcile } from '../../analytics/reconcile.ts';
+import { readPolicy, run as runRetryPolicy } from '../../analytics/retry-policy.ts';
 import { decodeEvent } from '../../contract/validate.ts';
+import { createCaseStore, createDetector } from '../../detection/index.ts';
 import { dashboardQueries, type DashboardQuery } from '../../dashboards/build.ts';
 import { expandMacros } from '../../dashboards/macros.ts';
 import { STUCK_AFTER_SECONDS } from '../../dashboards/src/payment-outcomes.ts';
@@ -9,17 +12,21 @@ import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.
 import { silentLogger } from '../../log/index.ts';
 import { snapshotRows, startMetricsRecorder } from '../../metrics/recorder.ts';
 import { createIngestMetrics } from '../../metrics/registry.ts';
+import { loadRuleSetOrThrow } from '../../rules/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
+import { scenarioNames } from '../../simulator/scenarios.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
+import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
 import { scalar, services } from './helpers.ts';
 
 /**
  * Every panel of every dashboard, macros expanded for a concrete range, on the real ClickHouse
- * (18.16 here) with simulator traffic, the rates job's output, recorder snapshots and recorded
- * job runs: no panel errors
- * or is empty, and each returns the columns its visualisation needs.
+ * (18.16 here) with simulator traffic (every attack scenario injected), the cases live detection
+ * opens on it (support acknowledging some), the output of the rates, retry-policy and reconcile
+ * jobs, recorder snapshots and recorded job runs: no panel errors or is empty, and each returns
+ * the columns its visualisation needs.
  */
 const s = services();
 const db = s.config.clickhouseDatabase;
@@ -38,11 +45,11 @@ async function run(sql: string): Promise<JsonResult> {
   return (await result.json()) as unknown as JsonResult;
 }
 
-/** Simulator traffic decoded and mapped exactly as ingest does; redeliveries dropped as the dedup look-up would. */
+/** Simulator traffic with every scenario, decoded and mapped exactly as ingest does; redeliveries dropped as the dedup look-up would. */
 function simulatorRows(): EventRow[] {
   const rows = new Map<string, EventRow>();
   let offset = 0;
-  for (const item of createTrafficGenerator({ seed: 5, rate: 25, durationMs: DURATION_MS, startMs: START, invalidShare: 0.01 })) {
+  for (const item of createTrafficGenerator({ seed: 5, rate: 25, durationMs: DURATION_MS, startMs: START, invalidShare: 0.01, scenarios: scenarioNames })) {
     const decoded = decodeEvent(item.value, 65_536);
     if (!decoded.ok || rows.has(decoded.value.event.event_id)) continue;
     rows.set(decoded.value.event.event_id, toEventRow(decoded.value, offset % 3, offset++, toDateTimeText(START + item.sendAtMs)));
@@ -83,12 +90,64 @@ const events = simulatorRows();
 const queries = dashboardQueries(db);
 const expand = (q: DashboardQuery, selected?: Record<string, string[]>) => expandMacros(q.sql, { ...range, variables: q.variables, selected });
 
+/**
+ * Cases the way live detection opens them: events land every 30 s (by write time), the detector
+ * ticks after each batch, and support works the cases meanwhile: every other case discovered is
+ * acknowledged a little later (the first of them resolved after 4 minutes), the rest stay open.
+ */
+async function ingestAndDetect(): Promise<void> {
+  const cases = createCaseStore({ clickhouse: s.clickhouse, database: db, producer: { send: async () => [] }, topic: 'payments.cases' });
+  let nowMs = START;
+  const detector = createDetector({
+    clickhouse: s.clickhouse,
+    http: createClickHouseHttp(s.config),
+    database: db,
+    ruleSet: await loadRuleSetOrThrow(),
+    cases,
+    logger: silentLogger,
+    isLeader: () => true,
+    now: () => nowMs,
+  });
+  const discovered = new Set<string>();
+  // Support's actions, applied when their time comes (never on a tick's exact millisecond).
+  const work: { atMs: number; caseId: string; status: 'acknowledged' | 'resolved'; note: string }[] = [];
+  let next = 0;
+  for (nowMs = START + 30_000; nowMs <= range.to.getTime(); nowMs += 30_000) {
+    for (const w of work.filter((w) => w.atMs <= nowMs).sort((a, b) => a.atMs - b.atMs)) {
+      await cases.setStatus(w.caseId, w.status, 'support-1', w.note, w.atMs);
+      work.splice(work.indexOf(w), 1);
+    }
+    const upTo = toDateTimeText(nowMs);
+    const batch: EventRow[] = [];
+    while (next < events.length && events[next]!.ingested_at <= upTo) batch.push(events[next++]!);
+    if (batch.length > 0) await insertRows(s.clickhouse, ident(db, 'payment_events').text, batch);
+    await detector.tick();
+    for (const c of await cases.list({})) {
+      if (discovered.has(c.case_id)) continue;
+      const i = discovered.size;
+      discovered.add(c.case_id);
+      if (i % 2 === 1) continue;
+      const openedMs = Date.parse(c.opened_at.replace(' ', 'T') + 'Z');
+      work.push({ atMs: openedMs + 20_000 * (1 + i / 2) + 7_000, caseId: c.case_id, status: 'acknowledged', note: 'looking into it' });
+      if (i === 0) work.push({ atMs: openedMs + 4 * 60_000 + 7_000, caseId: c.case_id, status: 'resolved', note: 'refunded' });
+    }
+  }
+  expect(next).toBe(events.length);
+}
+
 beforeAll(async () => {
   await migrate(s.clickhouse, db, silentLogger);
-  await insertRows(s.clickhouse, ident(db, 'payment_events').text, events);
+  await ingestAndDetect();
   await insertRows(s.clickhouse, ident(db, 'pipeline_metrics').text, recorderSnapshots());
   const deps = { clickhouse: s.clickhouse, database: db, logger: silentLogger };
   const at = (min: number) => () => new Date(START + min * 60_000);
+  // The retry-policy job twice, as hourly runs would: the second decides against the first.
+  for (const to of [START + 10 * 60_000, START + 15 * 60_000]) {
+    const policy = await runRetryPolicy(deps, new Date(to), { from: new Date(START), to: new Date(to) });
+    expect(policy.status).toBe('ok');
+  }
+  // The reconcile job at the end of the range: stuck attempts and callback delays.
+  expect((await runReconcile(deps, range.to)).status).toBe('ok');
   // The real rates job fills payment_rates (5-minute buckets) for the Retry & refunds dashboard.
   const rates = await runRates(deps, new Date(START + 20 * 60_000), { from: new Date(START), to: new Date(START + 15 * 60_000) });
   expect(rates.status).toBe('ok');
@@ -109,6 +168,42 @@ describe('dashboards on the real ClickHouse', () => {
     expect(events.length).toBeGreaterThan(10_000);
     expect(new Set(events.map((e) => e.status))).toEqual(new Set(['processing', 'succeeded', 'failed', 'timeout']));
     expect(events.some((e) => e.type === 'refund')).toBe(true);
+  });
+
+  test('detection opened cases on the injected attacks, support acknowledged some; the retry-policy job wrote a policy', async () => {
+    const states = await queryRows<{ rule_id: string; entity_type: string; status: string }>(s.clickhouse, `SELECT rule_id, entity_type, status FROM ${ident(db, 'cases')}`);
+    expect(states.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(states.map((c) => c.status))).toEqual(new Set(['open', 'acknowledged', 'resolved']));
+    expect(states.some((c) => c.entity_type === 'ip' || c.entity_type === 'device')).toBe(true);
+    expect((await readPolicy({ clickhouse: s.clickhouse, database: db })).length).toBeGreaterThan(0);
+  });
+
+  test('Risk & cases: time to acknowledge and the open cases table agree with the case store', async () => {
+    const panel = (title: string) => queries.find((q) => q.name.startsWith('paysentinel-risk-cases /') && q.name.includes(`/ ${title} /`))!;
+    const states = await queryRows<{ case_id: string; status: string; opened_at: string }>(s.clickhouse, `SELECT case_id, status, opened_at FROM ${ident(db, 'cases')}`);
+    const open = states.filter((c) => c.status !== 'resolved').sort((a, b) => b.opened_at.localeCompare(a.opened_at) || a.case_id.localeCompare(b.case_id));
+    const table = (await run(expand(panel('Open cases')))).data as { case_id: string; evidence_summary: string; next_step: string }[];
+    expect(table.map((r) => r.case_id)).toEqual(open.map((c) => c.case_id));
+    for (const r of table) {
+      expect(r.evidence_summary).not.toMatch(/[{}"]/);
+      expect(r.next_step).not.toBe('');
+    }
+    const [counts] = (await run(expand(panel('Open and acknowledged')))).data;
+    expect([Number(counts!.open_cases), Number(counts!.acknowledged_cases)]).toEqual([
+      states.filter((c) => c.status === 'open').length,
+      states.filter((c) => c.status === 'acknowledged').length,
+    ]);
+    // Time to acknowledge computed here from each case's versions: first version no longer open.
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer: { send: async () => [] }, topic: 'payments.cases' });
+    const ackSeconds: number[] = [];
+    for (const c of states) {
+      const first = (await store.history(c.case_id)).find((v) => v.status !== 'open');
+      if (first) ackSeconds.push((Date.parse(first.updated_at.replace(' ', 'T') + 'Z') - Date.parse(c.opened_at.replace(' ', 'T') + 'Z')) / 1000);
+    }
+    expect(ackSeconds.length).toBeGreaterThan(0);
+    const bySeverity = (await run(expand(panel('Time to acknowledge by severity')))).data as { acknowledged_cases: string; max_ack_s: number }[];
+    expect(bySeverity.reduce((n, r) => n + Number(r.acknowledged_cases), 0)).toBe(ackSeconds.length);
+    expect(Math.max(...bySeverity.map((r) => Number(r.max_ack_s)))).toBe(Math.max(...ackSeconds));
   });
 
   test.each(queries.map((q) => [q.name, q] as const))('%s returns what its panel needs', async (_name, q) => {
@@ -138,6 +233,17 @@ describe('dashboards on the real ClickHouse', () => {
     const byChannel = queries.find((q) => q.name.endsWith('/ Outcome rates by channel / A'))!;
     const rows = (await run(expand(byChannel, { channel: [channel], merchant: [merchant] }))).data;
     expect(rows.map((r) => r.channel)).toEqual([channel]);
+  });
+
+  test('Risk & cases with a channel and merchant picked shows the cases whose entity paid there, and no others', async () => {
+    const flagged = queries.find((q) => q.name === 'paysentinel-risk-cases / Top flagged IPs and devices / A')!;
+    const [top] = (await run(expand(flagged))).data as { entity: string }[];
+    const ip = top!.entity.replace(/^ip /, '');
+    const paid = events.find((e) => e.ip === ip && e.occurred_at >= toDateTimeText(range.from.getTime()))!;
+    const picked = (await run(expand(flagged, { channel: [paid.channel], merchant: [paid.merchant_id] }))).data.map((r) => r.entity);
+    expect(picked).toContain(top!.entity);
+    const unused = [...new Set(events.map((e) => e.merchant_id))].find((m) => !events.some((e) => e.ip === ip && e.merchant_id === m))!;
+    expect((await run(expand(flagged, { merchant: [unused] }))).data.map((r) => r.entity)).not.toContain(top!.entity);
   });
 
   test('payment numbers equal an independent count of the simulator events', async () => {

@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { recentRuns, runJob, type AnalyticsDeps } from '../../analytics/jobs.ts';
+import { run as runRates } from '../../analytics/rates.ts';
+import { startAnalyticsSchedule, type ScheduledJob } from '../../analytics/schedule.ts';
+import { createLogger, silentLogger } from '../../log/index.ts';
+import { createJobMetrics } from '../../metrics/registry.ts';
+import { command, createClickHouse } from '../../storage/clickhouse.ts';
+import { migrate } from '../../storage/migrations.ts';
+import { ident } from '../../storage/sql.ts';
+import { services } from './helpers.ts';
+
+/** A failing job is visible three ways: an error log line, paysentinel_job_runs_total{status="failed"}, and job_runs. */
+const s = services();
+const window = { from: new Date(Date.UTC(2026, 10, 25, 10)), to: new Date(Date.UTC(2026, 10, 25, 11)) };
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  return { lines, logger: createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) }) };
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
+});
+afterAll(async () => {
+  await command(s.clickhouse, `DROP DATABASE IF EXISTS ${ident(s.config.clickhouseDatabase)}`);
+  await s.clickhouse.close();
+});
+
+describe('job runs in Prometheus metrics', () => {
+  test('a successful run counts as ok and sets the time of the last success', async () => {
+    const metrics = createJobMetrics();
+    const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
+    const before = Date.now() / 1000;
+    await runJob(deps, 'demo', window, async () => 3);
+    expect(metrics.runs.get({ job: 'demo', status: 'ok' })).toBe(1);
+    expect(metrics.runs.get({ job: 'demo', status: 'failed' })).toBe(0);
+    expect(metrics.lastSuccess.get({ job: 'demo' })).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(metrics.registry.render()).toContain('paysentinel_job_runs_total{job="demo",status="ok"} 1');
+  });
+
+  test('a failing run is logged at error level, counted as failed and recorded in job_runs', async () => {
+    const metrics = createJobMetrics();
+    const { lines, logger } = capture();
+    const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger, metrics };
+    await expect(runJob(deps, 'broken', window, async () => Promise.reject(new Error('disk full')))).rejects.toThrow('disk full');
+    expect(metrics.runs.get({ job: 'broken', status: 'failed' })).toBe(1);
+    expect(metrics.registry.render()).toContain('paysentinel_job_runs_total{job="broken",status="failed"} 1');
+    expect(lines.filter((l) => l.level === 'error')).toEqual([expect.objectContaining({ msg: 'job failed', job: 'broken', err: expect.objectContaining({ message: 'disk full' }) })]);
+    expect((await recentRuns(deps, 'broken', 1))[0]).toMatchObject({ status: 'failed', error: 'disk full' });
+  });
+
+  test('with ClickHouse unreachable the run cannot be recorded, but it is still logged and counted', async () => {
+    const metrics = createJobMetrics();
+    const { lines, logger } = capture();
+    // Nothing listens on port 1: connection refused, the real failure of a down server.
+    const down = createClickHouse({ clickhouseUrl: 'http://127.0.0.1:1', clickhouseUser: 'default', clickhousePassword: '' }, { requestTimeoutMs: 5_000 });
+    try {
+      await expect(runJob({ clickhouse: down, database: 'paysentinel', logger, metrics }, 'rates', window, async () => 1)).rejects.toThrow(/record job start/);
+    } finally {
+      await down.close();
+    }
+    expect(metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(1);
+    expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual(['job failed: could not record its start in job_runs']);
+  });
+
+  test('scheduled: every failing tick is counted exactly once, also when it fails before runJob', async () => {
+    const metrics = createJobMetrics();
+    const { lines, logger } = capture();
+    const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger, metrics };
+    const finished = { early: 0, work: 0 };
+    const jobs: ScheduledJob[] = [
+      {
+        // The real rates job against a database that does not exist: it fails planning its window, before runJob.
+        name: 'early',
+        cron: '* * * * * *',
+        run: (d, now) => runRates({ ...d, database: 'ps_missing_database' }, now).finally(() => void finished.early++),
+      },
+      {
+        // Fails inside runJob: counted there, and not a second time by the scheduler.
+        name: 'work',
+        cron: '* * * * * *',
+        run: (d) => runJob(d, 'work', window, async () => Promise.reject(new Error('bad data'))).finally(() => void finished.work++),
+      },
+    ];
+    const schedule = startAnalyticsSchedule(deps, jobs);
+    try {
+      await until('two failed ticks of each job', () => finished.early >= 2 && finished.work >= 2);
+    } finally {
+      await schedule.stop();
+    }
+    await until('runs in flight to finish', () => metrics.runs.get({ job: 'early', status: 'failed' }) === finished.early && metrics.runs.get({ job: 'work', status: 'failed' }) === finished.work, 5_000);
+    expect(metrics.runs.get({ job: 'early', status: 'failed' })).toBe(finished.early);
+    expect(metrics.runs.get({ job: 'work', status: 'failed' })).toBe(finished.work);
+    const errors = lines.filter((l) => l.level === 'error');
+    expect(errors.filter((l) => l.job === 'early')).toHaveLength(finished.early);
+    expect(errors.filter((l) => l.job === 'work')).toHaveLength(finished.work);
+    expect(errors.find((l) => l.job === 'early')).toMatchObject({ msg: 'job failed', err: { message: expect.stringMatching(/ps_missing_database/) } });
+  });
+});
