@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDeps } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
+import { baselineFacts } from '../analytics/baselines.ts';
 import { createCaseStore, createDetector, type Detector } from '../detection/index.ts';
 import { startCaseWebhook } from '../detection/webhook.ts';
 import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
@@ -78,6 +79,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     logger: logger.child({ stage: 'detection' }),
     isLeader: leadership.isLeader,
     tickMs: config.detectionTickMs,
+    baselines: (nowMs) => baselineFacts(clickhouse, config.clickhouseDatabase, nowMs),
   });
   detector.start();
   // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.

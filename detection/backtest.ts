@@ -1,3 +1,4 @@
+import { baselineFacts } from '../analytics/baselines.ts';
 import type { RuleSet } from '../rules/index.ts';
 import { silentLogger, type Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
@@ -38,7 +39,8 @@ export interface ReplayResult {
  * detector runs on a simulated clock from `fromMs` to `toMs`, each tick seeing only the rows
  * written (ingested_at) by then, and hits go to an in-memory case book with the live case
  * semantics (decideCases: cooldown, one case per rule and entity), which starts from the cases
- * as they stood at `fromMs`. Nothing is stored or published.
+ * as they stood at `fromMs`. Baselines are the latest the analytics job computed (live detection
+ * used the ones current then). Nothing is stored or published.
  */
 export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: BacktestOptions): Promise<ReplayResult> {
   const step = options.stepMs ?? 1000;
@@ -59,6 +61,7 @@ export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: Back
     writtenFrom: Math.floor(options.fromMs / 1000),
     writtenBy: (nowMs) => Math.floor(nowMs / 1000) - 1,
     stuckAfterMs: options.stuckAfterMs,
+    baselines: (nowMs) => baselineFacts(deps.clickhouse, deps.database, nowMs),
     cases: {
       async applyHits(hits, nowMs) {
         const result = decideCases(hits, book, nowMs);

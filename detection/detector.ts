@@ -55,6 +55,11 @@ export interface DetectorDeps {
    * backtest replays history as the live ticks saw it. Live detection reads everything.
    */
   writtenBy?: (nowMs: number) => number;
+  /**
+   * Baselines from history (the analytics `baselines` job), keyed like context facts
+   * (`channel|alipay`); refreshed with the context. Without it, rules use the catalog defaults.
+   */
+  baselines?: (nowMs: number) => Promise<Map<string, Record<string, number>>>;
   /** Rows written before this time (epoch seconds) are never new to this detector (a backtest's start). */
   writtenFrom?: number;
   /**
@@ -176,6 +181,9 @@ export function createDetector(deps: DetectorDeps) {
         });
         facts.set(`${entity}|${row.entity_key}`, values);
       }
+    }
+    if (deps.baselines) {
+      for (const [key, values] of await deps.baselines(nowMs)) facts.set(key, { ...facts.get(key), ...values });
     }
     context = { at: nowMs, facts };
     return facts;
