@@ -7,6 +7,13 @@ import { createKafka, ensureTopics } from '../kafka/index.ts';
 import type { Logger } from '../log/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
 import { command, createClickHouse } from '../storage/clickhouse.ts';
+import { createClickHouseHttp } from '../storage/http.ts';
+import { migrate } from '../storage/migrations.ts';
+import { decideCases, type Case } from '../detection/cases.ts';
+import { createDetector } from '../detection/detector.ts';
+import { silentLogger } from '../log/index.ts';
+import { loadRuleSetOrThrow } from '../rules/index.ts';
+import { writeBacklog } from './backlog.ts';
 import { ident } from '../storage/sql.ts';
 
 export interface DetectBenchOptions {
@@ -137,5 +144,60 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
     await clickhouse.close();
     await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {});
     await admin.disconnect();
+  }
+}
+
+export interface DetectThroughputResult {
+  events: number;
+  seconds: number;
+  eventsPerSecond: number;
+  ticks: number;
+  /** Entities that passed the SQL screen and were computed exactly. */
+  evaluated: number;
+  casesOpened: number;
+}
+
+/**
+ * How fast detection alone works off stored events: writes a backlog of `events` payments (each
+ * from a new IP, device, user and order, plus one card-testing burst) into a fresh database, then
+ * runs the live detector (shipped rules, cases kept in memory) until it has taken every row.
+ */
+export async function runDetectThroughput(config: Config, options: { events: number; progress: (line: string) => void }): Promise<DetectThroughputResult> {
+  const database = `paysentinel_bench_${randomUUID().slice(0, 8)}_backlog`;
+  const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
+  const http = createClickHouseHttp(config, { timeoutMs: 120_000 });
+  try {
+    await migrate(clickhouse, database, silentLogger);
+    options.progress(`writing a backlog of ${options.events} events`);
+    const rows = await writeBacklog(http, database, { events: options.events, nowMs: Date.now(), attackIp: '198.19.0.1' });
+    let opened = 0;
+    const book = new Map<string, Case>();
+    const detector = createDetector({
+      clickhouse,
+      http,
+      database,
+      ruleSet: await loadRuleSetOrThrow(),
+      logger: silentLogger,
+      isLeader: () => true,
+      cases: {
+        async applyHits(hits, at) {
+          const result = decideCases(hits, book, at);
+          for (const c of [...result.opened, ...result.updated]) book.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
+          opened += result.opened.length;
+          return result;
+        },
+      },
+    });
+    options.progress('detecting');
+    const started = performance.now();
+    do await detector.tick();
+    while (detector.stats().behind);
+    const seconds = (performance.now() - started) / 1000;
+    const stats = detector.stats();
+    if (stats.rows !== rows) throw new Error(`detection took ${stats.rows} of ${rows} rows`);
+    return { events: rows, seconds, eventsPerSecond: rows / seconds, ticks: stats.ticks, evaluated: stats.evaluated, casesOpened: opened };
+  } finally {
+    await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+    await clickhouse.close();
   }
 }

@@ -13,6 +13,7 @@ import {
   fieldsOf,
   newRowsQuery,
   positionRange,
+  reconciledOrdersQuery,
   screenBounds,
   screenHaving,
   screenPlan,
@@ -145,6 +146,8 @@ export function createDetector(deps: DetectorDeps) {
   /** Highest Kafka offset seen per partition; null until the first tick as leader. */
   let seen: Map<number, number> | null = null;
   let lastStuckScan = 0;
+  /** Version of the last reconcile run whose orders were re-evaluated. */
+  let reconciledVersion = '';
   /** While behind, the scan keeps starting where the rows not yet taken were written. */
   let backlogFromSec: number | null = null;
   let context: { at: number; facts: Map<string, Record<string, number>> } = { at: 0, facts: new Map() };
@@ -272,6 +275,13 @@ export function createDetector(deps: DetectorDeps) {
         'stuck orders',
       );
       for (const r of rows) candidates.order.add(r.order_id);
+      // The reconcile job's findings (late status changes, stuck attempts) feed the order rules:
+      // each new run's orders are evaluated once, even if they received no event since.
+      const reconciled = await queryRows<{ v: string; order_id: string }>(deps.clickhouse, reconciledOrdersQuery(deps.database, untilSec === undefined ? undefined : untilSec * 1000 + 999), 'reconciled orders');
+      if (reconciled.length && reconciled[0]!.v !== reconciledVersion) {
+        for (const r of reconciled) candidates.order.add(r.order_id);
+        reconciledVersion = reconciled[0]!.v;
+      }
     }
 
     const hits: Hit[] = [];

@@ -322,3 +322,14 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
   };
   return rules.length ? rules.map((r) => node(r.conditions as ConditionNode)).join(' OR ') : '0';
 }
+
+/**
+ * Orders of the latest reconcile run (analytics `reconcile`: attempts stuck in processing, or
+ * whose status changed after being final) with that run's version; `untilMs` limits runs to
+ * those computed by then (a backtest). The detector re-evaluates them once per new run.
+ */
+export function reconciledOrdersQuery(database: string, untilMs?: number): string {
+  const table = ident(database, 'reconcile_attempts');
+  const until = untilMs === undefined ? '' : sql` WHERE version <= ${untilMs * 1000}`;
+  return sql`SELECT version AS v, order_id FROM ${table} WHERE version = (SELECT max(version) FROM ${table}${raw(until)}) GROUP BY v, order_id`;
+}

@@ -21,7 +21,7 @@ import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
+import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
@@ -145,6 +145,8 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
     { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
     { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
+    { name: 'reconciled orders', sql: reconciledOrdersQuery(database) },
+    { name: 'reconciled orders (backtest)', sql: reconciledOrdersQuery(database, nowSec * 1000) },
     { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800, nowSec) },
     ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => [
       {

@@ -10,11 +10,12 @@ import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
 import { services } from './helpers.ts';
+import { run as runReconcile } from '../../analytics/reconcile.ts';
 
 const s = services();
 afterAll(() => s.cleanup());
 
-describe('baselines from history reach the spike rule', () => {
+describe('analytics results reach the rules', () => {
   test('a device failing 10 of 10 attempts is a spike against the default 5% baseline, not against a channel whose baseline is 90%', async () => {
     const database = s.config.clickhouseDatabase;
     await migrate(s.clickhouse, database, silentLogger);
@@ -65,5 +66,59 @@ describe('baselines from history reach the spike rule', () => {
     expect(await run()).toEqual([{ entity: 'dev-spike', baseline: 0.05 }]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.9 }]]))).toEqual([]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.1 }]]))).toEqual([{ entity: 'dev-spike', baseline: 0.1 }]);
+  });
+
+  test('an order whose late callback the reconcile job found is evaluated even when its rows are older than the detector looks back: charged_but_failed opens', async () => {
+    const database = s.config.clickhouseDatabase;
+    const nowMs = Date.now();
+    const event = (i: number, status: string, at: number) => {
+      const checked = validateEvent({
+        event_id: `late-${i}`,
+        occurred_at: new Date(at).toISOString(),
+        type: 'payment',
+        status,
+        ...(status === 'failed' ? { failure_code: 'timeout' } : {}),
+        order_id: 'late-order',
+        attempt: 1,
+        ...(status === 'succeeded' ? { transaction_id: 'tx-late' } : {}),
+        amount_minor: 9900,
+        currency: 'CNY',
+        channel: 'alipay',
+        merchant_id: 'm-1',
+        user_id: 'u-late',
+      });
+      if (!checked.ok) throw new Error(checked.reason);
+      // Written an hour ago: no detector started now looks back that far for new rows.
+      return toEventRow(checked.value, 1, i, toDateTimeText(nowMs - 3_600_000));
+    };
+    await insertRows(s.clickhouse, ident(database, 'payment_events').text, [
+      event(0, 'processing', nowMs - 3_700_000),
+      event(1, 'failed', nowMs - 3_650_000),
+      event(2, 'succeeded', nowMs - 3_610_000),
+    ]);
+    const tick = async () => {
+      const opened: Case[] = [];
+      const detector = createDetector({
+        clickhouse: s.clickhouse,
+        http: createClickHouseHttp(s.config),
+        database,
+        ruleSet: await loadRuleSetOrThrow(),
+        logger: silentLogger,
+        isLeader: () => true,
+        cases: {
+          async applyHits(hits, at) {
+            const result = decideCases(hits, new Map(), at);
+            opened.push(...result.opened);
+            return result;
+          },
+        },
+      });
+      await detector.tick();
+      return opened.filter((c) => c.entity_id === 'late-order').map((c) => c.rule_id);
+    };
+    expect(await tick()).toEqual([]);
+    const run = await runReconcile({ clickhouse: s.clickhouse, database, logger: silentLogger }, new Date());
+    expect(run.status).toBe('ok');
+    expect(await tick()).toEqual(['charged_but_failed']);
   });
 });
