@@ -142,6 +142,7 @@ export function createDetector(deps: DetectorDeps) {
   const now = deps.now ?? Date.now;
   // Replaced as a whole by setRuleSet (hot reload); a tick in progress keeps the set it started with.
   let active = prepare(deps.ruleSet);
+  const longestWindow = () => Math.max(0, ...active.features.map((f) => windowMs[f.window]));
   const longest = (entity: EntityType) => Math.max(0, ...active.features.filter((f) => f.entity === entity).map((f) => windowMs[f.window]));
   /** Highest Kafka offset seen per partition; null until the first tick as leader. */
   let seen: Map<number, number> | null = null;
@@ -228,7 +229,7 @@ export function createDetector(deps: DetectorDeps) {
     const previous = seen ?? new Map<number, number>();
     const window = Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
     const sinceSec = Math.max(deps.writtenFrom ?? 0, Math.min(window, backlogFromSec ?? window));
-    const newRows = await queryRows<{ p: number; lo: string; o: string; n: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec), 'new rows');
+    const newRows = await queryRows<{ p: number; lo: string; o: string; n: string; channels: string[]; merchants: string[] }>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec, Math.floor((nowMs - longestWindow()) / 1000)), 'new rows');
     // Offsets of a partition only grow, so taking offsets up to base + share takes at most `share` rows.
     const share = Math.max(1, Math.floor((deps.maxRowsPerTick ?? 50_000) / Math.max(1, newRows.length)));
     const newest = new Map(previous);

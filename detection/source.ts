@@ -209,11 +209,14 @@ function aboveSeen(seen: ReadonlyMap<number, number>): string {
 
 /**
  * Per partition, the oldest and newest Kafka offset written since `sinceSec` above the ones seen
- * and how many rows, with the channels and merchants of those rows. `untilSec` limits rows to those written by then (a
+ * and how many rows, with the channels and merchants of those rows. `occurredFromSec` leaves out
+ * rows older than every feature window (they change no feature) and lets ClickHouse read only
+ * the recent range of the primary key. `untilSec` limits rows to those written by then (a
  * backtest replays what a live tick would have seen).
  */
-export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number): string {
-  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number, occurredFromSec?: number): string {
+  const relevant = occurredFromSec === undefined ? '' : sql` AND occurred_at >= toDateTime(${occurredFromSec}, 'UTC')`;
+  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
 }
 
 /**
@@ -254,7 +257,9 @@ export function entityScreenQuery(database: string, entity: EntityType, columns:
   }
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
-  const touched = sql`SELECT ${key} FROM ${table} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
+  // Rows outside [now - longest window, now] cannot change this entity's features, and the
+  // bound lets ClickHouse read only that range of the primary key instead of the whole table.
+  const touched = sql`SELECT ${key} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC') AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
   return sql`SELECT ${key} AS entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN (${raw(touched)}) AND ${key} != '' GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
 }
 

@@ -141,7 +141,7 @@ function detectionStatements(database: string): CatalogStatement[] {
     .filter((f) => f.endsWith('.json'))
     .map((f) => JSON.parse(readFileSync(join(defaultRulesPath, f), 'utf8')) as { entity: string; conditions: unknown });
   return [
-    { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map()) },
+    { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map(), undefined, nowSec - 86_400) },
     { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
     { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
     { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
