@@ -89,9 +89,11 @@ FROM (
  * The latest run's rows, optionally of one entity type and only some hours of day. The version is
  * looked up in the same statement, so a reader never mixes two runs.
  */
-export function latestBaselinesQuery(database: string, filter: { entityType?: string; hours?: number[] } = {}): string {
+export function latestBaselinesQuery(database: string, filter: { entityType?: string; hours?: number[]; asOfMs?: number } = {}): string {
   const table = ident(database, 'failure_baselines');
-  const where = [sql`version = (SELECT max(version) FROM ${table})`];
+  // Versions are run start times in microseconds; asOfMs picks the latest run started by then (a backtest).
+  const asOf = filter.asOfMs === undefined ? '' : sql` WHERE version <= ${filter.asOfMs * 1000 + 999}`;
+  const where = [sql`version = (SELECT max(version) FROM ${table}${raw(asOf)})`];
   if (filter.entityType !== undefined) where.push(sql`entity_type = ${filter.entityType}`);
   if (filter.hours !== undefined && filter.hours.length > 0) where.push(sql`hour_of_day IN ${filter.hours}`);
   return `SELECT entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate, toUInt32(window_from) AS from_s, toUInt32(window_to) AS to_s, version
@@ -134,7 +136,7 @@ const toBaseline = (r: Row): Baseline => ({
 /** The latest baselines (empty before the first run). */
 export async function readBaselines(
   deps: Pick<AnalyticsDeps, 'clickhouse' | 'database'>,
-  filter: { entityType?: Baseline['entityType']; hours?: number[] } = {},
+  filter: { entityType?: Baseline['entityType']; hours?: number[]; asOfMs?: number } = {},
 ): Promise<Baseline[]> {
   return (await queryRows<Row>(deps.clickhouse, latestBaselinesQuery(deps.database, filter), 'read failure baselines')).map(toBaseline);
 }
@@ -143,11 +145,12 @@ export async function readBaselines(
  * Baseline facts for the rule engine, from the latest `baselines` run: `channel|<id>` ->
  * `{ channel_technical_failure_rate_baseline }`, the channel's technical failure rate at the hour of
  * day (UTC) of `nowMs` when that hour had enough decided attempts, else its all-hours rate; no
- * entry when neither had (the engine then uses the catalog's default).
+ * entry when neither had (the engine then uses the catalog's default). With `asOf`, from the latest
+ * run that had started by `nowMs` (a backtest sees what live detection saw then).
  */
-export async function baselineFacts(client: ClickHouseClient, database: string, nowMs: number): Promise<Map<string, Record<string, number>>> {
+export async function baselineFacts(client: ClickHouseClient, database: string, nowMs: number, options: { asOf?: boolean } = {}): Promise<Map<string, Record<string, number>>> {
   const hour = new Date(nowMs).getUTCHours();
-  const rows = await readBaselines({ clickhouse: client, database }, { entityType: 'channel', hours: [hour, ALL_HOURS] });
+  const rows = await readBaselines({ clickhouse: client, database }, { entityType: 'channel', hours: [hour, ALL_HOURS], asOfMs: options.asOf ? nowMs : undefined });
   const out = new Map<string, Record<string, number>>();
   // Rows come sorted by hour_of_day, so the hour's own rate (0..23) is seen before ALL_HOURS.
   for (const r of rows) {

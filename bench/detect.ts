@@ -9,7 +9,7 @@ import { createTrafficGenerator } from '../simulator/generate.ts';
 import { command, createClickHouse } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
-import { decideCases, type Case } from '../detection/cases.ts';
+import { createCaseBook } from '../detection/cases.ts';
 import { createDetector } from '../detection/detector.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
@@ -170,8 +170,7 @@ export async function runDetectThroughput(config: Config, options: { events: num
     await migrate(clickhouse, database, silentLogger);
     options.progress(`writing a backlog of ${options.events} events`);
     const rows = await writeBacklog(http, database, { events: options.events, nowMs: Date.now(), attackIp: '198.19.0.1' });
-    let opened = 0;
-    const book = new Map<string, Case>();
+    const book = createCaseBook();
     const detector = createDetector({
       clickhouse,
       http,
@@ -179,14 +178,7 @@ export async function runDetectThroughput(config: Config, options: { events: num
       ruleSet: await loadRuleSetOrThrow(),
       logger: silentLogger,
       isLeader: () => true,
-      cases: {
-        async applyHits(hits, at) {
-          const result = decideCases(hits, book, at);
-          for (const c of [...result.opened, ...result.updated]) book.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
-          opened += result.opened.length;
-          return result;
-        },
-      },
+      cases: book,
     });
     options.progress('detecting');
     const started = performance.now();
@@ -195,7 +187,7 @@ export async function runDetectThroughput(config: Config, options: { events: num
     const seconds = (performance.now() - started) / 1000;
     const stats = detector.stats();
     if (stats.rows !== rows) throw new Error(`detection took ${stats.rows} of ${rows} rows`);
-    return { events: rows, seconds, eventsPerSecond: rows / seconds, ticks: stats.ticks, evaluated: stats.evaluated, casesOpened: opened };
+    return { events: rows, seconds, eventsPerSecond: rows / seconds, ticks: stats.ticks, evaluated: stats.evaluated, casesOpened: book.opened.length };
   } finally {
     await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
     await clickhouse.close();

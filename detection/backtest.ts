@@ -4,7 +4,7 @@ import { silentLogger, type Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, sql } from '../storage/sql.ts';
-import { casesAsOf, decideCases, type Case } from './cases.ts';
+import { casesAsOf, createCaseBook, type Case } from './cases.ts';
 import { createDetector } from './detector.ts';
 
 export interface BacktestDeps {
@@ -39,15 +39,14 @@ export interface ReplayResult {
  * detector runs on a simulated clock from `fromMs` to `toMs`, each tick seeing only the rows
  * written (ingested_at) by then, and hits go to an in-memory case book with the live case
  * semantics (decideCases: cooldown, one case per rule and entity), which starts from the cases
- * as they stood at `fromMs`. Baselines are the latest the analytics job computed (live detection
- * used the ones current then). Nothing is stored or published.
+ * as they stood at `fromMs`, with the baselines of the analytics runs made by each tick's time.
+ * Nothing is stored or published.
  */
 export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: BacktestOptions): Promise<ReplayResult> {
   const step = options.stepMs ?? 1000;
   let clock = Math.ceil(options.fromMs / 1000) * 1000;
   // Cases open (or in cooldown) when the range begins update rather than reopen, as they did live.
-  const book = await casesAsOf(deps.clickhouse, deps.database, options.fromMs);
-  const opened = new Map<string, Case[]>(ruleSet.rules.filter((r) => r.enabled).map((r) => [r.id, []]));
+  const book = createCaseBook(await casesAsOf(deps.clickhouse, deps.database, options.fromMs));
   const detector = createDetector({
     clickhouse: deps.clickhouse,
     http: deps.http,
@@ -61,22 +60,19 @@ export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: Back
     writtenFrom: Math.floor(options.fromMs / 1000),
     writtenBy: (nowMs) => Math.floor(nowMs / 1000) - 1,
     stuckAfterMs: options.stuckAfterMs,
-    baselines: (nowMs) => baselineFacts(deps.clickhouse, deps.database, nowMs),
-    cases: {
-      async applyHits(hits, nowMs) {
-        const result = decideCases(hits, book, nowMs);
-        for (const c of [...result.opened, ...result.updated]) book.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
-        for (const c of result.opened) opened.get(c.rule_id)?.push(c) ?? opened.set(c.rule_id, [c]);
-        return result;
-      },
-    },
+    baselines: (nowMs) => baselineFacts(deps.clickhouse, deps.database, nowMs, { asOf: true }),
+    cases: book,
   });
   let ticks = 0;
-  for (clock += step; clock <= options.toMs + step; clock += step) {
+  // Ticks every step from --from; the last one at --to itself.
+  while (clock < options.toMs) {
+    clock = Math.min(clock + step, options.toMs);
     await detector.tick();
     ticks++;
-    options.onProgress?.(Math.min(clock, options.toMs));
+    options.onProgress?.(clock);
   }
+  const opened = new Map<string, Case[]>(ruleSet.rules.filter((r) => r.enabled).map((r) => [r.id, []]));
+  for (const c of book.opened) opened.get(c.rule_id)?.push(c) ?? opened.set(c.rule_id, [c]);
   return { ruleSetVersion: ruleSet.version, opened, ticks, evaluated: detector.stats().evaluated };
 }
 

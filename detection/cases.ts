@@ -134,6 +134,24 @@ export async function casesAsOf(clickhouse: ClickHouseClient, database: string, 
 }
 
 /**
+ * Cases kept in memory with the live semantics (decideCases), for runs that must store and
+ * publish nothing: a backtest, benchmarks and tests. `opened` lists every case opened, in order.
+ */
+export function createCaseBook(initial: ReadonlyMap<string, Case> = new Map()) {
+  const latest = new Map(initial);
+  const opened: Case[] = [];
+  return {
+    opened,
+    async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
+      const result = decideCases(hits, latest, nowMs);
+      for (const c of [...result.opened, ...result.updated]) latest.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
+      opened.push(...result.opened);
+      return result;
+    },
+  };
+}
+
+/**
  * Cases live in ClickHouse (append-only versions, `cases` view = current state) and every
  * version is published to Kafka. There is no in-memory state, so a restart, a new leader or a
  * change made with the CLI is always seen by the next decision.

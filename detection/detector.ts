@@ -216,6 +216,8 @@ export function createDetector(deps: DetectorDeps) {
   async function tick(): Promise<void> {
     if (!deps.isLeader()) {
       seen = null;
+      backlogFromSec = null;
+      stats.behind = false;
       return;
     }
     const nowMs = now();
@@ -238,7 +240,8 @@ export function createDetector(deps: DetectorDeps) {
     for (const r of newRows) {
       const p = Number(r.p);
       const n = Number(r.n);
-      const base = previous.get(p) ?? Number(r.lo) - 1;
+      // Offsets below the oldest new row are gaps or rows too old to matter: start the share at it.
+      const base = Math.max(previous.get(p) ?? -1, Number(r.lo) - 1);
       if (n > share) behind = true;
       newest.set(p, n > share ? Math.min(Number(r.o), base + share) : Number(r.o));
       taken += Math.min(n, share);
@@ -258,7 +261,7 @@ export function createDetector(deps: DetectorDeps) {
         const rules = rulesOf(entity);
         const rows = await queryRows<Record<string, string | number | null>>(
           deps.clickhouse,
-          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, screenHaving(rules, columns, nowMs)),
+          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, screenHaving(rules, columns, nowMs), longest(entity)),
           `${entity} screen`,
         );
         stats.screened += rows.length;
@@ -335,11 +338,16 @@ export function createDetector(deps: DetectorDeps) {
   const loop = () => {
     if (stopped) return;
     const started = Date.now();
+    let failed = false;
     running = tick()
-      .catch((err: unknown) => deps.logger.warn('detection tick failed; it is repeated on the next tick', { err }))
+      .catch((err: unknown) => {
+        failed = true;
+        deps.logger.warn('detection tick failed; it is repeated on the next tick', { err });
+      })
       .finally(() => {
-        // With a backlog the next tick starts at once.
-        if (!stopped) timer = setTimeout(loop, stats.behind ? 0 : Math.max(0, (deps.tickMs ?? 500) - (Date.now() - started)));
+        // With a backlog the next tick starts at once; after a failure it waits a full interval.
+        const wait = failed ? (deps.tickMs ?? 250) : stats.behind ? 0 : Math.max(0, (deps.tickMs ?? 250) - (Date.now() - started));
+        if (!stopped) timer = setTimeout(loop, wait);
       });
   };
   return {

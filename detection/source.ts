@@ -145,7 +145,7 @@ export function contextFeaturesQuery(database: string, entity: EntityType, featu
   if (select.length === 0) return null;
   const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
   const key = ident(entityKeyField[entity]!);
-  return `SELECT ${key.text} AS entity_key, ${select.join(', ')} FROM ${ident(database, 'payment_events').text} WHERE occurred_at > toDateTime(${nowSec - longest}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')${writtenBy(untilSec).text} GROUP BY entity_key`;
+  return sql`SELECT ${key} AS entity_key, ${raw(select.join(', '))} FROM ${ident(database, 'payment_events')} WHERE occurred_at > toDateTime(${nowSec - longest}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key`;
 }
 
 
@@ -225,7 +225,18 @@ export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyM
  * a rate comes as `{column}_n`/`{column}_d`, an age as `{column}_min` (oldest matching event,
  * ms) and `{column}_c` (events matching filter and latest).
  */
-export function entityScreenQuery(database: string, entity: EntityType, columns: readonly ScreenColumn[], nowMs: number, sinceSec: number, position: string, untilSec?: number, having?: string): string {
+export function entityScreenQuery(
+  database: string,
+  entity: EntityType,
+  columns: readonly ScreenColumn[],
+  nowMs: number,
+  sinceSec: number,
+  position: string,
+  untilSec?: number,
+  having?: string,
+  /** The longest window of all the entity's features (screened or not): rows older than it change none. */
+  entityWindowMs?: number,
+): string {
   const key = ident(entityKeyField[entity]!);
   const table = ident(database, 'payment_events');
   const select: string[] = [];
@@ -255,6 +266,7 @@ export function entityScreenQuery(database: string, entity: EntityType, columns:
         throw new Error(`feature ${f.id}: ${f.aggregation} is not screened (${kind})`);
     }
   }
+  longest = Math.max(longest, entityWindowMs ?? 0);
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
   // Rows outside [now - longest window, now] cannot change this entity's features, and the

@@ -1,4 +1,4 @@
-import { relative, resolve } from 'node:path';
+import { relative } from 'node:path';
 import { parseDuration } from '../cli/command.ts';
 import { loadConfig } from '../config/index.ts';
 import { recordedCases, replay, type ReplayResult } from '../detection/backtest.ts';
@@ -80,7 +80,9 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
   if (args.from === undefined || args.to === undefined) usage('backtest needs --from and --to.');
   const from = parseTime(args.from!, now) ?? usage(`--from ${JSON.stringify(args.from)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
   const to = parseTime(args.to!, now) ?? usage(`--to ${JSON.stringify(args.to)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
-  if (to.getTime() <= from.getTime()) usage('--to must be after --from.');
+  // Nothing is stored after now: a later --to only adds empty ticks.
+  if (to.getTime() > now.getTime()) to.setTime(now.getTime());
+  if (to.getTime() <= from.getTime()) usage('--to must be after --from (and --from before now).');
   const stepMs = args.step === undefined ? 1000 : parseDuration(args.step) ?? usage(`--step ${JSON.stringify(args.step)} is not a duration such as 1s or 5s.`);
   if (stepMs < 1000 || stepMs % 1000 !== 0) usage('--step must be whole seconds, at least 1s (rows carry their write time to the second).');
   const ticks = Math.ceil((to.getTime() - from.getTime()) / stepMs);
@@ -89,9 +91,10 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
   const config = loadConfig();
   const livePath = config.rulesPath || defaultRulesPath;
   const candidatePath = args.rules ?? livePath;
-  const live = await loadOrFail(livePath, args.features || config.featuresPath || undefined, 'live');
-  const candidate = candidatePath === livePath ? live : await loadOrFail(candidatePath, args.features || config.featuresPath || undefined, 'candidate');
-  const same = resolve(candidatePath) === resolve(livePath) || candidate.version === live.version;
+  const live = await loadOrFail(livePath, config.featuresPath || undefined, 'live');
+  const candidateFeatures = args.features || config.featuresPath || undefined;
+  const candidate = candidatePath === livePath && candidateFeatures === (config.featuresPath || undefined) ? live : await loadOrFail(candidatePath, candidateFeatures, 'candidate');
+  const same = candidate === live || candidate.version === live.version;
 
   const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
   const http = createClickHouseHttp(config, { timeoutMs: 120_000 });

@@ -24,15 +24,17 @@ conditions plus metadata), reading facts defined in a feature catalog (features.
                     Progress goes to stderr.
 
 Options:
-  --rules DIR        test: rules to test against; backtest: the candidate rule set
-                     (default for both: the live rules)
-  --features FILE    Feature catalog (default the bundled rules/features.json)
+  --rules DIR        test: rules to test against (default the bundled rules/definitions);
+                     backtest: the candidate rule set (default the live rules, RULES_PATH)
+  --features FILE    Feature catalog (default the bundled rules/features.json); for backtest,
+                     the candidate's (the live rules keep FEATURES_PATH)
   --from T, --to T   backtest: the time range (RFC 3339 with a zone, a date, now or now-1h)
   --step DURATION    backtest: simulated tick interval (default 1s; coarser is faster but
                      may decide a case a little later than live did)
   --json             Print the result as JSON on stdout
 
-Exit status: 0 when everything is valid / every case passes, 1 otherwise, 2 on usage errors.
+Exit status: 0 when everything is valid / every case passes / the backtest ran, 1 otherwise
+(invalid rules, failing cases, ClickHouse unreachable), 2 on usage errors.
 
 Examples:
   paysentinel rules validate

@@ -179,6 +179,7 @@ describe('feature catalog validation', () => {
     { name: 'derived input unknown', edit: (c: any) => { c.derived[0].trials = 'device_attempts'; }, path: '$.derived[0].trials', message: /not a feature or baseline.*Did you mean "device_attempts_15m"/ },
     { name: 'derived input of another entity', edit: (c: any) => { c.derived[0].trials = 'ip_attempts_10m'; }, path: '$.derived[0].trials', message: /kept per ip/ },
     { name: 'baseline rate above 1', edit: (c: any) => { c.baselines[0].default = 10; }, path: '$.baselines[0].default', message: /between 0 and 1/ },
+    { name: 'status value misspelt', edit: (c: any) => { c.features[4].numerator.status = ['succeded']; }, path: '$.features[4].numerator.status[0]', message: /processing.*succeeded.*failed.*timeout/ },
   ])('$name', ({ edit, path, message }) => {
     const problems = catalogWith(edit);
     expect(problems.find((p) => p.path === path && message.test(p.message)), problems.map(formatProblem).join('\n')).toBeDefined();

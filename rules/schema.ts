@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { eventSources, eventStatuses, eventTypes } from '../contract/schema.ts';
 
 /**
  * The formats the risk team edits, each defined once here: the TypeScript types come from
@@ -53,14 +54,17 @@ const text = (description: string) => Type.String({ minLength: 1, maxLength: 200
 
 const field = oneOf(eventFields, 'An event field of the payment-event contract.');
 const values = (description: string) => Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description });
+/** Values of a closed list (the contract's enums): a typo is a validation error, not a statement ClickHouse rejects at run time. */
+const enumValues = <T extends readonly string[]>(allowed: T, description: string) =>
+  Type.Unsafe<string[]>(Type.Array(oneOf(allowed, `one of ${allowed.join(', ')}.`), { minItems: 1, uniqueItems: true, description }));
 
 /** Which events a feature looks at: every listed field must match one of its values. */
 export const EventFilterSchema = Type.Object(
   {
-    type: Type.Optional(values('Event types, e.g. ["payment"].')),
-    status: Type.Optional(values('Statuses: processing, succeeded, failed, timeout.')),
+    type: Type.Optional(enumValues(eventTypes, 'Event types, e.g. ["payment"].')),
+    status: Type.Optional(enumValues(eventStatuses, 'Statuses: processing, succeeded, failed, timeout.')),
     failure_code: Type.Optional(values('Failure codes, e.g. ["risk_blocked"].')),
-    source: Type.Optional(values('Sources: gateway_callback, status_query, reconciliation, client.')),
+    source: Type.Optional(enumValues(eventSources, 'Sources: gateway_callback, status_query, reconciliation, client.')),
   },
   { additionalProperties: false, minProperties: 1, description: 'Every listed field must match one of its values.' },
 );

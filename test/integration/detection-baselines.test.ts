@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
-import { decideCases, type Case } from '../../detection/cases.ts';
+import { createCaseBook } from '../../detection/cases.ts';
 import { createDetector } from '../../detection/detector.ts';
 import { toDateTimeText, toEventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
@@ -14,6 +14,23 @@ import { run as runReconcile } from '../../analytics/reconcile.ts';
 
 const s = services();
 afterAll(() => s.cleanup());
+
+/** One tick of a fresh detector (as after a restart) with the shipped rules; returns the cases it opened. */
+async function detectOnce(baselines?: Map<string, Record<string, number>>) {
+  const book = createCaseBook();
+  const detector = createDetector({
+    clickhouse: s.clickhouse,
+    http: createClickHouseHttp(s.config),
+    database: s.config.clickhouseDatabase,
+    ruleSet: await loadRuleSetOrThrow(),
+    logger: silentLogger,
+    isLeader: () => true,
+    baselines: baselines ? async () => baselines : undefined,
+    cases: book,
+  });
+  await detector.tick();
+  return book.opened;
+}
 
 describe('analytics results reach the rules', () => {
   test('a device failing 10 of 10 attempts is a spike against the default 5% baseline, not against a channel whose baseline is 90%', async () => {
@@ -42,27 +59,8 @@ describe('analytics results reach the rules', () => {
     });
     await insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
 
-    const run = async (baselines?: Map<string, Record<string, number>>) => {
-      const opened: Case[] = [];
-      const detector = createDetector({
-        clickhouse: s.clickhouse,
-        http: createClickHouseHttp(s.config),
-        database,
-        ruleSet: await loadRuleSetOrThrow(),
-        logger: silentLogger,
-        isLeader: () => true,
-        baselines: baselines ? async () => baselines : undefined,
-        cases: {
-          async applyHits(hits, at) {
-            const result = decideCases(hits, new Map(), at);
-            opened.push(...result.opened);
-            return result;
-          },
-        },
-      });
-      await detector.tick();
-      return opened.filter((c) => c.rule_id === 'device_failure_spike').map((c) => ({ entity: c.entity_id, baseline: c.evidence.channel_technical_failure_rate_baseline }));
-    };
+    const run = async (baselines?: Map<string, Record<string, number>>) =>
+      (await detectOnce(baselines)).filter((c) => c.rule_id === 'device_failure_spike').map((c) => ({ entity: c.entity_id, baseline: c.evidence.channel_technical_failure_rate_baseline }));
     expect(await run()).toEqual([{ entity: 'dev-spike', baseline: 0.05 }]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.9 }]]))).toEqual([]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.1 }]]))).toEqual([{ entity: 'dev-spike', baseline: 0.1 }]);
@@ -96,26 +94,7 @@ describe('analytics results reach the rules', () => {
       event(1, 'failed', nowMs - 3_650_000),
       event(2, 'succeeded', nowMs - 3_610_000),
     ]);
-    const tick = async () => {
-      const opened: Case[] = [];
-      const detector = createDetector({
-        clickhouse: s.clickhouse,
-        http: createClickHouseHttp(s.config),
-        database,
-        ruleSet: await loadRuleSetOrThrow(),
-        logger: silentLogger,
-        isLeader: () => true,
-        cases: {
-          async applyHits(hits, at) {
-            const result = decideCases(hits, new Map(), at);
-            opened.push(...result.opened);
-            return result;
-          },
-        },
-      });
-      await detector.tick();
-      return opened.filter((c) => c.entity_id === 'late-order').map((c) => c.rule_id);
-    };
+    const tick = async () => (await detectOnce()).filter((c) => c.entity_id === 'late-order').map((c) => c.rule_id);
     expect(await tick()).toEqual([]);
     const run = await runReconcile({ clickhouse: s.clickhouse, database, logger: silentLogger }, new Date());
     expect(run.status).toBe('ok');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeBacklog } from '../../bench/backlog.ts';
 import { createDetector } from '../../detection/detector.ts';
-import { decideCases, type Case } from '../../detection/cases.ts';
+import { createCaseBook } from '../../detection/cases.ts';
 import { silentLogger } from '../../log/index.ts';
 import { defaultRulesPath, loadRuleSetOrThrow } from '../../rules/index.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';
@@ -36,8 +36,7 @@ const BOUND_BYTES = 256 * 1024 * 1024;
 
 /** Runs a detector over the backlog, with RSS sampled every 20 ms; stops when caught up or after `maxTicks`. */
 async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
-  const opened: Case[] = [];
-  const book = new Map<string, Case>();
+  const book = createCaseBook();
   const detector = createDetector({
     clickhouse: s.clickhouse,
     http: createClickHouseHttp(s.config, { timeoutMs: 120_000 }),
@@ -45,14 +44,7 @@ async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
     ruleSet: await loadRuleSetOrThrow({ rulesPath }),
     logger: silentLogger,
     isLeader: () => true,
-    cases: {
-      async applyHits(hits, at) {
-        const result = decideCases(hits, book, at);
-        for (const c of [...result.opened, ...result.updated]) book.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
-        opened.push(...result.opened);
-        return result;
-      },
-    },
+    cases: book,
   });
   const baseline = process.memoryUsage().rss;
   let peak = baseline;
@@ -72,7 +64,7 @@ async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
   console.log(
     `detection backlog (${rulesPath ? 'every IP computed exactly' : 'shipped rules'}): ${stats.rows} rows, ${stats.screened} entities passed the screen, ${stats.evaluated} evaluated, ${stats.ticks} ticks in ${seconds.toFixed(1)} s (${Math.round(stats.rows / seconds)} rows/s); RSS ${(baseline / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
   );
-  return { stats, opened, growth: peak - baseline };
+  return { stats, opened: book.opened, growth: peak - baseline };
 }
 
 let rows = 0;
@@ -82,6 +74,16 @@ beforeAll(async () => {
 }, 300_000);
 
 describe('detection memory with 1,000,000 distinct IPs', () => {
+  test('worst case, every touched IP passing the screen and computed exactly: memory per tick stays within the same bound', { timeout: 300_000 }, async () => {
+    // Memory depends on the rows per tick (50,000), not on how many keys there are: four full ticks show the steady state. It runs first, so its baseline is not raised by the other run's peak.
+    const { stats, opened, growth } = await runDetector(rulesDir, 4);
+    expect(stats.ticks).toBe(4);
+    // 50,000 rows per tick, split evenly over the 3 partitions.
+    expect(stats.rows).toBe(4 * 3 * Math.floor(50_000 / 3));
+    expect(stats.evaluated).toBeGreaterThanOrEqual(stats.rows - 1);
+    expect(opened).toEqual([]);
+    expect(growth).toBeLessThan(BOUND_BYTES);
+  });
   test('a backlog touching a million IPs, devices, users and orders is worked off within the bound, and the one attack in it is found', { timeout: 300_000 }, async () => {
     expect(rows).toBe(DISTINCT_IPS + 15);
     const { stats, opened, growth } = await runDetector(undefined);
@@ -91,14 +93,4 @@ describe('detection memory with 1,000,000 distinct IPs', () => {
     expect(growth).toBeLessThan(BOUND_BYTES);
   });
 
-  test('worst case, every touched IP passing the screen and computed exactly: memory per tick stays within the same bound', { timeout: 300_000 }, async () => {
-    // Memory depends on the rows per tick (50,000), not on how many keys there are: four full ticks show the steady state.
-    const { stats, opened, growth } = await runDetector(rulesDir, 4);
-    expect(stats.ticks).toBe(4);
-    // 50,000 rows per tick, split evenly over the 3 partitions.
-    expect(stats.rows).toBe(4 * 3 * Math.floor(50_000 / 3));
-    expect(stats.evaluated).toBeGreaterThanOrEqual(stats.rows - 1);
-    expect(opened).toEqual([]);
-    expect(growth).toBeLessThan(BOUND_BYTES);
-  });
 });
