@@ -107,7 +107,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       KAFKA_GROUP_ID: `bench-${id}`,
       CLICKHOUSE_DATABASE: database,
       HTTP_PORT: '0',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     };
     const startedAt = performance.now();
     const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] });

@@ -151,6 +151,11 @@ export function createCaseBook(initial: ReadonlyMap<string, Case> = new Map()) {
   };
 }
 
+/** (rule, entity) keys per case look-up statement: about 5 AST nodes each, far below ClickHouse's limit. */
+const LATEST_SLICE = 2_000;
+/** Bytes of case JSON per Kafka send. */
+const SEND_BYTES = 512 * 1024;
+
 /**
  * Cases live in ClickHouse (append-only versions, `cases` view = current state) and every
  * version is published to Kafka. There is no in-memory state, so a restart, a new leader or a
@@ -168,18 +173,28 @@ export function createCaseStore(deps: CaseStoreDeps) {
       versions.text,
       changes.map(({ c, version, changedBy, note }) => ({ ...c, evidence: JSON.stringify(c.evidence), version, opened_at: c.opened_at, updated_at: c.updated_at, changed_by: changedBy, note })),
     );
-    await deps.producer.send({
-      topic: deps.topic,
-      acks: -1,
-      messages: changes.map(({ c, version, changedBy, note }) => ({ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) })),
-    });
+    const messages = changes.map(({ c, version, changedBy, note }) => ({ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) }));
+    // Sends of at most ~512 KiB: the broker refuses requests over its 1 MB default, and a tick
+    // with thousands of cases would then fail on every retry.
+    for (let i = 0; i < messages.length; ) {
+      let bytes = 0;
+      let j = i;
+      while (j < messages.length && (j === i || bytes + messages[j]!.value.length < SEND_BYTES)) bytes += messages[j++]!.value.length;
+      await deps.producer.send({ topic: deps.topic, acks: -1, messages: messages.slice(i, j) });
+      i = j;
+    }
   }
 
   /** The latest case of each (rule, entity) among `keys`. */
   async function latestFor(keys: readonly [string, string, string][]): Promise<Map<string, Case>> {
-    if (keys.length === 0) return new Map();
-    const rows = await queryRows<StoredCase>(deps.clickhouse, q.latestFor(keys), 'read cases');
-    return new Map(rows.map((r) => [`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r)]));
+    const latest = new Map<string, Case>();
+    // In slices: a tick with thousands of hits must not build one statement too big to parse
+    // (ClickHouse refuses an AST of more than 50,000 nodes, and the tick would fail forever).
+    for (let i = 0; i < keys.length; i += LATEST_SLICE) {
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.latestFor(keys.slice(i, i + LATEST_SLICE)), 'read cases');
+      for (const r of rows) latest.set(`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r));
+    }
+    return latest;
   }
 
   return {
