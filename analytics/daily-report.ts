@@ -208,11 +208,16 @@ export function formatDailyReport(d: DailyReportData): string {
   if (now.attempts === 0) out.push('', `No payment attempts are stored for ${cur}: check that the \`rates\` job ran (\`paysentinel analytics run rates --from ... --to ...\`).`);
 
   out.push('', '## Rates', '');
+  // A rate over nothing (no attempts that day) is not 0%: it is shown as "no data", and no change is computed against it.
   const fraction = (r: PeriodRow, rate: RateColumn) => {
     const [num, den] = rateColumns[rate];
-    return `${pct(r[rate])} (${int(r[num])}/${int(r[den])})`;
+    return r[den] === 0 ? 'no data' : `${pct(r[rate])} (${int(r[num])}/${int(r[den])})`;
   };
-  out.push(table(['rate', cur, prev, 'change'], rateLines.map((l) => [l.title, fraction(now, l.rate), fraction(before, l.rate), rateChange(now[l.rate], before[l.rate])]), [false, true, true, true]));
+  const change = (rate: RateColumn) => {
+    const den = rateColumns[rate][1];
+    return now[den] === 0 || before[den] === 0 ? 'n/a' : rateChange(now[rate], before[rate]);
+  };
+  out.push(table(['rate', cur, prev, 'change'], rateLines.map((l) => [l.title, fraction(now, l.rate), fraction(before, l.rate), change(l.rate)]), [false, true, true, true]));
 
   out.push('', '### By channel', '');
   const prevChannels = new Map(d.channels.previous.map((r) => [r.value, r]));
@@ -224,7 +229,7 @@ export function formatDailyReport(d: DailyReportData): string {
         ['channel', 'attempts', 'change', 'success rate', 'failure rate', 'timeout rate', 'failure rate change'],
         channels.map((r) => {
           const p = prevChannels.get(r.value) ?? emptyRow(r.value);
-          return [r.value, int(r.attempts), countChange(r.attempts, p.attempts), pct(r.success_rate), pct(r.failure_rate), pct(r.timeout_rate), rateChange(r.failure_rate, p.failure_rate)];
+          return [r.value, int(r.attempts), countChange(r.attempts, p.attempts), pct(r.success_rate), pct(r.failure_rate), pct(r.timeout_rate), p.attempts === 0 ? 'n/a' : rateChange(r.failure_rate, p.failure_rate)];
         }),
         [false, true, true, true, true, true, true],
       ),

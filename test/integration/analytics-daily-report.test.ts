@@ -186,7 +186,7 @@ describe('daily report on the real ClickHouse', () => {
     expect(channels).toEqual([
       '| alipay | 4 | +2 (+100.0%) | 75.0% | 25.0% | 0.0% | -25.0 pp |',
       '| card | 2 | 0 | 50.0% | 50.0% | 0.0% | +50.0 pp |',
-      '| wechat_pay | 2 | +2 (new) | 0.0% | 50.0% | 50.0% | +50.0 pp |',
+      '| wechat_pay | 2 | +2 (new) | 0.0% | 50.0% | 50.0% | n/a |',
     ]);
     // Top failure codes
     const codes = md.split('## Top failure codes')[1]!.split('##')[0]!.trim().split('\n').slice(2);
