@@ -156,7 +156,7 @@ describe('command lines', () => {
 
   it('formats storage with StorageTool and the generated server.properties', () => {
     const args = storageFormatArgs(paths, 'abc');
-    expect(args.slice(-6)).toEqual(['kafka.tools.StorageTool', 'format', '-t', 'abc', '-c', '/repo/.stack/kafka/server.properties']);
+    expect(args.slice(-5)).toEqual(['kafka.tools.StorageTool', 'format', '--cluster-id=abc', '-c', '/repo/.stack/kafka/server.properties']);
     expect(args).toContain('/repo/.cache/kafka/libs/*');
   });
 

@@ -174,7 +174,9 @@ function jvmBase(paths: KafkaPaths): string[] {
 
 /** `kafka-storage.sh format` without the scripts: run once, before the first start. */
 export function storageFormatArgs(paths: KafkaPaths, clusterId: string): string[] {
-  return [...jvmBase(paths), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', paths.serverProperties];
+  // `--cluster-id=<id>` in one argument: a random id may begin with '-' (1 in 64), which the
+  // tool's argument parser otherwise reads as an option ("expected one argument").
+  return [...jvmBase(paths), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', paths.serverProperties];
 }
 
 /** Formatting is skipped once the data folder carries its identity file. */
