@@ -32,7 +32,7 @@ afterAll(async () => {
 
 const DISTINCT_IPS = 1_000_000;
 /** The detector's memory bound (README "Detection and cases"): what a tick of 50,000 rows may add on top of the process. */
-const BOUND_BYTES = 256 * 1024 * 1024;
+const BOUND_BYTES = 384 * 1024 * 1024;
 
 /** Runs a detector over the backlog, with RSS sampled every 20 ms; stops when caught up or after `maxTicks`. */
 async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
