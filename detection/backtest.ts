@@ -19,8 +19,6 @@ export interface BacktestOptions {
   toMs: number;
   /** Simulated tick interval. @default 1000 (live ticks every 500 ms; rows carry their write time to the second) */
   stepMs?: number;
-  /** Processing time after which an attempt counts as stuck (as in live detection). @default 30 minutes */
-  stuckAfterMs?: number;
   /** Called after every simulated tick with the simulated time reached. */
   onProgress?: (atMs: number) => void;
 }
@@ -59,7 +57,6 @@ export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: Back
     startLookbackMs: step,
     writtenFrom: Math.floor(options.fromMs / 1000),
     writtenBy: (nowMs) => Math.floor(nowMs / 1000) - 1,
-    stuckAfterMs: options.stuckAfterMs,
     baselines: (nowMs) => baselineFacts(deps.clickhouse, deps.database, nowMs, { asOf: true }),
     cases: book,
   });

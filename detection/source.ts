@@ -13,15 +13,30 @@ function writtenBy(untilSec: number | undefined): SqlFragment {
   return raw(untilSec === undefined ? '' : sql` AND ingested_at <= toDateTime(${untilSec}, 'UTC')`);
 }
 
-/** Orders with an attempt whose latest status is still `processing` and that began before `olderThanSec`. */
-export function stuckOrdersQuery(database: string, fromSec: number, olderThanSec: number, untilSec?: number): string {
-  return sql`SELECT order_id FROM (
-  SELECT order_id, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
-  FROM ${ident(database, 'payment_events')}
-  WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
-  GROUP BY order_id, attempt
-) WHERE latest_status = 'processing' AND began < toDateTime(${olderThanSec}, 'UTC')
-GROUP BY order_id`;
+/** Detection's copy of payment_events ordered by entity (storage/migrations/014). */
+const byEntity = (database: string) => ident(database, 'payment_events_by_entity');
+/** Detection's copy of where each event sits in Kafka, ordered by that position (storage/migrations/014). */
+const byPosition = (database: string) => ident(database, 'payment_events_by_position');
+
+/**
+ * Orders with an attempt whose latest status is `processing` and that began before the end of
+ * one of `slices` ([from, to) in event-time seconds), among the orders with a `processing`
+ * payment event that occurred inside a slice: the attempts that crossed an age threshold since
+ * the last scan (the first scan of a threshold takes the whole window). Each order's own events
+ * since `fromSec` are read from the entity-ordered copy, so the cost follows the slices, not
+ * the traffic of the window. These are candidates: the rules decide on the exact features.
+ */
+export function stuckOrdersQuery(database: string, fromSec: number, slices: readonly (readonly [number, number])[], untilSec?: number): string {
+  const inSlice = slices.map(([a, b]) => sql`(occurred_at >= toDateTime(${Math.max(fromSec, a)}, 'UTC') AND occurred_at < toDateTime(${b}, 'UTC'))`);
+  const crossed = sql`SELECT order_id FROM ${ident(database, 'payment_events')} WHERE (${raw(inSlice.length ? inSlice.join(' OR ') : '0')}) AND type = 'payment' AND status = 'processing'${writtenBy(untilSec)}`;
+  const latestEnd = Math.max(fromSec, ...slices.map(([, b]) => b));
+  return sql`SELECT oid FROM (
+  SELECT entity_key AS oid, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
+  FROM ${byEntity(database)}
+  WHERE entity_type = 'order' AND entity_key IN (${raw(crossed)}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
+  GROUP BY oid, attempt
+) WHERE latest_status = 'processing' AND began < toDateTime(${latestEnd}, 'UTC')
+GROUP BY oid`;
 }
 
 const EVENT_COLUMNS = raw(
@@ -33,8 +48,7 @@ const EVENT_COLUMNS = raw(
  * each event_id once: the input of the reference feature computation.
  */
 export function entityEventsQuery(database: string, entity: EntityType, fromSec: number, untilSec?: number): string {
-  const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${EVENT_COLUMNS} FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN ${raw(ENTITY_IDS_TABLE)} LIMIT 1 BY event_id`;
+  return sql`SELECT ${EVENT_COLUMNS} FROM ${byEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${raw(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} LIMIT 1 BY event_id`;
 }
 
 export interface EventRowOut {
@@ -193,18 +207,23 @@ export function screenPlan(features: readonly Feature[]): ScreenColumn[] {
   return out;
 }
 
-/** Rows of the events table whose Kafka position is above `seen` and at most `newest`, per partition. */
+/** Rows (of payment_events_by_position) whose Kafka position is above `seen` and at most `newest`, per partition. */
 export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): string {
   const parts = [...newest].filter(([p, o]) => o > (seen.get(p) ?? -1)).map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
   return parts.length ? `(${parts.join(' OR ')})` : '0';
 }
 
-/** Positions above `seen`: per partition, every offset above the last one seen (all of a partition not in it). */
+/**
+ * Positions above `seen`: per partition, every offset above the last one seen; all of a
+ * partition not in it. The partitions not seen are written as ranges between the seen ones
+ * (not `NOT IN`), so ClickHouse can use the position order for every part of the condition.
+ */
 function aboveSeen(seen: ReadonlyMap<number, number>): string {
-  const known = [...seen.keys()];
-  const above = [...seen].map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${o})`);
-  const unseen = known.length ? sql`kafka_partition NOT IN ${known}` : '1';
-  return above.length ? `(${[...above, unseen].join(' OR ')})` : unseen;
+  const known = [...seen.keys()].sort((a, b) => a - b);
+  const above = known.map((p) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p)!})`);
+  const gaps = known.map((p, i) => (i === 0 ? sql`kafka_partition < ${p}` : sql`(kafka_partition > ${known[i - 1]!} AND kafka_partition < ${p})`));
+  gaps.push(known.length ? sql`kafka_partition > ${known[known.length - 1]!}` : '1');
+  return `(${[...above, ...gaps].join(' OR ')})`;
 }
 
 /**
@@ -216,7 +235,7 @@ function aboveSeen(seen: ReadonlyMap<number, number>): string {
  */
 export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number, occurredFromSec?: number): string {
   const relevant = occurredFromSec === undefined ? '' : sql` AND occurred_at >= toDateTime(${occurredFromSec}, 'UTC')`;
-  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${ident(database, 'payment_events')} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${byPosition(database)} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
 }
 
 /**
@@ -238,7 +257,6 @@ export function entityScreenQuery(
   entityWindowMs?: number,
 ): string {
   const key = ident(entityKeyField[entity]!);
-  const table = ident(database, 'payment_events');
   const select: string[] = [];
   let longest = 0;
   for (const { feature: f, column, kind } of columns) {
@@ -269,10 +287,10 @@ export function entityScreenQuery(
   longest = Math.max(longest, entityWindowMs ?? 0);
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
-  // Rows outside [now - longest window, now] cannot change this entity's features, and the
-  // bound lets ClickHouse read only that range of the primary key instead of the whole table.
-  const touched = sql`SELECT ${key} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC') AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND ${raw(position)}`;
-  return sql`SELECT ${key} AS entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${table} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} AND ${key} IN (${raw(touched)}) AND ${key} != '' GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+  // Rows outside [now - longest window, now] cannot change this entity's features. Both tables
+  // are ordered for these reads: the new rows by Kafka position, the entities' rows by entity.
+  const touched = sql`SELECT ${key} FROM ${byPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
+  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${byEntity(database)} WHERE entity_type = ${entity} AND entity_key IN (${raw(touched)}) AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
@@ -338,6 +356,28 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
     return leaf(n);
   };
   return rules.length ? rules.map((r) => node(r.conditions as ConditionNode)).join(' OR ') : '0';
+}
+
+/**
+ * The ages (ms) at which an `age` feature can first make one of `rules` hold: every `olderThan`
+ * duration and every numeric lower limit (greaterThan, greaterThanInclusive) on an age fact.
+ * The stuck scan looks, per threshold, at the attempts that crossed it since its last scan.
+ */
+export function ageThresholds(rules: readonly { conditions: unknown }[], features: readonly Feature[]): number[] {
+  const ages = new Set(features.filter((f) => f.aggregation === 'age').map((f) => f.id));
+  const out = new Set<number>();
+  const visit = (n: ConditionNode): void => {
+    for (const child of [...(n.all ?? []), ...(n.any ?? []), ...(n.not ? [n.not] : [])]) visit(child);
+    if (n.fact === undefined || !ages.has(n.fact)) return;
+    if (n.operator === 'olderThan' && typeof n.value === 'string') {
+      const ms = parseDuration(n.value);
+      if (ms !== null) out.add(ms);
+    } else if ((n.operator === 'greaterThan' || n.operator === 'greaterThanInclusive') && typeof n.value === 'number' && Number.isFinite(n.value)) {
+      out.add(Math.max(0, n.value));
+    }
+  };
+  for (const r of rules) visit(r.conditions as ConditionNode);
+  return [...out].sort((a, b) => a - b);
 }
 
 /**

@@ -144,10 +144,11 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map(), undefined, nowSec - 86_400) },
     { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
     { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
-    { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800) },
+    { name: 'stuck orders (first scan)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 86_400, nowSec - 1_800]]) },
+    { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800], [nowSec - 2_710, nowSec - 2_700]]) },
     { name: 'reconciled orders', sql: reconciledOrdersQuery(database) },
     { name: 'reconciled orders (backtest)', sql: reconciledOrdersQuery(database, nowSec * 1000) },
-    { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, nowSec - 1_800, nowSec) },
+    { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800]], nowSec) },
     ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => [
       {
         name: `${entity} events`,

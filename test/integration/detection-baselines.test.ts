@@ -100,4 +100,58 @@ describe('analytics results reach the rules', () => {
     expect(run.status).toBe('ok');
     expect(await tick()).toEqual(['charged_but_failed']);
   });
+
+  test('an attempt that becomes stuck while no event arrives opens stuck_processing once, when it crosses the threshold; one that got its result does not', async () => {
+    const database = s.config.clickhouseDatabase;
+    const startMs = Date.now();
+    const event = (id: string, order: string, status: string, at: number) => {
+      const checked = validateEvent({
+        event_id: id,
+        occurred_at: new Date(at).toISOString(),
+        type: 'payment',
+        status,
+        order_id: order,
+        attempt: 1,
+        ...(status === 'succeeded' ? { transaction_id: `tx-${order}` } : {}),
+        amount_minor: 12000,
+        currency: 'CNY',
+        channel: 'bank_transfer',
+        merchant_id: 'm-1',
+        user_id: `u-${order}`,
+      });
+      if (!checked.ok) throw new Error(checked.reason);
+      return toEventRow(checked.value, 2, 0, toDateTimeText(at));
+    };
+    await insertRows(s.clickhouse, ident(database, 'payment_events').text, [
+      event('hang-1', 'hang-order', 'processing', startMs - 29 * 60_000),
+      event('done-1', 'done-order', 'processing', startMs - 29 * 60_000),
+      event('done-2', 'done-order', 'succeeded', startMs - 28 * 60_000),
+    ]);
+    // One detector on a clock that moves; the rows are seen as new on its first tick, before
+    // they are stuck (the rule's 30 minutes), so only the scan of attempts crossing the threshold can find it.
+    let clock = startMs;
+    const book = createCaseBook();
+    const detector = createDetector({
+      clickhouse: s.clickhouse,
+      http: createClickHouseHttp(s.config),
+      database,
+      ruleSet: await loadRuleSetOrThrow(),
+      logger: silentLogger,
+      isLeader: () => true,
+      cases: book,
+      now: () => clock,
+    });
+    const stuckAt = async (ms: number) => {
+      clock = startMs + ms;
+      await detector.tick();
+      return book.opened.filter((c) => c.rule_id === 'stuck_processing').map((c) => c.entity_id);
+    };
+    expect(await stuckAt(0)).toEqual([]);
+    expect(await stuckAt(30_000)).toEqual([]);
+    expect(await stuckAt(75_000)).toEqual(['hang-order']);
+    const hits = detector.stats().hits;
+    // Later scans look only at attempts crossing since: the same attempt is not hit again.
+    expect(await stuckAt(90_000)).toEqual(['hang-order']);
+    expect(detector.stats().hits).toBe(hits);
+  });
 });
