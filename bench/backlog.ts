@@ -6,8 +6,12 @@ import { ident } from '../storage/sql.ts';
 export interface BacklogOptions {
   /** Benign events, each from its own IP, device, user and order. */
   events: number;
-  /** Event times are spread over the 5 minutes before this. */
+  /** Event times are spread over the `spreadMs` before this. */
   nowMs: number;
+  /** @default 5 minutes */
+  spreadMs?: number;
+  /** When the rows count as written (ingested_at). @default nowMs */
+  ingestedAtMs?: number;
   /** Kafka partitions the rows are spread over (as ingest writes them). @default 3 */
   partitions?: number;
   /** When set, 15 declined attempts at 15 amounts from this IP (card testing) come last. */
@@ -24,7 +28,8 @@ export interface BacklogOptions {
 export async function writeBacklog(http: ClickHouseHttp, database: string, options: BacklogOptions): Promise<number> {
   const partitions = options.partitions ?? 3;
   const table = ident(database, 'payment_events');
-  const ingestedAt = toDateTimeText(options.nowMs);
+  const ingestedAt = toDateTimeText(options.ingestedAtMs ?? options.nowMs);
+  const spread = options.spreadMs ?? 300_000;
   const offsets = new Array<number>(partitions).fill(0);
   const line = (i: number, event: Record<string, unknown>): string => {
     const checked = validateEvent(event);
@@ -34,7 +39,7 @@ export async function writeBacklog(http: ClickHouseHttp, database: string, optio
   };
   const benign = (i: number) => ({
     event_id: `bl-${i}`,
-    occurred_at: new Date(options.nowMs - 300_000 + Math.floor((i * 300_000) / Math.max(1, options.events))).toISOString(),
+    occurred_at: new Date(options.nowMs - spread + Math.floor((i * spread) / Math.max(1, options.events))).toISOString(),
     type: 'payment',
     status: 'succeeded',
     order_id: `bl-order-${i}`,

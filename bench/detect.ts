@@ -20,11 +20,18 @@ export interface DetectBenchOptions {
   rate: number;
   durationMs: number;
   attacks: number;
+  /**
+   * Stored events written before the run, spread over the 15 minutes before it (the
+   * channel context's window): the state after a quarter of an hour of sustained traffic. 0: none.
+   */
+  history?: number;
   progress: (line: string) => void;
 }
 
 export interface DetectBenchResult {
   rate: number;
+  /** Stored events written before the run (--history). */
+  history: number;
   backgroundEvents: number;
   attacks: number;
   detected: number;
@@ -44,6 +51,28 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   const kafka = createKafka(config, logger, '-bench');
   const admin = kafka.admin();
   await admin.connect();
+  if (options.history) {
+    const clickhouse = createClickHouse(config, { requestTimeoutMs: 300_000 });
+    try {
+      await migrate(clickhouse, database, silentLogger);
+      const nowMs = Date.now();
+      let next = 0;
+      // Written as if long ago, so the pipeline does not take them for new rows; their event
+      // times fill the feature windows every tick reads.
+      await writeBacklog(createClickHouseHttp(config, { timeoutMs: 300_000 }), database, {
+        events: options.history,
+        nowMs,
+        spreadMs: 900_000,
+        ingestedAtMs: nowMs - 3_600_000,
+        onProgress: (written) => {
+          if (written >= next) options.progress(`history: ${written} of ${options.history} events written`);
+          while (next <= written) next += Math.max(1, Math.floor(options.history! / 10));
+        },
+      });
+    } finally {
+      await clickhouse.close();
+    }
+  }
   const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], {
     cwd: new URL('..', import.meta.url),
     env: {
@@ -128,6 +157,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
     const sorted = [...latencies].sort((a, b) => a - b);
     return {
       rate: options.rate,
+      history: options.history ?? 0,
       backgroundEvents: background,
       attacks: attacksSent,
       detected: latencies.length,

@@ -1,14 +1,28 @@
 /**
- * Cost of one detection tick's SQL screen against the rows inside the feature windows:
- * writes N stored events (all within the last 5 minutes, so inside every window) into a scratch
- * database, then times each entity type's screen for a tick that touched 2,500 new rows.
- * Usage: npm run bench:screen -- [N=1000000]. Needs the stack.
+ * Cost of one detection tick's queries against a growing store: writes stored events in steps
+ * (all within the last 5 minutes, so inside every feature window: the worst case for every
+ * entity type), and after each step times what a tick sends for 2,500 new rows: finding the
+ * new rows, each entity type's SQL screen, the exact fetch of 500 orders, the stuck-attempt scan
+ * of a 10 s slice, and the channel context. If the tick's cost follows the new rows rather than
+ * the stored ones, the figures stay flat as the store grows.
+ * Usage: npm run bench:screen -- [N=4000000] [STEPS=4]. Needs the stack.
  */
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
-import { entityScreenQuery, positionRange, screenHaving, screenPlan } from '../detection/source.ts';
+import {
+  contextFeaturesQuery,
+  ENTITY_IDS_TABLE,
+  entityEventsQuery,
+  entityScreenQuery,
+  newRowsQuery,
+  positionRange,
+  screenHaving,
+  screenPlan,
+  stuckOrdersQuery,
+} from '../detection/source.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
+import { windowMs } from '../rules/features.ts';
 import type { Feature } from '../rules/schema.ts';
 import { command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
@@ -16,34 +30,64 @@ import { migrate } from '../storage/migrations.ts';
 import { ident } from '../storage/sql.ts';
 import { writeBacklog } from './backlog.ts';
 
-const n = Number(process.argv[2] ?? 1_000_000);
-if (!Number.isInteger(n) || n < 2_500) throw new Error('N must be a whole number of events, at least 2500');
+const total = Number(process.argv[2] ?? 4_000_000);
+const steps = Number(process.argv[3] ?? 4);
+if (!Number.isInteger(total) || total < 2_500) throw new Error('N must be a whole number of events, at least 2500');
+if (!Number.isInteger(steps) || steps < 1 || steps > 20) throw new Error('STEPS must be a whole number from 1 to 20');
 const config = loadConfig();
-const database = `paysentinel_bench_${randomUUID().slice(0, 8)}_screen`;
+const run = randomUUID().slice(0, 8);
 const clickhouse = createClickHouse(config, { requestTimeoutMs: 300_000 });
 const http = createClickHouseHttp(config, { timeoutMs: 300_000 });
+
+/** Median of 5 runs of `run`, in ms. */
+async function median(run: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    await run();
+    times.push(performance.now() - t);
+  }
+  return times.sort((a, b) => a - b)[2]!;
+}
+
+let database = '';
 try {
-  await migrate(clickhouse, database, silentLogger);
-  const nowMs = Date.now();
-  process.stderr.write(`writing ${n} events\n`);
-  await writeBacklog(http, database, { events: n, nowMs, partitions: 1 });
   const ruleSet = await loadRuleSetOrThrow();
   const features = [...ruleSet.catalog.facts.values()].filter((f) => f.kind === 'feature').map((f) => f.def as Feature);
-  const position = positionRange(new Map([[0, n - 2_501]]), new Map([[0, n - 1]]));
-  for (const entity of ['ip', 'device', 'user', 'order'] as const) {
-    const columns = screenPlan(features.filter((f) => f.entity === entity));
-    const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
-    const query = entityScreenQuery(database, entity, columns, nowMs + 1000, Math.floor(nowMs / 1000) - 600, position, undefined, screenHaving(rules, columns, nowMs + 1000));
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t = performance.now();
-      await queryRows(clickhouse, query, `${entity} screen`);
-      times.push(performance.now() - t);
+  const nowMs = Date.now();
+  const nowSec = Math.floor(nowMs / 1000);
+  process.stdout.write(`tick cost (median of 5, ms) for 2,500 new rows, by events stored in the window; ${config.clickhouseUrl}\n`);
+  const header = ['stored', 'new rows', 'ip', 'device', 'user', 'order', 'fetch 500', 'stuck 10s', 'channels'];
+  process.stdout.write(`${header.map((h) => h.padStart(10)).join('')}\n`);
+  for (let step = 1; step <= steps; step++) {
+    const n = Math.floor((total * step) / steps);
+    process.stderr.write(`writing events up to ${n}\n`);
+    // Each step is a fresh store of n events: the rows the tick looks at are the last 2,500.
+    if (database) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`);
+    database = `paysentinel_bench_${run}_screen_${step}`;
+    await migrate(clickhouse, database, silentLogger);
+    await writeBacklog(http, database, { events: n, nowMs, partitions: 1, onProgress: (w) => process.stderr.write(`\r  ${w}`) });
+    process.stderr.write('\n');
+    const seen = new Map([[0, n - 2_501]]);
+    const position = positionRange(seen, new Map([[0, n - 1]]));
+    const row: number[] = [n];
+    row.push(await median(() => queryRows(clickhouse, newRowsQuery(database, nowSec - 600, seen, undefined, nowSec - 86_400), 'new rows')));
+    for (const entity of ['ip', 'device', 'user', 'order'] as const) {
+      const own = features.filter((f) => f.entity === entity);
+      const columns = screenPlan(own);
+      const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
+      const longest = Math.max(...own.map((f) => windowMs[f.window]));
+      const query = entityScreenQuery(database, entity, columns, nowMs + 1000, nowSec - 600, position, undefined, screenHaving(rules, columns, nowMs + 1000), longest);
+      row.push(await median(() => queryRows(clickhouse, query, `${entity} screen`)));
     }
-    times.sort((a, b) => a - b);
-    process.stdout.write(`${entity.padEnd(6)} screen over ${n} rows in window, 2,500 new rows: median ${times[2]!.toFixed(0)} ms (of 5)\n`);
+    const orders = Array.from({ length: 500 }, (_, i) => ({ id: `bl-order-${n - 1 - i * 3}` }));
+    row.push(await median(() => http.query(entityEventsQuery(database, 'order', nowSec - 86_401), { name: ENTITY_IDS_TABLE, structure: 'id String', rows: orders }, 'order events')));
+    row.push(await median(() => queryRows(clickhouse, stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 130, nowSec - 120]]), 'stuck orders')));
+    const channels = contextFeaturesQuery(database, 'channel', features.filter((f) => f.entity === 'channel'), nowSec + 1);
+    row.push(channels ? await median(() => queryRows(clickhouse, channels, 'channel features')) : NaN);
+    process.stdout.write(`${row.map((v) => Math.round(v).toString().padStart(10)).join('')}\n`);
   }
 } finally {
-  await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+  if (database) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await clickhouse.close();
 }
