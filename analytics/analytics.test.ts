@@ -68,7 +68,7 @@ describe('rates SQL', () => {
     expect(q).toContain(`a_first_ms >= ${at(10, 0) + 250} AND a_first_ms < ${at(11, 0)}`);
     expect(q).toContain('intDiv(toUInt32(a_first_at), 300) * 300');
     // Events of the window's orders are read without an upper time bound: late callbacks count.
-    expect(q).toMatch(/WHERE type = 'payment' AND order_id IN \(SELECT order_id FROM db\.payment_events WHERE/);
+    expect(q).toMatch(/FROM db\.payment_events_by_entity WHERE entity_type = 'order' AND entity_key IN \(SELECT order_id FROM db\.payment_events WHERE .*'UTC'\)\) AND type = 'payment'\n/);
     expect(insertRatesQuery('db', { fromMs: at(10, 0), toMs: at(11, 0), dimension: 'merchant', bucket: 'hour', computedAt: new Date(at(11, 0)), version: 7 })).toMatch(
       /^INSERT INTO db\.payment_rates \(bucket_size, bucket_start, dimension, value, attempts,[^)]*computed_at, version\)\nSELECT 'hour', toDateTime\(bucket_start, 'UTC'\), 'merchant'/,
     );

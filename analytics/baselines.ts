@@ -2,6 +2,7 @@ import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse
 import { ident, raw, sql } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import type { ScheduledJob } from './schedule.ts';
+import { eventsOfOrders } from '../storage/copies.ts';
 
 /**
  * The `baselines` job: failure-rate baselines per channel and per device, per hour of day (UTC)
@@ -58,8 +59,7 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
       argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel,
       argMin(ifNull(device_id, ''), ${raw(EARLIEST)}) AS a_device
-    FROM ${events}
-    WHERE type = 'payment' AND order_id IN (${raw(orders)})
+    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${o.fromMs} AND a_first_ms < ${o.toMs} AND outcome != 'processing'`;
   // A timeout outcome without a code counts as the code `timeout`, as in the retry policy.

@@ -1,4 +1,5 @@
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
+import { eventsOfOrders } from '../storage/copies.ts';
 
 /**
  * SQL for the rates of issue 4 §1, built for ClickHouse 18.16 and current versions alike: no
@@ -103,14 +104,12 @@ export function ratesQuery(database: string, options: RatesQueryOptions): string
       argMax(amount_minor, ${raw(LATEST)}) AS amount,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel,
       argMin(merchant_id, ${raw(EARLIEST)}) AS a_merchant
-    FROM ${events}
-    WHERE type = 'payment' AND order_id IN (${raw(orders)})
+    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
     GROUP BY order_id, attempt_no`;
   const refunds = sql`SELECT refund_order AS order_id, toUInt64(count()) AS refunds, toUInt64(sum(refund_amount)) AS refunded
     FROM (
       SELECT event_id, any(order_id) AS refund_order, any(amount_minor) AS refund_amount
-      FROM ${events}
-      WHERE type = 'refund' AND status = 'succeeded' AND order_id IN (${raw(orders)})
+      FROM ${raw(eventsOfOrders(database, orders, "type = 'refund' AND status = 'succeeded'"))}
       GROUP BY event_id
     )
     GROUP BY refund_order`;

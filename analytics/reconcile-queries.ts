@@ -1,4 +1,5 @@
 import { ident, raw, sql } from '../storage/sql.ts';
+import { eventsOfOrders } from '../storage/copies.ts';
 
 /**
  * SQL of the `reconcile` job (issue 4 §2), for ClickHouse 18.16 and current versions alike. Attempts
@@ -42,8 +43,7 @@ function attemptsSource(database: string, w: ReconcileWindow): string {
       minIf(${raw(TS)}, status != 'processing') AS a_final_ms,
       argMinIf(toString(status), ${raw(EARLIEST)}, status != 'processing') AS a_first_final,
       uniqExactIf(status, status != 'processing') AS a_final_statuses
-    FROM ${events}
-    WHERE type = 'payment' AND order_id IN (${raw(orders)})
+    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
 }

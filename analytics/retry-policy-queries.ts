@@ -1,4 +1,5 @@
 import { ident, raw, sql } from '../storage/sql.ts';
+import { eventsOfOrders } from '../storage/copies.ts';
 
 /**
  * SQL of the `retry-policy` job (issue 4 §3), for ClickHouse 18.16 and current versions alike: no
@@ -41,8 +42,7 @@ function attemptsSource(database: string, window: PolicyWindow): string {
       argMax(status, ${raw(LATEST)}) AS outcome,
       argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel
-    FROM ${events}
-    WHERE type = 'payment' AND order_id IN (${raw(orders)})
+    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
     GROUP BY order_id, attempt_no`;
 }
 

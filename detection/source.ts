@@ -3,6 +3,7 @@ import type { TimedEvent } from '../rules/index.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
 import { windowMs } from '../rules/features.ts';
 import { parseDuration } from '../cli/command.ts';
+import { eventsByEntity, eventsByPosition } from '../storage/copies.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 
 /** Name of the external table carrying the ids of the entities a tick looks at. */
@@ -13,10 +14,6 @@ function writtenBy(untilSec: number | undefined): SqlFragment {
   return raw(untilSec === undefined ? '' : sql` AND ingested_at <= toDateTime(${untilSec}, 'UTC')`);
 }
 
-/** Detection's copy of payment_events ordered by entity (storage/migrations/014). */
-const byEntity = (database: string) => ident(database, 'payment_events_by_entity');
-/** Detection's copy of where each event sits in Kafka, ordered by that position (storage/migrations/014). */
-const byPosition = (database: string) => ident(database, 'payment_events_by_position');
 
 /**
  * Orders with an attempt whose latest status is `processing` and that began before the end of
@@ -32,7 +29,7 @@ export function stuckOrdersQuery(database: string, fromSec: number, slices: read
   const latestEnd = Math.max(fromSec, ...slices.map(([, b]) => b));
   return sql`SELECT oid FROM (
   SELECT entity_key AS oid, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
-  FROM ${byEntity(database)}
+  FROM ${eventsByEntity(database)}
   WHERE entity_type = 'order' AND entity_key IN (${raw(crossed)}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
   GROUP BY oid, attempt
 ) WHERE latest_status = 'processing' AND began < toDateTime(${latestEnd}, 'UTC')
@@ -48,7 +45,7 @@ const EVENT_COLUMNS = raw(
  * each event_id once: the input of the reference feature computation.
  */
 export function entityEventsQuery(database: string, entity: EntityType, fromSec: number, untilSec?: number): string {
-  return sql`SELECT ${EVENT_COLUMNS} FROM ${byEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${raw(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} LIMIT 1 BY event_id`;
+  return sql`SELECT ${EVENT_COLUMNS} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${raw(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} LIMIT 1 BY event_id`;
 }
 
 export interface EventRowOut {
@@ -235,7 +232,7 @@ function aboveSeen(seen: ReadonlyMap<number, number>): string {
  */
 export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number, occurredFromSec?: number): string {
   const relevant = occurredFromSec === undefined ? '' : sql` AND occurred_at >= toDateTime(${occurredFromSec}, 'UTC')`;
-  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${byPosition(database)} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${eventsByPosition(database)} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
 }
 
 /**
@@ -289,8 +286,8 @@ export function entityScreenQuery(
   const toSec = Math.ceil(nowMs / 1000);
   // Rows outside [now - longest window, now] cannot change this entity's features. Both tables
   // are ordered for these reads: the new rows by Kafka position, the entities' rows by entity.
-  const touched = sql`SELECT ${key} FROM ${byPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
-  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${byEntity(database)} WHERE entity_type = ${entity} AND entity_key IN (${raw(touched)}) AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+  const touched = sql`SELECT ${key} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
+  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN (${raw(touched)}) AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */

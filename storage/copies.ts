@@ -1,0 +1,16 @@
+import { ident, raw, sql, type SqlFragment } from './sql.ts';
+
+/** payment_events once per IP, device, user and order each event belongs to, ordered by entity (migration 014). */
+export const eventsByEntity = (database: string): SqlFragment => ident(database, 'payment_events_by_entity');
+
+/** Where each event sits in Kafka, ordered by that position (migration 014). */
+export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_position');
+
+/**
+ * `table WHERE ...` for a FROM clause: every event, at any time, of the orders the subquery
+ * `orders` returns (it selects order_id), that also matches `where`. Read from the copy ordered
+ * by entity, so the cost follows those orders' rows, not the whole history of payment_events.
+ */
+export function eventsOfOrders(database: string, orders: string, where: string): string {
+  return sql`${eventsByEntity(database)} WHERE entity_type = 'order' AND entity_key IN (${raw(orders)}) AND ${raw(where)}`;
+}
