@@ -36,6 +36,8 @@ export interface DetectBenchResult {
   attacks: number;
   detected: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+  /** Every attack's latency (ms), in the order the attacks were sent. */
+  latenciesMs: number[];
 }
 
 /**
@@ -93,14 +95,15 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
     await ensureTopics(admin, Object.values(topics).map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })));
     await producer.connect();
     const triggerAt = new Map<string, number>();
-    const latencies: number[] = [];
+    /** Attack IP -> ms from its trigger's acknowledgement to its case on the topic. */
+    const latencies = new Map<string, number>();
     await consumer.connect();
     await consumer.subscribe({ topics: [topics.cases], fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
         const c = JSON.parse(message.value!.toString()) as { rule_id: string; entity_id: string; hit_count: number };
         const t = triggerAt.get(c.entity_id);
-        if (c.rule_id === 'ip_amount_probing' && c.hit_count === 1 && t !== undefined) latencies.push(performance.now() - t);
+        if (c.rule_id === 'ip_amount_probing' && c.hit_count === 1 && t !== undefined) latencies.set(c.entity_id, performance.now() - t);
       },
     });
     // Let the pipeline start and take the lead before measuring.
@@ -147,23 +150,24 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
         triggerAt.set(ip, performance.now());
       }
       if (Date.now() >= nextProgress) {
-        options.progress(`${background} background events, ${attacksSent} attacks, ${latencies.length} detected`);
+        options.progress(`${background} background events, ${attacksSent} attacks, ${latencies.size} detected`);
         nextProgress += 5_000;
       }
       await new Promise((r) => setTimeout(r, 20));
     }
     const waitUntil = Date.now() + 15_000;
-    while (latencies.length < attacksSent && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
-    const sorted = [...latencies].sort((a, b) => a - b);
+    while (latencies.size < attacksSent && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
+    const sorted = [...latencies.values()].sort((a, b) => a - b);
     return {
       rate: options.rate,
       history: options.history ?? 0,
       backgroundEvents: background,
       attacks: attacksSent,
-      detected: latencies.length,
+      detected: latencies.size,
       latencyMs: sorted.length
         ? { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! }
         : null,
+      latenciesMs: [...triggerAt.keys()].flatMap((ip) => (latencies.has(ip) ? [Math.round(latencies.get(ip)!)] : [])),
     };
   } finally {
     child.kill('SIGTERM');

@@ -113,6 +113,21 @@ function prepare(ruleSet: RuleSet) {
     screens: new Map(EVENT_ENTITIES.map((e) => [e, screenPlan(features.filter((f) => f.entity === e))])),
     features,
     stuckThresholds: ageThresholds(enabled.filter((r) => r.entity === 'order'), features),
+    /**
+     * Entity types with a rule that may read channel or merchant context: a fact of a context
+     * entity, or a derived or baseline fact (which may build on one). Candidates of the other
+     * types never wait for the context.
+     */
+    contextReaders: new Set(
+      enabled
+        .filter((r) =>
+          r.facts.some((id) => {
+            const info = ruleSet.catalog.facts.get(id);
+            return !info || info.kind !== 'feature' || (CONTEXT_ENTITIES as readonly EntityType[]).includes(info.entity);
+          }),
+        )
+        .map((r) => r.entity),
+    ),
   };
 }
 
@@ -181,25 +196,27 @@ export function createDetector(deps: DetectorDeps) {
       if (due) await refreshContext(nowMs);
       return context.facts;
     }
-    const start = (): Promise<void> => {
-      if (!refreshing) {
-        const pending = refreshContext(nowMs).finally(() => {
-          refreshing = null;
-        });
-        // A failed refresh that no tick waits for is logged; the next tick due tries again.
-        pending.catch((err: unknown) => deps.logger.warn('channel/merchant features not refreshed', { error: err instanceof Error ? err.message : String(err) }));
-        refreshing = pending;
-      }
-      return refreshing;
-    };
-    if (due) void start().catch(() => {});
+    if (due) void startRefresh(nowMs).catch(() => {});
     if ((missing && age >= 500) || age >= 60_000) {
       const before = context;
-      await start();
+      await startRefresh(nowMs);
       // The refresh waited for was for a rule set replaced meanwhile: its result was dropped.
-      if (context === before) await start();
+      if (context === before) await startRefresh(nowMs);
     }
     return context.facts;
+  }
+
+  /** The running context refresh, or a new one (live detection only). */
+  function startRefresh(nowMs: number): Promise<void> {
+    if (!refreshing) {
+      const pending = refreshContext(nowMs).finally(() => {
+        refreshing = null;
+      });
+      // A failed refresh that no tick waits for is logged; the next tick due tries again.
+      pending.catch((err: unknown) => deps.logger.warn('channel/merchant features not refreshed', { error: err instanceof Error ? err.message : String(err) }));
+      refreshing = pending;
+    }
+    return refreshing;
   }
 
   async function refreshContext(nowMs: number): Promise<void> {
@@ -264,7 +281,10 @@ export function createDetector(deps: DetectorDeps) {
     }
     const nowMs = now();
     const t0 = performance.now();
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens } = active;
+    // A new leader (or a new rule set) has no context yet: start computing it now, so the first
+    // tick with a candidate does not wait for all of it.
+    if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, contextReaders } = active;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -333,9 +353,9 @@ export function createDetector(deps: DetectorDeps) {
 
     const hits: Hit[] = [];
     const neededContext = new Set(newRows.flatMap((r) => [...r.channels.map((c) => `channel|${c}`), ...r.merchants.map((m) => `merchant|${m}`)]));
-    const anyCandidate = EVENT_ENTITIES.some((e) => candidates[e].size > 0);
+    const needsContext = EVENT_ENTITIES.some((e) => candidates[e].size > 0 && contextReaders.has(e));
     const ctxStarted = performance.now();
-    const ctx = anyCandidate ? await contextFacts(nowMs, neededContext) : new Map<string, Record<string, number>>();
+    const ctx = needsContext ? await contextFacts(nowMs, neededContext) : context.facts;
     timings.context = performance.now() - ctxStarted;
     for (const entity of EVENT_ENTITIES) {
       if (candidates[entity].size === 0) continue;
