@@ -37,6 +37,7 @@ export interface RunningPipeline {
  */
 export async function startPipeline(config: Config, logger: Logger): Promise<RunningPipeline> {
   const clickhouse = createClickHouse(config);
+  const jobsClickHouse = createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 });
   const kafka = createKafka(config, logger);
   const metrics = createIngestMetrics();
 
@@ -55,7 +56,9 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
   const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
   const analyticsDeps: RetryPolicyDeps = {
-    clickhouse,
+    // The jobs are background work: one thread per query leaves the other core to ingest and
+    // detection, and their statements may take minutes when catching up.
+    clickhouse: jobsClickHouse,
     database: config.clickhouseDatabase,
     logger: logger.child({ stage: 'analytics' }),
     publisher: policyPublisher,
@@ -131,7 +134,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
       await ingestor.stop();
       await recorder.stop();
       await admin.disconnect();
-      await clickhouse.close();
+      await Promise.all([clickhouse.close(), jobsClickHouse.close()]);
     },
   };
 }

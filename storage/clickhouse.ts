@@ -12,14 +12,21 @@ export const clickhouseSettings = {
   max_query_size: '16777216',
 } as const;
 
-/** Creates a client for the configured server. Does not connect until the first request. */
-export function createClickHouse(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>, options: { requestTimeoutMs?: number } = {}): ClickHouseClient {
+/**
+ * Creates a client for the configured server. Does not connect until the first request.
+ * `maxThreads` caps the threads each of its queries may use (background work leaves the other
+ * cores to ingest and detection).
+ */
+export function createClickHouse(
+  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
+  options: { requestTimeoutMs?: number; maxThreads?: number } = {},
+): ClickHouseClient {
   return createClient({
     url: config.clickhouseUrl,
     username: config.clickhouseUser,
     password: config.clickhousePassword,
     request_timeout: options.requestTimeoutMs ?? 30_000,
-    clickhouse_settings: clickhouseSettings as never,
+    clickhouse_settings: (options.maxThreads === undefined ? clickhouseSettings : { ...clickhouseSettings, max_threads: String(options.maxThreads) }) as never,
     compression: { request: false, response: false },
     keep_alive: { enabled: true },
     // Failures are classified and logged by the caller (classifyClickHouseError); the client's own log would repeat them.
