@@ -7,6 +7,7 @@ import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
 import {
   ENTITY_IDS_TABLE,
+  ageThresholds,
   contextFeaturesQuery,
   entityEventsQuery,
   entityScreenQuery,
@@ -18,7 +19,6 @@ import {
   screenHaving,
   screenPlan,
   stuckOrdersQuery,
-  ageThresholds,
   toTimedEvent,
   type EventRowOut,
 } from './source.ts';
@@ -284,7 +284,7 @@ export function createDetector(deps: DetectorDeps) {
     // A new leader (or a new rule set) has no context yet: start computing it now, so the first
     // tick with a candidate does not wait for all of it.
     if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, contextReaders } = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, contextReaders, stuckThresholds } = active;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -338,7 +338,7 @@ export function createDetector(deps: DetectorDeps) {
     if (entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000) {
       lastStuckScan = nowMs;
       const fromSec = Math.floor((nowMs - 86_400_000) / 1000);
-      for (const t of active.stuckThresholds) stuckCuts.set(t, Math.floor((nowMs - t) / 1000));
+      for (const t of stuckThresholds) stuckCuts.set(t, Math.floor((nowMs - t) / 1000));
       const slices = [...stuckCuts].map(([t, cut]) => [stuckCheckedTo.get(t) ?? fromSec, cut] as const);
       const rows = slices.length ? await queryRows<{ oid: string }>(deps.clickhouse, stuckOrdersQuery(deps.database, fromSec, slices, untilSec), 'stuck orders') : [];
       for (const r of rows) candidates.order.add(r.oid);

@@ -70,8 +70,10 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.payment_events_by_position_mv TO {db
 SELECT kafka_partition, kafka_offset, ingested_at, occurred_at, order_id, ip, device_id, user_id, channel, merchant_id
 FROM {db}.payment_events;
 
--- History stored before this migration, copied once (the views above only see new inserts).
--- A row inserted while this runs may be copied twice, which changes no detection result.
+-- History stored before this migration, copied once with the views' own SELECTs: the views only
+-- see new inserts, and POPULATE (the built-in way) is not allowed with TO and misses rows
+-- inserted while it runs. A row inserted while this runs may be copied twice instead, which
+-- changes no result (every reader takes distinct keys or one row per event_id).
 INSERT INTO {db}.payment_events_by_entity
 SELECT
     CAST(kind AS Enum8('ip' = 1, 'device' = 2, 'user' = 3, 'order' = 4)) AS entity_type,
