@@ -3,6 +3,7 @@ import { ident, raw, sql } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import type { ScheduledJob } from './schedule.ts';
 import { eventsOfOrders } from '../storage/copies.ts';
+import { EARLIEST, LATEST } from './queries.ts';
 
 /**
  * The `baselines` job: failure-rate baselines per channel and per device, per hour of day (UTC)
@@ -23,8 +24,6 @@ export const ALL_HOURS = 255;
 export const TECHNICAL_FAILURE_CODES = ['network_error', 'system_error', 'timeout'] as const;
 
 const HOUR_MS = 3_600_000;
-const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
-const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
 export interface BaselineWrite {
   /** Attempts whose first event is at or after this (ms)... */

@@ -57,8 +57,9 @@ const dimensionExpr: Record<Dimension, (p: string) => string> = {
 
 // Latest status wins: by occurred_at, then occurred_ms; at an exact tie a final status beats
 // 'processing', then the larger event_id, so the answer never depends on storage order.
-const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
-const EARLIEST = '(occurred_at, occurred_ms, event_id)';
+export const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
+/** First event by occurred_at, then occurred_ms, then event_id. */
+export const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
 export interface RatesQueryOptions {
   /** Attempts whose first occurred_at is >= from (ms precision). */

@@ -1,13 +1,12 @@
 import { ident, raw, sql } from '../storage/sql.ts';
 import { eventsOfOrders } from '../storage/copies.ts';
+import { EARLIEST, LATEST } from './queries.ts';
 
 /**
  * SQL of the `reconcile` job (issue 4 §2), for ClickHouse 18.16 and current versions alike. Attempts
  * as in analytics/DEFINITIONS.md; times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
  */
 
-const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
-const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 const TS = 'toUInt64(occurred_at) * 1000 + occurred_ms';
 
 export interface ReconcileWindow {

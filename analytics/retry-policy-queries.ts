@@ -1,14 +1,12 @@
 import { ident, raw, sql } from '../storage/sql.ts';
 import { eventsOfOrders } from '../storage/copies.ts';
+import { EARLIEST, LATEST } from './queries.ts';
 
 /**
  * SQL of the `retry-policy` job (issue 4 §3), for ClickHouse 18.16 and current versions alike: no
  * CTEs, no window functions, no query parameters; every value goes through the `sql` tag. Attempts
  * and their outcome follow analytics/DEFINITIONS.md (latest status wins, same tie-break as rates).
  */
-
-const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
-const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
 export interface PolicyWindow {
   /** Attempts whose first occurred_at is >= from (seconds precision). */
