@@ -2,16 +2,13 @@ import { validateEvent } from '../contract/index.ts';
 import { toDateTimeText, toPendingRow, lineOf } from '../ingest/records.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident } from '../storage/sql.ts';
+import { createTrafficGenerator } from '../simulator/generate.ts';
 
 export interface BacklogOptions {
   /** Benign events, each from its own IP, device, user and order. */
   events: number;
-  /** Event times are spread over the `spreadMs` before this. */
+  /** Event times are spread over the 5 minutes before this, when the rows count as written. */
   nowMs: number;
-  /** @default 5 minutes */
-  spreadMs?: number;
-  /** When the rows count as written (ingested_at). @default nowMs */
-  ingestedAtMs?: number;
   /** Kafka partitions the rows are spread over (as ingest writes them). @default 3 */
   partitions?: number;
   /** When set, 15 declined attempts at 15 amounts from this IP (card testing) come last. */
@@ -28,8 +25,8 @@ export interface BacklogOptions {
 export async function writeBacklog(http: ClickHouseHttp, database: string, options: BacklogOptions): Promise<number> {
   const partitions = options.partitions ?? 3;
   const table = ident(database, 'payment_events');
-  const ingestedAt = toDateTimeText(options.ingestedAtMs ?? options.nowMs);
-  const spread = options.spreadMs ?? 300_000;
+  const ingestedAt = toDateTimeText(options.nowMs);
+  const spread = 300_000;
   const offsets = new Array<number>(partitions).fill(0);
   const line = (i: number, event: Record<string, unknown>): string => {
     const checked = validateEvent(event);
@@ -81,5 +78,68 @@ export async function writeBacklog(http: ClickHouseHttp, database: string, optio
     await http.insertLines(table, lines, 'backlog attack insert');
     written += lines.length;
   }
+  return written;
+}
+
+export interface HistoryOptions {
+  /** Events to store (simulator traffic, all kinds of event, redeliveries skipped). */
+  events: number;
+  /** Event times run over the `spreadMs` before this. */
+  nowMs: number;
+  spreadMs: number;
+  /** When the rows count as written (ingested_at). */
+  ingestedAtMs: number;
+  /** Kafka partitions the rows are spread over (as ingest writes them). @default 6 */
+  partitions?: number;
+  seed?: number;
+  onProgress?: (written: number) => void;
+}
+
+/**
+ * Writes simulator traffic straight into payment_events, as ingest would have stored it: the
+ * customers, IPs and devices of a real run, whose keys interleave with those of the traffic
+ * that follows (unlike writeBacklog's, which sort apart from everything else). That is what a
+ * store holds after sustained traffic, so reads by entity meet their neighbours' rows.
+ */
+export async function writeSimulatedHistory(http: ClickHouseHttp, database: string, options: HistoryOptions): Promise<number> {
+  const partitions = options.partitions ?? 6;
+  const table = ident(database, 'payment_events');
+  const ingestedAt = toDateTimeText(options.ingestedAtMs);
+  const generator = createTrafficGenerator({
+    seed: options.seed ?? 17,
+    rate: (options.events * 1000) / options.spreadMs,
+    durationMs: options.spreadMs,
+    startMs: options.nowMs - options.spreadMs,
+  });
+  const offsets = new Array<number>(partitions).fill(0);
+  let written = 0;
+  let taken = 0;
+  let lines: string[] = [];
+  const flush = async () => {
+    // Building 50,000 events takes longer than ClickHouse keeps an idle socket open: a write on
+    // a socket it closed fails before anything is sent, and is sent again on a fresh one.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await http.insertLines(table, lines, 'history insert');
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !(err as { retriable?: boolean }).retriable) throw err;
+      }
+    }
+    written += lines.length;
+    lines = [];
+    options.onProgress?.(written);
+  };
+  for (let item = generator.next(); item && written + lines.length < options.events; item = generator.next()) {
+    if (item.kind !== 'event' || !item.event) continue;
+    const checked = validateEvent(item.event);
+    if (!checked.ok) throw new Error(`simulated event is invalid: ${checked.reason}`);
+    const p = taken++ % partitions;
+    lines.push(lineOf(toPendingRow(checked.value, p, offsets[p]!++), ingestedAt));
+    if (lines.length >= 50_000) await flush();
+    // Lets the HTTP client's timers run, so it drops sockets the server is about to close.
+    else if (lines.length % 5_000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await flush();
   return written;
 }

@@ -13,9 +13,11 @@ Measures detection two ways and writes both to out/bench-detect.json:
      at --rate events/s, and every few seconds a card-testing burst from a new IP whose 15th
      attempt is the one that satisfies ip_amount_probing. Prints the latency from that event's
      acknowledgement by Kafka to its case arriving on the cases topic (p50/p95/p99/max).
-     --history N first stores N events spread over the 15 minutes before the run, as a quarter
-     of an hour of sustained traffic leaves them (4500000 = 5,000 events/s), so the ticks and
-     the channel context read full windows, as they do after the first minutes of a real run.
+     --history N first stores N events of simulator traffic over the 15 minutes before the run,
+     as a quarter of an hour of sustained traffic leaves them (4500000 = 5,000 events/s), so the
+     ticks and the channel context read full windows, as they do after the first minutes of a
+     real run. Writing them takes about a minute per million events here. The scheduled jobs
+     catch up on them during the run, as they would after a restart.
   2. Throughput: writes --backlog stored events (each from a new IP, device, user and order,
      plus one card-testing burst) into a fresh database and times the detector working them
      off with the shipped rules: events/s detection alone keeps pace with (0 skips it).

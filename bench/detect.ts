@@ -13,7 +13,7 @@ import { createCaseBook } from '../detection/cases.ts';
 import { createDetector } from '../detection/detector.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
-import { writeBacklog } from './backlog.ts';
+import { writeBacklog, writeSimulatedHistory } from './backlog.ts';
 import { ident } from '../storage/sql.ts';
 
 export interface DetectBenchOptions {
@@ -61,7 +61,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       let next = 0;
       // Written as if long ago, so the pipeline does not take them for new rows; their event
       // times fill the feature windows every tick reads.
-      await writeBacklog(createClickHouseHttp(config, { timeoutMs: 300_000 }), database, {
+      await writeSimulatedHistory(createClickHouseHttp(config, { timeoutMs: 300_000 }), database, {
         events: options.history,
         nowMs,
         spreadMs: 900_000,
