@@ -344,8 +344,8 @@ export function createDetector(deps: DetectorDeps) {
     const started = performance.now();
     void (async () => {
       const keys = new Map<string, Set<string>>();
-      for (const [entity, { floor, windowMs: w }] of prepared.floors) {
-        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2)), `${entity} near volume floor`);
+      for (const [entity, { floor, windowMs: w, filter }] of prepared.floors) {
+        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`);
         keys.set(entity, new Set(rows.map((r) => String(r.k))));
       }
       // Kept only if still for the rules in force and the same leadership.

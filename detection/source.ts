@@ -299,34 +299,43 @@ export function entityScreenQuery(
 }
 
 /**
- * The volume floor of an entity type: the fewest events an entity must have in `windowMs` (the
- * longest window of the type's features) for one of `rules` to hold. Every feature that counts
- * events or distinct values among them (count, distinct_count and followed_by over fields, and
- * their per-group maxima) is at most the entity's number of events in its window, so the
- * pre-check decides it with all of them bounded by [0, n]. Null when a rule may hold with at
- * most two events (a stuck attempt is one event; a rule on a rate alone needs none): a floor
- * that low excludes almost nothing.
+ * The volume floor of an entity type: a feature that counts events or distinct values among the
+ * events matching its filter (count, distinct_count and followed_by over fields, and their
+ * per-group maxima; all at most the entity's matching events in the feature's window), and the
+ * fewest such events without which none of `rules` can hold, decided by the pre-check with that
+ * feature bounded by [0, n] and every other fact unknown. Of the features that give one, the one
+ * with the narrowest filter (then the highest floor) is taken: it leaves the fewest entities
+ * near it. Null when no feature gives a floor above two (a stuck attempt is one event; a rule on
+ * a rate alone needs none): a floor that low excludes almost nothing.
  */
-export function volumeFloor(rules: readonly LoadedRule[], features: readonly Feature[]): { floor: number; windowMs: number } | null {
-  const counted = features.filter((f) => f.aggregation === 'count' || ((f.aggregation === 'distinct_count' || f.aggregation === 'followed_by') && fieldsOf(f).length > 0));
-  if (!rules.length || !counted.length) return null;
-  const mayHoldWith = (n: number) => anyMayHold(rules, new Map(counted.map((f) => [f.id, { lo: 0, hi: n }])));
-  if (mayHoldWith(2)) return null;
-  let n = 3;
-  while (n <= 100_000 && !mayHoldWith(n)) n++;
-  if (n > 100_000) return null;
-  return { floor: n, windowMs: Math.max(...features.map((f) => windowMs[f.window])) };
+export function volumeFloor(rules: readonly LoadedRule[], features: readonly Feature[]): { feature: string; floor: number; windowMs: number; filter: EventFilter | undefined } | null {
+  if (!rules.length) return null;
+  let best: { feature: string; floor: number; windowMs: number; filter: EventFilter | undefined; narrow: number } | null = null;
+  for (const f of features) {
+    const counted = f.aggregation === 'count' || ((f.aggregation === 'distinct_count' || f.aggregation === 'followed_by') && fieldsOf(f).length > 0);
+    if (!counted) continue;
+    const mayHoldWith = (n: number) => anyMayHold(rules, new Map([[f.id, { lo: 0, hi: n }]]));
+    if (mayHoldWith(2)) continue;
+    let n = 3;
+    while (n <= 100_000 && !mayHoldWith(n)) n++;
+    if (n > 100_000) continue;
+    const narrow = Object.keys(f.filter ?? {}).length;
+    if (!best || narrow > best.narrow || (narrow === best.narrow && n > best.floor)) best = { feature: f.id, floor: n, windowMs: windowMs[f.window], filter: f.filter, narrow };
+  }
+  if (!best) return null;
+  const { narrow: _narrow, ...floor } = best;
+  return floor;
 }
 
 /**
- * Keys of `entity` with at least `atLeast` stored events that occurred since `fromSec`. Read from
+ * Keys of `entity` with at least `atLeast` stored events matching `filter` that occurred since `fromSec`. Read from
  * payment_events, which is ordered by event time, so the cost is one pass over the window and
  * not a look-up per key. Every row stored by then counts, also rows that ticks take afterwards
  * and count again in memory, and rows stored twice before a merge: that only adds keys.
  */
-export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number): string {
+export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter): string {
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast}`;
+  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast}`;
 }
 
 /** The IP, device, user and order of every new row at `position` (see positionRange), one row each. */

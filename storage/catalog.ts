@@ -190,7 +190,7 @@ function detectionStatements(database: string): CatalogStatement[] {
         ),
         external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
       },
-      { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8) },
+      { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8, { type: ['payment'], failure_code: ['timeout'] }) },
       {
         name: `${entity} screen (backtest)`,
         sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map(), new Map([[0, 90]])), nowSec),
