@@ -12,6 +12,8 @@ import {
   entityEventsQuery,
   entityScreenQuery,
   fieldsOf,
+  hotKeysQuery,
+  newKeysQuery,
   newRowsQuery,
   positionRange,
   reconciledOrdersQuery,
@@ -20,6 +22,7 @@ import {
   screenPlan,
   stuckOrdersQuery,
   toTimedEvent,
+  volumeFloor,
   type EventRowOut,
 } from './source.ts';
 
@@ -70,6 +73,24 @@ export interface DetectorDeps {
   maxRowsPerTick?: number;
 }
 
+/**
+ * At most this many keys (all floored types together) are counted since a hot set's snapshot,
+ * about 20 MB; past it (a backlog taken faster than the set is refreshed, or refreshes
+ * failing) the counts are dropped and ticks screen every touched entity until a refresh that
+ * stays below it. At 5,000 events/s a refresh every 5-10 s counts well under 100,000.
+ */
+const MAX_COUNTED_KEYS = 200_000;
+
+const countedKeys = (counts: ReadonlyMap<string, ReadonlyMap<string, number>>): number => [...counts.values()].reduce((n, m) => n + m.size, 0);
+
+interface HotSet {
+  prepared: ReturnType<typeof prepare>;
+  /** Per floored entity type, the keys that had at least half the floor when the set was computed. */
+  keys: Map<string, Set<string>>;
+  /** Per floored entity type, rows taken by the ticks that started from the set's refresh on, per key. */
+  since: Map<string, Map<string, number>>;
+}
+
 const NUM = '\u0000num';
 const DEN = '\u0000den';
 
@@ -111,6 +132,16 @@ function prepare(ruleSet: RuleSet) {
     entitiesWithRules: new Set(enabled.map((r) => r.entity)),
     rulesOf: (entity: EntityType) => enabled.filter((r) => r.entity === entity),
     screens: new Map(EVENT_ENTITIES.map((e) => [e, screenPlan(features.filter((f) => f.entity === e))])),
+    /** Entity types whose rules all need a volume of events (detection/source.ts volumeFloor), with that floor. */
+    floors: new Map(
+      EVENT_ENTITIES.flatMap((e) => {
+        const floor = volumeFloor(
+          enabled.filter((r) => r.entity === e),
+          features.filter((f) => f.entity === e),
+        );
+        return floor ? [[e, floor] as const] : [];
+      }),
+    ),
     features,
     stuckThresholds: ageThresholds(enabled.filter((r) => r.entity === 'order'), features),
     /**
@@ -145,6 +176,10 @@ export interface DetectorStats {
   opened: number;
   updated: number;
   lastTickMs: number;
+  /** Whether the live ticks screen by volume floor (a hot set is in place), or every touched entity. */
+  floorsReady: boolean;
+  /** Entities screened by id because they were in the hot set or had enough new events (see HotSet). */
+  nearFloor: number;
 }
 
 /**
@@ -175,7 +210,20 @@ export function createDetector(deps: DetectorDeps) {
   let context: { at: number; tookMs: number; facts: Map<string, Record<string, number>> } = { at: 0, tookMs: 0, facts: new Map() };
   /** A context refresh running beside the ticks (live detection only). */
   let refreshing: Promise<void> | null = null;
-  const stats: DetectorStats = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0 };
+  const stats: DetectorStats = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, floorsReady: false, nearFloor: 0 };
+  /**
+   * Live only, for the entity types with a volume floor: the keys that had at least half of it
+   * in the floor's window when the set was computed, and per key the rows taken by ticks from
+   * the one that started the computation on (counted in memory). Every row of the window is in
+   * one or both: rows taken before that tick were stored before it. A key outside `keys` had at
+   * most half - 1 events then, so with too few rows since it cannot reach the floor and is not
+   * screened. The counts are dropped, and ticks screen every touched entity, when they pass
+   * MAX_COUNTED_KEYS.
+   */
+  let hot: HotSet | null = null;
+  /** Counts for the refresh in flight: rows taken by ticks since its snapshot. */
+  let hotPending: Map<string, Map<string, number>> | null = null;
+  let hotRefresh: { at: number; tookMs: number; running: boolean } = { at: 0, tookMs: 0, running: false };
 
   /**
    * Channel and merchant features for every channel/merchant. They see all traffic, so their
@@ -271,9 +319,55 @@ export function createDetector(deps: DetectorDeps) {
     return byEntity;
   }
 
+  /** Counts each floored type's keys of the new rows into `into` (per type, key -> rows). */
+  function countKeys(into: Map<string, Map<string, number>>, rows: readonly Record<string, string | null>[], floors: ReadonlyMap<string, unknown>) {
+    for (const entity of floors.keys()) {
+      const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
+      let counts = into.get(entity);
+      if (!counts) into.set(entity, (counts = new Map()));
+      for (const row of rows) {
+        const k = row[column];
+        if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+    }
+  }
+
+  /**
+   * Computes the hot set beside the ticks; the tick that starts it and those that take rows
+   * meanwhile count them into hotPending, which becomes the new set's counts.
+   */
+  function startHotRefresh(nowMs: number): void {
+    const prepared = active;
+    hotRefresh = { ...hotRefresh, running: true };
+    const pending = new Map<string, Map<string, number>>([...prepared.floors.keys()].map((e) => [e, new Map()]));
+    hotPending = pending;
+    const started = performance.now();
+    void (async () => {
+      const keys = new Map<string, Set<string>>();
+      for (const [entity, { floor, windowMs: w, filter }] of prepared.floors) {
+        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`);
+        keys.set(entity, new Set(rows.map((r) => String(r.k))));
+      }
+      // Kept only if still for the rules in force and the same leadership.
+      if (prepared === active && hotPending === pending) {
+        hot = { prepared, keys, since: pending };
+        stats.floorsReady = true;
+        deps.logger.debug('hot set', { ms: Math.round(performance.now() - started), keys: Object.fromEntries([...keys].map(([e, k]) => [e, k.size])) });
+      }
+    })()
+      .catch((err: unknown) => deps.logger.warn('entities near a volume floor not refreshed; every touched entity is screened meanwhile', { error: err instanceof Error ? err.message : String(err) }))
+      .finally(() => {
+        if (hotPending === pending) hotPending = null;
+        hotRefresh = { at: nowMs, tookMs: performance.now() - started, running: false };
+      });
+  }
+
   async function tick(): Promise<void> {
     if (!deps.isLeader()) {
       seen = null;
+      hot = null;
+      hotPending = null;
+      stats.floorsReady = false;
       stuckCheckedTo = new Map();
       backlogFromSec = null;
       stats.behind = false;
@@ -284,7 +378,7 @@ export function createDetector(deps: DetectorDeps) {
     // A new leader (or a new rule set) has no context yet: start computing it now, so the first
     // tick with a candidate does not wait for all of it.
     if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, contextReaders, stuckThresholds } = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, contextReaders, stuckThresholds } = active;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -311,6 +405,42 @@ export function createDetector(deps: DetectorDeps) {
     const position = positionRange(previous, newest);
     const timings: Record<string, number> = { new_rows: performance.now() - t0 };
 
+    // Volume floors (live only): which touched entities may have enough events for a rule.
+    if (hot && hot.prepared !== active) hot = null;
+    stats.floorsReady = hot !== null;
+    let nearFloor: Map<string, string[]> | null = null;
+    if (floors.size > 0 && !deps.writtenBy && newRows.length > 0) {
+      if (!hotRefresh.running && nowMs - hotRefresh.at >= Math.max(5_000, 4 * hotRefresh.tookMs)) startHotRefresh(nowMs);
+      const keysStarted = performance.now();
+      const rows = hot || hotPending ? await queryRows<Record<string, string | null>>(deps.clickhouse, newKeysQuery(deps.database, sinceSec, position), 'new keys') : [];
+      if (hotPending) {
+        countKeys(hotPending, rows, floors);
+        if (countedKeys(hotPending) > MAX_COUNTED_KEYS) hotPending = null;
+      }
+      if (hot) {
+        countKeys(hot.since, rows, floors);
+        if (countedKeys(hot.since) > MAX_COUNTED_KEYS) hot = null;
+        stats.floorsReady = hot !== null;
+      }
+      if (hot) {
+        nearFloor = new Map();
+        for (const [entity, { floor }] of floors) {
+          const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
+          const inSet = hot.keys.get(entity)!;
+          const since = hot.since.get(entity)!;
+          const below = Math.ceil(floor / 2) - 1;
+          const near = new Set<string>();
+          for (const row of rows) {
+            const k = row[column];
+            if (k && (inSet.has(k) || below + (since.get(k) ?? 0) >= floor)) near.add(k);
+          }
+          nearFloor.set(entity, [...near]);
+          stats.nearFloor += near.size;
+        }
+      }
+      timings.new_keys = performance.now() - keysStarted;
+    }
+
     // Which entities may hit: every entity touched by the new rows, screened in SQL with exact
     // values or upper bounds of its features (detection/source.ts screenPlan). Only those for
     // which some rule may hold get the exact, reference computation below.
@@ -321,11 +451,22 @@ export function createDetector(deps: DetectorDeps) {
         const started = performance.now();
         const columns = screens.get(entity)!;
         const rules = rulesOf(entity);
-        const rows = await queryRows<Record<string, string | number | null>>(
-          deps.clickhouse,
-          entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, screenHaving(rules, columns, nowMs), longest(entity)),
-          `${entity} screen`,
-        );
+        const having = screenHaving(rules, columns, nowMs);
+        const near = nearFloor?.get(entity);
+        // Near a volume floor: only those entities, by id; otherwise every touched one.
+        const rows = near
+          ? near.length
+            ? await deps.http.query<Record<string, string | number | null>>(
+                entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity), 'ids'),
+                { name: ENTITY_IDS_TABLE, structure: 'id String', rows: near.map((id) => ({ id })) },
+                `${entity} screen`,
+              )
+            : []
+          : await queryRows<Record<string, string | number | null>>(
+              deps.clickhouse,
+              entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity)),
+              `${entity} screen`,
+            );
         stats.screened += rows.length;
         for (const row of rows) if (anyMayHold(rules, screenBounds(columns, row, nowMs))) candidates[entity].add(String(row.entity_key));
         timings[`${entity}_screen`] = performance.now() - started;

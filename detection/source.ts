@@ -4,6 +4,8 @@ import { entityKeyField, type EntityType, type EventFilter, type Feature } from 
 import { windowMs } from '../rules/features.ts';
 import { parseDuration } from '../cli/command.ts';
 import { eventsByEntity, eventsByPosition } from '../storage/copies.ts';
+import { anyMayHold } from '../rules/evaluate.ts';
+import type { LoadedRule } from '../rules/index.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 
 /** Name of the external table carrying the ids of the entities a tick looks at. */
@@ -252,6 +254,11 @@ export function entityScreenQuery(
   having?: string,
   /** The longest window of all the entity's features (screened or not): rows older than it change none. */
   entityWindowMs?: number,
+  /**
+   * Which entities: `touched`, those of the new rows at `position`; `ids`, those sent as the
+   * external table `entity_ids` (the ones near a volume floor, see volumeFloor). @default 'touched'
+   */
+  keys: 'touched' | 'ids' = 'touched',
 ): string {
   const key = ident(entityKeyField[entity]!);
   const select: string[] = [];
@@ -287,7 +294,53 @@ export function entityScreenQuery(
   // Rows outside [now - longest window, now] cannot change this entity's features. Both tables
   // are ordered for these reads: the new rows by Kafka position, the entities' rows by entity.
   const touched = sql`SELECT ${key} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
-  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN (${raw(touched)}) AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+  const ids = raw(keys === 'ids' ? ENTITY_IDS_TABLE : `(${touched})`);
+  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${ids} AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+}
+
+/**
+ * The volume floor of an entity type: a feature that counts events or distinct values among the
+ * events matching its filter (count, distinct_count and followed_by over fields, and their
+ * per-group maxima; all at most the entity's matching events in the feature's window), and the
+ * fewest such events without which none of `rules` can hold, decided by the pre-check with that
+ * feature bounded by [0, n] and every other fact unknown. Of the features that give one, the one
+ * with the narrowest filter (then the highest floor) is taken: it leaves the fewest entities
+ * near it. Null when no feature gives a floor above two (a stuck attempt is one event; a rule on
+ * a rate alone needs none): a floor that low excludes almost nothing.
+ */
+export function volumeFloor(rules: readonly LoadedRule[], features: readonly Feature[]): { feature: string; floor: number; windowMs: number; filter: EventFilter | undefined } | null {
+  if (!rules.length) return null;
+  let best: { feature: string; floor: number; windowMs: number; filter: EventFilter | undefined; narrow: number } | null = null;
+  for (const f of features) {
+    const counted = f.aggregation === 'count' || ((f.aggregation === 'distinct_count' || f.aggregation === 'followed_by') && fieldsOf(f).length > 0);
+    if (!counted) continue;
+    const mayHoldWith = (n: number) => anyMayHold(rules, new Map([[f.id, { lo: 0, hi: n }]]));
+    if (mayHoldWith(2)) continue;
+    let n = 3;
+    while (n <= 100_000 && !mayHoldWith(n)) n++;
+    if (n > 100_000) continue;
+    const narrow = Object.keys(f.filter ?? {}).length;
+    if (!best || narrow > best.narrow || (narrow === best.narrow && n > best.floor)) best = { feature: f.id, floor: n, windowMs: windowMs[f.window], filter: f.filter, narrow };
+  }
+  if (!best) return null;
+  const { narrow: _narrow, ...floor } = best;
+  return floor;
+}
+
+/**
+ * Keys of `entity` with at least `atLeast` stored events matching `filter` that occurred since `fromSec`. Read from
+ * payment_events, which is ordered by event time, so the cost is one pass over the window and
+ * not a look-up per key. Every row stored by then counts, also rows that ticks take afterwards
+ * and count again in memory, and rows stored twice before a merge: that only adds keys.
+ */
+export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter): string {
+  const key = ident(entityKeyField[entity]!);
+  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast}`;
+}
+
+/** The IP, device, user and order of every new row at `position` (see positionRange), one row each. */
+export function newKeysQuery(database: string, sinceSec: number, position: string, untilSec?: number): string {
+  return sql`SELECT ip, device_id, user_id, order_id FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}`;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */

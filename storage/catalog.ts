@@ -21,7 +21,7 @@ import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { toDateTimeText, type EventRow } from '../ingest/records.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
+import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
@@ -143,6 +143,7 @@ function detectionStatements(database: string): CatalogStatement[] {
   return [
     { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map(), undefined, nowSec - 86_400) },
     { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
+    { name: 'new keys', sql: newKeysQuery(database, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]]))) },
     { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
     { name: 'stuck orders (first scan)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 86_400, nowSec - 1_800]]) },
     { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800], [nowSec - 2_710, nowSec - 2_700]]) },
@@ -173,6 +174,23 @@ function detectionStatements(database: string): CatalogStatement[] {
           screenHaving(rules.filter((r) => r.entity === entity), screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000),
         ),
       },
+      {
+        name: `${entity} screen by id`,
+        sql: entityScreenQuery(
+          database,
+          entity,
+          screenPlan(features.filter((f) => f.entity === entity)),
+          nowSec * 1000,
+          nowSec - 120,
+          positionRange(new Map([[0, 41]]), new Map([[0, 90]])),
+          undefined,
+          screenHaving(rules.filter((r) => r.entity === entity), screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000),
+          900_000,
+          'ids',
+        ),
+        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+      },
+      { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8, { type: ['payment'], failure_code: ['timeout'] }) },
       {
         name: `${entity} screen (backtest)`,
         sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map(), new Map([[0, 90]])), nowSec),

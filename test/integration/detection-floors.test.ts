@@ -1,0 +1,90 @@
+import { afterAll, describe, expect, test } from 'vitest';
+import { validateEvent } from '../../contract/index.ts';
+import { createCaseBook } from '../../detection/cases.ts';
+import { createDetector } from '../../detection/detector.ts';
+import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
+import { silentLogger } from '../../log/index.ts';
+import { loadRuleSetOrThrow } from '../../rules/index.ts';
+import { insertRows } from '../../storage/clickhouse.ts';
+import { createClickHouseHttp } from '../../storage/http.ts';
+import { migrate } from '../../storage/migrations.ts';
+import { ident } from '../../storage/sql.ts';
+import { services } from './helpers.ts';
+
+const s = services();
+afterAll(() => s.cleanup());
+
+/**
+ * Live ticks screen only the entities that may have the volume their rules need: those that had
+ * half of it when the hot set was computed, and those with enough rows since. Card testing is
+ * found whichever side of the hot set's computation its attempts fall on.
+ */
+describe('volume floors', () => {
+  test('card testing split across the hot set is found, and entities far below the floor are not screened', async () => {
+    const database = s.config.clickhouseDatabase;
+    await migrate(s.clickhouse, database, silentLogger);
+    let offset = 0;
+    let seq = 0;
+    const attempt = (ip: string, at: number, writtenAt = Date.now() - 1000): EventRow => {
+      const n = seq++;
+      const checked = validateEvent({
+        event_id: `floor-${n}`,
+        occurred_at: new Date(at).toISOString(),
+        type: 'payment',
+        status: 'failed',
+        failure_code: 'card_declined',
+        order_id: `floor-order-${n}`,
+        attempt: 1,
+        amount_minor: 100 + n,
+        currency: 'CNY',
+        channel: 'card',
+        merchant_id: 'm-floor',
+        user_id: `floor-user-${n}`,
+        device_id: `floor-device-${n}`,
+        ip,
+      });
+      if (!checked.ok) throw new Error(checked.reason);
+      return toEventRow(checked.value, 0, offset++, toDateTimeText(writtenAt));
+    };
+    const store = (rows: EventRow[]) => insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
+    const times = (k: number, ip: string, at: number, writtenAt?: number) => Array.from({ length: k }, () => attempt(ip, at, writtenAt));
+
+    const book = createCaseBook();
+    const detector = createDetector({
+      clickhouse: s.clickhouse,
+      http: createClickHouseHttp(s.config),
+      database,
+      ruleSet: await loadRuleSetOrThrow(),
+      logger: silentLogger,
+      isLeader: () => true,
+      cases: book,
+    });
+    const t0 = Date.now();
+    // Stored before: 12 attempts from A (at least half of 15), 7 from B (below half), and 200
+    // addresses with one attempt each, all in the last 3 minutes but written an hour ago, so no
+    // tick takes them as new rows: only the hot set's aggregation counts them.
+    await store([
+      ...times(12, '203.0.113.1', t0 - 180_000, t0 - 3_600_000),
+      ...times(7, '203.0.113.2', t0 - 180_000, t0 - 3_600_000),
+      ...Array.from({ length: 200 }, (_, i) => attempt(`192.0.2.${i}`, t0 - 120_000, t0 - 3_600_000)),
+    ]);
+    // A tick with new rows starts the hot set's computation beside the ticks.
+    const deadline = Date.now() + 30_000;
+    while (!detector.stats().floorsReady && Date.now() < deadline) {
+      await store([attempt(`198.51.100.${seq % 250}`, Date.now())]);
+      await detector.tick();
+    }
+    expect(detector.stats().floorsReady).toBe(true);
+    expect(book.opened).toEqual([]);
+
+    // Then: A's last 3 (15 in all: found through the hot set), B's 8 (15 in all: through the
+    // counts since), C's 15, and 100 single attempts.
+    const before = detector.stats().nearFloor;
+    await store([...times(3, '203.0.113.1', Date.now()), ...times(8, '203.0.113.2', Date.now()), ...times(15, '203.0.113.3', Date.now()), ...Array.from({ length: 100 }, (_, i) => attempt(`198.18.0.${i}`, Date.now()))]);
+    await detector.tick();
+    const found = book.opened.filter((c) => c.rule_id === 'ip_amount_probing').map((c) => c.entity_id).sort();
+    expect(found).toEqual(['203.0.113.1', '203.0.113.2', '203.0.113.3']);
+    // Screened by id: the three addresses, nothing of the 100 single attempts (nor their devices and users).
+    expect(detector.stats().nearFloor - before).toBe(3);
+  });
+});
