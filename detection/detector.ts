@@ -210,7 +210,7 @@ export function createDetector(deps: DetectorDeps) {
   let context: { at: number; tookMs: number; facts: Map<string, Record<string, number>> } = { at: 0, tookMs: 0, facts: new Map() };
   /** A context refresh running beside the ticks (live detection only). */
   let refreshing: Promise<void> | null = null;
-  const stats: DetectorStats = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, floorsReady: false, nearFloor: 0 };
+  const stats: Omit<DetectorStats, 'floorsReady'> = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, nearFloor: 0 };
   /**
    * Live only, for the entity types with a volume floor: the keys that had at least half of it
    * in the floor's window when the set was computed, and per key the rows taken by ticks from
@@ -351,7 +351,6 @@ export function createDetector(deps: DetectorDeps) {
       // Kept only if still for the rules in force and the same leadership.
       if (prepared === active && hotPending === pending) {
         hot = { prepared, keys, since: pending };
-        stats.floorsReady = true;
         deps.logger.debug('hot set', { ms: Math.round(performance.now() - started), keys: Object.fromEntries([...keys].map(([e, k]) => [e, k.size])) });
       }
     })()
@@ -367,7 +366,6 @@ export function createDetector(deps: DetectorDeps) {
       seen = null;
       hot = null;
       hotPending = null;
-      stats.floorsReady = false;
       stuckCheckedTo = new Map();
       backlogFromSec = null;
       stats.behind = false;
@@ -407,7 +405,6 @@ export function createDetector(deps: DetectorDeps) {
 
     // Volume floors (live only): which touched entities may have enough events for a rule.
     if (hot && hot.prepared !== active) hot = null;
-    stats.floorsReady = hot !== null;
     let nearFloor: Map<string, string[]> | null = null;
     if (floors.size > 0 && !deps.writtenBy && newRows.length > 0) {
       if (!hotRefresh.running && nowMs - hotRefresh.at >= Math.max(5_000, 4 * hotRefresh.tookMs)) startHotRefresh(nowMs);
@@ -420,7 +417,6 @@ export function createDetector(deps: DetectorDeps) {
       if (hot) {
         countKeys(hot.since, rows, floors);
         if (countedKeys(hot.since) > MAX_COUNTED_KEYS) hot = null;
-        stats.floorsReady = hot !== null;
       }
       if (hot) {
         nearFloor = new Map();
@@ -577,7 +573,7 @@ export function createDetector(deps: DetectorDeps) {
       context = { at: 0, tookMs: 0, facts: new Map() };
     },
     ruleSet: (): RuleSet => active.ruleSet,
-    stats: (): Readonly<DetectorStats> => ({ ...stats }),
+    stats: (): Readonly<DetectorStats> => ({ ...stats, floorsReady: hot !== null && hot.prepared === active }),
   };
 }
 export type Detector = ReturnType<typeof createDetector>;

@@ -150,52 +150,36 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'reconciled orders', sql: reconciledOrdersQuery(database) },
     { name: 'reconciled orders (backtest)', sql: reconciledOrdersQuery(database, nowSec * 1000) },
     { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800]], nowSec) },
-    ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => [
-      {
-        name: `${entity} events`,
-        sql: entityEventsQuery(database, entity, nowSec - 900),
-        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
-      },
-      {
-        name: `${entity} events (backtest)`,
-        sql: entityEventsQuery(database, entity, nowSec - 900, nowSec),
-        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
-      },
-      {
-        name: `${entity} screen`,
-        sql: entityScreenQuery(
-          database,
-          entity,
-          screenPlan(features.filter((f) => f.entity === entity)),
-          nowSec * 1000,
-          nowSec - 120,
-          positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]])),
-          undefined,
-          screenHaving(rules.filter((r) => r.entity === entity), screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000),
-        ),
-      },
-      {
-        name: `${entity} screen by id`,
-        sql: entityScreenQuery(
-          database,
-          entity,
-          screenPlan(features.filter((f) => f.entity === entity)),
-          nowSec * 1000,
-          nowSec - 120,
-          positionRange(new Map([[0, 41]]), new Map([[0, 90]])),
-          undefined,
-          screenHaving(rules.filter((r) => r.entity === entity), screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000),
-          900_000,
-          'ids',
-        ),
-        external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
-      },
-      { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8, { type: ['payment'], failure_code: ['timeout'] }) },
-      {
-        name: `${entity} screen (backtest)`,
-        sql: entityScreenQuery(database, entity, screenPlan(features.filter((f) => f.entity === entity)), nowSec * 1000, nowSec - 120, positionRange(new Map(), new Map([[0, 90]])), nowSec),
-      },
-    ]),
+    ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => {
+      const plan = screenPlan(features.filter((f) => f.entity === entity));
+      const having = screenHaving(rules.filter((r) => r.entity === entity), plan, nowSec * 1000);
+      return [
+        {
+          name: `${entity} events`,
+          sql: entityEventsQuery(database, entity, nowSec - 900),
+          external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+        },
+        {
+          name: `${entity} events (backtest)`,
+          sql: entityEventsQuery(database, entity, nowSec - 900, nowSec),
+          external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+        },
+        {
+          name: `${entity} screen`,
+          sql: entityScreenQuery(database, entity, plan, nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]])), undefined, having),
+        },
+        {
+          name: `${entity} screen by id`,
+          sql: entityScreenQuery(database, entity, plan, nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90]])), undefined, having, 900_000, 'ids'),
+          external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
+        },
+        { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8, { type: ['payment'], failure_code: ['timeout'] }) },
+        {
+          name: `${entity} screen (backtest)`,
+          sql: entityScreenQuery(database, entity, plan, nowSec * 1000, nowSec - 120, positionRange(new Map(), new Map([[0, 90]])), nowSec),
+        },
+      ];
+    }),
     ...(['channel', 'merchant'] as const).flatMap((entity) => {
       const query = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec);
       const backtest = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec, nowSec);
