@@ -1,6 +1,7 @@
 import type { Logger } from '../log/index.ts';
 import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
 import { anyMayHold } from '../rules/evaluate.ts';
+import { factsRead } from '../rules/catalog.ts';
 import type { EntityType, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
@@ -123,10 +124,17 @@ function withoutOwn(context: Record<string, number>, features: readonly Feature[
 
 /** What a tick needs from a rule set, computed once per set. */
 function prepare(ruleSet: RuleSet) {
-  const features: Feature[] = [];
-  for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature') features.push(info.def as Feature);
   const enabled = ruleSet.rules.filter((r) => r.enabled);
+  // Only the features the enabled rules read (directly or through a derived fact) are screened,
+  // fetched and computed: the catalog also holds features for dashboards and future rules, and
+  // one of them alone (a merchant's hour of amounts) would make every context refresh read the
+  // whole last hour of traffic. Evidence shows a rule's own facts, so nothing visible changes.
+  const read = factsRead(ruleSet.catalog, enabled.flatMap((r) => r.facts));
+  const features: Feature[] = [];
+  for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature' && read.has(info.id)) features.push(info.def as Feature);
   return {
+    /** Ids of `features`. */
+    read,
     ruleSet,
     evaluator: createRuleEvaluator(ruleSet),
     entitiesWithRules: new Set(enabled.map((r) => r.entity)),
@@ -376,7 +384,7 @@ export function createDetector(deps: DetectorDeps) {
     // A new leader (or a new rule set) has no context yet: start computing it now, so the first
     // tick with a candidate does not wait for all of it.
     if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, contextReaders, stuckThresholds } = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, contextReaders, stuckThresholds, read, features } = active;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -503,11 +511,11 @@ export function createDetector(deps: DetectorDeps) {
         timings[`${entity}_fetch`] = (timings[`${entity}_fetch`] ?? 0) + performance.now() - fetchStarted;
         const evalStarted = performance.now();
         for (const [entityId, list] of events) {
-          const facts: Record<string, number> = computeFacts(ruleSet.catalog, { entity, entityId }, list, nowMs);
+          const facts: Record<string, number> = computeFacts(ruleSet.catalog, { entity, entityId }, list, nowMs, read);
           const latest = list.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
           for (const key of [`channel|${latest.event.channel}`, `merchant|${latest.event.merchant_id}`]) {
             const c = ctx.get(key);
-            if (c) Object.assign(facts, withoutOwn(c, active.features, list, nowMs));
+            if (c) Object.assign(facts, withoutOwn(c, features, list, nowMs));
           }
           stats.evaluated++;
           hits.push(...(await evaluator.evaluate(entity, entityId, facts)));

@@ -162,6 +162,26 @@ export function completeFacts(catalog: FactCatalog, entity: EntityType, facts: F
   return out;
 }
 
+/**
+ * The facts that reading `ids` needs: the ids themselves and, for each derived fact, its inputs
+ * (successes, trials and baseline of a binomial test; numerator and denominator of a ratio),
+ * transitively. Unknown ids are kept as they are (the rule loader has already reported them).
+ */
+export function factsRead(catalog: FactCatalog, ids: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  const visit = (id: string | undefined) => {
+    if (id === undefined || out.has(id)) return;
+    out.add(id);
+    const info = catalog.facts.get(id);
+    if (info?.kind !== 'derived') return;
+    const d = info.def;
+    if (d.kind === 'binomial') [d.successes, d.trials, d.baseline].forEach(visit);
+    else [d.numerator, d.denominator].forEach(visit);
+  };
+  for (const id of ids) visit(id);
+  return out;
+}
+
 /** Freezes a JSON value and everything in it. */
 export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {

@@ -148,15 +148,16 @@ export interface FactScope {
 /**
  * Every feature a rule about `scope.entity` can read, computed from `events` at `nowMs`:
  * the entity's own features and, when given, its channel's and merchant's. Baselines and
- * derived facts are not included (the evaluator completes them).
+ * derived facts are not included (the evaluator completes them). With `only`, just the features
+ * in it (the ones the rules in force read).
  */
-export function computeFacts(catalog: FactCatalog, scope: FactScope, events: readonly TimedEvent[], nowMs: number): Record<string, number> {
+export function computeFacts(catalog: FactCatalog, scope: FactScope, events: readonly TimedEvent[], nowMs: number, only?: ReadonlySet<string>): Record<string, number> {
   const ids: Partial<Record<EntityType, string>> = { [scope.entity]: scope.entityId };
   if (scope.channel !== undefined && ids.channel === undefined) ids.channel = scope.channel;
   if (scope.merchantId !== undefined && ids.merchant === undefined) ids.merchant = scope.merchantId;
   const out: Record<string, number> = {};
   for (const info of catalog.facts.values()) {
-    if (info.kind !== 'feature') continue;
+    if (info.kind !== 'feature' || (only && !only.has(info.id))) continue;
     const id = ids[info.entity];
     if (id !== undefined) out[info.id] = computeFeature(info.def, id, events, nowMs);
   }

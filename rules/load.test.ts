@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { parseFeatureCatalog, type FactCatalog } from './catalog.ts';
+import { factsRead, parseFeatureCatalog, type FactCatalog } from './catalog.ts';
 import { defaultFeaturesPath, loadRuleSet, loadRuleSetOrThrow, parseRuleSet, type RuleSource } from './load.ts';
 import { formatProblem } from './problems.ts';
 
@@ -37,6 +37,25 @@ describe('the bundled rules', () => {
     const { scenarios } = await import('../simulator/scenarios.ts');
     const ruleSet = await loadRuleSetOrThrow();
     for (const s of scenarios) expect(ruleSet.rules.find((r) => r.id === s.ruleId)?.entity, s.name).toBe(s.entityType);
+  });
+});
+
+describe('factsRead: the facts rules need, through derived facts', () => {
+  test('the shipped rules read a binomial test and a ratio, and through them their inputs; dashboard-only features are left out', async () => {
+    const ruleSet = await loadRuleSetOrThrow();
+    const read = factsRead(ruleSet.catalog, ruleSet.rules.flatMap((r) => r.facts));
+    // device_failure_spike reads the channel ratio, not the channel rate it is computed from.
+    expect(ruleSet.rules.find((r) => r.id === 'device_failure_spike')!.facts).not.toContain('channel_technical_failure_rate_15m');
+    for (const input of ['device_attempts_15m', 'device_technical_failures_15m', 'channel_technical_failure_rate_baseline', 'channel_technical_failure_rate_15m']) expect(read).toContain(input);
+    for (const unused of ['merchant_succeeded_amount_1h', 'device_technical_failure_rate_15m', 'user_attempts_1m', 'channel_attempts_15m']) expect(read).not.toContain(unused);
+  });
+
+  test('an unknown id is kept; a derived fact of a derived fact is followed', () => {
+    const cat = { source: {}, facts: new Map([
+      ['a', { kind: 'derived', id: 'a', entity: 'device', def: { kind: 'ratio', numerator: 'b', denominator: 'c' } }],
+      ['b', { kind: 'derived', id: 'b', entity: 'device', def: { kind: 'binomial', successes: 'd', trials: 'e', baseline: 'f' } }],
+    ]) } as unknown as FactCatalog;
+    expect([...factsRead(cat, ['a', 'zz'])].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'zz']);
   });
 });
 
