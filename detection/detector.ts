@@ -445,13 +445,29 @@ export function createDetector(deps: DetectorDeps) {
       timings.new_keys = performance.now() - keysStarted;
     }
 
-    // Which entities may hit: every entity touched by the new rows, screened in SQL with exact
-    // values or upper bounds of its features (detection/source.ts screenPlan). Only those for
-    // which some rule may hold get the exact, reference computation below.
+    // Stuck attempts fire on time passing, not on an event: every 10 s, per age threshold in the
+    // rules, look at the attempts whose processing event crossed it since the last scan. One
+    // that arrives already past it is a new row, screened below.
+    const stuckDue = entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000;
+    if (stuckDue) lastStuckScan = nowMs;
+    const stuckCuts = new Map<number, number>();
+    let reconciledSeen: string | null = null;
+    const neededContext = new Set(newRows.flatMap((r) => [...r.channels.map((c) => `channel|${c}`), ...r.merchants.map((m) => `merchant|${m}`)]));
     const candidates: Record<(typeof EVENT_ENTITIES)[number], Set<string>> = { ip: new Set(), device: new Set(), user: new Set(), order: new Set() };
-    // The screens of the entity types run side by side: each is one aggregation in ClickHouse.
-    await Promise.all(
-      EVENT_ENTITIES.filter((entity) => entitiesWithRules.has(entity) && newRows.length > 0).map(async (entity) => {
+    let hitCount = 0;
+
+    /**
+     * One entity type from screen to stored and published cases. The types run side by side and
+     * each publishes its own cases as soon as they are decided: a card-testing IP does not wait
+     * for the orders' 24-hour windows. (rule, entity) keys never span types, so their case
+     * decisions cannot collide.
+     */
+    const detectType = async (entity: (typeof EVENT_ENTITIES)[number]) => {
+      const found = candidates[entity];
+      // Which entities may hit: every entity touched by the new rows, screened in SQL with exact
+      // values or upper bounds of its features (detection/source.ts screenPlan). Only those for
+      // which some rule may hold get the exact, reference computation below.
+      if (newRows.length > 0) {
         const started = performance.now();
         const columns = screens.get(entity)!;
         const rules = rulesOf(entity);
@@ -472,39 +488,29 @@ export function createDetector(deps: DetectorDeps) {
               `${entity} screen`,
             );
         stats.screened += rows.length;
-        for (const row of rows) if (anyMayHold(rules, screenBounds(columns, row, nowMs))) candidates[entity].add(String(row.entity_key));
+        for (const row of rows) if (anyMayHold(rules, screenBounds(columns, row, nowMs))) found.add(String(row.entity_key));
         timings[`${entity}_screen`] = performance.now() - started;
-      }),
-    );
-    // Stuck attempts fire on time passing, not on an event: every 10 s, per age threshold in the
-    // rules, look at the attempts whose processing event crossed it since the last scan. One
-    // that arrives already past it is a new row, screened above.
-    const stuckCuts = new Map<number, number>();
-    if (entitiesWithRules.has('order') && nowMs - lastStuckScan >= 10_000) {
-      lastStuckScan = nowMs;
-      const fromSec = Math.floor((nowMs - 86_400_000) / 1000);
-      for (const t of stuckThresholds) stuckCuts.set(t, Math.floor((nowMs - t) / 1000));
-      const slices = [...stuckCuts].map(([t, cut]) => [stuckCheckedTo.get(t) ?? fromSec, cut] as const);
-      const rows = slices.length ? await queryRows<{ oid: string }>(deps.clickhouse, stuckOrdersQuery(deps.database, fromSec, slices, untilSec), 'stuck orders') : [];
-      for (const r of rows) candidates.order.add(r.oid);
-      // The reconcile job's findings (late status changes, stuck attempts) feed the order rules:
-      // each new run's orders are evaluated once, even if they received no event since.
-      const reconciled = await queryRows<{ v: string; order_id: string }>(deps.clickhouse, reconciledOrdersQuery(deps.database, untilSec === undefined ? undefined : untilSec * 1000 + 999), 'reconciled orders');
-      if (reconciled.length && reconciled[0]!.v !== reconciledVersion) {
-        for (const r of reconciled) candidates.order.add(r.order_id);
-        reconciledVersion = reconciled[0]!.v;
       }
-    }
-
-    const hits: Hit[] = [];
-    const neededContext = new Set(newRows.flatMap((r) => [...r.channels.map((c) => `channel|${c}`), ...r.merchants.map((m) => `merchant|${m}`)]));
-    const needsContext = EVENT_ENTITIES.some((e) => candidates[e].size > 0 && contextReaders.has(e));
-    const ctxStarted = performance.now();
-    const ctx = needsContext ? await contextFacts(nowMs, neededContext) : context.facts;
-    timings.context = performance.now() - ctxStarted;
-    for (const entity of EVENT_ENTITIES) {
-      if (candidates[entity].size === 0) continue;
-      const ids = [...candidates[entity]];
+      if (entity === 'order' && stuckDue) {
+        const fromSec = Math.floor((nowMs - 86_400_000) / 1000);
+        for (const t of stuckThresholds) stuckCuts.set(t, Math.floor((nowMs - t) / 1000));
+        const slices = [...stuckCuts].map(([t, cut]) => [stuckCheckedTo.get(t) ?? fromSec, cut] as const);
+        const rows = slices.length ? await queryRows<{ oid: string }>(deps.clickhouse, stuckOrdersQuery(deps.database, fromSec, slices, untilSec), 'stuck orders') : [];
+        for (const r of rows) found.add(r.oid);
+        // The reconcile job's findings (late status changes, stuck attempts) feed the order rules:
+        // each new run's orders are evaluated once, even if they received no event since.
+        const reconciled = await queryRows<{ v: string; order_id: string }>(deps.clickhouse, reconciledOrdersQuery(deps.database, untilSec === undefined ? undefined : untilSec * 1000 + 999), 'reconciled orders');
+        if (reconciled.length && reconciled[0]!.v !== reconciledVersion) {
+          for (const r of reconciled) found.add(r.order_id);
+          reconciledSeen = reconciled[0]!.v;
+        }
+      }
+      if (found.size === 0) return;
+      const ctxStarted = performance.now();
+      const ctx = contextReaders.has(entity) ? await contextFacts(nowMs, neededContext) : context.facts;
+      timings[`${entity}_context`] = performance.now() - ctxStarted;
+      const hits: Hit[] = [];
+      const ids = [...found];
       for (let i = 0; i < ids.length; i += 5_000) {
         const fetchStarted = performance.now();
         const events = await eventsOf(entity, ids.slice(i, i + 5_000), nowMs);
@@ -522,17 +528,25 @@ export function createDetector(deps: DetectorDeps) {
         }
         timings[`${entity}_eval`] = (timings[`${entity}_eval`] ?? 0) + performance.now() - evalStarted;
       }
-    }
-    const casesStarted = performance.now();
-    const { opened, updated } = await deps.cases.applyHits(hits, nowMs);
-    for (const c of opened) deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
+      if (hits.length === 0) return;
+      const casesStarted = performance.now();
+      const { opened, updated } = await deps.cases.applyHits(hits, nowMs);
+      for (const c of opened) deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
+      hitCount += hits.length;
+      stats.hits += hits.length;
+      stats.opened += opened.length;
+      stats.updated += updated.length;
+      timings[`${entity}_cases`] = performance.now() - casesStarted;
+    };
+    // Every type is waited for, also when one fails: the tick is then repeated as a whole, and
+    // none of its work may still be running when the next one starts.
+    const outcomes = await Promise.allSettled(EVENT_ENTITIES.filter((e) => entitiesWithRules.has(e) && (newRows.length > 0 || (e === 'order' && stuckDue))).map(detectType));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
     stats.ticks++;
-    stats.hits += hits.length;
-    stats.opened += opened.length;
-    stats.updated += updated.length;
     stats.lastTickMs = now() - nowMs;
-    timings.cases = performance.now() - casesStarted;
-    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: taken, behind, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: taken, behind, hits: hitCount, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    if (reconciledSeen !== null) reconciledVersion = reconciledSeen;
     // Advance only after the cases were stored and published: a failed tick is repeated.
     seen = newest;
     if (stuckCuts.size) stuckCheckedTo = stuckCuts;
