@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { Partitioners } from 'kafkajs';
 import { quantile } from 'simple-statistics';
 import type { Config } from '../config/index.ts';
@@ -28,23 +29,41 @@ export interface DetectBenchOptions {
   progress: (line: string) => void;
 }
 
+type Latency = { p50: number; p95: number; p99: number; max: number };
+
+/** Attacks of one rule: how many were sent and detected, and their latencies. */
+export interface RuleLatency {
+  attacks: number;
+  detected: number;
+  latencyMs: Latency | null;
+  /** Every detected attack's latency (ms), in the order the attacks were sent. */
+  latenciesMs: number[];
+}
+
 export interface DetectBenchResult {
   rate: number;
   /** Stored events written before the run (--history). */
   history: number;
   backgroundEvents: number;
+  /** Both kinds together. */
   attacks: number;
   detected: number;
-  latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
-  /** Every attack's latency (ms), in the order the attacks were sent. */
-  latenciesMs: number[];
+  latencyMs: Latency | null;
+  /** Per rule: card testing (an IP, the fastest entity type to screen) and duplicate charges (an order, whose windows are 24 hours). */
+  byRule: Record<'ip_amount_probing' | 'duplicate_charge', RuleLatency>;
 }
 
+const summary = (values: number[]): Latency | null => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! } : null;
+};
+
 /**
- * Detection latency under load: background simulator traffic at `rate` events/s, plus card-testing
- * bursts from fresh IPs. Each burst's 15th attempt is the one that makes ip_amount_probing's
- * conditions true (15 attempts, 15 amounts, all declined), so latency = from Kafka acknowledging
- * that event to the case arriving on the cases topic.
+ * Detection latency under load: background simulator traffic at `rate` events/s and, every few
+ * seconds, two attacks: a card-testing burst from a fresh IP, whose 15th attempt is the one
+ * that makes ip_amount_probing's conditions true (15 attempts, 15 amounts, all declined), and a
+ * fresh order whose second attempt also succeeds (duplicate_charge). Latency = from Kafka
+ * acknowledging the triggering event to the case arriving on the cases topic.
  */
 export async function runDetectBench(config: Config, logger: Logger, options: DetectBenchOptions): Promise<DetectBenchResult> {
   const id = randomUUID().slice(0, 8);
@@ -75,6 +94,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       await clickhouse.close();
     }
   }
+  const httpPort = await freePort();
   const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], {
     cwd: new URL('..', import.meta.url),
     env: {
@@ -84,7 +104,8 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       KAFKA_CASES_TOPIC: topics.cases,
       KAFKA_GROUP_ID: `bench-${id}`,
       CLICKHOUSE_DATABASE: database,
-      HTTP_PORT: '0',
+      HTTP_HOST: '127.0.0.1',
+      HTTP_PORT: String(httpPort),
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -94,20 +115,22 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   try {
     await ensureTopics(admin, Object.values(topics).map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })));
     await producer.connect();
+    /** `rule|entity` -> when its triggering event was acknowledged. */
     const triggerAt = new Map<string, number>();
-    /** Attack IP -> ms from its trigger's acknowledgement to its case on the topic. */
+    /** `rule|entity` -> ms from its trigger's acknowledgement to its case on the topic. */
     const latencies = new Map<string, number>();
     await consumer.connect();
     await consumer.subscribe({ topics: [topics.cases], fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
         const c = JSON.parse(message.value!.toString()) as { rule_id: string; entity_id: string; hit_count: number };
-        const t = triggerAt.get(c.entity_id);
-        if (c.rule_id === 'ip_amount_probing' && c.hit_count === 1 && t !== undefined) latencies.set(c.entity_id, performance.now() - t);
+        const key = `${c.rule_id}|${c.entity_id}`;
+        const t = triggerAt.get(key);
+        if (c.hit_count === 1 && t !== undefined && !latencies.has(key)) latencies.set(key, performance.now() - t);
       },
     });
-    // Let the pipeline start and take the lead before measuring.
-    await new Promise((r) => setTimeout(r, 8_000));
+    // Traffic starts once the pipeline has its partitions (polled, not a fixed wait).
+    await waitFor('the pipeline to be ready (/healthz)', 120_000, options.progress, child, async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok === true);
 
     const generator = createTrafficGenerator({ seed: 9, rate: options.rate, durationMs: options.durationMs, startMs: Date.now() });
     const started = Date.now();
@@ -144,30 +167,53 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
           ip,
           failure_code: 'card_declined',
         }));
-        // The first 14 go out together; the 15th is the trigger, timed from its acknowledgement.
-        await producer.send({ topic: topics.events, acks: -1, messages: events.slice(0, 14).map((e) => ({ key: e.order_id, value: JSON.stringify(e) })) });
-        await producer.send({ topic: topics.events, acks: -1, messages: [{ key: events[14]!.order_id, value: JSON.stringify(events[14]) }] });
-        triggerAt.set(ip, performance.now());
+        const order = `bench-${id}-dup-${attacksSent}`;
+        const charge = (attempt: number) => ({
+          event_id: `${order}-${attempt}`,
+          occurred_at: new Date().toISOString(),
+          type: 'payment',
+          status: 'succeeded',
+          order_id: order,
+          attempt,
+          transaction_id: `${order}-tx${attempt}`,
+          amount_minor: 4999,
+          currency: 'CNY',
+          channel: 'alipay',
+          merchant_id: 'm-bench',
+          user_id: `u-dup-${attacksSent}`,
+          device_id: `d-dup-${attacksSent}`,
+          ip: `198.19.${attacksSent}.1`,
+        });
+        const message = (e: { order_id: string }) => ({ key: e.order_id, value: JSON.stringify(e) });
+        // The first 14 attempts and the first charge go out together; the 15th attempt and the
+        // second charge are the triggers, timed from their acknowledgement.
+        await producer.send({ topic: topics.events, acks: -1, messages: [...events.slice(0, 14), charge(1)].map(message) });
+        await producer.send({ topic: topics.events, acks: -1, messages: [events[14]!, charge(2)].map(message) });
+        const ackedAt = performance.now();
+        triggerAt.set(`ip_amount_probing|${ip}`, ackedAt);
+        triggerAt.set(`duplicate_charge|${order}`, ackedAt);
       }
       if (Date.now() >= nextProgress) {
-        options.progress(`${background} background events, ${attacksSent} attacks, ${latencies.size} detected`);
+        options.progress(`${background} background events, ${triggerAt.size} attacks, ${latencies.size} detected`);
         nextProgress += 5_000;
       }
       await new Promise((r) => setTimeout(r, 20));
     }
     const waitUntil = Date.now() + 15_000;
-    while (latencies.size < attacksSent && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
-    const sorted = [...latencies.values()].sort((a, b) => a - b);
+    while (latencies.size < triggerAt.size && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
+    const ofRule = (rule: string): RuleLatency => {
+      const keys = [...triggerAt.keys()].filter((k) => k.startsWith(`${rule}|`));
+      const values = keys.flatMap((k) => (latencies.has(k) ? [Math.round(latencies.get(k)!)] : []));
+      return { attacks: keys.length, detected: values.length, latencyMs: summary(values), latenciesMs: values };
+    };
     return {
       rate: options.rate,
       history: options.history ?? 0,
       backgroundEvents: background,
-      attacks: attacksSent,
+      attacks: triggerAt.size,
       detected: latencies.size,
-      latencyMs: sorted.length
-        ? { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! }
-        : null,
-      latenciesMs: [...triggerAt.keys()].flatMap((ip) => (latencies.has(ip) ? [Math.round(latencies.get(ip)!)] : [])),
+      latencyMs: summary([...latencies.values()]),
+      byRule: { ip_amount_probing: ofRule('ip_amount_probing'), duplicate_charge: ofRule('duplicate_charge') },
     };
   } finally {
     child.kill('SIGTERM');
@@ -179,6 +225,30 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
     await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {});
     await admin.disconnect();
   }
+}
+
+/** Polls `ready` every 500 ms until it is true; fails after `timeoutMs`, or when the child exits. */
+async function waitFor(what: string, timeoutMs: number, progress: (line: string) => void, child: ChildProcess, ready: () => Promise<boolean>): Promise<void> {
+  const started = Date.now();
+  let told = started;
+  while (!(await ready())) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`paysentinel start exited (${child.exitCode ?? child.signalCode}) while waiting for ${what}; its log is above`);
+    if (Date.now() - started > timeoutMs) throw new Error(`gave up waiting ${Math.round(timeoutMs / 1000)} s for ${what}`);
+    if (Date.now() - told >= 10_000) {
+      progress(`waiting for ${what}: ${Math.round((Date.now() - started) / 1000)} s`);
+      told = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** A TCP port nothing listens on now, for the pipeline's /healthz. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 export interface DetectThroughputResult {
