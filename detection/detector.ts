@@ -82,6 +82,14 @@ export interface DetectorDeps {
  */
 const MAX_COUNTED_KEYS = 200_000;
 
+/**
+ * A hot set is recomputed this often (start to start), or as soon as the previous computation
+ * ends when it takes longer. It runs on one ClickHouse thread (hotKeysQuery), so it leaves the
+ * other core to ingest and the ticks; less often would let the counts since its snapshot grow
+ * towards MAX_COUNTED_KEYS.
+ */
+const HOT_REFRESH_EVERY_MS = 10_000;
+
 const countedKeys = (counts: ReadonlyMap<string, ReadonlyMap<string, number>>): number => [...counts.values()].reduce((n, m) => n + m.size, 0);
 
 interface HotSet {
@@ -415,7 +423,7 @@ export function createDetector(deps: DetectorDeps) {
     if (hot && hot.prepared !== active) hot = null;
     let nearFloor: Map<string, string[]> | null = null;
     if (floors.size > 0 && !deps.writtenBy && newRows.length > 0) {
-      if (!hotRefresh.running && nowMs - hotRefresh.at >= Math.max(5_000, 4 * hotRefresh.tookMs)) startHotRefresh(nowMs);
+      if (!hotRefresh.running && nowMs - hotRefresh.at >= HOT_REFRESH_EVERY_MS) startHotRefresh(nowMs);
       const keysStarted = performance.now();
       const rows = hot || hotPending ? await queryRows<Record<string, string | null>>(deps.clickhouse, newKeysQuery(deps.database, sinceSec, position), 'new keys') : [];
       if (hotPending) {
@@ -570,11 +578,14 @@ export function createDetector(deps: DetectorDeps) {
         deps.logger.warn('detection tick failed; it is repeated on the next tick', { err });
       })
       .finally(() => {
-        // Ticks start every tickMs, but detection never takes more than about two thirds of the
-        // time: its queries share the cores with ingest, and back-to-back ticks during a burst
-        // halved ingest throughput (bench:ingest). After a failure it waits a full interval.
+        // Ticks start every tickMs. While detection has a backlog it takes at most about two
+        // thirds of the time: its queries share the cores with ingest, and back-to-back ticks
+        // during a burst halved ingest throughput (bench:ingest). Otherwise a tick's rows are
+        // what arrived during the previous one, and a pause would only add to every case's
+        // latency. After a failure it waits a full interval.
         const elapsed = Date.now() - started;
-        const wait = failed ? (deps.tickMs ?? 250) : Math.max((deps.tickMs ?? 250) - elapsed, elapsed / 2);
+        const tickMs = deps.tickMs ?? 250;
+        const wait = failed ? tickMs : Math.max(tickMs - elapsed, stats.behind ? elapsed / 2 : 0);
         if (!stopped) timer = setTimeout(loop, wait);
       });
   };

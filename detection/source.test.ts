@@ -78,7 +78,7 @@ describe('volumeFloor: the fewest matching events an entity needs for one of its
 describe('hotKeysQuery', () => {
   test("counts every stored row of the window matching the floor feature's filter, whatever its position", () => {
     expect(hotKeysQuery('db', 'device', 1000, 3, { type: ['payment'], failure_code: ['timeout'] })).toBe(
-      "SELECT device_id AS k FROM db.payment_events WHERE occurred_at >= toDateTime(1000, 'UTC') AND type IN ('payment') AND failure_code IN ('timeout') AND device_id != '' GROUP BY k HAVING count() >= 3",
+      "SELECT device_id AS k FROM db.payment_events WHERE occurred_at >= toDateTime(1000, 'UTC') AND type IN ('payment') AND failure_code IN ('timeout') AND device_id != '' GROUP BY k HAVING count() >= 3 SETTINGS max_threads = 1",
     );
     expect(hotKeysQuery('db', 'ip', 1000, 8)).toContain("toDateTime(1000, 'UTC') AND 1 AND ip != ''");
   });
