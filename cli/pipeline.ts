@@ -16,7 +16,7 @@ import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
-import { createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { BACKGROUND_PRIORITY, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 
 export interface RunningPipeline {
@@ -37,7 +37,7 @@ export interface RunningPipeline {
  */
 export async function startPipeline(config: Config, logger: Logger): Promise<RunningPipeline> {
   const clickhouse = createClickHouse(config);
-  const jobsClickHouse = createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 });
+  const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
   const kafka = createKafka(config, logger);
   const metrics = createIngestMetrics();
 
@@ -57,7 +57,8 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
   const analyticsDeps: RetryPolicyDeps = {
     // The jobs are background work: one thread per query leaves the other core to ingest and
-    // detection, and their statements may take minutes when catching up.
+    // detection, their statements pause while one of ingest's or detection's runs (priority),
+    // and they may take minutes when catching up.
     clickhouse: jobsClickHouse,
     database: config.clickhouseDatabase,
     logger: logger.child({ stage: 'analytics' }),

@@ -7,26 +7,39 @@ export type { ClickHouseClient };
 /**
  * Settings every statement runs with. Chosen to behave the same on ClickHouse 18.16 and current
  * versions: long IN lists (dedup look-ups) need a larger max_query_size than the 256 KiB default.
+ * `priority` 1 is the highest: ingest, detection and the CLI run at it, and a query of a lower
+ * priority (BACKGROUND_PRIORITY) pauses while one of theirs runs.
  */
 export const clickhouseSettings = {
   max_query_size: '16777216',
+  priority: '1',
 } as const;
 
 /**
+ * The scheduled jobs' priority: while a query of a higher one (ingest, detection) runs, theirs
+ * pause, so a rates run that holds a thread for minutes does not slow the ticks; the jobs take
+ * longer instead (how much shows in job_runs).
+ */
+export const BACKGROUND_PRIORITY = 10;
+
+/**
  * Creates a client for the configured server. Does not connect until the first request.
- * `maxThreads` caps the threads each of its queries may use (background work leaves the other
- * cores to ingest and detection).
+ * `maxThreads` caps the threads each of its queries may use and `priority` sets how its
+ * queries yield (background work leaves the cores to ingest and detection).
  */
 export function createClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
-  options: { requestTimeoutMs?: number; maxThreads?: number } = {},
+  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number } = {},
 ): ClickHouseClient {
+  const settings: Record<string, string> = { ...clickhouseSettings };
+  if (options.maxThreads !== undefined) settings.max_threads = String(options.maxThreads);
+  if (options.priority !== undefined) settings.priority = String(options.priority);
   return createClient({
     url: config.clickhouseUrl,
     username: config.clickhouseUser,
     password: config.clickhousePassword,
     request_timeout: options.requestTimeoutMs ?? 30_000,
-    clickhouse_settings: (options.maxThreads === undefined ? clickhouseSettings : { ...clickhouseSettings, max_threads: String(options.maxThreads) }) as never,
+    clickhouse_settings: settings as never,
     compression: { request: false, response: false },
     keep_alive: { enabled: true },
     // Failures are classified and logged by the caller (classifyClickHouseError); the client's own log would repeat them.
