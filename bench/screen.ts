@@ -28,6 +28,7 @@ import type { Feature } from '../rules/schema.ts';
 import { command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
+import { eventsByPosition } from '../storage/copies.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { writeSimulatedHistory } from './backlog.ts';
 
@@ -81,7 +82,7 @@ try {
       const query = entityScreenQuery(database, entity, columns, nowMs + 1000, nowSec - 600, position, undefined, screenHaving(rules, columns, nowMs + 1000), longest);
       row.push(await median(() => queryRows(clickhouse, query, `${entity} screen`)));
     }
-    const orders = await queryRows<{ id: string }>(clickhouse, sql`SELECT DISTINCT order_id AS id FROM ${ident(database, 'payment_events_by_position')} WHERE kafka_partition = 0 AND kafka_offset > ${written - 2_501} LIMIT 500`, 'new orders');
+    const orders = await queryRows<{ id: string }>(clickhouse, sql`SELECT DISTINCT order_id AS id FROM ${eventsByPosition(database)} WHERE kafka_partition = 0 AND kafka_offset > ${written - 2_501} LIMIT 500`, 'new orders');
     row.push(await median(() => http.query(entityEventsQuery(database, 'order', nowSec - 86_401), { name: ENTITY_IDS_TABLE, structure: 'id String', rows: orders }, 'order events')));
     row.push(await median(() => queryRows(clickhouse, stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 130, nowSec - 120]]), 'stuck orders')));
     const channels = contextFeaturesQuery(database, 'channel', features.filter((f) => f.entity === 'channel'), nowSec + 1);

@@ -2,7 +2,7 @@ import type { Logger } from '../log/index.ts';
 import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type RuleSet, type TimedEvent } from '../rules/index.ts';
 import { anyMayHold } from '../rules/evaluate.ts';
 import { factsRead } from '../rules/catalog.ts';
-import type { EntityType, Feature } from '../rules/schema.ts';
+import type { EntityType, EventFilter, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
@@ -13,9 +13,14 @@ import {
   entityEventsQuery,
   entityScreenQuery,
   fieldsOf,
+  growParked,
   hotKeysQuery,
+  mayMatch,
   newKeysQuery,
   newRowsQuery,
+  parkable,
+  parkedBounds,
+  parkedFrom,
   positionRange,
   reconciledOrdersQuery,
   screenBounds,
@@ -25,6 +30,7 @@ import {
   toTimedEvent,
   volumeFloor,
   type EventRowOut,
+  type Parked,
 } from './source.ts';
 
 /** How far back (by write time) a tick scans for rows above the offsets it has seen. A write attempt lasts at most the 30 s request timeout. */
@@ -90,6 +96,15 @@ const MAX_COUNTED_KEYS = 200_000;
  */
 const HOT_REFRESH_EVERY_MS = 10_000;
 
+/**
+ * At most this many keys are parked (all types together, about 100 bytes each); past it a
+ * type's parked keys are dropped, and they are screened when next touched as before.
+ */
+const MAX_PARKED = 100_000;
+
+/** How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against the windows (a rate's bound uses the part of its window this leaves). */
+const PARK_HORIZON_MS = 30_000;
+
 const countedKeys = (counts: ReadonlyMap<string, ReadonlyMap<string, number>>): number => [...counts.values()].reduce((n, m) => n + m.size, 0);
 
 interface HotSet {
@@ -140,6 +155,16 @@ function prepare(ruleSet: RuleSet) {
   const read = factsRead(ruleSet.catalog, enabled.flatMap((r) => r.facts));
   const features: Feature[] = [];
   for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature' && read.has(info.id)) features.push(info.def as Feature);
+  const screens = new Map(EVENT_ENTITIES.map((e) => [e, screenPlan(features.filter((f) => f.entity === e))]));
+  const floors = new Map(
+    EVENT_ENTITIES.flatMap((e) => {
+      const floor = volumeFloor(
+        enabled.filter((r) => r.entity === e),
+        features.filter((f) => f.entity === e),
+      );
+      return floor ? [[e, floor] as const] : [];
+    }),
+  );
   return {
     /** Ids of `features`. */
     read,
@@ -147,18 +172,21 @@ function prepare(ruleSet: RuleSet) {
     evaluator: createRuleEvaluator(ruleSet),
     entitiesWithRules: new Set(enabled.map((r) => r.entity)),
     rulesOf: (entity: EntityType) => enabled.filter((r) => r.entity === entity),
-    screens: new Map(EVENT_ENTITIES.map((e) => [e, screenPlan(features.filter((f) => f.entity === e))])),
+    screens,
     /** Entity types whose rules all need a volume of events (detection/source.ts volumeFloor), with that floor. */
-    floors: new Map(
+    floors,
+    features,
+    /**
+     * Floored types whose keys can be parked (detection/source.ts Parked), with the horizon:
+     * PARK_HORIZON_MS, or half the shortest window of their screened features if less.
+     */
+    parking: new Map(
       EVENT_ENTITIES.flatMap((e) => {
-        const floor = volumeFloor(
-          enabled.filter((r) => r.entity === e),
-          features.filter((f) => f.entity === e),
-        );
-        return floor ? [[e, floor] as const] : [];
+        const columns = screens.get(e)!;
+        const windows = columns.map((c) => windowMs[c.feature.window]);
+        return floors.has(e) && parkable(columns) ? [[e, { horizonMs: Math.min(PARK_HORIZON_MS, Math.min(...windows) / 2) }] as const] : [];
       }),
     ),
-    features,
     stuckThresholds: ageThresholds(enabled.filter((r) => r.entity === 'order'), features),
     /**
      * Entity types with a rule that may read channel or merchant context: a fact of a context
@@ -196,6 +224,10 @@ export interface DetectorStats {
   floorsReady: boolean;
   /** Entities screened by id because they were in the hot set or had enough new events (see HotSet). */
   nearFloor: number;
+  /** Touched entities near a floor not screened because they were parked (detection/source.ts Parked). */
+  parkedSkips: number;
+  /** Keys parked now. */
+  parked: number;
 }
 
 /**
@@ -226,7 +258,7 @@ export function createDetector(deps: DetectorDeps) {
   let context: { at: number; tookMs: number; facts: Map<string, Record<string, number>> } = { at: 0, tookMs: 0, facts: new Map() };
   /** A context refresh running beside the ticks (live detection only). */
   let refreshing: Promise<void> | null = null;
-  const stats: Omit<DetectorStats, 'floorsReady'> = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, nearFloor: 0 };
+  const stats: Omit<DetectorStats, 'floorsReady' | 'parked'> = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, nearFloor: 0, parkedSkips: 0 };
   /**
    * Live only, for the entity types with a volume floor: the keys that had at least half of it
    * in the floor's window when the set was computed, and per key the rows taken by ticks from
@@ -240,6 +272,13 @@ export function createDetector(deps: DetectorDeps) {
   /** Counts for the refresh in flight: rows taken by ticks since its snapshot. */
   let hotPending: Map<string, Map<string, number>> | null = null;
   let hotRefresh: { at: number; tookMs: number; running: boolean } = { at: 0, tookMs: 0, running: false };
+  /**
+   * Live only: per type, keys screened by id for which no rule could hold, with the rows taken
+   * since that may change their features (detection/source.ts Parked). Valid for the rule set
+   * they were screened for, while every tick's new rows are counted into them.
+   */
+  let parked: { prepared: ReturnType<typeof prepare>; keys: Map<string, Map<string, Parked>> } | null = null;
+  const parkedCount = () => (parked ? [...parked.keys.values()].reduce((n, m) => n + m.size, 0) : 0);
 
   /**
    * Channel and merchant features for every channel/merchant. They see all traffic, so their
@@ -335,15 +374,18 @@ export function createDetector(deps: DetectorDeps) {
     return byEntity;
   }
 
-  /** Counts each floored type's keys of the new rows into `into` (per type, key -> rows). */
-  function countKeys(into: Map<string, Map<string, number>>, rows: readonly Record<string, string | null>[], floors: ReadonlyMap<string, unknown>) {
-    for (const entity of floors.keys()) {
+  /**
+   * Counts each floored type's keys of the new rows that may match the floor feature's filter
+   * into `into` (per type, key -> rows): only those can bring a key closer to its floor.
+   */
+  function countKeys(into: Map<string, Map<string, number>>, rows: readonly Record<string, string | null>[], floors: ReadonlyMap<string, { filter: EventFilter | undefined }>) {
+    for (const [entity, { filter }] of floors) {
       const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
       let counts = into.get(entity);
       if (!counts) into.set(entity, (counts = new Map()));
       for (const row of rows) {
         const k = row[column];
-        if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
+        if (k && mayMatch(row, filter)) counts.set(k, (counts.get(k) ?? 0) + 1);
       }
     }
   }
@@ -382,6 +424,7 @@ export function createDetector(deps: DetectorDeps) {
       seen = null;
       hot = null;
       hotPending = null;
+      parked = null;
       stuckCheckedTo = new Map();
       backlogFromSec = null;
       stats.behind = false;
@@ -392,7 +435,7 @@ export function createDetector(deps: DetectorDeps) {
     // A new leader (or a new rule set) has no context yet: start computing it now, so the first
     // tick with a candidate does not wait for all of it.
     if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, contextReaders, stuckThresholds, read, features } = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, parking, contextReaders, stuckThresholds, read, features } = active;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -434,6 +477,19 @@ export function createDetector(deps: DetectorDeps) {
         countKeys(hot.since, rows, floors);
         if (countedKeys(hot.since) > MAX_COUNTED_KEYS) hot = null;
       }
+      // Parked keys count every new row (none is missed: a tick without the rows drops them).
+      if (parked && (parked.prepared !== active || !(hot || hotPending))) parked = null;
+      if (parked) {
+        for (const [entity, keys] of parked.keys) {
+          const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
+          const columns = screens.get(entity as (typeof EVENT_ENTITIES)[number])!;
+          for (const row of rows) {
+            const k = row[column];
+            const p = k ? keys.get(k) : undefined;
+            if (p) growParked(columns, p, row);
+          }
+        }
+      }
       if (hot) {
         nearFloor = new Map();
         for (const [entity, { floor }] of floors) {
@@ -441,13 +497,25 @@ export function createDetector(deps: DetectorDeps) {
           const inSet = hot.keys.get(entity)!;
           const since = hot.since.get(entity)!;
           const below = Math.ceil(floor / 2) - 1;
+          const waiting = parked?.keys.get(entity);
+          const columns = screens.get(entity as (typeof EVENT_ENTITIES)[number])!;
+          const rules = rulesOf(entity as EntityType);
           const near = new Set<string>();
+          const skipped = new Set<string>();
           for (const row of rows) {
             const k = row[column];
-            if (k && (inSet.has(k) || below + (since.get(k) ?? 0) >= floor)) near.add(k);
+            if (!k || near.has(k) || skipped.has(k) || !(inSet.has(k) || below + (since.get(k) ?? 0) >= floor)) continue;
+            const p = waiting?.get(k);
+            if (p && nowMs < p.until && !anyMayHold(rules, parkedBounds(columns, p))) {
+              skipped.add(k);
+              continue;
+            }
+            if (p) waiting!.delete(k);
+            near.add(k);
           }
           nearFloor.set(entity, [...near]);
           stats.nearFloor += near.size;
+          stats.parkedSkips += skipped.size;
         }
       }
       timings.new_keys = performance.now() - keysStarted;
@@ -481,11 +549,13 @@ export function createDetector(deps: DetectorDeps) {
         const rules = rulesOf(entity);
         const having = screenHaving(rules, columns, nowMs);
         const near = nearFloor?.get(entity);
+        // Keys screened by id come back whether or not a rule may hold (no HAVING), to be parked.
+        const park = near ? parking.get(entity) : undefined;
         // Near a volume floor: only those entities, by id; otherwise every touched one.
         const rows = near
           ? near.length
             ? await deps.http.query<Record<string, string | number | null>>(
-                entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity), 'ids'),
+                entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, park ? undefined : having, longest(entity), 'ids', park),
                 { name: ENTITY_IDS_TABLE, structure: 'id String', rows: near.map((id) => ({ id })) },
                 `${entity} screen`,
               )
@@ -495,8 +565,21 @@ export function createDetector(deps: DetectorDeps) {
               entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity)),
               `${entity} screen`,
             );
-        stats.screened += rows.length;
-        for (const row of rows) if (anyMayHold(rules, screenBounds(columns, row, nowMs))) found.add(String(row.entity_key));
+        if (park && (!parked || parked.prepared !== active)) parked = { prepared: active, keys: new Map() };
+        let waiting = park ? parked!.keys.get(entity) : undefined;
+        if (park && !waiting) parked!.keys.set(entity, (waiting = new Map()));
+        for (const row of rows) {
+          const key = String(row.entity_key);
+          if (anyMayHold(rules, screenBounds(columns, row, nowMs))) {
+            found.add(key);
+            stats.screened++;
+            continue;
+          }
+          if (!park || !waiting) continue;
+          const p = parkedFrom(columns, row, nowMs + park.horizonMs);
+          if (!anyMayHold(rules, parkedBounds(columns, p))) waiting.set(key, p);
+        }
+        if (waiting && waiting.size > MAX_PARKED / 4) waiting.clear();
         timings[`${entity}_screen`] = performance.now() - started;
       }
       if (entity === 'order' && stuckDue) {
@@ -553,7 +636,7 @@ export function createDetector(deps: DetectorDeps) {
     if (failed) throw failed.reason;
     stats.ticks++;
     stats.lastTickMs = now() - nowMs;
-    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: taken, behind, hits: hitCount, candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: taken, behind, hits: hitCount, parked: parkedCount(), candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
     if (reconciledSeen !== null) reconciledVersion = reconciledSeen;
     // Advance only after the cases were stored and published: a failed tick is repeated.
     seen = newest;
@@ -606,7 +689,7 @@ export function createDetector(deps: DetectorDeps) {
       context = { at: 0, tookMs: 0, facts: new Map() };
     },
     ruleSet: (): RuleSet => active.ruleSet,
-    stats: (): Readonly<DetectorStats> => ({ ...stats, floorsReady: hot !== null && hot.prepared === active }),
+    stats: (): Readonly<DetectorStats> => ({ ...stats, floorsReady: hot !== null && hot.prepared === active, parked: parkedCount() }),
   };
 }
 export type Detector = ReturnType<typeof createDetector>;

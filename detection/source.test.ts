@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import type { Feature } from '../rules/schema.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
-import { ageThresholds, hotKeysQuery, newRowsQuery, stuckOrdersQuery, volumeFloor } from './source.ts';
+import { ageThresholds, growParked, hotKeysQuery, mayMatch, newRowsQuery, parkable, parkedBounds, parkedFrom, screenPlan, stuckOrdersQuery, volumeFloor } from './source.ts';
+import { anyMayHold } from '../rules/evaluate.ts';
 
 const age = { id: 'order_processing_age_24h', entity: 'order', window: '24h', aggregation: 'age' } as unknown as Feature;
 const count = { id: 'order_risk_blocked_24h', entity: 'order', window: '24h', aggregation: 'count' } as unknown as Feature;
@@ -81,5 +82,63 @@ describe('hotKeysQuery', () => {
       "SELECT device_id AS k FROM db.payment_events WHERE occurred_at >= toDateTime(1000, 'UTC') AND type IN ('payment') AND failure_code IN ('timeout') AND device_id != '' GROUP BY k HAVING count() >= 3 SETTINGS max_threads = 1",
     );
     expect(hotKeysQuery('db', 'ip', 1000, 8)).toContain("toDateTime(1000, 'UTC') AND 1 AND ip != ''");
+  });
+});
+
+describe('parked keys: bounds on a screened key from the rows since', () => {
+  const attempts = { id: 'ip_attempts_10m', entity: 'ip', window: '10m', aggregation: 'distinct_count', field: ['order_id', 'attempt'], filter: { type: ['payment'] } } as unknown as Feature;
+  const rate = {
+    id: 'ip_failure_rate_10m',
+    entity: 'ip',
+    window: '10m',
+    aggregation: 'rate',
+    field: ['order_id', 'attempt'],
+    filter: { type: ['payment'], status: ['succeeded', 'failed', 'timeout'] },
+    numerator: { status: ['failed', 'timeout'] },
+  } as unknown as Feature;
+  const columns = screenPlan([attempts, rate]);
+  const rules = [{ id: 'r', entity: 'ip', conditions: { all: [{ fact: 'ip_attempts_10m', operator: 'greaterThanInclusive', value: 15 }, { fact: 'ip_failure_rate_10m', operator: 'greaterThanInclusive', value: 0.5 }] } }] as never;
+  const row = (status: string, type = 'payment') => ({ ip: '203.0.113.9', type, status, failure_code: null });
+
+  test('mayMatch rules a row out only on a field it has', () => {
+    expect(mayMatch(row('failed'), { status: ['failed'] })).toBe(true);
+    expect(mayMatch(row('succeeded'), { status: ['failed'] })).toBe(false);
+    expect(mayMatch(row('failed', 'refund'), { type: ['payment'] })).toBe(false);
+    expect(mayMatch(row('failed'), { failure_code: ['timeout'] })).toBe(false);
+    // A field the row lacks may match.
+    expect(mayMatch(row('failed'), { source: ['callback'] })).toBe(true);
+    expect(mayMatch({ ...row('failed'), source: 'api' }, { source: ['callback'] })).toBe(false);
+  });
+
+  test('a busy address far below the failure rate stays parked through successes and is released by enough failures', () => {
+    expect(parkable(columns)).toBe(true);
+    // 40 attempts, 2 failed; 36 attempts still in every window until the horizon; no row after now.
+    const p = parkedFrom(columns, { entity_key: '203.0.113.9', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 36, fut: 0 }, 30_000);
+    expect(p.until).toBe(30_000);
+    expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(false);
+    for (let i = 0; i < 50; i++) growParked(columns, p, row('succeeded'));
+    growParked(columns, p, row('failed', 'refund'));
+    // Successes and refunds add attempts but no failure: the rate bound stays 2/36.
+    expect(parkedBounds(columns, p).get('ip_failure_rate_10m')).toEqual({ lo: 0, hi: 2 / 36 });
+    expect(parkedBounds(columns, p).get('ip_attempts_10m')).toEqual({ lo: 0, hi: 40 + 50 });
+    expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(false);
+    for (let i = 0; i < 15; i++) growParked(columns, p, row('failed'));
+    expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(false);
+    growParked(columns, p, row('timeout'));
+    // 18 failures against at least 36 attempts: the rule may hold again.
+    expect(parkedBounds(columns, p).get('ip_failure_rate_10m')).toEqual({ lo: 0, hi: 0.5 });
+    expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(true);
+  });
+
+  test('rows after the screen count from the start, and no attempt kept until the horizon bounds the rate by 1', () => {
+    const p = parkedFrom(columns, { entity_key: 'x', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 0, fut: 3 }, 30_000);
+    expect(parkedBounds(columns, p).get('ip_attempts_10m')).toEqual({ lo: 0, hi: 43 });
+    expect(parkedBounds(columns, p).get('ip_failure_rate_10m')).toEqual({ lo: 0, hi: 1 });
+    expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(true);
+  });
+
+  test('ages grow with time, not rows: a type with one is not parked', () => {
+    expect(parkable(screenPlan([{ ...age, field: ['order_id', 'attempt'] } as Feature, count]))).toBe(false);
+    expect(parkable(screenPlan([count]))).toBe(true);
   });
 });

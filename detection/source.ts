@@ -206,7 +206,7 @@ export function screenPlan(features: readonly Feature[]): ScreenColumn[] {
   return out;
 }
 
-/** Rows (of payment_events_by_position) whose Kafka position is above `seen` and at most `newest`, per partition. */
+/** Rows (of the copy ordered by position, storage/copies.ts) whose Kafka position is above `seen` and at most `newest`, per partition. */
 export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): string {
   const parts = [...newest].filter(([p, o]) => o > (seen.get(p) ?? -1)).map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
   return parts.length ? `(${parts.join(' OR ')})` : '0';
@@ -259,6 +259,12 @@ export function entityScreenQuery(
    * external table `entity_ids` (the ones near a volume floor, see volumeFloor). @default 'touched'
    */
   keys: 'touched' | 'ids' = 'touched',
+  /**
+   * Also what parking a key needs (see parkedBounds): per rate, `{column}_dh`, its denominator
+   * over the part of the window that every window until `horizonMs` after now still covers;
+   * and `fut`, the rows after now (a producer's clock ahead), read without an upper time bound.
+   */
+  park?: { horizonMs: number },
 ): string {
   const key = ident(entityKeyField[entity]!);
   const select: string[] = [];
@@ -274,6 +280,10 @@ export function entityScreenQuery(
         break;
       case 'rate':
         select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${raw(`${column}_n`)}`, sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(`${column}_d`)}`);
+        if (park) {
+          const kept = raw(sql`${raw(AT_MS)} > ${nowMs + park.horizonMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
+          select.push(sql`uniqExactIf(${fields}, ${kept} AND ${cond}) AS ${raw(`${column}_dh`)}`);
+        }
         break;
       case 'count':
         select.push(sql`countIf(${win} AND ${cond}) AS ${raw(column)}`);
@@ -291,11 +301,13 @@ export function entityScreenQuery(
   longest = Math.max(longest, entityWindowMs ?? 0);
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
+  if (park) select.push(sql`countIf(${raw(AT_MS)} > ${nowMs}) AS fut`);
+  const upTo = park ? '' : sql` AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
   // Rows outside [now - longest window, now] cannot change this entity's features. Both tables
   // are ordered for these reads: the new rows by Kafka position, the entities' rows by entity.
   const touched = sql`SELECT ${key} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
   const ids = raw(keys === 'ids' ? ENTITY_IDS_TABLE : `(${touched})`);
-  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${ids} AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${ids} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${raw(upTo)}${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
 }
 
 /**
@@ -339,9 +351,27 @@ export function hotKeysQuery(database: string, entity: EntityType, fromSec: numb
   return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = 1`;
 }
 
-/** The IP, device, user and order of every new row at `position` (see positionRange), one row each. */
+/** Fields of an event that newKeysQuery returns besides the keys: every field a feature filter can test (rules/schema.ts EventFilter; see mayMatch). */
+export const NEW_ROW_FILTER_FIELDS = ['type', 'status', 'failure_code', 'source'] as const;
+
+/** The IP, device, user and order of every new row at `position` (see positionRange), one row each, with NEW_ROW_FILTER_FIELDS. */
 export function newKeysQuery(database: string, sinceSec: number, position: string, untilSec?: number): string {
-  return sql`SELECT ip, device_id, user_id, order_id FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}`;
+  return sql`SELECT ip, device_id, user_id, order_id, ${raw(NEW_ROW_FILTER_FIELDS.join(', '))} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}`;
+}
+
+/**
+ * Whether an event with these fields may match `filter`: false only when a field the row has
+ * rules it out. A filter on a field the row lacks may match (a new row from newKeysQuery has
+ * only the keys and NEW_ROW_FILTER_FIELDS), so counting rows with it never undercounts.
+ */
+export function mayMatch(row: Readonly<Record<string, string | null>>, filter: EventFilter | undefined): boolean {
+  if (!filter) return true;
+  for (const [field, allowed] of Object.entries(filter)) {
+    if (!(field in row)) continue;
+    const v = row[field];
+    if (typeof v !== 'string' || !(allowed as string[]).includes(v)) return false;
+  }
+  return true;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
@@ -359,6 +389,64 @@ export function screenBounds(columns: readonly ScreenColumn[], row: Readonly<Rec
       bounds.set(f.id, kind === 'exact' ? { value: v } : { lo: 0, hi: v });
     }
   }
+  return bounds;
+}
+
+/**
+ * A key screened by id (near a volume floor) for which no rule could hold, and what would have
+ * to happen before one could: a tick counts the new rows that may change each screened feature
+ * (mayMatch on its filter) and screens the key again only when the bounds below let a rule hold,
+ * or once `until` has passed. A busy shared IP far from card testing is then not read again every tick.
+ */
+export interface Parked {
+  /** Epoch ms up to which the bounds hold (the screen's now plus the horizon). */
+  until: number;
+  /** Per screen column: its value or upper bound at the screen; for a rate, the numerator. */
+  base: number[];
+  /** Per rate column: the denominator over what every window until `until` still covers; 0 for others. */
+  kept: number[];
+  /** Per screen column: rows since that may add to it (to a rate's numerator), starting with the rows after the screen's now. */
+  grown: number[];
+}
+
+/** Whether keys of a type with these screen columns can be parked: every feature only grows by at most one per new row (ages grow with time). */
+export const parkable = (columns: readonly ScreenColumn[]): boolean =>
+  columns.length > 0 && columns.every(({ feature: f }) => f.aggregation === 'count' || f.aggregation === 'distinct_count' || f.aggregation === 'followed_by' || f.aggregation === 'rate');
+
+/** A parked key from its screen row (entityScreenQuery with `park`). */
+export function parkedFrom(columns: readonly ScreenColumn[], row: Readonly<Record<string, string | number | null>>, until: number): Parked {
+  const fut = Number(row.fut ?? 0);
+  return {
+    until,
+    base: columns.map(({ feature: f, column }) => Number(row[f.aggregation === 'rate' ? `${column}_n` : column])),
+    kept: columns.map(({ feature: f, column }) => (f.aggregation === 'rate' ? Number(row[`${column}_dh`]) : 0)),
+    grown: columns.map(() => fut),
+  };
+}
+
+/** Counts a new row of a parked key: each feature it may add to (a distinct count, a count or a rate's numerator grows by at most one per row). */
+export function growParked(columns: readonly ScreenColumn[], p: Parked, row: Readonly<Record<string, string | null>>): void {
+  columns.forEach(({ feature: f }, i) => {
+    const adds =
+      f.aggregation === 'rate'
+        ? mayMatch(row, f.filter) && mayMatch(row, f.numerator)
+        : mayMatch(row, f.filter) || (f.aggregation === 'followed_by' && mayMatch(row, f.followed_by));
+    if (adds) p.grown[i]!++;
+  });
+}
+
+/**
+ * Bounds on a parked key's features at any time from its screen until `until`: a count or
+ * distinct count is at most its value then plus the rows since that may add to it; a rate's
+ * numerator likewise, and its denominator at least the part of the window still covered
+ * (events only leave a window by time passing), so the rate is at most their ratio.
+ */
+export function parkedBounds(columns: readonly ScreenColumn[], p: Parked): Map<string, { lo: number; hi: number }> {
+  const bounds = new Map<string, { lo: number; hi: number }>();
+  columns.forEach(({ feature: f }, i) => {
+    const grown = p.base[i]! + p.grown[i]!;
+    bounds.set(f.id, { lo: 0, hi: f.aggregation === 'rate' ? (p.kept[i]! > 0 ? Math.min(1, grown / p.kept[i]!) : 1) : grown });
+  });
   return bounds;
 }
 

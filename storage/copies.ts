@@ -3,8 +3,8 @@ import { ident, raw, sql, type SqlFragment } from './sql.ts';
 /** payment_events once per IP, device, user and order each event belongs to, ordered by entity (migration 014). */
 export const eventsByEntity = (database: string): SqlFragment => ident(database, 'payment_events_by_entity');
 
-/** Where each event sits in Kafka, ordered by that position (migration 014). */
-export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_position');
+/** Where each event sits in Kafka, ordered by that position, with the fields feature filters test (migrations 014, 015). */
+export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_offset');
 
 /**
  * `table WHERE ...` for a FROM clause: every event, at any time, of the orders the subquery

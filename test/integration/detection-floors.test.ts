@@ -20,35 +20,34 @@ afterAll(() => s.cleanup());
  * found whichever side of the hot set's computation its attempts fall on.
  */
 describe('volume floors', () => {
-  test('card testing split across the hot set is found, and entities far below the floor are not screened', async () => {
-    const database = s.config.clickhouseDatabase;
+  const database = s.config.clickhouseDatabase;
+  let offset = 0;
+  let seq = 0;
+  const attempt = (ip: string, at: number, writtenAt = Date.now() - 1000, status: 'failed' | 'succeeded' = 'failed'): EventRow => {
+    const n = seq++;
+    const checked = validateEvent({
+      event_id: `floor-${n}`,
+      occurred_at: new Date(at).toISOString(),
+      type: 'payment',
+      status,
+      ...(status === 'failed' ? { failure_code: 'card_declined' } : { transaction_id: `floor-tx-${n}` }),
+      order_id: `floor-order-${n}`,
+      attempt: 1,
+      amount_minor: 100 + n,
+      currency: 'CNY',
+      channel: 'card',
+      merchant_id: 'm-floor',
+      user_id: `floor-user-${n}`,
+      device_id: `floor-device-${n}`,
+      ip,
+    });
+    if (!checked.ok) throw new Error(checked.reason);
+    return toEventRow(checked.value, 0, offset++, toDateTimeText(writtenAt));
+  };
+  const store = (rows: EventRow[]) => insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
+  const times = (k: number, ip: string, at: number, writtenAt?: number, status?: 'failed' | 'succeeded') => Array.from({ length: k }, () => attempt(ip, at, writtenAt, status));
+  const liveDetector = async () => {
     await migrate(s.clickhouse, database, silentLogger);
-    let offset = 0;
-    let seq = 0;
-    const attempt = (ip: string, at: number, writtenAt = Date.now() - 1000): EventRow => {
-      const n = seq++;
-      const checked = validateEvent({
-        event_id: `floor-${n}`,
-        occurred_at: new Date(at).toISOString(),
-        type: 'payment',
-        status: 'failed',
-        failure_code: 'card_declined',
-        order_id: `floor-order-${n}`,
-        attempt: 1,
-        amount_minor: 100 + n,
-        currency: 'CNY',
-        channel: 'card',
-        merchant_id: 'm-floor',
-        user_id: `floor-user-${n}`,
-        device_id: `floor-device-${n}`,
-        ip,
-      });
-      if (!checked.ok) throw new Error(checked.reason);
-      return toEventRow(checked.value, 0, offset++, toDateTimeText(writtenAt));
-    };
-    const store = (rows: EventRow[]) => insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
-    const times = (k: number, ip: string, at: number, writtenAt?: number) => Array.from({ length: k }, () => attempt(ip, at, writtenAt));
-
     const book = createCaseBook();
     const detector = createDetector({
       clickhouse: s.clickhouse,
@@ -59,6 +58,20 @@ describe('volume floors', () => {
       isLeader: () => true,
       cases: book,
     });
+    return { book, detector };
+  };
+  /** Ticks with one new row each (an address never seen again) until the hot set is in place. */
+  const untilFloorsReady = async (detector: Awaited<ReturnType<typeof liveDetector>>['detector']) => {
+    const deadline = Date.now() + 30_000;
+    while (!detector.stats().floorsReady && Date.now() < deadline) {
+      await store([attempt(`198.51.100.${seq % 250}`, Date.now())]);
+      await detector.tick();
+    }
+    expect(detector.stats().floorsReady).toBe(true);
+  };
+
+  test('card testing split across the hot set is found, and entities far below the floor are not screened', async () => {
+    const { book, detector } = await liveDetector();
     const t0 = Date.now();
     // Stored before: 12 attempts from A (at least half of 15), 7 from B (below half), and 200
     // addresses with one attempt each, all in the last 3 minutes but written an hour ago, so no
@@ -69,12 +82,7 @@ describe('volume floors', () => {
       ...Array.from({ length: 200 }, (_, i) => attempt(`192.0.2.${i}`, t0 - 120_000, t0 - 3_600_000)),
     ]);
     // A tick with new rows starts the hot set's computation beside the ticks.
-    const deadline = Date.now() + 30_000;
-    while (!detector.stats().floorsReady && Date.now() < deadline) {
-      await store([attempt(`198.51.100.${seq % 250}`, Date.now())]);
-      await detector.tick();
-    }
-    expect(detector.stats().floorsReady).toBe(true);
+    await untilFloorsReady(detector);
     expect(book.opened).toEqual([]);
 
     // Then: A's last 3 (15 in all: found through the hot set), B's 8 (15 in all: through the
@@ -86,5 +94,55 @@ describe('volume floors', () => {
     expect(found).toEqual(['203.0.113.1', '203.0.113.2', '203.0.113.3']);
     // Screened by id: the three addresses, nothing of the 100 single attempts (nor their devices and users).
     expect(detector.stats().nearFloor - before).toBe(3);
+  });
+
+  test('a busy address far from card testing is read once, then again only when enough failures arrive to make it possible', async () => {
+    const { book, detector } = await liveDetector();
+    const busy = '203.0.113.50';
+    const t0 = Date.now();
+    // A shared address: 40 successful payments in the last 2 minutes (written an hour ago).
+    await store(times(40, busy, t0 - 120_000, t0 - 3_600_000, 'succeeded'));
+    await untilFloorsReady(detector);
+
+    // Touched: screened by id (in the hot set), no rule can hold (no failure), so it is parked.
+    let near = detector.stats().nearFloor;
+    await store(times(1, busy, Date.now(), undefined, 'succeeded'));
+    await detector.tick();
+    expect(detector.stats().nearFloor - near).toBe(1);
+    expect(detector.stats().parked).toBeGreaterThanOrEqual(1);
+
+    // More successes and a few failures: each tick skips it without reading it.
+    near = detector.stats().nearFloor;
+    const skips = detector.stats().parkedSkips;
+    for (let i = 0; i < 3; i++) {
+      await store([...times(2, busy, Date.now(), undefined, 'succeeded'), ...times(2, busy, Date.now())]);
+      await detector.tick();
+    }
+    expect(detector.stats().nearFloor - near).toBe(0);
+    expect(detector.stats().parkedSkips - skips).toBe(3);
+    expect(book.opened.filter((c) => c.entity_id === busy)).toEqual([]);
+
+    // Card testing from it: 60 declines, so more than half of its attempts fail. The bound lets
+    // the rule hold again, it is read, and the case opens at once.
+    await store(times(60, busy, Date.now()));
+    await detector.tick();
+    expect(detector.stats().nearFloor - near).toBe(1);
+    expect(book.opened.filter((c) => c.entity_id === busy).map((c) => c.rule_id)).toEqual(['ip_amount_probing']);
+  });
+
+  test('only new rows that the floor feature counts bring an address towards its floor', async () => {
+    const { detector } = await liveDetector();
+    const quiet = '203.0.113.60';
+    await untilFloorsReady(detector);
+    const near = detector.stats().nearFloor;
+    // Ten refunds from one address: rows, but no payment attempt, which the floor counts.
+    const refunds = times(10, quiet, Date.now()).map((r) => ({ ...r, type: 'refund' as const, status: 'succeeded' as const, failure_code: null, attempt: null }));
+    await store(refunds);
+    await detector.tick();
+    expect(detector.stats().nearFloor - near).toBe(0);
+    // Eight attempts do: with them it may have 15 (at most 7 before the set, none then).
+    await store(times(8, quiet, Date.now()));
+    await detector.tick();
+    expect(detector.stats().nearFloor - near).toBe(1);
   });
 });
