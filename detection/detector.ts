@@ -97,10 +97,11 @@ const MAX_COUNTED_KEYS = 200_000;
 const HOT_REFRESH_EVERY_MS = 10_000;
 
 /**
- * At most this many keys are parked (all types together, about 100 bytes each); past it a
- * type's parked keys are dropped, and they are screened when next touched as before.
+ * At most this many keys of one type are parked (about 250 bytes each: under 25 MB for the three
+ * floored types); past it the type's parked keys are dropped, and are screened when next touched
+ * as before. Expired ones are dropped at each hot set refresh.
  */
-const MAX_PARKED = 100_000;
+const MAX_PARKED_PER_TYPE = 30_000;
 
 /** How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against the windows (a rate's bound uses the part of its window this leaves). */
 const PARK_HORIZON_MS = 30_000;
@@ -396,6 +397,8 @@ export function createDetector(deps: DetectorDeps) {
    */
   function startHotRefresh(nowMs: number): void {
     const prepared = active;
+    // Parked keys not touched again until their horizon are screened when next touched anyway.
+    for (const keys of parked?.keys.values() ?? []) for (const [k, p] of keys) if (p.until <= nowMs) keys.delete(k);
     hotRefresh = { ...hotRefresh, running: true };
     const pending = new Map<string, Map<string, number>>([...prepared.floors.keys()].map((e) => [e, new Map()]));
     hotPending = pending;
@@ -579,7 +582,7 @@ export function createDetector(deps: DetectorDeps) {
           const p = parkedFrom(columns, row, nowMs + park.horizonMs);
           if (!anyMayHold(rules, parkedBounds(columns, p))) waiting.set(key, p);
         }
-        if (waiting && waiting.size > MAX_PARKED / 4) waiting.clear();
+        if (waiting && waiting.size > MAX_PARKED_PER_TYPE) waiting.clear();
         timings[`${entity}_screen`] = performance.now() - started;
       }
       if (entity === 'order' && stuckDue) {

@@ -178,7 +178,7 @@ export interface ScreenColumn {
  * reference value itself (distinct counts and rates over distinct keys, which duplicate rows do
  * not change); an upper bound where it cannot cheaply: counts (a row stored twice before a merge
  * counts twice), per-group maxima (bounded by the ungrouped value), sequences (at most the keys
- * that have a first step and a second one) and ages (at most since the oldest matching event).
+ * that have both a first step and a second one, in any order) and ages (at most since the oldest matching event).
  * Sums are not screened.
  */
 export function screenPlan(features: readonly Feature[]): ScreenColumn[] {
@@ -288,9 +288,13 @@ export function entityScreenQuery(
       case 'count':
         select.push(sql`countIf(${win} AND ${cond}) AS ${raw(column)}`);
         break;
-      case 'followed_by':
-        select.push(sql`least(uniqExactIf(${fields}, ${win} AND ${cond}), uniqExactIf(${fields}, ${win} AND ${filterSql(f.followed_by)})) AS ${raw(column)}`);
+      case 'followed_by': {
+        // Keys with a first step and a second one, in either order: a normal retry (attempt 1
+        // failed, attempt 2 succeeded) has none, so it does not reach the exact computation.
+        const one = raw(fieldsOf(f).length > 1 ? `tuple(${fields.text})` : fields.text);
+        select.push(sql`length(arrayIntersect(groupUniqArrayIf(${one}, ${win} AND ${cond}), groupUniqArrayIf(${one}, ${win} AND ${filterSql(f.followed_by)}))) AS ${raw(column)}`);
         break;
+      }
       case 'age':
         select.push(sql`minIf(${raw(AT_MS)}, ${win} AND ${cond}) AS ${raw(`${column}_min`)}`, sql`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${raw(`${column}_c`)}`);
         break;

@@ -93,4 +93,48 @@ describe('SQL screen of touched entities', () => {
     expect(compared).toBeGreaterThan(10_000);
     expect(keptTotal).toBeGreaterThan(0);
   });
+
+  test('an ordinary retry is not a failed-then-succeeded candidate; the same attempt reported both ways is', async () => {
+    const database = s.config.clickhouseDatabase;
+    await migrate(s.clickhouse, database, silentLogger);
+    const ruleSet = await loadRuleSetOrThrow();
+    const feature = ruleSet.catalog.facts.get('order_failed_then_succeeded_24h')!.def as Feature;
+    const nowMs = Date.now();
+    const ingestedAt = toDateTimeText(nowMs - 1000);
+    let offset = 1_000_000;
+    const report = (order: string, attempt: number, status: 'failed' | 'succeeded', at: number): EventRow => {
+      const decoded = decodeEvent(
+        Buffer.from(
+          JSON.stringify({
+            event_id: `${order}-${attempt}-${status}`,
+            occurred_at: new Date(at).toISOString(),
+            type: 'payment',
+            status,
+            ...(status === 'failed' ? { failure_code: 'timeout' } : { transaction_id: `${order}-tx${attempt}` }),
+            order_id: order,
+            attempt,
+            amount_minor: 500,
+            currency: 'CNY',
+            channel: 'card',
+            merchant_id: 'm-retry',
+          }),
+        ),
+        65_536,
+      );
+      if (!decoded.ok) throw new Error(decoded.reason);
+      return toEventRow(decoded.value, 1, offset++, ingestedAt);
+    };
+    const first = offset;
+    await insertRows(s.clickhouse, ident(database, 'payment_events').text, [
+      report('retry-ok', 1, 'failed', nowMs - 60_000),
+      report('retry-ok', 2, 'succeeded', nowMs - 50_000),
+      report('charged-anyway', 1, 'failed', nowMs - 60_000),
+      report('charged-anyway', 1, 'succeeded', nowMs - 30_000),
+    ]);
+    const columns = screenPlan([feature]);
+    const position = positionRange(new Map([[1, first - 1]]), new Map([[1, offset - 1]]));
+    const rows = await queryRows<Record<string, string | number>>(s.clickhouse, entityScreenQuery(database, 'order', columns, nowMs, Math.floor(nowMs / 1000) - 600, position));
+    const bound = Object.fromEntries(rows.map((r) => [String(r.entity_key), Number(r[columns[0]!.column])]));
+    expect(bound).toEqual({ 'retry-ok': 0, 'charged-anyway': 1 });
+  });
 });
