@@ -3,7 +3,7 @@ import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type Ru
 import { anyMayHold } from '../rules/evaluate.ts';
 import { factsRead } from '../rules/catalog.ts';
 import type { EntityType, EventFilter, Feature } from '../rules/schema.ts';
-import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { SIDE_PRIORITY, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
 import {
@@ -406,7 +406,7 @@ export function createDetector(deps: DetectorDeps) {
     void (async () => {
       const keys = new Map<string, Set<string>>();
       for (const [entity, { floor, windowMs: w, filter }] of prepared.floors) {
-        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`);
+        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`, { priority: SIDE_PRIORITY });
         keys.set(entity, new Set(rows.map((r) => String(r.k))));
       }
       // Kept only if still for the rules in force and the same leadership.
@@ -468,8 +468,12 @@ export function createDetector(deps: DetectorDeps) {
     // Volume floors (live only): which touched entities may have enough events for a rule.
     if (hot && hot.prepared !== active) hot = null;
     let nearFloor: Map<string, string[]> | null = null;
+    // A hot set is refreshed while rows come in; the first one of a leadership (or rule set)
+    // starts on its first tick, rows or not: after a quiet start it is in place when traffic
+    // comes, instead of every touched entity being screened until it is.
+    const hotDue = !hotRefresh.running && nowMs - hotRefresh.at >= HOT_REFRESH_EVERY_MS && (newRows.length > 0 || (hot === null && hotPending === null));
+    if (floors.size > 0 && !deps.writtenBy && hotDue) startHotRefresh(nowMs);
     if (floors.size > 0 && !deps.writtenBy && newRows.length > 0) {
-      if (!hotRefresh.running && nowMs - hotRefresh.at >= HOT_REFRESH_EVERY_MS) startHotRefresh(nowMs);
       const keysStarted = performance.now();
       const rows = hot || hotPending ? await queryRows<Record<string, string | null>>(deps.clickhouse, newKeysQuery(deps.database, sinceSec, position), 'new keys') : [];
       if (hotPending) {
