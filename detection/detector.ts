@@ -3,7 +3,7 @@ import { computeFacts, createRuleEvaluator, matches, windowMs, type Hit, type Ru
 import { anyMayHold } from '../rules/evaluate.ts';
 import { factsRead } from '../rules/catalog.ts';
 import type { EntityType, EventFilter, Feature } from '../rules/schema.ts';
-import { SIDE_PRIORITY, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import type { CaseStore } from './cases.ts';
 import {
@@ -406,7 +406,7 @@ export function createDetector(deps: DetectorDeps) {
     void (async () => {
       const keys = new Map<string, Set<string>>();
       for (const [entity, { floor, windowMs: w, filter }] of prepared.floors) {
-        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`, { priority: SIDE_PRIORITY });
+        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`);
         keys.set(entity, new Set(rows.map((r) => String(r.k))));
       }
       // Kept only if still for the rules in force and the same leadership.

@@ -23,12 +23,6 @@ export const clickhouseSettings = {
 export const BACKGROUND_PRIORITY = 10;
 
 /**
- * Detection's own work beside its ticks (the hot set of volume floors): it pauses while a tick's
- * or ingest's query runs, and runs ahead of the scheduled jobs.
- */
-export const SIDE_PRIORITY = 5;
-
-/**
  * Creates a client for the configured server. Does not connect until the first request.
  * `maxThreads` caps the threads each of its queries may use and `priority` sets how its
  * queries yield (background work leaves the cores to ingest and detection).
@@ -71,9 +65,9 @@ export function classifyClickHouseError(err: unknown, what: string): Paysentinel
 }
 
 /** Runs a query and returns its rows as objects. */
-export async function queryRows<T = Record<string, unknown>>(client: ClickHouseClient, query: string, what = 'ClickHouse query', options: { priority?: number } = {}): Promise<T[]> {
+export async function queryRows<T = Record<string, unknown>>(client: ClickHouseClient, query: string, what = 'ClickHouse query'): Promise<T[]> {
   try {
-    const result = await client.query({ query, format: 'JSONEachRow', ...(options.priority === undefined ? {} : { clickhouse_settings: { priority: String(options.priority) } }) });
+    const result = await client.query({ query, format: 'JSONEachRow' });
     return (await result.json()) as T[];
   } catch (err) {
     throw classifyClickHouseError(err, what);
