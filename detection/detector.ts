@@ -221,7 +221,7 @@ export interface DetectorStats {
   opened: number;
   updated: number;
   lastTickMs: number;
-  /** Whether the live ticks screen by volume floor (a hot set is in place), or every touched entity. */
+  /** Whether the live ticks screen by volume floor (a hot set is in place for every floored type), or every touched entity. */
   floorsReady: boolean;
   /** Entities screened by id because they were in the hot set or had enough new events (see HotSet). */
   nearFloor: number;
@@ -403,11 +403,22 @@ export function createDetector(deps: DetectorDeps) {
     const pending = new Map<string, Map<string, number>>([...prepared.floors.keys()].map((e) => [e, new Map()]));
     hotPending = pending;
     const started = performance.now();
+    // The first set of a leadership (or rule set): until it exists every touched entity is
+    // screened, so it may use both threads, and each type's keys are used as soon as they are
+    // ready (shortest window, so cheapest, first). A later refresh is swapped in whole: its
+    // counts since start later than the set in use, so mixing the two would undercount.
+    const first = hot === null;
+    const floorsInOrder = [...prepared.floors].sort((a, b) => a[1].windowMs - b[1].windowMs);
     void (async () => {
       const keys = new Map<string, Set<string>>();
-      for (const [entity, { floor, windowMs: w, filter }] of prepared.floors) {
-        const rows = await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter), `${entity} near volume floor`);
+      for (const [entity, { floor, windowMs: w, filter }] of floorsInOrder) {
+        const rows = await queryRows<{ k: string }>(
+          deps.clickhouse,
+          hotKeysQuery(deps.database, entity, Math.floor((nowMs - w) / 1000) - 1, Math.ceil(floor / 2), filter, first ? 2 : 1),
+          `${entity} near volume floor`,
+        );
         keys.set(entity, new Set(rows.map((r) => String(r.k))));
+        if (first && prepared === active && hotPending === pending && (hot === null || hot.since === pending)) hot = { prepared, keys, since: pending };
       }
       // Kept only if still for the rules in force and the same leadership.
       if (prepared === active && hotPending === pending) {
@@ -480,7 +491,8 @@ export function createDetector(deps: DetectorDeps) {
         countKeys(hotPending, rows, floors);
         if (countedKeys(hotPending) > MAX_COUNTED_KEYS) hotPending = null;
       }
-      if (hot) {
+      // While the first set is used type by type, its counts are hotPending's.
+      if (hot && hot.since !== hotPending) {
         countKeys(hot.since, rows, floors);
         if (countedKeys(hot.since) > MAX_COUNTED_KEYS) hot = null;
       }
@@ -501,7 +513,9 @@ export function createDetector(deps: DetectorDeps) {
         nearFloor = new Map();
         for (const [entity, { floor }] of floors) {
           const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
-          const inSet = hot.keys.get(entity)!;
+          // A type whose first set is not ready yet is screened in full.
+          const inSet = hot.keys.get(entity);
+          if (!inSet) continue;
           const since = hot.since.get(entity)!;
           const below = Math.ceil(floor / 2) - 1;
           const waiting = parked?.keys.get(entity);
@@ -696,7 +710,7 @@ export function createDetector(deps: DetectorDeps) {
       context = { at: 0, tookMs: 0, facts: new Map() };
     },
     ruleSet: (): RuleSet => active.ruleSet,
-    stats: (): Readonly<DetectorStats> => ({ ...stats, floorsReady: hot !== null && hot.prepared === active, parked: parkedCount() }),
+    stats: (): Readonly<DetectorStats> => ({ ...stats, floorsReady: hot !== null && hot.prepared === active && hot.keys.size === active.floors.size, parked: parkedCount() }),
   };
 }
 export type Detector = ReturnType<typeof createDetector>;

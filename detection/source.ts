@@ -346,13 +346,15 @@ export function volumeFloor(rules: readonly LoadedRule[], features: readonly Fea
 /**
  * Keys of `entity` with at least `atLeast` stored events matching `filter` that occurred since `fromSec`. Read from
  * payment_events, which is ordered by event time, so the cost is one pass over the window and
- * not a look-up per key, on one thread: it runs beside the ticks and must leave them a core
- * (the debug log 'hot set' shows how long it takes). Every row stored by then counts, also rows that ticks take afterwards
- * and count again in memory, and rows stored twice before a merge: that only adds keys.
+ * not a look-up per key, on `threads` threads (default one: a refresh runs beside the ticks and
+ * must leave them a core; the first of a leadership may take both, since until it exists the
+ * ticks screen every touched entity, which costs them more). The debug log 'hot set' shows how
+ * long it takes. Every row stored by then counts, also rows that ticks take afterwards and count
+ * again in memory, and rows stored twice before a merge: that only adds keys.
  */
-export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter): string {
+export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter, threads = 1): string {
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = 1`;
+  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = ${threads}`;
 }
 
 /** Fields of an event that newKeysQuery returns besides the keys: every field a feature filter can test (rules/schema.ts EventFilter; see mayMatch). */
