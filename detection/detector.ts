@@ -90,7 +90,7 @@ const MAX_COUNTED_KEYS = 200_000;
 
 /**
  * A hot set is recomputed this often (start to start), or as soon as the previous computation
- * ends when it takes longer. It runs on one ClickHouse thread (hotKeysQuery), so it leaves the
+ * ends when it takes longer. It runs on one ClickHouse thread (hotKeysQuery; the first of a leadership on two), so it leaves the
  * other core to ingest and the ticks; less often would let the counts since its snapshot grow
  * towards MAX_COUNTED_KEYS.
  */
@@ -110,9 +110,9 @@ const countedKeys = (counts: ReadonlyMap<string, ReadonlyMap<string, number>>): 
 
 interface HotSet {
   prepared: ReturnType<typeof prepare>;
-  /** Per floored entity type, the keys that had at least half the floor when the set was computed. */
+  /** Per floored entity type, the keys that had at least half the floor (events matching the floor feature's filter) when the set was computed. */
   keys: Map<string, Set<string>>;
-  /** Per floored entity type, rows taken by the ticks that started from the set's refresh on, per key. */
+  /** Per floored entity type, rows matching the floor feature's filter taken by the ticks that started from the set's refresh on, per key. */
   since: Map<string, Map<string, number>>;
 }
 
@@ -262,10 +262,10 @@ export function createDetector(deps: DetectorDeps) {
   const stats: Omit<DetectorStats, 'floorsReady' | 'parked'> = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, nearFloor: 0, parkedSkips: 0 };
   /**
    * Live only, for the entity types with a volume floor: the keys that had at least half of it
-   * in the floor's window when the set was computed, and per key the rows taken by ticks from
-   * the one that started the computation on (counted in memory). Every row of the window is in
-   * one or both: rows taken before that tick were stored before it. A key outside `keys` had at
-   * most half - 1 events then, so with too few rows since it cannot reach the floor and is not
+   * in the floor's window when the set was computed, and per key the rows matching the floor
+   * feature's filter taken by ticks from the one that started the computation on (counted in
+   * memory). Every such row of the window is in one or both: rows taken before that tick were
+   * stored before it. A key outside `keys` had at most half - 1 matching events then, so with too few rows since it cannot reach the floor and is not
    * screened. The counts are dropped, and ticks screen every touched entity, when they pass
    * MAX_COUNTED_KEYS.
    */
@@ -449,7 +449,9 @@ export function createDetector(deps: DetectorDeps) {
     // A new leader (or a new rule set) has no context yet: start computing it now, so the first
     // tick with a candidate does not wait for all of it.
     if (context.at === 0 && !deps.writtenBy) void startRefresh(nowMs).catch(() => {});
-    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, parking, contextReaders, stuckThresholds, read, features } = active;
+    // The rule set this tick decides with: a reload meanwhile (setRuleSet) applies from the next tick.
+    const prepared = active;
+    const { ruleSet, evaluator, entitiesWithRules, rulesOf, screens, floors, parking, contextReaders, stuckThresholds, read, features } = prepared;
     const untilSec = deps.writtenBy?.(nowMs);
     // New rows are found by Kafka position, not by time: per partition, every offset above the
     // last one seen. Instances write batches of a partition in offset order, whereas a clock-based
@@ -497,7 +499,7 @@ export function createDetector(deps: DetectorDeps) {
         if (countedKeys(hot.since) > MAX_COUNTED_KEYS) hot = null;
       }
       // Parked keys count every new row (none is missed: a tick without the rows drops them).
-      if (parked && (parked.prepared !== active || !(hot || hotPending))) parked = null;
+      if (parked && (parked.prepared !== prepared || !(hot || hotPending))) parked = null;
       if (parked) {
         for (const [entity, keys] of parked.keys) {
           const column = TOUCHED_COLUMN[entity as (typeof EVENT_ENTITIES)[number]];
@@ -527,7 +529,8 @@ export function createDetector(deps: DetectorDeps) {
             const k = row[column];
             if (!k || near.has(k) || skipped.has(k) || !(inSet.has(k) || below + (since.get(k) ?? 0) >= floor)) continue;
             const p = waiting?.get(k);
-            if (p && nowMs < p.until && !anyMayHold(rules, parkedBounds(columns, p))) {
+            // Only between its screen's now and its horizon (a clock stepped back is outside both).
+            if (p && p.at <= nowMs && nowMs < p.until && !anyMayHold(rules, parkedBounds(columns, p))) {
               skipped.add(k);
               continue;
             }
@@ -586,9 +589,11 @@ export function createDetector(deps: DetectorDeps) {
               entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity)),
               `${entity} screen`,
             );
-        if (park && (!parked || parked.prepared !== active)) parked = { prepared: active, keys: new Map() };
-        let waiting = park ? parked!.keys.get(entity) : undefined;
-        if (park && !waiting) parked!.keys.set(entity, (waiting = new Map()));
+        // Keys are parked for the rules they were screened with, and only if those are still in
+        // force (a reload during the screen drops them on the next tick anyway).
+        if (park && prepared === active && (!parked || parked.prepared !== prepared)) parked = { prepared, keys: new Map() };
+        let waiting = park && parked?.prepared === prepared ? parked.keys.get(entity) : undefined;
+        if (park && parked?.prepared === prepared && !waiting) parked.keys.set(entity, (waiting = new Map()));
         for (const row of rows) {
           const key = String(row.entity_key);
           if (anyMayHold(rules, screenBounds(columns, row, nowMs))) {
@@ -597,7 +602,7 @@ export function createDetector(deps: DetectorDeps) {
             continue;
           }
           if (!park || !waiting) continue;
-          const p = parkedFrom(columns, row, nowMs + park.horizonMs);
+          const p = parkedFrom(columns, row, nowMs, nowMs + park.horizonMs);
           if (!anyMayHold(rules, parkedBounds(columns, p))) waiting.set(key, p);
         }
         if (waiting && waiting.size > MAX_PARKED_PER_TYPE) waiting.clear();

@@ -113,7 +113,7 @@ describe('parked keys: bounds on a screened key from the rows since', () => {
   test('a busy address far below the failure rate stays parked through successes and is released by enough failures', () => {
     expect(parkable(columns)).toBe(true);
     // 40 attempts, 2 failed; 36 attempts still in every window until the horizon; no row after now.
-    const p = parkedFrom(columns, { entity_key: '203.0.113.9', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 36, fut: 0 }, 30_000);
+    const p = parkedFrom(columns, { entity_key: '203.0.113.9', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 36, fut: 0 }, 0, 30_000);
     expect(p.until).toBe(30_000);
     expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(false);
     for (let i = 0; i < 50; i++) growParked(columns, p, row('succeeded'));
@@ -131,7 +131,7 @@ describe('parked keys: bounds on a screened key from the rows since', () => {
   });
 
   test('rows after the screen count from the start, and no attempt kept until the horizon bounds the rate by 1', () => {
-    const p = parkedFrom(columns, { entity_key: 'x', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 0, fut: 3 }, 30_000);
+    const p = parkedFrom(columns, { entity_key: 'x', f0: 40, f1_n: 2, f1_d: 40, f1_dh: 0, fut: 3 }, 0, 30_000);
     expect(parkedBounds(columns, p).get('ip_attempts_10m')).toEqual({ lo: 0, hi: 43 });
     expect(parkedBounds(columns, p).get('ip_failure_rate_10m')).toEqual({ lo: 0, hi: 1 });
     expect(anyMayHold(rules, parkedBounds(columns, p))).toBe(true);

@@ -405,7 +405,9 @@ export function screenBounds(columns: readonly ScreenColumn[], row: Readonly<Rec
  * or once `until` has passed. A busy shared IP far from card testing is then not read again every tick.
  */
 export interface Parked {
-  /** Epoch ms up to which the bounds hold (the screen's now plus the horizon). */
+  /** Epoch ms of the screen's now: the bounds hold from it ... */
+  at: number;
+  /** ... up to this (the screen's now plus the horizon). */
   until: number;
   /** Per screen column: its value or upper bound at the screen; for a rate, the numerator. */
   base: number[];
@@ -420,9 +422,10 @@ export const parkable = (columns: readonly ScreenColumn[]): boolean =>
   columns.length > 0 && columns.every(({ feature: f }) => f.aggregation === 'count' || f.aggregation === 'distinct_count' || f.aggregation === 'followed_by' || f.aggregation === 'rate');
 
 /** A parked key from its screen row (entityScreenQuery with `park`). */
-export function parkedFrom(columns: readonly ScreenColumn[], row: Readonly<Record<string, string | number | null>>, until: number): Parked {
+export function parkedFrom(columns: readonly ScreenColumn[], row: Readonly<Record<string, string | number | null>>, at: number, until: number): Parked {
   const fut = Number(row.fut ?? 0);
   return {
+    at,
     until,
     base: columns.map(({ feature: f, column }) => Number(row[f.aggregation === 'rate' ? `${column}_n` : column])),
     kept: columns.map(({ feature: f, column }) => (f.aggregation === 'rate' ? Number(row[`${column}_dh`]) : 0)),

@@ -4,10 +4,11 @@
 -- technical failure since its last screen is then not read again.
 --
 -- A new table instead of ALTER ... ADD COLUMN, which 18.16 cannot make idempotent (no IF NOT
--- EXISTS there), so a crash half-way through is harmless. Its view is created before the old
--- one is dropped: while both exist a row is copied twice, which changes no result (readers take
--- distinct keys and offsets, and a key counted twice is only screened sooner), whereas the
--- other order would lose the rows inserted in between.
+-- EXISTS there), so a crash half-way through is harmless. Its view is created before the recent
+-- history is copied into it, so no insert falls between the two; one inserted while the copy runs
+-- is then stored twice, which changes no decision (keys are taken distinct, and a row counted
+-- twice only makes a key screened sooner or a tick look behind). The old copy is dropped:
+-- instances of the version before this one read it, so stop them before starting this one.
 CREATE TABLE IF NOT EXISTS {db}.payment_events_by_offset
 (
     kafka_partition UInt16,

@@ -1,3 +1,6 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
 import { createCaseBook } from '../../detection/cases.ts';
@@ -46,12 +49,12 @@ describe('volume floors', () => {
   };
   const store = (rows: EventRow[]) => insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
   const times = (k: number, ip: string, at: number, writtenAt?: number, status?: 'failed' | 'succeeded') => Array.from({ length: k }, () => attempt(ip, at, writtenAt, status));
-  const liveDetector = async () => {
+  const liveDetector = async (http = createClickHouseHttp(s.config)) => {
     await migrate(s.clickhouse, database, silentLogger);
     const book = createCaseBook();
     const detector = createDetector({
       clickhouse: s.clickhouse,
-      http: createClickHouseHttp(s.config),
+      http,
       database,
       ruleSet: await loadRuleSetOrThrow(),
       logger: silentLogger,
@@ -127,6 +130,48 @@ describe('volume floors', () => {
     await store(times(60, busy, Date.now()));
     await detector.tick();
     expect(detector.stats().nearFloor - near).toBe(1);
+    expect(book.opened.filter((c) => c.entity_id === busy).map((c) => c.rule_id)).toEqual(['ip_amount_probing']);
+  });
+
+  test('keys parked while a rule edit lands are not trusted by the edited rules', async () => {
+    // The edit: card testing from a 10% failure rate on (instead of 50%).
+    const dir = mkdtempSync(join(tmpdir(), 'rules-'));
+    cpSync(new URL('../../rules/definitions/', import.meta.url), dir, { recursive: true });
+    const file = join(dir, 'ip_amount_probing.json');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/"value": 0\.5\b/, '"value": 0.1'));
+    const edited = await loadRuleSetOrThrow({ rulesPath: dir });
+    const rule = edited.rules.find((r) => r.id === 'ip_amount_probing')!;
+    expect(JSON.stringify(rule.conditions)).toContain('0.1');
+
+    // The edit lands while the tick's IP screen runs (the file watcher may call at any time).
+    let editDuringScreen = false;
+    const base = createClickHouseHttp(s.config);
+    const http: typeof base = {
+      ...base,
+      query: (async (...args: Parameters<typeof base.query>) => {
+        if (editDuringScreen && args[2] === 'ip screen') {
+          editDuringScreen = false;
+          detector.setRuleSet(edited);
+        }
+        return base.query(...args);
+      }) as typeof base.query,
+    };
+    const { book, detector } = await liveDetector(http);
+    const busy = '203.0.113.70';
+    const t0 = Date.now();
+    // 30 payments in the last 2 minutes, 6 of them declined: 20%, far from 50%, over 10%.
+    await store([...times(24, busy, t0 - 120_000, t0 - 3_600_000, 'succeeded'), ...times(6, busy, t0 - 120_000, t0 - 3_600_000)]);
+    await untilFloorsReady(detector);
+    editDuringScreen = true;
+    await store(times(1, busy, Date.now(), undefined, 'succeeded'));
+    await detector.tick();
+    expect(editDuringScreen).toBe(false);
+    expect(book.opened.filter((c) => c.entity_id === busy)).toEqual([]);
+    // Under the edited rules, once their hot set is in place, the next success from it is read
+    // and opens the case: it is not skipped on bounds taken for the old threshold.
+    await untilFloorsReady(detector);
+    await store(times(1, busy, Date.now(), undefined, 'succeeded'));
+    await detector.tick();
     expect(book.opened.filter((c) => c.entity_id === busy).map((c) => c.rule_id)).toEqual(['ip_amount_probing']);
   });
 
