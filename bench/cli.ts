@@ -82,7 +82,7 @@ export const benchCommand: Command = {
       const report = { ...result, throughput };
       await mkdir(new URL('../out/', import.meta.url), { recursive: true });
       await writeFile(new URL('../out/bench-detect.json', import.meta.url), JSON.stringify(report, null, 2) + '\n');
-            process.stdout.write(
+      process.stdout.write(
         values.json
           ? JSON.stringify(report, null, 2) + '\n'
           : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ${result.detected}/${result.attacks} attacks detected\n` +

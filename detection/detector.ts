@@ -280,6 +280,13 @@ export function createDetector(deps: DetectorDeps) {
    */
   let parked: { prepared: ReturnType<typeof prepare>; keys: Map<string, Map<string, Parked>> } | null = null;
   const parkedCount = () => (parked ? [...parked.keys.values()].reduce((n, m) => n + m.size, 0) : 0);
+  /** The parked keys of `entity` for the rules in force, created when missing. */
+  function parkedKeysOf(entity: string): Map<string, Parked> {
+    if (!parked || parked.prepared !== active) parked = { prepared: active, keys: new Map() };
+    let keys = parked.keys.get(entity);
+    if (!keys) parked.keys.set(entity, (keys = new Map()));
+    return keys;
+  }
 
   /**
    * Channel and merchant features for every channel/merchant. They see all traffic, so their
@@ -589,11 +596,9 @@ export function createDetector(deps: DetectorDeps) {
               entityScreenQuery(deps.database, entity, columns, nowMs, sinceSec, position, untilSec, having, longest(entity)),
               `${entity} screen`,
             );
-        // Keys are parked for the rules they were screened with, and only if those are still in
-        // force (a reload during the screen drops them on the next tick anyway).
-        if (park && prepared === active && (!parked || parked.prepared !== prepared)) parked = { prepared, keys: new Map() };
-        let waiting = park && parked?.prepared === prepared ? parked.keys.get(entity) : undefined;
-        if (park && parked?.prepared === prepared && !waiting) parked.keys.set(entity, (waiting = new Map()));
+        // Keys are parked only for the rules in force: after a reload during the screen, its keys
+        // were judged by rules no longer in force.
+        const waiting = park && prepared === active ? parkedKeysOf(entity) : undefined;
         for (const row of rows) {
           const key = String(row.entity_key);
           if (anyMayHold(rules, screenBounds(columns, row, nowMs))) {
