@@ -17,29 +17,23 @@ export function uniqueByEventId<R extends { event_id: string }>(rows: readonly R
   return out;
 }
 
-/** Name of the external table carrying a batch's event ids to the look-up. */
+/** Name of the external table carrying a batch's keys to the look-up. */
 export const LOOKUP_IDS_TABLE = 'batch_ids';
 
-/** Above this many distinct seconds in one batch the look-up uses a time range instead of a list. */
-const MAX_LOOKUP_SECONDS = 2000;
+/** Columns of that table: the stored key of each row, (occurred_at, event_id). */
+export const LOOKUP_IDS_STRUCTURE = "event_id String, occurred_at DateTime('UTC')";
 
 /**
- * The look-up of already stored ids among a batch. The ids travel as the external table
- * `batch_ids` (see storage/external.ts), not as SQL literals. The batch's distinct
- * `occurred_at` seconds narrow the scan through the primary key: a late event in the batch
- * adds one second to read, where a min..max range would read everything in between.
+ * The look-up of already stored ids among a batch. The batch's keys travel as the external
+ * table `batch_ids` (see storage/http.ts), never as SQL text, so the statement has the same size
+ * for one row or a million. `occurred_at IN (SELECT ...)` still narrows the scan through the
+ * primary key (ClickHouse builds the set before it selects the ranges to read): a late event
+ * in the batch adds its own second to read, where a min..max range would read everything in
+ * between.
  */
-export function dedupLookupQuery(table: SqlFragment, rows: readonly { occurred_at: string }[]): string {
-  const seconds = new Set<string>();
-  for (const r of rows) seconds.add(r.occurred_at);
-  let timeFilter: string;
-  if (seconds.size <= MAX_LOOKUP_SECONDS) {
-    timeFilter = sql`occurred_at IN ${[...seconds].map((t) => raw(sql`toDateTime(${t}, 'UTC')`))}`;
-  } else {
-    const sorted = [...seconds].sort();
-    timeFilter = sql`occurred_at >= toDateTime(${sorted[0]!}, 'UTC') AND occurred_at <= toDateTime(${sorted[sorted.length - 1]!}, 'UTC')`;
-  }
-  return sql`SELECT event_id FROM ${table} WHERE ${raw(timeFilter)} AND event_id IN ${raw(LOOKUP_IDS_TABLE)}`;
+export function dedupLookupQuery(table: SqlFragment): string {
+  const ids = raw(LOOKUP_IDS_TABLE);
+  return sql`SELECT event_id FROM ${table} WHERE occurred_at IN (SELECT occurred_at FROM ${ids}) AND event_id IN (SELECT event_id FROM ${ids})`;
 }
 
 export interface WriteResult {
@@ -54,10 +48,11 @@ export interface WriteResult {
  */
 export function createEventWriter(deps: { http: ClickHouseHttp; database: string; logger: Logger; metrics: IngestMetrics }) {
   const table = ident(deps.database, 'payment_events');
+  const lookup = dedupLookupQuery(table);
 
   async function existingIds(rows: readonly PendingRow[]): Promise<Set<string>> {
-    const ids = { name: LOOKUP_IDS_TABLE, structure: 'event_id String', rows: rows.map((r) => ({ event_id: r.event_id })) };
-    const found = await deps.http.query<{ event_id: string }>(dedupLookupQuery(table, rows), ids, 'dedup look-up');
+    const keys = { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows: rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at })) };
+    const found = await deps.http.query<{ event_id: string }>(lookup, keys, 'dedup look-up');
     return new Set(found.map((r) => r.event_id));
   }
 

@@ -17,8 +17,7 @@ import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
-import { LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
-import { toDateTimeText, type EventRow } from '../ingest/records.ts';
+import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
@@ -34,30 +33,6 @@ export interface CatalogStatement {
   /** An external table the statement reads (sent as data at run time, see storage/http.ts). */
   external?: { name: string; structure: string };
 }
-
-const sampleRow = (id: string): EventRow => ({
-  event_id: id,
-  occurred_at: toDateTimeText(Date.UTC(2026, 10, 25, 10, 0, 0)),
-  occurred_ms: 0,
-  type: 'payment',
-  status: 'succeeded',
-  order_id: 'o',
-  attempt: 1,
-  transaction_id: null,
-  amount_minor: 1,
-  currency: 'CNY',
-  channel: 'alipay',
-  merchant_id: 'm',
-  user_id: null,
-  device_id: null,
-  ip: null,
-  failure_code: null,
-  source: null,
-  extra: '',
-  kafka_partition: 0,
-  kafka_offset: 0,
-  ingested_at: toDateTimeText(Date.UTC(2026, 10, 25, 10, 0, 0)),
-});
 
 /**
  * Every statement the project ships, in the order they can run on an empty server: DDL first,
@@ -77,8 +52,8 @@ export function shippedStatements(database: string): CatalogStatement[] {
     },
     {
       name: 'dedup look-up',
-      sql: dedupLookupQuery(events, [sampleRow("it's"), sampleRow('b\\c'), sampleRow('支付')]),
-      external: { name: LOOKUP_IDS_TABLE, structure: 'event_id String' },
+      sql: dedupLookupQuery(events),
+      external: { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE },
     },
     { name: 'count events', sql: `SELECT count() FROM ${events}` },
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },

@@ -14,13 +14,26 @@ export interface ExternalTable {
 }
 
 /**
+ * Longest query text that may travel with external data. Such a query is a field of the
+ * multipart body, and servers cap a field: 256 KiB on 18.16 (Poco's HTML form), 128 KiB by
+ * default on current ones (`http_max_field_value_size`). Every statement sent this way has a
+ * size that does not grow with the data (the data is the external table), so this is a guard
+ * against a programming mistake, not a limit a batch can reach.
+ */
+export const MAX_EXTERNAL_QUERY_BYTES = 120 * 1024;
+
+/**
  * Plain-HTTP paths to ClickHouse for the two things @clickhouse/client cannot do cheaply: a
  * SELECT with an external table, and an insert of pre-serialised JSONEachRow lines.
  *
  * `query` runs a SELECT with an external table over HTTP. Used where a query needs thousands of values
- * (the dedup look-up): sent as data they cost ClickHouse a fast format parse instead of one
- * SQL literal each, and they never pass through SQL text at all. @clickhouse/client has no
- * external-data support, hence the plain HTTP request. Works on 18.16 and current servers.
+ * (the dedup look-up, detection's screens by id): sent as data they cost ClickHouse a fast
+ * format parse instead of one SQL literal each, and they never pass through SQL text at all.
+ * @clickhouse/client has no external-data support, hence the plain HTTP request. Nothing that
+ * depends on the data is in the URL, which 18.16 refuses beyond about 16 KB: the query, the
+ * table's structure and format are fields of the multipart body, before the table itself (the
+ * server reads them in order); the URL carries only the fixed settings. Works on 18.16 and
+ * current servers.
  */
 export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>, options: { timeoutMs?: number } = {}) {
   const auth = 'Basic ' + Buffer.from(`${config.clickhouseUser}:${config.clickhousePassword}`).toString('base64');
@@ -42,18 +55,23 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     const text = await response.text();
     if (!response.ok) {
       const code = /Code: (\d+)/.exec(text)?.[1];
-      throw classifyClickHouseError(Object.assign(new Error(text.trim().slice(0, 500)), { code }), what);
+      throw classifyClickHouseError(Object.assign(new Error(text.trim().slice(0, 500) || `HTTP ${response.status}`), { code, status: response.status }), what);
     }
     return text;
   }
 
   async function query<T>(sqlText: string, table: ExternalTable, what: string): Promise<T[]> {
+    const statement = `${sqlText} FORMAT JSONEachRow`;
+    const bytes = Buffer.byteLength(statement);
+    if (bytes > MAX_EXTERNAL_QUERY_BYTES) {
+      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in the external table)`);
+    }
     const url = new URL(config.clickhouseUrl + '/');
-    url.searchParams.set('query', `${sqlText} FORMAT JSONEachRow`);
-    url.searchParams.set(`${table.name}_format`, 'JSONEachRow');
-    url.searchParams.set(`${table.name}_structure`, table.structure);
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
     const body = new FormData();
+    body.append('query', statement);
+    body.append(`${table.name}_format`, 'JSONEachRow');
+    body.append(`${table.name}_structure`, table.structure);
     body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
     const text = await post(url, body, what, true);
     try {
