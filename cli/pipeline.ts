@@ -108,7 +108,9 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
       health: () => {
         const s = ingestor.status();
         const checks = { kafka: s.connected, clickhouse: clickhouseUp, assigned: s.assignedPartitions > 0 };
-        return { ready: Object.values(checks).every(Boolean), checks: { ...checks, paused: s.paused, buffered: String(s.buffered) } };
+        const degraded: Record<string, unknown> = {};
+        if (s.trouble) degraded.ingest = s.trouble;
+        return { ready: Object.values(checks).every(Boolean), checks: { ...checks, paused: s.paused, buffered: String(s.buffered) }, degraded };
       },
     });
     logger.info('serving /metrics and /healthz', { address: `http://${config.httpHost}:${config.httpPort}` });

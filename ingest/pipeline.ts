@@ -1,13 +1,13 @@
 import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs';
 import type { Config } from '../config/index.ts';
 import { decodeEvent } from '../contract/index.ts';
-import { PaysentinelError, delay, retry } from '../errors/index.ts';
+import { PaysentinelError, backoffDelay, delay, retry } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
-import type { ClickHouseClient } from '../storage/clickhouse.ts';
+import { writeFailureKind, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { toDeadLetter, toPendingRow, type PendingRow } from './records.ts';
-import { createEventWriter } from './writer.ts';
+import { createEventWriter, type WriteResult } from './writer.ts';
 
 export interface IngestorDeps {
   kafka: Kafka;
@@ -23,17 +23,24 @@ interface DeadEntry {
   reason: string;
 }
 
-/** One consumed message on its way out: a row to store or a dead letter, with its position. */
+/**
+ * One consumed message on its way out: a row to store or a dead letter, with its position. A
+ * row keeps its message's key and bytes (references into the fetched buffer, not copies) so
+ * that a row ClickHouse refuses reaches the dead-letter topic as it arrived.
+ */
 interface Entry {
   partition: number;
   offset: string;
   row?: PendingRow;
+  message?: { key: Buffer | null; value: Buffer | null };
   dead?: DeadEntry;
 }
 
 /** What one flush carries: rows to store, messages to dead-letter, and the offsets they stand for. */
 interface Batch {
-  rows: PendingRow[];
+  /** Everything taken, in order: what a log line names. */
+  entries: Entry[];
+  rows: Entry[];
   dead: DeadEntry[];
   /** Highest offset per partition; committed as offset + 1 once the batch is written. */
   offsets: Map<number, string>;
@@ -46,9 +53,9 @@ interface Batch {
  */
 export function takeBatch(entries: Entry[], max: number): Batch {
   const taken = entries.splice(0, max);
-  const batch: Batch = { rows: [], dead: [], offsets: new Map() };
+  const batch: Batch = { entries: taken, rows: [], dead: [], offsets: new Map() };
   for (const e of taken) {
-    if (e.row) batch.rows.push(e.row);
+    if (e.row) batch.rows.push(e);
     else if (e.dead) batch.dead.push(e.dead);
     batch.offsets.set(e.partition, e.offset);
   }
@@ -78,19 +85,48 @@ function createWakeup() {
   };
 }
 
+/** Per partition, the first and last offset of `entries`: what a log line or /healthz names. */
+export function positionsOf(entries: readonly { partition: number; offset: string }[]): Record<string, string> {
+  const spans = new Map<number, [bigint, bigint]>();
+  for (const e of entries) {
+    const o = BigInt(e.offset);
+    const span = spans.get(e.partition);
+    if (!span) spans.set(e.partition, [o, o]);
+    else if (o < span[0]) span[0] = o;
+    else if (o > span[1]) span[1] = o;
+  }
+  return Object.fromEntries([...spans].sort(([a], [b]) => a - b).map(([p, [lo, hi]]) => [String(p), lo === hi ? `${lo}` : `${lo}-${hi}`]));
+}
+
+/** Why ingest is not keeping up, while a write keeps failing (cleared by the next success). */
+export interface IngestTrouble {
+  /** unavailable: ClickHouse unreachable or overloaded; environment: a statement or its target is wrong; unexpected: a bug, see the log. */
+  kind: 'unavailable' | 'environment' | 'unexpected';
+  reason: string;
+  since: string;
+  attempts: number;
+  /** Per partition, the offsets of the batch that waits (as in the log lines). */
+  positions: Record<string, string>;
+}
+
 export interface Ingestor {
   start(): Promise<void>;
   /** Stops fetching, writes and commits what is buffered, then disconnects. */
   stop(options?: { deadlineMs?: number }): Promise<void>;
   /** Resolves when the pipeline stops by itself because of a fatal error. */
   readonly failed: Promise<Error>;
-  status(): { assignedPartitions: number; connected: boolean; paused: boolean; buffered: number; lastFlushAt: number | null };
+  status(): { assignedPartitions: number; connected: boolean; paused: boolean; buffered: number; lastFlushAt: number | null; trouble: IngestTrouble | null };
 }
 
 /**
  * The loss-free ingest pipeline: Kafka `payments.events` -> validate -> ClickHouse, invalid
  * messages -> dead-letter topic. Offsets are committed only after the ClickHouse insert and the
  * dead-letter produce that contain them were acknowledged.
+ *
+ * No data stops it: a write that fails because ClickHouse is away, or because a statement or
+ * its target is wrong, is retried with backoff (fetching paused, the trouble in status()); a
+ * request ClickHouse refuses for its data is written in halves until the rows it refuses are
+ * found, and exactly those go to the dead-letter topic with the server's reason.
  */
 export function createIngestor(deps: IngestorDeps): Ingestor {
   const { kafka, config, logger, metrics } = deps;
@@ -111,7 +147,8 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   const pending: Entry[] = [];
   let pendingSince = 0;
   let paused = false;
-  let writeFailing = false;
+  let trouble: IngestTrouble | null = null;
+  let troubleLoggedAt = 0;
   let stopping = false;
   let connected = false;
   let assigned = 0;
@@ -153,7 +190,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     for (const message of batch.messages) {
       const result = decodeEvent(message.value, config.maxMessageBytes);
       if (result.ok) {
-        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset)) });
+        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset)), message: { key: message.key, value: message.value } });
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
         const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));
@@ -184,23 +221,73 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     for (const d of dead) metrics.deadLettered.inc({ reason: reasonKind(d.reason) });
   }
 
-  async function store(rows: PendingRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    const result = await retry(() => writer.write(rows), {
+  /** Records a failed attempt; logs the first one and then at most every 30 s, naming the batch. */
+  function troubled(kind: IngestTrouble['kind'], err: unknown, entries: readonly Entry[], attempt: number, wait: number): void {
+    const reason = err instanceof Error ? err.message : String(err);
+    const positions = positionsOf(entries);
+    trouble = { kind, reason: reason.slice(0, 500), since: trouble?.since ?? new Date().toISOString(), attempts: attempt, positions };
+    metrics.degraded.set(1);
+    if (Date.now() - troubleLoggedAt >= 30_000) {
+      troubleLoggedAt = Date.now();
+      const log = kind === 'unexpected' ? logger.error : logger.warn;
+      log.call(logger, kind === 'unavailable' ? 'ClickHouse write failed; pausing fetch and retrying' : 'batch write keeps failing; pausing fetch and retrying', { kind, err, attempt, wait, positions, rows: entries.length });
+    }
+    setPaused(true, kind === 'unavailable' ? 'ClickHouse unavailable' : 'writes failing');
+  }
+
+  function recovered(): void {
+    if (!trouble) return;
+    logger.info('ClickHouse write recovered', { after: trouble.attempts, since: trouble.since });
+    trouble = null;
+    troubleLoggedAt = 0;
+    metrics.degraded.set(0);
+  }
+
+  /** Writes these rows, retrying for as long as the failure is not about the rows themselves. */
+  async function write(entries: Entry[]): Promise<WriteResult> {
+    return retry(() => writer.write(entries.map((e) => e.row!)), {
       retries: Number.POSITIVE_INFINITY,
       maxDelayMs: 5_000,
       signal: hardStop.signal,
+      isRetriable: (err) => writeFailureKind(err) !== 'rows',
       onRetry: (err, attempt, wait) => {
         metrics.writeErrors.inc({ target: 'clickhouse' });
-        if (!writeFailing) logger.warn('ClickHouse write failed; pausing fetch and retrying', { err, attempt, wait });
-        writeFailing = true;
-        setPaused(true, 'ClickHouse unavailable');
+        troubled(writeFailureKind(err) === 'unavailable' ? 'unavailable' : 'environment', err, entries, attempt, wait);
       },
     });
-    if (writeFailing) logger.info('ClickHouse write recovered');
-    writeFailing = false;
-    metrics.stored.inc(undefined, result.stored);
-    metrics.duplicates.inc(undefined, result.duplicates);
+  }
+
+  /**
+   * Stores the rows and returns the ones ClickHouse refuses, as dead letters with its reason. A
+   * refused request is written again in halves: each half without a refused row is stored, so
+   * the search ends at exactly the refused rows (about 2·log2(n) writes for one in n). Each write
+   * repeats the dedup look-up, so a half that was stored before its answer was lost is not
+   * stored twice.
+   */
+  async function store(entries: Entry[], first = true): Promise<DeadEntry[]> {
+    if (entries.length === 0) return [];
+    try {
+      const result = await write(entries);
+      recovered();
+      metrics.stored.inc(undefined, result.stored);
+      metrics.duplicates.inc(undefined, result.duplicates);
+      return [];
+    } catch (err) {
+      if (hardStop.signal.aborted || writeFailureKind(err) !== 'rows') throw err;
+      metrics.writeErrors.inc({ target: 'clickhouse' });
+      if (entries.length === 1) {
+        const e = entries[0]!;
+        const reason = `rejected by ClickHouse: ${(err as Error).message}`.slice(0, 1000);
+        const source = { topic, partition: e.partition, offset: e.offset };
+        logger.warn('ClickHouse refused a row; sending it to the dead-letter topic', { partition: e.partition, offset: e.offset, reason });
+        metrics.rejected.inc();
+        return [{ key: e.message?.key ?? null, reason, value: JSON.stringify(toDeadLetter(reason, source, e.message?.key ?? null, e.message?.value ?? null, new Date())) }];
+      }
+      if (first) logger.warn('ClickHouse refused a batch; writing it in parts to find the rows it refuses', { err, rows: entries.length, positions: positionsOf(entries) });
+      const half = Math.ceil(entries.length / 2);
+      const refused = await store(entries.slice(0, half), false);
+      return refused.concat(await store(entries.slice(half), false));
+    }
   }
 
   async function commit(offsets: Map<number, string>): Promise<void> {
@@ -211,6 +298,32 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       // The data is stored; after a rebalance the next owner re-reads and the dedup look-up skips it.
       metrics.commitErrors.inc();
       logger.warn('offset commit failed (events are stored; redelivery will be deduplicated)', { err });
+    }
+  }
+
+  /**
+   * Writes one batch, dead-letters what must go there, then commits. Nothing but shutdown ends
+   * it before the commit: an error no write path expects (a bug) is logged with the batch's
+   * positions and the whole batch is tried again after a backoff, so a batch can neither be
+   * skipped nor make the process exit.
+   */
+  async function flush(batch: Batch): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const t0 = performance.now();
+        const [refused] = await Promise.all([store(batch.rows), deadLetter(batch.dead)]);
+        await deadLetter(refused);
+        const t1 = performance.now();
+        await commit(batch.offsets);
+        logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length + refused.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
+        return;
+      } catch (err) {
+        if (hardStop.signal.aborted) throw err;
+        const wait = backoffDelay(attempt, 1_000, 30_000);
+        troubleLoggedAt = 0;
+        troubled('unexpected', err, batch.entries, attempt + 1, wait);
+        await delay(wait, hardStop.signal);
+      }
     }
   }
 
@@ -229,15 +342,11 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       }
       const batch = takeBatch(pending, config.batchMaxRows);
       pendingSince = Date.now();
-      const t0 = performance.now();
-      await Promise.all([store(batch.rows), deadLetter(batch.dead)]);
-      const t1 = performance.now();
-      await commit(batch.offsets);
-      logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
+      await flush(batch);
       metrics.batches.inc();
       lastFlushAt = Date.now();
       metrics.buffered.set(pending.length);
-      if (paused && !stopping && pending.length < config.maxBufferedRows / 2) setPaused(false, writeFailing ? 'ClickHouse back' : 'buffer drained');
+      if (paused && !stopping && pending.length < config.maxBufferedRows / 2) setPaused(false, 'buffer drained');
     }
   }
 
@@ -282,7 +391,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       await consumer.disconnect();
       await producer.disconnect();
     },
-    status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt }),
+    status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt, trouble }),
   };
 }
 

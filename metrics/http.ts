@@ -4,6 +4,12 @@ import type { Registry } from './registry.ts';
 export interface HealthCheck {
   ready: boolean;
   checks: Record<string, boolean | string>;
+  /**
+   * Parts that run but keep failing, each with its reason (e.g. ingest retrying a batch). They
+   * show in the body as `status: "degraded"` and do not turn the answer into a 503: a restart
+   * cannot mend them, so a probe that restarts on 503 must not see them.
+   */
+  degraded?: Record<string, unknown>;
 }
 
 /**
@@ -19,7 +25,8 @@ export async function startHttpServer(options: { host: string; port: number; reg
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(options.registry.render());
     } else if (path === '/healthz') {
       const health = options.health();
-      res.writeHead(health.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(health) + '\n');
+      const status = !health.ready ? 'unavailable' : Object.keys(health.degraded ?? {}).length ? 'degraded' : 'ok';
+      res.writeHead(health.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status, ...health }) + '\n');
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Try /metrics or /healthz\n');
     }

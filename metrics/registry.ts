@@ -108,6 +108,8 @@ export function createIngestMetrics(registry = new Registry()) {
     deadLettered: registry.counter('paysentinel_ingest_dead_lettered_total', 'Messages sent to the dead-letter topic, by reason kind.'),
     batches: registry.counter('paysentinel_ingest_batches_total', 'Batches written to ClickHouse and committed.'),
     writeErrors: registry.counter('paysentinel_ingest_write_errors_total', 'Failed write attempts (retried), by target.'),
+    rejected: registry.counter('paysentinel_ingest_rejected_rows_total', 'Valid events ClickHouse refused to store (each sent to the dead-letter topic with the server\'s reason).'),
+    degraded: registry.gauge('paysentinel_ingest_degraded', '1 while a batch write keeps failing (ClickHouse away, or a statement or its target wrong); /healthz says why.'),
     commitErrors: registry.counter('paysentinel_ingest_commit_errors_total', 'Offset commits that failed (data already stored; redelivery is deduplicated).'),
     insertLatency: registry.histogram('paysentinel_ingest_insert_seconds', 'Latency of one ClickHouse batch write, including the dedup look-up.', [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
     batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000]),

@@ -64,6 +64,32 @@ export function classifyClickHouseError(err: unknown, what: string): Paysentinel
   return new PaysentinelError(retriable ? 'CLICKHOUSE_UNAVAILABLE' : 'CLICKHOUSE_QUERY_FAILED', `${what}: ${message}`, { retriable, cause: err });
 }
 
+/**
+ * Server error codes that say the statement or its target is wrong, not the rows it carries:
+ * unknown table, database or column, syntax (our statements are fixed text), read-only or full
+ * server, authentication and access. Repeating such a write helps once someone fixes the cause;
+ * dead-lettering its rows would empty the topic into the DLQ for a configuration mistake.
+ */
+const ENVIRONMENT_CODES = new Set(['8', '16', '47', '60', '62', '81', '115', '164', '192', '193', '194', '195', '201', '218', '242', '243', '497', '516']);
+
+/**
+ * What a failed write means for the rows it carried:
+ * - `unavailable`: the server could not be reached or is overloaded; retry the same rows later;
+ * - `environment`: the statement or its target is wrong (see ENVIRONMENT_CODES, or HTTP 401/403/404); retry later too;
+ * - `rows`: the server refused this request's data (a value it cannot parse or store, a request
+ *   too large): some rows are at fault, and writing fewer at a time finds them.
+ */
+export type WriteFailureKind = 'unavailable' | 'environment' | 'rows';
+
+export function writeFailureKind(err: unknown): WriteFailureKind {
+  if (err instanceof PaysentinelError && err.retriable) return 'unavailable';
+  const cause = (err instanceof PaysentinelError ? err.cause : err) as { code?: unknown; status?: unknown } | undefined;
+  if (cause?.code !== undefined && ENVIRONMENT_CODES.has(String(cause.code))) return 'environment';
+  if (cause?.status === 401 || cause?.status === 403 || cause?.status === 404) return 'environment';
+  if (!(err instanceof PaysentinelError) && classifyClickHouseError(err, '').retriable) return 'unavailable';
+  return 'rows';
+}
+
 /** Runs a query and returns its rows as objects. */
 export async function queryRows<T = Record<string, unknown>>(client: ClickHouseClient, query: string, what = 'ClickHouse query'): Promise<T[]> {
   try {
