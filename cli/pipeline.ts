@@ -32,8 +32,10 @@ export interface RunningPipeline {
 }
 
 /**
- * Wires the pipeline from configuration: migrations, topics, ingest, lag poller and the HTTP
- * endpoint. Used by `paysentinel start`, the demo and the benchmark, so all run the same code.
+ * Wires the pipeline from configuration: migrations, topics, ingest, the leader election, the
+ * scheduled analytics jobs and live detection (both on the leader only), the case webhook when
+ * configured, rule hot reload, the lag poller, the metrics recorder and the HTTP endpoint. Used
+ * by `paysentinel start`, the demo and the benchmark, so all run the same code.
  */
 export async function startPipeline(config: Config, logger: Logger): Promise<RunningPipeline> {
   const clickhouse = createClickHouse(config);
@@ -52,7 +54,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
 
   const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
   await ingestor.start();
-  const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger });
+  const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger, replicationFactor: config.topicReplication });
   // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
   const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
   const analyticsDeps: RetryPolicyDeps = {

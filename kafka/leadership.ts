@@ -16,11 +16,19 @@ export interface Leadership {
  * (scheduled jobs) must stay idempotent: during a rebalance the old leader learns of its loss
  * only when it rejoins, so two instances may briefly overlap.
  */
-export async function startLeadership(deps: { kafka: Kafka; topic: string; groupId: string; logger: Logger; sessionTimeoutMs?: number }): Promise<Leadership> {
+export async function startLeadership(deps: {
+  kafka: Kafka;
+  topic: string;
+  groupId: string;
+  logger: Logger;
+  /** Replication factor if the topic must be created (KAFKA_REPLICATION_FACTOR, like every topic the pipeline creates). @default 1 */
+  replicationFactor?: number;
+  sessionTimeoutMs?: number;
+}): Promise<Leadership> {
   const admin = deps.kafka.admin();
   await admin.connect();
   try {
-    await ensureTopics(admin, [{ topic: deps.topic, numPartitions: 1, replicationFactor: 1 }]);
+    await ensureTopics(admin, [{ topic: deps.topic, numPartitions: 1, replicationFactor: deps.replicationFactor ?? 1 }]);
   } finally {
     await admin.disconnect();
   }
