@@ -92,7 +92,7 @@ describe('analytics schedule (fake clock)', () => {
     const schedule = startAnalyticsSchedule({ ...deps(createLogger({ level: 'info', write: (l) => lines.push(l) })), metrics }, [job]);
     await vi.advanceTimersByTimeAsync(2 * 60_000);
     await schedule.stop();
-    expect(metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(2);
+    expect(await metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(2);
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
       expect.objectContaining({ level: 'error', msg: 'job failed', job: 'rates', err: { message: 'ClickHouse is down' } }),
       expect.objectContaining({ level: 'error', msg: 'job failed', job: 'rates' }),

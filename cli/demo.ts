@@ -87,14 +87,14 @@ export const demoCommand: Command = {
         if (item?.event) runIds.add(item.event.event_id);
         return item;
       };
-      const storedBase = pipeline.metrics.stored.get();
+      const storedBase = await pipeline.metrics.stored.get();
       say(`streaming ${rate} messages/s for ${durationMs / 1000}s (seed ${seed}; scenarios: ${scenarios.join(', ')})`);
       const stats = await runSimulation({
         producer,
         topic: config.eventsTopic,
         generator,
         logger,
-        onProgress: (p) => say(`produced ${p.produced}/${p.planned} (${Math.round(p.fraction * 100)}%), stored so far ${pipeline.metrics.stored.get() - storedBase}`),
+        onProgress: (p) => void pipeline.metrics.stored.get().then((stored) => say(`produced ${p.produced}/${p.planned} (${Math.round(p.fraction * 100)}%), stored so far ${stored - storedBase}`)),
       });
       await mkdir(`${projectRoot}/out`, { recursive: true });
       const labelsFile = `${projectRoot}/out/demo-labels.json`;
@@ -157,7 +157,7 @@ export const demoCommand: Command = {
         stored,
         dead_lettered: dead,
         duplicates_stored: duplicates,
-        duplicates_skipped: pipeline.metrics.duplicates.get(),
+        duplicates_skipped: await pipeline.metrics.duplicates.get(),
         by_status: byStatus.map((r) => ({ type: r.type, status: r.status, count: r.n })),
         scenarios: labels.map((l) => ({
           scenario: l.scenario,

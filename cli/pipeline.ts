@@ -42,6 +42,8 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
   const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
   const kafka = createKafka(config, logger);
   const metrics = createIngestMetrics();
+  // CPU, resident memory, heap, GC and event-loop lag of this process beside the pipeline's own series.
+  metrics.registry.collectProcessMetrics();
 
   await migrate(clickhouse, config.clickhouseDatabase, logger);
   const admin = kafka.admin();

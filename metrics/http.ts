@@ -22,7 +22,10 @@ export async function startHttpServer(options: { host: string; port: number; reg
     if (req.method !== 'GET') {
       res.writeHead(405).end();
     } else if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(options.registry.render());
+      void options.registry.render().then(
+        (text) => res.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
+      );
     } else if (path === '/healthz') {
       const health = options.health();
       const status = !health.ready ? 'unavailable' : Object.keys(health.degraded ?? {}).length ? 'degraded' : 'ok';

@@ -35,8 +35,8 @@ function fakeClickHouse() {
 }
 
 describe('snapshotRows', () => {
-  test('every counter and gauge sample, with its labels, at the snapshot second', () => {
-    const rows = snapshotRows(busyMetrics(), 'host-1', NOW);
+  test('every counter and gauge sample, with its labels, at the snapshot second', async () => {
+    const rows = await snapshotRows(busyMetrics(), 'host-1', NOW);
     const find = (name: string, labels = '') => rows.find((r) => r.name === name && r.labels === labels)?.value;
     expect(rows.every((r) => r.time === '2026-11-25 10:00:05' && r.instance === 'host-1')).toBe(true);
     expect(find('paysentinel_ingest_consumed_total')).toBe(120);

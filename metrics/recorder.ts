@@ -15,23 +15,30 @@ export interface MetricRow {
   value: number;
 }
 
-const SAMPLE = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$/;
+/** Prometheus label text: names sorted, values escaped as in the exposition format. */
+const labelText = (labels: Record<string, string | number>): string =>
+  Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+    .join(',');
 
 /**
- * Every sample of the registry at `now`: counters, gauges, and histogram `_sum`/`_count` (the
- * per-bucket series are left out: average latency and batch size need only sum and count).
- * Read from the Prometheus text so the table holds exactly what /metrics shows.
+ * Every sample of the pipeline's own series at `now`: counters, gauges, and histogram
+ * `_sum`/`_count` (the per-bucket series are left out: average latency and batch size need only
+ * sum and count). Node's process series stay on /metrics only.
  */
-export function snapshotRows(metrics: Pick<IngestMetrics, 'registry'>, instance: string, now: Date): MetricRow[] {
+export async function snapshotRows(metrics: Pick<IngestMetrics, 'registry'>, instance: string, now: Date): Promise<MetricRow[]> {
   const time = now.toISOString().slice(0, 19).replace('T', ' ');
   const rows: MetricRow[] = [];
-  for (const line of metrics.registry.render().split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = SAMPLE.exec(line);
-    if (!m || m[1]!.endsWith('_bucket')) continue;
-    const value = Number(m[3]);
-    if (!Number.isFinite(value)) continue;
-    rows.push({ time, instance, name: m[1]!, labels: m[2] ?? '', value });
+  for (const metric of await metrics.registry.prom.getMetricsAsJSON()) {
+    if (!metric.name.startsWith('paysentinel_')) continue;
+    // A counter nothing has counted yet is still a sample of 0, as /metrics shows it.
+    const values = metric.values.length === 0 && String(metric.type) === 'counter' ? [{ value: 0, labels: {} }] : metric.values;
+    for (const v of values as { value: number; labels: Record<string, string | number>; metricName?: string }[]) {
+      const name = v.metricName ?? metric.name;
+      if (name.endsWith('_bucket') || !Number.isFinite(v.value)) continue;
+      rows.push({ time, instance, name, labels: labelText(v.labels), value: v.value });
+    }
   }
   return rows;
 }
@@ -73,7 +80,8 @@ export function startMetricsRecorder(options: MetricsRecorderOptions): MetricsRe
   const record = (): Promise<void> => {
     // A slow ClickHouse must not pile up overlapping snapshots.
     if (inFlight) return inFlight;
-    inFlight = insertRows(clickhouse, table, snapshotRows(metrics, instance, clock()), 'record pipeline metrics')
+    inFlight = snapshotRows(metrics, instance, clock())
+      .then((rows) => insertRows(clickhouse, table, rows, 'record pipeline metrics'))
       .then(() => {
         if (failing) logger.info('recording pipeline metrics again');
         failing = false;

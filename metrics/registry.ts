@@ -1,100 +1,82 @@
+import client from 'prom-client';
+
 /**
- * A small Prometheus registry: counters, gauges and histograms with labels, rendered in the
- * text exposition format. Enough for /metrics without pulling a dependency into the hot path.
+ * The pipeline's metrics on prom-client: each stage declares its series here (names are what
+ * the dashboards and alerts read, so they never change), with their label names up front.
+ * A thin typed layer keeps call sites short (`inc(labels, by)`, `set(value, labels)`) and lets a
+ * test read one series back.
  */
 type Labels = Record<string, string | number>;
 
-const labelKey = (labels: Labels | undefined): string => {
-  if (!labels) return '';
-  const keys = Object.keys(labels).sort();
-  if (keys.length === 0) return '';
-  return '{' + keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',') + '}';
-};
-
-interface Metric {
-  render(): string;
+/** Labels with their names in order: prom-client writes them as given, and the exposition has always sorted them. */
+function sorted(labels: Labels): Labels {
+  const out: Labels = {};
+  for (const k of Object.keys(labels).sort()) out[k] = labels[k]!;
+  return out;
 }
 
-export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+/** The value of the series with exactly these labels, 0 when it has none yet. */
+async function valueOf(metric: client.Metric<string>, labels: Labels | undefined): Promise<number> {
+  const wanted = Object.entries(labels ?? {});
+  const { values } = await metric.get();
+  const hit = values.find((v) => {
+    const have = Object.entries(v.labels);
+    return have.length === wanted.length && wanted.every(([k, val]) => String(v.labels[k]) === String(val));
+  });
+  return hit?.value ?? 0;
+}
+
+export class Counter {
+  constructor(private readonly metric: client.Counter<string>) {}
   inc(labels?: Labels, by = 1): void {
-    const key = labelKey(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    if (labels) this.metric.inc(sorted(labels), by);
+    else this.metric.inc(by);
   }
-  get(labels?: Labels): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.values.size === 0) lines.push(`${this.name} 0`);
-    for (const [k, v] of this.values) lines.push(`${this.name}${k} ${v}`);
-    return lines.join('\n');
+  get(labels?: Labels): Promise<number> {
+    return valueOf(this.metric, labels);
   }
 }
 
-export class Gauge implements Metric {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+export class Gauge {
+  constructor(private readonly metric: client.Gauge<string>) {}
   set(value: number, labels?: Labels): void {
-    this.values.set(labelKey(labels), value);
+    if (labels) this.metric.set(sorted(labels), value);
+    else this.metric.set(value);
   }
-  get(labels?: Labels): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-  reset(): void {
-    this.values.clear();
-  }
-  entries(): [string, number][] {
-    return [...this.values];
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const [k, v] of this.values) lines.push(`${this.name}${k} ${v}`);
-    return lines.join('\n');
+  get(labels?: Labels): Promise<number> {
+    return valueOf(this.metric, labels);
   }
 }
 
-export class Histogram implements Metric {
-  private readonly counts: number[];
-  private sum = 0;
-  private count = 0;
-  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {
-    this.counts = buckets.map(() => 0);
-  }
-  observe(value: number): void {
-    this.sum += value;
-    this.count++;
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) this.counts[i]!++;
-  }
-  snapshot(): { sum: number; count: number } {
-    return { sum: this.sum, count: this.count };
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket{le="${b}"} ${this.counts[i]}`));
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
-    return lines.join('\n');
+export class Histogram {
+  constructor(private readonly metric: client.Histogram<string>) {}
+  observe(value: number, labels?: Labels): void {
+    if (labels) this.metric.observe(sorted(labels), value);
+    else this.metric.observe(value);
   }
 }
 
 export class Registry {
-  private readonly metrics: Metric[] = [];
-  counter(name: string, help: string): Counter {
-    return this.add(new Counter(name, help));
+  readonly prom = new client.Registry();
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return new Counter(new client.Counter({ name, help, labelNames, registers: [this.prom] }));
   }
-  gauge(name: string, help: string): Gauge {
-    return this.add(new Gauge(name, help));
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom] }));
   }
-  histogram(name: string, help: string, buckets: number[]): Histogram {
-    return this.add(new Histogram(name, help, buckets));
+  histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
+    return new Histogram(new client.Histogram({ name, help, buckets, labelNames, registers: [this.prom] }));
   }
-  render(): string {
-    return this.metrics.map((m) => m.render()).join('\n') + '\n';
+  /** Adds Node's process metrics: CPU, resident memory, heap, GC, event-loop lag, handles. */
+  collectProcessMetrics(): void {
+    client.collectDefaultMetrics({ register: this.prom });
   }
-  private add<M extends Metric>(metric: M): M {
-    this.metrics.push(metric);
-    return metric;
+  /** Every series in the Prometheus text exposition format, as /metrics serves it. */
+  render(): Promise<string> {
+    return this.prom.metrics();
+  }
+  get contentType(): string {
+    return this.prom.contentType;
   }
 }
 
@@ -105,17 +87,17 @@ export function createIngestMetrics(registry = new Registry()) {
     consumed: registry.counter('paysentinel_ingest_consumed_total', 'Kafka messages read from the events topic.'),
     stored: registry.counter('paysentinel_ingest_stored_total', 'Events written to ClickHouse (first time seen).'),
     duplicates: registry.counter('paysentinel_ingest_duplicates_total', 'Redelivered events skipped because their event_id was already stored.'),
-    deadLettered: registry.counter('paysentinel_ingest_dead_lettered_total', 'Messages sent to the dead-letter topic, by reason kind.'),
-    batches: registry.counter('paysentinel_ingest_batches_total', 'Batches written to ClickHouse and committed.'),
-    writeErrors: registry.counter('paysentinel_ingest_write_errors_total', 'Failed write attempts (retried), by target.'),
-    rejected: registry.counter('paysentinel_ingest_rejected_rows_total', 'Valid events ClickHouse refused to store (each sent to the dead-letter topic with the server\'s reason).'),
+    deadLettered: registry.counter('paysentinel_ingest_dead_lettered_total', 'Messages sent to the dead-letter topic, by reason kind.', ['reason']),
+    rejected: registry.counter('paysentinel_ingest_rejected_rows_total', "Valid events ClickHouse refused to store (each sent to the dead-letter topic with the server's reason)."),
     degraded: registry.gauge('paysentinel_ingest_degraded', '1 while a batch write keeps failing (ClickHouse away, or a statement or its target wrong); /healthz says why.'),
+    batches: registry.counter('paysentinel_ingest_batches_total', 'Batches written to ClickHouse and committed.'),
+    writeErrors: registry.counter('paysentinel_ingest_write_errors_total', 'Failed write attempts (retried), by target.', ['target']),
     commitErrors: registry.counter('paysentinel_ingest_commit_errors_total', 'Offset commits that failed (data already stored; redelivery is deduplicated).'),
     insertLatency: registry.histogram('paysentinel_ingest_insert_seconds', 'Latency of one ClickHouse batch write, including the dedup look-up.', [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
     batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000]),
     buffered: registry.gauge('paysentinel_ingest_buffered_rows', 'Rows waiting to be written.'),
     paused: registry.gauge('paysentinel_ingest_paused', '1 while fetching is paused (ClickHouse slow or down, or buffer full).'),
-    lag: registry.gauge('paysentinel_consumer_lag', 'Messages not yet committed by the consumer group, per partition.'),
+    lag: registry.gauge('paysentinel_consumer_lag', 'Messages not yet committed by the consumer group, per partition.', ['topic', 'partition']),
     assigned: registry.gauge('paysentinel_consumer_assigned_partitions', 'Partitions assigned to this instance.'),
   };
 }
@@ -125,8 +107,8 @@ export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 export function createJobMetrics(registry = new Registry()) {
   return {
     registry,
-    runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.'),
-    lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.'),
+    runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.', ['job', 'status']),
+    lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.', ['job']),
   };
 }
 export type JobMetrics = ReturnType<typeof createJobMetrics>;

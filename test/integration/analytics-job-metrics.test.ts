@@ -40,10 +40,10 @@ describe('job runs in Prometheus metrics', () => {
     const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
     const before = Date.now() / 1000;
     await runJob(deps, 'demo', window, async () => 3);
-    expect(metrics.runs.get({ job: 'demo', status: 'ok' })).toBe(1);
-    expect(metrics.runs.get({ job: 'demo', status: 'failed' })).toBe(0);
-    expect(metrics.lastSuccess.get({ job: 'demo' })).toBeGreaterThanOrEqual(Math.floor(before));
-    expect(metrics.registry.render()).toContain('paysentinel_job_runs_total{job="demo",status="ok"} 1');
+    expect(await metrics.runs.get({ job: 'demo', status: 'ok' })).toBe(1);
+    expect(await metrics.runs.get({ job: 'demo', status: 'failed' })).toBe(0);
+    expect(await metrics.lastSuccess.get({ job: 'demo' })).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(await metrics.registry.render()).toContain('paysentinel_job_runs_total{job="demo",status="ok"} 1');
   });
 
   test('a failing run is logged at error level, counted as failed and recorded in job_runs', async () => {
@@ -51,8 +51,8 @@ describe('job runs in Prometheus metrics', () => {
     const { lines, logger } = capture();
     const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger, metrics };
     await expect(runJob(deps, 'broken', window, async () => Promise.reject(new Error('disk full')))).rejects.toThrow('disk full');
-    expect(metrics.runs.get({ job: 'broken', status: 'failed' })).toBe(1);
-    expect(metrics.registry.render()).toContain('paysentinel_job_runs_total{job="broken",status="failed"} 1');
+    expect(await metrics.runs.get({ job: 'broken', status: 'failed' })).toBe(1);
+    expect(await metrics.registry.render()).toContain('paysentinel_job_runs_total{job="broken",status="failed"} 1');
     expect(lines.filter((l) => l.level === 'error')).toEqual([expect.objectContaining({ msg: 'job failed', job: 'broken', err: expect.objectContaining({ message: 'disk full' }) })]);
     expect((await recentRuns(deps, 'broken', 1))[0]).toMatchObject({ status: 'failed', error: 'disk full' });
   });
@@ -67,7 +67,7 @@ describe('job runs in Prometheus metrics', () => {
     } finally {
       await down.close();
     }
-    expect(metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(1);
+    expect(await metrics.runs.get({ job: 'rates', status: 'failed' })).toBe(1);
     expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual(['job failed: could not record its start in job_runs']);
   });
 
@@ -96,9 +96,9 @@ describe('job runs in Prometheus metrics', () => {
     } finally {
       await schedule.stop();
     }
-    await until('runs in flight to finish', () => metrics.runs.get({ job: 'early', status: 'failed' }) === finished.early && metrics.runs.get({ job: 'work', status: 'failed' }) === finished.work, 5_000);
-    expect(metrics.runs.get({ job: 'early', status: 'failed' })).toBe(finished.early);
-    expect(metrics.runs.get({ job: 'work', status: 'failed' })).toBe(finished.work);
+    await expect.poll(async () => [await metrics.runs.get({ job: 'early', status: 'failed' }), await metrics.runs.get({ job: 'work', status: 'failed' })], { timeout: 5_000 }).toEqual([finished.early, finished.work]);
+    expect(await metrics.runs.get({ job: 'early', status: 'failed' })).toBe(finished.early);
+    expect(await metrics.runs.get({ job: 'work', status: 'failed' })).toBe(finished.work);
     const errors = lines.filter((l) => l.level === 'error');
     expect(errors.filter((l) => l.job === 'early')).toHaveLength(finished.early);
     expect(errors.filter((l) => l.job === 'work')).toHaveLength(finished.work);

@@ -36,8 +36,8 @@ describe('ClickHouse outage mid-stream', () => {
       await producer.send({ topic: s.config.eventsTopic, acks: -1, messages: [{ key: 'ord-1', value: JSON.stringify(makeEvent(1)) }] });
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(pipeline.metrics.paused.get()).toBe(1);
-    expect(pipeline.metrics.writeErrors.get({ target: 'clickhouse' })).toBeGreaterThan(0);
+    expect(await pipeline.metrics.paused.get()).toBe(1);
+    expect(await pipeline.metrics.writeErrors.get({ target: 'clickhouse' })).toBeGreaterThan(0);
     const during = await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic);
     // Nothing written during the outage, so commits cannot have moved past the first 2,000 events.
     expect(during.committed).toBeLessThanOrEqual(2_000);

@@ -61,7 +61,7 @@ function simulatorRows(): EventRow[] {
  * What the recorder would have written over the run: one snapshot every 10 s of counters that
  * grow steadily (300 consumed per snapshot), with a restart half way that resets them to 0.
  */
-function recorderSnapshots() {
+async function recorderSnapshots() {
   const rows = [];
   let metrics = createIngestMetrics();
   for (let i = 0; i <= DURATION_MS / 1000 / SNAPSHOT_EVERY_S; i++) {
@@ -81,7 +81,7 @@ function recorderSnapshots() {
     for (const partition of [0, 1, 2]) metrics.lag.set(partition * 10 + (i % 5), { topic: s.config.eventsTopic, partition });
     metrics.buffered.set(i % 7);
     metrics.paused.set(i % 13 === 0 ? 1 : 0);
-    rows.push(...snapshotRows(metrics, 'pipeline-1', new Date(START + i * SNAPSHOT_EVERY_S * 1000)));
+    rows.push(...(await snapshotRows(metrics, 'pipeline-1', new Date(START + i * SNAPSHOT_EVERY_S * 1000))));
   }
   return rows;
 }
@@ -138,7 +138,7 @@ async function ingestAndDetect(): Promise<void> {
 beforeAll(async () => {
   await migrate(s.clickhouse, db, silentLogger);
   await ingestAndDetect();
-  await insertRows(s.clickhouse, ident(db, 'pipeline_metrics').text, recorderSnapshots());
+  await insertRows(s.clickhouse, ident(db, 'pipeline_metrics').text, await recorderSnapshots());
   const deps = { clickhouse: s.clickhouse, database: db, logger: silentLogger };
   const at = (min: number) => () => new Date(START + min * 60_000);
   // The retry-policy job twice, as hourly runs would: the second decides against the first.

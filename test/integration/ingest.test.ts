@@ -124,7 +124,7 @@ describe('ingest from an outside producer', () => {
     await expect.poll(async () => (await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).committed, { timeout: 30_000 }).toBe(
       (await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).end,
     );
-    const text = pipeline.metrics.registry.render();
+    const text = await pipeline.metrics.registry.render();
     expect(text).toMatch(/paysentinel_ingest_stored_total 606/);
     expect(text).toMatch(/paysentinel_ingest_dead_lettered_total\{reason="[^"]+"\} \d+/);
   });

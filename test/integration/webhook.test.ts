@@ -96,7 +96,7 @@ function expectOrderedPerCase(accepted: { case_id: string; version: number }[]):
   for (const [caseId, list] of seen) expect(list, caseId).toEqual([...list].sort((a, b) => a - b));
 }
 
-const counter = (registry: Registry, name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(registry.render())?.[1] ?? 0);
+const counter = async (registry: Registry, name: string): Promise<number> => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await registry.render())?.[1] ?? 0);
 
 describe('case webhook delivery', () => {
   test('every message of the cases topic arrives signed, verifiable and in order per case; offsets are committed after the 2xx', async () => {
@@ -110,7 +110,7 @@ describe('case webhook delivery', () => {
     expect(receiver.refused).toEqual([]);
     expectOrderedPerCase(receiver.accepted);
     await expect.poll(async () => (await committedVsEnd(kafka, group, topic)).committed, { timeout: 10_000 }).toBe(total);
-    expect(counter(registry, 'paysentinel_case_webhook_delivered_total')).toBe(receiver.accepted.length);
+    expect(await counter(registry, 'paysentinel_case_webhook_delivered_total')).toBe(receiver.accepted.length);
   });
 
   test('while the endpoint answers 503 nothing is committed or lost; after it recovers every message arrives', async () => {
@@ -124,7 +124,7 @@ describe('case webhook delivery', () => {
     await expect.poll(() => receiver.state.attempts, { timeout: 20_000 }).toBeGreaterThanOrEqual(8);
     expect(receiver.accepted).toEqual([]);
     expect((await committedVsEnd(kafka, group, topic)).committed).toBe(0);
-    expect(counter(registry, 'paysentinel_case_webhook_retries_total')).toBeGreaterThanOrEqual(8);
+    expect(await counter(registry, 'paysentinel_case_webhook_retries_total')).toBeGreaterThanOrEqual(8);
 
     receiver.state.mode = 'ok';
     await expect.poll(() => receiver.unique(), { timeout: 15_000 }).toBe(total);
@@ -166,6 +166,6 @@ describe('case webhook delivery', () => {
     await expect.poll(async () => (await committedVsEnd(kafka, `${s.config.kafkaGroupId}-webhook`, topic)).committed, { timeout: 10_000 }).toBe(total);
     stopped = true;
     await pipeline.stop();
-    expect(pipeline.metrics.registry.render()).toMatch(/^paysentinel_case_webhook_delivered_total [1-9]/m);
+    expect(await pipeline.metrics.registry.render()).toMatch(/^paysentinel_case_webhook_delivered_total [1-9]/m);
   });
 });
