@@ -10,7 +10,7 @@ import { runSimulation } from '../simulator/run.ts';
 import { resolveScenarios } from '../simulator/scenarios.ts';
 import { projectRoot } from '../stack/cli.ts';
 import { createLocalStack } from '../stack/index.ts';
-import { createCaseStore } from '../detection/index.ts';
+import { createCaseStore } from '../cases/index.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { numberOption, parseCommandArgs, parseDuration, type Command } from './command.ts';

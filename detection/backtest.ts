@@ -4,7 +4,7 @@ import { silentLogger, type Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, sql } from '../storage/sql.ts';
-import { casesAsOf, createCaseBook, type Case } from './cases.ts';
+import { casesAsOf, createCaseBook, type Case } from '../cases/index.ts';
 import { createDetector } from './detector.ts';
 
 export interface BacktestDeps {

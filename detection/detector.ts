@@ -5,7 +5,7 @@ import { factsRead } from '../rules/catalog.ts';
 import type { EntityType, EventFilter, Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
-import type { CaseStore } from './cases.ts';
+import type { CaseStore } from '../cases/index.ts';
 import {
   ENTITY_IDS_TABLE,
   ageThresholds,

@@ -1,4 +1,3 @@
 /** Live detection: features from ClickHouse, rules from rules/, cases for support. */
 export { createDetector, type Detector, type DetectorDeps, type DetectorStats } from './detector.ts';
-export { createCaseStore, createCaseBook, caseIdFor, caseQueries, caseStatuses, type Case, type CaseFilter, type CaseStatus, type CaseStore } from './cases.ts';
 export { contextFeatureSql, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery, ENTITY_IDS_TABLE } from './source.ts';

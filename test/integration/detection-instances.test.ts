@@ -1,6 +1,6 @@
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
-import { createCaseStore } from '../../detection/index.ts';
+import { createCaseStore } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { runSimulation } from '../../simulator/run.ts';

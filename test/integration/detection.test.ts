@@ -6,7 +6,7 @@ import { defaultRulesPath } from '../../rules/index.ts';
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { startPipeline, type RunningPipeline } from '../../cli/pipeline.ts';
-import { createCaseStore } from '../../detection/index.ts';
+import { createCaseStore } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { runSimulation } from '../../simulator/run.ts';

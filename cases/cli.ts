@@ -7,7 +7,8 @@ import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
-import { caseStatuses, createCaseStore, type Case } from './cases.ts';
+import { caseStatuses, type Case } from './decide.ts';
+import { createCaseStore } from './store.ts';
 
 const help = `paysentinel cases: the cases detection opened, for support and the risk team
 
