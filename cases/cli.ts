@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import { Partitioners } from 'kafkajs';
-import { parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { parseCommandArgs, type Command } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka } from '../kafka/index.ts';

@@ -2,9 +2,10 @@ import type { PaymentEvent } from '../contract/index.ts';
 import type { TimedEvent } from '../rules/index.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
 import { windowMs } from '../rules/features.ts';
-import { parseDuration } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { eventsByEntity, eventsByPosition } from '../storage/copies.ts';
 import { anyMayHold } from '../rules/evaluate.ts';
+import { comparisons, conditionWalker, isPlain, type Condition } from '../rules/conditions.ts';
 import type { LoadedRule } from '../rules/index.ts';
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 
@@ -459,7 +460,6 @@ export function parkedBounds(columns: readonly ScreenColumn[], p: Parked): Map<s
   return bounds;
 }
 
-type ConditionNode = { all?: ConditionNode[]; any?: ConditionNode[]; not?: ConditionNode; fact?: string; operator?: string; value?: unknown; path?: string };
 const SQL_COMPARE: Record<string, string> = { greaterThan: '>', greaterThanInclusive: '>=', lessThan: '<', lessThanInclusive: '<=' };
 
 /**
@@ -482,28 +482,28 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
         return c.column;
     }
   };
-  const leaf = (n: ConditionNode): string => {
-    const col = n.fact === undefined || n.path !== undefined ? undefined : byFact.get(n.fact);
-    if (!col || n.operator === undefined) return '1';
-    const op = SQL_COMPARE[n.operator];
-    if (op && typeof n.value === 'number' && Number.isFinite(n.value)) {
-      // On an upper bound only "at least" comparisons can exclude.
-      if (col.kind === 'upper' && op.startsWith('<')) return '1';
-      return sql`${raw(valueOf(col))} ${raw(op)} ${n.value}`;
-    }
-    if (n.operator === 'olderThan' && typeof n.value === 'string' && col.feature.aggregation === 'age') {
-      const limit = parseDuration(n.value);
-      return limit === null ? '1' : sql`${raw(valueOf(col))} > ${limit}`;
-    }
-    return '1';
-  };
-  const node = (n: ConditionNode): string => {
-    if (n.all) return n.all.length ? `(${n.all.map(node).join(' AND ')})` : '1';
-    if (n.any) return n.any.length ? `(${n.any.map(node).join(' OR ')})` : '0';
-    if (n.not) return '1';
-    return leaf(n);
-  };
-  return rules.length ? rules.map((r) => node(r.conditions as ConditionNode)).join(' OR ') : '0';
+  const having = conditionWalker<string>({
+    all: (children, walk) => (children.length ? `(${children.map((c) => walk(c)).join(' AND ')})` : '1'),
+    any: (children, walk) => (children.length ? `(${children.map((c) => walk(c)).join(' OR ')})` : '0'),
+    not: () => '1',
+    comparison(n) {
+      const col = isPlain(n) ? byFact.get(n.fact) : undefined;
+      if (!col) return '1';
+      const op = SQL_COMPARE[n.operator];
+      if (op && typeof n.value === 'number' && Number.isFinite(n.value)) {
+        // On an upper bound only "at least" comparisons can exclude.
+        if (col.kind === 'upper' && op.startsWith('<')) return '1';
+        return sql`${raw(valueOf(col))} ${raw(op)} ${n.value}`;
+      }
+      if (n.operator === 'olderThan' && typeof n.value === 'string' && col.feature.aggregation === 'age') {
+        const limit = parseDuration(n.value);
+        return limit === null ? '1' : sql`${raw(valueOf(col))} > ${limit}`;
+      }
+      return '1';
+    },
+  });
+  // Loaded rules, or (storage/catalog.ts) the bundled rule files as plain JSON: conditions of the checked shape.
+  return rules.length ? rules.map((r) => having(r.conditions as Condition)).join(' OR ') : '0';
 }
 
 /**
@@ -511,20 +511,18 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
  * duration and every numeric lower limit (greaterThan, greaterThanInclusive) on an age fact.
  * The stuck scan looks, per threshold, at the attempts that crossed it since its last scan.
  */
-export function ageThresholds(rules: readonly { conditions: unknown }[], features: readonly Feature[]): number[] {
+export function ageThresholds(rules: readonly Pick<LoadedRule, 'conditions'>[], features: readonly Feature[]): number[] {
   const ages = new Set(features.filter((f) => f.aggregation === 'age').map((f) => f.id));
   const out = new Set<number>();
-  const visit = (n: ConditionNode): void => {
-    for (const child of [...(n.all ?? []), ...(n.any ?? []), ...(n.not ? [n.not] : [])]) visit(child);
-    if (n.fact === undefined || !ages.has(n.fact)) return;
+  for (const n of rules.flatMap((r) => comparisons(r.conditions))) {
+    if (!ages.has(n.fact)) continue;
     if (n.operator === 'olderThan' && typeof n.value === 'string') {
       const ms = parseDuration(n.value);
       if (ms !== null) out.add(ms);
     } else if ((n.operator === 'greaterThan' || n.operator === 'greaterThanInclusive') && typeof n.value === 'number' && Number.isFinite(n.value)) {
       out.add(Math.max(0, n.value));
     }
-  };
-  for (const r of rules) visit(r.conditions as ConditionNode);
+  }
   return [...out].sort((a, b) => a - b);
 }
 
