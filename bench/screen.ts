@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
 import { contextFeaturesQuery } from '../detection/context.ts';
 import { newRowsQuery, positionRange } from '../detection/positions.ts';
-import { stuckOrdersQuery } from '../detection/rechecks.ts';
+import { stuckOrdersQuery } from '../detection/order-rechecks.ts';
 import { ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, screenHaving, screenPlan } from '../detection/screen.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';

@@ -17,7 +17,7 @@ export interface BacktestDeps {
 export interface BacktestOptions {
   fromMs: number;
   toMs: number;
-  /** Simulated tick interval. @default 1000 (live ticks every 500 ms; rows carry their write time to the second) */
+  /** Simulated tick interval. @default 1000 (live ticks every 250 ms by default; rows carry their write time to the second) */
   stepMs?: number;
   /** Called after every simulated tick with the simulated time reached. */
   onProgress?: (atMs: number) => void;

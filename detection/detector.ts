@@ -5,10 +5,10 @@ import { queryRows } from '../storage/clickhouse.ts';
 import { addContext, createContext } from './context.ts';
 import { EVENT_ENTITIES, type EventEntity } from './entities.ts';
 import { createHotSets, hotKeysQuery, type NearFloor } from './hot-sets.ts';
-import { createParkedKeys } from './parking.ts';
+import { createParkedKeys } from './parked-keys.ts';
 import { createPositions, newKeysQuery, type NewKeyRow } from './positions.ts';
 import { prepare } from './prepared.ts';
-import { createOrderRechecks, type Rechecks } from './rechecks.ts';
+import { createOrderRechecks, type Rechecks } from './order-rechecks.ts';
 import { entityEvents, screenBounds, screenRows } from './screen.ts';
 import type { DetectorDeps, DetectorStats, DetectorStatus } from './types.ts';
 
@@ -17,8 +17,8 @@ import type { DetectorDeps, DetectorStats, DetectorStatus } from './types.ts';
  * position per partition), computes their features from ClickHouse with the rules' reference semantics, evaluates
  * only the rules of each entity type, and turns hits into cases. All state lives in ClickHouse:
  * a restart or a new leader decides from the same data (docs/adr/0002). The stages of a tick
- * each keep what they need between ticks: positions.ts, hot-sets.ts, parking.ts, context.ts,
- * rechecks.ts; screen.ts is the screen and the exact fetch.
+ * each keep what they need between ticks: positions.ts, hot-sets.ts, parked-keys.ts, context.ts,
+ * order-rechecks.ts; screen.ts is the screen and the exact fetch.
  */
 export function createDetector(deps: DetectorDeps) {
   const now = deps.now ?? Date.now;

@@ -218,7 +218,7 @@ export function createHotSets(deps: HotSetsDeps) {
     /**
      * Per floored type whose set is ready, the touched keys that may have reached the floor: in
      * the set, or with enough rows since. `parkedFor` gives, per type, whether a key stays
-     * parked (parking.ts); those are left out. Null without a set: every touched entity is screened.
+     * parked (parked-keys.ts); those are left out. Null without a set: every touched entity is screened.
      */
     nearFloor(rows: readonly NewKeyRow[], floors: PreparedRules['floors'], parkedFor: (entity: EventEntity) => ((key: string) => boolean) | undefined): NearFloor | null {
       if (!hot) return null;

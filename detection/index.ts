@@ -3,5 +3,5 @@ export { createDetector, type Detector, type DetectorDeps, type DetectorStats, t
 export { contextFeatureSql, contextFeaturesQuery } from './context.ts';
 export { hotKeysQuery } from './hot-sets.ts';
 export { newKeysQuery, newRowsQuery, positionRange } from './positions.ts';
-export { reconciledOrdersQuery, stuckOrdersQuery } from './rechecks.ts';
+export { reconciledOrdersQuery, stuckOrdersQuery } from './order-rechecks.ts';
 export { entityEventsQuery, entityScreenQuery, screenHaving, screenPlan, ENTITY_IDS_TABLE } from './screen.ts';

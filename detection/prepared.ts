@@ -5,8 +5,8 @@ import type { LoadedRule, RuleSet } from '../rules/load.ts';
 import type { EntityType, Feature } from '../rules/schema.ts';
 import { CONTEXT_ENTITIES, EVENT_ENTITIES, type EventEntity } from './entities.ts';
 import { volumeFloor } from './hot-sets.ts';
-import { parkable, PARK_HORIZON_MS } from './parking.ts';
-import { ageThresholds } from './rechecks.ts';
+import { parkable, PARK_HORIZON_MS } from './parked-keys.ts';
+import { ageThresholds } from './order-rechecks.ts';
 import { screenPlan } from './screen.ts';
 
 /** What a tick needs from a rule set, computed once per set. */
@@ -51,7 +51,7 @@ export function prepare(ruleSet: RuleSet) {
     /** Entity types whose rules all need a volume of events (hot-sets.ts volumeFloor), with that floor. */
     floors,
     /**
-     * Floored types whose keys can be parked (parking.ts Parked), with the horizon:
+     * Floored types whose keys can be parked (parked-keys.ts Parked), with the horizon:
      * PARK_HORIZON_MS, or half the shortest window of their screened features if less.
      */
     parking: new Map(

@@ -88,7 +88,7 @@ export function entityScreenQuery(
    */
   keys: 'touched' | 'ids' = 'touched',
   /**
-   * Also what parking a key needs (parking.ts parkedBounds): per rate, `{column}_dh`, its denominator
+   * Also what parking a key needs (parked-keys.ts parkedBounds): per rate, `{column}_dh`, its denominator
    * over the part of the window that every window until `horizonMs` after now still covers;
    * and `fut`, the rows after now (a producer's clock ahead), read without an upper time bound.
    */
@@ -280,7 +280,7 @@ export interface ScreenRequest {
   entityWindowMs: number;
   /** Only these entities (near a volume floor, see hot-sets.ts), instead of every touched one. */
   ids?: readonly string[];
-  /** With `ids`: also what parking needs (parking.ts), and every entity comes back, not only those a rule may hit. */
+  /** With `ids`: also what parking needs (parked-keys.ts), and every entity comes back, not only those a rule may hit. */
   park?: { horizonMs: number };
 }
 

@@ -57,7 +57,7 @@ export interface DetectorStats {
   floorsReady: boolean;
   /** Entities screened by id because they were in the hot set or had enough new events (hot-sets.ts). */
   nearFloor: number;
-  /** Touched entities near a floor not screened because they were parked (parking.ts). */
+  /** Touched entities near a floor not screened because they were parked (parked-keys.ts). */
   parkedSkips: number;
   /** Keys parked now. */
   parked: number;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Feature } from '../rules/schema.ts';
-import { ageThresholds, stuckOrdersQuery } from './rechecks.ts';
+import { ageThresholds, stuckOrdersQuery } from './order-rechecks.ts';
 
 const age = { id: 'order_processing_age_24h', entity: 'order', window: '24h', aggregation: 'age' } as unknown as Feature;
 const count = { id: 'order_risk_blocked_24h', entity: 'order', window: '24h', aggregation: 'count' } as unknown as Feature;

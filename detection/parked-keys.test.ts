@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import type { Feature } from '../rules/schema.ts';
 import { anyMayHold } from '../rules/evaluate.ts';
-import { growParked, parkable, parkedBounds, parkedFrom } from './parking.ts';
+import { growParked, parkable, parkedBounds, parkedFrom } from './parked-keys.ts';
 import { mayMatch } from './positions.ts';
 import { screenPlan } from './screen.ts';
 
@@ -67,7 +67,7 @@ describe('parked keys: bounds on a screened key from the rows since', () => {
 });
 
 describe('parked keys of a live detector, fed with screen rows and new rows', async () => {
-  const { createParkedKeys } = await import('./parking.ts');
+  const { createParkedKeys } = await import('./parked-keys.ts');
   const { prepare } = await import('./prepared.ts');
   const { loadRuleSetOrThrow } = await import('../rules/index.ts');
   const ruleSet = await loadRuleSetOrThrow();
