@@ -2,7 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
-import { numberOption, parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { runDetectBench, runDetectThroughput } from './detect.ts';
 import { runIngestBench, type IngestBenchResult } from './ingest.ts';
 

@@ -10,7 +10,7 @@ import { createTrafficGenerator } from '../simulator/generate.ts';
 import { command, createClickHouse } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
-import { createCaseBook } from '../detection/cases.ts';
+import { createCaseBook } from '../cases/index.ts';
 import { createDetector } from '../detection/detector.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';

@@ -10,17 +10,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
-import {
-  contextFeaturesQuery,
-  ENTITY_IDS_TABLE,
-  entityEventsQuery,
-  entityScreenQuery,
-  newRowsQuery,
-  positionRange,
-  screenHaving,
-  screenPlan,
-  stuckOrdersQuery,
-} from '../detection/source.ts';
+import { contextFeaturesQuery } from '../detection/context.ts';
+import { newRowsQuery, positionRange } from '../detection/positions.ts';
+import { stuckOrdersQuery } from '../detection/order-rechecks.ts';
+import { ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, screenHaving, screenPlan } from '../detection/screen.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
 import { windowMs } from '../rules/features.ts';

@@ -35,10 +35,5 @@ export function numberOption(command: string, flag: string, raw: string | undefi
   return n;
 }
 
-/** Parses durations such as 90s, 5m, 1h, 1500ms or a plain number of seconds. */
-export function parseDuration(raw: string): number | null {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!m) return null;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}
+// Durations are the rules' syntax (rules/duration.ts); analytics/format.ts still takes it from here.
+export { parseDuration } from '../rules/duration.ts';

@@ -10,10 +10,11 @@ import { runSimulation } from '../simulator/run.ts';
 import { resolveScenarios } from '../simulator/scenarios.ts';
 import { projectRoot } from '../stack/cli.ts';
 import { createLocalStack } from '../stack/index.ts';
-import { createCaseStore } from '../detection/index.ts';
+import { createCaseStore } from '../cases/index.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
-import { numberOption, parseCommandArgs, parseDuration, type Command } from './command.ts';
+import { numberOption, parseCommandArgs, type Command } from './command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { startPipeline } from './pipeline.ts';
 
 const help = `Usage: paysentinel demo [--duration 60s] [--rate 300] [--seed N] [--json]

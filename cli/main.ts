@@ -10,8 +10,8 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.ts')).demoCommand,
   bench: async () => (await import('../bench/cli.ts')).benchCommand,
   config: async () => (await import('./config.ts')).configCommand,
-  cases: async () => (await import('../detection/cli.ts')).casesCommand,
-  rules: async () => (await import('../rules/cli.ts')).rulesCommand,
+  cases: async () => (await import('../cases/cli.ts')).casesCommand,
+  rules: async () => (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
   policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
 };

@@ -4,7 +4,7 @@ import { silentLogger, type Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, sql } from '../storage/sql.ts';
-import { casesAsOf, createCaseBook, type Case } from './cases.ts';
+import { casesAsOf, createCaseBook, type Case } from '../cases/index.ts';
 import { createDetector } from './detector.ts';
 
 export interface BacktestDeps {
@@ -17,7 +17,7 @@ export interface BacktestDeps {
 export interface BacktestOptions {
   fromMs: number;
   toMs: number;
-  /** Simulated tick interval. @default 1000 (live ticks every 500 ms; rows carry their write time to the second) */
+  /** Simulated tick interval. @default 1000 (live ticks every 250 ms by default; rows carry their write time to the second) */
   stepMs?: number;
   /** Called after every simulated tick with the simulated time reached. */
   onProgress?: (atMs: number) => void;

@@ -1,4 +1,7 @@
-/** Live detection: features from ClickHouse, rules from rules/, cases for support. */
-export { createDetector, type Detector, type DetectorDeps, type DetectorStats } from './detector.ts';
-export { createCaseStore, createCaseBook, caseIdFor, caseQueries, caseStatuses, type Case, type CaseFilter, type CaseStatus, type CaseStore } from './cases.ts';
-export { contextFeatureSql, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery, ENTITY_IDS_TABLE } from './source.ts';
+/** Live detection: features from ClickHouse, rules from rules/, hits to the case store (cases/). */
+export { createDetector, type Detector, type DetectorDeps, type DetectorStats, type DetectorStatus } from './detector.ts';
+export { contextFeatureSql, contextFeaturesQuery } from './context.ts';
+export { hotKeysQuery } from './hot-sets.ts';
+export { newKeysQuery, newRowsQuery, positionRange } from './positions.ts';
+export { reconciledOrdersQuery, stuckOrdersQuery } from './order-rechecks.ts';
+export { entityEventsQuery, entityScreenQuery, screenHaving, screenPlan, ENTITY_IDS_TABLE } from './screen.ts';

@@ -2,7 +2,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test as base, vi } from 'vitest';
-import { rulesCommand } from './cli.ts';
+import { createRulesCommand } from './cli.ts';
+
+// Backtests replay stored events (detection/backtest-cli.ts) and are tested against the stack.
+const rulesCommand = createRulesCommand({ backtest: async () => { throw new Error('no backtest in unit tests'); } });
 
 /** A scratch folder per test, removed afterwards. */
 const test = base.extend<{ dir: string }>({

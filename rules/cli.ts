@@ -101,8 +101,22 @@ async function test(path: string | undefined, rules: string | undefined, feature
   return report.failed === 0 ? 0 : 1;
 }
 
-/** `paysentinel rules validate|test`: the risk team's checks before a rule ships. */
-export const rulesCommand: Command = {
+/** What `rules backtest` was given, for the replay (detection/backtest-cli.ts) that runs it. */
+export interface BacktestArgs {
+  from?: string;
+  to?: string;
+  step?: string;
+  rules?: string;
+  features?: string;
+  json: boolean;
+}
+
+/**
+ * `paysentinel rules validate|test|backtest`: the risk team's checks before a rule ships. A
+ * backtest replays stored events through detection, so it comes from the caller (cli/main.ts):
+ * rules/ does not depend on detection/.
+ */
+export const createRulesCommand = (deps: { backtest: (args: BacktestArgs) => Promise<number> }): Command => ({
   name: 'rules',
   summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   help,
@@ -124,11 +138,10 @@ export const rulesCommand: Command = {
         return test(path, values.rules, values.features, json);
       case 'backtest': {
         if (path !== undefined) throw new PaysentinelError('USAGE', `backtest takes no PATH (got "${path}"): give the candidate rules as --rules DIR.\nRun "paysentinel rules --help" for usage.`);
-        const { backtestCommand } = await import('./backtest-cli.ts');
-        return backtestCommand({ from: values.from, to: values.to, step: values.step, rules: values.rules, features: values.features, json });
+        return deps.backtest({ from: values.from, to: values.to, step: values.step, rules: values.rules, features: values.features, json });
       }
       default:
         throw new PaysentinelError('USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules --help" for usage.`);
     }
   },
-};
+});

@@ -1,5 +1,6 @@
 import { Engine, type RuleProperties, type TopLevelCondition } from 'json-rules-engine';
 import { completeFacts } from './catalog.ts';
+import { conditionWalker, isPlain, type Comparison, type Condition } from './conditions.ts';
 import type { LoadedRule, RuleSet } from './load.ts';
 import { customOperators } from './operators.ts';
 import { renderTemplate } from './render.ts';
@@ -66,7 +67,7 @@ export function createRuleEvaluator(ruleSet: RuleSet): RuleEvaluator {
       const runtime: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(complete)) if (v !== undefined) runtime[k] = v;
       // Most entities are nowhere near a threshold: skip the engine when no rule can fire.
-      if (![...slot.rules.values()].some((rule) => mayHold(rule.conditions as Condition, runtime) !== false)) return [];
+      if (![...slot.rules.values()].some((rule) => mayHold(rule.conditions, runtime) !== false)) return [];
       const { results } = await slot.engine.run(runtime);
       const hits: Hit[] = [];
       for (const result of results) {
@@ -91,8 +92,6 @@ export function createRuleEvaluator(ruleSet: RuleSet): RuleEvaluator {
   };
 }
 
-type Condition = { all?: Condition[]; any?: Condition[]; not?: Condition; fact?: string; operator?: string; value?: unknown; path?: string };
-
 const numeric: Record<string, (a: number, b: number) => boolean> = {
   greaterThan: (a, b) => a > b,
   greaterThanInclusive: (a, b) => a >= b,
@@ -114,31 +113,32 @@ const increasing = new Set(['olderThan']);
 
 /**
  * The three-valued pre-check over `all`/`any` trees: false when the conditions certainly fail,
- * true when they certainly hold, undefined when only the engine can tell. `leaf` judges one
- * fact comparison the same way.
+ * true when they certainly hold, undefined when only the engine can tell. `judge` decides one
+ * plain comparison the same way; a `not`, a path or a fact reference is left to the engine.
  */
-function check(c: Condition, leaf: (c: Condition & { fact: string; operator: string }) => boolean | undefined): boolean | undefined {
-  if (c.all) {
-    let unknown = false;
-    for (const sub of c.all) {
-      const r = check(sub, leaf);
-      if (r === false) return false;
-      if (r === undefined) unknown = true;
-    }
-    return unknown ? undefined : true;
-  }
-  if (c.any) {
-    let unknown = false;
-    for (const sub of c.any) {
-      const r = check(sub, leaf);
-      if (r === true) return true;
-      if (r === undefined) unknown = true;
-    }
-    return unknown ? undefined : false;
-  }
-  if (c.fact === undefined || c.path !== undefined || c.operator === undefined) return undefined;
-  if (c.value !== null && typeof c.value === 'object' && 'fact' in (c.value as object)) return undefined;
-  return leaf(c as Condition & { fact: string; operator: string });
+function threeValued<C>(judge: (c: Comparison, ctx: C) => boolean | undefined): (c: Condition, ctx: C) => boolean | undefined {
+  return conditionWalker<boolean | undefined, C>({
+    all(children, walk, ctx) {
+      let unknown = false;
+      for (const sub of children) {
+        const r = walk(sub, ctx);
+        if (r === false) return false;
+        if (r === undefined) unknown = true;
+      }
+      return unknown ? undefined : true;
+    },
+    any(children, walk, ctx) {
+      let unknown = false;
+      for (const sub of children) {
+        const r = walk(sub, ctx);
+        if (r === true) return true;
+        if (r === undefined) unknown = true;
+      }
+      return unknown ? undefined : false;
+    },
+    not: () => undefined,
+    comparison: (c, ctx) => (isPlain(c) ? judge(c, ctx) : undefined),
+  });
 }
 
 /** One comparison on a known value, with the engine's semantics; undefined for operators only the engine knows. */
@@ -152,6 +152,8 @@ function onValue(operator: string, factValue: unknown, value: unknown): boolean 
   return compare(factValue, value);
 }
 
+const onValues = threeValued<Readonly<Record<string, unknown>>>(({ fact, operator, value }, facts) => onValue(operator, facts[fact], value));
+
 /**
  * A cheap pre-check with json-rules-engine's own semantics for plain numeric comparisons and
  * our custom operators: false when the conditions certainly fail, undefined when only the
@@ -159,8 +161,19 @@ function onValue(operator: string, factValue: unknown, value: unknown): boolean 
  * so skipping the engine on false changes no result; it only saves the engine's cost.
  */
 export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>): boolean | undefined {
-  return check(c, (leaf) => onValue(leaf.operator, facts[leaf.fact], leaf.value));
+  return onValues(c, facts);
 }
+
+const onBounds = threeValued<ReadonlyMap<string, FactBound>>(({ fact, operator, value }, bounds) => {
+  const b = bounds.get(fact);
+  if (b === undefined) return undefined;
+  if ('value' in b) return onValue(operator, b.value, value);
+  const atLo = onValue(operator, b.lo, value);
+  const atHi = onValue(operator, b.hi, value);
+  const monotone = operator in numeric || increasing.has(operator);
+  if (!monotone || atLo === undefined || atHi === undefined) return undefined;
+  return atLo === atHi ? atLo : undefined;
+});
 
 /**
  * The same pre-check when some facts are known only as an interval (an upper bound computed
@@ -170,19 +183,10 @@ export function mayHold(c: Condition, facts: Readonly<Record<string, unknown>>):
  * exact computation.
  */
 export function mayHoldWithin(c: Condition, bounds: ReadonlyMap<string, FactBound>): boolean | undefined {
-  return check(c, ({ fact, operator, value }) => {
-    const b = bounds.get(fact);
-    if (b === undefined) return undefined;
-    if ('value' in b) return onValue(operator, b.value, value);
-    const atLo = onValue(operator, b.lo, value);
-    const atHi = onValue(operator, b.hi, value);
-    const monotone = operator in numeric || increasing.has(operator);
-    if (!monotone || atLo === undefined || atHi === undefined) return undefined;
-    return atLo === atHi ? atLo : undefined;
-  });
+  return onBounds(c, bounds);
 }
 
 /** Whether any of the rules could hold for an entity whose facts lie within `bounds`. */
-export function anyMayHold(rules: readonly LoadedRule[], bounds: ReadonlyMap<string, FactBound>): boolean {
-  return rules.some((rule) => mayHoldWithin(rule.conditions as Condition, bounds) !== false);
+export function anyMayHold(rules: readonly Pick<LoadedRule, 'conditions'>[], bounds: ReadonlyMap<string, FactBound>): boolean {
+  return rules.some((rule) => mayHoldWithin(rule.conditions, bounds) !== false);
 }

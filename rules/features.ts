@@ -36,6 +36,9 @@ export function timed(events: readonly PaymentEvent[]): TimedEvent[] {
 const fieldValue = (e: PaymentEvent, field: string): unknown => (e as Record<string, unknown>)[field];
 const asList = (f: string | readonly string[] | undefined): readonly string[] => (f === undefined ? [] : typeof f === 'string' ? [f] : f);
 
+/** The fields a feature aggregates over, as a list. */
+export const fieldsOf = (f: Feature): readonly string[] => asList(f.field);
+
 /** True when every field listed in the filter has one of its values. */
 export function matches(e: PaymentEvent, filter: EventFilter | undefined): boolean {
   if (!filter) return true;

@@ -39,9 +39,11 @@ export {
   type RuleSource,
   type LoadRuleSetOptions,
 } from './load.ts';
-export { createRuleEvaluator, type RuleEvaluator, type Hit } from './evaluate.ts';
+export { createRuleEvaluator, anyMayHold, mayHold, mayHoldWithin, type RuleEvaluator, type Hit, type FactBound } from './evaluate.ts';
+export { conditionWalker, comparisons, isPlain, type Comparison, type ConditionWalk } from './conditions.ts';
+export { parseDuration } from './duration.ts';
 export { binomialTail, binomialStats, significantlyAbove, olderThan, customOperators, type BinomialStats } from './operators.ts';
-export { computeFeature, computeFacts, timed, matches, windowMs, type TimedEvent, type FactScope } from './features.ts';
+export { computeFeature, computeFacts, timed, matches, fieldsOf, windowMs, type TimedEvent, type FactScope } from './features.ts';
 export { renderTemplate, formatDuration, type RenderContext } from './render.ts';
 export { formatProblem, type RuleProblem } from './problems.ts';
 export { loadFixtures, parseFixture, runFixtures, defaultFixturesPath, type Fixture, type ResolvedCase, type FixtureReport, type CaseResult } from './fixtures.ts';

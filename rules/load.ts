@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDuration } from '../cli/command.ts';
+import { parseDuration } from './duration.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { canRead, deepFreeze, isObjectFact, parseFeatureCatalog, type FactCatalog } from './catalog.ts';
 import { resolveOperator } from './operators.ts';

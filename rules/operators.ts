@@ -1,6 +1,6 @@
 import { Operator } from 'json-rules-engine';
 import { gammaln } from 'simple-statistics';
-import { parseDuration } from '../cli/command.ts';
+import { parseDuration } from './duration.ts';
 
 /**
  * Operators json-rules-engine lacks, plus what the loader needs to check operator values

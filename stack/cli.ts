@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { numberOption, parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { createCaseStore } from '../../detection/cases.ts';
+import { createCaseStore } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import type { Hit } from '../../rules/index.ts';
 import { migrate } from '../../storage/migrations.ts';

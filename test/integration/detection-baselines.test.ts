@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
-import { createCaseBook } from '../../detection/cases.ts';
+import { createCaseBook } from '../../cases/index.ts';
 import { createDetector } from '../../detection/detector.ts';
 import { toDateTimeText, toEventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';

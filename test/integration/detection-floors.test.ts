@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
-import { createCaseBook } from '../../detection/cases.ts';
+import { createCaseBook } from '../../cases/index.ts';
 import { createDetector } from '../../detection/detector.ts';
 import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';

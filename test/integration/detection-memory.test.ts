@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeBacklog } from '../../bench/backlog.ts';
 import { createDetector } from '../../detection/detector.ts';
-import { createCaseBook } from '../../detection/cases.ts';
+import { createCaseBook } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import { defaultRulesPath, loadRuleSetOrThrow } from '../../rules/index.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';

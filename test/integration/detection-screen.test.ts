@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { decodeEvent } from '../../contract/index.ts';
-import { entityEventsQuery, entityScreenQuery, positionRange, screenBounds, screenHaving, screenPlan, toTimedEvent, type EventRowOut } from '../../detection/source.ts';
+import { positionRange } from '../../detection/positions.ts';
+import { entityEventsQuery, entityScreenQuery, screenBounds, screenHaving, screenPlan, toTimedEvent, type EventRowOut } from '../../detection/screen.ts';
 import { anyMayHold } from '../../rules/evaluate.ts';
 import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
 import { computeFeature, loadRuleSetOrThrow } from '../../rules/index.ts';

@@ -6,7 +6,7 @@ import { defaultRulesPath } from '../../rules/index.ts';
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { startPipeline, type RunningPipeline } from '../../cli/pipeline.ts';
-import { createCaseStore } from '../../detection/index.ts';
+import { createCaseStore } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { runSimulation } from '../../simulator/run.ts';
@@ -45,8 +45,10 @@ describe('live detection on simulator traffic', () => {
     const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
     const keys = async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`).sort();
     await expect.poll(keys, { timeout: 60_000, interval: 500 }).toEqual(expect.arrayContaining(expected));
-    // A few more ticks over the whole run must not add any case for benign traffic.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // Ten more completed ticks over the whole run (about 3 s) must not add any case for benign
+    // traffic; a detector that stopped ticking fails here.
+    const ticked = pipeline.detector.status().ticks;
+    await expect.poll(() => pipeline!.detector.status().ticks, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(ticked + 10);
     expect(await keys()).toEqual(expected);
 
     const cases = await store.list({});

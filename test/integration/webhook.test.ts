@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { startPipeline } from '../../cli/pipeline.ts';
-import { SIGNATURE_HEADER, TIMESTAMP_HEADER, startCaseWebhook, verifyWebhook, type CaseWebhook } from '../../detection/webhook.ts';
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER, startCaseWebhook, verifyWebhook, type CaseWebhook } from '../../cases/index.ts';
 import { createKafka } from '../../kafka/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import { Registry } from '../../metrics/registry.ts';

@@ -1,30 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { toDateTimeText } from '../ingest/records.ts';
-
-export const caseStatuses = ['open', 'acknowledged', 'resolved'] as const;
-export type CaseStatus = (typeof caseStatuses)[number];
-
-/** A case as support sees it (ClickHouse `cases`, Kafka `payments.cases`, the CLI). */
-export interface Case {
-  case_id: string;
-  rule_id: string;
-  rule_version: string;
-  title: string;
-  severity: string;
-  action: string;
-  entity_type: string;
-  entity_id: string;
-  status: CaseStatus;
-  opened_at: string;
-  updated_at: string;
-  hit_count: number;
-  evidence: Record<string, unknown>;
-  recommended_action: string;
-}
+import { decideCases, type Case, type CaseStatus } from './decide.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -32,10 +11,6 @@ interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
 }
 
 const fromStored = (r: StoredCase): Case => ({ ...r, hit_count: Number(r.hit_count), evidence: JSON.parse(r.evidence || '{}') as Record<string, unknown> });
-
-/** Stable id of a case: the rule, the entity and the moment it opened. */
-export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
-  'C' + createHash('sha256').update(`${ruleId}\u0000${entityType}\u0000${entityId}\u0000${openedAtMs}`).digest('hex').slice(0, 15);
 
 export interface CaseFilter {
   status?: string;
@@ -74,54 +49,6 @@ export interface CaseStoreDeps {
   topic: string;
 }
 
-/**
- * What rule hits do to cases, given the latest case of each (rule, entity) keyed
- * `rule|entity_type|entity_id`: one case per (rule, entity) while it is open or acknowledged, or
- * resolved less than the rule's cooldown ago, and further hits update it (a hit whose evidence
- * is unchanged adds nothing); otherwise a new case opens. Pure, so live detection and a backtest
- * decide alike.
- */
-export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Case>, nowMs: number): { opened: Case[]; updated: Case[] } {
-  // case_id -> the case as it ends up and whether this call opened it: one version per case.
-  const changed = new Map<string, { c: Case; isNew: boolean }>();
-  const now = toDateTimeText(nowMs);
-  const current = new Map(latest);
-  for (const hit of hits) {
-    const key = `${hit.ruleId}|${hit.entityType}|${hit.entityId}`;
-    const c = current.get(key);
-    const evidence = hit.evidence as Record<string, unknown>;
-    const active = c && (c.status !== 'resolved' || nowMs - Date.parse(c.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
-    if (c && active) {
-      // A hit with the same evidence adds nothing support needs to see.
-      if (JSON.stringify(c.evidence) === JSON.stringify(evidence)) continue;
-      const next: Case = { ...c, hit_count: c.hit_count + 1, updated_at: now, evidence, recommended_action: hit.recommendedAction, rule_version: hit.ruleVersion };
-      current.set(key, next);
-      changed.set(next.case_id, { c: next, isNew: changed.get(next.case_id)?.isNew ?? false });
-    } else {
-      const n: Case = {
-        case_id: caseIdFor(hit.ruleId, hit.entityType, hit.entityId, nowMs),
-        rule_id: hit.ruleId,
-        rule_version: hit.ruleVersion,
-        title: hit.title,
-        severity: hit.severity,
-        action: hit.action,
-        entity_type: hit.entityType,
-        entity_id: hit.entityId,
-        status: 'open',
-        opened_at: now,
-        updated_at: now,
-        hit_count: 1,
-        evidence,
-        recommended_action: hit.recommendedAction,
-      };
-      current.set(key, n);
-      changed.set(n.case_id, { c: n, isNew: true });
-    }
-  }
-  const all = [...changed.values()];
-  return { opened: all.filter((x) => x.isNew).map((x) => x.c), updated: all.filter((x) => !x.isNew).map((x) => x.c) };
-}
-
 /** The latest case of every (rule, entity) as it stood just before `ms`, keyed `rule|entity_type|entity_id`. */
 export async function casesAsOf(clickhouse: ClickHouseClient, database: string, ms: number): Promise<Map<string, Case>> {
   const latest = new Map<string, Case>();
@@ -131,24 +58,6 @@ export async function casesAsOf(clickhouse: ClickHouseClient, database: string, 
     if (!seen || c.opened_at > seen.opened_at) latest.set(key, c);
   }
   return latest;
-}
-
-/**
- * Cases kept in memory with the live semantics (decideCases), for runs that must store and
- * publish nothing: a backtest, benchmarks and tests. `opened` lists every case opened, in order.
- */
-export function createCaseBook(initial: ReadonlyMap<string, Case> = new Map()) {
-  const latest = new Map(initial);
-  const opened: Case[] = [];
-  return {
-    opened,
-    async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
-      const result = decideCases(hits, latest, nowMs);
-      for (const c of [...result.opened, ...result.updated]) latest.set(`${c.rule_id}|${c.entity_type}|${c.entity_id}`, c);
-      opened.push(...result.opened);
-      return result;
-    },
-  };
 }
 
 /** (rule, entity) keys per case look-up statement: about 5 AST nodes each, far below ClickHouse's limit. */

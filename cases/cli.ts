@@ -1,13 +1,15 @@
 import { userInfo } from 'node:os';
 import { Partitioners } from 'kafkajs';
-import { parseCommandArgs, parseDuration, type Command } from '../cli/command.ts';
+import { parseCommandArgs, type Command } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
-import { caseStatuses, createCaseStore, type Case } from './cases.ts';
+import { caseStatuses, type Case } from './decide.ts';
+import { createCaseStore } from './store.ts';
 
 const help = `paysentinel cases: the cases detection opened, for support and the risk team
 

@@ -1,22 +1,13 @@
 import { relative } from 'node:path';
-import { parseDuration } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import { loadConfig } from '../config/index.ts';
-import { recordedCases, replay, type ReplayResult } from '../detection/backtest.ts';
+import { recordedCases, replay, type ReplayResult } from './backtest.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { parseTime } from '../analytics/format.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
-import { defaultRulesPath, loadRuleSet, type RuleSet } from './load.ts';
-import { formatProblem } from './problems.ts';
-
-export interface BacktestArgs {
-  from?: string;
-  to?: string;
-  step?: string;
-  rules?: string;
-  features?: string;
-  json: boolean;
-}
+import { defaultRulesPath, formatProblem, loadRuleSet, type RuleSet } from '../rules/index.ts';
+import type { BacktestArgs } from '../rules/cli.ts';
 
 const usage = (message: string): never => {
   throw new PaysentinelError('USAGE', `${message}\nRun "paysentinel rules --help" for usage.`);
