@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { caseQueries, ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, newKeysQuery, newRowsQuery, positionRange, screenHaving, screenPlan } from '../../detection/index.ts';
+import { caseQueries } from '../../cases/index.ts';
+import { ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, newKeysQuery, newRowsQuery, positionRange, screenHaving, screenPlan } from '../../detection/index.ts';
 import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../../ingest/writer.ts';
 import { toDateTimeText } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
