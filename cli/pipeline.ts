@@ -89,6 +89,7 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
     tickMs: config.detectionTickMs,
     baselines: (nowMs) => baselineFacts(clickhouse, config.clickhouseDatabase, nowMs),
   });
+  metrics.registry.gauge('paysentinel_detection_failed_ticks_in_a_row', 'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.', [], () => detector.status().failedInARow);
   detector.start();
   // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
   const webhook = config.caseWebhookUrl
@@ -114,6 +115,8 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
         const checks = { kafka: s.connected, clickhouse: clickhouseUp, assigned: s.assignedPartitions > 0 };
         const degraded: Record<string, unknown> = {};
         if (s.trouble) degraded.ingest = s.trouble;
+        const d = detector.status();
+        if (d.failedInARow > 0 && d.lastFailure) degraded.detection = { reason: d.lastFailure.reason.slice(0, 500), failedTicks: d.failedInARow, lastAt: new Date(d.lastFailure.atMs).toISOString() };
         return { ready: Object.values(checks).every(Boolean), checks: { ...checks, paused: s.paused, buffered: String(s.buffered) }, degraded };
       },
     });

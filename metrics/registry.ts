@@ -61,8 +61,10 @@ export class Registry {
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
     return new Counter(new client.Counter({ name, help, labelNames, registers: [this.prom] }));
   }
-  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
-    return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom] }));
+  /** `read`, when given, supplies the value at each scrape (for state another part owns). */
+  gauge(name: string, help: string, labelNames: readonly string[] = [], read?: () => number): Gauge {
+    const collect = read ? function (this: client.Gauge<string>) { this.set(read()); } : undefined;
+    return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom], collect }));
   }
   histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
     return new Histogram(new client.Histogram({ name, help, buckets, labelNames, registers: [this.prom] }));
