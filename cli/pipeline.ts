@@ -18,85 +18,139 @@ import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
 import { BACKGROUND_PRIORITY, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
+import { PaysentinelError } from '../errors/index.ts';
+
+/** What one `paysentinel start` runs; several instances with different roles share the work. */
+export const ROLES = ['ingest', 'detect', 'jobs'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Parses `--roles ingest,detect` (any order, no repeats); undefined means all roles. */
+export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
+  if (raw === undefined) return new Set(ROLES);
+  const names = raw.split(',').map((r) => r.trim());
+  const unknown = names.filter((r) => !(ROLES as readonly string[]).includes(r));
+  if (raw.trim() === '' || unknown.length > 0) {
+    throw new PaysentinelError('USAGE', `--roles ${JSON.stringify(raw)}: expected a comma-separated list of ${ROLES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'}).\nRun "paysentinel start --help" for usage.`);
+  }
+  return new Set(names as Role[]);
+}
 
 export interface RunningPipeline {
+  roles: ReadonlySet<Role>;
   metrics: IngestMetrics;
-  /** Whether this instance runs the scheduled jobs. */
-  leadership: Leadership;
-  detector: Detector;
-  ingestor: Ingestor;
   clickhouse: ClickHouseClient;
+  /** With the ingest role. */
+  ingestor?: Ingestor;
+  /** With the detect role: the detector, which works only while this instance leads detection. */
+  detection?: { detector: Detector; leadership: Leadership };
+  /** With the jobs role: the scheduled jobs run only while this instance leads them. */
+  jobs?: { leadership: Leadership };
   /** Resolves with the error when the pipeline stopped by itself. */
   failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
 /**
- * Wires the pipeline from configuration: migrations, topics, ingest, the leader election, the
- * scheduled analytics jobs and live detection (both on the leader only), the case webhook when
- * configured, rule hot reload, the lag poller, the metrics recorder and the HTTP endpoint. Used
- * by `paysentinel start`, the demo and the benchmark, so all run the same code.
+ * Wires the pipeline from configuration: migrations and topics, then each role asked for:
+ * `ingest` (the consumer and its lag poller), `detect` (live detection on the elected detection
+ * leader, the case webhook when configured, rule hot reload), `jobs` (the scheduled analytics
+ * on the elected jobs leader); and always the metrics recorder and the HTTP endpoint. Detection
+ * and the jobs each elect their own leader, so instances that run only one of them share the
+ * work as well as instances that run all. Used by `paysentinel start`, the demo and the
+ * benchmarks, so all run the same code.
  */
-export async function startPipeline(config: Config, logger: Logger): Promise<RunningPipeline> {
+export async function startPipeline(config: Config, logger: Logger, roles: ReadonlySet<Role> = new Set(ROLES)): Promise<RunningPipeline> {
   const clickhouse = createClickHouse(config);
-  const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
   const kafka = createKafka(config, logger);
   const metrics = createIngestMetrics();
   // CPU, resident memory, heap, GC and event-loop lag of this process beside the pipeline's own series.
   metrics.registry.collectProcessMetrics();
+  /** What each started part needs done at stop, in reverse order of starting. */
+  const stops: (() => Promise<void> | void)[] = [];
 
   await migrate(clickhouse, config.clickhouseDatabase, logger);
   const admin = kafka.admin();
   await admin.connect();
+  stops.push(() => admin.disconnect());
   const created = await ensureTopics(admin, [
     ...ingestTopics(config),
     { topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication },
   ]);
   if (created.length > 0) logger.info('created topics', { topics: created });
-
-  const ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
-  await ingestor.start();
-  const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader`, logger, replicationFactor: config.topicReplication });
-  // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
-  const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
-  const analyticsDeps: RetryPolicyDeps = {
-    // The jobs are background work: one thread per query leaves the other core to ingest and
-    // detection, their statements pause while one of ingest's or detection's runs (priority),
-    // and they may take minutes when catching up.
-    clickhouse: jobsClickHouse,
-    database: config.clickhouseDatabase,
-    logger: logger.child({ stage: 'analytics' }),
-    publisher: policyPublisher,
-    // Every run counted in paysentinel_job_runs_total{job,status} on /metrics.
-    metrics: createJobMetrics(metrics.registry),
-    reportsDir: config.reportsDir,
+  const elect = async (role: 'detect' | 'jobs') => {
+    const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader-${role}`, logger: logger.child({ role }), replicationFactor: config.topicReplication });
+    stops.push(() => leadership.stop());
+    return leadership;
   };
-  const analytics = startAnalyticsSchedule(analyticsDeps, undefined, {
-    shouldRun: leadership.isLeader,
-  });
-  const rulePaths = { rulesPath: config.rulesPath || defaultRulesPath, featuresPath: config.featuresPath || defaultFeaturesPath };
-  const ruleSet = await loadRuleSetOrThrow(rulePaths);
-  const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await casesProducer.connect();
-  const detector = createDetector({
-    clickhouse,
-    http: createClickHouseHttp(config),
-    database: config.clickhouseDatabase,
-    ruleSet,
-    cases: createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic }),
-    logger: logger.child({ stage: 'detection' }),
-    isLeader: leadership.isLeader,
-    tickMs: config.detectionTickMs,
-    baselines: (nowMs) => baselineFacts(clickhouse, config.clickhouseDatabase, nowMs),
-  });
-  metrics.registry.gauge('paysentinel_detection_failed_ticks_in_a_row', 'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.', [], () => detector.status().failedInARow);
-  detector.start();
-  // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
-  const webhook = config.caseWebhookUrl
-    ? await startCaseWebhook({ kafka, topic: config.casesTopic, groupId: `${config.kafkaGroupId}-webhook`, url: config.caseWebhookUrl, secret: config.caseWebhookSecret, logger: logger.child({ stage: 'webhook' }), registry: metrics.registry })
-    : undefined;
-  const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
-  const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
+
+  let ingestor: Ingestor | undefined;
+  if (roles.has('ingest')) {
+    ingestor = createIngestor({ kafka, clickhouse, config, logger, metrics });
+    await ingestor.start();
+    stops.push(() => ingestor!.stop());
+    const stopLag = startLagPoller({ admin, groupId: config.kafkaGroupId, topic: config.eventsTopic, gauge: metrics.lag, logger });
+    stops.push(stopLag);
+  }
+
+  let jobs: RunningPipeline['jobs'];
+  if (roles.has('jobs')) {
+    const leadership = await elect('jobs');
+    const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
+    stops.push(() => jobsClickHouse.close());
+    // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
+    const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
+    stops.push(() => policyPublisher.close());
+    const analyticsDeps: RetryPolicyDeps = {
+      // The jobs are background work: one thread per query leaves the other core to ingest and
+      // detection, their statements pause while one of ingest's or detection's runs (priority),
+      // and they may take minutes when catching up.
+      clickhouse: jobsClickHouse,
+      database: config.clickhouseDatabase,
+      logger: logger.child({ stage: 'analytics' }),
+      publisher: policyPublisher,
+      // Every run counted in paysentinel_job_runs_total{job,status} on /metrics.
+      metrics: createJobMetrics(metrics.registry),
+      reportsDir: config.reportsDir,
+    };
+    const analytics = startAnalyticsSchedule(analyticsDeps, undefined, { shouldRun: leadership.isLeader });
+    stops.push(() => analytics.stop());
+    jobs = { leadership };
+  }
+
+  let detection: RunningPipeline['detection'];
+  let webhookFailed: Promise<Error> | undefined;
+  if (roles.has('detect')) {
+    const leadership = await elect('detect');
+    const rulePaths = { rulesPath: config.rulesPath || defaultRulesPath, featuresPath: config.featuresPath || defaultFeaturesPath };
+    const ruleSet = await loadRuleSetOrThrow(rulePaths);
+    const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await casesProducer.connect();
+    stops.push(() => casesProducer.disconnect());
+    const detector = createDetector({
+      clickhouse,
+      http: createClickHouseHttp(config),
+      database: config.clickhouseDatabase,
+      ruleSet,
+      cases: createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic }),
+      logger: logger.child({ stage: 'detection' }),
+      isLeader: leadership.isLeader,
+      tickMs: config.detectionTickMs,
+      baselines: (nowMs) => baselineFacts(clickhouse, config.clickhouseDatabase, nowMs),
+    });
+    metrics.registry.gauge('paysentinel_detection_failed_ticks_in_a_row', 'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.', [], () => detector.status().failedInARow);
+    detector.start();
+    // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
+    if (config.caseWebhookUrl) {
+      const webhook = await startCaseWebhook({ kafka, topic: config.casesTopic, groupId: `${config.kafkaGroupId}-webhook`, url: config.caseWebhookUrl, secret: config.caseWebhookSecret, logger: logger.child({ stage: 'webhook' }), registry: metrics.registry });
+      webhookFailed = webhook.failed;
+      stops.push(() => webhook.stop());
+    }
+    stops.push(() => detector.stop());
+    const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
+    stops.push(() => ruleWatcher.stop());
+    detection = { detector, leadership };
+  }
+
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
   const recorder = startMetricsRecorder({ clickhouse, database: config.clickhouseDatabase, metrics, logger, instance: `${hostname()}-${process.pid}` });
 
@@ -111,40 +165,39 @@ export async function startPipeline(config: Config, logger: Logger): Promise<Run
       port: config.httpPort,
       registry: metrics.registry,
       health: () => {
-        const s = ingestor.status();
-        const checks = { kafka: s.connected, clickhouse: clickhouseUp, assigned: s.assignedPartitions > 0 };
+        const checks: Record<string, boolean> = { clickhouse: clickhouseUp };
+        const extra: Record<string, boolean | string> = { roles: [...roles].join(',') };
         const degraded: Record<string, unknown> = {};
-        if (s.trouble) degraded.ingest = s.trouble;
-        const d = detector.status();
-        if (d.failedInARow > 0 && d.lastFailure) degraded.detection = { reason: d.lastFailure.reason.slice(0, 500), failedTicks: d.failedInARow, lastAt: new Date(d.lastFailure.atMs).toISOString() };
-        return { ready: Object.values(checks).every(Boolean), checks: { ...checks, paused: s.paused, buffered: String(s.buffered) }, degraded };
+        if (ingestor) {
+          const s = ingestor.status();
+          Object.assign(checks, { kafka: s.connected, assigned: s.assignedPartitions > 0 });
+          Object.assign(extra, { paused: s.paused, buffered: String(s.buffered) });
+          if (s.trouble) degraded.ingest = s.trouble;
+        }
+        const d = detection?.detector.status();
+        if (d && d.failedInARow > 0 && d.lastFailure) degraded.detection = { reason: d.lastFailure.reason.slice(0, 500), failedTicks: d.failedInARow, lastAt: new Date(d.lastFailure.atMs).toISOString() };
+        return { ready: Object.values(checks).every(Boolean), checks: { ...checks, ...extra }, degraded };
       },
     });
     logger.info('serving /metrics and /healthz', { address: `http://${config.httpHost}:${config.httpPort}` });
   }
 
+  const never = new Promise<Error>(() => {});
   return {
+    roles,
     metrics,
-    leadership,
-    detector,
-    ingestor,
     clickhouse,
-    failed: webhook ? Promise.race([ingestor.failed, webhook.failed]) : ingestor.failed,
+    ingestor,
+    detection,
+    jobs,
+    failed: Promise.race([ingestor?.failed ?? never, webhookFailed ?? never]),
     async stop() {
-      ruleWatcher.stop();
-      await detector.stop();
-      await webhook?.stop();
-      await casesProducer.disconnect();
-      await analytics.stop();
-      await policyPublisher.close();
-      await leadership.stop();
-      stopLag();
       clearInterval(pingTimer);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      await ingestor.stop();
+      // Detection and the jobs first, ingest's last batch after them, the recorder's last snapshot at the end.
+      for (const stop of stops.reverse()) await stop();
       await recorder.stop();
-      await admin.disconnect();
-      await Promise.all([clickhouse.close(), jobsClickHouse.close()]);
+      await clickhouse.close();
     },
   };
 }

@@ -34,7 +34,7 @@ const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm'
 describe('detection degrades, it does not die', () => {
   test('while the case store cannot be written, ticks fail and are repeated with the reason shown; ingest goes on; then the case opens', async () => {
     pipeline = await startPipeline(s.config, silentLogger);
-    await expect.poll(() => pipeline!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);
+    await expect.poll(() => pipeline!.detection!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);
     const versions = ident(s.config.clickhouseDatabase, 'case_versions');
     const away = ident(s.config.clickhouseDatabase, 'case_versions_away');
     await command(s.clickhouse, `RENAME TABLE ${versions} TO ${away}`);
@@ -49,8 +49,8 @@ describe('detection degrades, it does not die', () => {
     // Every event is stored although detection cannot finish a tick.
     await expect.poll(() => storedCount(s), { timeout: 60_000, interval: 500 }).toBe(produced.distinctEvents);
     expect(await duplicateIds(s)).toBe(0);
-    await expect.poll(() => pipeline!.detector.status().failedInARow, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
-    expect(pipeline.detector.status().lastFailure?.reason).toMatch(/case_versions/);
+    await expect.poll(() => pipeline!.detection!.detector.status().failedInARow, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+    expect(pipeline.detection!.detector.status().lastFailure?.reason).toMatch(/case_versions/);
     const h = await health();
     expect(h.status).toBe('degraded');
     expect(h.degraded.detection?.reason).toMatch(/case_versions/);
@@ -60,7 +60,7 @@ describe('detection degrades, it does not die', () => {
     await command(s.clickhouse, `RENAME TABLE ${away} TO ${versions}`);
     const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
     await expect.poll(async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`), { timeout: 60_000, interval: 500 }).toContain(`${attack!.rule_id} ${attack!.entity_type} ${attack!.entity_id}`);
-    await expect.poll(() => pipeline!.detector.status().failedInARow, { timeout: 30_000 }).toBe(0);
+    await expect.poll(() => pipeline!.detection!.detector.status().failedInARow, { timeout: 30_000 }).toBe(0);
     expect((await health()).status).toBe('ok');
     expect(await metric('paysentinel_detection_failed_ticks_in_a_row')).toBe(0);
   });

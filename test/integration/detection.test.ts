@@ -30,7 +30,7 @@ describe('live detection on simulator traffic', () => {
   test('each injected attack becomes exactly one case for the right rule and entity; benign traffic opens none', async () => {
     liveFromMs = Date.now();
     pipeline = await startPipeline(s.config, silentLogger);
-    await expect.poll(() => pipeline!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);
+    await expect.poll(() => pipeline!.detection!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);
     const producer = s.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     const generator = createTrafficGenerator({ seed: 11, rate: 150, durationMs: 25_000, startMs: Date.now(), scenarios: scenarioNames });
@@ -47,8 +47,8 @@ describe('live detection on simulator traffic', () => {
     await expect.poll(keys, { timeout: 60_000, interval: 500 }).toEqual(expect.arrayContaining(expected));
     // Ten more completed ticks over the whole run (about 3 s) must not add any case for benign
     // traffic; a detector that stopped ticking fails here.
-    const ticked = pipeline.detector.status().ticks;
-    await expect.poll(() => pipeline!.detector.status().ticks, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(ticked + 10);
+    const ticked = pipeline.detection!.detector.status().ticks;
+    await expect.poll(() => pipeline!.detection!.detector.status().ticks, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(ticked + 10);
     expect(await keys()).toEqual(expected);
 
     const cases = await store.list({});

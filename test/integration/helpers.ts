@@ -120,9 +120,9 @@ export interface ChildPipeline {
   exited: Promise<number | null>;
 }
 
-/** Runs `paysentinel start` as a real process, as a user would. */
-export function spawnPipeline(env: Record<string, string>): ChildPipeline {
-  const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], {
+/** Runs `paysentinel start` as a real process, as a user would (`args` e.g. `['--roles', 'ingest']`). */
+export function spawnPipeline(env: Record<string, string>, args: readonly string[] = []): ChildPipeline {
+  const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start', ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
