@@ -26,20 +26,23 @@ Measures detection two ways and writes both to out/bench-detect.json:
      plus one card-testing burst) into a fresh database and times the detector working them
      off with the shipped rules: events/s detection alone keeps pace with (0 skips it).
 
-Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--seed 1] [--no-baseline] [--timeout 15m] [--json]
+Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--processes 1] [--seed 1] [--no-baseline] [--timeout 15m] [--json]
 
-Produces --count simulator events to a fresh topic, then measures end to end:
-  1. "paysentinel start" (a real child process) consuming them into ClickHouse, until every
-     distinct event is stored: events/s from process start, events/s once rows flow, peak RSS
-     (VmHWM of the process);
-  2. ClickHouse's own Kafka table engine with a materialized view consuming the same topic
+Produces --count simulator events to a fresh topic, then measures end to end, one after the
+other and each with its own consumer group and database:
+  1. "paysentinel start --roles ingest" (real child processes, --processes of them sharing the
+     consumer group) consuming them into ClickHouse, until every distinct event is stored:
+     events/s from process start, events/s once rows flow, peak RSS (VmHWM) of each process;
+  2. the same with every role ("paysentinel start"): ingest while detection works beside it;
+  3. ClickHouse's own Kafka table engine with a materialized view consuming the same topic
      into a plain MergeTree table (no validation, no dead-letter, no dedup): rows/s.
-Prints both and their ratio, and writes them to out/bench-ingest.json. Uses its own topic and
-database and removes them afterwards. Needs the stack ("paysentinel stack up").
+Prints them and the ratios to the baseline, and writes them to out/bench-ingest.json. Uses its
+own topic and databases and removes them afterwards. Needs the stack ("paysentinel stack up").
 
 Options:
   --count N        Events to produce (default 1000000)
   --partitions N   Partitions of the bench topic (default 6)
+  --processes N    Ingest-only processes in the first measurement (default 1)
   --seed N         Simulator seed (default 1)
   --no-baseline    Skip the Kafka-engine baseline
   --timeout D      Give up waiting for either consumer after D (default 15m)
@@ -56,6 +59,7 @@ export const benchCommand: Command = {
       {
         count: { type: 'string' },
         partitions: { type: 'string' },
+        processes: { type: 'string' },
         seed: { type: 'string' },
         'no-baseline': { type: 'boolean' },
         timeout: { type: 'string' },
@@ -108,6 +112,7 @@ export const benchCommand: Command = {
       count: numberOption('bench', 'count', values.count, 1_000_000, 1),
       partitions: numberOption('bench', 'partitions', values.partitions, 6, 1),
       seed: numberOption('bench', 'seed', values.seed, 1, 0),
+      processes: numberOption('bench', 'processes', values.processes, 1, 1),
       skipBaseline: values['no-baseline'] === true,
       timeoutMs,
       progress: (line) => process.stderr.write(`bench: ${line}\n`),
@@ -126,11 +131,14 @@ function render(r: IngestBenchResult): string {
     `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, Kafka ${r.machine.kafka}`,
     `load: ${f(r.messages)} messages (${f(r.distinctEvents)} distinct events) produced in ${r.produce.seconds.toFixed(1)} s (${f(r.produce.perSecond)} msg/s)`,
     '',
-    `paysentinel start   ${f(r.paysentinel.eventsPerSecond)} events/s end to end (${r.paysentinel.seconds.toFixed(1)} s from process start; ${f(r.paysentinel.steadyEventsPerSecond)} events/s once rows flow), peak RSS ${r.paysentinel.peakRssMiB.toFixed(0)} MiB`,
+    ...[r.ingestOnly, r.withDetection].map(
+      (p) =>
+        `${`--roles ${p.roles}${p.processes > 1 ? ` ×${p.processes}` : ''}`.padEnd(34)}${f(p.eventsPerSecond)} events/s end to end (${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak RSS ${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
+    ),
     r.baseline
-      ? `kafka engine + MV   ${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
-      : 'kafka engine + MV   skipped',
-    r.ratio !== null ? `ratio               ${r.ratio.toFixed(2)}x of the Kafka-engine baseline` : '',
+      ? `${'kafka engine + MV'.padEnd(34)}${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
+      : `${'kafka engine + MV'.padEnd(34)}skipped`,
+    r.ratio !== null && r.ratioWithDetection !== null ? `${'ratio'.padEnd(34)}${r.ratio.toFixed(2)}x (ingest role), ${r.ratioWithDetection.toFixed(2)}x (with detection) of the Kafka-engine baseline` : '',
     '',
     'written to out/bench-ingest.json',
     '',

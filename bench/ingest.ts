@@ -17,6 +17,8 @@ export interface IngestBenchOptions {
   seed: number;
   /** Skip the ClickHouse Kafka-engine baseline. */
   skipBaseline: boolean;
+  /** Processes running the ingest role alone in the first measurement (they share the consumer group). @default 1 */
+  processes?: number;
   timeoutMs: number;
   progress: (line: string) => void;
 }
@@ -26,9 +28,26 @@ export interface IngestBenchResult {
   messages: number;
   distinctEvents: number;
   produce: { seconds: number; perSecond: number };
-  paysentinel: { seconds: number; eventsPerSecond: number; steadySeconds: number; steadyEventsPerSecond: number; peakRssMiB: number };
+  /** `paysentinel start --roles ingest` in `processes` processes: ingest alone. */
+  ingestOnly: PaysentinelRun;
+  /** `paysentinel start` with every role: ingest while detection (and the jobs) run beside it. */
+  withDetection: PaysentinelRun;
   baseline: { seconds: number; rowsPerSecond: number; rows: number } | null;
+  /** ingestOnly.eventsPerSecond / baseline.rowsPerSecond. */
   ratio: number | null;
+  /** withDetection.eventsPerSecond / baseline.rowsPerSecond. */
+  ratioWithDetection: number | null;
+}
+
+export interface PaysentinelRun {
+  roles: string;
+  processes: number;
+  seconds: number;
+  eventsPerSecond: number;
+  steadySeconds: number;
+  steadyEventsPerSecond: number;
+  /** Peak resident memory of each process (MiB). */
+  peakRssMiB: number[];
 }
 
 /** Reads a /proc status field in kB (VmHWM = peak resident set). */
@@ -84,6 +103,8 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
   const admin = kafka.admin();
   const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
   const { progress } = options;
+  /** The paysentinel runs' databases, dropped at the end like the baseline's. */
+  const databases: string[] = [];
   await admin.connect();
   try {
     await ensureTopics(admin, [topic, dlq].map((t) => ({ topic: t, numPartitions: options.partitions, replicationFactor: config.topicReplication })));
@@ -98,29 +119,45 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
     await producer.disconnect();
     progress(`produced ${produced.produced} messages (${produced.distinctEvents} distinct events) in ${(produced.elapsedMs / 1000).toFixed(1)} s`);
 
-    // 2. paysentinel, as a user runs it.
-    progress('running paysentinel start until every event is stored');
-    const env = {
-      ...process.env,
-      KAFKA_EVENTS_TOPIC: topic,
-      KAFKA_DLQ_TOPIC: dlq,
-      KAFKA_GROUP_ID: `bench-${id}`,
-      CLICKHOUSE_DATABASE: database,
-      HTTP_PORT: '0',
-      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+    // 2. paysentinel, as a user runs it: the ingest role alone, then every role. Each run has
+    //    its own consumer group and database, so both read the whole topic.
+    const runPaysentinel = async (label: string, roles: string | undefined, processes: number): Promise<PaysentinelRun> => {
+      const runId = `${id}_${label.replace(/\W+/g, '_')}`;
+      const database = `paysentinel_bench_${runId}`;
+      databases.push(database);
+      progress(`${label}: paysentinel start${roles ? ` --roles ${roles}` : ''} in ${processes} process(es), until every event is stored`);
+      const env = {
+        ...process.env,
+        KAFKA_EVENTS_TOPIC: topic,
+        KAFKA_DLQ_TOPIC: dlq,
+        KAFKA_GROUP_ID: `bench-${runId}`,
+        CLICKHOUSE_DATABASE: database,
+        HTTP_PORT: '0',
+        LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      };
+      const startedAt = performance.now();
+      const args = ['bin/paysentinel.mjs', 'start', ...(roles ? ['--roles', roles] : [])];
+      const children = Array.from({ length: processes }, () => spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] }));
+      const peakKb = children.map(() => 0);
+      const watchMemory = () => children.forEach((c, i) => (peakKb[i] = Math.max(peakKb[i]!, procStatusKb(c.pid!, 'VmHWM'))));
+      const timing = await waitForCount(() => count(clickhouse, `${ident(database)}.payment_events`), produced.distinctEvents, options.timeoutMs, progress, label, watchMemory);
+      watchMemory();
+      for (const c of children) c.kill('SIGTERM');
+      await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+      const seconds = (timing.done - startedAt) / 1000;
+      const steadySeconds = (timing.done - timing.first) / 1000;
+      return {
+        roles: roles ?? 'ingest,detect,jobs',
+        processes,
+        seconds,
+        eventsPerSecond: produced.distinctEvents / seconds,
+        steadySeconds,
+        steadyEventsPerSecond: produced.distinctEvents / steadySeconds,
+        peakRssMiB: peakKb.map((kb) => kb / 1024),
+      };
     };
-    const startedAt = performance.now();
-    const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] });
-    let peakKb = 0;
-    const table = `${db}.payment_events`;
-    const timing = await waitForCount(() => count(clickhouse, table), produced.distinctEvents, options.timeoutMs, progress, 'paysentinel', () => {
-      peakKb = Math.max(peakKb, procStatusKb(child.pid!, 'VmHWM'));
-    });
-    peakKb = Math.max(peakKb, procStatusKb(child.pid!, 'VmHWM'));
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-    const seconds = (timing.done - startedAt) / 1000;
-    const steadySeconds = (timing.done - timing.first) / 1000;
+    const ingestOnly = await runPaysentinel('ingest role', 'ingest', options.processes ?? 1);
+    const withDetection = await runPaysentinel('all roles', undefined, 1);
 
     // 3. Baseline: ClickHouse's Kafka engine -> materialized view -> MergeTree. It does no
     //    validation, no dead-lettering and no dedup, so it stores every message (redeliveries too).
@@ -128,6 +165,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
     if (!options.skipBaseline) {
       progress('running the ClickHouse Kafka-engine baseline on the same topic');
       const broker = config.kafkaBrokers[0]!;
+      await command(clickhouse, `CREATE DATABASE IF NOT EXISTS ${db}`);
       await command(clickhouse, `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`);
       await command(clickhouse, `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, event_id)`);
       const baselineStart = performance.now();
@@ -141,7 +179,6 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
 
     const version = (await queryRows<{ v: string }>(clickhouse, 'SELECT version() AS v'))[0]?.v ?? '?';
     const cluster = await admin.describeCluster();
-    const eventsPerSecond = produced.distinctEvents / seconds;
     return {
       machine: {
         cpus: os.cpus().length,
@@ -154,18 +191,14 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       messages: produced.produced,
       distinctEvents: produced.distinctEvents,
       produce: { seconds: produced.elapsedMs / 1000, perSecond: produced.produced / (produced.elapsedMs / 1000) },
-      paysentinel: {
-        seconds,
-        eventsPerSecond,
-        steadySeconds,
-        steadyEventsPerSecond: produced.distinctEvents / steadySeconds,
-        peakRssMiB: peakKb / 1024,
-      },
+      ingestOnly,
+      withDetection,
       baseline,
-      ratio: baseline ? eventsPerSecond / baseline.rowsPerSecond : null,
+      ratio: baseline ? ingestOnly.eventsPerSecond / baseline.rowsPerSecond : null,
+      ratioWithDetection: baseline ? withDetection.eventsPerSecond / baseline.rowsPerSecond : null,
     };
   } finally {
-    await command(clickhouse, `DROP DATABASE IF EXISTS ${db}`).catch(() => {});
+    for (const d of [database, ...databases]) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(d)}`).catch(() => {});
     await admin.deleteTopics({ topics: [topic, dlq] }).catch(() => {});
     await admin.disconnect();
     await clickhouse.close();
