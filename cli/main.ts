@@ -11,7 +11,9 @@ const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('../bench/cli.ts')).benchCommand,
   config: async () => (await import('./config.ts')).configCommand,
   cases: async () => (await import('../cases/cli.ts')).casesCommand,
-  rules: async () => (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
+  // A backtest replays events through detection: given to the rules command, which does not depend on it.
+  rules: async () =>
+    (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
   policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
 };
