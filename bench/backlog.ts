@@ -1,7 +1,8 @@
 import { validateEvent } from '../contract/index.ts';
 import { toDateTimeText, toPendingRow, lineOf } from '../ingest/records.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, type SqlFragment } from '../storage/sql.ts';
+import { retry } from '../errors/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
 
 export interface BacklogOptions {
@@ -14,6 +15,16 @@ export interface BacklogOptions {
   /** When set, 15 declined attempts at 15 amounts from this IP (card testing) come last. */
   attackIp?: string;
   onProgress?: (written: number) => void;
+}
+
+/**
+ * One insert of generated rows, sent again when ClickHouse could not be reached (typically a
+ * kept-alive socket the server closed after its 3 s idle timeout, on a busy machine). These
+ * rows are bench and test data written once, not a pipeline guarantee: ingest has its own
+ * retries behind the dedup look-up.
+ */
+function insert(http: ClickHouseHttp, table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
+  return retry(() => http.insertLines(table, lines, what), { retries: 5 });
 }
 
 /**
@@ -56,7 +67,7 @@ export async function writeBacklog(http: ClickHouseHttp, database: string, optio
   for (let start = 0; start < options.events; start += chunk) {
     const lines: string[] = [];
     for (let i = start; i < Math.min(options.events, start + chunk); i++) lines.push(line(i, benign(i)));
-    await http.insertLines(table, lines, 'backlog insert');
+    await insert(http, table, lines, 'backlog insert');
     written += lines.length;
     options.onProgress?.(written);
   }
@@ -75,7 +86,7 @@ export async function writeBacklog(http: ClickHouseHttp, database: string, optio
         }),
       );
     }
-    await http.insertLines(table, lines, 'backlog attack insert');
+    await insert(http, table, lines, 'backlog attack insert');
     written += lines.length;
   }
   return written;
@@ -120,7 +131,7 @@ export async function writeSimulatedHistory(http: ClickHouseHttp, database: stri
     // a socket it closed fails before anything is sent, and is sent again on a fresh one.
     for (let attempt = 1; ; attempt++) {
       try {
-        await http.insertLines(table, lines, 'history insert');
+        await insert(http, table, lines, 'history insert');
         break;
       } catch (err) {
         if (attempt >= 3 || !(err as { retriable?: boolean }).retriable) throw err;
