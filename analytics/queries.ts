@@ -281,7 +281,3 @@ export const recentRunsQuery = (database: string, job: string, limit: number): s
 /** Number and first occurred_at of payment events: where a first `rates` run starts. */
 export const earliestPaymentQuery = (database: string): string =>
   `SELECT count() AS n, min(toUInt32(occurred_at)) AS t FROM ${ident(database, 'payment_events')} WHERE type = 'payment'`;
-
-/** Rows one `rates` run wrote. */
-export const writtenRowsQuery = (database: string, version: number): string =>
-  sql`SELECT count() AS n FROM ${ident(database, 'payment_rates')} WHERE version = ${version}`;
