@@ -96,8 +96,13 @@ export interface RatesRunOptions {
   from?: Date;
   /** Stop here instead of at `now`; never later than `now`. */
   to?: Date;
-  /** @default DEFAULT_RESTATE_MS */
+  /**
+   * Also rewrite every closed bucket of this long before the last closed one, whatever changed
+   * (by hand, after a fix). Late events need none: they restate their own buckets. @default 0
+   */
   restateMs?: number;
+  /** How far back payment_changes is read again before the cursor. @default CHANGES_OVERLAP_SECONDS */
+  changesOverlapSeconds?: number;
 }
 
 /** One bounded piece of a run: at most one hour of attempts per statement. */
@@ -250,7 +255,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
     }
     if (!backfill || cursor !== null) {
-      const seenToSec = backfill ? cursor!.seenToSec : Math.max(cursor?.seenToSec ?? 0, serverNow - CHANGES_OVERLAP_SECONDS);
+      const seenToSec = backfill ? cursor!.seenToSec : Math.max(cursor?.seenToSec ?? 0, serverNow - (options.changesOverlapSeconds ?? CHANGES_OVERLAP_SECONDS));
       await command(deps.clickhouse, writeCursorQuery(deps.database, RATES_JOB, { seenToSec, coveredFromSec: Math.floor(coveredFromMs / 1000), version }), 'move the rates cursor');
     }
     const span = [...writes, ...rollupHours, ...rollupDays];
