@@ -102,6 +102,7 @@ export async function runJob(
   const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);
   const status = error === undefined ? 'ok' : 'failed';
   const duration_ms = finishedAt.getTime() - startedAt.getTime();
+  deps.metrics?.duration.set(duration_ms / 1000, { job });
   try {
     await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt, status, rows, error: message }, 2)], 'record job end');
   } catch (err) {

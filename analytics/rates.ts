@@ -182,7 +182,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
   }
   const toMs = floorTo(Math.min(options.to?.getTime() ?? nowMs, nowMs), '5m');
   const window = { from: new Date(fromMs), to: new Date(Math.max(fromMs, toMs)) };
-  return runJob(deps, RATES_JOB, window, async () => {
+  const result = await runJob(deps, RATES_JOB, window, async () => {
     // One version per run, from the wall clock (not `now`, which a backfill sets to the past):
     // readers keep the latest run's rows of each bucket. Stays below 2^53.
     const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
@@ -264,6 +264,10 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     log.debug('rates written', { buckets: writes.length, touched: touched.length, hours: rollupHours.size, days: rollupDays.size, elapsed_ms: Date.now() - started });
     return Number(rows[0]?.n ?? 0);
   });
+  // Every closed bucket up to the window's end is written (a backfill of the past moves nothing).
+  const completeUntil = deps.metrics?.ratesCompleteUntil;
+  if (completeUntil && !backfill) completeUntil.set(Math.max(completeUntil.get(), window.to.getTime() / 1000));
+  return result;
 }
 
 interface Cursor {

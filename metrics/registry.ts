@@ -78,6 +78,17 @@ export class Histogram implements Metric {
   }
 }
 
+/** A gauge computed when it is rendered (an age from a stored time); no line while `read` has no value. */
+export class ComputedGauge implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly read: () => number | undefined) {}
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    const value = this.read();
+    if (value !== undefined) lines.push(`${this.name} ${value}`);
+    return lines.join('\n');
+  }
+}
+
 export class Registry {
   private readonly metrics: Metric[] = [];
   counter(name: string, help: string): Counter {
@@ -85,6 +96,9 @@ export class Registry {
   }
   gauge(name: string, help: string): Gauge {
     return this.add(new Gauge(name, help));
+  }
+  computedGauge(name: string, help: string, read: () => number | undefined): ComputedGauge {
+    return this.add(new ComputedGauge(name, help, read));
   }
   histogram(name: string, help: string, buckets: number[]): Histogram {
     return this.add(new Histogram(name, help, buckets));
@@ -120,11 +134,22 @@ export function createIngestMetrics(registry = new Registry()) {
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 
 /** Scheduled analytics jobs: every finished run by job and status, so a failing job shows up in Prometheus. */
-export function createJobMetrics(registry = new Registry()) {
+export function createJobMetrics(registry = new Registry(), clock: () => number = Date.now) {
+  const ratesCompleteUntil = registry.gauge('paysentinel_rates_complete_until_timestamp_seconds', 'Unix time of the end of the latest 5-minute bucket the rates job has written.');
   return {
     registry,
     runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.'),
     lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.'),
+    duration: registry.gauge('paysentinel_job_duration_seconds', 'Duration of the last finished run (ok or failed), by job.'),
+    ratesCompleteUntil,
+    ratesCompleteAge: registry.computedGauge(
+      'paysentinel_rates_complete_bucket_age_seconds',
+      'Seconds from the end of the latest 5-minute bucket the rates job has written to now; grows while the job fails or falls behind.',
+      () => {
+        const until = ratesCompleteUntil.entries()[0]?.[1];
+        return until === undefined ? undefined : Math.max(0, Math.round(clock() / 1000 - until));
+      },
+    ),
   };
 }
 export type JobMetrics = ReturnType<typeof createJobMetrics>;
