@@ -108,7 +108,8 @@ try {
     // History: older than the last two minutes, at a fixed rate per day.
     const historyOrders = Math.round(size / EVENTS_PER_ORDER);
     const spanSec = Math.round((size / HISTORY_PER_DAY) * 86_400);
-    const step = 1_000_000;
+    // A quarter of a million orders per statement keeps the views' blocks within the memory limit.
+    const step = 250_000;
     for (let first = 0; first < historyOrders; first += step) {
       const orders = Math.min(step, historyOrders - first);
       await command(admin, trafficSql(database, { firstOrder: first, orders, totalOrders: historyOrders, baseSec: nowSec - 120 - spanSec, spanSec, prefix: 'h' }), 'write history');
