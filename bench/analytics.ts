@@ -41,14 +41,14 @@ const runTag = randomUUID().slice(0, 8);
 
 /**
  * INSERT ... SELECT of the events of orders [firstOrder, firstOrder + orders), three slots per
- * order (processing, final status, then a succeeded retry or refund for some), their first events
- * spread evenly over [baseSec, baseSec + spanSec).
+ * order (processing, final status, then a succeeded retry or refund for some); the first events of
+ * orders [originOrder, originOrder + totalOrders) spread evenly over [baseSec, baseSec + spanSec).
  */
-function trafficSql(database: string, o: { firstOrder: number; orders: number; totalOrders: number; baseSec: number; spanSec: number; prefix: string }): string {
+function trafficSql(database: string, o: { firstOrder: number; orders: number; originOrder: number; totalOrders: number; baseSec: number; spanSec: number; prefix: string }): string {
   const columns = 'event_id, occurred_at, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source, extra, kafka_partition, kafka_offset, ingested_at';
   const rows = sql`SELECT
       i, o, slot, a,
-      toUInt32(${o.baseSec} + intDiv((o - ${o.firstOrder}) * ${o.spanSec}, ${o.totalOrders})) AS t0,
+      toUInt32(${o.baseSec} + intDiv((o - ${o.originOrder}) * ${o.spanSec}, ${o.totalOrders})) AS t0,
       slot = 2 AND a < 5 AS is_refund,
       slot = 2 AND a >= 80 AND a < 90 AS is_retry
     FROM (SELECT number + ${o.firstOrder * 3} AS i, intDiv(i, 3) AS o, i % 3 AS slot, intHash32(o) % 100 AS a FROM numbers(${o.orders * 3}))
@@ -112,7 +112,7 @@ try {
     const step = 250_000;
     for (let first = 0; first < historyOrders; first += step) {
       const orders = Math.min(step, historyOrders - first);
-      await command(admin, trafficSql(database, { firstOrder: first, orders, totalOrders: historyOrders, baseSec: nowSec - 120 - spanSec, spanSec, prefix: 'h' }), 'write history');
+      await command(admin, trafficSql(database, { firstOrder: first, orders, originOrder: 0, totalOrders: historyOrders, baseSec: nowSec - 120 - spanSec, spanSec, prefix: 'h' }), 'write history');
       process.stderr.write(`\r  ${size}: ${fmt(Math.min(first + orders, historyOrders))} of ${fmt(historyOrders)} orders of history written`);
     }
     process.stderr.write('\n');
@@ -122,7 +122,7 @@ try {
     await command(admin, writeCursorQuery(database, RATES_JOB, { seenToSec: await serverNow(), coveredFromSec: nowSec - 3_600, version: Date.now() * 1000 }), 'seed rates cursor');
     // New traffic: a minute of new orders, first events in the minute before now.
     const newOrders = Math.round(fresh / EVENTS_PER_ORDER);
-    await command(admin, trafficSql(database, { firstOrder: historyOrders, orders: newOrders, totalOrders: newOrders, baseSec: nowSec - 60, spanSec: 60, prefix: 'n' }), 'write new events');
+    await command(admin, trafficSql(database, { firstOrder: historyOrders, orders: newOrders, originOrder: historyOrders, totalOrders: newOrders, baseSec: nowSec - 60, spanSec: 60, prefix: 'n' }), 'write new events');
     const stored = Number((await queryRows<{ n: string }>(admin, `SELECT count() AS n FROM ${ident(database, 'payment_events')}`))[0]?.n ?? 0);
     const runAt = new Date(nowMs + 30_000);
     const measured: [string, () => Promise<JobRun>][] = [
