@@ -122,8 +122,9 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY job;
 
 -- History stored before this migration: states copied once with the view's own SELECT (the view
--- sees only new inserts). Its changes are not copied: the job's first run after this migration
--- builds the items of the buckets it covers from payment_events.
+-- sees only new inserts), aggregating on disk past 1 GB so a large store fits the memory limit.
+-- Its changes are not copied: the job's first run after this migration builds the items of the
+-- buckets it covers from payment_events.
 INSERT INTO {db}.payment_attempt_states
 SELECT
     order_id,
@@ -139,4 +140,5 @@ SELECT
     groupUniqArrayState(if(type = 'refund', (event_id, amount_minor), ('', toUInt64(0)))) AS s_refunds
 FROM {db}.payment_events
 WHERE type = 'payment' OR status = 'succeeded'
-GROUP BY order_id, kind, attempt_no;
+GROUP BY order_id, kind, attempt_no
+SETTINGS max_bytes_before_external_group_by = 1000000000;
