@@ -148,10 +148,11 @@ export function insertBucketRatesQuery(database: string, o: { fromMs: number; to
     throw new RangeError(`Buckets outside [${fromSec}, ${toSec}) or not on a 5-minute boundary`);
   }
   const items = ident(database, 'rate_items');
-  // The range keeps the read to the primary key; the list picks the buckets inside it. FINAL runs
-  // in a subquery with the key condition only, so no filter on `deleted` can run before it folds.
-  const latest = sql`SELECT * FROM ${items} FINAL
-      WHERE bucket_start >= toDateTime(${fromSec}, 'UTC') AND bucket_start < toDateTime(${toSec}, 'UTC') AND toUInt32(bucket_start) IN ${o.buckets}`;
+  // One key range per run of adjacent buckets, so only the touched buckets' items are read (the
+  // table is ordered by bucket). FINAL runs in a subquery with the key condition only, so no
+  // filter on `deleted` can run before it folds.
+  const ranges = bucketRanges(o.buckets).map(([a, b]) => sql`(bucket_start >= toDateTime(${a}, 'UTC') AND bucket_start < toDateTime(${b}, 'UTC'))`);
+  const latest = sql`SELECT * FROM ${items} FINAL WHERE ${raw(ranges.join(' OR '))}`;
   const keyed = sql`SELECT bucket_start AS i_bucket,
         arrayJoin([tuple('all', ''), tuple('channel', channel), tuple('merchant', merchant), tuple('failure_code', code)]) AS k,
         ${raw(countColumns.join(', '))}
@@ -168,6 +169,17 @@ FROM (
   FROM (${raw(keyed)}) AS keyed
   GROUP BY i_bucket, i_dim, i_value
 )`;
+}
+
+/** Sorted bucket starts (epoch seconds) as [from, to) ranges of adjacent buckets. */
+export function bucketRanges(buckets: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const b of [...new Set(buckets)].sort((x, y) => x - y)) {
+    const last = out[out.length - 1];
+    if (last && last[1] === b) last[1] = b + BUCKET_SECONDS;
+    else out.push([b, b + BUCKET_SECONDS]);
+  }
+  return out;
 }
 
 /** Rows one run wrote into payment_rates, looked for among buckets starting in [fromMs, toMs). */

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { planWrites } from './rates.ts';
+import { bucketRanges } from './rate-items.ts';
 
 const at = (hh: number, mm: number) => Date.UTC(2026, 10, 25, hh, mm);
 const hm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
@@ -16,5 +17,15 @@ describe('which 5-minute buckets an incremental rates run writes', () => {
 
   test('nothing closed and nothing touched: nothing to write', () => {
     expect(planWrites({ fromMs: at(10, 10), toMs: at(10, 10) }, [], at(0, 0))).toEqual([]);
+  });
+});
+
+describe('the key ranges a bucket statement reads', () => {
+  test('adjacent buckets join into one range, others stay apart', () => {
+    expect(bucketRanges([900, 0, 300, 1800, 300])).toEqual([
+      [0, 600],
+      [900, 1200],
+      [1800, 2100],
+    ]);
   });
 });
