@@ -185,4 +185,13 @@ export const baselineRowsQuery = (database: string, version: number): string =>
   sql`SELECT count() AS n FROM ${ident(database, 'failure_baselines')} WHERE version = ${version}`;
 
 /** The schedule entry: hourly, 3 minutes past, so the hour it reads up to is complete. */
-export const baselinesScheduledJob: ScheduledJob = { name: BASELINES_JOB, cron: '3 * * * *', run: (deps, now) => run(deps, now) };
+export const baselinesScheduledJob: ScheduledJob = {
+  name: BASELINES_JOB,
+  cron: '3 * * * *',
+  run: (deps, now) => run(deps, now),
+  byHand: {
+    window: false,
+    run: (deps, now) => run(deps, now),
+    text: (r) => `${r.job}: ${r.status}, attempts first seen ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} baselines written (run ${r.runId}).`,
+  },
+};

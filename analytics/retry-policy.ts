@@ -468,4 +468,15 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
  * analyticsJobs. The scheduled run publishes when its deps carry a publisher (`paysentinel start`
  * passes one).
  */
-export const retryPolicyScheduledJob: ScheduledJob = { name: RETRY_POLICY_JOB, cron: '7 * * * *', run: (deps, now) => run(deps as RetryPolicyDeps, now) };
+export const retryPolicyScheduledJob: ScheduledJob = {
+  name: RETRY_POLICY_JOB,
+  cron: '7 * * * *',
+  run: (deps, now) => run(deps as RetryPolicyDeps, now),
+  byHand: {
+    window: true,
+    publishes: true,
+    run: (deps, now, window) => run(deps, now, window),
+    text: (r, published) =>
+      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} (run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
+  },
+};
