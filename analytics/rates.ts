@@ -264,9 +264,8 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     log.debug('rates written', { buckets: writes.length, touched: touched.length, hours: rollupHours.size, days: rollupDays.size, elapsed_ms: Date.now() - started });
     return Number(rows[0]?.n ?? 0);
   });
-  // Every closed bucket up to the window's end is written (a backfill of the past moves nothing).
-  const completeUntil = deps.metrics?.ratesCompleteUntil;
-  if (completeUntil && !backfill) completeUntil.set(Math.max(completeUntil.get(), window.to.getTime() / 1000));
+  // Every closed bucket up to the window's end is written (a backfill of the past proves nothing about now).
+  if (!backfill) deps.metrics?.ratesWrittenUntil(window.to.getTime() / 1000);
   return result;
 }
 

@@ -135,21 +135,24 @@ export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 
 /** Scheduled analytics jobs: every finished run by job and status, so a failing job shows up in Prometheus. */
 export function createJobMetrics(registry = new Registry(), clock: () => number = Date.now) {
-  const ratesCompleteUntil = registry.gauge('paysentinel_rates_complete_until_timestamp_seconds', 'Unix time of the end of the latest 5-minute bucket the rates job has written.');
+  // End (Unix seconds) of the latest 5-minute bucket the rates job has written; the age is computed per scrape.
+  let ratesUntil: number | undefined;
+  const ratesComplete = registry.gauge('paysentinel_rates_complete_until_timestamp_seconds', 'Unix time of the end of the latest 5-minute bucket the rates job has written.');
+  registry.computedGauge(
+    'paysentinel_rates_complete_bucket_age_seconds',
+    'Seconds from the end of the latest 5-minute bucket the rates job has written to now; grows while the job fails or falls behind.',
+    () => (ratesUntil === undefined ? undefined : Math.max(0, Math.round(clock() / 1000 - ratesUntil))),
+  );
   return {
     registry,
     runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.'),
     lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.'),
     duration: registry.gauge('paysentinel_job_duration_seconds', 'Duration of the last finished run (ok or failed), by job.'),
-    ratesCompleteUntil,
-    ratesCompleteAge: registry.computedGauge(
-      'paysentinel_rates_complete_bucket_age_seconds',
-      'Seconds from the end of the latest 5-minute bucket the rates job has written to now; grows while the job fails or falls behind.',
-      () => {
-        const until = ratesCompleteUntil.entries()[0]?.[1];
-        return until === undefined ? undefined : Math.max(0, Math.round(clock() / 1000 - until));
-      },
-    ),
+    /** The rates job has written every bucket that ends by `untilSec`; an earlier time than before changes nothing. */
+    ratesWrittenUntil(untilSec: number): void {
+      ratesUntil = Math.max(ratesUntil ?? untilSec, untilSec);
+      ratesComplete.set(ratesUntil);
+    },
   };
 }
 export type JobMetrics = ReturnType<typeof createJobMetrics>;

@@ -51,16 +51,16 @@ describe('job runs in Prometheus metrics', () => {
     const metrics = createJobMetrics(undefined, () => clock);
     const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
     // No rates run yet: no age to report.
-    expect(metrics.registry.render()).not.toMatch(/^paysentinel_rates_complete_bucket_age_seconds /m);
+    expect(await metrics.registry.render()).not.toMatch(/^paysentinel_rates_complete_bucket_age_seconds /m);
     await runJob(deps, 'slow', window, () => new Promise((r) => setTimeout(() => r(1), 300)));
-    expect(metrics.duration.get({ job: 'slow' })).toBeGreaterThanOrEqual(0.3);
+    expect(await metrics.duration.get({ job: 'slow' })).toBeGreaterThanOrEqual(0.3);
     await runRates(deps, new Date(clock));
-    expect(metrics.ratesCompleteUntil.get()).toBe(Date.UTC(2026, 10, 25, 12) / 1000);
-    expect(metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 120$/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_until_timestamp_seconds 1795608000$/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 120$/m);
     // The job stops writing (failing, or one run taking minutes): the age grows at every scrape.
     clock += 10 * 60_000;
-    expect(metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 720$/m);
-    expect(metrics.registry.render()).toMatch(/^paysentinel_job_duration_seconds\{job="rates"\} \d/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 720$/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_job_duration_seconds\{job="rates"\} \d/m);
   });
 
   test('a failing run is logged at error level, counted as failed and recorded in job_runs', async () => {
