@@ -4,7 +4,7 @@ import { dimensions, type BucketSize } from '../../analytics/queries.ts';
 import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
 import { createLogger, silentLogger } from '../../log/index.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
-import { migrate } from '../../storage/migrations.ts';
+import { bootstrapStatements, loadMigrations, migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import type { PaymentEvent } from '../../contract/index.ts';
@@ -126,5 +126,30 @@ describe('incremental rates equal the one-pass computation and a backfill', () =
     const progress = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'rates chunk written');
     expect(progress.length).toBe(16); // 00:00 .. 15:00, the last one up to 15:20
     await expectStoredEqualsOnePass('backfill');
+  });
+});
+
+describe('a store that held history before migration 016', () => {
+  const old = services();
+  const oldDeps = { clickhouse: old.clickhouse, database: old.config.clickhouseDatabase, logger: silentLogger };
+  afterAll(async () => {
+    await command(old.clickhouse, `DROP DATABASE IF EXISTS ${ident(old.config.clickhouseDatabase)}`);
+    await old.clickhouse.close();
+  });
+
+  test('the migration folds the history into states, and the first run after it stores the one-pass rates', async () => {
+    const db = old.config.clickhouseDatabase;
+    for (const statement of bootstrapStatements(db)) await command(old.clickhouse, statement);
+    for (const m of loadMigrations(db).filter((m) => m.version < 16)) for (const statement of m.statements) await command(old.clickhouse, statement);
+    await insertRows(old.clickhouse, ident(db, 'payment_events').text, items.map((i) => rowOf(i.event!)));
+    // Then the upgrade: migrate applies what is missing, 016 among it.
+    await migrate(old.clickhouse, db, silentLogger);
+    const first = await run(oldDeps, new Date(END + 3_600_000));
+    expect(first.status).toBe('ok');
+    for (const by of dimensions) {
+      const stored = await readStoredRates(oldDeps, { from: new Date(DAY), to: new Date(DAY + 86_400_000), bucket: '5m', by });
+      const direct = await computeRates(oldDeps, { from: new Date(START - 3_600_000), to: new Date(END + 3_600_000), bucket: '5m', by });
+      expect(stored, `5m by ${by}`).toEqual(direct);
+    }
   });
 });
