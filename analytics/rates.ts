@@ -63,7 +63,11 @@ export async function readStoredRates(
 
 export const RATES_JOB = 'rates';
 
-/** How far back every run recomputes closed buckets, so late callbacks and corrections land. @default 1 hour */
+/**
+ * planStart's default blanket restatement: every closed bucket of the last hour, whatever changed.
+ * The `rates` job passes its own `restateMs` (default 0): late events restate their own buckets
+ * through their items, so it needs none. @default 1 hour
+ */
 export const DEFAULT_RESTATE_MS = 3_600_000;
 
 /** Floors epoch ms to a bucket boundary (UTC). */
@@ -80,9 +84,9 @@ export function planBuckets(fromMs: number, toMs: number): { bucket: BucketSize;
 }
 
 /**
- * Where an automatic run starts: the end of the last successful run (so downtime is caught up
- * bucket by bucket), but never later than `restateMs` before now, so recent buckets are recomputed
- * while late status changes still arrive. A first run starts at the day of the earliest event.
+ * Where an automatic run's window starts: the end of the last successful run (so downtime is caught
+ * up bucket by bucket), but never later than `restateMs` before now, so that many recent buckets
+ * are rewritten whatever changed. A first run starts at the day of the earliest event.
  */
 export function planStart(nowMs: number, lastEndMs: number | null, earliestEventMs: number | null, restateMs = DEFAULT_RESTATE_MS): number {
   const restateFrom = floorTo(nowMs, '5m') - restateMs;
