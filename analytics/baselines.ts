@@ -2,8 +2,7 @@ import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse
 import { ident, raw, sql } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import type { ScheduledJob } from './schedule.ts';
-import { eventsOfOrders } from '../storage/copies.ts';
-import { EARLIEST, LATEST } from './queries.ts';
+import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
 
 /**
  * The `baselines` job: failure-rate baselines per channel and per device, per hour of day (UTC)
@@ -45,10 +44,6 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
   if (!(Number.isSafeInteger(o.fromMs) && Number.isSafeInteger(o.toMs) && o.fromMs >= 0 && o.fromMs < o.toMs)) {
     throw new RangeError(`Invalid window [${o.fromMs}, ${o.toMs})`);
   }
-  const events = ident(database, 'payment_events');
-  const fromSec = Math.floor(o.fromMs / 1000);
-  const toSec = Math.floor((o.toMs - 1) / 1000);
-  const orders = sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
   const attempts = sql`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
@@ -58,7 +53,7 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
       argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel,
       argMin(ifNull(device_id, ''), ${raw(EARLIEST)}) AS a_device
-    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
+    FROM ${raw(paymentsSince(database, o.fromMs))}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${o.fromMs} AND a_first_ms < ${o.toMs} AND outcome != 'processing'`;
   // A timeout outcome without a code counts as the code `timeout`, as in the retry policy.
@@ -190,4 +185,13 @@ export const baselineRowsQuery = (database: string, version: number): string =>
   sql`SELECT count() AS n FROM ${ident(database, 'failure_baselines')} WHERE version = ${version}`;
 
 /** The schedule entry: hourly, 3 minutes past, so the hour it reads up to is complete. */
-export const baselinesScheduledJob: ScheduledJob = { name: BASELINES_JOB, cron: '3 * * * *', run: (deps, now) => run(deps, now) };
+export const baselinesScheduledJob: ScheduledJob = {
+  name: BASELINES_JOB,
+  cron: '3 * * * *',
+  run: (deps, now) => run(deps, now),
+  byHand: {
+    window: false,
+    run: (deps, now) => run(deps, now),
+    text: (r) => `${r.job}: ${r.status}, attempts first seen ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} baselines written (run ${r.runId}).`,
+  },
+};

@@ -6,15 +6,13 @@ import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
-import { computeRates, RATES_JOB, run as runRates } from './rates.ts';
-import { RETRY_POLICY_JOB, run as runRetryPolicy } from './retry-policy.ts';
-import { RECONCILE_JOB, run as runReconcile } from './reconcile.ts';
+import { computeRates } from './rates.ts';
+import { RETRY_POLICY_JOB } from './retry-policy.ts';
 import { createKafkaPolicyPublisher } from './retry-policy-kafka.ts';
 import { createKafka } from '../kafka/index.ts';
-import { BASELINES_JOB, run as runBaselines } from './baselines.ts';
-import { DAILY_REPORT_JOB, run as runDailyReport } from './daily-report.ts';
+import { analyticsJobs } from './schedule.ts';
 
-const JOBS = [RATES_JOB, RETRY_POLICY_JOB, RECONCILE_JOB, BASELINES_JOB, DAILY_REPORT_JOB].join(', ');
+const JOBS = analyticsJobs.filter((j) => j.byHand).map((j) => j.name).join(', ');
 
 const help = `Usage:
   paysentinel analytics rates --from T --to T [--by channel|merchant|failure_code] [--bucket 5m|hour|day] [--json]
@@ -29,9 +27,10 @@ rates     Prints failure, timeout, retry and refund rates of the payment attempt
           An attempt's outcome is its latest status, so a late callback counts wherever it
           arrives. Definitions: analytics/DEFINITIONS.md.
 run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${JOBS}.
-          Without --from it catches up from the end of the last successful run (and restates
-          the last hour); with --from/--to it recomputes that range, e.g. to backfill. Only
-          buckets that have ended are written; re-running a bucket replaces it.
+          rates: without --from it catches up from the end of the last successful run and
+          restates the buckets of the orders stored since; with --from/--to it recomputes that
+          range hour by hour, with progress, e.g. to backfill. Only buckets that have ended are
+          written; re-running a bucket replaces it.
           retry-policy tunes the retry policy from the evidence of [--from, --to) (default: the
           14 days before the current hour), stores it in retry_policy and publishes it to the
           Kafka topic payments.retry-policy (not with --no-publish). See "paysentinel policy".
@@ -118,100 +117,31 @@ export const analyticsCommand: Command = {
       }
     }
 
-    if (sub === 'run' && job === RETRY_POLICY_JOB) {
+    if (sub === 'run') {
+      const entry = analyticsJobs.find((j) => j.name === job);
+      const manual = entry?.byHand;
+      if (!entry || !manual) usage(job === undefined ? `analytics run needs a job name: ${JOBS}.` : `Unknown job ${JSON.stringify(job)}: the jobs are: ${JOBS}.`);
       if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
+      if (!manual.window && (from || to)) usage(`analytics run ${entry.name} takes no --from or --to.`);
+      if (!manual.publishes && values['no-publish']) usage(`--no-publish applies to "analytics run ${RETRY_POLICY_JOB}" only.`);
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
       const clickhouse = createClickHouse(config);
-      const publisher = values['no-publish'] ? undefined : createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication });
-      try {
-        await migrate(clickhouse, config.clickhouseDatabase, logger);
-        const result = await runRetryPolicy({ clickhouse, database: config.clickhouseDatabase, logger, publisher }, now, { from, to });
-        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
-        else {
-          process.stdout.write(
-            `${result.job}: ${result.status}, evidence ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} entries written${publisher ? ' and published' : ''} (run ${result.runId}). See "paysentinel policy show" and "paysentinel policy diff".\n`,
-          );
-        }
-        return 0;
-      } finally {
-        await publisher?.close();
-        await clickhouse.close();
-      }
-    }
-
-    if (sub === 'run' && job === RECONCILE_JOB) {
-      if (values.by !== undefined || values.bucket !== undefined || from || to || values['no-publish']) usage('analytics run reconcile takes no options but --json.');
-      const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel });
-      const clickhouse = createClickHouse(config);
-      try {
-        await migrate(clickhouse, config.clickhouseDatabase, logger);
-        const result = await runReconcile({ clickhouse, database: config.clickhouseDatabase, logger }, now);
-        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
-        else process.stdout.write(`${result.job}: ${result.status}, attempts first seen ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} rows written (run ${result.runId}).\n`);
-        return 0;
-      } finally {
-        await clickhouse.close();
-      }
-    }
-
-    if (sub === 'run' && job === BASELINES_JOB) {
-      if (values.by !== undefined || values.bucket !== undefined || from || to || values['no-publish']) usage('analytics run baselines takes no options but --json.');
-      const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel });
-      const clickhouse = createClickHouse(config);
-      try {
-        await migrate(clickhouse, config.clickhouseDatabase, logger);
-        const result = await runBaselines({ clickhouse, database: config.clickhouseDatabase, logger }, now);
-        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
-        else process.stdout.write(`${result.job}: ${result.status}, attempts first seen ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} baselines written (run ${result.runId}).\n`);
-        return 0;
-      } finally {
-        await clickhouse.close();
-      }
-    }
-
-    if (sub === 'run' && job === DAILY_REPORT_JOB) {
-      if (values.by !== undefined || values.bucket !== undefined || values['no-publish']) usage('analytics run daily-report takes --from, --to and --json only.');
-      const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel });
-      const clickhouse = createClickHouse(config);
+      const publisher = manual.publishes && !values['no-publish'] ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication }) : undefined;
       try {
         await migrate(clickhouse, config.clickhouseDatabase, logger);
         let result;
         try {
-          result = await runDailyReport({ clickhouse, database: config.clickhouseDatabase, logger, reportsDir: config.reportsDir }, now, { from, to });
+          result = await manual.run({ clickhouse, database: config.clickhouseDatabase, logger, publisher, reportsDir: config.reportsDir }, now, { from, to });
         } catch (err) {
+          // An impossible window (e.g. a report period that is not whole hours) is a usage error.
           if (err instanceof RangeError) usage(err.message);
           throw err;
         }
-        if (values.json) process.stdout.write(JSON.stringify({ ...result, markdown: undefined }) + '\n');
-        else process.stdout.write(`${result.markdown}\n(written to ${result.path})\n`);
+        process.stdout.write((values.json ? JSON.stringify(manual.json?.(result) ?? result) : manual.text(result, publisher !== undefined)) + '\n');
         return 0;
       } finally {
-        await clickhouse.close();
-      }
-    }
-
-    if (sub === 'run') {
-      if (values['no-publish']) usage('--no-publish applies to "analytics run retry-policy" only.');
-      if (job !== RATES_JOB) usage(job === undefined ? `analytics run needs a job name: ${JOBS}.` : `Unknown job ${JSON.stringify(job)}: the jobs are: ${JOBS}.`);
-      if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
-      const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel });
-      const clickhouse = createClickHouse(config);
-      try {
-        await migrate(clickhouse, config.clickhouseDatabase, logger);
-        const result = await runRates({ clickhouse, database: config.clickhouseDatabase, logger }, now, { from, to });
-        if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
-        else {
-          process.stdout.write(
-            `${result.job}: ${result.status}, buckets ${result.from.toISOString()} .. ${result.to.toISOString()}, ${result.rows} rows written (run ${result.runId}).\n`,
-          );
-        }
-        return 0;
-      } finally {
+        await publisher?.close();
         await clickhouse.close();
       }
     }

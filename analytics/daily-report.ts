@@ -5,7 +5,7 @@ import { ident, sql } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import { countColumns, hourSumsQuery, rateColumns, type Dimension } from './queries.ts';
 import { readPolicy, type PolicyEntry } from './retry-policy.ts';
-import type { ScheduledJob } from './schedule.ts';
+import type { ManualRun, ScheduledJob } from './schedule.ts';
 
 /**
  * The `daily-report` job: a Markdown report of one UTC day (by default the day before `now`) next
@@ -343,4 +343,14 @@ export async function run(deps: AnalyticsDeps, now: Date, options: DailyReportRu
 }
 
 /** The schedule entry: every day at 00:10 UTC, the report of the day that just ended. */
-export const dailyReportScheduledJob: ScheduledJob = { name: DAILY_REPORT_JOB, cron: '10 0 * * *', run: (deps, now) => run(deps, now) };
+export const dailyReportScheduledJob: ScheduledJob = {
+  name: DAILY_REPORT_JOB,
+  cron: '10 0 * * *',
+  run: (deps, now) => run(deps, now),
+  byHand: {
+    window: true,
+    run: (deps, now, window) => run(deps, now, window),
+    text: (r) => `${r.markdown}\n(written to ${r.path})`,
+    json: (r) => ({ ...r, markdown: undefined }),
+  } satisfies ManualRun<DailyReportRun>,
+};

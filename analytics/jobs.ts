@@ -64,13 +64,14 @@ const runRow = (r: { job: string; runId: string; from: Date; to: Date; startedAt
 /**
  * Runs `work` as one recorded run of `job` over [from, to): a `running` row in job_runs before,
  * an `ok` or `failed` row (rows written, error message) after. A failure is logged, recorded and
- * re-thrown, so a scheduler or the CLI sees it too. `work` returns the number of rows it wrote.
+ * re-thrown, so a scheduler or the CLI sees it too. `work` receives the run's id and start (so
+ * what it stores can name the run job_runs records) and returns the number of rows it wrote.
  */
 export async function runJob(
   deps: AnalyticsDeps,
   job: string,
   window: { from: Date; to: Date },
-  work: () => Promise<number>,
+  work: (run: { runId: string; startedAt: Date }) => Promise<number>,
   clock: () => Date = () => new Date(),
 ): Promise<JobRun> {
   const table = ident(deps.database, 'job_runs').text;
@@ -94,7 +95,7 @@ export async function runJob(
   let rows = 0;
   let error: unknown;
   try {
-    rows = await work();
+    rows = await work({ runId, startedAt });
   } catch (err) {
     error = err;
   }
@@ -102,6 +103,7 @@ export async function runJob(
   const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);
   const status = error === undefined ? 'ok' : 'failed';
   const duration_ms = finishedAt.getTime() - startedAt.getTime();
+  deps.metrics?.duration.set(duration_ms / 1000, { job });
   try {
     await insertRows(deps.clickhouse, table, [runRow({ ...base, finishedAt, status, rows, error: message }, 2)], 'record job end');
   } catch (err) {

@@ -61,6 +61,23 @@ export const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_
 /** First event by occurred_at, then occurred_ms, then event_id. */
 export const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
+/**
+ * How long before a window's start the jobs that read attempts by window (reconcile, baselines,
+ * retry-policy) still read events: an attempt whose first event falls in this lead is recognised
+ * as older than the window and left out. Only an attempt whose events lie further apart than this
+ * across the window's start could be taken for one that began in the window. @default 1 hour
+ */
+export const ATTEMPT_LEAD_MS = 3_600_000;
+
+/**
+ * `payment_events WHERE ...` for a FROM clause: the payment events from `ATTEMPT_LEAD_MS` before
+ * `fromMs` on, read by time (the table's order), so a job's read is bounded by its window, never
+ * by the stored history. Later events (a late callback, a retry) are included whenever they came.
+ */
+export function paymentsSince(database: string, fromMs: number): string {
+  return sql`${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${Math.floor((fromMs - ATTEMPT_LEAD_MS) / 1000)}, 'UTC') AND type = 'payment'`;
+}
+
 export interface RatesQueryOptions {
   /** Attempts whose first occurred_at is >= from (ms precision). */
   fromMs: number;
@@ -281,7 +298,3 @@ export const recentRunsQuery = (database: string, job: string, limit: number): s
 /** Number and first occurred_at of payment events: where a first `rates` run starts. */
 export const earliestPaymentQuery = (database: string): string =>
   `SELECT count() AS n, min(toUInt32(occurred_at)) AS t FROM ${ident(database, 'payment_events')} WHERE type = 'payment'`;
-
-/** Rows one `rates` run wrote. */
-export const writtenRowsQuery = (database: string, version: number): string =>
-  sql`SELECT count() AS n FROM ${ident(database, 'payment_rates')} WHERE version = ${version}`;

@@ -1,6 +1,5 @@
 import { ident, raw, sql } from '../storage/sql.ts';
-import { eventsOfOrders } from '../storage/copies.ts';
-import { EARLIEST, LATEST } from './queries.ts';
+import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
 
 /**
  * SQL of the `reconcile` job (issue 4 §2), for ClickHouse 18.16 and current versions alike. Attempts
@@ -25,9 +24,6 @@ function check(w: ReconcileWindow): void {
 /** Attempts first seen in the window with their processing/final timings and status history. */
 function attemptsSource(database: string, w: ReconcileWindow): string {
   check(w);
-  const events = ident(database, 'payment_events');
-  const fromSec = Math.floor(w.fromMs / 1000);
-  const orders = sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')`;
   return sql`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
@@ -42,7 +38,7 @@ function attemptsSource(database: string, w: ReconcileWindow): string {
       minIf(${raw(TS)}, status != 'processing') AS a_final_ms,
       argMinIf(toString(status), ${raw(EARLIEST)}, status != 'processing') AS a_first_final,
       uniqExactIf(status, status != 'processing') AS a_final_statuses
-    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
+    FROM ${raw(paymentsSince(database, w.fromMs))}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
 }

@@ -77,7 +77,16 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
 }
 
 /** The schedule entry: every 5 minutes, in analyticsJobs. */
-export const reconcileScheduledJob: ScheduledJob = { name: RECONCILE_JOB, cron: '*/5 * * * *', run: (deps, now) => run(deps, now) };
+export const reconcileScheduledJob: ScheduledJob = {
+  name: RECONCILE_JOB,
+  cron: '*/5 * * * *',
+  run: (deps, now) => run(deps, now),
+  byHand: {
+    window: false,
+    run: (deps, now) => run(deps, now),
+    text: (r) => `${r.job}: ${r.status}, attempts first seen ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
+  },
+};
 
 type Row = Record<string, unknown>;
 

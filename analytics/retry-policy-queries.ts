@@ -1,6 +1,5 @@
 import { ident, raw, sql } from '../storage/sql.ts';
-import { eventsOfOrders } from '../storage/copies.ts';
-import { EARLIEST, LATEST } from './queries.ts';
+import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
 
 /**
  * SQL of the `retry-policy` job (issue 4 §3), for ClickHouse 18.16 and current versions alike: no
@@ -25,13 +24,12 @@ function bounds(window: PolicyWindow): { fromSec: number; toSec: number } {
 }
 
 /**
- * Every payment attempt of the orders with a payment event in the window (their later attempts
- * too, at any time): order_id, attempt_no, a_first_at, a_last_at, outcome, a_code, a_channel.
+ * Every payment attempt with an event since shortly before the window (paymentsSince), so every
+ * later attempt of an order too, at any time: order_id, attempt_no, a_first_at, a_last_at,
+ * outcome, a_code, a_channel.
  */
 function attemptsSource(database: string, window: PolicyWindow): string {
-  const events = ident(database, 'payment_events');
-  const { fromSec, toSec } = bounds(window);
-  const orders = sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at < toDateTime(${toSec}, 'UTC')`;
+  bounds(window);
   return sql`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
@@ -40,7 +38,7 @@ function attemptsSource(database: string, window: PolicyWindow): string {
       argMax(status, ${raw(LATEST)}) AS outcome,
       argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel
-    FROM ${raw(eventsOfOrders(database, orders, "type = 'payment'"))}
+    FROM ${raw(paymentsSince(database, window.from.getTime()))}
     GROUP BY order_id, attempt_no`;
 }
 

@@ -443,13 +443,14 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
   const options = { ...DEFAULT_POLICY_OPTIONS, ...runOptions.options };
   const to = runOptions.to ?? new Date(Math.floor(now.getTime() / HOUR_MS) * HOUR_MS);
   const from = runOptions.from ?? new Date(to.getTime() - options.lookbackMs);
-  return runJob(deps, RETRY_POLICY_JOB, { from, to }, async () => {
+  return runJob(deps, RETRY_POLICY_JOB, { from, to }, async ({ runId, startedAt }) => {
     const previous = await readPolicy(deps);
     const entries = await tunePolicy(deps, { from, to }, previous, options);
     if (entries.length === 0) return 0;
-    const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
-    const computedAt = new Date();
-    const runId = `${computedAt.toISOString()}-${version % 1000}`;
+    // Versions order the runs, so they come from the run's start on runJob's clock, not from
+    // `now`, which two runs by hand over the same period share. The entries carry job_runs' run id.
+    const version = startedAt.getTime() * 1000 + Math.floor(Math.random() * 1000);
+    const computedAt = now;
     await insertRows(
       deps.clickhouse,
       ident(deps.database, 'retry_policy').text,
@@ -467,4 +468,15 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
  * analyticsJobs. The scheduled run publishes when its deps carry a publisher (`paysentinel start`
  * passes one).
  */
-export const retryPolicyScheduledJob: ScheduledJob = { name: RETRY_POLICY_JOB, cron: '7 * * * *', run: (deps, now) => run(deps as RetryPolicyDeps, now) };
+export const retryPolicyScheduledJob: ScheduledJob = {
+  name: RETRY_POLICY_JOB,
+  cron: '7 * * * *',
+  run: (deps, now) => run(deps as RetryPolicyDeps, now),
+  byHand: {
+    window: true,
+    publishes: true,
+    run: (deps, now, window) => run(deps, now, window),
+    text: (r, published) =>
+      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} (run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
+  },
+};

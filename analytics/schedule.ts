@@ -1,22 +1,49 @@
 import { createTask, type ScheduledTask } from 'node-cron';
 import { baselinesScheduledJob } from './baselines.ts';
 import { dailyReportScheduledJob } from './daily-report.ts';
-import { reportJobFailure, type AnalyticsDeps } from './jobs.ts';
+import { reportJobFailure, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
-import { retryPolicyScheduledJob } from './retry-policy.ts';
+import { retryPolicyScheduledJob, type PolicyPublisher } from './retry-policy.ts';
 
-/** A job and when it runs; `run` is the plain function of (dependencies, now) the CLI also calls. */
+/** A job and when it runs; `run` is the plain function of (dependencies, now) the scheduler calls. */
 export interface ScheduledJob {
   name: string;
   /** node-cron expression, evaluated in UTC. */
   cron: string;
   run(deps: AnalyticsDeps, now: Date): Promise<unknown>;
+  /** How `paysentinel analytics run NAME` runs it once, by hand. */
+  byHand?: ManualRun;
 }
+
+/** A run by hand: the options it takes, the run itself, and what it prints. */
+export interface ManualRun<R extends JobRun = JobRun> {
+  /** It takes --from and --to (else neither). */
+  window: boolean;
+  /** It publishes what it stores (the CLI passes a Kafka publisher unless --no-publish). */
+  publishes?: boolean;
+  run(deps: AnalyticsDeps & { publisher?: PolicyPublisher }, now: Date, window: { from?: Date; to?: Date }): Promise<R>;
+  /** What the terminal shows of a finished run. */
+  text(result: R, published: boolean): string;
+  /** What --json prints of it. @default the result itself */
+  json?(result: R): unknown;
+}
+
+/** The rates job's schedule and its run by hand (a backfill with --from/--to). */
+export const ratesScheduledJob: ScheduledJob = {
+  name: RATES_JOB,
+  cron: '* * * * *',
+  run: (deps, now) => runRates(deps, now),
+  byHand: {
+    window: true,
+    run: (deps, now, window) => runRates(deps, now, window),
+    text: (r) => `${r.job}: ${r.status}, buckets ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
+  },
+};
 
 /** The analytics jobs and their schedules (issue 4 §2). */
 export const analyticsJobs: readonly ScheduledJob[] = [
-  { name: RATES_JOB, cron: '* * * * *', run: (deps, now) => runRates(deps, now) },
+  ratesScheduledJob,
   reconcileScheduledJob,
   retryPolicyScheduledJob,
   baselinesScheduledJob,

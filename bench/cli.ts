@@ -95,6 +95,13 @@ export const benchCommand: Command = {
               [...Object.entries(result.byRule), ['both', result] as const]
                 .map(([rule, r]) => `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`)
                 .join('') +
+              'scheduled jobs during the run (job_runs; durations in whole seconds, a run still going counted so far):\n' +
+              (result.jobs.length
+                ? result.jobs.map((j) => `  ${j.job.padEnd(18)} ${String(j.runs).padStart(3)} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`).join('')
+                : '  none recorded\n') +
+              (result.ratesBuckets
+                ? `rates buckets: the latest complete one ended ${result.ratesBuckets.ageAtEndSeconds} s before the end; at most ${result.ratesBuckets.maxWriteDelaySeconds} s from a bucket's end to its write\n`
+                : 'rates buckets: no successful rates run\n') +
               (throughput
                 ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} entities computed exactly, ${throughput.casesOpened} case opened)\n`
                 : '') +

@@ -7,7 +7,7 @@ import type { Config } from '../config/index.ts';
 import { createKafka, ensureTopics } from '../kafka/index.ts';
 import type { Logger } from '../log/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
-import { command, createClickHouse } from '../storage/clickhouse.ts';
+import { command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
 import { createCaseBook } from '../cases/index.ts';
@@ -51,6 +51,47 @@ export interface DetectBenchResult {
   latencyMs: Latency | null;
   /** Per rule: card testing (an IP, the fastest entity type to screen) and duplicate charges (an order, whose windows are 24 hours). */
   byRule: Record<'ip_amount_probing' | 'duplicate_charge', RuleLatency>;
+  /** The scheduled jobs' runs during the bench (from job_runs); a run still going counts its time so far. */
+  jobs: JobRunsSummary[];
+  /** The rates job: how far behind its newest bucket was, from job_runs; null before its first successful run. */
+  ratesBuckets: { ageAtEndSeconds: number; maxWriteDelaySeconds: number } | null;
+}
+
+/** One job's runs: how many, how many failed, and their durations in seconds (job_runs keeps whole seconds). */
+export interface JobRunsSummary {
+  job: string;
+  runs: number;
+  failed: number;
+  p50Seconds: number;
+  maxSeconds: number;
+}
+
+/** The runs the pipeline's scheduler recorded in `database`, per job, and how current the rates job's buckets were. */
+async function readJobRuns(config: Config, database: string): Promise<Pick<DetectBenchResult, 'jobs' | 'ratesBuckets'>> {
+  const clickhouse = createClickHouse(config);
+  const runs = ident(database, 'job_runs');
+  try {
+    const jobs = await queryRows<{ job: string; runs: string; failed: string; p50: number; max: number }>(
+      clickhouse,
+      `SELECT job, count() AS runs, countIf(status = 'failed') AS failed, quantileExact(0.5)(d) AS p50, max(d) AS max
+FROM (SELECT job, status, toInt64(toUInt32(ifNull(finished_at, now()))) - toInt64(toUInt32(started_at)) AS d FROM ${runs} FINAL)
+GROUP BY job ORDER BY job`,
+      'read job runs',
+    );
+    // A bucket's write delay: from its end (the run's window_to) to the end of the run that wrote it.
+    const [rates] = await queryRows<{ n: string; age: number; delay: number }>(
+      clickhouse,
+      `SELECT count() AS n, toInt64(toUInt32(now())) - toInt64(max(toUInt32(window_to))) AS age, max(toInt64(toUInt32(assumeNotNull(finished_at))) - toInt64(toUInt32(window_to))) AS delay
+FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok'`,
+      'read rates runs',
+    );
+    return {
+      jobs: jobs.map((j) => ({ job: j.job, runs: Number(j.runs), failed: Number(j.failed), p50Seconds: Number(j.p50), maxSeconds: Number(j.max) })),
+      ratesBuckets: rates && Number(rates.n) > 0 ? { ageAtEndSeconds: Number(rates.age), maxWriteDelaySeconds: Number(rates.delay) } : null,
+    };
+  } finally {
+    await clickhouse.close();
+  }
 }
 
 const summary = (values: number[]): Latency | null => {
@@ -206,7 +247,9 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       const values = keys.flatMap((k) => (latencies.has(k) ? [Math.round(latencies.get(k)!)] : []));
       return { attacks: keys.length, detected: values.length, latencyMs: summary(values), latenciesMs: values };
     };
+    const jobRuns = await readJobRuns(config, database);
     return {
+      ...jobRuns,
       rate: options.rate,
       history: options.history ?? 0,
       backgroundEvents: background,

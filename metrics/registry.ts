@@ -61,9 +61,19 @@ export class Registry {
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
     return new Counter(new client.Counter({ name, help, labelNames, registers: [this.prom] }));
   }
-  /** `read`, when given, supplies the value at each scrape (for state another part owns). */
-  gauge(name: string, help: string, labelNames: readonly string[] = [], read?: () => number): Gauge {
-    const collect = read ? function (this: client.Gauge<string>) { this.set(read()); } : undefined;
+  /**
+   * `read`, when given, supplies the value at each scrape (for state another part owns, or an
+   * age computed from a stored time); while it returns undefined the gauge has no sample.
+   */
+  gauge(name: string, help: string, labelNames: readonly string[] = [], read?: () => number | undefined): Gauge {
+    const collect = read
+      ? function (this: client.Gauge<string>) {
+          const value = read();
+          // prom-client has no public way to withdraw an unlabelled sample: its value map is emptied instead.
+          if (value === undefined) (this as unknown as { hashMap: Record<string, unknown> }).hashMap = {};
+          else this.set(value);
+        }
+      : undefined;
     return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom], collect }));
   }
   histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
@@ -106,11 +116,26 @@ export function createIngestMetrics(registry = new Registry()) {
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 
 /** Scheduled analytics jobs: every finished run by job and status, so a failing job shows up in Prometheus. */
-export function createJobMetrics(registry = new Registry()) {
+export function createJobMetrics(registry = new Registry(), clock: () => number = Date.now) {
+  // End (Unix seconds) of the latest 5-minute bucket the rates job has written; the age is computed per scrape.
+  let ratesUntil: number | undefined;
+  const ratesComplete = registry.gauge('paysentinel_rates_complete_until_timestamp_seconds', 'Unix time of the end of the latest 5-minute bucket the rates job has written.');
+  registry.gauge(
+    'paysentinel_rates_complete_bucket_age_seconds',
+    'Seconds from the end of the latest 5-minute bucket the rates job has written to now; grows while the job fails or falls behind.',
+    [],
+    () => (ratesUntil === undefined ? undefined : Math.max(0, Math.round(clock() / 1000 - ratesUntil))),
+  );
   return {
     registry,
     runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.', ['job', 'status']),
     lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.', ['job']),
+    duration: registry.gauge('paysentinel_job_duration_seconds', 'Duration of the last finished run (ok or failed), by job.', ['job']),
+    /** The rates job has written every bucket that ends by `untilSec`; an earlier time than before changes nothing. */
+    ratesWrittenUntil(untilSec: number): void {
+      ratesUntil = Math.max(ratesUntil ?? untilSec, untilSec);
+      ratesComplete.set(ratesUntil);
+    },
   };
 }
 export type JobMetrics = ReturnType<typeof createJobMetrics>;

@@ -8,8 +8,18 @@ import {
   ratesQuery,
   recentRunsQuery,
   storedRatesQuery,
-  writtenRowsQuery,
 } from '../analytics/queries.ts';
+import {
+  changedOrdersSql,
+  insertBucketRatesQuery,
+  insertItemsQuery,
+  ordersInRangeSql,
+  readCursorQuery,
+  serverNowQuery,
+  touchedBucketsQuery,
+  writeCursorQuery,
+  writtenRatesQuery,
+} from '../analytics/rate-items.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
 import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
 import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
@@ -84,7 +94,18 @@ function analyticsStatements(database: string): CatalogStatement[] {
     { name: 'write day rates from hours', sql: insertRollupQuery(database, { bucket: 'day', startMs: Date.UTC(2026, 10, 25), computedAt: new Date(toMs), version: 3 }) },
     ...dimensions.map((dimension) => ({ name: `stored hours summed by ${dimension}`, sql: hourSumsQuery(database, { fromMs: Date.UTC(2026, 10, 24), toMs: Date.UTC(2026, 10, 25), dimension }) })),
     { name: 'read stored rates', sql: storedRatesQuery(database, { fromMs, toMs, dimension: 'channel', bucket: 'day' }) },
-    { name: 'count written rates', sql: writtenRowsQuery(database, 1) },
+    { name: 'count written rates', sql: writtenRatesQuery(database, 1, fromMs, toMs) },
+    { name: 'rate items of changed orders', sql: insertItemsQuery(database, { orders: changedOrdersSql(database, Math.floor(fromMs / 1000), Math.floor(toMs / 1000)), version: 4 }) },
+    { name: 'rate items of an hour', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, fromMs, toMs), version: 5 }) },
+    { name: 'rate items after a window', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, toMs, null), version: 6 }) },
+    { name: 'touched buckets', sql: touchedBucketsQuery(database, 4) },
+    {
+      name: 'write 5m rates from items',
+      sql: insertBucketRatesQuery(database, { fromMs: Date.UTC(2026, 10, 25, 10), toMs, buckets: [Date.UTC(2026, 10, 25, 10) / 1000, Date.UTC(2026, 10, 25, 10, 35) / 1000], computedAt: new Date(toMs), version: 7 }),
+    },
+    { name: 'server clock', sql: serverNowQuery },
+    { name: 'write rates cursor', sql: writeCursorQuery(database, "it's", { seenToSec: Math.floor(toMs / 1000), coveredFromSec: Math.floor(fromMs / 1000), version: 1 }) },
+    { name: 'read rates cursor', sql: readCursorQuery(database, "it's") },
     { name: 'earliest payment', sql: earliestPaymentQuery(database) },
     { name: 'last job run', sql: lastRunQuery(database, 'rates') },
     { name: 'recent job runs', sql: recentRunsQuery(database, "it's", 20) },

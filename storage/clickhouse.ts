@@ -29,9 +29,11 @@ export const BACKGROUND_PRIORITY = 10;
  */
 export function createClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
-  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number } = {},
+  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number; logQueries?: boolean } = {},
 ): ClickHouseClient {
   const settings: Record<string, string> = { ...clickhouseSettings };
+  // Each query in system.query_log (rows read, duration): what the analytics bench reports.
+  if (options.logQueries) settings.log_queries = '1';
   if (options.maxThreads !== undefined) settings.max_threads = String(options.maxThreads);
   if (options.priority !== undefined) settings.priority = String(options.priority);
   return createClient({

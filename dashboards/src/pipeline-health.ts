@@ -161,6 +161,32 @@ ORDER BY time, series`,
         ],
       },
       {
+        type: 'timeseries',
+        title: 'Job run duration',
+        description: 'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up (its next ticks are skipped).',
+        w: 12,
+        h: 8,
+        unit: 's',
+        sql: [
+          `SELECT ${timeBucket('started_at')}, job AS series, max(toUInt32(assumeNotNull(finished_at)) - toUInt32(started_at)) AS seconds
+FROM ${runs} FINAL
+WHERE $__timeFilter(started_at) AND isNotNull(finished_at)
+GROUP BY time, series
+ORDER BY time, series`,
+        ],
+      },
+      {
+        type: 'stat',
+        title: 'Rates: age of the latest complete bucket',
+        description: 'Seconds from the end of the latest 5-minute bucket the rates job had written to the end of the range (now, when the range ends now). Up to about 6 minutes is normal (a bucket is written once it has ended, by the next minute run); more means the job is failing or falling behind.',
+        w: 12,
+        h: 8,
+        unit: 's',
+        sql: [`SELECT toInt64(toUInt32($__toTime)) - toInt64(max(toUInt32(window_to))) AS age_s FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok' AND finished_at <= $__toTime`],
+        columns: ['age_s'],
+        options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value' },
+      },
+      {
         type: 'table',
         title: 'Recent job runs',
         description: 'The latest runs, newest first, with the window they covered and the error of a failed run.',

@@ -46,6 +46,23 @@ describe('job runs in Prometheus metrics', () => {
     expect(await metrics.registry.render()).toContain('paysentinel_job_runs_total{job="demo",status="ok"} 1');
   });
 
+  test('an overrunning job shows in /metrics: the last run\'s duration, and the age of the latest complete rates bucket', async () => {
+    let clock = Date.UTC(2026, 10, 25, 12, 2);
+    const metrics = createJobMetrics(undefined, () => clock);
+    const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
+    // No rates run yet: no age to report.
+    expect(await metrics.registry.render()).not.toMatch(/^paysentinel_rates_complete_bucket_age_seconds /m);
+    await runJob(deps, 'slow', window, () => new Promise((r) => setTimeout(() => r(1), 300)));
+    expect(await metrics.duration.get({ job: 'slow' })).toBeGreaterThanOrEqual(0.3);
+    await runRates(deps, new Date(clock));
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_until_timestamp_seconds 1795608000$/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 120$/m);
+    // The job stops writing (failing, or one run taking minutes): the age grows at every scrape.
+    clock += 10 * 60_000;
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_rates_complete_bucket_age_seconds 720$/m);
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_job_duration_seconds\{job="rates"\} \d/m);
+  });
+
   test('a failing run is logged at error level, counted as failed and recorded in job_runs', async () => {
     const metrics = createJobMetrics();
     const { lines, logger } = capture();

@@ -199,6 +199,9 @@ describe('retry-policy job on simulated history with known ground truth', () => 
     const result = await run({ ...deps, publisher: recorder }, NOW, { from: FROM, to: TO });
     expect(result.status).toBe('ok');
     const second = await readPolicy(deps);
+    // Every entry names the run job_runs recorded, and the run's injected time.
+    expect(new Set(second.map((e) => e.runId))).toEqual(new Set([result.runId]));
+    expect(new Set(second.map((e) => e.computedAt?.toISOString()))).toEqual(new Set([NOW.toISOString()]));
     const card2 = entry(second, 'card_declined');
     const k1 = card2.evidence.steps.find((x) => x.k === 1)!;
     expect(k1.retried).toBe(card.retried + extra);

@@ -1,0 +1,200 @@
+import { ident, raw, sql } from '../storage/sql.ts';
+import { countColumns, rateColumns } from './queries.ts';
+
+/**
+ * SQL of the incremental `rates` job (docs/adr/0003), for ClickHouse 18.16 and current versions
+ * alike. The definitions are those of analytics/DEFINITIONS.md, which `ratesQuery` computes from
+ * the events in one pass; here the same numbers are kept up to date from what changed:
+ *
+ * - payment_attempt_states (migration 016, filled by a materialized view) holds every attempt's
+ *   aggregate states (first event, latest status and code and amount, earliest channel and
+ *   merchant, the 5-minute buckets of its events) and each order's distinct succeeded refunds;
+ * - a run turns the states of a set of orders into **items** (rate_items): what each attempt and
+ *   each order adds to the counts of its bucket, plus `deleted` items in the other buckets its
+ *   events fall in, so an attempt whose first event moved is retired from its old bucket;
+ * - a bucket's rates are the sums of its live items, all four dimensions in one pass.
+ *
+ * Every value goes through the `sql` tag; order sets are subqueries, never value lists.
+ */
+
+const BUCKET_SECONDS = 300;
+
+/** The orders whose events ClickHouse stored in [fromSec, toSec) by its own clock (payment_changes). */
+export const changedOrdersSql = (database: string, fromSec: number, toSec: number): string =>
+  sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC') AND seen_at < toDateTime(${toSec}, 'UTC')`;
+
+/** The orders with a payment event in [fromMs, toMs) (toMs null: no upper bound), read by time from payment_events. */
+export function ordersInRangeSql(database: string, fromMs: number, toMs: number | null): string {
+  const events = ident(database, 'payment_events');
+  const upper = toMs === null ? '' : sql` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
+  return sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC')${raw(upper)}`;
+}
+
+/** Every attempt of the orders `orders` selects, merged from its states: a_order, a_no, a_first_ms, a_bucket, ... */
+function attemptsOf(database: string, orders: string): string {
+  const states = ident(database, 'payment_attempt_states');
+  return sql`SELECT a_order, a_no, a_first_ms, toUInt32(intDiv(a_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS}) AS a_bucket,
+      a_outcome, a_code, a_amount, a_channel, a_merchant, a_buckets
+    FROM (
+      SELECT
+        order_id AS a_order,
+        attempt_no AS a_no,
+        minMerge(s_first_ms) AS a_first_ms,
+        argMaxMerge(s_outcome) AS a_outcome,
+        argMaxMerge(s_code) AS a_code,
+        argMaxMerge(s_amount) AS a_amount,
+        argMinMerge(s_channel) AS a_channel,
+        argMinMerge(s_merchant) AS a_merchant,
+        groupUniqArrayMerge(s_buckets) AS a_buckets
+      FROM ${states}
+      WHERE order_id IN (${raw(orders)}) AND kind = 'payment'
+      GROUP BY a_order, a_no
+    ) AS merged`;
+}
+
+/** The rate_items columns, in the order every SELECT below emits them. */
+const itemColumns = ['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted', 'channel', 'merchant', 'code', ...countColumns, 'version'];
+
+/**
+ * INSERT ... SELECT of the items of every attempt and every order `orders` selects, under
+ * `version`: the live item in the bucket of its first event (an order's: its first attempt's), a
+ * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
+ * writes the same items again, which changes no sum.
+ */
+export function insertItemsQuery(database: string, o: { orders: string; version: number }): string {
+  const states = ident(database, 'payment_attempt_states');
+  const attempts = raw(attemptsOf(database, o.orders));
+  const v = sql`toUInt64(${o.version})`;
+  const flag = (e: string) => `toUInt8(${e})`;
+  const live = '(i_bucket = a_bucket)';
+  const attemptItems = sql`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${raw(flag(`NOT ${live}`))}, a_channel, a_merchant, a_code,
+      ${raw(
+        [
+          live,
+          `${live} AND a_outcome = 'succeeded'`,
+          `${live} AND a_outcome = 'failed'`,
+          `${live} AND a_outcome = 'timeout'`,
+          `${live} AND a_outcome = 'processing'`,
+          `${live} AND a_no > 1`,
+          ...Array.from({ length: 6 }, () => '0'),
+        ]
+          .map(flag)
+          .join(', '),
+      )}, toUInt64(0), toUInt64(0), ${raw(v)}
+    FROM (${attempts}) AS a
+    ARRAY JOIN a_buckets AS i_bucket`;
+  const orderRows = sql`SELECT
+        a_order AS o_order,
+        argMin(a_bucket, a_no) AS o_bucket,
+        argMin(a_channel, a_no) AS o_channel,
+        argMin(a_merchant, a_no) AS o_merchant,
+        argMin(a_code, a_no) AS o_code,
+        argMin(a_outcome, a_no) != 'succeeded' AS o_first_not_succeeded,
+        max(a_no) > 1 AS o_retried,
+        countIf(a_outcome = 'succeeded') > 0 AS o_paid,
+        sumIf(a_amount, a_outcome = 'succeeded') AS o_paid_amount,
+        groupUniqArrayArray(a_buckets) AS o_buckets
+      FROM (${attempts}) AS a
+      GROUP BY o_order`;
+  // Distinct succeeded refund events of the orders, at any time (a duplicate row folds into one).
+  const refunds = sql`SELECT r_order AS o_order, toUInt64(length(r_list)) AS r_count, toUInt64(arraySum(arrayMap(x -> tupleElement(x, 2), r_list))) AS r_amount
+      FROM (
+        SELECT order_id AS r_order, groupUniqArrayMerge(s_refunds) AS r_list
+        FROM ${states}
+        WHERE order_id IN (${raw(o.orders)}) AND kind = 'refund'
+        GROUP BY r_order
+      ) AS r`;
+  const orders = sql`SELECT * FROM (${raw(orderRows)}) AS o ANY LEFT JOIN (${raw(refunds)}) AS rf USING o_order`;
+  const oLive = '(i_bucket = o_bucket)';
+  const orderItems = sql`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${raw(flag(`NOT ${oLive}`))}, o_channel, o_merchant, o_code,
+      ${raw(
+        [
+          ...Array.from({ length: 6 }, () => '0'),
+          oLive,
+          `${oLive} AND o_retried`,
+          `${oLive} AND o_first_not_succeeded`,
+          `${oLive} AND o_first_not_succeeded AND o_paid`,
+          `${oLive} AND o_paid`,
+          `${oLive} AND o_paid AND r_count > 0`,
+        ]
+          .map(flag)
+          .join(', '),
+      )}, toUInt64(if(${raw(oLive)}, o_paid_amount, 0)), toUInt64(if(${raw(oLive)} AND o_paid, r_amount, 0)), ${raw(v)}
+    FROM (${raw(orders)}) AS oj
+    ARRAY JOIN o_buckets AS i_bucket`;
+  return `INSERT INTO ${ident(database, 'rate_items')} (${itemColumns.join(', ')})
+${attemptItems}
+UNION ALL
+${orderItems}`;
+}
+
+/** The buckets (epoch seconds) the items of one run landed in, live or deleted. */
+export const touchedBucketsQuery = (database: string, version: number): string =>
+  sql`SELECT DISTINCT toUInt32(bucket_start) AS b FROM ${ident(database, 'rate_items_touched')} WHERE version = ${version} ORDER BY b`;
+
+/** The columns of payment_rates this project writes, in order (as insertRatesQuery). */
+const storedColumns = ['bucket_size', 'bucket_start', 'dimension', 'value', ...countColumns, ...Object.keys(rateColumns), 'computed_at', 'version'];
+
+/**
+ * INSERT ... SELECT of the 5-minute rates of the buckets starting at `buckets` (epoch seconds, all
+ * within [fromMs, toMs)), every dimension in one pass over their live items: each item counts
+ * once for `all` and once under its channel, merchant and failure code.
+ */
+export function insertBucketRatesQuery(database: string, o: { fromMs: number; toMs: number; buckets: number[]; computedAt: Date; version: number }): string {
+  if (o.buckets.length === 0) throw new RangeError('No bucket to write');
+  const fromSec = Math.floor(o.fromMs / 1000);
+  const toSec = Math.ceil(o.toMs / 1000);
+  if (o.buckets.some((b) => !Number.isSafeInteger(b) || b < fromSec || b >= toSec || b % BUCKET_SECONDS !== 0)) {
+    throw new RangeError(`Buckets outside [${fromSec}, ${toSec}) or not on a 5-minute boundary`);
+  }
+  const items = ident(database, 'rate_items');
+  // One key range per run of adjacent buckets, so only the touched buckets' items are read (the
+  // table is ordered by bucket). FINAL runs in a subquery with the key condition only, so no
+  // filter on `deleted` can run before it folds.
+  const ranges = bucketRanges(o.buckets).map(([a, b]) => sql`(bucket_start >= toDateTime(${a}, 'UTC') AND bucket_start < toDateTime(${b}, 'UTC'))`);
+  const latest = sql`SELECT * FROM ${items} FINAL WHERE ${raw(ranges.join(' OR '))}`;
+  const keyed = sql`SELECT bucket_start AS i_bucket,
+        arrayJoin([tuple('all', ''), tuple('channel', channel), tuple('merchant', merchant), tuple('failure_code', code)]) AS k,
+        ${raw(countColumns.join(', '))}
+      FROM (${raw(latest)}) AS latest
+      WHERE deleted = 0`;
+  const sums = countColumns.map((c) => `sum(${c}) AS n_${c}`).join(', ');
+  const rates = Object.entries(rateColumns)
+    .map(([name, [num, den]]) => `if(n_${den} = 0, 0, n_${num} / n_${den})`)
+    .join(', ');
+  return sql`INSERT INTO ${ident(database, 'payment_rates')} (${raw(storedColumns.join(', '))})
+SELECT '5m', i_bucket, i_dim, i_value, ${raw(countColumns.map((c) => `n_${c}`).join(', '))}, ${raw(rates)}, ${o.computedAt}, toUInt64(${o.version})
+FROM (
+  SELECT i_bucket, tupleElement(k, 1) AS i_dim, tupleElement(k, 2) AS i_value, ${raw(sums)}
+  FROM (${raw(keyed)}) AS keyed
+  GROUP BY i_bucket, i_dim, i_value
+)`;
+}
+
+/** Sorted bucket starts (epoch seconds) as [from, to) ranges of adjacent buckets. */
+export function bucketRanges(buckets: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const b of [...new Set(buckets)].sort((x, y) => x - y)) {
+    const last = out[out.length - 1];
+    if (last && last[1] === b) last[1] = b + BUCKET_SECONDS;
+    else out.push([b, b + BUCKET_SECONDS]);
+  }
+  return out;
+}
+
+/** Rows one run wrote into payment_rates, looked for among buckets starting in [fromMs, toMs). */
+export const writtenRatesQuery = (database: string, version: number, fromMs: number, toMs: number): string =>
+  sql`SELECT count() AS n FROM ${ident(database, 'payment_rates')}
+WHERE bucket_start >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC') AND bucket_start < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC') AND version = ${version}`;
+
+/** The server's clock (epoch seconds): the time payment_changes.seen_at is measured in. */
+export const serverNowQuery = 'SELECT toUInt32(now()) AS t';
+
+/** A job's cursor over payment_changes: read up to seen_to; items complete from covered_from on. */
+export const readCursorQuery = (database: string, job: string): string =>
+  sql`SELECT toUInt32(seen_to) AS seen_to, toUInt32(covered_from) AS covered_from FROM ${ident(database, 'analytics_cursors')} FINAL WHERE job = ${job}`;
+
+/** Moves a job's cursor (the latest version is current). */
+export const writeCursorQuery = (database: string, job: string, c: { seenToSec: number; coveredFromSec: number; version: number }): string =>
+  sql`INSERT INTO ${ident(database, 'analytics_cursors')} (job, seen_to, covered_from, version)
+VALUES (${job}, toDateTime(${c.seenToSec}, 'UTC'), toDateTime(${c.coveredFromSec}, 'UTC'), toUInt64(${c.version}))`;
