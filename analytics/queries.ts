@@ -2,7 +2,7 @@ import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 import { eventsOfOrders } from '../storage/copies.ts';
 
 /**
- * SQL for the rates of issue 4 §1, built for ClickHouse 18.16 and current versions alike: no
+ * SQL for the rates defined in analytics/DEFINITIONS.md, built for ClickHouse 18.16 and current versions alike: no
  * CTEs, no window functions, no query parameters; every value goes through the `sql` tag.
  * The definitions these statements implement are written out in analytics/DEFINITIONS.md.
  */

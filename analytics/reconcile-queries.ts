@@ -2,7 +2,7 @@ import { ident, raw, sql } from '../storage/sql.ts';
 import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
 
 /**
- * SQL of the `reconcile` job (issue 4 §2), for ClickHouse 18.16 and current versions alike. Attempts
+ * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts
  * as in analytics/DEFINITIONS.md; times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
  */
 

@@ -2,7 +2,7 @@ import { ident, raw, sql } from '../storage/sql.ts';
 import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
 
 /**
- * SQL of the `retry-policy` job (issue 4 §3), for ClickHouse 18.16 and current versions alike: no
+ * SQL of the `retry-policy` job (analytics/DEFINITIONS.md, *Retry policy*), for ClickHouse 18.16 and current versions alike: no
  * CTEs, no window functions, no query parameters; every value goes through the `sql` tag. Attempts
  * and their outcome follow analytics/DEFINITIONS.md (latest status wins, same tie-break as rates).
  */

@@ -41,7 +41,7 @@ export const ratesScheduledJob: ScheduledJob = {
   },
 };
 
-/** The analytics jobs and their schedules (issue 4 §2). */
+/** The analytics jobs and their schedules (analytics/DEFINITIONS.md says what each computes). */
 export const analyticsJobs: readonly ScheduledJob[] = [
   ratesScheduledJob,
   reconcileScheduledJob,

@@ -22,7 +22,7 @@ function problemsOf(sources: RuleSource[]) {
 }
 
 describe('the bundled rules', () => {
-  test('load: the seven rules of issue 3, frozen, each with a 12-hex version', async () => {
+  test('load: the seven shipped rules, frozen, each with a 12-hex version', async () => {
     const ruleSet = await loadRuleSetOrThrow();
     expect(ruleSet.rules.map((r) => r.id)).toEqual([
       'charged_but_failed', 'device_failure_spike', 'duplicate_charge', 'ip_amount_probing', 'retry_storm', 'risk_review', 'stuck_processing',

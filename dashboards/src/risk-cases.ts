@@ -3,7 +3,7 @@ import { dashboard, queryVariable, type Dashboard, type DashboardSpec } from '..
 import { eventFilters, timeBucket } from './sql.ts';
 
 /**
- * The risk team's and support's view of the cases detection opens (detection/cases.ts): what is
+ * The risk team's and support's view of the cases detection opens (cases/): what is
  * open, which rules fire on what, and how fast support acknowledges. Read from case_versions, the
  * append-only history of every case, so each panel can show the state as it was at the end of
  * the range (a version is a hit, an acknowledgement or a resolution, stamped with updated_at).

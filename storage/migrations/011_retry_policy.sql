@@ -1,4 +1,4 @@
--- The retry policy the `retry-policy` job tunes from history (issue 4 §3). Every run appends the
+-- The retry policy the `retry-policy` job tunes from history (analytics/DEFINITIONS.md, *Retry policy*). Every run appends the
 -- whole policy, one row per (channel, failure_code), under its own `version`: the latest version is
 -- the current policy, the older ones are its history. Each row carries its evidence (per attempt
 -- number k: failed attempts retried, retries that succeeded, the success probability and its

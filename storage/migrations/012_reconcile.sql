@@ -1,4 +1,4 @@
--- Written by the `reconcile` job every 5 minutes (issue 4 §2). Each run writes with its own
+-- Written by the `reconcile` job every 5 minutes (analytics/DEFINITIONS.md, *Reconciliation*). Each run writes with its own
 -- `version`; readers keep the latest version. callback_delays always gets a row for all channels
 -- (channel '') per run, so the latest version is known even when a run finds nothing to report.
 CREATE TABLE IF NOT EXISTS {db}.reconcile_attempts

@@ -341,7 +341,7 @@ function counts(row: RateRow | undefined): Record<string, number> {
   return rest;
 }
 
-/** issue 4 §1, written from the text, without SQL. */
+/** The definitions of analytics/DEFINITIONS.md (*Definitions*), written from the text, without SQL. */
 function independent(events: PaymentEvent[], from: number, to: number, dim: (e: PaymentEvent) => string, value = ''): Record<string, number> {
   const t = (e: PaymentEvent) => Date.parse(e.occurred_at);
   const byAttempt = new Map<string, PaymentEvent[]>();
