@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   rules: async () => (await import('../rules/cli.ts')).rulesCommand,
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
   policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
+  statements: async () => (await import('../statements/cli.ts')).statementsCommand,
 };
 
 const summaries: Record<string, string> = {
@@ -28,6 +29,7 @@ const summaries: Record<string, string> = {
   rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   policy: 'The retry policy tuned from evidence (policy show | policy diff)',
+  statements: "Import payment platforms' statements (statements import)",
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

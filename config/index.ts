@@ -109,6 +109,7 @@ export const settings = {
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
   reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
+  statementMaxBytes: { env: 'STATEMENT_MAX_BYTES', default: String(1024 ** 3), description: 'Statement files larger than this (bytes) are refused before they are read.', parse: int(1, 64 * 1024 ** 3) },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 

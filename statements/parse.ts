@@ -61,14 +61,14 @@ export interface CsvRecord {
  */
 export function csvRecords(text: string): { records: CsvRecord[]; problem?: FileProblem } {
   try {
-    const rows = parseCsv(text, { bom: true, raw: true, info: true, relax_column_count: true, skip_empty_lines: true, max_record_size: 1 << 20 }) as {
+    const rows = parseCsv(text, { bom: true, raw: true, info: true, relax_column_count: true, skip_empty_lines: true, max_record_size: 1 << 20 }) as unknown as {
       record: string[];
       raw: string;
       info: { lines: number };
     }[];
     return {
       records: rows.map((r) => {
-        const raw = r.raw.replace(/\r?\n$/, '');
+        const raw = r.raw.replace(/[\r\n]+$/, '');
         // info.lines is the line the record ends on; a record spanning lines starts earlier.
         return { fields: r.record, raw, line: r.info.lines - (raw.match(/\n/g)?.length ?? 0) };
       }),
@@ -143,6 +143,7 @@ export function buildLine(rec: CsvRecord, input: LineInput): SettledLine | Inval
     if (!d.ok) return invalid(input.fee[0], d.reason);
     // Fees may be finer than the currency (WeChat Pay reports 5 decimals); kept exactly, at least at the currency's scale.
     fee = rescale(d.value, Math.max(d.value.scale, currencyExponent(currency)!))!;
+    if (fee.units > BigInt(Number.MAX_SAFE_INTEGER) || fee.units < -BigInt(Number.MAX_SAFE_INTEGER)) return invalid(input.fee[0], `${input.fee[1]} is out of range`);
   }
   return {
     status: 'settled',

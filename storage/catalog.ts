@@ -25,6 +25,7 @@ import { ENTITY_IDS_TABLE, caseQueries, contextFeaturesQuery, entityEventsQuery,
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
+import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
 
@@ -90,6 +91,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...reconcileStatements(database),
     ...baselineStatements(database),
     ...dailyReportStatements(database),
+    ...statementStatements(database),
   ];
 }
 
@@ -234,4 +236,13 @@ function baselineStatements(database: string): CatalogStatement[] {
 /** The daily report (it also sums stored hours, see analyticsStatements): cases opened by rule. */
 function dailyReportStatements(database: string): CatalogStatement[] {
   return [{ name: 'cases opened by rule', sql: casesOpenedByRuleQuery(database, Date.UTC(2026, 10, 24), Date.UTC(2026, 10, 25)) }];
+}
+
+/** `statements import`: the file look-up by content hash and a file's lines read back. */
+function statementStatements(database: string): CatalogStatement[] {
+  const period = { fromMs: Date.UTC(2026, 10, 24, 16), toMs: Date.UTC(2026, 10, 25, 16) };
+  return [
+    { name: 'statement file by hash', sql: fileByHashQuery(database, "ab'c\\") },
+    { name: 'statement file lines', sql: fileLinesQuery(database, { hash: 'abc', channel: "it's", period }) },
+  ];
 }
