@@ -29,7 +29,7 @@ const summaries: Record<string, string> = {
   rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   policy: 'The retry policy tuned from evidence (policy show | policy diff)',
-  statements: "Import payment platforms' statements (statements import)",
+  statements: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)",
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

@@ -1,16 +1,23 @@
-import { parseCommandArgs, type Command } from '../cli/command.ts';
-import { loadConfig } from '../config/index.ts';
+import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
+import { loadConfig, type Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse } from '../storage/clickhouse.ts';
+import { createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
-import { importStatement, type ImportResult } from './import.ts';
+import { importStatement, type ImportResult, type StatementDeps } from './import.ts';
+import { breakKinds } from './match.ts';
 import { formatPeriod, parsePeriod } from './period.ts';
-import { describeProblem, formats, type StatementFormat } from './types.ts';
+import { breaksQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from './reconcile-queries.ts';
+import { reconcilePeriod } from './reconcile.ts';
+import { breakJson, formatBreaks, formatOutcome, formatSummary, outcomeJson, summarize } from './report.ts';
+import { describeProblem, formats, type Period, type StatementFormat } from './types.ts';
 
 const help = `Usage:
   paysentinel statements import FILE [--format generic|wechat|alipay|stripe] [--channel NAME]
                                      [--period DATE|RANGE] [--dry-run] [--skip-invalid] [--json]
+  paysentinel statements reconcile --channel NAME --period DATE|RANGE [--json]
+  paysentinel statements breaks [--from T] [--to T] [--kind KIND] [--channel NAME] [--limit N] [--json]
+  paysentinel statements summary --period DATE|RANGE [--json]
 
 import    Reads a payment platform's statement file and stores its lines in ClickHouse
           (statement_files, statement_lines), each with its file, line number and raw text.
@@ -20,7 +27,18 @@ import    Reads a payment platform's statement file and stores its lines in Clic
           1e3, an unknown currency, a missing column, a bad time), nothing is imported: every
           invalid line is listed with its file, line and column (the first 50, then a count)
           and the exit code is 1. A wrong encoding, a truncated file or a summary that
-          disagrees with the details refuses the file the same way.
+          disagrees with the details refuses the file the same way. Once the file's period
+          has ended and STATEMENT_GRACE has passed, the period is reconciled at once (else the
+          scheduled statements job does it later).
+reconcile Reconciles a channel's statement period against our records now (it must have ended
+          STATEMENT_GRACE ago) and replaces that period's results. Every settled statement line
+          and every attempt we recorded as succeeded in the period ends as a match or as one
+          break: charged_not_recorded, recorded_not_settled, amount_mismatch,
+          currency_mismatch, duplicate_settlement, refund_mismatch or ambiguous.
+breaks    Lists the breaks of the latest run of each period starting in [--from, --to)
+          (default: the last 7 days), both sides' values, oldest period first.
+summary   Per channel over the periods starting in the given period: lines, matched, breaks by
+          kind, and the amounts matched and at stake per currency.
 
 Formats (README, "Statements", has an example of each):
   generic   UTF-8 CSV with a header: transaction_id, order_id, type (payment|refund),
@@ -40,14 +58,19 @@ Options:
                     UTC days its lines span (generic, stripe).
   --dry-run         Parse and check only; write nothing.
   --skip-invalid    Import the valid lines; record the invalid ones with their reasons.
-  --json            Print the result as one JSON object.
+  --json            Print the result as JSON (breaks: one object per line).
+  --from T, --to T  Periods starting in [T, T): a date (midnight UTC) or RFC 3339 with a zone.
+  --kind KIND       Only breaks of this kind.
+  --limit N         At most N breaks (default 1000).
 
-Exit codes: 0 imported, already imported or dry run passed; 1 refused; 2 usage error.
+Exit codes: 0 done (also: already imported); 1 refused; 2 usage error.
 
 Examples:
   paysentinel statements import 1900000109All2026-11-25.csv --format wechat
   paysentinel statements import 20880000000000000156_20261125_业务明细.csv --format alipay --dry-run
-  paysentinel statements import settled.csv --channel bank_transfer --period 2026-11-25`;
+  paysentinel statements import settled.csv --channel bank_transfer --period 2026-11-25
+  paysentinel statements breaks --from 2026-11-24 --kind charged_not_recorded
+  paysentinel statements summary --period 2026-11-24..2026-11-26`;
 
 const usage = (message: string): never => {
   throw new PaysentinelError('USAGE', `${message}\nRun "paysentinel statements --help" for usage.`);
@@ -55,51 +78,136 @@ const usage = (message: string): never => {
 
 export const statementsCommand: Command = {
   name: 'statements',
-  summary: "Import payment platforms' statements (statements import)",
+  summary: "Import payment platforms' statements and reconcile them (import|reconcile|breaks|summary)",
   help,
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (sub !== 'import') return usage(sub === undefined ? 'Missing subcommand: import.' : `Unknown subcommand "${sub}".`);
-    const { values, positionals } = parseCommandArgs(
-      'statements',
-      rest,
-      {
-        format: { type: 'string' },
-        channel: { type: 'string' },
-        period: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        'skip-invalid': { type: 'boolean' },
-        json: { type: 'boolean' },
-      },
-      true,
-    );
-    if (positionals.length !== 1) return usage('Give exactly one FILE to import.');
-    const format = (values.format ?? 'generic') as StatementFormat;
-    if (!formats.includes(format)) return usage(`--format ${JSON.stringify(values.format)} is not one of ${formats.join(', ')}.`);
-    const period = values.period === undefined ? undefined : (parsePeriod(values.period) ?? usage(`--period ${JSON.stringify(values.period)} is not a date (2026-11-25) or a range FROM..TO.`));
-    if (values.channel !== undefined && !/^[^\s]{1,64}$/.test(values.channel)) return usage('--channel must be 1 to 64 characters without spaces.');
-    const config = loadConfig();
-    const logger = createLogger({ level: config.logLevel });
-    const clickhouse = createClickHouse(config);
-    try {
-      if (!values['dry-run']) await migrate(clickhouse, config.clickhouseDatabase, logger);
-      const result = await importStatement(
-        { clickhouse, database: config.clickhouseDatabase, logger },
-        { path: positionals[0]!, format, channel: values.channel, period, dryRun: values['dry-run'], skipInvalid: values['skip-invalid'], maxBytes: config.statementMaxBytes },
-      );
-      if (values.json) process.stdout.write(JSON.stringify(resultJson(result)) + '\n');
-      else printResult(result, positionals[0]!);
-      return result.status === 'refused' ? 1 : 0;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EISDIR') {
-        throw new PaysentinelError('STATEMENT_REFUSED', `cannot read ${positionals[0]}: ${(err as Error).message}`, { cause: err });
-      }
-      throw err;
-    } finally {
-      await clickhouse.close();
-    }
+    if (sub === 'import') return runImport(rest);
+    if (sub === 'reconcile') return runReconcile(rest);
+    if (sub === 'breaks') return runBreaks(rest);
+    if (sub === 'summary') return runSummary(rest);
+    return usage(sub === undefined ? 'Missing subcommand: import, reconcile, breaks or summary.' : `Unknown subcommand "${sub}".`);
   },
 };
+
+// Opens what every subcommand needs and closes it after `work`.
+async function withDeps<T>(work: (deps: StatementDeps, config: Config) => Promise<T>, migrateFirst = true): Promise<T> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel });
+  const clickhouse = createClickHouse(config);
+  try {
+    if (migrateFirst) await migrate(clickhouse, config.clickhouseDatabase, logger);
+    return await work({ clickhouse, database: config.clickhouseDatabase, logger }, config);
+  } finally {
+    await clickhouse.close();
+  }
+}
+
+const periodOption = (raw: string | undefined, required: boolean): Period | undefined => {
+  if (raw === undefined) return required ? usage('--period is required.') : undefined;
+  return parsePeriod(raw) ?? usage(`--period ${JSON.stringify(raw)} is not a date (2026-11-25) or a range FROM..TO.`);
+};
+
+const channelOption = (raw: string | undefined): string | undefined => {
+  if (raw !== undefined && !/^[^\s]{1,64}$/.test(raw)) return usage('--channel must be 1 to 64 characters without spaces.');
+  return raw;
+};
+
+async function runImport(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(
+    'statements',
+    argv,
+    {
+      format: { type: 'string' },
+      channel: { type: 'string' },
+      period: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'skip-invalid': { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
+  if (positionals.length !== 1) return usage('Give exactly one FILE to import.');
+  const format = (values.format ?? 'generic') as StatementFormat;
+  if (!formats.includes(format)) return usage(`--format ${JSON.stringify(values.format)} is not one of ${formats.join(', ')}.`);
+  const period = periodOption(values.period, false);
+  const channel = channelOption(values.channel);
+  const path = positionals[0]!;
+  return withDeps(async (deps, config) => {
+    let result: ImportResult;
+    try {
+      result = await importStatement(deps, { path, format, channel, period, dryRun: values['dry-run'], skipInvalid: values['skip-invalid'], maxBytes: config.statementMaxBytes });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES') throw new PaysentinelError('STATEMENT_REFUSED', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+      throw err;
+    }
+    // A newly imported file of a closed period is reconciled at once.
+    const outcome = result.status === 'imported' ? await reconcilePeriod(deps, { channel: result.file.channel, period: result.file.period }, { graceMs: config.statementGraceMs, now: new Date() }) : undefined;
+    if (values.json) process.stdout.write(JSON.stringify({ ...resultJson(result), ...(outcome ? { reconciliation: outcomeJson(outcome) } : {}) }) + '\n');
+    else {
+      printResult(result, path);
+      if (outcome) process.stdout.write(formatOutcome(outcome) + '\n');
+    }
+    return result.status === 'refused' ? 1 : 0;
+  }, !values['dry-run']);
+}
+
+async function runReconcile(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs('statements', argv, { channel: { type: 'string' }, period: { type: 'string' }, json: { type: 'boolean' } });
+  const channel = channelOption(values.channel) ?? usage('--channel is required.');
+  const period = periodOption(values.period, true)!;
+  return withDeps(async (deps, config) => {
+    const outcome = await reconcilePeriod(deps, { channel, period }, { graceMs: config.statementGraceMs, now: new Date() });
+    process.stdout.write((values.json ? JSON.stringify(outcomeJson(outcome)) : formatOutcome(outcome)) + '\n');
+    return outcome.status === 'open' ? 1 : 0;
+  });
+}
+
+async function runBreaks(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs('statements', argv, {
+    from: { type: 'string' },
+    to: { type: 'string' },
+    kind: { type: 'string' },
+    channel: { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const now = Date.now();
+  const point = (raw: string | undefined, fallback: number, flag: string) => {
+    if (raw === undefined) return fallback;
+    const p = parsePeriod(raw.includes('..') ? raw : /^\d{4}-\d{2}-\d{2}$/.test(raw) ? raw : `${raw}..2106-01-01`);
+    return p?.fromMs ?? usage(`--${flag} ${JSON.stringify(raw)} is not a date or an RFC 3339 time with a zone.`);
+  };
+  const fromMs = point(values.from, now - 7 * 86_400_000, 'from');
+  const toMs = point(values.to, now + 86_400_000, 'to');
+  if (fromMs >= toMs) return usage('--from must be before --to.');
+  if (values.kind !== undefined && !(breakKinds as readonly string[]).includes(values.kind)) return usage(`--kind must be one of ${breakKinds.join(', ')}.`);
+  const limit = numberOption('statements', 'limit', values.limit, 1000, 1);
+  const channel = channelOption(values.channel);
+  return withDeps(async (deps) => {
+    const rows = await queryRows<Record<string, unknown>>(deps.clickhouse, breaksQuery(deps.database, { fromMs, toMs, kind: values.kind, channel, limit }), 'read statement breaks');
+    if (values.json) {
+      for (const r of rows) process.stdout.write(JSON.stringify(breakJson(r)) + '\n');
+    } else process.stdout.write(formatBreaks(rows) + '\n');
+    return 0;
+  });
+}
+
+async function runSummary(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs('statements', argv, { period: { type: 'string' }, json: { type: 'boolean' } });
+  const period = periodOption(values.period, true)!;
+  return withDeps(async (deps) => {
+    const [runs, breaks, matches] = await Promise.all([
+      queryRows<Record<string, unknown>>(deps.clickhouse, summaryRunsQuery(deps.database, period.fromMs, period.toMs), 'read statement runs'),
+      queryRows<Record<string, unknown>>(deps.clickhouse, summaryBreaksQuery(deps.database, period.fromMs, period.toMs), 'read statement breaks'),
+      queryRows<Record<string, unknown>>(deps.clickhouse, summaryMatchesQuery(deps.database, period.fromMs, period.toMs), 'read statement matches'),
+    ]);
+    const summary = summarize(runs, breaks, matches);
+    process.stdout.write((values.json ? JSON.stringify({ period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), channels: summary }) : formatSummary(summary, period)) + '\n');
+    return 0;
+  });
+}
 
 function resultJson(r: ImportResult): Record<string, unknown> {
   if (r.status === 'refused') return { status: r.status, file: r.fileName, reason: r.reason, problem: r.problem ?? null, invalid_count: r.invalidCount, invalid: r.invalid.map(({ status: _s, ...l }) => l) };

@@ -49,3 +49,82 @@ CREATE TABLE IF NOT EXISTS {db}.statement_lines
 ENGINE = ReplacingMergeTree(imported_at)
 PARTITION BY toYYYYMM(period_from)
 ORDER BY (channel, period_from, file_hash, line);
+
+-- One row per reconciliation run of a (channel, period): what it read and found. Each run writes
+-- its matches and breaks under a new version; readers keep the latest version of each period, so
+-- re-running a period replaces its results (also when the new run finds fewer breaks).
+CREATE TABLE IF NOT EXISTS {db}.statement_runs
+(
+    channel String,
+    period_from DateTime('UTC'),
+    period_to DateTime('UTC'),
+    version UInt64,
+    computed_at DateTime('UTC'),
+    window_from DateTime('UTC'),
+    window_to DateTime('UTC'),
+    lines UInt64,
+    attempts UInt64,
+    refunds UInt64,
+    matched UInt64,
+    breaks UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (channel, period_from, period_to, version);
+
+-- Statement lines matched to our attempt (type payment) or refund event (type refund).
+CREATE TABLE IF NOT EXISTS {db}.statement_matches
+(
+    channel String,
+    period_from DateTime('UTC'),
+    period_to DateTime('UTC'),
+    version UInt64,
+    file_hash String,
+    line UInt32,
+    type String,
+    matched_by String,
+    transaction_id String,
+    order_id String,
+    attempt UInt16,
+    refund_event_id String,
+    amount_minor Int64,
+    currency String
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(period_from)
+ORDER BY (channel, period_from, period_to, version, file_hash, line);
+
+-- One row per break, with both sides' values (has_statement / has_ours say which sides exist).
+-- break_id is derived from the kind and the two sides, so a re-run finds the same id for the
+-- same disagreement: a later reader (e.g. facts for the rules) can key on it.
+CREATE TABLE IF NOT EXISTS {db}.statement_breaks
+(
+    channel String,
+    period_from DateTime('UTC'),
+    period_to DateTime('UTC'),
+    version UInt64,
+    computed_at DateTime('UTC'),
+    break_id String,
+    kind String,
+    detail String,
+    order_id String,
+    transaction_id String,
+    has_statement UInt8,
+    statement_file_hash String,
+    statement_line UInt32,
+    statement_type String,
+    statement_amount_minor Int64,
+    statement_currency String,
+    statement_occurred_at DateTime('UTC'),
+    has_ours UInt8,
+    our_attempt UInt16,
+    our_status String,
+    our_refund_event_id String,
+    our_amount_minor Int64,
+    our_currency String,
+    our_occurred_at DateTime('UTC'),
+    amount_at_stake_minor Int64,
+    currency String
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(period_from)
+ORDER BY (channel, period_from, period_to, version, break_id);
