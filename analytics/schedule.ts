@@ -5,6 +5,7 @@ import { reportJobFailure, type AnalyticsDeps } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
 import { retryPolicyScheduledJob } from './retry-policy.ts';
+import { statementsScheduledJob } from '../statements/job.ts';
 
 /** A job and when it runs; `run` is the plain function of (dependencies, now) the CLI also calls. */
 export interface ScheduledJob {
@@ -21,6 +22,7 @@ export const analyticsJobs: readonly ScheduledJob[] = [
   retryPolicyScheduledJob,
   baselinesScheduledJob,
   dailyReportScheduledJob,
+  statementsScheduledJob,
 ];
 
 export interface AnalyticsSchedule {

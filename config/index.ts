@@ -118,6 +118,7 @@ export const settings = {
   reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
   statementMaxBytes: { env: 'STATEMENT_MAX_BYTES', default: String(1024 ** 3), description: 'Statement files larger than this (bytes) are refused before they are read.', parse: int(1, 64 * 1024 ** 3) },
   statementGraceMs: { env: 'STATEMENT_GRACE', default: '30m', description: 'A statement period is reconciled this long after it ends, so attempts near the cut have their final status (30m, 2h, ...).', parse: duration(7 * 86_400_000) },
+  statementsDir: { env: 'STATEMENTS_DIR', default: '', description: 'Folder the scheduled statements job imports new statement files from, as <format>/<file> or <format>/<channel>/<file> (empty = none).', parse: anyText },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 

@@ -9,6 +9,7 @@ import { breakKinds } from './match.ts';
 import { formatPeriod, parsePeriod } from './period.ts';
 import { breaksQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from './reconcile-queries.ts';
 import { reconcilePeriod } from './reconcile.ts';
+import { run as runStatementsJob } from './job.ts';
 import { breakJson, formatBreaks, formatOutcome, formatSummary, outcomeJson, summarize } from './report.ts';
 import { describeProblem, formats, type Period, type StatementFormat } from './types.ts';
 
@@ -18,6 +19,7 @@ const help = `Usage:
   paysentinel statements reconcile --channel NAME --period DATE|RANGE [--json]
   paysentinel statements breaks [--from T] [--to T] [--kind KIND] [--channel NAME] [--limit N] [--json]
   paysentinel statements summary --period DATE|RANGE [--json]
+  paysentinel statements job [--json]
 
 import    Reads a payment platform's statement file and stores its lines in ClickHouse
           (statement_files, statement_lines), each with its file, line number and raw text.
@@ -39,6 +41,10 @@ breaks    Lists the breaks of the latest run of each period starting in [--from,
           (default: the last 7 days), both sides' values, oldest period first.
 summary   Per channel over the periods starting in the given period: lines, matched, breaks by
           kind, and the amounts matched and at stake per currency.
+job       Runs the scheduled statements job once (recorded in job_runs): imports the new files
+          of STATEMENTS_DIR, laid out as <format>/<file> or <format>/<channel>/<file> (generic
+          files need the channel folder), each once, then reconciles every period with a file
+          imported since its last run that has ended plus STATEMENT_GRACE.
 
 Formats (README, "Statements", has an example of each):
   generic   UTF-8 CSV with a header: transaction_id, order_id, type (payment|refund),
@@ -78,7 +84,7 @@ const usage = (message: string): never => {
 
 export const statementsCommand: Command = {
   name: 'statements',
-  summary: "Import payment platforms' statements and reconcile them (import|reconcile|breaks|summary)",
+  summary: "Import payment platforms' statements and reconcile them (import|reconcile|breaks|summary|job)",
   help,
   async run(argv) {
     const [sub, ...rest] = argv;
@@ -86,7 +92,8 @@ export const statementsCommand: Command = {
     if (sub === 'reconcile') return runReconcile(rest);
     if (sub === 'breaks') return runBreaks(rest);
     if (sub === 'summary') return runSummary(rest);
-    return usage(sub === undefined ? 'Missing subcommand: import, reconcile, breaks or summary.' : `Unknown subcommand "${sub}".`);
+    if (sub === 'job') return runScheduledJob(rest);
+    return usage(sub === undefined ? 'Missing subcommand: import, reconcile, breaks, summary or job.' : `Unknown subcommand "${sub}".`);
   },
 };
 
@@ -205,6 +212,16 @@ async function runSummary(argv: string[]): Promise<number> {
     ]);
     const summary = summarize(runs, breaks, matches);
     process.stdout.write((values.json ? JSON.stringify({ period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), channels: summary }) : formatSummary(summary, period)) + '\n');
+    return 0;
+  });
+}
+
+async function runScheduledJob(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs('statements', argv, { json: { type: 'boolean' } });
+  return withDeps(async (deps, config) => {
+    const run = await runStatementsJob({ ...deps, statements: { dir: config.statementsDir, graceMs: config.statementGraceMs, maxBytes: config.statementMaxBytes } }, new Date());
+    if (values.json) process.stdout.write(JSON.stringify({ job: run.job, run_id: run.runId, status: run.status, rows: run.rows }) + '\n');
+    else process.stdout.write(`statements job ${run.status}: ${run.rows} rows (lines imported + periods reconciled), run ${run.runId}${config.statementsDir ? '' : ' (STATEMENTS_DIR is empty: nothing imported)'}\n`);
     return 0;
   });
 }

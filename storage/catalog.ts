@@ -26,6 +26,7 @@ import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
 import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
+import { inboxSeenQuery } from '../statements/job.ts';
 import { attemptsQuery, breaksQuery, periodLinesQuery, periodStateQuery, refundsQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from '../statements/reconcile-queries.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
@@ -255,5 +256,6 @@ function statementStatements(database: string): CatalogStatement[] {
     { name: 'statement summary runs', sql: summaryRunsQuery(database, period.fromMs, period.toMs) },
     { name: 'statement summary breaks', sql: summaryBreaksQuery(database, period.fromMs, period.toMs) },
     { name: 'statement summary matches', sql: summaryMatchesQuery(database, period.fromMs, period.toMs) },
+    { name: 'statement inbox files seen', sql: inboxSeenQuery(database, ["in/wechat/it's.csv", 'in/generic/card/b\\c.csv']) },
   ];
 }

@@ -128,3 +128,18 @@ CREATE TABLE IF NOT EXISTS {db}.statement_breaks
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(period_from)
 ORDER BY (channel, period_from, period_to, version, break_id);
+
+-- Files the scheduled statements job found in STATEMENTS_DIR, each handled once: a file whose
+-- path, size and modification time are recorded is not read again (a changed file is new).
+CREATE TABLE IF NOT EXISTS {db}.statement_inbox
+(
+    file_path String,
+    size_bytes UInt64,
+    modified_at DateTime('UTC'),
+    seen_at DateTime('UTC'),
+    status String,
+    file_hash String,
+    reason String
+)
+ENGINE = ReplacingMergeTree(seen_at)
+ORDER BY (file_path, size_bytes, modified_at);
