@@ -102,6 +102,15 @@ describe('bad lines are named with their line and column', () => {
     expect(settled(outcome).map((l) => l.line)).toEqual([3]);
   });
 
+  test('line numbers count blank lines and line breaks inside quoted fields, LF or CRLF', () => {
+    for (const eol of ['\n', '\r\n']) {
+      const text = [header, 't1,o1,payment,1.00,CNY,2026-11-25T10:00:00Z,', '', '"t2\nsecond line",o2,payment,1.00,CNY,2026-11-25T10:00:00Z,', 't3,o3,payment,1.005,CNY,2026-11-25T10:00:00Z,'].join(eol) + eol;
+      const outcome = parseStatement('generic', utf8(text));
+      expect(outcome.ok && outcome.statement.lines.map((l) => l.line)).toEqual([2, 4, 6]);
+      expect(invalidLines(outcome)).toEqual([{ line: 6, column: 'amount', reason: expect.any(String) }]);
+    }
+  });
+
   test('generic: a missing required column refuses the file, naming the column', () => {
     const outcome = parseStatement('generic', utf8('transaction_id,order_id,type,amount,occurred_at\nt,o,payment,1.00,2026-11-25T10:00:00Z\n'));
     expect(outcome).toMatchObject({ ok: false, problem: { line: 1, column: 'currency' } });

@@ -3,8 +3,9 @@ import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { insertTsv } from '../storage/tsv.ts';
 import { defaultChannel, parseStatement } from './formats.ts';
-import { fileByHashQuery, fileRecordOf, fileRow, lineRow, statementFilesTable, statementLinesTable, type StatementFileRecord } from './store.ts';
+import { fileByHashQuery, fileRecordOf, fileRow, LINE_COLUMNS, lineCells, statementFilesTable, statementLinesTable, type StatementFileRecord } from './store.ts';
 import type { FileProblem, InvalidLine, ParsedLine, Period, StatementFormat } from './types.ts';
 
 /** What an import needs; nothing is read from globals. */
@@ -88,7 +89,8 @@ export async function importStatement(deps: StatementDeps, o: ImportOptions): Pr
   };
   if (o.dryRun) return { status: 'dry_run', file, invalid: invalid.slice(0, limit) };
   for (let i = 0; i < lines.length; i += INSERT_CHUNK) {
-    await insertRows(deps.clickhouse, statementLinesTable(deps.database), lines.slice(i, i + INSERT_CHUNK).map((l) => lineRow(file, l)), 'insert statement lines');
+    const rows = lineCells(file, lines.slice(i, i + INSERT_CHUNK));
+    await insertTsv(deps.clickhouse, statementLinesTable(deps.database), LINE_COLUMNS, rows, 'insert statement lines');
   }
   await insertRows(deps.clickhouse, statementFilesTable(deps.database), [fileRow(file)], 'record statement file');
   deps.logger.info('statement imported', { file: fileName, hash, format: o.format, channel, settled: file.linesSettled, invalid: invalid.length });

@@ -61,18 +61,22 @@ export interface CsvRecord {
  */
 export function csvRecords(text: string): { records: CsvRecord[]; problem?: FileProblem } {
   try {
-    const rows = parseCsv(text, { bom: true, raw: true, info: true, relax_column_count: true, skip_empty_lines: true, max_record_size: 1 << 20 }) as unknown as {
-      record: string[];
-      raw: string;
-      info: { lines: number };
-    }[];
-    return {
-      records: rows.map((r) => {
-        const raw = r.raw.replace(/[\r\n]+$/, '');
-        // info.lines is the line the record ends on; a record spanning lines starts earlier.
-        return { fields: r.record, raw, line: r.info.lines - (raw.match(/\n/g)?.length ?? 0) };
-      }),
-    };
+    // No `info` (it costs an object per record, a third of the parse at a million lines): each
+    // record's line is counted from its raw text, which holds its inner line breaks.
+    const rows = parseCsv(text, { bom: true, raw: true, relax_column_count: true, max_record_size: 1 << 20 }) as unknown as { record: string[]; raw: string }[];
+    const records: CsvRecord[] = [];
+    let line = 1;
+    for (const r of rows) {
+      const raw = r.raw.replace(/[\r\n]+$/, '');
+      const start = line;
+      let breaks = 0;
+      for (let i = raw.indexOf('\n'); i >= 0; i = raw.indexOf('\n', i + 1)) breaks++;
+      line += breaks + 1;
+      // An empty line is a record of one empty field: skipped, but counted.
+      if (r.record.length === 1 && r.record[0] === '' && raw.trim() === '') continue;
+      records.push({ fields: r.record, raw, line: start });
+    }
+    return { records };
   } catch (err) {
     if (err instanceof CsvError) {
       const line = Number((err as unknown as { lines?: number }).lines ?? 0) || 1;

@@ -85,7 +85,7 @@ export const breaksQuery = (database: string, f: BreaksFilter): string =>
   has_statement, statement_file_hash, statement_line, statement_type, statement_amount_minor, statement_currency, toUInt32(statement_occurred_at) AS statement_s,
   has_ours, our_attempt, our_status, our_refund_event_id, our_amount_minor, our_currency, toUInt32(our_occurred_at) AS ours_s,
   amount_at_stake_minor, currency
-FROM ${ident(database, 'statement_breaks')}
+FROM ${ident(database, 'statement_breaks')} FINAL
 WHERE period_from >= ${raw(at(f.fromMs))} AND period_from < ${raw(at(f.toMs))}${raw(f.kind === undefined ? '' : sql` AND kind = ${f.kind}`)}${raw(f.channel === undefined ? '' : sql` AND channel = ${f.channel}`)}
   AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, f.fromMs, f.toMs, f.channel))})
 ORDER BY period_from, channel, kind, order_id, break_id
@@ -94,14 +94,14 @@ LIMIT ${f.limit}`;
 /** Per channel over the periods starting in [from, to): the latest runs' line, match and break counts. */
 export const summaryRunsQuery = (database: string, fromMs: number, toMs: number): string =>
   sql`SELECT channel, toUInt64(count()) AS periods, toUInt64(sum(lines)) AS n_lines, toUInt64(sum(matched)) AS n_matched, toUInt64(sum(breaks)) AS n_breaks
-FROM ${ident(database, 'statement_runs')}
+FROM ${ident(database, 'statement_runs')} FINAL
 WHERE (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
 GROUP BY channel ORDER BY channel`;
 
 /** Per channel, kind and currency: the latest runs' breaks and the amount at stake. */
 export const summaryBreaksQuery = (database: string, fromMs: number, toMs: number): string =>
   sql`SELECT channel, kind, currency, toUInt64(count()) AS n, sum(amount_at_stake_minor) AS amount
-FROM ${ident(database, 'statement_breaks')}
+FROM ${ident(database, 'statement_breaks')} FINAL
 WHERE period_from >= ${raw(at(fromMs))} AND period_from < ${raw(at(toMs))}
   AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
 GROUP BY channel, kind, currency ORDER BY channel, kind, currency`;
@@ -109,7 +109,7 @@ GROUP BY channel, kind, currency ORDER BY channel, kind, currency`;
 /** Per channel and currency: the latest runs' matched amounts. */
 export const summaryMatchesQuery = (database: string, fromMs: number, toMs: number): string =>
   sql`SELECT channel, currency, type, toUInt64(count()) AS n, sum(amount_minor) AS amount
-FROM ${ident(database, 'statement_matches')}
+FROM ${ident(database, 'statement_matches')} FINAL
 WHERE period_from >= ${raw(at(fromMs))} AND period_from < ${raw(at(toMs))}
   AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
 GROUP BY channel, currency, type ORDER BY channel, currency, type`;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { toDateTimeText } from '../ingest/records.ts';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
+import { insertTsv, queryTsv, type TsvValue } from '../storage/tsv.ts';
 import { ident } from '../storage/sql.ts';
 import type { StatementDeps } from './import.ts';
 import { reconcile, type Break, type BreakKind, type Match, type OurAttempt, type OurRefund, type StatementEntry } from './match.ts';
@@ -20,6 +21,8 @@ export interface PeriodRun {
   matched: number;
   breaks: Record<BreakKind, number>;
   durationMs: number;
+  /** Where the time went: reading from ClickHouse, deciding, writing the results. */
+  phasesMs: { read: number; decide: number; write: number };
 }
 
 export type PeriodOutcome = { status: 'reconciled'; run: PeriodRun } | { status: 'open'; channel: string; period: Period; closesAt: Date };
@@ -40,36 +43,58 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
   if (closesAt.getTime() > options.now.getTime()) return { status: 'open', channel, period, closesAt };
   const started = Date.now();
   const window = { fromMs: period.fromMs - options.graceMs, toMs: period.toMs + options.graceMs };
+  // TabSeparated: at a million rows each, it reads in half the time JSON takes.
   const [lineRows, attemptRows, refundRows] = await Promise.all([
-    queryRows<Row>(deps.clickhouse, periodLinesQuery(deps.database, key), 'read statement lines'),
-    queryRows<Row>(deps.clickhouse, attemptsQuery(deps.database, channel, window), 'read attempts for reconciliation'),
-    queryRows<Row>(deps.clickhouse, refundsQuery(deps.database, channel, window), 'read refunds for reconciliation'),
+    queryTsv(deps.clickhouse, periodLinesQuery(deps.database, key), 'read statement lines'),
+    queryTsv(deps.clickhouse, attemptsQuery(deps.database, channel, window), 'read attempts for reconciliation'),
+    queryTsv(deps.clickhouse, refundsQuery(deps.database, channel, window), 'read refunds for reconciliation'),
   ]);
   const lines = lineRows.map(toEntry);
   const attempts = attemptRows.map(toAttempt);
   const refunds = refundRows.map(toRefund);
+  const readMs = Date.now() - started;
   const result = reconcile({ period, lines, attempts, refunds });
+  const decidedAt = Date.now();
   // Unique per run and increasing, also for two runs within one millisecond.
   const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
   // When the run happened (the job compares it with files' import times), not the `now` it judged by.
   const computedAt = toDateTimeText(Date.now());
-  const head = { channel, period_from: toDateTimeText(period.fromMs), period_to: toDateTimeText(period.toMs), version };
+  const head = [channel, toDateTimeText(period.fromMs), toDateTimeText(period.toMs), version] as const;
+  const breakHead = [...head, computedAt] as const;
+  // Matches and breaks go out together, each in chunks: the server parses one while Node builds the other.
+  const writes: Promise<void>[] = [];
   for (let i = 0; i < result.matches.length; i += INSERT_CHUNK) {
-    await insertRows(deps.clickhouse, ident(deps.database, 'statement_matches').text, result.matches.slice(i, i + INSERT_CHUNK).map((m) => ({ ...head, ...matchRow(m) })), 'write statement matches');
+    writes.push(insertTsv(deps.clickhouse, ident(deps.database, 'statement_matches').text, MATCH_COLUMNS, result.matches.slice(i, i + INSERT_CHUNK).map((m) => [...head, ...matchRow(m)]), 'write statement matches'));
   }
   for (let i = 0; i < result.breaks.length; i += INSERT_CHUNK) {
-    await insertRows(deps.clickhouse, ident(deps.database, 'statement_breaks').text, result.breaks.slice(i, i + INSERT_CHUNK).map((b) => ({ ...head, computed_at: computedAt, ...breakRow(b) })), 'write statement breaks');
+    const rows = result.breaks.slice(i, i + INSERT_CHUNK).map((b) => {
+      const r = breakRow(b);
+      return [...breakHead, ...BREAK_FIELDS.map((c) => r[c] as TsvValue)];
+    });
+    writes.push(insertTsv(deps.clickhouse, ident(deps.database, 'statement_breaks').text, BREAK_COLUMNS, rows, 'write statement breaks'));
   }
+  await Promise.all(writes);
   // The run row last: a run cut short leaves no run, so readers keep the previous one.
   await insertRows(
     deps.clickhouse,
     ident(deps.database, 'statement_runs').text,
-    [{ ...head, computed_at: computedAt, window_from: toDateTimeText(window.fromMs), window_to: toDateTimeText(window.toMs), lines: lines.length, attempts: attempts.length, refunds: refunds.length, matched: result.matches.length, breaks: result.breaks.length }],
+    [{ channel, period_from: toDateTimeText(period.fromMs), period_to: toDateTimeText(period.toMs), version, computed_at: computedAt, window_from: toDateTimeText(window.fromMs), window_to: toDateTimeText(window.toMs), lines: lines.length, attempts: attempts.length, refunds: refunds.length, matched: result.matches.length, breaks: result.breaks.length }],
     'record statement run',
   );
   const breaks = Object.fromEntries(['charged_not_recorded', 'recorded_not_settled', 'amount_mismatch', 'currency_mismatch', 'duplicate_settlement', 'refund_mismatch', 'ambiguous'].map((k) => [k, 0])) as Record<BreakKind, number>;
   for (const b of result.breaks) breaks[b.kind]++;
-  const run: PeriodRun = { channel, period, version, lines: lines.length, attempts: attempts.length, refunds: refunds.length, matched: result.matches.length, breaks, durationMs: Date.now() - started };
+  const run: PeriodRun = {
+    channel,
+    period,
+    version,
+    lines: lines.length,
+    attempts: attempts.length,
+    refunds: refunds.length,
+    matched: result.matches.length,
+    breaks,
+    durationMs: Date.now() - started,
+    phasesMs: { read: readMs, decide: decidedAt - started - readMs, write: Date.now() - decidedAt },
+  };
   deps.logger.info('statement period reconciled', { channel, period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), lines: run.lines, matched: run.matched, breaks: result.breaks.length, duration_ms: run.durationMs });
   return { status: 'reconciled', run };
 }
@@ -86,50 +111,50 @@ export async function periodsToReconcile(deps: StatementDeps, sinceMs: number): 
     .map((r) => ({ channel: String(r.channel), period: { fromMs: Number(r.from_s) * 1000, toMs: Number(r.to_s) * 1000 } }));
 }
 
-const toEntry = (r: Row): StatementEntry => ({
-  fileHash: String(r.file_hash),
-  line: Number(r.line),
-  type: r.type === 'refund' ? 'refund' : 'payment',
-  transactionId: String(r.transaction_id),
-  orderId: String(r.order_id),
-  amountMinor: Number(r.amount_minor),
-  currency: String(r.currency),
-  occurredAtMs: Number(r.at_ms),
+type Cells = (string | null)[];
+
+// Columns in the order the queries of reconcile-queries.ts select them.
+const toEntry = (r: Cells): StatementEntry => ({
+  fileHash: r[0]!,
+  line: Number(r[1]),
+  type: r[2] === 'refund' ? 'refund' : 'payment',
+  transactionId: r[3]!,
+  orderId: r[4]!,
+  amountMinor: Number(r[5]),
+  currency: r[6]!,
+  occurredAtMs: Number(r[7]),
 });
 
-const toAttempt = (r: Row): OurAttempt => ({
-  orderId: String(r.a_order),
-  attempt: Number(r.a_attempt),
-  transactionId: String(r.a_tx),
-  status: String(r.a_status) as OurAttempt['status'],
-  amountMinor: Number(r.a_amount),
-  currency: String(r.a_currency),
-  lastAtMs: Number(r.a_last_ms),
+const toAttempt = (r: Cells): OurAttempt => ({
+  orderId: r[0]!,
+  attempt: Number(r[1]),
+  status: r[2] as OurAttempt['status'],
+  amountMinor: Number(r[3]),
+  currency: r[4]!,
+  transactionId: r[5]!,
+  lastAtMs: Number(r[6]),
 });
 
-const toRefund = (r: Row): OurRefund => ({
-  eventId: String(r.r_event),
-  orderId: String(r.r_order),
-  transactionId: String(r.r_tx),
-  amountMinor: Number(r.r_amount),
-  currency: String(r.r_currency),
-  occurredAtMs: Number(r.r_at_ms),
+const toRefund = (r: Cells): OurRefund => ({
+  eventId: r[0]!,
+  orderId: r[1]!,
+  transactionId: r[2]!,
+  amountMinor: Number(r[3]),
+  currency: r[4]!,
+  occurredAtMs: Number(r[5]),
 });
 
-function matchRow(m: Match): Row {
-  return {
-    file_hash: m.line.fileHash,
-    line: m.line.line,
-    type: m.line.type,
-    matched_by: m.by,
-    transaction_id: m.line.transactionId,
-    order_id: m.line.orderId,
-    attempt: m.attempt?.attempt ?? 0,
-    refund_event_id: m.refund?.eventId ?? '',
-    amount_minor: m.line.amountMinor,
-    currency: m.line.currency,
-  };
-}
+const MATCH_COLUMNS = ['channel', 'period_from', 'period_to', 'version', 'file_hash', 'line', 'type', 'matched_by', 'transaction_id', 'order_id', 'attempt', 'refund_event_id', 'amount_minor', 'currency'];
+
+const matchRow = (m: Match): TsvValue[] => [m.line.fileHash, m.line.line, m.line.type, m.by, m.line.transactionId, m.line.orderId, m.attempt?.attempt ?? 0, m.refund?.eventId ?? '', m.line.amountMinor, m.line.currency];
+
+const BREAK_FIELDS = [
+  'break_id', 'kind', 'detail', 'order_id', 'transaction_id',
+  'has_statement', 'statement_file_hash', 'statement_line', 'statement_type', 'statement_amount_minor', 'statement_currency', 'statement_occurred_at',
+  'has_ours', 'our_attempt', 'our_status', 'our_refund_event_id', 'our_amount_minor', 'our_currency', 'our_occurred_at',
+  'amount_at_stake_minor', 'currency',
+] as const;
+const BREAK_COLUMNS = ['channel', 'period_from', 'period_to', 'version', 'computed_at', ...BREAK_FIELDS];
 
 /** A break as a statement_breaks row; its id is derived from the kind and both sides. */
 export function breakRow(b: Break): Row {

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../../log/index.ts';
-import { command, createClickHouse, queryRows, type ClickHouseClient } from '../../storage/clickhouse.ts';
+import { command, createClickHouse, insertRows, queryRows, type ClickHouseClient } from '../../storage/clickhouse.ts';
+import { validateEvent } from '../../contract/validate.ts';
+import { toEventRow } from '../../ingest/records.ts';
+import { reconcilePeriod } from '../../statements/reconcile.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
 import { importStatement, type ImportOptions } from '../../statements/import.ts';
@@ -73,6 +76,25 @@ describe('statements import on ClickHouse', () => {
       ['tx-"quoted",comma', "ord-'; DROP TABLE x; --", 1, 'USD', null, 0],
       ['tx\\back\\slash', '订单-支付-🙂', 9999, 'EUR', 0, 2],
     ]);
+  });
+
+  test('hostile ids reconcile as data: every line of the generic fixture matches our events', async () => {
+    const pay = (id: string, tx: string, order: string, amount: number, currency: string, at: string, type = 'payment') => {
+      const v = validateEvent({ event_id: id, occurred_at: at, type, status: 'succeeded', order_id: order, ...(type === 'payment' ? { attempt: 1 } : {}), transaction_id: tx, amount_minor: amount, currency, channel: 'card', merchant_id: 'm1' });
+      if (!v.ok) throw new Error(v.reason);
+      return toEventRow(v.value, 0, 0, '2026-11-26 00:00:00');
+    };
+    await insertRows(clickhouse, ident(database, 'payment_events').text, [
+      pay('e1', '4200001', 'ord-1', 1250, 'CNY', '2026-11-25T10:00:00Z'),
+      pay('e2', '4200002', 'ord-2', 1000, 'JPY', '2026-11-25T02:30:00.250Z'),
+      pay('e3', '4200003', 'ord-3', 1234, 'KWD', '2026-11-25T12:00:00Z'),
+      pay('e4', '4200001', 'ord-1', 250, 'CNY', '2026-11-25T13:00:00Z', 'refund'),
+      pay('e5', 'tx-"quoted",comma', "ord-'; DROP TABLE x; --", 1, 'USD', '2026-11-25T23:59:59Z'),
+      pay('e6', 'tx\\back\\slash', '订单-支付-🙂', 9999, 'EUR', '2026-11-25T00:00:00Z'),
+    ]);
+    const outcome = await reconcilePeriod(deps(), { channel: 'card', period: { fromMs: Date.UTC(2026, 10, 25), toMs: Date.UTC(2026, 10, 26) } }, { graceMs: 1_800_000, now: new Date(Date.UTC(2026, 10, 27)) });
+    // The period also holds the Stripe fixture's lines (channel card, same day), for which we have no events.
+    expect(outcome, JSON.stringify(outcome)).toMatchObject({ status: 'reconciled', run: { lines: 9, matched: 6, attempts: 5, refunds: 1, breaks: { charged_not_recorded: 2, refund_mismatch: 1, ambiguous: 0 } } });
   });
 
   test('a file with an invalid line stores nothing; --skip-invalid stores the valid lines and the invalid ones with reasons', async () => {
