@@ -79,7 +79,11 @@ export interface ReconcileResult {
   breaks: Break[];
 }
 
-const byFileLine = (a: StatementEntry, b: StatementEntry) => (a.fileHash < b.fileHash ? -1 : a.fileHash > b.fileHash ? 1 : a.line - b.line);
+// Files by hash, lines by number: grouped first so a million lines sort by number, not by string.
+function inFileOrder(lines: readonly StatementEntry[]): StatementEntry[] {
+  const files = group(lines, (l) => l.fileHash);
+  return [...files.keys()].sort().flatMap((hash) => files.get(hash)!.sort((a, b) => a.line - b.line));
+}
 const inPeriod = (p: Period, ms: number) => ms >= p.fromMs && ms < p.toMs;
 const sameMoney = (l: StatementEntry, o: { amountMinor: number; currency: string }) => l.amountMinor === o.amountMinor && l.currency === o.currency;
 
@@ -114,7 +118,7 @@ function group<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> 
 export function reconcile(input: ReconcileInput): ReconcileResult {
   const matches: Match[] = [];
   const breaks: Break[] = [];
-  const lines = [...input.lines].sort(byFileLine);
+  const lines = inFileOrder(input.lines);
   reconcilePayments(input.period, lines.filter((l) => l.type === 'payment'), input.attempts, matches, breaks);
   reconcileRefunds(input.period, lines.filter((l) => l.type === 'refund'), input.refunds, matches, breaks);
   return { matches, breaks };

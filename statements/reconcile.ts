@@ -28,7 +28,7 @@ export interface PeriodRun {
 export type PeriodOutcome = { status: 'reconciled'; run: PeriodRun } | { status: 'open'; channel: string; period: Period; closesAt: Date };
 
 type Row = Record<string, unknown>;
-const INSERT_CHUNK = 100_000;
+const INSERT_CHUNK = 200_000;
 
 /**
  * Reconciles one channel's statement period against our records, once the period has closed and
@@ -49,7 +49,7 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
     queryTsv(deps.clickhouse, attemptsQuery(deps.database, channel, window), 'read attempts for reconciliation'),
     queryTsv(deps.clickhouse, refundsQuery(deps.database, channel, window), 'read refunds for reconciliation'),
   ]);
-  const lines = lineRows.map(toEntry);
+  const lines = uniqueLines(lineRows.map(toEntry));
   const attempts = attemptRows.map(toAttempt);
   const refunds = refundRows.map(toRefund);
   const readMs = Date.now() - started;
@@ -61,19 +61,29 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
   const computedAt = toDateTimeText(Date.now());
   const head = [channel, toDateTimeText(period.fromMs), toDateTimeText(period.toMs), version] as const;
   const breakHead = [...head, computedAt] as const;
-  // Matches and breaks go out together, each in chunks: the server parses one while Node builds the other.
-  const writes: Promise<void>[] = [];
+  // Two inserts in flight at most: the server parses one chunk while Node builds the next, and
+  // more would only compete for the same two cores.
+  const writes: (() => Promise<void>)[] = [];
   for (let i = 0; i < result.matches.length; i += INSERT_CHUNK) {
-    writes.push(insertTsv(deps.clickhouse, ident(deps.database, 'statement_matches').text, MATCH_COLUMNS, result.matches.slice(i, i + INSERT_CHUNK).map((m) => [...head, ...matchRow(m)]), 'write statement matches'));
+    const slice = result.matches.slice(i, i + INSERT_CHUNK);
+    writes.push(() => insertTsv(deps.clickhouse, ident(deps.database, 'statement_matches').text, MATCH_COLUMNS, slice.map((m) => [...head, ...matchRow(m)]), 'write statement matches'));
   }
   for (let i = 0; i < result.breaks.length; i += INSERT_CHUNK) {
-    const rows = result.breaks.slice(i, i + INSERT_CHUNK).map((b) => {
-      const r = breakRow(b);
-      return [...breakHead, ...BREAK_FIELDS.map((c) => r[c] as TsvValue)];
-    });
-    writes.push(insertTsv(deps.clickhouse, ident(deps.database, 'statement_breaks').text, BREAK_COLUMNS, rows, 'write statement breaks'));
+    const slice = result.breaks.slice(i, i + INSERT_CHUNK);
+    writes.push(() =>
+      insertTsv(
+        deps.clickhouse,
+        ident(deps.database, 'statement_breaks').text,
+        BREAK_COLUMNS,
+        slice.map((b) => {
+          const r = breakRow(b);
+          return [...breakHead, ...BREAK_FIELDS.map((c) => r[c] as TsvValue)];
+        }),
+        'write statement breaks',
+      ),
+    );
   }
-  await Promise.all(writes);
+  await inParallel(writes, 2);
   // The run row last: a run cut short leaves no run, so readers keep the previous one.
   await insertRows(
     deps.clickhouse,
@@ -112,6 +122,26 @@ export async function periodsToReconcile(deps: StatementDeps, sinceMs: number): 
 }
 
 type Cells = (string | null)[];
+
+/** Runs the tasks with at most `limit` in flight. */
+async function inParallel(tasks: readonly (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+}
+
+// A line stored twice (an insert retried after a lost answer) counts once.
+function uniqueLines(lines: StatementEntry[]): StatementEntry[] {
+  const seen = new Set<string>();
+  return lines.filter((l) => {
+    const key = `${l.fileHash}:${l.line}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
 
 // Columns in the order the queries of reconcile-queries.ts select them.
 const toEntry = (r: Cells): StatementEntry => ({
