@@ -16,6 +16,8 @@ export interface AnalyticsDeps {
   metrics?: JobMetrics;
   /** Folder the daily report is written to (REPORTS_DIR). @default 'reports' under the working directory */
   reportsDir?: string;
+  /** The statements job's inbox (STATEMENTS_DIR, '' = none), grace and size limit; without it the job only reconciles, with the defaults. */
+  statements?: { dir: string; graceMs: number; maxBytes: number };
 }
 
 // Failures runJob has already logged and counted, so the scheduler does not report them twice.

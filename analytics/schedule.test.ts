@@ -12,13 +12,14 @@ afterEach(() => {
 });
 
 describe('analytics schedule (fake clock)', () => {
-  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily', () => {
+  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily, statements every five minutes', () => {
     expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([
       ['rates', '* * * * *'],
       ['reconcile', '*/5 * * * *'],
       ['retry-policy', '7 * * * *'],
       ['baselines', '3 * * * *'],
       ['daily-report', '10 0 * * *'],
+      ['statements', '*/5 * * * *'],
     ]);
   });
 

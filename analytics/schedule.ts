@@ -5,6 +5,7 @@ import { reportJobFailure, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import { RATES_JOB, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
 import { retryPolicyScheduledJob, type PolicyPublisher } from './retry-policy.ts';
+import { statementsScheduledJob } from '../statements/job.ts';
 
 /** A job and when it runs; `run` is the plain function of (dependencies, now) the scheduler calls. */
 export interface ScheduledJob {
@@ -48,6 +49,7 @@ export const analyticsJobs: readonly ScheduledJob[] = [
   retryPolicyScheduledJob,
   baselinesScheduledJob,
   dailyReportScheduledJob,
+  statementsScheduledJob,
 ];
 
 export interface AnalyticsSchedule {

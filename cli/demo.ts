@@ -15,6 +15,16 @@ import { queryRows } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { numberOption, parseCommandArgs, type Command } from './command.ts';
 import { parseDuration } from '../rules/duration.ts';
+import type { PaymentEvent } from '../contract/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { TrafficGenerator } from '../simulator/generate.ts';
+import type { ClickHouseClient } from '../storage/clickhouse.ts';
+import { importStatement } from '../statements/import.ts';
+import { formatPeriod } from '../statements/period.ts';
+import { breaksQuery } from '../statements/reconcile-queries.ts';
+import { reconcilePeriod } from '../statements/reconcile.ts';
+import { simulatedStatement } from '../statements/simulated.ts';
+import { writeStatement } from '../statements/write.ts';
 import { startPipeline } from './pipeline.ts';
 
 const help = `Usage: paysentinel demo [--duration 60s] [--rate 300] [--seed N] [--json]
@@ -23,7 +33,10 @@ The guided tour. Starts Kafka and ClickHouse if they are not running, starts the
 streams realistic payment traffic through it (baseline plus the card-testing,
 duplicate-charge, stuck-processing and charged-but-failed scenarios, with 1% malformed
 messages), waits until everything is stored or dead-lettered, and prints a summary:
-events produced, stored, dead-lettered and the per-status counts from ClickHouse.
+events produced, stored, dead-lettered and the per-status counts from ClickHouse. It then
+writes the payment platform's statement of the run's alipay traffic with one break of each
+kind injected (out/demo-statement-alipay.csv), imports and reconciles it, and shows which of
+the injected breaks were found.
 
 Exit code 0 only when the numbers add up: every distinct valid event stored exactly once and
 every malformed message in the dead-letter topic.
@@ -148,6 +161,7 @@ export const demoCommand: Command = {
         await new Promise((r) => setTimeout(r, 500));
         found = await caseFor();
       }
+      const statement = await reconcileDemoStatement(generator, stats.produced, pipeline.clickhouse, config.clickhouseDatabase, logger);
       const summary = {
         ok,
         produced: stats.produced,
@@ -168,6 +182,7 @@ export const demoCommand: Command = {
         })),
         cases_opened_this_run: [...found.values()].filter((c) => Date.parse(c.opened_at.replace(' ', 'T') + 'Z') >= runStartedAt - 1_000).length,
         labels_file: labelsFile,
+        statement,
       };
       if (values.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(render(summary, config));
@@ -198,7 +213,64 @@ type Summary = {
   scenarios: { scenario: string; rule: string; entity: string; case_id: string | null }[];
   cases_opened_this_run: number;
   labels_file: string;
+  statement: DemoStatement;
 };
+
+interface DemoStatement {
+  file: string;
+  channel: string;
+  period: string;
+  lines: number;
+  matched: number;
+  injected: { kind: string; order_id: string; found: boolean }[];
+  not_injected: { kind: string; reason: string }[];
+  other_breaks: number;
+}
+
+/**
+ * The platform's statement of this run's alipay traffic, with one break of each kind injected,
+ * imported and reconciled at once. Its period is the run itself (first to last event), already
+ * over and every event of it stored, so no grace is waited for. Breaks beyond the injected ones
+ * come from other traffic in the same channel and minutes of this database.
+ */
+async function reconcileDemoStatement(generator: TrafficGenerator, produced: number, clickhouse: ClickHouseClient, database: string, logger: Logger): Promise<DemoStatement> {
+  const replay = createTrafficGenerator(generator.options);
+  const sent: PaymentEvent[] = [];
+  for (let i = 0; i < produced; i++) {
+    const item = replay.next();
+    if (item?.event) sent.push(item.event);
+  }
+  let first = Infinity;
+  let last = -Infinity;
+  for (const e of sent) {
+    const t = Date.parse(e.occurred_at);
+    if (t < first) first = t;
+    if (t > last) last = t;
+  }
+  const period = { fromMs: Math.floor(first / 1000) * 1000, toMs: Math.floor(last / 1000) * 1000 + 1000 };
+  const channel = 'alipay';
+  const built = simulatedStatement(sent, channel, period, { currencies: true, inject: true });
+  const file = `${projectRoot}/out/demo-statement-${channel}.csv`;
+  await writeFile(file, writeStatement('generic', built.lines, period));
+  const deps = { clickhouse, database, logger };
+  const imported = await importStatement(deps, { path: file, format: 'generic', channel, period, maxBytes: 1024 ** 3 });
+  if (imported.status === 'refused') throw new PaysentinelError('STATEMENT_REFUSED', `the demo statement was refused: ${imported.reason}`);
+  const outcome = await reconcilePeriod(deps, { channel, period }, { graceMs: 0, now: new Date(Math.max(Date.now(), period.toMs)) });
+  if (outcome.status !== 'reconciled') throw new PaysentinelError('STATEMENT_REFUSED', 'the demo statement period did not close');
+  const found = await queryRows<{ kind: string; order_id: string }>(clickhouse, breaksQuery(database, { fromMs: period.fromMs, toMs: period.fromMs + 1000, channel, limit: 100_000 }));
+  const key = (b: { kind: string; order_id: string }) => `${b.kind} ${b.order_id}`;
+  const injected = new Set(built.injected.map(key));
+  return {
+    file,
+    channel,
+    period: formatPeriod(period),
+    lines: outcome.run.lines,
+    matched: outcome.run.matched,
+    injected: built.injected.map((b) => ({ kind: b.kind, order_id: b.order_id, found: found.some((f) => key(f) === key(b)) })),
+    not_injected: built.notInjected,
+    other_breaks: found.filter((f) => !injected.has(key(f))).length,
+  };
+}
 
 function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
   const check = (good: boolean) => (good ? 'ok' : 'MISMATCH');
@@ -217,6 +289,13 @@ function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
     `injected scenarios and their cases (${s.cases_opened_this_run} case(s) opened during this run; a case already open for the`,
     '  same entity from an earlier run is updated instead; cases beyond the scenarios concern earlier traffic in this database):',
     ...s.scenarios.map((x) => `  ${x.scenario.padEnd(20)} -> ${x.rule} on ${x.entity}: ${x.case_id ? `case ${x.case_id}` : 'NOT DETECTED'}`),
+    '',
+    `statement of this run's ${s.statement.channel} traffic (${s.statement.file}, period ${s.statement.period}):`,
+    `  ${s.statement.lines} lines, ${s.statement.matched} matched; injected breaks:`,
+    ...s.statement.injected.map((b) => `  ${b.kind.padEnd(22)} order ${b.order_id}: ${b.found ? 'found' : 'NOT FOUND'}`),
+    ...s.statement.not_injected.map((n) => `  ${n.kind.padEnd(22)} not injected: ${n.reason}`),
+    ...(s.statement.other_breaks > 0 ? [`  ${s.statement.other_breaks} other break(s): other traffic of this channel in the same minutes of this database`] : []),
+    `  paysentinel statements breaks --from ${s.statement.period.split('..')[0]} --channel ${s.statement.channel}`,
     '',
     s.ok ? 'RESULT: the numbers add up.' : 'RESULT: the numbers do NOT add up (see MISMATCH above).',
     '',

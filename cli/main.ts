@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
     (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
   analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
   policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
+  statements: async () => (await import('../statements/cli.ts')).statementsCommand,
 };
 
 const summaries: Record<string, string> = {
@@ -30,6 +31,7 @@ const summaries: Record<string, string> = {
   rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   policy: 'The retry policy tuned from evidence (policy show | policy diff)',
+  statements: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)",
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

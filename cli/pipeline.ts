@@ -111,6 +111,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       // Every run counted in paysentinel_job_runs_total{job,status} on /metrics.
       metrics: createJobMetrics(metrics.registry),
       reportsDir: config.reportsDir,
+      statements: { dir: config.statementsDir, graceMs: config.statementGraceMs, maxBytes: config.statementMaxBytes },
     };
     const analytics = startAnalyticsSchedule(analyticsDeps, undefined, { shouldRun: leadership.isLeader });
     stops.push(() => analytics.stop());

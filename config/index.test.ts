@@ -26,4 +26,11 @@ describe('loadConfig', () => {
   test('refuses credentials inside the URL so secrets stay in their own variables', () => {
     expect(() => loadConfig({ CLICKHOUSE_URL: 'http://u:p@h:8123' })).toThrow(/CLICKHOUSE_PASSWORD/);
   });
+
+  test('statement settings: a size in bytes and a grace as a duration', () => {
+    expect(loadConfig({})).toMatchObject({ statementMaxBytes: 1024 ** 3, statementGraceMs: 30 * 60_000 });
+    expect(loadConfig({ STATEMENT_GRACE: '2h', STATEMENT_MAX_BYTES: '1048576' })).toMatchObject({ statementGraceMs: 7_200_000, statementMaxBytes: 1_048_576 });
+    expect(() => loadConfig({ STATEMENT_GRACE: '30' })).toThrow(/STATEMENT_GRACE="30" is invalid: expected a duration such as 30m/);
+    expect(() => loadConfig({ STATEMENT_GRACE: '8d' })).toThrow(/at most 168 hours/);
+  });
 });

@@ -87,6 +87,12 @@ export const MAX_TOPIC_PARTITIONS = 128;
 
 /** The largest INGEST_BATCH_MAX_ROWS: every statement a batch sends is tested at this size. */
 export const MAX_BATCH_ROWS = 100_000;
+/** A duration such as 30m, 90s, 2h or 1d (at most `maxMs`), in milliseconds. */
+const duration = (maxMs: number): Parser<number> => (raw, name) => {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(raw.trim());
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'] : NaN;
+  return Number.isSafeInteger(ms) && ms <= maxMs ? ms : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
+};
 
 /** Every setting, its default and its meaning: the single source for parsing and for docs. */
 export const settings = {
@@ -115,6 +121,9 @@ export const settings = {
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
   reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
+  statementMaxBytes: { env: 'STATEMENT_MAX_BYTES', default: String(1024 ** 3), description: 'Statement files larger than this (bytes) are refused before they are read.', parse: int(1, 64 * 1024 ** 3) },
+  statementGraceMs: { env: 'STATEMENT_GRACE', default: '30m', description: 'A statement period is reconciled this long after it ends, so attempts near the cut have their final status (30m, 2h, ...).', parse: duration(7 * 86_400_000) },
+  statementsDir: { env: 'STATEMENTS_DIR', default: '', description: 'Folder the scheduled statements job imports new statement files from, as <format>/<file> or <format>/<channel>/<file> (empty = none).', parse: anyText },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 

@@ -1,6 +1,7 @@
 import { dashboard, type DashboardSpec, type QueryVariable } from './model.ts';
 import { paymentOutcomesSpec } from './src/payment-outcomes.ts';
 import { pipelineHealthSpec } from './src/pipeline-health.ts';
+import { reconciliationSpec } from './src/reconciliation.ts';
 import { retryRefundsSpec } from './src/retry-refunds.ts';
 import { riskCasesSpec } from './src/risk-cases.ts';
 
@@ -14,6 +15,7 @@ export function dashboardSpecs(database: string): { file: string; spec: Dashboar
     { file: 'pipeline-health.json', spec: pipelineHealthSpec(database) },
     { file: 'retry-refunds.json', spec: retryRefundsSpec(database) },
     { file: 'risk-cases.json', spec: riskCasesSpec(database) },
+    { file: 'reconciliation.json', spec: reconciliationSpec(database) },
   ];
 }
 

@@ -10,6 +10,7 @@ export const errorCodes = [
   'STACK_FAILED',
   'RULES_INVALID',
   'USAGE',
+  'STATEMENT_REFUSED',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 

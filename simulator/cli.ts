@@ -12,6 +12,10 @@ import { createLogger } from '../log/index.ts';
 import { createTrafficGenerator, type TrafficGenerator } from './generate.ts';
 import { runSimulation, type SimulationStats } from './run.ts';
 import { resolveScenarios, scenarios } from './scenarios.ts';
+import type { PaymentEvent } from '../contract/index.ts';
+import { simulatedStatement, type InjectedBreak } from '../statements/simulated.ts';
+import { formats, type StatementFormat } from '../statements/types.ts';
+import { writeStatement } from '../statements/write.ts';
 
 const help = `Usage: paysentinel simulate [options]
 
@@ -26,12 +30,21 @@ Options:
   --scenario NAME      Inject a scenario; repeat or comma-separate; "all" for every one
   --labels FILE        Write the injected scenarios (rule, entity, event ids) as JSON
   --invalid-share F    Fraction 0..1 of malformed messages (default 0)
+  --statement FILE     Also write the payment platform's statement of the traffic sent, for one
+                       channel, with one break of every kind injected (recorded under
+                       "statement" in the --labels file); import it with "paysentinel
+                       statements import". The period is the run's start day: the Beijing day
+                       (wechat, alipay) or the UTC day (generic, stripe).
+  --statement-format F generic, wechat (channel wechat_pay), alipay (alipay; no currency column,
+                       so no currency_mismatch), stripe (card). Default: generic
+  --statement-channel C  The channel of a generic statement (default alipay)
   --json               Print the final statistics as JSON on stdout
   --list-scenarios     List the scenarios and the rule each should trigger, then exit
 
 Examples:
   paysentinel simulate --rate 500 --duration 10s --seed 7 --scenario all --labels out/labels.json
-  paysentinel simulate --duration 5m --scenario card-testing,retry-storm --invalid-share 0.01`;
+  paysentinel simulate --duration 5m --scenario card-testing,retry-storm --invalid-share 0.01
+  paysentinel simulate --duration 2m --statement out/wechat.csv --statement-format wechat --labels out/labels.json`;
 
 function listScenarios(json: boolean): string {
   if (json) {
@@ -54,9 +67,55 @@ function summary(stats: SimulationStats, seed: number, topic: string, labelsFile
   ].filter(Boolean).join('\n');
 }
 
-async function writeLabels(file: string, generator: TrafficGenerator): Promise<void> {
+async function writeLabels(file: string, generator: TrafficGenerator, statement?: StatementLabels): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, JSON.stringify(generator.labels(), null, 2) + '\n');
+  await writeFile(file, JSON.stringify({ ...generator.labels(), ...(statement ? { statement } : {}) }, null, 2) + '\n');
+}
+
+/** What --labels records about the statement written with --statement. */
+interface StatementLabels {
+  file: string;
+  format: StatementFormat;
+  channel: string;
+  period_from: string;
+  period_to: string;
+  lines: number;
+  breaks: InjectedBreak[];
+  not_injected: { kind: string; reason: string }[];
+}
+
+const statementChannels: Record<StatementFormat, string> = { generic: 'alipay', wechat: 'wechat_pay', alipay: 'alipay', stripe: 'card' };
+
+/**
+ * The statement of what was sent: the generator is deterministic, so a second one with the same
+ * options yields the same items, of which the first `produced` went out.
+ */
+async function writeSimulatedStatement(file: string, format: StatementFormat, channel: string, generator: TrafficGenerator, produced: number): Promise<StatementLabels> {
+  const replay = createTrafficGenerator(generator.options);
+  const events: PaymentEvent[] = [];
+  for (let i = 0; i < produced; i++) {
+    const item = replay.next();
+    if (!item) break;
+    if (item.event) events.push(item.event);
+  }
+  const startMs = generator.options.startMs;
+  const beijing = format === 'wechat' || format === 'alipay';
+  const offset = beijing ? 8 * 3_600_000 : 0;
+  const fromMs = Math.floor((startMs + offset) / 86_400_000) * 86_400_000 - offset;
+  const period = { fromMs, toMs: fromMs + 86_400_000 };
+  const statement = simulatedStatement(events, channel, period, { currencies: format !== 'alipay', inject: true });
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, writeStatement(format, statement.lines, period));
+  return {
+    file,
+    format,
+    channel,
+    period_from: new Date(period.fromMs).toISOString(),
+    period_to: new Date(period.toMs).toISOString(),
+    lines: statement.lines.length,
+    breaks: statement.injected,
+    not_injected: statement.notInjected,
+  };
 }
 
 /** `paysentinel simulate`: paced, seeded traffic with optional scenarios, to Kafka. */
@@ -74,6 +133,9 @@ export const simulateCommand: Command = {
       'invalid-share': { type: 'string' },
       json: { type: 'boolean' },
       'list-scenarios': { type: 'boolean' },
+      statement: { type: 'string' },
+      'statement-format': { type: 'string' },
+      'statement-channel': { type: 'string' },
     });
     const json = values.json === true;
     if (values['list-scenarios']) {
@@ -90,6 +152,11 @@ export const simulateCommand: Command = {
     const invalidShare = numberOption('simulate', 'invalid-share', values['invalid-share'], 0, 0);
     if (invalidShare > 1) throw usage(`--invalid-share ${values['invalid-share']} must be between 0 and 1.`);
     const scenarioNames = resolveScenarios(values.scenario ?? []);
+    const statementFormat = (values['statement-format'] ?? 'generic') as StatementFormat;
+    if (!formats.includes(statementFormat)) throw usage(`--statement-format ${JSON.stringify(values['statement-format'])} is not one of ${formats.join(', ')}.`);
+    if (values.statement === undefined && (values['statement-format'] !== undefined || values['statement-channel'] !== undefined)) throw usage('--statement-format and --statement-channel need --statement FILE.');
+    if (values['statement-channel'] !== undefined && statementFormat !== 'generic') throw usage('--statement-channel is for the generic format; the others imply their channel.');
+    const statementChannel = values['statement-channel'] ?? statementChannels[statementFormat];
 
     const config = loadConfig();
     const logger = createLogger({ level: config.logLevel, base: { component: 'simulate' } });
@@ -143,7 +210,11 @@ export const simulateCommand: Command = {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await producer.disconnect().catch((err) => logger.warn('simulate: disconnect failed', { err }));
-      if (values.labels) await writeLabels(values.labels, generator);
+      const statement = values.statement && stats ? await writeSimulatedStatement(values.statement, statementFormat, statementChannel, generator, stats.produced) : undefined;
+      if (statement) {
+        process.stderr.write(`simulate: statement ${statement.file} (${statement.format}, channel ${statement.channel}, ${statement.lines} lines), injected: ${statement.breaks.map((b) => b.kind).join(', ')}\n`);
+      }
+      if (values.labels) await writeLabels(values.labels, generator, statement);
     }
     if (json) {
       process.stdout.write(JSON.stringify({ seed, topic: config.eventsTopic, rate, durationMs, scenarios: scenarioNames, ...stats, labels: values.labels ?? null }) + '\n');

@@ -35,6 +35,9 @@ import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, entityScreen
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
+import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
+import { inboxSeenQuery } from '../statements/job.ts';
+import { attemptsQuery, breaksQuery, periodLinesQuery, periodStateQuery, refundsQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from '../statements/reconcile-queries.ts';
 import { bootstrapStatements, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
 
@@ -76,6 +79,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...reconcileStatements(database),
     ...baselineStatements(database),
     ...dailyReportStatements(database),
+    ...statementStatements(database),
   ];
 }
 
@@ -231,4 +235,24 @@ function baselineStatements(database: string): CatalogStatement[] {
 /** The daily report (it also sums stored hours, see analyticsStatements): cases opened by rule. */
 function dailyReportStatements(database: string): CatalogStatement[] {
   return [{ name: 'cases opened by rule', sql: casesOpenedByRuleQuery(database, Date.UTC(2026, 10, 24), Date.UTC(2026, 10, 25)) }];
+}
+
+/** `statements import`, the reconciliation of a period, and `statements breaks|summary`. */
+function statementStatements(database: string): CatalogStatement[] {
+  const period = { fromMs: Date.UTC(2026, 10, 24, 16), toMs: Date.UTC(2026, 10, 25, 16) };
+  const window = { fromMs: period.fromMs - 1_800_000, toMs: period.toMs + 1_800_000 };
+  return [
+    { name: 'statement file by hash', sql: fileByHashQuery(database, "ab'c\\") },
+    { name: 'statement file lines', sql: fileLinesQuery(database, { hash: 'abc', channel: "it's", period }) },
+    { name: 'statement period lines', sql: periodLinesQuery(database, { channel: "it's", period }) },
+    { name: 'statement attempts', sql: attemptsQuery(database, 'wechat_pay', window) },
+    { name: 'statement refunds', sql: refundsQuery(database, 'wechat_pay', window) },
+    { name: 'statement periods to reconcile', sql: periodStateQuery(database, period.fromMs - 7 * 86_400_000) },
+    { name: 'statement breaks', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, limit: 1000 }) },
+    { name: 'statement breaks of a kind and channel', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, kind: 'amount_mismatch', channel: "it's", limit: 10 }) },
+    { name: 'statement summary runs', sql: summaryRunsQuery(database, period.fromMs, period.toMs) },
+    { name: 'statement summary breaks', sql: summaryBreaksQuery(database, period.fromMs, period.toMs) },
+    { name: 'statement summary matches', sql: summaryMatchesQuery(database, period.fromMs, period.toMs) },
+    { name: 'statement inbox files seen', sql: inboxSeenQuery(database, ["in/wechat/it's.csv", 'in/generic/card/b\\c.csv']) },
+  ];
 }

@@ -20,13 +20,20 @@ import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
+import { importStatement } from '../../statements/import.ts';
+import { reconcilePeriod } from '../../statements/reconcile.ts';
+import { simulatedStatement } from '../../statements/simulated.ts';
+import { writeStatement } from '../../statements/write.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { scalar, services } from './helpers.ts';
 
 /**
  * Every panel of every dashboard, macros expanded for a concrete range, on the real ClickHouse
  * (18.16 here) with simulator traffic (every attack scenario injected), the cases live detection
  * opens on it (support acknowledging some), the output of the rates, retry-policy and reconcile
- * jobs, recorder snapshots and recorded job runs: no panel errors or is empty, and each returns
+ * jobs, recorder snapshots, recorded job runs and a reconciled statement of the alipay traffic: no panel errors or is empty, and each returns
  * the columns its visualisation needs.
  */
 const s = services();
@@ -88,6 +95,7 @@ async function recorderSnapshots() {
 }
 
 const events = simulatorRows();
+let injectedBreaks: string[] = [];
 const queries = dashboardQueries(db);
 const expand = (q: DashboardQuery, selected?: Record<string, string[]>) => expandMacros(q.sql, { ...range, variables: q.variables, selected });
 
@@ -152,6 +160,15 @@ beforeAll(async () => {
   // The real rates job fills payment_rates (5-minute buckets) for the Retry & refunds dashboard.
   const rates = await runRates(deps, new Date(START + 20 * 60_000), { from: new Date(START), to: new Date(START + 15 * 60_000) });
   expect(rates.status).toBe('ok');
+  // The platform's statement of the alipay traffic (UTC day), one break of each kind injected, imported and reconciled.
+  const day = { fromMs: Date.UTC(2026, 10, 25), toMs: Date.UTC(2026, 10, 26) };
+  const sent = [...createTrafficGenerator({ seed: 5, rate: 25, durationMs: DURATION_MS, startMs: START, invalidShare: 0.01, scenarios: scenarioNames })].flatMap((i) => (i.event ? [i.event] : []));
+  const statement = simulatedStatement(sent, 'alipay', day, { currencies: true, inject: true });
+  injectedBreaks = statement.injected.map((b) => b.kind).sort();
+  const file = join(mkdtempSync(join(tmpdir(), 'dashboards-statement-')), 'alipay.csv');
+  writeFileSync(file, writeStatement('generic', statement.lines, day));
+  expect((await importStatement(deps, { path: file, format: 'generic', channel: 'alipay', period: day, maxBytes: 1 << 30 })).status).toBe('imported');
+  expect((await reconcilePeriod(deps, { channel: 'alipay', period: day }, { graceMs: 30 * 60_000, now: new Date(day.toMs + 3_600_000) })).status).toBe('reconciled');
   await runJob(deps, 'rates', { from: new Date(START), to: new Date(START + 5 * 60_000) }, async () => 12, at(5));
   await runJob(deps, 'rates', { from: new Date(START + 5 * 60_000), to: new Date(START + 10 * 60_000) }, async () => {
     throw new Error('ClickHouse said no');
@@ -246,6 +263,17 @@ describe('dashboards on the real ClickHouse', () => {
     expect(picked).toContain(top!.entity);
     const unused = [...new Set(events.map((e) => e.merchant_id))].find((m) => !events.some((e) => e.ip === ip && e.merchant_id === m))!;
     expect((await run(expand(flagged, { merchant: [unused] }))).data.map((r) => r.entity)).not.toContain(top!.entity);
+  });
+
+  test('Reconciliation shows each break injected into the statement once, and the charged-but-not-recorded one first', async () => {
+    const panel = (title: string) => queries.find((q) => q.name === `paysentinel-reconciliation / ${title} / A`)!;
+    expect(injectedBreaks.length).toBeGreaterThanOrEqual(5);
+    const table = (await run(expand(panel('Breaks to work through')))).data as { kind: string }[];
+    expect(table.map((r) => r.kind).sort()).toEqual(injectedBreaks);
+    expect(table[0]!.kind).toBe('charged_not_recorded');
+    expect(Number((await run(expand(panel('Breaks')))).data[0]!.breaks)).toBe(injectedBreaks.length);
+    // Another channel picked: nothing of alipay's.
+    expect((await run(expand(panel('Breaks to work through'), { channel: ['card'] }))).data).toEqual([]);
   });
 
   test('payment numbers equal an independent count of the simulator events', async () => {

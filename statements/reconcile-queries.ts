@@ -1,0 +1,119 @@
+import { LATEST } from '../analytics/queries.ts';
+import { ident, raw, sql } from '../storage/sql.ts';
+import type { Period } from './types.ts';
+
+/**
+ * SQL of statement reconciliation, for ClickHouse 18.16 and current versions alike. Every read of
+ * payment_events is bounded to the period widened by the grace on both sides (its primary key
+ * starts with occurred_at), never the whole history. An attempt's latest status is the project's
+ * one definition (LATEST, analytics/DEFINITIONS.md).
+ */
+
+const TS = 'toUInt64(occurred_at) * 1000 + occurred_ms';
+const sec = (ms: number) => Math.floor(ms / 1000);
+const at = (ms: number) => sql`toDateTime(${sec(ms)}, 'UTC')`;
+
+export interface PeriodKey {
+  channel: string;
+  period: Period;
+}
+
+/**
+ * The settled lines of every file of the channel's period. Without FINAL (a single-threaded merge
+ * on 18.16, the slowest part of the read at a million lines): a line written twice by a retried
+ * insert is dropped by the reader (same file and line).
+ */
+export const periodLinesQuery = (database: string, k: PeriodKey): string =>
+  sql`SELECT file_hash, line, type, transaction_id, order_id, amount_minor, currency, ${raw(TS)} AS at_ms
+FROM ${ident(database, 'statement_lines')}
+WHERE channel = ${k.channel} AND period_from = ${raw(at(k.period.fromMs))} AND period_to = ${raw(at(k.period.toMs))} AND status = 'settled'`;
+
+/**
+ * Our payment attempts of the channel with an event in [from, to): latest status, amount and
+ * currency of the latest event, the transaction id of the latest event that has one, and when the
+ * latest event occurred. Aliases differ from column names (18.16 resolves aliases query-wide).
+ */
+export const attemptsQuery = (database: string, channel: string, window: Period): string =>
+  sql`SELECT order_id AS a_order, ifNull(attempt, 0) AS a_attempt,
+  argMax(toString(status), ${raw(LATEST)}) AS a_status,
+  argMax(amount_minor, ${raw(LATEST)}) AS a_amount,
+  argMax(currency, ${raw(LATEST)}) AS a_currency,
+  argMaxIf(ifNull(transaction_id, ''), ${raw(LATEST)}, isNotNull(transaction_id)) AS a_tx,
+  max(${raw(TS)}) AS a_last_ms
+FROM ${ident(database, 'payment_events')}
+WHERE occurred_at >= ${raw(at(window.fromMs))} AND occurred_at < ${raw(at(window.toMs))} AND type = 'payment' AND channel = ${channel}
+GROUP BY a_order, a_attempt`;
+
+/** Our succeeded refunds of the channel in [from, to), one per event_id. */
+export const refundsQuery = (database: string, channel: string, window: Period): string =>
+  sql`SELECT event_id AS r_event, any(order_id) AS r_order, any(ifNull(transaction_id, '')) AS r_tx, any(amount_minor) AS r_amount,
+  any(currency) AS r_currency, min(${raw(TS)}) AS r_at_ms
+FROM ${ident(database, 'payment_events')}
+WHERE occurred_at >= ${raw(at(window.fromMs))} AND occurred_at < ${raw(at(window.toMs))} AND type = 'refund' AND status = 'succeeded' AND channel = ${channel}
+GROUP BY r_event`;
+
+/** Per (channel, period) with a file: when its latest file was imported and when it was last reconciled (0 = never). */
+export const periodStateQuery = (database: string, sinceMs: number): string =>
+  sql`SELECT channel, toUInt32(period_from) AS from_s, toUInt32(period_to) AS to_s, imported_s, run_s
+FROM (
+  SELECT channel, period_from, period_to, max(toUInt32(imported_at)) AS imported_s
+  FROM ${ident(database, 'statement_files')} FINAL
+  WHERE period_to >= ${raw(at(sinceMs))}
+  GROUP BY channel, period_from, period_to
+) AS f
+ALL LEFT JOIN (
+  SELECT channel, period_from, period_to, max(toUInt32(computed_at)) AS run_s
+  FROM ${ident(database, 'statement_runs')}
+  WHERE period_to >= ${raw(at(sinceMs))}
+  GROUP BY channel, period_from, period_to
+) AS r USING (channel, period_from, period_to)
+ORDER BY channel, from_s`;
+
+// The latest run of each period starting in [from, to), as a tuple list for IN.
+const latestRuns = (database: string, fromMs: number, toMs: number, channel?: string) =>
+  sql`SELECT channel, period_from, period_to, max(version) FROM ${ident(database, 'statement_runs')}
+  WHERE period_from >= ${raw(at(fromMs))} AND period_from < ${raw(at(toMs))}${raw(channel === undefined ? '' : sql` AND channel = ${channel}`)}
+  GROUP BY channel, period_from, period_to`;
+
+export interface BreaksFilter {
+  fromMs: number;
+  toMs: number;
+  kind?: string;
+  channel?: string;
+  limit: number;
+}
+
+/** The breaks of the latest run of each period starting in [from, to). */
+export const breaksQuery = (database: string, f: BreaksFilter): string =>
+  sql`SELECT channel, toUInt32(period_from) AS from_s, toUInt32(period_to) AS to_s, break_id, kind, detail, order_id, transaction_id,
+  has_statement, statement_file_hash, statement_line, statement_type, statement_amount_minor, statement_currency, toUInt32(statement_occurred_at) AS statement_s,
+  has_ours, our_attempt, our_status, our_refund_event_id, our_amount_minor, our_currency, toUInt32(our_occurred_at) AS ours_s,
+  amount_at_stake_minor, currency
+FROM ${ident(database, 'statement_breaks')} FINAL
+WHERE period_from >= ${raw(at(f.fromMs))} AND period_from < ${raw(at(f.toMs))}${raw(f.kind === undefined ? '' : sql` AND kind = ${f.kind}`)}${raw(f.channel === undefined ? '' : sql` AND channel = ${f.channel}`)}
+  AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, f.fromMs, f.toMs, f.channel))})
+ORDER BY period_from, channel, kind, order_id, break_id
+LIMIT ${f.limit}`;
+
+/** Per channel over the periods starting in [from, to): the latest runs' line, match and break counts. */
+export const summaryRunsQuery = (database: string, fromMs: number, toMs: number): string =>
+  sql`SELECT channel, toUInt64(count()) AS periods, toUInt64(sum(lines)) AS n_lines, toUInt64(sum(matched)) AS n_matched, toUInt64(sum(breaks)) AS n_breaks
+FROM ${ident(database, 'statement_runs')} FINAL
+WHERE (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
+GROUP BY channel ORDER BY channel`;
+
+/** Per channel, kind and currency: the latest runs' breaks and the amount at stake. */
+export const summaryBreaksQuery = (database: string, fromMs: number, toMs: number): string =>
+  sql`SELECT channel, kind, currency, toUInt64(count()) AS n, sum(amount_at_stake_minor) AS amount
+FROM ${ident(database, 'statement_breaks')} FINAL
+WHERE period_from >= ${raw(at(fromMs))} AND period_from < ${raw(at(toMs))}
+  AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
+GROUP BY channel, kind, currency ORDER BY channel, kind, currency`;
+
+/** Per channel and currency: the latest runs' matched amounts. */
+export const summaryMatchesQuery = (database: string, fromMs: number, toMs: number): string =>
+  sql`SELECT channel, currency, type, toUInt64(count()) AS n, sum(amount_minor) AS amount
+FROM ${ident(database, 'statement_matches')} FINAL
+WHERE period_from >= ${raw(at(fromMs))} AND period_from < ${raw(at(toMs))}
+  AND (channel, period_from, period_to, version) IN (${raw(latestRuns(database, fromMs, toMs))})
+GROUP BY channel, currency, type ORDER BY channel, currency, type`;
