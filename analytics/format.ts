@@ -1,4 +1,4 @@
-import { parseDuration } from '../cli/command.ts';
+import { parseDuration } from '../rules/duration.ts';
 import type { RateRow } from './rates.ts';
 
 /**

@@ -35,5 +35,3 @@ export function numberOption(command: string, flag: string, raw: string | undefi
   return n;
 }
 
-// Durations are the rules' syntax (rules/duration.ts); analytics/format.ts still takes it from here.
-export { parseDuration } from '../rules/duration.ts';

@@ -1,4 +1,5 @@
 import { PaysentinelError } from '../errors/index.ts';
+import { parseDuration } from '../rules/duration.ts';
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -89,9 +90,8 @@ export const MAX_TOPIC_PARTITIONS = 128;
 export const MAX_BATCH_ROWS = 100_000;
 /** A duration such as 30m, 90s, 2h or 1d (at most `maxMs`), in milliseconds. */
 const duration = (maxMs: number): Parser<number> => (raw, name) => {
-  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(raw.trim());
-  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'] : NaN;
-  return Number.isSafeInteger(ms) && ms <= maxMs ? ms : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
+  const ms = parseDuration(raw);
+  return ms !== null && Number.isSafeInteger(ms) && ms <= maxMs ? ms : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
 };
 
 /** Every setting, its default and its meaning: the single source for parsing and for docs. */
