@@ -90,7 +90,8 @@ export const MAX_TOPIC_PARTITIONS = 128;
 export const MAX_BATCH_ROWS = 100_000;
 /** A duration such as 30m, 90s, 2h or 1d (at most `maxMs`), in milliseconds. */
 const duration = (maxMs: number): Parser<number> => (raw, name) => {
-  const ms = parseDuration(raw);
+  // A setting names its unit: a bare number could be meant as seconds or as minutes.
+  const ms = /[a-z]$/.test(raw.trim()) ? parseDuration(raw) : null;
   return ms !== null && Number.isSafeInteger(ms) && ms <= maxMs ? ms : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
 };
 
