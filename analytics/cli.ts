@@ -76,7 +76,6 @@ function usage(message: string): never {
 
 export const analyticsCommand: Command = {
   name: 'analytics',
-  summary: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

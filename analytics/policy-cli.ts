@@ -25,7 +25,6 @@ Options:
 
 export const policyCommand: Command = {
   name: 'policy',
-  summary: 'The retry policy tuned from evidence (policy show | policy diff)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs('policy', argv, { json: { type: 'boolean' } }, true);

@@ -50,7 +50,6 @@ Options:
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'Benchmarks',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

@@ -42,7 +42,6 @@ function table(cases: readonly Case[]): string {
 
 export const casesCommand: Command = {
   name: 'cases',
-  summary: 'List, show, acknowledge and resolve cases',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

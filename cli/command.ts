@@ -4,8 +4,6 @@ import { PaysentinelError } from '../errors/index.ts';
 /** One CLI subcommand. `run` returns the process exit code. */
 export interface Command {
   name: string;
-  /** One line for the command list. */
-  summary: string;
   /** Full `--help` text: usage, options, examples. */
   help: string;
   run(argv: string[]): Promise<number>;

@@ -3,7 +3,6 @@ import { parseCommandArgs, type Command } from './command.ts';
 
 export const configCommand: Command = {
   name: 'config',
-  summary: 'Show configuration',
   help: `Usage: paysentinel config [--json]
 
 Lists every environment variable paysentinel reads, its default and meaning, then checks the

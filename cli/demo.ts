@@ -52,7 +52,6 @@ Options:
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'Guided tour',
   help,
   async run(argv) {
     const { values } = parseCommandArgs('demo', argv, {

@@ -1,37 +1,28 @@
 import { PaysentinelError } from '../errors/index.ts';
 import type { Command } from './command.ts';
 
-/** Subcommands are loaded lazily so `paysentinel --help` stays fast and side-effect free. */
-const commands: Record<string, () => Promise<Command>> = {
-  start: async () => (await import('./start.ts')).startCommand,
-  simulate: async () => (await import('../simulator/cli.ts')).simulateCommand,
-  stack: async () => (await import('../stack/cli.ts')).stackCommand,
-  migrate: async () => (await import('./migrate.ts')).migrateCommand,
-  demo: async () => (await import('./demo.ts')).demoCommand,
-  bench: async () => (await import('../bench/cli.ts')).benchCommand,
-  config: async () => (await import('./config.ts')).configCommand,
-  cases: async () => (await import('../cases/cli.ts')).casesCommand,
-  // A backtest replays events through detection: given to the rules command, which does not depend on it.
-  rules: async () =>
-    (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
-  analytics: async () => (await import('../analytics/cli.ts')).analyticsCommand,
-  policy: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
-  statements: async () => (await import('../statements/cli.ts')).statementsCommand,
-};
-
-const summaries: Record<string, string> = {
-  start: 'Run the pipeline (ingest Kafka -> ClickHouse) until SIGTERM/SIGINT',
-  simulate: 'Produce realistic payment traffic, with injectable scenarios, to Kafka',
-  stack: 'Start, stop or inspect the local Kafka and ClickHouse (up|down|status)',
-  migrate: 'Apply the ClickHouse schema migrations and exit',
-  demo: 'Start everything, stream a minute of traffic and print a summary',
-  bench: 'Benchmarks that print figures (bench ingest)',
-  config: 'Show the configuration variables, their defaults and current values',
-  cases: 'List, show, acknowledge and resolve the cases detection opened',
-  rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
-  analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
-  policy: 'The retry policy tuned from evidence (policy show | policy diff)',
-  statements: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)",
+/**
+ * Every subcommand, once: its one-line summary for the command list, and how to load it. Loaded
+ * lazily so `paysentinel --help` stays fast (importing them all takes seconds) and side-effect
+ * free; the full `--help` text lives with each command.
+ */
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  start: { summary: 'Run the pipeline (ingest, detection, scheduled jobs, or some of them) until SIGTERM/SIGINT', load: async () => (await import('./start.ts')).startCommand },
+  simulate: { summary: 'Produce realistic payment traffic, with injectable scenarios, to Kafka', load: async () => (await import('../simulator/cli.ts')).simulateCommand },
+  stack: { summary: 'Start, stop or inspect the local Kafka and ClickHouse (up|down|status)', load: async () => (await import('../stack/cli.ts')).stackCommand },
+  migrate: { summary: 'Apply the ClickHouse schema migrations and exit', load: async () => (await import('./migrate.ts')).migrateCommand },
+  demo: { summary: 'Start everything, stream a minute of traffic and print a summary', load: async () => (await import('./demo.ts')).demoCommand },
+  bench: { summary: 'Benchmarks that print figures (bench ingest|detect)', load: async () => (await import('../bench/cli.ts')).benchCommand },
+  config: { summary: 'Show the configuration variables, their defaults and current values', load: async () => (await import('./config.ts')).configCommand },
+  cases: { summary: 'List, show, acknowledge and resolve the cases detection opened', load: async () => (await import('../cases/cli.ts')).casesCommand },
+  rules: {
+    summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
+    // A backtest replays events through detection: given to the rules command, which does not depend on it.
+    load: async () => (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
+  },
+  analytics: { summary: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)', load: async () => (await import('../analytics/cli.ts')).analyticsCommand },
+  policy: { summary: 'The retry policy tuned from evidence (policy show | policy diff)', load: async () => (await import('../analytics/policy-cli.ts')).policyCommand },
+  statements: { summary: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)", load: async () => (await import('../statements/cli.ts')).statementsCommand },
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)
@@ -39,8 +30,8 @@ export const usage = `paysentinel: payment anomaly detection and analytics (Kafk
 Usage: paysentinel <command> [options]
 
 Commands:
-${Object.entries(summaries)
-  .map(([name, s]) => `  ${name.padEnd(10)} ${s}`)
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
   .join('\n')}
 
 Run "paysentinel <command> --help" for a command's options.
@@ -52,12 +43,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage + '\n');
     return name === undefined ? 2 : 0;
   }
-  const load = commands[name];
-  if (!load) {
+  const entry = commands[name];
+  if (!entry) {
     process.stderr.write(`Unknown command "${name}".\n\n${usage}\n`);
     return 2;
   }
-  const command = await load();
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(command.help.trim() + '\n');
     return 0;

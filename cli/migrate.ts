@@ -6,7 +6,6 @@ import { parseCommandArgs, type Command } from './command.ts';
 
 export const migrateCommand: Command = {
   name: 'migrate',
-  summary: 'Apply ClickHouse migrations',
   help: `Usage: paysentinel migrate [--json]
 
 Creates the database and applies the versioned migrations in storage/migrations that are not

@@ -5,7 +5,6 @@ import { parseRoles, startPipeline } from './pipeline.ts';
 
 export const startCommand: Command = {
   name: 'start',
-  summary: 'Run the pipeline (ingest, detection, scheduled jobs, or some of them) until SIGTERM/SIGINT',
   help: `Usage: paysentinel start [--roles ingest,detect,jobs]
 
 Runs the pipeline in the foreground: applies ClickHouse migrations, creates missing topics,

@@ -118,7 +118,6 @@ export interface BacktestArgs {
  */
 export const createRulesCommand = (deps: { backtest: (args: BacktestArgs) => Promise<number> }): Command => ({
   name: 'rules',
-  summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

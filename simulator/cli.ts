@@ -121,7 +121,6 @@ async function writeSimulatedStatement(file: string, format: StatementFormat, ch
 /** `paysentinel simulate`: paced, seeded traffic with optional scenarios, to Kafka. */
 export const simulateCommand: Command = {
   name: 'simulate',
-  summary: 'Produce realistic payment traffic, with injectable scenarios, to Kafka',
   help,
   async run(argv) {
     const { values } = parseCommandArgs('simulate', argv, {

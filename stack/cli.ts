@@ -64,7 +64,6 @@ export function formatStatusTable(status: StackStatus): string {
 /** `paysentinel stack up|down|status`. */
 export const stackCommand: Command = {
   name: 'stack',
-  summary: 'Start, stop or inspect the local Kafka and ClickHouse (up|down|status)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

@@ -84,7 +84,6 @@ const usage = (message: string): never => {
 
 export const statementsCommand: Command = {
   name: 'statements',
-  summary: "Import payment platforms' statements and reconcile them (import|reconcile|breaks|summary|job)",
   help,
   async run(argv) {
     const [sub, ...rest] = argv;
