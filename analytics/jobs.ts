@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/index.ts';
 import type { JobMetrics } from '../metrics/registry.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { toDateTimeText } from '../ingest/records.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, toDateTimeText } from '../storage/sql.ts';
 import { lastRunQuery, recentRunsQuery } from './queries.ts';
 
 /** What every analytics job receives; nothing is read from globals or the environment. */

@@ -1,7 +1,6 @@
 import { probit } from 'simple-statistics';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
-import { toDateTimeText } from '../ingest/records.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, toDateTimeText } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import type { ScheduledJob } from './schedule.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from './retry-policy-queries.ts';

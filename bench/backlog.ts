@@ -1,7 +1,7 @@
 import { validateEvent } from '../contract/index.ts';
-import { toDateTimeText, toPendingRow, lineOf } from '../ingest/records.ts';
+import { toPendingRow, lineOf } from '../ingest/records.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
-import { ident, type SqlFragment } from '../storage/sql.ts';
+import { ident, type SqlFragment, toDateTimeText } from '../storage/sql.ts';
 import { retry } from '../errors/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Hit } from '../rules/index.ts';
-import { toDateTimeText } from '../ingest/records.ts';
+import { toDateTimeText } from '../storage/sql.ts';
 
 export const caseStatuses = ['open', 'acknowledged', 'resolved'] as const;
 export type CaseStatus = (typeof caseStatuses)[number];

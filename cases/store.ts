@@ -1,8 +1,7 @@
 import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql } from '../storage/sql.ts';
-import { toDateTimeText } from '../ingest/records.ts';
+import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import { decideCases, type Case, type CaseStatus } from './decide.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {

@@ -1,3 +1,4 @@
+import { toDateTimeText } from '../storage/sql.ts';
 import { isUtf8 as isValidUtf8 } from 'node:buffer';
 import type { ValidEvent } from '../contract/index.ts';
 
@@ -26,8 +27,6 @@ export interface EventRow {
   ingested_at: string;
 }
 
-/** 'YYYY-MM-DD hh:mm:ss' in UTC: the DateTime text both old and current ClickHouse parse without best_effort. */
-export const toDateTimeText = (epochMs: number): string => new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ');
 
 /** Maps a validated event to its ClickHouse row. */
 export function toEventRow(valid: ValidEvent, partition: number, offset: number, ingestedAt: string): EventRow {

@@ -1,8 +1,8 @@
 import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
-import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
-import { lineOf, toDateTimeText, type PendingRow } from './records.ts';
+import { ident, raw, sql, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
+import { lineOf, type PendingRow } from './records.ts';
 
 
 /** Keeps the first row of each event_id: a redelivery inside one batch counts once. */

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { toDateTimeText } from '../ingest/records.ts';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
 import { insertTsv, queryTsv, type TsvValue } from '../storage/tsv.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, toDateTimeText } from '../storage/sql.ts';
 import type { StatementDeps } from './import.ts';
 import { reconcile, type Break, type BreakKind, type Match, type OurAttempt, type OurRefund, type StatementEntry } from './match.ts';
 import { attemptsQuery, periodLinesQuery, periodStateQuery, refundsQuery, type PeriodKey } from './reconcile-queries.ts';

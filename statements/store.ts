@@ -1,5 +1,4 @@
-import { toDateTimeText } from '../ingest/records.ts';
-import { ident, sql } from '../storage/sql.ts';
+import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import type { TsvValue } from '../storage/tsv.ts';
 import type { ParsedLine, Period, StatementFormat } from './types.ts';
 

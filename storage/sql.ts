@@ -32,6 +32,9 @@ export function quoteString(value: string): string {
   return "'" + value.replace(/[\\'\0\b\f\r\n\t]|[\x01-\x1f\x7f]/g, (ch) => escapes[ch] ?? '\\x' + ch.charCodeAt(0).toString(16).padStart(2, '0')) + "'";
 }
 
+/** 'YYYY-MM-DD hh:mm:ss' in UTC: the DateTime text both old and current ClickHouse parse without best_effort (in JSONEachRow rows and external data). */
+export const toDateTimeText = (epochMs: number): string => new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ');
+
 /** Formats a Date as a UTC DateTime literal (second precision, what 18.16 stores). */
 export function dateTimeLiteral(date: Date): string {
   if (Number.isNaN(date.getTime())) throw new TypeError('Invalid Date cannot be used in SQL');

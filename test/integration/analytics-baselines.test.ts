@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ALL_HOURS, baselineFacts, readBaselines, run } from '../../analytics/baselines.ts';
 import { recentRuns } from '../../analytics/jobs.ts';
-import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
+import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { scalar, services } from './helpers.ts';
 
 /**

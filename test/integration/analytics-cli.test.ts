@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
+import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { repoRoot, services } from './helpers.ts';
 
 /** `paysentinel analytics run JOB`: one code path for every job of the registry, against the real ClickHouse. */

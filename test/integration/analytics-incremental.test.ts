@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { computeRates, readStoredRates, run } from '../../analytics/rates.ts';
 import { dimensions, type BucketSize } from '../../analytics/queries.ts';
-import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
+import { type EventRow } from '../../ingest/records.ts';
 import { createLogger, silentLogger } from '../../log/index.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { bootstrapStatements, loadMigrations, migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import type { PaymentEvent } from '../../contract/index.ts';
 import { services } from './helpers.ts';

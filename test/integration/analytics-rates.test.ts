@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { computeRates, readStoredRates, run, type RateRow } from '../../analytics/rates.ts';
 import { recentRuns } from '../../analytics/jobs.ts';
-import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
+import { type EventRow } from '../../ingest/records.ts';
 import { createLogger, silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import type { PaymentEvent } from '../../contract/index.ts';
 import { scalar, services } from './helpers.ts';

@@ -2,11 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decide, readPolicy, readPreviousPolicy, run, type PolicyEntry, type PolicyPublisher } from '../../analytics/retry-policy.ts';
 import { createKafkaPolicyPublisher } from '../../analytics/retry-policy-kafka.ts';
 import { recentRuns } from '../../analytics/jobs.ts';
-import { toDateTimeText, type EventRow } from '../../ingest/records.ts';
+import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { services } from './helpers.ts';
 
 /**

@@ -5,13 +5,13 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
 import { createCaseBook } from '../../cases/index.ts';
 import { createDetector } from '../../detection/detector.ts';
-import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
+import { toEventRow, type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { loadRuleSetOrThrow } from '../../rules/index.ts';
 import { insertRows } from '../../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { services } from './helpers.ts';
 
 const s = services();

@@ -3,7 +3,7 @@ import { decodeEvent } from '../../contract/index.ts';
 import { positionRange } from '../../detection/positions.ts';
 import { entityEventsQuery, entityScreenQuery, screenBounds, screenHaving, screenPlan, toTimedEvent, type EventRowOut } from '../../detection/screen.ts';
 import { anyMayHold } from '../../rules/evaluate.ts';
-import { toDateTimeText, toEventRow, type EventRow } from '../../ingest/records.ts';
+import { toEventRow, type EventRow } from '../../ingest/records.ts';
 import { computeFeature, loadRuleSetOrThrow } from '../../rules/index.ts';
 import type { Feature } from '../../rules/schema.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
@@ -11,7 +11,7 @@ import { scenarioNames } from '../../simulator/scenarios.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident } from '../../storage/sql.ts';
+import { ident, toDateTimeText } from '../../storage/sql.ts';
 import { silentLogger } from '../../log/index.ts';
 import { services } from './helpers.ts';
 

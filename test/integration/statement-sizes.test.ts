@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { caseQueries } from '../../cases/index.ts';
 import { ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, newKeysQuery, newRowsQuery, positionRange, screenHaving, screenPlan } from '../../detection/index.ts';
 import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../../ingest/writer.ts';
-import { toDateTimeText } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { parseFeatureCatalog } from '../../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../../rules/load.ts';
@@ -12,7 +11,7 @@ import type { Feature } from '../../rules/schema.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { createClickHouseHttp, MAX_EXTERNAL_QUERY_BYTES } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, sql } from '../../storage/sql.ts';
+import { ident, sql, toDateTimeText } from '../../storage/sql.ts';
 import { MAX_BATCH_ROWS, MAX_TOPIC_PARTITIONS, loadConfig } from '../../config/index.ts';
 import { services } from './helpers.ts';
 
