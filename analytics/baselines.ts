@@ -2,7 +2,8 @@ import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse
 import { ident, raw, sql } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
 import type { ScheduledJob } from './schedule.ts';
-import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
+import { paymentsSince } from './queries.ts';
+import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
 /**
  * The `baselines` job: failure-rate baselines per channel and per device, per hour of day (UTC)

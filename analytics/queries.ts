@@ -1,5 +1,6 @@
 import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
 import { eventsOfOrders } from '../storage/copies.ts';
+import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
 /**
  * SQL for the rates defined in analytics/DEFINITIONS.md, built for ClickHouse 18.16 and current versions alike: no
@@ -55,11 +56,6 @@ const dimensionExpr: Record<Dimension, (p: string) => string> = {
   failure_code: (p) => `${p}_code`,
 };
 
-// Latest status wins: by occurred_at, then occurred_ms; at an exact tie a final status beats
-// 'processing', then the larger event_id, so the answer never depends on storage order.
-export const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
-/** First event by occurred_at, then occurred_ms, then event_id. */
-export const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
 /**
  * How long before a window's start the jobs that read attempts by window (reconcile, baselines,

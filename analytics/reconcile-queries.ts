@@ -1,5 +1,6 @@
 import { ident, raw, sql } from '../storage/sql.ts';
-import { EARLIEST, LATEST, paymentsSince } from './queries.ts';
+import { paymentsSince } from './queries.ts';
+import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
 /**
  * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts

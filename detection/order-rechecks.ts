@@ -5,6 +5,7 @@ import type { Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { eventsByEntity } from '../storage/copies.ts';
 import { ident, raw, sql } from '../storage/sql.ts';
+import { LATEST } from '../storage/event-order.ts';
 import { writtenBy } from './query-parts.ts';
 
 /**
@@ -29,7 +30,7 @@ export function stuckOrdersQuery(database: string, fromSec: number, slices: read
   const crossed = sql`SELECT order_id FROM ${ident(database, 'payment_events')} WHERE (${raw(inSlice.length ? inSlice.join(' OR ') : '0')}) AND type = 'payment' AND status = 'processing'${writtenBy(untilSec)}`;
   const latestEnd = Math.max(fromSec, ...slices.map(([, b]) => b));
   return sql`SELECT oid FROM (
-  SELECT entity_key AS oid, attempt, argMax(status, (occurred_at, occurred_ms)) AS latest_status, min(occurred_at) AS began
+  SELECT entity_key AS oid, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, min(occurred_at) AS began
   FROM ${eventsByEntity(database)}
   WHERE entity_type = 'order' AND entity_key IN (${raw(crossed)}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
   GROUP BY oid, attempt

@@ -1,6 +1,7 @@
 import { parseRfc3339, type PaymentEvent } from '../contract/index.ts';
 import type { FactCatalog } from './catalog.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature, type WindowName } from './schema.ts';
+import { isLater } from '../storage/event-order.ts';
 
 /**
  * Reference semantics of features.json: computes a feature from a plain list of events.
@@ -22,6 +23,9 @@ export interface TimedEvent {
   event: PaymentEvent;
   occurredAtMs: number;
 }
+
+/** What the one event order compares (storage/event-order.ts). */
+const orderKey = (t: TimedEvent) => ({ occurredAtMs: t.occurredAtMs, status: t.event.status, eventId: t.event.event_id });
 
 /** Pairs events with their event time; events whose occurred_at does not parse are dropped. */
 export function timed(events: readonly PaymentEvent[]): TimedEvent[] {
@@ -106,9 +110,9 @@ function aggregate(f: Feature, events: readonly TimedEvent[], nowMs: number): nu
     case 'age': {
       let oldest = 0;
       for (const list of byKey(selected, fields).values()) {
-        // The latest event by event time; among equal times, the one received last.
+        // The latest event in the one order every other part uses (storage/event-order.ts).
         let latest = list[0]!;
-        for (const t of list) if (t.occurredAtMs >= latest.occurredAtMs) latest = t;
+        for (const t of list) if (isLater(orderKey(t), orderKey(latest))) latest = t;
         if (!matches(latest.event, f.latest)) continue;
         const first = Math.min(...list.map((t) => t.occurredAtMs));
         oldest = Math.max(oldest, nowMs - first);

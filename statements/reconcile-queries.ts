@@ -1,4 +1,4 @@
-import { LATEST } from '../analytics/queries.ts';
+import { LATEST } from '../storage/event-order.ts';
 import { ident, raw, sql } from '../storage/sql.ts';
 import type { Period } from './types.ts';
 

@@ -4,6 +4,7 @@
  * which 18.16 lacks), and there are no window functions, query parameters or DateTime64.
  */
 import { variableFilter } from '../model.ts';
+import { LATEST } from '../../storage/event-order.ts';
 
 /** The bucket a DateTime column falls in, as a UTC DateTime named `time`, Grafana's time column. */
 export const timeBucket = (column: string): string => `toDateTime(intDiv(toUInt32(${column}), $__interval_s) * $__interval_s, 'UTC') AS time`;
@@ -15,7 +16,7 @@ export const eventFilters = `${variableFilter('channel', 'channel')} AND ${varia
  * Orders an attempt's events as analytics/DEFINITIONS.md does: by occurred_at to the
  * millisecond, a final status winning over `processing` at an exact tie.
  */
-export const eventOrder = `toUInt64(occurred_at) * 10000 + occurred_ms * 10 + (status != 'processing')`;
+
 
 /**
  * One row per payment attempt whose first event is in the time range: its first time (`started`,
@@ -27,8 +28,8 @@ export const attemptsSubquery = (events: string): string => `SELECT
     attempt,
     min(occurred_at) AS started,
     any(channel) AS attempt_channel,
-    toString(argMax(status, ${eventOrder})) AS outcome,
-    ifNull(argMax(failure_code, ${eventOrder}), '') AS code
+    toString(argMax(status, ${LATEST})) AS outcome,
+    ifNull(argMax(failure_code, ${LATEST}), '') AS code
   FROM ${events}
   WHERE type = 'payment' AND $__timeFilter(occurred_at) AND ${eventFilters}
   GROUP BY order_id, attempt`;
