@@ -18,7 +18,7 @@ export interface CaseFilter {
   limit?: number;
 }
 
-/** The statements the case store sends (listed in storage/catalog.ts for the compatibility check). */
+/** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
   const versions = ident(database, 'case_versions');
   const view = ident(database, 'cases');

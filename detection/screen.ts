@@ -202,7 +202,7 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
       return '1';
     },
   });
-  // Loaded rules, or (storage/catalog.ts) the bundled rule files as plain JSON: conditions of the checked shape.
+  // Loaded rules, or (test/sql-catalog.ts) the bundled rule files as plain JSON: conditions of the checked shape.
   return rules.length ? rules.map((r) => having(r.conditions as Condition)).join(' OR ') : '0';
 }
 

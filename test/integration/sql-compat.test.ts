@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, test } from 'vitest';
-import { shippedStatements } from '../../storage/catalog.ts';
+import { shippedStatements } from '../sql-catalog.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';

@@ -38,8 +38,8 @@ import type { Feature } from '../rules/schema.ts';
 import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
 import { inboxSeenQuery } from '../statements/job.ts';
 import { attemptsQuery, breaksQuery, periodLinesQuery, periodStateQuery, refundsQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from '../statements/reconcile-queries.ts';
-import { bootstrapStatements, loadMigrations } from './migrations.ts';
-import { ident, sql } from './sql.ts';
+import { bootstrapStatements, loadMigrations } from '../storage/migrations.ts';
+import { ident, sql } from '../storage/sql.ts';
 
 export interface CatalogStatement {
   name: string;
