@@ -16,15 +16,17 @@ test.each([
   { name: 'read-only user', err: answer('Code: 164, Cannot execute query in readonly mode', '164', 500), kind: 'environment' },
   { name: 'access denied', err: answer('Code: 497, Not enough privileges', '497', 403), kind: 'environment' },
   { name: 'HTTP 401 without a code', err: answer('', undefined, 401), kind: 'environment' },
+  { name: 'a proxy answering 502', err: answer('Bad Gateway', undefined, 502), kind: 'environment' },
+  { name: 'a code this list does not know', err: answer('Code: 999, Keeper exception', '999', 500), kind: 'environment' },
   { name: 'value too long for FixedString', err: answer('Code: 131, Too large value for FixedString(3)', '131', 500), kind: 'rows' },
   { name: 'unparsable row', err: answer('Code: 27, Cannot parse input: expected , before: x', '27', 500), kind: 'rows' },
-  { name: 'request too large (no code)', err: answer('HTTP 400', undefined, 400), kind: 'rows' },
+  { name: 'request too large (no code)', err: answer('HTTP 413', undefined, 413), kind: 'rows' },
   { name: "a form field over the server's limit", err: answer('Poco::Exception. Code: 1000, HTML Form Exception: Field value too long', '1000', 500), kind: 'rows' },
 ])('a failed write caused by $name is "$kind"', ({ err, kind }) => {
   expect(writeFailureKind(err)).toBe(kind);
 });
 
-test('a programming error is not taken for a server that is away', () => {
-  expect(writeFailureKind(new PaysentinelError('CLICKHOUSE_QUERY_FAILED', 'statement too long'))).toBe('rows');
-  expect(writeFailureKind(new TypeError('x is undefined'))).toBe('rows');
+test('a programming error is retried, never taken for bad data', () => {
+  expect(writeFailureKind(new PaysentinelError('CLICKHOUSE_QUERY_FAILED', 'statement too long'))).toBe('environment');
+  expect(writeFailureKind(new TypeError('x is undefined'))).toBe('environment');
 });

@@ -6,7 +6,8 @@ export type { ClickHouseClient };
 
 /**
  * Settings every statement runs with. Chosen to behave the same on ClickHouse 18.16 and current
- * versions: long IN lists (dedup look-ups) need a larger max_query_size than the 256 KiB default.
+ * versions: the statements with lists (the case look-up's 2,000 keys, the demo's ids) need a
+ * larger max_query_size than the 256 KiB default.
  * `priority` 1 is the highest: ingest, detection and the CLI run at it, and a query of a lower
  * priority (BACKGROUND_PRIORITY) pauses while one of theirs runs.
  */
@@ -21,6 +22,13 @@ export const clickhouseSettings = {
  * longer instead (how much shows in job_runs).
  */
 export const BACKGROUND_PRIORITY = 10;
+
+/**
+ * How long a migration statement may run: one that copies the stored history into a new table
+ * (014, 015, 016) reads all of it, which takes minutes to hours on a large store. With the
+ * usual 30 s the client gave up while the server went on, and the next start began another copy.
+ */
+export const MIGRATION_TIMEOUT_MS = 6 * 3_600_000;
 
 /**
  * Creates a client for the configured server. Does not connect until the first request.
@@ -67,29 +75,32 @@ export function classifyClickHouseError(err: unknown, what: string): Paysentinel
 }
 
 /**
- * Server error codes that say the statement or its target is wrong, not the rows it carries:
- * unknown table, database or column, syntax (our statements are fixed text), read-only or full
- * server, authentication and access. Repeating such a write helps once someone fixes the cause;
- * dead-lettering its rows would empty the topic into the DLQ for a configuration mistake.
+ * Server error codes that say the request's data is at fault: a value the server cannot parse or
+ * convert (6, 25, 26, 27, 38, 41, 53, 70, 72, 117), one a column cannot hold (69, 131), an
+ * input cut short (32, 33), or a multipart field over the server's limit (1000, Poco's "Field
+ * value too long"). Only these make ingest write a batch in parts to find the rows at fault.
  */
-const ENVIRONMENT_CODES = new Set(['8', '16', '47', '60', '62', '81', '115', '164', '192', '193', '194', '195', '201', '218', '242', '243', '497', '516']);
+const DATA_CODES = new Set(['6', '25', '26', '27', '32', '33', '38', '41', '53', '69', '70', '72', '117', '131', '1000']);
 
 /**
  * What a failed write means for the rows it carried:
  * - `unavailable`: the server could not be reached or is overloaded; retry the same rows later;
- * - `environment`: the statement or its target is wrong (see ENVIRONMENT_CODES, or HTTP 401/403/404); retry later too;
- * - `rows`: the server refused this request's data (a value it cannot parse or store, a request
- *   too large): some rows are at fault, and writing fewer at a time finds them.
+ * - `rows`: the server refused this request's data (DATA_CODES, or HTTP 400/413 without a code:
+ *   a request too large): some rows are at fault, and writing fewer at a time finds them;
+ * - `environment`: anything else: the statement or its target is wrong (unknown table, syntax,
+ *   authentication, read-only, disk full), a proxy in front of the server answered, or a bug.
+ *   Retried like `unavailable`: whatever is not known to be about the data must never send data
+ *   to the dead-letter topic, where a configuration mistake would empty the stream into it.
  */
 export type WriteFailureKind = 'unavailable' | 'environment' | 'rows';
 
 export function writeFailureKind(err: unknown): WriteFailureKind {
   if (err instanceof PaysentinelError && err.retriable) return 'unavailable';
   const cause = (err instanceof PaysentinelError ? err.cause : err) as { code?: unknown; status?: unknown } | undefined;
-  if (cause?.code !== undefined && ENVIRONMENT_CODES.has(String(cause.code))) return 'environment';
-  if (cause?.status === 401 || cause?.status === 403 || cause?.status === 404) return 'environment';
+  if (cause?.code !== undefined && DATA_CODES.has(String(cause.code))) return 'rows';
+  if (cause?.code === undefined && (cause?.status === 400 || cause?.status === 413)) return 'rows';
   if (!(err instanceof PaysentinelError) && classifyClickHouseError(err, '').retriable) return 'unavailable';
-  return 'rows';
+  return 'environment';
 }
 
 /** Runs a query and returns its rows as objects. */

@@ -52,7 +52,13 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw classifyClickHouseError(cause?.code ? Object.assign(new Error(cause.message ?? String(err)), { code: cause.code }) : err, what);
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (err) {
+      // The connection dropped while the answer was read (undici: "terminated"): the server may be going away.
+      throw new PaysentinelError('CLICKHOUSE_UNAVAILABLE', `${what}: the answer was cut off (${(err as Error).message})`, { retriable: true, cause: err });
+    }
     if (!response.ok) {
       const code = /Code: (\d+)/.exec(text)?.[1];
       throw classifyClickHouseError(Object.assign(new Error(text.trim().slice(0, 500) || `HTTP ${response.status}`), { code, status: response.status }), what);
