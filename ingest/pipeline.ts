@@ -203,11 +203,14 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     if (pending.length >= config.maxBufferedRows) setPaused(true, 'buffer full');
   }
 
+  /** Sends dead letters in sends of at most DLQ_SEND_BYTES (the broker refuses a request over its limit, 1 MB by default). */
   async function deadLetter(dead: DeadEntry[]): Promise<void> {
-    if (dead.length === 0) return;
-    await retry(
-      () => producer.send({ topic: config.dlqTopic, acks: -1, messages: dead.map((d) => ({ key: d.key, value: d.value })) }),
-      {
+    for (let i = 0; i < dead.length; ) {
+      let bytes = 0;
+      let j = i;
+      while (j < dead.length && (j === i || bytes + dead[j]!.value.length <= DLQ_SEND_BYTES)) bytes += dead[j++]!.value.length;
+      const part = dead.slice(i, j);
+      await retry(() => producer.send({ topic: config.dlqTopic, acks: -1, messages: part.map((d) => ({ key: d.key, value: d.value })) }), {
         retries: Number.POSITIVE_INFINITY,
         maxDelayMs: 5_000,
         signal: hardStop.signal,
@@ -216,9 +219,10 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
           metrics.writeErrors.inc({ target: 'dlq' });
           logger.warn('dead-letter produce failed, retrying', { err, attempt, wait });
         },
-      },
-    );
-    for (const d of dead) metrics.deadLettered.inc({ reason: reasonKind(d.reason) });
+      });
+      for (const d of part) metrics.deadLettered.inc({ reason: reasonKind(d.reason) });
+      i = j;
+    }
   }
 
   /** Records a failed attempt; logs the first one and then at most every 30 s, naming the batch. */
@@ -308,14 +312,24 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
    * skipped nor make the process exit.
    */
   async function flush(batch: Batch): Promise<void> {
+    // What is done stays done across attempts: rows stored (with the rows refused), dead letters sent.
+    let refused: DeadEntry[] | undefined;
+    let deadSent = false;
+    let refusedSent = false;
+    const t0 = performance.now();
     for (let attempt = 0; ; attempt++) {
       try {
-        const t0 = performance.now();
-        const [refused] = await Promise.all([store(batch.rows), deadLetter(batch.dead)]);
-        await deadLetter(refused);
+        // Both settle before anything is retried, so a write is never left running beside its repeat.
+        const [stored, sent] = await Promise.allSettled([refused ?? store(batch.rows), deadSent ? undefined : deadLetter(batch.dead)]);
+        if (stored.status === 'fulfilled') refused = stored.value;
+        if (sent.status === 'fulfilled') deadSent = true;
+        if (stored.status === 'rejected') throw stored.reason;
+        if (sent.status === 'rejected') throw sent.reason;
+        if (!refusedSent) await deadLetter(refused!);
+        refusedSent = true;
         const t1 = performance.now();
         await commit(batch.offsets);
-        logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length + refused.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
+        logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length + refused!.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
         return;
       } catch (err) {
         if (hardStop.signal.aborted) throw err;
@@ -394,6 +408,9 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt, trouble }),
   };
 }
+
+/** Bytes of dead-letter records per send: one record is at most about 700 KB (see toDeadLetter). */
+const DLQ_SEND_BYTES = 512 * 1024;
 
 /** A short label for the metrics: the reason up to its first quote or colon. */
 function reasonKind(reason: string): string {

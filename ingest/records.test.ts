@@ -1,6 +1,6 @@
-import { expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { validateEvent } from '../contract/index.ts';
-import { lineOf, toEventRow, toPendingRow } from './records.ts';
+import { DEAD_LETTER_RAW_BYTES, lineOf, toDeadLetter, toEventRow, toPendingRow } from './records.ts';
 
 const base = {
   event_id: 'e"1\\\n',
@@ -29,4 +29,23 @@ test.each([
   const row = toEventRow(valid.value, 3, 42, '2026-11-25 10:16:00');
   expect(JSON.parse(lineOf(fast, '2026-11-25 10:16:00'))).toEqual(row);
   expect(fast).toMatchObject({ event_id: row.event_id, occurred_at: row.occurred_at });
+});
+
+describe('dead-letter records stay under the broker limit', () => {
+  const source = { topic: 't', partition: 2, offset: '9' };
+  const now = new Date(Date.UTC(2026, 11, 6));
+  test('a message up to the bound is kept whole', () => {
+    const value = Buffer.from('{"a":"' + 'x'.repeat(1000) + '"}');
+    const d = toDeadLetter('bad', source, Buffer.from('k'), value, now);
+    expect(d).toMatchObject({ raw: value.toString('utf8'), raw_encoding: 'utf8', raw_bytes: value.length, raw_truncated: false, key: 'k' });
+  });
+  test('a larger message keeps its first bytes, its size and the flag; the record fits a 1 MB broker limit', () => {
+    const value = Buffer.alloc(5 * 1024 * 1024, 0xff);
+    const d = toDeadLetter('over the limit', source, Buffer.alloc(100_000, 0x61), value, now);
+    expect(d.raw_truncated).toBe(true);
+    expect(d.raw_bytes).toBe(5 * 1024 * 1024);
+    expect(Buffer.from(d.raw, 'base64')).toEqual(value.subarray(0, DEAD_LETTER_RAW_BYTES));
+    expect(d.key).toHaveLength(4096);
+    expect(Buffer.byteLength(JSON.stringify(d))).toBeLessThan(1_000_000);
+  });
 });

@@ -93,13 +93,22 @@ export interface MessageSource {
   offset: string;
 }
 
-/** The JSON body of a dead-letter message: why, where from, and the original bytes. */
+/** Most bytes of a message kept in its dead-letter record: the record must stay under the broker's message limit (1 MB by default). */
+export const DEAD_LETTER_RAW_BYTES = 256 * 1024;
+/** Most bytes of a message key kept in its dead-letter record. */
+const DEAD_LETTER_KEY_BYTES = 4 * 1024;
+
+/** The JSON body of a dead-letter message: why, where from, and the original bytes (the first DEAD_LETTER_RAW_BYTES of them). */
 export interface DeadLetter {
   reason: string;
   source: MessageSource;
   key: string | null;
   raw: string;
   raw_encoding: 'utf8' | 'base64';
+  /** Size of the original message in bytes. */
+  raw_bytes: number;
+  /** True when `raw` holds only the first DEAD_LETTER_RAW_BYTES: the whole message is still at `source` in Kafka while it is retained. */
+  raw_truncated: boolean;
   failed_at: string;
 }
 
@@ -107,13 +116,15 @@ export interface DeadLetter {
 export function toDeadLetter(reason: string, source: MessageSource, key: Buffer | null, value: Buffer | null, now: Date): DeadLetter {
   const bytes = value ?? Buffer.alloc(0);
   const utf8 = Buffer.isBuffer(bytes) && isValidUtf8(bytes);
+  const kept = bytes.length > DEAD_LETTER_RAW_BYTES ? bytes.subarray(0, DEAD_LETTER_RAW_BYTES) : bytes;
   return {
     reason,
     source,
-    key: key === null ? null : key.toString('utf8'),
-    raw: utf8 ? bytes.toString('utf8') : bytes.toString('base64'),
+    key: key === null ? null : key.subarray(0, DEAD_LETTER_KEY_BYTES).toString('utf8'),
+    raw: utf8 ? kept.toString('utf8') : kept.toString('base64'),
     raw_encoding: utf8 ? 'utf8' : 'base64',
+    raw_bytes: bytes.length,
+    raw_truncated: kept.length < bytes.length,
     failed_at: now.toISOString(),
   };
 }
-
