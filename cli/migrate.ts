@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse } from '../storage/clickhouse.ts';
+import { MIGRATION_TIMEOUT_MS, createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { parseCommandArgs, type Command } from './command.ts';
 
@@ -14,7 +14,7 @@ yet recorded in <database>.schema_migrations. Safe to run again: it applies noth
   async run(argv) {
     const { values } = parseCommandArgs('migrate', argv, { json: { type: 'boolean' } });
     const config = loadConfig();
-    const client = createClickHouse(config);
+    const client = createClickHouse(config, { requestTimeoutMs: MIGRATION_TIMEOUT_MS });
     try {
       const applied = await migrate(client, config.clickhouseDatabase, createLogger({ level: config.logLevel }));
       if (values.json) process.stdout.write(JSON.stringify({ database: config.clickhouseDatabase, applied }) + '\n');
