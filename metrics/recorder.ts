@@ -32,7 +32,7 @@ export async function snapshotRows(metrics: Pick<IngestMetrics, 'registry'>, ins
   const rows: MetricRow[] = [];
   for (const metric of await metrics.registry.prom.getMetricsAsJSON()) {
     if (!metric.name.startsWith('paysentinel_')) continue;
-    // A counter nothing has counted yet is still a sample of 0, as /metrics shows it.
+    // A labelled counter nothing has counted yet gets one 0 row without labels, so the dashboards' sums read 0, not 'no data'.
     const values = metric.values.length === 0 && String(metric.type) === 'counter' ? [{ value: 0, labels: {} }] : metric.values;
     for (const v of values as { value: number; labels: Record<string, string | number>; metricName?: string }[]) {
       const name = v.metricName ?? metric.name;

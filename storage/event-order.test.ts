@@ -25,3 +25,9 @@ test("the rules' reference takes an attempt reported processing and succeeded in
   // Still processing when nothing final was reported: an hour old.
   expect(computeFeature(feature, 'o1', timed([event('p', 'processing')]), now)).toBe(3_600_000);
 });
+
+test('event ids compare by their UTF-8 bytes, as ClickHouse compares strings', () => {
+  // U+FF01 is 0xEF 0xBC 0x81 in UTF-8, an emoji starts 0xF0: the emoji is larger in bytes, smaller in UTF-16 units.
+  expect(isLater(at(1, 'failed', '😀'), at(1, 'failed', '！'))).toBe(true);
+  expect(isLater(at(1, 'failed', '！'), at(1, 'failed', '😀'))).toBe(false);
+});

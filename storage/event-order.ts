@@ -13,11 +13,11 @@ export const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_
 /** First event: by occurred_at, then occurred_ms, then event_id. */
 export const EARLIEST = '(occurred_at, occurred_ms, event_id)';
 
-/** LATEST in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares ASCII strings). */
+/** LATEST in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares strings: by their UTF-8 bytes). */
 export function isLater(a: { occurredAtMs: number; status: string; eventId: string }, b: { occurredAtMs: number; status: string; eventId: string }): boolean {
   if (a.occurredAtMs !== b.occurredAtMs) return a.occurredAtMs > b.occurredAtMs;
   const aFinal = a.status !== 'processing';
   const bFinal = b.status !== 'processing';
   if (aFinal !== bFinal) return aFinal;
-  return a.eventId > b.eventId;
+  return Buffer.compare(Buffer.from(a.eventId), Buffer.from(b.eventId)) > 0;
 }

@@ -62,7 +62,7 @@ FROM {db}.payment_events;
 
 -- What each attempt and each order adds to the counts of its 5-minute bucket (the bucket of its
 -- first event; an order's is its first attempt's), written by the rates job for the orders that
--- changed. A bucket's rates are the sums of its live items. The latest version of a key wins;
+-- changed. A bucket's rates are the sums of its live items. The latest version of a key wins,
 -- `deleted` rows retire an item from a bucket it no longer belongs to (an earlier event arrived
 -- late and moved the attempt's first occurred_at).
 CREATE TABLE IF NOT EXISTS {db}.rate_items
