@@ -13,6 +13,8 @@ export const STATEMENTS_JOB = 'statements';
 export const DEFAULT_PENDING_LOOKBACK_MS = 7 * 86_400_000;
 /** At most this many new files are imported per run; the rest wait for the next. */
 export const MAX_FILES_PER_RUN = 200;
+/** A file in STATEMENTS_DIR is imported once it has not changed for this long. */
+export const INBOX_SETTLE_MS = 60_000;
 
 /** A file found in the inbox: its format (and channel) from the folders it sits in. */
 export interface InboxFile {
@@ -88,7 +90,10 @@ export async function run(deps: AnalyticsDeps, now: Date): Promise<JobRun> {
           seen.add(`${r.file_path}|${r.size_bytes}|${Number(r.modified_s) * 1000}`);
         }
       }
-      const fresh = found.filter((f) => !seen.has(`${f.path}|${f.sizeBytes}|${f.modifiedAtMs}`)).slice(0, MAX_FILES_PER_RUN);
+      // A file changed in the last minute may still be being copied in: a generic or Stripe file cut
+      // at a line boundary would parse as a shorter valid file, and the whole one would follow.
+      const settled = (f: { modifiedAtMs: number }) => f.modifiedAtMs <= now.getTime() - INBOX_SETTLE_MS;
+      const fresh = found.filter((f) => settled(f) && !seen.has(`${f.path}|${f.sizeBytes}|${f.modifiedAtMs}`)).slice(0, MAX_FILES_PER_RUN);
       for (const f of fresh) {
         let outcome: ImportResult | { status: 'failed'; reason: string };
         try {
