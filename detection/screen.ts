@@ -10,6 +10,7 @@ import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, raw, sql } from '../storage/sql.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { filterSql, writtenBy } from './query-parts.ts';
+import { EVENT_FIELDS, type EventField, type EventRow } from '../ingest/records.ts';
 
 /**
  * The screen: which entities touched by a tick's new rows may hit a rule. Each entity type's
@@ -206,9 +207,8 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
   return rules.length ? rules.map((r) => having(r.conditions as Condition)).join(' OR ') : '0';
 }
 
-const EVENT_COLUMNS = raw(
-  'event_id, toUInt32(occurred_at) AS s, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source',
-);
+/** The stored event fields (ingest/records.ts), occurred_at as Unix seconds `s`. */
+const EVENT_COLUMNS = raw(EVENT_FIELDS.map((f) => (f === 'occurred_at' ? 'toUInt32(occurred_at) AS s' : f)).join(', '));
 
 /**
  * Events of the listed entities (ids sent as the external table `entity_ids`) since `fromSec`,
@@ -218,25 +218,14 @@ export function entityEventsQuery(database: string, entity: EntityType, fromSec:
   return sql`SELECT ${EVENT_COLUMNS} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${raw(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} LIMIT 1 BY event_id`;
 }
 
-export interface EventRowOut {
-  event_id: string;
+/** An event as entityEventsQuery reads it: the stored fields, occurred_at as `s`, UInt64 amounts as JSON strings. */
+export type EventRowOut = Omit<Pick<EventRow, EventField>, 'occurred_at' | 'amount_minor' | 'type' | 'status' | 'source'> & {
   s: number;
-  occurred_ms: number;
-  type: 'payment' | 'refund';
-  status: PaymentEvent['status'];
-  order_id: string;
-  attempt: number | null;
-  transaction_id: string | null;
   amount_minor: string | number;
-  currency: string;
-  channel: string;
-  merchant_id: string;
-  user_id: string | null;
-  device_id: string | null;
-  ip: string | null;
-  failure_code: string | null;
+  type: PaymentEvent['type'];
+  status: PaymentEvent['status'];
   source: PaymentEvent['source'] | null;
-}
+};
 
 /** Turns a stored row back into the contract event the rules reason about. */
 export function toTimedEvent(r: EventRowOut): TimedEvent {
