@@ -17,14 +17,10 @@ import { duplicateIds, services, storedCount } from './helpers.ts';
  * analytics-job-metrics.test.ts.)
  */
 const httpPort = 20_000 + Math.floor(Math.random() * 10_000);
-const s = services({ KAFKA_CASES_TOPIC: `t${Math.random().toString(36).slice(2, 10)}.payments.cases`, DETECTION_TICK_MS: '300', HTTP_PORT: String(httpPort) });
+const s = services({ DETECTION_TICK_MS: '300', HTTP_PORT: String(httpPort) });
 let pipeline: RunningPipeline | undefined;
 afterAll(async () => {
   await pipeline?.stop();
-  const admin = s.kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [s.config.casesTopic] }).catch(() => {});
-  await admin.disconnect();
   await s.cleanup();
 });
 

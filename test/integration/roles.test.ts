@@ -11,14 +11,10 @@ import { duplicateIds, services, spawnPipeline, storedCount, type ChildPipeline 
  * group, a third runs detection and the scheduled jobs; together they do what one full
  * instance does.
  */
-const s = services({ KAFKA_TOPIC_PARTITIONS: '4', KAFKA_CASES_TOPIC: `t${Math.random().toString(36).slice(2, 10)}.payments.cases`, DETECTION_TICK_MS: '300' });
+const s = services({ KAFKA_TOPIC_PARTITIONS: '4', DETECTION_TICK_MS: '300' });
 const running: ChildPipeline[] = [];
 afterAll(async () => {
   for (const p of running) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-  const admin = s.kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [s.config.casesTopic] }).catch(() => {});
-  await admin.disconnect();
   await s.cleanup();
 });
 
