@@ -9,6 +9,7 @@ export const errorCodes = [
   'KAFKA_UNAVAILABLE',
   'STACK_FAILED',
   'RULES_INVALID',
+  'USERS_INVALID',
   'USAGE',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
