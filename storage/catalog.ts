@@ -21,11 +21,12 @@ import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ing
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
+import { orderReportsQuery } from '../console/orders.ts';
 import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
-import { bootstrapStatements, loadMigrations } from './migrations.ts';
+import { bootstrapStatements, existingColumnsQuery, loadMigrations } from './migrations.ts';
 import { ident, sql } from './sql.ts';
 
 export interface CatalogStatement {
@@ -47,6 +48,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...bootstrapStatements(database).map((s, i) => ({ name: `bootstrap #${i + 1}`, sql: s })),
     ...loadMigrations(database).flatMap((m) => m.statements.map((s, i) => ({ name: `${m.name} #${i + 1}`, sql: s }))),
     { name: 'read applied migrations', sql: `SELECT DISTINCT version FROM ${db}.schema_migrations` },
+    { name: 'read columns (migrations)', sql: existingColumnsQuery(database, 'case_versions', ['assignee', 'resolution']) },
     {
       name: 'record migration',
       sql: sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${1}, ${'001_payment_events'}, ${new Date(Date.UTC(2026, 0, 1))})`,
@@ -66,6 +68,22 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...reconcileStatements(database),
     ...baselineStatements(database),
     ...dailyReportStatements(database),
+    ...consoleStatements(database),
+  ];
+}
+
+/** The support console: inbox pages (first, filtered, and after a cursor), counts, an entity's cases, an order's story. */
+function consoleStatements(database: string): CatalogStatement[] {
+  const cases = caseQueries(database);
+  return [
+    { name: 'inbox', sql: cases.inbox({ limit: 50 }) },
+    {
+      name: 'inbox filtered, next page',
+      sql: cases.inbox({ status: 'open', severity: 'high', rule: "it's", entityType: 'order', entityId: 'o\\1', assignee: '', q: '<img src=x>', limit: 20, after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" } }),
+    },
+    { name: 'case counts by status', sql: cases.countsByStatus() },
+    { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
+    { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
   ];
 }
 
