@@ -123,7 +123,7 @@ export const settings = {
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
   consoleHost: { env: 'CONSOLE_HOST', default: '127.0.0.1', description: 'Address the support console (paysentinel console) listens on.', parse: text() },
-  consolePort: { env: 'CONSOLE_PORT', default: '8080', description: 'Port of the support console.', parse: int(1, 65535) },
+  consolePort: { env: 'CONSOLE_PORT', default: '8080', description: 'Port of the support console (0: any free port, printed at start).', parse: int(0, 65535) },
   consoleUsersFile: { env: 'CONSOLE_USERS_FILE', default: 'console-users.json', description: 'JSON file of the console users, their roles, password hashes and API token hashes (paysentinel users; relative to the working directory).', parse: text() },
   consoleSessionSecret: { env: 'CONSOLE_SESSION_SECRET', default: '', description: 'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).', parse: sessionSecret, secret: true },
   consoleSessionMinutes: { env: 'CONSOLE_SESSION_MINUTES', default: '480', description: 'A console login expires this many minutes after it was made.', parse: int(5, 10_080) },
