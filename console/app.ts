@@ -11,6 +11,7 @@ import { caseStatuses, resolutions, type CaseChange, type CaseStore, type InboxC
 import type { Logger } from '../log/index.ts';
 import type { ClickHouseClient } from '../storage/clickhouse.ts';
 import { readOrderStory } from './orders.ts';
+import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
 
 declare module '@fastify/secure-session' {
@@ -297,8 +298,9 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   });
   app.get('/cases/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req, reply) => {
     const c = await readCase((req.params as { id: string }).id);
+    const timeline = await readEntityTimeline(o.clickhouse, o.database, c.entity_type, c.entity_id, now());
     const evidence = Object.entries(c.evidence).map(([name, value]) => ({ name, label: o.factDescriptions.get(name) ?? name, value: typeof value === 'string' ? value : JSON.stringify(value) }));
-    return page(reply, 'case', { user: req.auth!.user, c, evidence, resolutions, canAct: canActOnCases(req.auth!.user.role), csrf: reply.generateCsrf() });
+    return page(reply, 'case', { user: req.auth!.user, c, evidence, timeline, timelineHours: TIMELINE_HOURS, resolutions, canAct: canActOnCases(req.auth!.user.role), csrf: reply.generateCsrf() });
   });
   for (const action of actions) {
     app.post(

@@ -47,8 +47,7 @@ export interface OrderStory {
 /** The reports of the order `id` names, by order id or by any of its transaction ids, in time order. */
 export function orderReportsQuery(database: string, id: string): string {
   const events = ident(database, 'payment_events');
-  return sql`SELECT event_id, toString(occurred_at) AS occurred_at, occurred_ms, toString(ingested_at) AS ingested_at, type, status, order_id, attempt, transaction_id,
-    toString(amount_minor) AS amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source
+  return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source
     FROM ${events}
     WHERE order_id IN (SELECT order_id FROM ${events} WHERE order_id = ${id} OR transaction_id = ${id})
     ORDER BY occurred_at, occurred_ms, event_id

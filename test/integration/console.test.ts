@@ -28,7 +28,8 @@ let viewerToken: string;
 const HOSTILE_ORDER = '"><script>document.title="pwned"</script>';
 const HOSTILE_DEVICE = '<img src=x onerror=alert(1)>';
 const LATE_ORDER = 'order-late-1';
-const t0 = Date.UTC(2026, 10, 25, 10, 3, 0);
+// Ten minutes ago: case pages show the entity's events of the last 24 hours.
+const t0 = Math.floor(Date.now() / 1000) * 1000 - 600_000;
 
 const event = (i: number, patch: Record<string, unknown>) => {
   const checked = validateEvent({
@@ -175,6 +176,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       expect(html).not.toContain('<img src=x');
     }
     expect(pages[1]).toContain(escapeHtml(HOSTILE_DEVICE));
+    // The device's timeline links its order by a percent-encoded path and shows the id as text.
+    expect(pages[1]).toContain(`<a href="/orders/${escapeHtml(encodeURIComponent(HOSTILE_ORDER))}">${escapeHtml(HOSTILE_ORDER)}</a>`);
+    expect(pages[1]).toContain('network_error');
+    // Evidence rows are labelled with the feature catalog's description.
+    expect(pages[1]).toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(pages[2]).toContain(escapeHtml(HOSTILE_ORDER));
     // Links to a hostile id are paths on this console, its characters percent-encoded.
     expect(pages[0]).toContain(`href="/orders/${escapeHtml(encodeURIComponent(HOSTILE_ORDER))}"`);
