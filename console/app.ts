@@ -140,7 +140,14 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       const e = err as FastifyError;
       status = 400;
       code = 'invalid_request';
-      message = `${e.validationContext ?? 'request'}${e.validation![0]?.instancePath ? e.validation![0].instancePath.replaceAll('/', '.') : ''}: ${e.message.replace(/^[^ ]* /, '')}`;
+      const v = e.validation![0];
+      const field = `${e.validationContext ?? 'request'}${v?.instancePath ? v.instancePath.replaceAll('/', '.') : ''}`;
+      const params = (v?.params ?? {}) as { additionalProperty?: string; missingProperty?: string };
+      message = params.additionalProperty
+        ? `${field}.${params.additionalProperty} is not a field this request takes.`
+        : params.missingProperty
+          ? `${field}.${params.missingProperty} is required.`
+          : `${field}: ${v?.message ?? e.message}.`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') [status, code, message] = [413, 'too_large', `The body is over ${BODY_LIMIT} bytes.`];
     else if (err.code?.startsWith('FST_CSRF_')) [status, code, message] = [403, 'csrf', 'The form is stale or did not come from this console: reload the page and try again.'];
     else if (err.statusCode === 429) [status, code, message] = [429, 'rate_limited', 'Too many login attempts: wait a minute and try again.'];
@@ -150,7 +157,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       if (status === 401 && !wantsJson(req)) return page(reply, 'login', { error: null, csrf: reply.generateCsrf(), next: req.url }, 401);
       return reply.code(status).send({ error: { code, message } });
     }
-    return page(reply, 'error', { user: req.auth.user, status, message }, status);
+    return page(reply, 'error', { user: req.auth.user, status, message, csrf: reply.generateCsrf() }, status);
   });
   app.setNotFoundHandler((req) => {
     throw new HttpError(404, 'not_found', `Nothing at ${req.method} ${req.url.slice(0, 200)}.`);

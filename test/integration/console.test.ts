@@ -204,7 +204,9 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect((await noResolution.json()).error.message).toMatch(/resolution/);
     const badResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'shrug' }) });
     expect(badResolution.status).toBe(400);
-    expect((await badResolution.json()).error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/resolution/) });
+    expect((await badResolution.json()).error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/^body\.resolution: must be equal to one of the allowed values/) });
+    const unknownField = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'refunded', notes: 'typo' }) });
+    expect((await unknownField.json()).error.message).toBe('body.notes is not a field this request takes.');
     const resolved = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'told the customer the payment went through', resolution: 'customer_contacted' }) });
     expect(resolved.status).toBe(200);
     expect(await resolved.json()).toMatchObject({ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' });
