@@ -128,6 +128,7 @@ export const settings = {
   consoleSessionSecret: { env: 'CONSOLE_SESSION_SECRET', default: '', description: 'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).', parse: sessionSecret, secret: true },
   consoleSessionMinutes: { env: 'CONSOLE_SESSION_MINUTES', default: '480', description: 'A console login expires this many minutes after it was made.', parse: int(5, 10_080) },
   consoleLoginAttempts: { env: 'CONSOLE_LOGIN_ATTEMPTS', default: '10', description: 'Login attempts allowed per client address and minute; more are refused with 429.', parse: int(1, 1_000) },
+  consoleLiveMs: { env: 'CONSOLE_LIVE_MS', default: '2000', description: 'How often the console looks for case changes to push to open inbox and case pages (ms; one query per instance, however many pages are open).', parse: int(200, 60_000) },
   reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;

@@ -10,6 +10,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { caseStatuses, resolutions, type CaseChange, type CaseStore, type InboxCursor } from '../cases/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { ClickHouseClient } from '../storage/clickhouse.ts';
+import type { CaseFeed } from './live.ts';
 import { readOrderStory } from './orders.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
@@ -45,6 +46,8 @@ export interface ConsoleAppOptions {
   sessionMinutes: number;
   loginAttemptsPerMinute: number;
   logger: Logger;
+  /** Case changes for the pages' live updates (`GET /events`). */
+  feed: CaseFeed;
   /** Cookies only over HTTPS; off for the plain-HTTP default on 127.0.0.1. @default false */
   secureCookies?: boolean;
   /** @default Date.now */
@@ -72,6 +75,9 @@ export class HttpError extends Error {
 
 const viewsDir = new URL('./views/', import.meta.url).pathname;
 const stylesheet = readFileSync(new URL('./static/console.css', import.meta.url), 'utf8');
+const liveScript = readFileSync(new URL('./static/live.js', import.meta.url), 'utf8');
+/** A live-update stream ends after this long at most; the browser reconnects (and is authenticated again). */
+const MAX_STREAM_MS = 30 * 60_000;
 
 /** The inbox cursor as an opaque URL-safe string, and back (a bad one is a 400 naming `cursor`). */
 export const encodeCursor = (c: InboxCursor): string => Buffer.from(JSON.stringify([c.rank, c.openedAt, c.caseId])).toString('base64url');
@@ -221,6 +227,34 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     return reply.redirect('/login', 303);
   });
   app.get('/static/console.css', { config: { public: true } }, async (_req, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'max-age=300').send(stylesheet));
+  app.get('/static/live.js', { config: { public: true } }, async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(liveScript));
+
+  // ---- live updates: Server-Sent Events naming the cases that changed ----
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...streams]) end();
+  });
+  app.get('/events', async (req, reply) => {
+    const loginAt = req.session.get('login_at');
+    const sessionLeft = req.auth!.via === 'session' && loginAt ? loginAt + o.sessionMinutes * 60_000 - now() : MAX_STREAM_MS;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    res.write('retry: 3000\n\n');
+    const unsubscribe = o.feed.subscribe((changes) => res.write(`event: cases\ndata: ${JSON.stringify(changes.map((c) => c.case_id))}\n\n`));
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 25_000);
+    const end = () => {
+      if (!streams.delete(end)) return;
+      clearInterval(keepAlive);
+      clearTimeout(limit);
+      unsubscribe();
+      res.end();
+    };
+    // A stream must not outlive the login it was opened with.
+    const limit = setTimeout(end, Math.max(0, Math.min(sessionLeft, MAX_STREAM_MS)));
+    streams.add(end);
+    req.raw.on('close', end);
+  });
 
   // ---- API ----
   const inboxQuery = {
@@ -301,13 +335,13 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     const qs = req.query as InboxQuery;
     const [{ cases, next }, counts] = await Promise.all([readInbox(qs, req.auth!.user.name), o.cases.countsByStatus()]);
     const nextQuery = next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(qs).filter(([, v]) => v)), cursor: encodeCursor(next) }).toString() : null;
-    return page(reply, 'inbox', { user: req.auth!.user, cases, counts, filter: qs, nextQuery, statuses: caseStatuses, severities, csrf: reply.generateCsrf() });
+    return page(reply, 'inbox', { live: true, user: req.auth!.user, cases, counts, filter: qs, nextQuery, statuses: caseStatuses, severities, csrf: reply.generateCsrf() });
   });
   app.get('/cases/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req, reply) => {
     const c = await readCase((req.params as { id: string }).id);
     const timeline = await readEntityTimeline(o.clickhouse, o.database, c.entity_type, c.entity_id, now());
     const evidence = Object.entries(c.evidence).map(([name, value]) => ({ name, label: o.factDescriptions.get(name) ?? name, value: typeof value === 'string' ? value : JSON.stringify(value) }));
-    return page(reply, 'case', { user: req.auth!.user, c, evidence, timeline, timelineHours: TIMELINE_HOURS, resolutions, canAct: canActOnCases(req.auth!.user.role), csrf: reply.generateCsrf() });
+    return page(reply, 'case', { live: true, user: req.auth!.user, c, evidence, timeline, timelineHours: TIMELINE_HOURS, resolutions, canAct: canActOnCases(req.auth!.user.role), csrf: reply.generateCsrf() });
   });
   for (const action of actions) {
     app.post(

@@ -9,6 +9,7 @@ import { defaultFeaturesPath, loadFeatureCatalog } from '../rules/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { createConsoleApp } from './app.ts';
+import { createCaseFeed } from './live.ts';
 import { createUserStore } from './users.ts';
 
 export interface RunningConsole {
@@ -43,7 +44,9 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
     await ensureTopics(admin, [{ topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication }]).finally(() => admin.disconnect());
     await producer.connect();
     const cases = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
+    const feed = createCaseFeed({ clickhouse, database: config.clickhouseDatabase, intervalMs: config.consoleLiveMs, logger });
     const app = await createConsoleApp({
+      feed,
       users,
       cases,
       clickhouse,
@@ -60,6 +63,7 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       url,
       async stop() {
         await app.close();
+        feed.stop();
         await producer.disconnect();
         await clickhouse.close();
       },

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
+import { liveQueries } from '../console/live.ts';
 import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
@@ -84,6 +85,8 @@ function consoleStatements(database: string): CatalogStatement[] {
     },
     { name: 'case counts by status', sql: cases.countsByStatus() },
     { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
+    { name: 'live feed start', sql: liveQueries(database).latest() },
+    { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
     { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
     ...['ip', 'device', 'user', 'order'].map((entity) => ({ name: `${entity} timeline`, sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))! })),
   ];

@@ -17,7 +17,7 @@ import { readTopic, repoRoot, services } from './helpers.ts';
 
 const casesTopic = `t${Math.random().toString(36).slice(2, 10)}.payments.cases`;
 const usersFile = join(mkdtempSync(join(tmpdir(), 'ps-console-browser-')), 'users.json');
-const s = services({ KAFKA_CASES_TOPIC: casesTopic, CONSOLE_USERS_FILE: usersFile, CONSOLE_PORT: '0', CONSOLE_SESSION_SECRET: 'z'.repeat(40) });
+const s = services({ KAFKA_CASES_TOPIC: casesTopic, CONSOLE_USERS_FILE: usersFile, CONSOLE_PORT: '0', CONSOLE_SESSION_SECRET: 'z'.repeat(40), CONSOLE_LIVE_MS: '300' });
 const db = s.config.clickhouseDatabase;
 const screenshots = join(repoRoot, 'out');
 
@@ -152,6 +152,20 @@ describe('the support console in a real browser (Debian chromium)', () => {
       ['resolved', 'sam'],
     ]);
     expect(dialogs).toEqual([]);
+  });
+
+  test('a case opened while the inbox is open appears in it without a reload', async () => {
+    const { page, errors } = await loggedIn('sam', 'sam-password-1');
+    await expect.poll(() => page.locator('#live-status').innerText()).toBe('live');
+    await page.evaluate(() => Object.assign(window, { stillHere: true }));
+    const producer = s.kafka.producer();
+    await producer.connect();
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
+    const [attack] = (await store.applyHits([hit('ip', '192.0.2.200', 'ip_amount_probing', 'high')], Date.now())).opened;
+    await producer.disconnect();
+    await expect.poll(() => page.getByRole('link', { name: attack!.case_id }).count(), { timeout: 15_000 }).toBe(1);
+    expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+    expect(errors).toEqual([]);
   });
 
   test('the order page of a late callback shows both reports in time order with their sources', async () => {

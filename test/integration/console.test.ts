@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createCaseStore, type Case } from '../../cases/index.ts';
 import { loadConfig } from '../../config/index.ts';
 import { createConsoleApp } from '../../console/app.ts';
+import { createCaseFeed } from '../../console/live.ts';
 import { startConsole, type RunningConsole } from '../../console/server.ts';
 import { createUserStore } from '../../console/users.ts';
 import { validateEvent } from '../../contract/index.ts';
@@ -132,7 +133,7 @@ afterAll(async () => {
 
 describe('the support console on the real ClickHouse and Kafka', () => {
   test('no page or API route answers without authentication: 401, pages with the login form', async () => {
-    for (const path of ['/', `/cases/${orderCase.case_id}`, `/orders/${LATE_ORDER}`, '/api/v1/cases', `/api/v1/cases/${orderCase.case_id}`, `/api/v1/orders/${LATE_ORDER}`]) {
+    for (const path of ['/', '/events', `/cases/${orderCase.case_id}`, `/orders/${LATE_ORDER}`, '/api/v1/cases', `/api/v1/cases/${orderCase.case_id}`, `/api/v1/orders/${LATE_ORDER}`]) {
       const res = await fetch(base + path);
       expect(res.status, path).toBe(401);
       const text = await res.text();
@@ -301,6 +302,7 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       sessionMinutes: 30,
       loginAttemptsPerMinute: 10,
       logger: silentLogger,
+      feed: createCaseFeed({ clickhouse: s.clickhouse, database: db, intervalMs: 1000, logger: silentLogger }),
       now: () => clock,
     });
     const login = await app.inject({ method: 'GET', url: '/login' });
