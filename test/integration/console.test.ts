@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { silentLogger } from '../../log/index.ts';
 import type { Hit } from '../../rules/index.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { ident, sql } from '../../storage/sql.ts';
-import { readTopic, services } from './helpers.ts';
+import { readTopic, repoRoot, services } from './helpers.ts';
 
 const casesTopic = `t${Math.random().toString(36).slice(2, 10)}.payments.cases`;
 const usersFile = join(mkdtempSync(join(tmpdir(), 'ps-console-')), 'users.json');
@@ -315,6 +316,24 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     clock += 31 * 60_000;
     expect((await app.inject({ method: 'GET', url: '/api/v1/cases?limit=1', cookies: { paysentinel_session: session } })).statusCode).toBe(401);
     await app.close();
+  });
+
+  test('paysentinel console refuses to start without CONSOLE_SESSION_SECRET, and otherwise serves until SIGTERM', async () => {
+    const env = { ...process.env, ...s.env };
+    const refused = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'console'], { cwd: repoRoot, env: { ...env, CONSOLE_SESSION_SECRET: '' }, encoding: 'utf8', timeout: 60_000 });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/CONSOLE_SESSION_SECRET is required by the console/);
+
+    const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'console'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await expect.poll(() => /Support console at (http:\/\/\S+)/.exec(out)?.[1], { timeout: 60_000 }).toBeDefined();
+    const url = /Support console at (http:\/\/\S+)/.exec(out)![1]!;
+    expect((await fetch(`${url}/login`)).status).toBe(200);
+    expect((await fetch(`${url}/api/v1/cases`)).status).toBe(401);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 
   test('login attempts are rate-limited per client', async () => {
