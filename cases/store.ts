@@ -169,11 +169,13 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return { opened, updated };
     },
 
-    /** Changes a case's status (support acknowledges or resolves it), recorded with who and why. */
-    async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number): Promise<Case | null> {
+    /** Changes a case's status (support acknowledges or resolves it, from the CLI), recorded with who and why. */
+    async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number, resolution?: Resolution): Promise<Case | null> {
       const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
       if (rows.length === 0) return null;
-      const next: Case = { ...fromStored(rows[0]!), status, updated_at: toDateTimeText(nowMs) };
+      const current = fromStored(rows[0]!);
+      // Reopening or acknowledging clears a resolution; resolving records the one given.
+      const next: Case = { ...current, status, resolution: status === 'resolved' ? (resolution ?? current.resolution) : '', updated_at: toDateTimeText(nowMs) };
       await write([{ c: next, version: nowMs, changedBy: who, note }]);
       return next;
     },

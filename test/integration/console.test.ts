@@ -336,6 +336,16 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect(await exited).toBe(0);
   });
 
+  test('paysentinel cases resolve --resolution records the resolution the console shows', async () => {
+    const run = (args: string[]) => spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    expect(run(['resolve', deviceCase.case_id, '--note', 'x', '--resolution', 'maybe']).stderr).toMatch(/--resolution must be one of confirmed_fraud/);
+    const done = run(['resolve', deviceCase.case_id, '--note', 'card blocked by the bank', '--resolution', 'confirmed_fraud', '--by', 'cli-user']);
+    expect(done.status, done.stderr).toBe(0);
+    const detail = await (await api(`/api/v1/cases/${deviceCase.case_id}`, viewerToken)).json();
+    expect(detail).toMatchObject({ status: 'resolved', resolution: 'confirmed_fraud' });
+    expect(detail.history.at(-1)).toMatchObject({ changed_by: 'cli-user', resolution: 'confirmed_fraud', note: 'card blocked by the bank' });
+  });
+
   test('login attempts are rate-limited per client', async () => {
     const limited = await startConsole(loadConfig({ ...process.env, ...s.env, CONSOLE_LOGIN_ATTEMPTS: '3' }), silentLogger);
     try {
