@@ -86,9 +86,9 @@ function client() {
       const html = await (await this.fetch(path)).text();
       return /name="_csrf" value="([^"]+)"/.exec(html)![1]!;
     },
-    async login(name: string, password: string) {
+    async login(name: string, password: string, next = '/') {
       const token = await this.csrf();
-      return this.fetch('/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: token, name, password, next: '/' }).toString() });
+      return this.fetch('/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: token, name, password, next }).toString() });
     },
   };
 }
@@ -156,6 +156,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('paysentinel_session='))!;
     expect(setCookie).toMatch(/HttpOnly/i);
     expect(setCookie).toMatch(/SameSite=Strict/i);
+    // After a login the browser goes back to the page it asked for, but never off the console.
+    expect((await client().login('sam', 'sam-password-1', `/cases/${orderCase.case_id}`)).headers.get('location')).toBe(`/cases/${orderCase.case_id}`);
+    for (const next of ['//evil.example/', 'https://evil.example/', '/\\evil.example']) {
+      expect((await client().login('sam', 'sam-password-1', next)).headers.get('location'), next).toBe('/');
+    }
     const inbox = await browser.fetch('/');
     expect(inbox.status).toBe(200);
     const csp = inbox.headers.get('content-security-policy')!;
