@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   cases: async () => (await import('../cases/cli.ts')).casesCommand,
   users: async () => (await import('../console/users-cli.ts')).createUsersCommand(),
   console: async () => (await import('../console/cli.ts')).consoleCommand,
+  orders: async () => (await import('../console/orders-cli.ts')).ordersCommand,
   // A backtest replays events through detection: given to the rules command, which does not depend on it.
   rules: async () =>
     (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
@@ -31,6 +32,7 @@ const summaries: Record<string, string> = {
   cases: 'List, show, acknowledge and resolve the cases detection opened',
   users: 'Support console users and API tokens (add|list|remove|token)',
   console: 'The support console: web inbox of cases, order look-ups, JSON API',
+  orders: 'The whole story of one order: attempts, status reports, refunds, cases',
   rules: 'Validate, test and back-test the detection rules (validate|test|backtest)',
   analytics: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
   policy: 'The retry policy tuned from evidence (policy show | policy diff)',

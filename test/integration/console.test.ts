@@ -289,6 +289,13 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect(story.attempts[0]).toMatchObject({ outcome: 'succeeded', callback_delay_ms: 90_000 });
     expect(story.cases.map((c: Case) => c.case_id)).toEqual([orderCase.case_id]);
     expect((await (await api('/api/v1/orders/tx-late-1', viewerToken)).json()).order_id).toBe(LATE_ORDER);
+    const cli = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', 'tx-late-1'], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/^Order order-late-1\n\nAttempt 1: succeeded \(callback after 90\.0 s\)\n.*processing +client[^\n]*\n.*succeeded +gateway_callback[^\n]*\n.*succeeded +status_query/);
+    expect(cli.stdout).toContain(orderCase.case_id);
+    const cliJson = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', LATE_ORDER, '--json'], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    expect(JSON.parse(cliJson.stdout)).toEqual(story);
+
     const browser = client();
     await browser.login('vic', 'vic-password-1');
     const html = await (await browser.fetch(`/orders/${LATE_ORDER}`)).text();
