@@ -8,7 +8,7 @@ import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
-import { caseStatuses, type Case } from './decide.ts';
+import { caseStatuses, resolutions, type Case } from './decide.ts';
 import { createCaseStore } from './store.ts';
 
 const help = `paysentinel cases: the cases detection opened, for support and the risk team
@@ -17,12 +17,13 @@ Usage:
   paysentinel cases list [--status open|acknowledged|resolved] [--rule RULE_ID] [--since 24h] [--limit N] [--json]
   paysentinel cases show CASE_ID [--json]
   paysentinel cases ack CASE_ID --note TEXT [--by NAME]
-  paysentinel cases resolve CASE_ID --note TEXT [--by NAME]
+  paysentinel cases resolve CASE_ID --note TEXT [--resolution KIND] [--by NAME]
 
 list     Newest first, as a table (or JSON lines with --json).
 show     One case: evidence, the recommended next step, and its history (who changed what, when).
 ack      Marks a case acknowledged: you are on it. Further hits keep updating it.
-resolve  Closes a case. A new hit within the rule's cooldown reopens this case's updates;
+resolve  Closes a case, with how (--resolution: confirmed_fraud, false_positive,
+         customer_contacted, refunded or no_action_needed). A new hit within the rule's cooldown reopens this case's updates;
          after the cooldown a new hit opens a new case.
 Every change is stored with who (--by, default the login name), when and the note, and is
 published to the cases topic like any update.
@@ -54,6 +55,7 @@ export const casesCommand: Command = {
         limit: { type: 'string' },
         note: { type: 'string' },
         by: { type: 'string' },
+        resolution: { type: 'string' },
         json: { type: 'boolean' },
       },
       true,
@@ -64,6 +66,8 @@ export const casesCommand: Command = {
     if (values.status && !(caseStatuses as readonly string[]).includes(values.status)) throw usage(`--status must be one of ${caseStatuses.join(', ')}.`);
     if (action !== 'list' && !id) throw usage(`"cases ${action}" needs a case id.`);
     if ((action === 'ack' || action === 'resolve') && !values.note) throw usage(`"cases ${action}" needs --note saying what was done.`);
+    if (values.resolution !== undefined && action !== 'resolve') throw usage('--resolution goes with "cases resolve".');
+    if (values.resolution !== undefined && !(resolutions as readonly string[]).includes(values.resolution)) throw usage(`--resolution must be one of ${resolutions.join(', ')}.`);
     const sinceMs = values.since === undefined ? undefined : parseDuration(values.since);
     if (sinceMs === null) throw usage(`--since ${values.since} is not a duration such as 2h or 7d.`);
 
@@ -113,7 +117,7 @@ export const casesCommand: Command = {
         return 0;
       }
       const who = values.by ?? (process.env.USER || userInfo().username || 'unknown');
-      const next = await store.setStatus(id!, action === 'ack' ? 'acknowledged' : 'resolved', who, values.note!, Date.now());
+      const next = await store.setStatus(id!, action === 'ack' ? 'acknowledged' : 'resolved', who, values.note!, Date.now(), resolutions.find((r) => r === values.resolution));
       if (!next) throw new PaysentinelError('USAGE', `No case ${id}. "paysentinel cases list" shows the ids.`);
       process.stdout.write(values.json ? JSON.stringify(next) + '\n' : `${next.case_id} is now ${next.status} (by ${who}).\n`);
       return 0;

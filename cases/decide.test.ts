@@ -42,6 +42,8 @@ describe('decideCases: what rule hits do to cases', () => {
         hit_count: 1,
         evidence: { user_max_attempts_per_order_1m: 5 },
         recommended_action: 'Call the user.',
+        assignee: '',
+        resolution: '',
       },
     ]);
     expect(opened[0]!.case_id).toMatch(/^C[0-9a-f]{15}$/);

@@ -21,7 +21,15 @@ export interface Case {
   hit_count: number;
   evidence: Record<string, unknown>;
   recommended_action: string;
+  /** The user working the case ('' = unassigned). */
+  assignee: string;
+  /** How support closed it, one of `resolutions` ('' while not resolved). */
+  resolution: string;
 }
+
+/** How support closes a case: what the rules page's precision is computed from. */
+export const resolutions = ['confirmed_fraud', 'false_positive', 'customer_contacted', 'refunded', 'no_action_needed'] as const;
+export type Resolution = (typeof resolutions)[number];
 
 /** Stable id of a case: the rule, the entity and the moment it opened. */
 export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
@@ -66,6 +74,8 @@ export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Ca
         hit_count: 1,
         evidence,
         recommended_action: hit.recommendedAction,
+        assignee: '',
+        resolution: '',
       };
       current.set(key, n);
       changed.set(n.case_id, { c: n, isNew: true });

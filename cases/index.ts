@@ -1,6 +1,19 @@
 /** Cases: what rule hits become, stored and published for support, and delivered to a webhook. */
-export { caseStatuses, caseIdFor, decideCases, createCaseBook, type Case, type CaseBook, type CaseStatus } from './decide.ts';
-export { createCaseStore, casesAsOf, caseQueries, type CaseFilter, type CaseStore, type CaseStoreDeps } from './store.ts';
+export { caseStatuses, resolutions, caseIdFor, decideCases, createCaseBook, type Case, type CaseBook, type CaseStatus, type Resolution } from './decide.ts';
+export {
+  createCaseStore,
+  casesAsOf,
+  caseQueries,
+  conflictOf,
+  type ActResult,
+  type CaseChange,
+  type CaseFilter,
+  type CaseHistoryEntry,
+  type CaseStore,
+  type CaseStoreDeps,
+  type InboxCursor,
+  type InboxFilter,
+} from './store.ts';
 export {
   startCaseWebhook,
   signWebhook,

@@ -2,7 +2,7 @@ import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, sql, toDateTimeText } from '../storage/sql.ts';
-import { decideCases, type Case, type CaseStatus } from './decide.ts';
+import { decideCases, type Case, type CaseStatus, type Resolution } from './decide.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -17,6 +17,30 @@ export interface CaseFilter {
   sinceMs?: number;
   limit?: number;
 }
+
+/** Where an inbox page continues: the last case shown, in inbox order. */
+export interface InboxCursor {
+  rank: number;
+  openedAt: string;
+  caseId: string;
+}
+
+/** The support console's inbox: every filter optional; `q` is a case id or an entity id (order, IP, device, user...). */
+export interface InboxFilter {
+  status?: string;
+  severity?: string;
+  rule?: string;
+  entityType?: string;
+  entityId?: string;
+  /** A user name, or '' for unassigned cases. */
+  assignee?: string;
+  q?: string;
+  limit: number;
+  after?: InboxCursor;
+}
+
+/** Severity order of the inbox: most severe first (unknown severities last). */
+const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, severity = 'medium', 2, severity = 'low', 3, 4)`;
 
 /** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
@@ -33,11 +57,38 @@ export function caseQueries(database: string) {
       if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
       return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
     },
+    /**
+     * One inbox page: most severe first, newest first within a severity, then by id; `limit + 1`
+     * rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
+     * same however deep it is and cases opened meanwhile do not shift the pages.
+     */
+    inbox: (f: InboxFilter) => {
+      const where: string[] = ['1'];
+      if (f.status) where.push(sql`status = ${f.status}`);
+      if (f.severity) where.push(sql`severity = ${f.severity}`);
+      if (f.rule) where.push(sql`rule_id = ${f.rule}`);
+      if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
+      if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
+      if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
+      if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.after) {
+        const { rank, openedAt, caseId } = f.after;
+        where.push(
+          sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC') OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
+        );
+      }
+      const limit = Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
+      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${limit}`;
+    },
+    countsByStatus: () => `SELECT status, count() AS n FROM ${view.text} GROUP BY status ORDER BY status`,
+    /** The cases of some entities (an order's cases), newest first. */
+    ofEntities: (entityType: string, ids: readonly string[]) =>
+      sql`SELECT * FROM ${view} WHERE entity_type = ${entityType} AND entity_id IN ${ids} ORDER BY opened_at DESC LIMIT 100`,
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
-      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
+      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
     history: (caseId: string) =>
-      sql`SELECT version, status, updated_at, hit_count, changed_by, note FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
+      sql`SELECT version, status, updated_at, hit_count, changed_by, note, assignee, resolution FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
   };
 }
 
@@ -117,17 +168,57 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return { opened, updated };
     },
 
-    /** Changes a case's status (support acknowledges or resolves it), recorded with who and why. */
-    async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number): Promise<Case | null> {
+    /** Changes a case's status (support acknowledges or resolves it, from the CLI), recorded with who and why. */
+    async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number, resolution?: Resolution): Promise<Case | null> {
       const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
       if (rows.length === 0) return null;
-      const next: Case = { ...fromStored(rows[0]!), status, updated_at: toDateTimeText(nowMs) };
+      const current = fromStored(rows[0]!);
+      // Reopening or acknowledging clears a resolution; resolving records the one given.
+      const next: Case = { ...current, status, resolution: status === 'resolved' ? (resolution ?? current.resolution) : '', updated_at: toDateTimeText(nowMs) };
       await write([{ c: next, version: nowMs, changedBy: who, note }]);
       return next;
     },
 
+    /**
+     * Support's change to a case: assign it to `who`, acknowledge it, or resolve it with a
+     * resolution. A change that no longer applies to the case as stored (resolving a resolved
+     * case, acknowledging one already acknowledged) is refused as a `conflict` value.
+     */
+    async act(caseId: string, change: CaseChange, who: string, note: string, nowMs: number): Promise<ActResult> {
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
+      if (rows.length === 0) return { kind: 'not_found' };
+      const c = fromStored(rows[0]!);
+      const conflict = conflictOf(c, change, who);
+      if (conflict) return { kind: 'conflict', message: conflict, case: c };
+      const next: Case = { ...c, updated_at: toDateTimeText(nowMs) };
+      if (change.action === 'assign') next.assignee = who;
+      if (change.action === 'acknowledge') next.status = 'acknowledged';
+      if (change.action === 'resolve') Object.assign(next, { status: 'resolved', resolution: change.resolution });
+      await write([{ c: next, version: nowMs, changedBy: who, note }]);
+      return { kind: 'ok', case: next };
+    },
+
     async list(filter: CaseFilter): Promise<Case[]> {
       return (await queryRows<StoredCase>(deps.clickhouse, q.list(filter), 'list cases')).map(fromStored);
+    },
+
+    /** One inbox page and where the next one starts (null: this is the last). */
+    async inbox(filter: InboxFilter): Promise<{ cases: Case[]; next: InboxCursor | null }> {
+      const rows = await queryRows<StoredCase & { sev_rank: number | string }>(deps.clickhouse, q.inbox(filter), 'inbox');
+      const page = rows.slice(0, filter.limit);
+      const last = page.at(-1);
+      const next = rows.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
+      return { cases: page.map(({ sev_rank: _rank, ...c }) => fromStored(c)), next };
+    },
+
+    async countsByStatus(): Promise<Record<string, number>> {
+      const rows = await queryRows<{ status: string; n: string | number }>(deps.clickhouse, q.countsByStatus(), 'case counts');
+      return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+    },
+
+    async ofEntities(entityType: string, ids: readonly string[]): Promise<Case[]> {
+      if (ids.length === 0) return [];
+      return (await queryRows<StoredCase>(deps.clickhouse, q.ofEntities(entityType, ids), 'cases of entities')).map(fromStored);
     },
 
     async get(caseId: string): Promise<Case | null> {
@@ -135,9 +226,33 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return rows[0] ? fromStored(rows[0]) : null;
     },
 
-    async history(caseId: string): Promise<{ version: string; status: string; updated_at: string; hit_count: number; changed_by: string; note: string }[]> {
+    async history(caseId: string): Promise<CaseHistoryEntry[]> {
       return queryRows(deps.clickhouse, q.history(caseId), 'case history');
     },
   };
 }
 export type CaseStore = ReturnType<typeof createCaseStore>;
+
+/** One stored version of a case, as its history shows it. */
+export interface CaseHistoryEntry {
+  version: string;
+  status: string;
+  updated_at: string;
+  hit_count: number;
+  changed_by: string;
+  note: string;
+  assignee: string;
+  resolution: string;
+}
+
+/** What support can do to a case. */
+export type CaseChange = { action: 'assign' } | { action: 'acknowledge' } | { action: 'resolve'; resolution: Resolution };
+export type ActResult = { kind: 'ok'; case: Case } | { kind: 'not_found' } | { kind: 'conflict'; message: string; case: Case };
+
+/** Why `change` no longer applies to `c`, or null when it does. */
+export function conflictOf(c: Case, change: CaseChange, who: string): string | null {
+  if (c.status === 'resolved') return `Case ${c.case_id} is resolved already (${c.resolution || 'no resolution recorded'}).`;
+  if (change.action === 'acknowledge' && c.status === 'acknowledged') return `Case ${c.case_id} is acknowledged already.`;
+  if (change.action === 'assign' && c.assignee === who) return `Case ${c.case_id} is assigned to ${who} already.`;
+  return null;
+}

@@ -15,6 +15,9 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   bench: { summary: 'Benchmarks that print figures (bench ingest|detect)', load: async () => (await import('../bench/cli.ts')).benchCommand },
   config: { summary: 'Show the configuration variables, their defaults and current values', load: async () => (await import('./config.ts')).configCommand },
   cases: { summary: 'List, show, acknowledge and resolve the cases detection opened', load: async () => (await import('../cases/cli.ts')).casesCommand },
+  users: { summary: 'Support console users and API tokens (add|list|remove|token)', load: async () => (await import('../console/users-cli.ts')).createUsersCommand() },
+  console: { summary: 'The support console: web inbox of cases, order look-ups, JSON API', load: async () => (await import('../console/cli.ts')).consoleCommand },
+  orders: { summary: 'The whole story of one order: attempts, status reports, refunds, cases', load: async () => (await import('../console/orders-cli.ts')).ordersCommand },
   rules: {
     summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
     // A backtest replays events through detection: given to the rules command, which does not depend on it.

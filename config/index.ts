@@ -75,6 +75,14 @@ const signingSecret: Parser<string> = (raw, name) => {
   return raw;
 };
 
+/** Empty (console off) or a key long enough to derive the session cookie key from. */
+const sessionSecret: Parser<string> = (raw, name) => {
+  if (raw !== '' && raw.length < 32) {
+    throw new PaysentinelError('CONFIG_INVALID', `${name} is too short: expected at least 32 characters, e.g. the output of \`openssl rand -hex 32\`.`);
+  }
+  return raw;
+};
+
 const identifier = text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a ClickHouse identifier (letters, digits, underscore)');
 const topicName = text(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name (letters, digits, ".", "_", "-")');
 const logLevels = ['debug', 'info', 'warn', 'error'] as const;
@@ -121,6 +129,13 @@ export const settings = {
   maxMessageBytes: { env: 'INGEST_MAX_MESSAGE_BYTES', default: '65536', description: 'Messages larger than this go to the dead-letter topic.', parse: int(1, 16 * 1024 * 1024) },
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
+  consoleHost: { env: 'CONSOLE_HOST', default: '127.0.0.1', description: 'Address the support console (paysentinel console) listens on.', parse: text() },
+  consolePort: { env: 'CONSOLE_PORT', default: '8080', description: 'Port of the support console (0: any free port, printed at start).', parse: int(0, 65535) },
+  consoleUsersFile: { env: 'CONSOLE_USERS_FILE', default: 'console-users.json', description: 'JSON file of the console users, their roles, password hashes and API token hashes (paysentinel users; relative to the working directory).', parse: text() },
+  consoleSessionSecret: { env: 'CONSOLE_SESSION_SECRET', default: '', description: 'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).', parse: sessionSecret, secret: true },
+  consoleSessionMinutes: { env: 'CONSOLE_SESSION_MINUTES', default: '480', description: 'A console login expires this many minutes after it was made.', parse: int(5, 10_080) },
+  consoleLoginAttempts: { env: 'CONSOLE_LOGIN_ATTEMPTS', default: '10', description: 'Login attempts allowed per client address and minute; more are refused with 429.', parse: int(1, 1_000) },
+  consoleLiveMs: { env: 'CONSOLE_LIVE_MS', default: '2000', description: 'How often the console looks for case changes to push to open inbox and case pages (ms; one query per instance, however many pages are open).', parse: int(200, 60_000) },
   reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
   statementMaxBytes: { env: 'STATEMENT_MAX_BYTES', default: String(1024 ** 3), description: 'Statement files larger than this (bytes) are refused before they are read.', parse: int(1, 64 * 1024 ** 3) },
   statementGraceMs: { env: 'STATEMENT_GRACE', default: '30m', description: 'A statement period is reconciled this long after it ends, so attempts near the cut have their final status (30m, 2h, ...).', parse: duration(7 * 86_400_000) },

@@ -9,6 +9,7 @@ export const errorCodes = [
   'KAFKA_UNAVAILABLE',
   'STACK_FAILED',
   'RULES_INVALID',
+  'USERS_INVALID',
   'USAGE',
   'STATEMENT_REFUSED',
 ] as const;

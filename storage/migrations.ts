@@ -33,6 +33,22 @@ export function loadMigrations(database: string): Migration[] {
     }));
 }
 
+/**
+ * The table and columns an `ALTER TABLE db.t ADD COLUMN a ..., ADD COLUMN b ...` adds, or null
+ * for any other statement. 18.16 has no ADD COLUMN IF NOT EXISTS, so `migrate` skips such a
+ * statement when every column exists already: a migration cut short after its ALTER can run again.
+ */
+export function addedColumns(statement: string): { database: string; table: string; columns: string[] } | null {
+  const m = /^ALTER\s+TABLE\s+([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s+(ADD\s+COLUMN\s[\s\S]*)$/i.exec(statement.trim());
+  if (!m) return null;
+  const columns = [...m[3]!.matchAll(/(?:^|,)\s*ADD\s+COLUMN\s+([A-Za-z_][A-Za-z0-9_]*)/gi)].map((c) => c[1]!);
+  return columns.length ? { database: m[1]!, table: m[2]!, columns } : null;
+}
+
+/** Which of `columns` the table has (system.columns exists on every ClickHouse version). */
+export const existingColumnsQuery = (database: string, table: string, columns: readonly string[]): string =>
+  sql`SELECT name FROM system.columns WHERE database = ${database} AND table = ${table} AND name IN ${columns}`;
+
 /** DDL for the database and the table that records applied migrations. */
 export function bootstrapStatements(database: string): string[] {
   const db = ident(database);
@@ -43,8 +59,9 @@ export function bootstrapStatements(database: string): string[] {
 }
 
 /**
- * Applies the migrations not yet recorded. Statements are idempotent (IF NOT EXISTS), so two
- * instances starting together, or a crash between a statement and its record, are harmless.
+ * Applies the migrations not yet recorded. Statements are idempotent (IF NOT EXISTS, and ADD
+ * COLUMN skipped when the columns exist), so two instances starting together, or a crash between
+ * a statement and its record, are harmless.
  */
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
   for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
@@ -57,7 +74,14 @@ export async function migrate(client: ClickHouseClient, database: string, logger
   const done: number[] = [];
   for (const migration of loadMigrations(database)) {
     if (applied.has(migration.version)) continue;
-    for (const statement of migration.statements) await command(client, statement, `migration ${migration.name}`);
+    for (const statement of migration.statements) {
+      const adds = addedColumns(statement);
+      if (adds) {
+        const have = await queryRows<{ name: string }>(client, existingColumnsQuery(adds.database, adds.table, adds.columns), 'read columns');
+        if (have.length === adds.columns.length) continue;
+      }
+      await command(client, statement, `migration ${migration.name}`);
+    }
     await command(
       client,
       sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${new Date()})`,

@@ -31,6 +31,9 @@ import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ing
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
+import { orderReportsQuery } from '../console/orders.ts';
+import { entityTimelineQuery } from '../console/timeline.ts';
+import { liveQueries } from '../console/live.ts';
 import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
@@ -38,7 +41,7 @@ import type { Feature } from '../rules/schema.ts';
 import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
 import { inboxSeenQuery } from '../statements/job.ts';
 import { attemptsQuery, breaksQuery, periodLinesQuery, periodStateQuery, refundsQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from '../statements/reconcile-queries.ts';
-import { bootstrapStatements, loadMigrations } from '../storage/migrations.ts';
+import { bootstrapStatements, existingColumnsQuery, loadMigrations } from '../storage/migrations.ts';
 import { ident, sql } from '../storage/sql.ts';
 
 export interface CatalogStatement {
@@ -60,6 +63,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...bootstrapStatements(database).map((s, i) => ({ name: `bootstrap #${i + 1}`, sql: s })),
     ...loadMigrations(database).flatMap((m) => m.statements.map((s, i) => ({ name: `${m.name} #${i + 1}`, sql: s }))),
     { name: 'read applied migrations', sql: `SELECT DISTINCT version FROM ${db}.schema_migrations` },
+    { name: 'read columns (migrations)', sql: existingColumnsQuery(database, 'case_versions', ['assignee', 'resolution']) },
     {
       name: 'record migration',
       sql: sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${1}, ${'001_payment_events'}, ${new Date(Date.UTC(2026, 0, 1))})`,
@@ -80,6 +84,25 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...baselineStatements(database),
     ...dailyReportStatements(database),
     ...statementStatements(database),
+    ...consoleStatements(database),
+  ];
+}
+
+/** The support console: inbox pages (first, filtered, and after a cursor), counts, an entity's cases, an order's story. */
+function consoleStatements(database: string): CatalogStatement[] {
+  const cases = caseQueries(database);
+  return [
+    { name: 'inbox', sql: cases.inbox({ limit: 50 }) },
+    {
+      name: 'inbox filtered, next page',
+      sql: cases.inbox({ status: 'open', severity: 'high', rule: "it's", entityType: 'order', entityId: 'o\\1', assignee: '', q: '<img src=x>', limit: 20, after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" } }),
+    },
+    { name: 'case counts by status', sql: cases.countsByStatus() },
+    { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
+    { name: 'live feed start', sql: liveQueries(database).latest() },
+    { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
+    { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
+    ...['ip', 'device', 'user', 'order'].map((entity) => ({ name: `${entity} timeline`, sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))! })),
   ];
 }
 

@@ -1,17 +1,21 @@
 import { spawnSync } from 'node:child_process';
+import { chromiumPath } from './chromium.ts';
 import { fileURLToPath } from 'node:url';
 
 /**
  * Integration tests need the real Kafka and ClickHouse. `npm test` starts them first; when a
  * developer runs vitest directly, start them here (idempotent: nothing happens if they answer).
  * The SQL forward-compatibility test also needs chdb (a current ClickHouse engine for Python):
- * installed here with pip when missing, as the stack installs ClickHouse and Kafka.
+ * installed here with pip when missing, as the stack installs ClickHouse and Kafka. The console's
+ * browser tests drive Debian's chromium (playwright-core downloads no browser): installed here
+ * with apt-get when missing.
  */
 export default function setup(): void {
   const root = fileURLToPath(new URL('../..', import.meta.url));
   const result = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'stack', 'up'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.status !== 0) throw new Error('Could not start the local Kafka and ClickHouse ("paysentinel stack up" failed, see above).');
   ensureChdb();
+  ensureChromium();
 }
 
 const say = (line: string) => process.stderr.write(`test setup: ${line}\n`);
@@ -31,4 +35,14 @@ function ensureChdb(): void {
   const installed = python(['-m', 'pip', 'install', '-q', 'chdb'], false) || python(['-m', 'pip', 'install', '-q', '--break-system-packages', 'chdb'], false);
   if (!installed || !python(['-c', 'import chdb'])) throw new Error(`pip could not install chdb. ${hint}`);
   say('chdb installed');
+}
+
+function ensureChromium(): void {
+  if (chromiumPath()) return;
+  const hint = 'Install it with "apt-get install chromium" (Debian) and run the tests again.';
+  if (process.getuid?.() !== 0) throw new Error(`chromium is missing for the console's browser tests. ${hint}`);
+  say('chromium (for the console browser tests) is missing; installing it with apt-get');
+  const apt = (args: string[]) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 900_000 }).status === 0;
+  if (!apt(['update', '-q']) || !apt(['install', '-y', '-q', '--no-install-recommends', 'chromium'])) throw new Error(`apt-get could not install chromium. ${hint}`);
+  say('chromium installed');
 }
