@@ -96,7 +96,7 @@ export function decodeCursor(text: string): InboxCursor {
 /**
  * The support console: pages and the JSON API over the case store and ClickHouse. Built on
  * Fastify and its official plugins (sessions, CSRF, rate limit, helmet), pages rendered by Eta,
- * which escapes every value by default; see docs/adr/0003-support-console.md.
+ * which escapes every value by default; see docs/adr/0004-support-console.md.
  */
 export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyInstance> {
   const now = o.now ?? Date.now;
