@@ -117,7 +117,7 @@ export const settings = {
   rulesPath: { env: 'RULES_PATH', default: '', description: 'Folder of rule files (empty: the bundled rules/definitions). Edits are picked up without a restart.', parse: anyText },
   featuresPath: { env: 'FEATURES_PATH', default: '', description: 'Feature catalog (empty: the bundled rules/features.json).', parse: anyText },
   leaderTopic: { env: 'KAFKA_LEADER_TOPIC', default: 'paysentinel.leader', description: 'Single-partition topic on which the instances elect the detection leader and the jobs leader (one consumer group each).', parse: topicName },
-  topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, which ClickHouse 18.16 plans in about 0.13 s at 128 partitions and 3.4 s at 512).', parse: int(1, MAX_TOPIC_PARTITIONS) },
+  topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, whose cost on ClickHouse 18.16 grows faster than the partitions; npm run bench:partitions).', parse: int(1, MAX_TOPIC_PARTITIONS) },
   topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },
   clickhouseUrl: { env: 'CLICKHOUSE_URL', default: 'http://127.0.0.1:8123', description: 'ClickHouse HTTP endpoint.', parse: httpUrl },
   clickhouseUser: { env: 'CLICKHOUSE_USER', default: 'default', description: 'ClickHouse user.', parse: text() },
