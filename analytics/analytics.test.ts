@@ -68,8 +68,12 @@ describe('rates SQL', () => {
     expect(q).toContain(`a_first_ms >= ${at(10, 0) + 250} AND a_first_ms < ${at(11, 0)}`);
     expect(q).toContain('intDiv(toUInt32(a_first_at), 300) * 300');
     // Events of the window's orders are read without an upper time bound: late callbacks count.
-    expect(q).toMatch(/FROM db\.payment_events_by_entity WHERE entity_type = 'order' AND entity_key IN \(SELECT order_id FROM db\.payment_events WHERE .*'UTC'\)\) AND type = 'payment'\n/);
-    expect(insertRatesQuery('db', { fromMs: at(10, 0), toMs: at(11, 0), dimension: 'merchant', bucket: 'hour', computedAt: new Date(at(11, 0)), version: 7 })).toMatch(
+    expect(q).toMatch(
+      /FROM db\.payment_events_by_entity WHERE entity_type = 'order' AND entity_key IN \(SELECT order_id FROM db\.payment_events WHERE .*'UTC'\)\) AND type = 'payment'\n/,
+    );
+    expect(
+      insertRatesQuery('db', { fromMs: at(10, 0), toMs: at(11, 0), dimension: 'merchant', bucket: 'hour', computedAt: new Date(at(11, 0)), version: 7 }),
+    ).toMatch(
       /^INSERT INTO db\.payment_rates \(bucket_size, bucket_start, dimension, value, attempts,[^)]*computed_at, version\)\nSELECT 'hour', toDateTime\(bucket_start, 'UTC'\), 'merchant'/,
     );
   });
@@ -95,15 +99,37 @@ describe('CLI helpers', () => {
 
   test('the table shows counts, percentages and the fractions behind the order rates', () => {
     const row = {
-      bucketStart: new Date(at(10, 0)), value: '', attempts: 9, succeeded: 4, failed: 3, timeout: 1, processing: 1, retry_attempts: 2,
-      orders: 7, orders_retried: 1, orders_first_not_succeeded: 5, orders_recovered: 1, orders_paid: 3, orders_refunded: 2,
-      paid_amount_minor: 13_000, refunded_amount_minor: 3500, success_rate: 4 / 9, failure_rate: 3 / 9, timeout_rate: 1 / 9, retry_rate: 2 / 9,
-      orders_needing_retry_rate: 1 / 7, recovered_by_retry_rate: 0.2, refund_rate: 2 / 3, refund_amount_rate: 3500 / 13_000,
+      bucketStart: new Date(at(10, 0)),
+      value: '',
+      attempts: 9,
+      succeeded: 4,
+      failed: 3,
+      timeout: 1,
+      processing: 1,
+      retry_attempts: 2,
+      orders: 7,
+      orders_retried: 1,
+      orders_first_not_succeeded: 5,
+      orders_recovered: 1,
+      orders_paid: 3,
+      orders_refunded: 2,
+      paid_amount_minor: 13_000,
+      refunded_amount_minor: 3500,
+      success_rate: 4 / 9,
+      failure_rate: 3 / 9,
+      timeout_rate: 1 / 9,
+      retry_rate: 2 / 9,
+      orders_needing_retry_rate: 1 / 7,
+      recovered_by_retry_rate: 0.2,
+      refund_rate: 2 / 3,
+      refund_amount_rate: 3500 / 13_000,
     } satisfies RateRow;
     const text = formatRatesTable([row, { ...row, value: 'alipay' }], { by: 'channel', bucketed: true });
     const [head, first, second] = text.split('\n');
     expect(head).toMatch(/^bucket \(UTC\)\s+channel\s+attempts\s+succeeded/);
-    expect(first).toMatch(/^2026-11-25 10:00\s+\(none\)\s+9\s+4\s+3\s+1\s+1\s+44\.4%\s+33\.3%\s+11\.1%\s+22\.2%\s+7\s+14\.3%\s+20\.0% \(1\/5\)\s+66\.7% \(2\/3\)\s+26\.9%$/);
+    expect(first).toMatch(
+      /^2026-11-25 10:00\s+\(none\)\s+9\s+4\s+3\s+1\s+1\s+44\.4%\s+33\.3%\s+11\.1%\s+22\.2%\s+7\s+14\.3%\s+20\.0% \(1\/5\)\s+66\.7% \(2\/3\)\s+26\.9%$/,
+    );
     expect(second).toContain('alipay');
     expect(formatRatesTable([], { by: 'all', bucketed: false })).toMatch(/No payment attempts/);
   });

@@ -143,9 +143,17 @@ export async function readBaselines(
  * entry when neither had (the engine then uses the catalog's default). With `asOf`, from the latest
  * run that had started by `nowMs` (a backtest sees what live detection saw then).
  */
-export async function baselineFacts(client: ClickHouseClient, database: string, nowMs: number, options: { asOf?: boolean } = {}): Promise<Map<string, Record<string, number>>> {
+export async function baselineFacts(
+  client: ClickHouseClient,
+  database: string,
+  nowMs: number,
+  options: { asOf?: boolean } = {},
+): Promise<Map<string, Record<string, number>>> {
   const hour = new Date(nowMs).getUTCHours();
-  const rows = await readBaselines({ clickhouse: client, database }, { entityType: 'channel', hours: [hour, ALL_HOURS], asOfMs: options.asOf ? nowMs : undefined });
+  const rows = await readBaselines(
+    { clickhouse: client, database },
+    { entityType: 'channel', hours: [hour, ALL_HOURS], asOfMs: options.asOf ? nowMs : undefined },
+  );
   const out = new Map<string, Record<string, number>>();
   // Rows come sorted by hour_of_day, so the hour's own rate (0..23) is seen before ALL_HOURS.
   for (const r of rows) {

@@ -12,7 +12,10 @@ import { createKafkaPolicyPublisher } from './retry-policy-kafka.ts';
 import { createKafka } from '../kafka/index.ts';
 import { analyticsJobs } from './schedule.ts';
 
-const JOBS = analyticsJobs.filter((j) => j.byHand).map((j) => j.name).join(', ');
+const JOBS = analyticsJobs
+  .filter((j) => j.byHand)
+  .map((j) => j.name)
+  .join(', ');
 
 const help = `Usage:
   paysentinel analytics rates --from T --to T [--by channel|merchant|failure_code] [--bucket 5m|hour|day] [--json]
@@ -65,7 +68,10 @@ function time(flag: string, raw: string | undefined, now: Date): Date | undefine
   if (raw === undefined) return undefined;
   const t = parseTime(raw, now);
   if (t === null) {
-    throw new PaysentinelError('USAGE', `--${flag} ${JSON.stringify(raw)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.\nRun "paysentinel analytics --help" for usage.`);
+    throw new PaysentinelError(
+      'USAGE',
+      `--${flag} ${JSON.stringify(raw)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.\nRun "paysentinel analytics --help" for usage.`,
+    );
   }
   return t;
 }
@@ -81,7 +87,14 @@ export const analyticsCommand: Command = {
     const { values, positionals } = parseCommandArgs(
       'analytics',
       argv,
-      { from: { type: 'string' }, to: { type: 'string' }, by: { type: 'string' }, bucket: { type: 'string' }, json: { type: 'boolean' }, 'no-publish': { type: 'boolean' } },
+      {
+        from: { type: 'string' },
+        to: { type: 'string' },
+        by: { type: 'string' },
+        bucket: { type: 'string' },
+        json: { type: 'boolean' },
+        'no-publish': { type: 'boolean' },
+      },
       true,
     );
     const now = new Date();
@@ -119,14 +132,18 @@ export const analyticsCommand: Command = {
     if (sub === 'run') {
       const entry = analyticsJobs.find((j) => j.name === job);
       const manual = entry?.byHand;
-      if (!entry || !manual) usage(job === undefined ? `analytics run needs a job name: ${JOBS}.` : `Unknown job ${JSON.stringify(job)}: the jobs are: ${JOBS}.`);
+      if (!entry || !manual)
+        usage(job === undefined ? `analytics run needs a job name: ${JOBS}.` : `Unknown job ${JSON.stringify(job)}: the jobs are: ${JOBS}.`);
       if (values.by !== undefined || values.bucket !== undefined) usage('--by and --bucket apply to "analytics rates" only.');
       if (!manual.window && (from || to)) usage(`analytics run ${entry.name} takes no --from or --to.`);
       if (!manual.publishes && values['no-publish']) usage(`--no-publish applies to "analytics run ${RETRY_POLICY_JOB}" only.`);
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
       const clickhouse = createClickHouse(config);
-      const publisher = manual.publishes && !values['no-publish'] ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication }) : undefined;
+      const publisher =
+        manual.publishes && !values['no-publish']
+          ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication })
+          : undefined;
       try {
         await migrate(clickhouse, config.clickhouseDatabase, logger);
         let result;

@@ -100,7 +100,8 @@ export function reportPeriod(now: Date, from?: Date, to?: Date): { from: Date; t
     toMs = to ? floorHour(to.getTime()) : Math.floor(now.getTime() / DAY_MS) * DAY_MS;
     fromMs = toMs - DAY_MS;
   }
-  if (fromMs >= toMs) throw new RangeError(`The report period must cover at least one whole hour: ${new Date(fromMs).toISOString()} .. ${new Date(toMs).toISOString()}`);
+  if (fromMs >= toMs)
+    throw new RangeError(`The report period must cover at least one whole hour: ${new Date(fromMs).toISOString()} .. ${new Date(toMs).toISOString()}`);
   const length = toMs - fromMs;
   return { from: new Date(fromMs), to: new Date(toMs), previous: { from: new Date(fromMs - length), to: new Date(fromMs) } };
 }
@@ -204,8 +205,15 @@ export function formatDailyReport(d: DailyReportData): string {
     ['paid amount (minor units, all currencies)', 'paid_amount_minor'],
     ['refunded amount (minor units)', 'refunded_amount_minor'],
   ];
-  out.push(table(['volume', cur, prev, 'change'], volume.map(([t, c]) => [t, int(now[c]), int(before[c]), countChange(now[c], before[c])]), [false, true, true, true]));
-  if (now.attempts === 0) out.push('', `No payment attempts are stored for ${cur}: check that the \`rates\` job ran (\`paysentinel analytics run rates --from ... --to ...\`).`);
+  out.push(
+    table(
+      ['volume', cur, prev, 'change'],
+      volume.map(([t, c]) => [t, int(now[c]), int(before[c]), countChange(now[c], before[c])]),
+      [false, true, true, true],
+    ),
+  );
+  if (now.attempts === 0)
+    out.push('', `No payment attempts are stored for ${cur}: check that the \`rates\` job ran (\`paysentinel analytics run rates --from ... --to ...\`).`);
 
   out.push('', '## Rates', '');
   // A rate over nothing (no attempts that day) is not 0%: it is shown as "no data", and no change is computed against it.
@@ -217,7 +225,13 @@ export function formatDailyReport(d: DailyReportData): string {
     const den = rateColumns[rate][1];
     return now[den] === 0 || before[den] === 0 ? 'n/a' : rateChange(now[rate], before[rate]);
   };
-  out.push(table(['rate', cur, prev, 'change'], rateLines.map((l) => [l.title, fraction(now, l.rate), fraction(before, l.rate), change(l.rate)]), [false, true, true, true]));
+  out.push(
+    table(
+      ['rate', cur, prev, 'change'],
+      rateLines.map((l) => [l.title, fraction(now, l.rate), fraction(before, l.rate), change(l.rate)]),
+      [false, true, true, true],
+    ),
+  );
 
   out.push('', '### By channel', '');
   const prevChannels = new Map(d.channels.previous.map((r) => [r.value, r]));
@@ -229,7 +243,15 @@ export function formatDailyReport(d: DailyReportData): string {
         ['channel', 'attempts', 'change', 'success rate', 'failure rate', 'timeout rate', 'failure rate change'],
         channels.map((r) => {
           const p = prevChannels.get(r.value) ?? emptyRow(r.value);
-          return [r.value, int(r.attempts), countChange(r.attempts, p.attempts), pct(r.success_rate), pct(r.failure_rate), pct(r.timeout_rate), p.attempts === 0 ? 'n/a' : rateChange(r.failure_rate, p.failure_rate)];
+          return [
+            r.value,
+            int(r.attempts),
+            countChange(r.attempts, p.attempts),
+            pct(r.success_rate),
+            pct(r.failure_rate),
+            pct(r.timeout_rate),
+            p.attempts === 0 ? 'n/a' : rateChange(r.failure_rate, p.failure_rate),
+          ];
         }),
         [false, true, true, true, true, true, true],
       ),

@@ -25,7 +25,14 @@ export type { PolicyEntry, PolicyAction, PolicyOptions, PolicyPublisher, RetryPo
 export { createKafkaPolicyPublisher, policyMessage, RETRY_POLICY_TOPIC } from './retry-policy-kafka.ts';
 export type { KafkaPolicyPublisher } from './retry-policy-kafka.ts';
 export { formatPolicy, formatPolicyDiff, policyChanges } from './policy-format.ts';
-export { run as runReconcileJob, readReconcile, reconcileScheduledJob, RECONCILE_JOB, DEFAULT_STUCK_AFTER_MS, DEFAULT_RECONCILE_LOOKBACK_MS } from './reconcile.ts';
+export {
+  run as runReconcileJob,
+  readReconcile,
+  reconcileScheduledJob,
+  RECONCILE_JOB,
+  DEFAULT_STUCK_AFTER_MS,
+  DEFAULT_RECONCILE_LOOKBACK_MS,
+} from './reconcile.ts';
 export type { ReconcileReport, ReconciledAttempt, CallbackDelays, ReconcileRunOptions } from './reconcile.ts';
 export {
   run as runBaselinesJob,
@@ -39,5 +46,14 @@ export {
   DEFAULT_BASELINE_MIN_DECIDED,
 } from './baselines.ts';
 export type { Baseline, BaselinesRunOptions } from './baselines.ts';
-export { run as runDailyReportJob, collectDailyReport, formatDailyReport, reportPeriod, reportFileName, dailyReportScheduledJob, DAILY_REPORT_JOB, DEFAULT_REPORTS_DIR } from './daily-report.ts';
+export {
+  run as runDailyReportJob,
+  collectDailyReport,
+  formatDailyReport,
+  reportPeriod,
+  reportFileName,
+  dailyReportScheduledJob,
+  DAILY_REPORT_JOB,
+  DEFAULT_REPORTS_DIR,
+} from './daily-report.ts';
 export type { DailyReportData, DailyReportRun, DailyReportRunOptions, PeriodRow, RuleCases } from './daily-report.ts';

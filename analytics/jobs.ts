@@ -49,7 +49,10 @@ export interface JobRun {
   error?: string;
 }
 
-const runRow = (r: { job: string; runId: string; from: Date; to: Date; startedAt: Date; finishedAt: Date | null; status: string; rows: number; error: string }, version: number) => ({
+const runRow = (
+  r: { job: string; runId: string; from: Date; to: Date; startedAt: Date; finishedAt: Date | null; status: string; rows: number; error: string },
+  version: number,
+) => ({
   job: r.job,
   run_id: r.runId,
   window_from: toDateTimeText(r.from.getTime()),

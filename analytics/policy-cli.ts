@@ -52,7 +52,9 @@ export const policyCommand: Command = {
     } catch (err) {
       // Before the first migration the database or table does not exist: say what to do.
       if (err instanceof Error && /doesn't exist|does not exist|UNKNOWN_TABLE|UNKNOWN_DATABASE|Code: (60|81)\b/i.test(err.message)) {
-        throw new PaysentinelError('USAGE', 'No retry policy table yet: run "paysentinel migrate" and "paysentinel analytics run retry-policy".', { cause: err });
+        throw new PaysentinelError('USAGE', 'No retry policy table yet: run "paysentinel migrate" and "paysentinel analytics run retry-policy".', {
+          cause: err,
+        });
       }
       throw err;
     } finally {

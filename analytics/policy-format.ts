@@ -25,7 +25,11 @@ export function formatPolicy(entries: readonly PolicyEntry[]): string {
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const out = [
     `Retry policy, run ${head.runId ?? '?'} at ${head.computedAt?.toISOString() ?? '?'}, evidence from ${head.window?.from.toISOString() ?? '?'} to ${head.window?.to.toISOString() ?? '?'}`,
     '',

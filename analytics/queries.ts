@@ -56,7 +56,6 @@ const dimensionExpr: Record<Dimension, (p: string) => string> = {
   failure_code: (p) => `${p}_code`,
 };
 
-
 /**
  * How long before a window's start the jobs that read attempts by window (reconcile, baselines,
  * retry-policy) still read events: an attempt whose first event falls in this lead is recognised
@@ -146,28 +145,32 @@ export function ratesQuery(database: string, options: RatesQueryOptions): string
     countColumns.map((c) => `toUInt64(${exprs[c] ?? '0'}) AS n_${c}`).join(',\n      ');
 
   const perAttempt = sql`SELECT ${bucket('a')} AS bucket_start, toString(${dim('a')}) AS value,
-      ${raw(counts({
-        attempts: 'count()',
-        succeeded: "countIf(outcome = 'succeeded')",
-        failed: "countIf(outcome = 'failed')",
-        timeout: "countIf(outcome = 'timeout')",
-        processing: "countIf(outcome = 'processing')",
-        retry_attempts: 'countIf(attempt_no > 1)',
-      }))}
+      ${raw(
+        counts({
+          attempts: 'count()',
+          succeeded: "countIf(outcome = 'succeeded')",
+          failed: "countIf(outcome = 'failed')",
+          timeout: "countIf(outcome = 'timeout')",
+          processing: "countIf(outcome = 'processing')",
+          retry_attempts: 'countIf(attempt_no > 1)',
+        }),
+      )}
     FROM (${raw(attempts)})
     WHERE ${raw(inWindow('a'))}
     GROUP BY bucket_start, value`;
   const perOrder = sql`SELECT ${bucket('o')} AS bucket_start, toString(${dim('o')}) AS value,
-      ${raw(counts({
-        orders: 'count()',
-        orders_retried: 'countIf(retried)',
-        orders_first_not_succeeded: 'countIf(first_not_succeeded)',
-        orders_recovered: 'countIf(first_not_succeeded AND paid)',
-        orders_paid: 'countIf(paid)',
-        orders_refunded: 'countIf(paid AND refunds > 0)',
-        paid_amount_minor: 'sum(paid_amount)',
-        refunded_amount_minor: 'sumIf(refunded, paid)',
-      }))}
+      ${raw(
+        counts({
+          orders: 'count()',
+          orders_retried: 'countIf(retried)',
+          orders_first_not_succeeded: 'countIf(first_not_succeeded)',
+          orders_recovered: 'countIf(first_not_succeeded AND paid)',
+          orders_paid: 'countIf(paid)',
+          orders_refunded: 'countIf(paid AND refunds > 0)',
+          paid_amount_minor: 'sum(paid_amount)',
+          refunded_amount_minor: 'sumIf(refunded, paid)',
+        }),
+      )}
     FROM (${raw(orderRows)}) AS order_rows ANY LEFT JOIN (${raw(refunds)}) AS refund_rows USING order_id
     WHERE ${raw(inWindow('o'))}
     GROUP BY bucket_start, value`;
@@ -235,7 +238,8 @@ ORDER BY h_dimension, h_value`;
 }
 
 /** bucketSumsQuery over the stored hour buckets (the daily report's numbers). */
-export const hourSumsQuery = (database: string, options: { fromMs: number; toMs: number; dimension?: Dimension }): string => bucketSumsQuery(database, { ...options, source: 'hour' });
+export const hourSumsQuery = (database: string, options: { fromMs: number; toMs: number; dimension?: Dimension }): string =>
+  bucketSumsQuery(database, { ...options, source: 'hour' });
 
 /**
  * Writes one hour or day bucket, every dimension, as the sum of its stored smaller buckets (an hour

@@ -48,7 +48,12 @@ function toRateRow(r: Record<string, unknown>): RateRow {
 
 /** The rates of attempts (and orders) first seen in [from, to), computed in ClickHouse from payment_events. */
 export async function computeRates(deps: Pick<AnalyticsDeps, 'clickhouse' | 'database'>, options: RatesOptions): Promise<RateRow[]> {
-  const query = ratesQuery(deps.database, { fromMs: options.from.getTime(), toMs: options.to.getTime(), dimension: options.by ?? 'all', bucket: options.bucket });
+  const query = ratesQuery(deps.database, {
+    fromMs: options.from.getTime(),
+    toMs: options.to.getTime(),
+    dimension: options.by ?? 'all',
+    bucket: options.bucket,
+  });
   return (await queryRows<Record<string, unknown>>(deps.clickhouse, query, 'compute rates')).map(toRateRow);
 }
 
@@ -57,7 +62,12 @@ export async function readStoredRates(
   deps: Pick<AnalyticsDeps, 'clickhouse' | 'database'>,
   options: { from: Date; to: Date; by?: Dimension; bucket: BucketSize },
 ): Promise<RateRow[]> {
-  const query = storedRatesQuery(deps.database, { fromMs: options.from.getTime(), toMs: options.to.getTime(), dimension: options.by ?? 'all', bucket: options.bucket });
+  const query = storedRatesQuery(deps.database, {
+    fromMs: options.from.getTime(),
+    toMs: options.to.getTime(),
+    dimension: options.by ?? 'all',
+    bucket: options.bucket,
+  });
   return (await queryRows<Record<string, unknown>>(deps.clickhouse, query, 'read stored rates')).map(toRateRow);
 }
 
@@ -215,7 +225,10 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       // Up to and including the current second: its later rows are read again next run (overlap).
       for (let s = cursor.seenToSec; s <= serverNow; s += CHANGES_SLICE_SECONDS) {
         const e = Math.min(s + CHANGES_SLICE_SECONDS, serverNow + 1);
-        await items(changedOrdersSql(deps.database, s, e), `build rate items of the orders changed ${new Date(s * 1000).toISOString()} .. ${new Date(e * 1000).toISOString()}`);
+        await items(
+          changedOrdersSql(deps.database, s, e),
+          `build rate items of the orders changed ${new Date(s * 1000).toISOString()} .. ${new Date(e * 1000).toISOString()}`,
+        );
       }
     }
     // Items are complete from coveredFrom on: a rebuilt window extends that when it reaches it.
@@ -223,7 +236,9 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     if (rebuild && cursor !== null && toMs >= cursor.coveredFromMs) coveredFromMs = Math.min(windowStart, cursor.coveredFromMs);
 
     // 2. 5-minute buckets, one statement per hour; 3. hours and days summed from them.
-    const touched = (await queryRows<{ b: number }>(deps.clickhouse, touchedBucketsQuery(deps.database, version), 'read touched buckets')).map((r) => Number(r.b) * 1000);
+    const touched = (await queryRows<{ b: number }>(deps.clickhouse, touchedBucketsQuery(deps.database, version), 'read touched buckets')).map(
+      (r) => Number(r.b) * 1000,
+    );
     const writes = planWrites({ fromMs, toMs }, touched, coveredFromMs);
     const hours = new Map<number, number[]>();
     for (const b of writes) hours.set(floorTo(b, 'hour'), [...(hours.get(floorTo(b, 'hour')) ?? []), b / 1000]);
@@ -244,28 +259,55 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
         );
       }
       if (rollupHours.has(h)) {
-        await command(deps.clickhouse, insertRollupQuery(deps.database, { bucket: 'hour', startMs: h, computedAt: new Date(), version }), `write hour rates for ${new Date(h).toISOString()} from its 5-minute buckets`);
+        await command(
+          deps.clickhouse,
+          insertRollupQuery(deps.database, { bucket: 'hour', startMs: h, computedAt: new Date(), version }),
+          `write hour rates for ${new Date(h).toISOString()} from its 5-minute buckets`,
+        );
       }
     };
     // The window's hours in order, with progress; then the earlier or later hours only changes touched.
     for (const [i, chunk] of chunks.entries()) {
       await writeHour(floorTo(chunk.fiveMin.fromMs, 'hour'));
-      progress('rates chunk written', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(), elapsed_ms: Date.now() - started });
+      progress('rates chunk written', {
+        chunk: i + 1,
+        chunks: chunks.length,
+        chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(),
+        elapsed_ms: Date.now() - started,
+      });
     }
     const others = [...new Set([...hours.keys(), ...rollupHours])].filter((h) => !windowHours.has(h)).sort((a, b) => a - b);
     for (const h of others) await writeHour(h);
     for (const day of [...rollupDays].sort((a, b) => a - b)) {
-      await command(deps.clickhouse, insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version }), `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`);
+      await command(
+        deps.clickhouse,
+        insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version }),
+        `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`,
+      );
       progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
     }
     if (!backfill || cursor !== null) {
       const seenToSec = backfill ? cursor!.seenToSec : Math.max(cursor?.seenToSec ?? 0, serverNow - (options.changesOverlapSeconds ?? CHANGES_OVERLAP_SECONDS));
-      await command(deps.clickhouse, writeCursorQuery(deps.database, RATES_JOB, { seenToSec, coveredFromSec: Math.floor(coveredFromMs / 1000), version }), 'move the rates cursor');
+      await command(
+        deps.clickhouse,
+        writeCursorQuery(deps.database, RATES_JOB, { seenToSec, coveredFromSec: Math.floor(coveredFromMs / 1000), version }),
+        'move the rates cursor',
+      );
     }
     const span = [...writes, ...rollupHours, ...rollupDays];
     if (span.length === 0) return 0;
-    const rows = await queryRows<{ n: string }>(deps.clickhouse, writtenRatesQuery(deps.database, version, Math.min(...span), Math.max(...span) + 1), 'count written rates');
-    log.debug('rates written', { buckets: writes.length, touched: touched.length, hours: rollupHours.size, days: rollupDays.size, elapsed_ms: Date.now() - started });
+    const rows = await queryRows<{ n: string }>(
+      deps.clickhouse,
+      writtenRatesQuery(deps.database, version, Math.min(...span), Math.max(...span) + 1),
+      'count written rates',
+    );
+    log.debug('rates written', {
+      buckets: writes.length,
+      touched: touched.length,
+      hours: rollupHours.size,
+      days: rollupDays.size,
+      elapsed_ms: Date.now() - started,
+    });
     return Number(rows[0]?.n ?? 0);
   });
   // Every closed bucket up to the window's end is written (a backfill of the past proves nothing about now).

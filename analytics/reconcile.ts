@@ -67,7 +67,13 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
   const toMs = now.getTime();
   const fromMs = toMs - (options.lookbackMs ?? DEFAULT_RECONCILE_LOOKBACK_MS);
   return runJob(deps, RECONCILE_JOB, { from: new Date(fromMs), to: now }, async () => {
-    const write = { fromMs, toMs, version: Date.now() * 1000 + Math.floor(Math.random() * 1000), computedAt: new Date(), stuckAfterMs: options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS };
+    const write = {
+      fromMs,
+      toMs,
+      version: Date.now() * 1000 + Math.floor(Math.random() * 1000),
+      computedAt: new Date(),
+      stuckAfterMs: options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS,
+    };
     await command(deps.clickhouse, insertStuckQuery(deps.database, write), 'write stuck attempts');
     await command(deps.clickhouse, insertChangedQuery(deps.database, write), 'write changed attempts');
     await command(deps.clickhouse, insertCallbackDelaysQuery(deps.database, write), 'write callback delays');
@@ -118,6 +124,14 @@ export async function readReconcile(deps: Pick<AnalyticsDeps, 'clickhouse' | 'da
     version: v,
     stuck: list.filter((a) => a.kind === 'stuck_processing'),
     changed: list.filter((a) => a.kind === 'changed_after_final'),
-    delays: delays.map((r) => ({ channel: String(r.channel), attempts: Number(r.attempts), p50: n(r.p50_ms), p90: n(r.p90_ms), p95: n(r.p95_ms), p99: n(r.p99_ms), max: n(r.max_ms) })),
+    delays: delays.map((r) => ({
+      channel: String(r.channel),
+      attempts: Number(r.attempts),
+      p50: n(r.p50_ms),
+      p90: n(r.p90_ms),
+      p95: n(r.p95_ms),
+      p99: n(r.p99_ms),
+      max: n(r.max_ms),
+    })),
   };
 }

@@ -61,14 +61,17 @@ describe('decide', () => {
   });
 
   test('peak hours: one attempt fewer and twice the backoff, said in the reason', () => {
-    const e = decide(input({ steps: [step(1, 100, 70), step(2, 40, 27)], succeededRetries: 97, medianDelaySeconds: 60, peak: { hours: [12], rates: [0.55], mean: 0.17 } }));
+    const e = decide(
+      input({ steps: [step(1, 100, 70), step(2, 40, 27)], succeededRetries: 97, medianDelaySeconds: 60, peak: { hours: [12], rates: [0.55], mean: 0.17 } }),
+    );
     expect(e).toMatchObject({ maxAttempts: 3, peakMaxAttempts: 2, backoffSeconds: 60, peakBackoffSeconds: 120, peakHours: [12] });
     expect(e.reason).toMatch(/at peak hours \(UTC 12h 55% failing vs 17% mean\) only 2 attempts, 120 s apart\.$/);
   });
 });
 
 describe('peakHours', () => {
-  const hours = (rates: Record<number, number>) => Array.from({ length: 24 }, (_, h) => ({ hour: h, attempts: 100, unsuccessful: Math.round(100 * (rates[h] ?? 0.1)) }));
+  const hours = (rates: Record<number, number>) =>
+    Array.from({ length: 24 }, (_, h) => ({ hour: h, attempts: 100, unsuccessful: Math.round(100 * (rates[h] ?? 0.1)) }));
 
   test('an hour whose failure rate is clearly above the mean is a peak hour; noise is not', () => {
     expect(peakHours(hours({ 12: 0.5, 3: 0.16 }), []).hours).toEqual([12]);
@@ -80,4 +83,3 @@ describe('peakHours', () => {
     expect(peakHours(h, [12]).hours).toEqual([12]);
   });
 });
-

@@ -124,7 +124,11 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
  * rate exceeds peakEnterFactor x mean, and a previous peak hour stays while its rate is above
  * peakExitFactor x mean.
  */
-export function peakHours(hours: readonly ChannelHour[], previousPeak: readonly number[], options: PolicyOptions = DEFAULT_POLICY_OPTIONS): { hours: number[]; rates: number[]; mean: number } {
+export function peakHours(
+  hours: readonly ChannelHour[],
+  previousPeak: readonly number[],
+  options: PolicyOptions = DEFAULT_POLICY_OPTIONS,
+): { hours: number[]; rates: number[]; mean: number } {
   const total = hours.reduce((a, h) => a + h.attempts, 0);
   const mean = total === 0 ? 0 : hours.reduce((a, h) => a + h.unsuccessful, 0) / total;
   const out: { hour: number; rate: number }[] = [];
@@ -176,7 +180,9 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
   };
   const prevMax = previous?.maxAttempts ?? null;
   const first = steps.find((s) => s.k === 1);
-  const firstText = first ? `a retry after a first failure succeeded ${first.succeeded} of ${first.retried} times (${pct(first.p)}, 95% CI ${pct(first.ciLow)}-${pct(first.ciHigh)})` : 'no retries seen';
+  const firstText = first
+    ? `a retry after a first failure succeeded ${first.succeeded} of ${first.retried} times (${pct(first.p)}, 95% CI ${pct(first.ciLow)}-${pct(first.ciHigh)})`
+    : 'no retries seen';
 
   let action: PolicyAction;
   let maxAttempts = 1;
@@ -196,14 +202,20 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
       let yes: boolean;
       if (!s || s.retried < options.minSample) {
         yes = prevRetried;
-        if (k === 1 || prevRetried) notes.push(`after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`);
+        if (k === 1 || prevRetried)
+          notes.push(
+            `after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`,
+          );
       } else if (s.ciLow >= options.minSuccessProbability) {
         yes = true;
       } else if (s.ciHigh < options.minSuccessProbability) {
         yes = false;
       } else {
         yes = prevMax === null ? s.p >= options.minSuccessProbability : prevRetried;
-        if (prevMax !== null) notes.push(`after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous decision kept`);
+        if (prevMax !== null)
+          notes.push(
+            `after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous decision kept`,
+          );
       }
       if (!yes) break;
       maxAttempts = k + 1;
@@ -226,7 +238,9 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
     peakMax = Math.max(1, maxAttempts - 1);
     peakBackoff = backoff * 2;
     const rates = input.peak.hours.map((h, i) => `${h}h ${pct(input.peak.rates[i] ?? 0)}`).join(', ');
-    reason = reason.replace(/\.$/, '') + `; at peak hours (UTC ${rates} failing vs ${pct(input.peak.mean)} mean) only ${peakMax} attempt${peakMax === 1 ? '' : 's'}, ${peakBackoff} s apart.`;
+    reason =
+      reason.replace(/\.$/, '') +
+      `; at peak hours (UTC ${rates} failing vs ${pct(input.peak.mean)} mean) only ${peakMax} attempt${peakMax === 1 ? '' : 's'}, ${peakBackoff} s apart.`;
   }
   const change: PolicyEntry['change'] =
     previous === null
@@ -300,7 +314,8 @@ function fromRow(r: Row): PolicyEntry {
       peakFailureRates: nums(r.peak_failure_rates),
     },
     change: String(r.change) as PolicyEntry['change'],
-    previous: previousAction === '' ? null : { action: previousAction, maxAttempts: num(r.previous_max_attempts), peakMaxAttempts: num(r.previous_peak_max_attempts) },
+    previous:
+      previousAction === '' ? null : { action: previousAction, maxAttempts: num(r.previous_max_attempts), peakMaxAttempts: num(r.previous_peak_max_attempts) },
     reason: String(r.reason),
     version: num(r.version),
     runId: String(r.run_id),
@@ -421,7 +436,14 @@ export async function tunePolicy(
     if (steps.has(k)) continue;
     out.push({
       ...p,
-      evidence: { failures: 0, steps: [], succeededRetries: 0, medianDelaySeconds: 0, channelFailureRate: peaks.get(p.channel)?.mean ?? 0, peakFailureRates: [] },
+      evidence: {
+        failures: 0,
+        steps: [],
+        succeededRetries: 0,
+        medianDelaySeconds: 0,
+        channelFailureRate: peaks.get(p.channel)?.mean ?? 0,
+        peakFailureRates: [],
+      },
       change: 'unchanged',
       previous: { action: p.action, maxAttempts: p.maxAttempts, peakMaxAttempts: p.peakMaxAttempts },
       reason: `${p.failureCode} on ${p.channel}: no failures with this code in the window, previous decision kept (${p.action}, max ${p.maxAttempts} attempts).`,

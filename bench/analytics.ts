@@ -44,8 +44,12 @@ const runTag = randomUUID().slice(0, 8);
  * order (processing, final status, then a succeeded retry or refund for some); the first events of
  * orders [originOrder, originOrder + totalOrders) spread evenly over [baseSec, baseSec + spanSec).
  */
-function trafficSql(database: string, o: { firstOrder: number; orders: number; originOrder: number; totalOrders: number; baseSec: number; spanSec: number; prefix: string }): string {
-  const columns = 'event_id, occurred_at, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source, extra, kafka_partition, kafka_offset, ingested_at';
+function trafficSql(
+  database: string,
+  o: { firstOrder: number; orders: number; originOrder: number; totalOrders: number; baseSec: number; spanSec: number; prefix: string },
+): string {
+  const columns =
+    'event_id, occurred_at, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source, extra, kafka_partition, kafka_offset, ingested_at';
   const rows = sql`SELECT
       i, o, slot, a,
       toUInt32(${o.baseSec} + intDiv((o - ${o.originOrder}) * ${o.spanSec}, ${o.totalOrders})) AS t0,
@@ -96,8 +100,14 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 let database = '';
 try {
-  process.stdout.write(`analytics jobs over a growing store, ${fmt(fresh)} new events each time (one ClickHouse thread, as scheduled); ${config.clickhouseUrl}\n`);
-  const line = (cells: string[]) => `${cells[0]!.padStart(12)}  ${cells[1]!.padEnd(14)}${cells.slice(2).map((c) => c.padStart(15)).join('')}\n`;
+  process.stdout.write(
+    `analytics jobs over a growing store, ${fmt(fresh)} new events each time (one ClickHouse thread, as scheduled); ${config.clickhouseUrl}\n`,
+  );
+  const line = (cells: string[]) =>
+    `${cells[0]!.padStart(12)}  ${cells[1]!.padEnd(14)}${cells
+      .slice(2)
+      .map((c) => c.padStart(15))
+      .join('')}\n`;
   process.stdout.write(line(['stored', 'job', 'ms', 'statements', 'rows read', 'max/statement', 'rows written']));
   for (const size of sizes) {
     database = `paysentinel_bench_${runTag}_analytics_${size}`;
@@ -112,17 +122,37 @@ try {
     const step = 250_000;
     for (let first = 0; first < historyOrders; first += step) {
       const orders = Math.min(step, historyOrders - first);
-      await command(admin, trafficSql(database, { firstOrder: first, orders, originOrder: 0, totalOrders: historyOrders, baseSec: nowSec - 120 - spanSec, spanSec, prefix: 'h' }), 'write history');
+      await command(
+        admin,
+        trafficSql(database, { firstOrder: first, orders, originOrder: 0, totalOrders: historyOrders, baseSec: nowSec - 120 - spanSec, spanSec, prefix: 'h' }),
+        'write history',
+      );
       process.stderr.write(`\r  ${size}: ${fmt(Math.min(first + orders, historyOrders))} of ${fmt(historyOrders)} orders of history written`);
     }
     process.stderr.write('\n');
     const deps: AnalyticsDeps = { clickhouse: jobs, database, logger: silentLogger };
     // The rates job caught up with the history (its last hour built by hand, its cursor at the server's clock).
     await runRates({ ...deps, clickhouse: admin }, new Date(nowMs), { from: new Date(nowMs - 3_600_000) });
-    await command(admin, writeCursorQuery(database, RATES_JOB, { seenToSec: await serverNow(), coveredFromSec: nowSec - 3_600, version: Date.now() * 1000 }), 'seed rates cursor');
+    await command(
+      admin,
+      writeCursorQuery(database, RATES_JOB, { seenToSec: await serverNow(), coveredFromSec: nowSec - 3_600, version: Date.now() * 1000 }),
+      'seed rates cursor',
+    );
     // New traffic: a minute of new orders, first events in the minute before now.
     const newOrders = Math.round(fresh / EVENTS_PER_ORDER);
-    await command(admin, trafficSql(database, { firstOrder: historyOrders, orders: newOrders, originOrder: historyOrders, totalOrders: newOrders, baseSec: nowSec - 60, spanSec: 60, prefix: 'n' }), 'write new events');
+    await command(
+      admin,
+      trafficSql(database, {
+        firstOrder: historyOrders,
+        orders: newOrders,
+        originOrder: historyOrders,
+        totalOrders: newOrders,
+        baseSec: nowSec - 60,
+        spanSec: 60,
+        prefix: 'n',
+      }),
+      'write new events',
+    );
     const stored = Number((await queryRows<{ n: string }>(admin, `SELECT count() AS n FROM ${ident(database, 'payment_events')}`))[0]?.n ?? 0);
     const runAt = new Date(nowMs + 30_000);
     const measured: [string, () => Promise<JobRun>][] = [

@@ -82,7 +82,10 @@ export const benchCommand: Command = {
         progress: (line) => process.stderr.write(`bench: ${line}\n`),
       });
       const backlog = numberOption('bench', 'backlog', values.backlog, 1_000_000, 0);
-      const throughput = backlog > 0 ? await runDetectThroughput(loadConfig(), { events: Math.floor(backlog), progress: (line) => process.stderr.write(`bench: ${line}\n`) }) : null;
+      const throughput =
+        backlog > 0
+          ? await runDetectThroughput(loadConfig(), { events: Math.floor(backlog), progress: (line) => process.stderr.write(`bench: ${line}\n`) })
+          : null;
       const report = { ...result, throughput };
       await mkdir(new URL('../out/', import.meta.url), { recursive: true });
       await writeFile(new URL('../out/bench-detect.json', import.meta.url), JSON.stringify(report, null, 2) + '\n');
@@ -92,11 +95,16 @@ export const benchCommand: Command = {
           : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ${result.detected}/${result.attacks} attacks detected\n` +
               'latency from the triggering event to its case on the cases topic:\n' +
               [...Object.entries(result.byRule), ['both', result] as const]
-                .map(([rule, r]) => `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`)
+                .map(
+                  ([rule, r]) =>
+                    `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`,
+                )
                 .join('') +
               'scheduled jobs during the run (job_runs; durations in whole seconds, a run still going counted so far):\n' +
               (result.jobs.length
-                ? result.jobs.map((j) => `  ${j.job.padEnd(18)} ${String(j.runs).padStart(3)} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`).join('')
+                ? result.jobs
+                    .map((j) => `  ${j.job.padEnd(18)} ${String(j.runs).padStart(3)} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`)
+                    .join('')
                 : '  none recorded\n') +
               (result.ratesBuckets
                 ? `rates buckets: the latest complete one ended ${result.ratesBuckets.ageAtEndSeconds} s before the end; at most ${result.ratesBuckets.maxWriteDelaySeconds} s from a bucket's end to its write\n`
@@ -109,7 +117,10 @@ export const benchCommand: Command = {
       return result.detected === result.attacks && (throughput === null || throughput.casesOpened === 1) ? 0 : 1;
     }
     if (positionals[0] !== 'ingest' || positionals.length !== 1) {
-      throw new PaysentinelError('USAGE', 'Which benchmark? "paysentinel bench ingest" or "paysentinel bench detect".\nRun "paysentinel bench --help" for usage.');
+      throw new PaysentinelError(
+        'USAGE',
+        'Which benchmark? "paysentinel bench ingest" or "paysentinel bench detect".\nRun "paysentinel bench --help" for usage.',
+      );
     }
     const timeoutMs = values.timeout === undefined ? 15 * 60_000 : parseDuration(values.timeout);
     if (timeoutMs === null) throw new PaysentinelError('USAGE', `--timeout ${values.timeout} is not a duration such as 15m`);
@@ -144,7 +155,9 @@ function render(r: IngestBenchResult): string {
     r.baseline
       ? `${'kafka engine + MV'.padEnd(34)}${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
       : `${'kafka engine + MV'.padEnd(34)}skipped`,
-    r.ratio !== null && r.ratioWithDetection !== null ? `${'ratio'.padEnd(34)}${r.ratio.toFixed(2)}x (ingest role), ${r.ratioWithDetection.toFixed(2)}x (with detection) of the Kafka-engine baseline` : '',
+    r.ratio !== null && r.ratioWithDetection !== null
+      ? `${'ratio'.padEnd(34)}${r.ratio.toFixed(2)}x (ingest role), ${r.ratioWithDetection.toFixed(2)}x (with detection) of the Kafka-engine baseline`
+      : '',
     '',
     'written to out/bench-ingest.json',
     '',

@@ -8,7 +8,9 @@ import { createTrafficGenerator } from '../simulator/generate.ts';
 
 const items = [...createTrafficGenerator({ seed: 5, rate: 20_000, durationMs: 5_000, startMs: Date.now() - 3_600_000 })].filter((i) => i.kind !== 'invalid');
 const bytes = items.reduce((a, i) => a + i.value.length, 0) / items.length;
-process.stdout.write(`${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}; ${items.length} simulator events, ${bytes.toFixed(0)} bytes on average\n`);
+process.stdout.write(
+  `${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}; ${items.length} simulator events, ${bytes.toFixed(0)} bytes on average\n`,
+);
 const perEvent = (fn: () => void) => {
   const t = performance.now();
   fn();
@@ -23,5 +25,7 @@ for (let round = 1; round <= 5; round++) {
       if (r.ok) lineOf(toPendingRow(r.value, 0, 0), '2026-11-25 10:00:00');
     }),
   );
-  process.stdout.write(`round ${round}: JSON.parse ${parse.toFixed(2)} µs/event, validate ${decode.toFixed(2)} µs/event, validate + row ${row.toFixed(2)} µs/event (${Math.round(1e6 / row).toLocaleString('en-US')} events/s on one core)\n`);
+  process.stdout.write(
+    `round ${round}: JSON.parse ${parse.toFixed(2)} µs/event, validate ${decode.toFixed(2)} µs/event, validate + row ${row.toFixed(2)} µs/event (${Math.round(1e6 / row).toLocaleString('en-US')} events/s on one core)\n`,
+  );
 }

@@ -154,7 +154,10 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   const consumer = kafka.consumer({ groupId: `bench-${id}-cases-reader` });
   try {
-    await ensureTopics(admin, Object.values(topics).map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })));
+    await ensureTopics(
+      admin,
+      Object.values(topics).map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })),
+    );
     await producer.connect();
     /** `rule|entity` -> when its triggering event was acknowledged. */
     const triggerAt = new Map<string, number>();
@@ -171,7 +174,13 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       },
     });
     // Traffic starts once the pipeline has its partitions (polled, not a fixed wait).
-    await waitFor('the pipeline to be ready (/healthz)', 120_000, options.progress, child, async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok === true);
+    await waitFor(
+      'the pipeline to be ready (/healthz)',
+      120_000,
+      options.progress,
+      child,
+      async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok === true,
+    );
 
     const generator = createTrafficGenerator({ seed: 9, rate: options.rate, durationMs: options.durationMs, startMs: Date.now() });
     const started = Date.now();
@@ -275,7 +284,8 @@ async function waitFor(what: string, timeoutMs: number, progress: (line: string)
   const started = Date.now();
   let told = started;
   while (!(await ready())) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`paysentinel start exited (${child.exitCode ?? child.signalCode}) while waiting for ${what}; its log is above`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`paysentinel start exited (${child.exitCode ?? child.signalCode}) while waiting for ${what}; its log is above`);
     if (Date.now() - started > timeoutMs) throw new Error(`gave up waiting ${Math.round(timeoutMs / 1000)} s for ${what}`);
     if (Date.now() - told >= 10_000) {
       progress(`waiting for ${what}: ${Math.round((Date.now() - started) / 1000)} s`);

@@ -69,7 +69,14 @@ async function count(clickhouse: ClickHouseClient, table: string): Promise<numbe
 }
 
 /** Polls `probe` until it reaches `target`, returning when the first non-zero value and the target were seen. */
-async function waitForCount(probe: () => Promise<number>, target: number, timeoutMs: number, progress: (line: string) => void, label: string, onTick?: () => void) {
+async function waitForCount(
+  probe: () => Promise<number>,
+  target: number,
+  timeoutMs: number,
+  progress: (line: string) => void,
+  label: string,
+  onTick?: () => void,
+) {
   const started = performance.now();
   let first: number | null = null;
   let lastReport = started;
@@ -107,14 +114,22 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
   const databases: string[] = [];
   await admin.connect();
   try {
-    await ensureTopics(admin, [topic, dlq].map((t) => ({ topic: t, numPartitions: options.partitions, replicationFactor: config.topicReplication })));
+    await ensureTopics(
+      admin,
+      [topic, dlq].map((t) => ({ topic: t, numPartitions: options.partitions, replicationFactor: config.topicReplication })),
+    );
 
     // 1. Load: the topic is filled before either consumer starts, so both read the same backlog.
     progress(`producing ${options.count.toLocaleString('en-US')} events to ${topic}`);
     const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     const rate = 20_000;
-    const generator = createTrafficGenerator({ seed: options.seed, rate, durationMs: Math.ceil((options.count / rate) * 1000), startMs: Date.now() - 3_600_000 });
+    const generator = createTrafficGenerator({
+      seed: options.seed,
+      rate,
+      durationMs: Math.ceil((options.count / rate) * 1000),
+      startMs: Date.now() - 3_600_000,
+    });
     const produced = await produceAsFast({ producer, topic, generator, count: options.count, batchSize: 2000, concurrency: 4 });
     await producer.disconnect();
     progress(`produced ${produced.produced} messages (${produced.distinctEvents} distinct events) in ${(produced.elapsedMs / 1000).toFixed(1)} s`);
@@ -137,10 +152,19 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       };
       const startedAt = performance.now();
       const args = ['bin/paysentinel.mjs', 'start', ...(roles ? ['--roles', roles] : [])];
-      const children = Array.from({ length: processes }, () => spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] }));
+      const children = Array.from({ length: processes }, () =>
+        spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] }),
+      );
       const peakKb = children.map(() => 0);
       const watchMemory = () => children.forEach((c, i) => (peakKb[i] = Math.max(peakKb[i]!, procStatusKb(c.pid!, 'VmHWM'))));
-      const timing = await waitForCount(() => count(clickhouse, `${ident(database)}.payment_events`), produced.distinctEvents, options.timeoutMs, progress, label, watchMemory);
+      const timing = await waitForCount(
+        () => count(clickhouse, `${ident(database)}.payment_events`),
+        produced.distinctEvents,
+        options.timeoutMs,
+        progress,
+        label,
+        watchMemory,
+      );
       watchMemory();
       for (const c of children) c.kill('SIGTERM');
       await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
@@ -166,10 +190,19 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       progress('running the ClickHouse Kafka-engine baseline on the same topic');
       const broker = config.kafkaBrokers[0]!;
       await command(clickhouse, `CREATE DATABASE IF NOT EXISTS ${db}`);
-      await command(clickhouse, `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`);
-      await command(clickhouse, `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, event_id)`);
+      await command(
+        clickhouse,
+        `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`,
+      );
+      await command(
+        clickhouse,
+        `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, event_id)`,
+      );
       const baselineStart = performance.now();
-      await command(clickhouse, `CREATE MATERIALIZED VIEW ${db}.kafka_mv TO ${db}.kafka_events AS SELECT event_id, parseDateTimeBestEffort(occurred_at) AS occurred_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source FROM ${db}.kafka_queue`);
+      await command(
+        clickhouse,
+        `CREATE MATERIALIZED VIEW ${db}.kafka_mv TO ${db}.kafka_events AS SELECT event_id, parseDateTimeBestEffort(occurred_at) AS occurred_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source FROM ${db}.kafka_queue`,
+      );
       const b = await waitForCount(() => count(clickhouse, `${db}.kafka_events`), produced.produced, options.timeoutMs, progress, 'kafka engine');
       const bSeconds = (b.done - baselineStart) / 1000;
       baseline = { seconds: bSeconds, rowsPerSecond: produced.produced / bSeconds, rows: produced.produced };

@@ -29,7 +29,9 @@ try {
   for (const n of counts) {
     const rows = newRowsQuery(database, nowSec - 120, positions(n, 10));
     const keys = newKeysQuery(database, nowSec - 120, positionRange(positions(n, 10), positions(n, 1000)));
-    console.log(`${String(n).padStart(10)}  ${String(await timed(rows)).padStart(13)}  ${String(await timed(keys)).padStart(13)}  ${String(rows.length).padStart(15)}`);
+    console.log(
+      `${String(n).padStart(10)}  ${String(await timed(rows)).padStart(13)}  ${String(await timed(keys)).padStart(13)}  ${String(rows.length).padStart(15)}`,
+    );
   }
 } finally {
   await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});

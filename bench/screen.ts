@@ -61,7 +61,14 @@ try {
     if (database) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`);
     database = `paysentinel_bench_${run}_screen_${step}`;
     await migrate(clickhouse, database, silentLogger);
-    const written = await writeSimulatedHistory(http, database, { events: n, nowMs, spreadMs: 300_000, ingestedAtMs: nowMs, partitions: 1, onProgress: (w) => process.stderr.write(`\r  ${w}`) });
+    const written = await writeSimulatedHistory(http, database, {
+      events: n,
+      nowMs,
+      spreadMs: 300_000,
+      ingestedAtMs: nowMs,
+      partitions: 1,
+      onProgress: (w) => process.stderr.write(`\r  ${w}`),
+    });
     process.stderr.write('\n');
     const seen = new Map([[0, written - 2_501]]);
     const position = positionRange(seen, new Map([[0, written - 1]]));
@@ -72,13 +79,36 @@ try {
       const columns = screenPlan(own);
       const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
       const longest = Math.max(...own.map((f) => windowMs[f.window]));
-      const query = entityScreenQuery(database, entity, columns, nowMs + 1000, nowSec - 600, position, undefined, screenHaving(rules, columns, nowMs + 1000), longest);
+      const query = entityScreenQuery(
+        database,
+        entity,
+        columns,
+        nowMs + 1000,
+        nowSec - 600,
+        position,
+        undefined,
+        screenHaving(rules, columns, nowMs + 1000),
+        longest,
+      );
       row.push(await median(() => queryRows(clickhouse, query, `${entity} screen`)));
     }
-    const orders = await queryRows<{ id: string }>(clickhouse, sql`SELECT DISTINCT order_id AS id FROM ${eventsByPosition(database)} WHERE kafka_partition = 0 AND kafka_offset > ${written - 2_501} LIMIT 500`, 'new orders');
-    row.push(await median(() => http.query(entityEventsQuery(database, 'order', nowSec - 86_401), { name: ENTITY_IDS_TABLE, structure: 'id String', rows: orders }, 'order events')));
+    const orders = await queryRows<{ id: string }>(
+      clickhouse,
+      sql`SELECT DISTINCT order_id AS id FROM ${eventsByPosition(database)} WHERE kafka_partition = 0 AND kafka_offset > ${written - 2_501} LIMIT 500`,
+      'new orders',
+    );
+    row.push(
+      await median(() =>
+        http.query(entityEventsQuery(database, 'order', nowSec - 86_401), { name: ENTITY_IDS_TABLE, structure: 'id String', rows: orders }, 'order events'),
+      ),
+    );
     row.push(await median(() => queryRows(clickhouse, stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 130, nowSec - 120]]), 'stuck orders')));
-    const channels = contextFeaturesQuery(database, 'channel', features.filter((f) => f.entity === 'channel'), nowSec + 1);
+    const channels = contextFeaturesQuery(
+      database,
+      'channel',
+      features.filter((f) => f.entity === 'channel'),
+      nowSec + 1,
+    );
     row.push(channels ? await median(() => queryRows(clickhouse, channels, 'channel features')) : NaN);
     process.stdout.write(`${row.map((v) => Math.round(v).toString().padStart(10)).join('')}\n`);
   }

@@ -40,8 +40,33 @@ try {
     const rows: object[] = [];
     for (let i = start; i < Math.min(n, start + CHUNK); i++) {
       const at = period.fromMs + Math.floor((i * (period.toMs - period.fromMs)) / n);
-      const base = { order_id: `b-${i}`, type: 'payment', attempt: 1, transaction_id: `t-${i}`, amount_minor: 100 + (i % 5000), currency: 'CNY', channel: 'alipay', merchant_id: 'm1', user_id: null, device_id: null, ip: null, failure_code: null, source: 'gateway_callback', extra: '', kafka_partition: 0, ingested_at: toDateTimeText(at) };
-      if (i % 10 === 0) rows.push({ ...base, event_id: `p-${i}`, occurred_at: toDateTimeText(Math.max(period.fromMs, at - 2000)), occurred_ms: 0, status: 'processing', kafka_offset: offset++ });
+      const base = {
+        order_id: `b-${i}`,
+        type: 'payment',
+        attempt: 1,
+        transaction_id: `t-${i}`,
+        amount_minor: 100 + (i % 5000),
+        currency: 'CNY',
+        channel: 'alipay',
+        merchant_id: 'm1',
+        user_id: null,
+        device_id: null,
+        ip: null,
+        failure_code: null,
+        source: 'gateway_callback',
+        extra: '',
+        kafka_partition: 0,
+        ingested_at: toDateTimeText(at),
+      };
+      if (i % 10 === 0)
+        rows.push({
+          ...base,
+          event_id: `p-${i}`,
+          occurred_at: toDateTimeText(Math.max(period.fromMs, at - 2000)),
+          occurred_ms: 0,
+          status: 'processing',
+          kafka_offset: offset++,
+        });
       rows.push({ ...base, event_id: `s-${i}`, occurred_at: toDateTimeText(at), occurred_ms: at % 1000, status: 'succeeded', kafka_offset: offset++ });
     }
     await insertRows(clickhouse, events, rows, 'bench: store attempts');
@@ -73,8 +98,22 @@ try {
   if (outcome.status !== 'reconciled') throw new Error('period not reconciled');
   const r = outcome.run;
   const expected = { amount_mismatch: Math.floor((n - 2) / 1000) + 1, charged_not_recorded: Math.floor((n - 3) / 1000) + 1 };
-  const ok = r.matched === n - expected.amount_mismatch - expected.charged_not_recorded && r.breaks.amount_mismatch === expected.amount_mismatch && r.breaks.charged_not_recorded === expected.charged_not_recorded && r.breaks.recorded_not_settled === expected.charged_not_recorded;
-  const result = { lines: r.lines, attempts: r.attempts, matched: r.matched, breaks: r.breaks, import_seconds: Number(importS.toFixed(1)), reconcile_seconds: Number(reconcileS.toFixed(1)), phases_ms: r.phasesMs, target_seconds: 60, correct: ok };
+  const ok =
+    r.matched === n - expected.amount_mismatch - expected.charged_not_recorded &&
+    r.breaks.amount_mismatch === expected.amount_mismatch &&
+    r.breaks.charged_not_recorded === expected.charged_not_recorded &&
+    r.breaks.recorded_not_settled === expected.charged_not_recorded;
+  const result = {
+    lines: r.lines,
+    attempts: r.attempts,
+    matched: r.matched,
+    breaks: r.breaks,
+    import_seconds: Number(importS.toFixed(1)),
+    reconcile_seconds: Number(reconcileS.toFixed(1)),
+    phases_ms: r.phasesMs,
+    target_seconds: 60,
+    correct: ok,
+  };
   await mkdir('out', { recursive: true });
   await writeFile('out/bench-statements.json', JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(

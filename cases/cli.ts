@@ -34,11 +34,29 @@ Examples:
 
 function table(cases: readonly Case[]): string {
   if (cases.length === 0) return 'No cases match.\n';
-  const rows = cases.map((c) => [c.case_id, c.status, c.severity, c.rule_id, `${c.entity_type} ${c.entity_id}`, String(c.hit_count), c.updated_at, c.recommended_action]);
+  const rows = cases.map((c) => [
+    c.case_id,
+    c.status,
+    c.severity,
+    c.rule_id,
+    `${c.entity_type} ${c.entity_id}`,
+    String(c.hit_count),
+    c.updated_at,
+    c.recommended_action,
+  ]);
   const header = ['case', 'status', 'severity', 'rule', 'entity', 'hits', 'updated (UTC)', 'next step'];
   const widths = header.map((h, i) => Math.min(i === 7 ? 80 : 40, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
   const cut = (s: string, w: number) => (s.length > w ? s.slice(0, w - 1) + '…' : s.padEnd(w));
-  return [header, ...rows].map((r) => r.map((c, i) => cut(c, widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    [header, ...rows]
+      .map((r) =>
+        r
+          .map((c, i) => cut(c, widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export const casesCommand: Command = {
@@ -67,7 +85,8 @@ export const casesCommand: Command = {
     if (action !== 'list' && !id) throw usage(`"cases ${action}" needs a case id.`);
     if ((action === 'ack' || action === 'resolve') && !values.note) throw usage(`"cases ${action}" needs --note saying what was done.`);
     if (values.resolution !== undefined && action !== 'resolve') throw usage('--resolution goes with "cases resolve".');
-    if (values.resolution !== undefined && !(resolutions as readonly string[]).includes(values.resolution)) throw usage(`--resolution must be one of ${resolutions.join(', ')}.`);
+    if (values.resolution !== undefined && !(resolutions as readonly string[]).includes(values.resolution))
+      throw usage(`--resolution must be one of ${resolutions.join(', ')}.`);
     const sinceMs = values.since === undefined ? undefined : parseDuration(values.since);
     if (sinceMs === null) throw usage(`--since ${values.since} is not a duration such as 2h or 7d.`);
 
@@ -117,7 +136,14 @@ export const casesCommand: Command = {
         return 0;
       }
       const who = values.by ?? (process.env.USER || userInfo().username || 'unknown');
-      const next = await store.setStatus(id!, action === 'ack' ? 'acknowledged' : 'resolved', who, values.note!, Date.now(), resolutions.find((r) => r === values.resolution));
+      const next = await store.setStatus(
+        id!,
+        action === 'ack' ? 'acknowledged' : 'resolved',
+        who,
+        values.note!,
+        Date.now(),
+        resolutions.find((r) => r === values.resolution),
+      );
       if (!next) throw new PaysentinelError('USAGE', `No case ${id}. "paysentinel cases list" shows the ids.`);
       process.stdout.write(values.json ? JSON.stringify(next) + '\n' : `${next.case_id} is now ${next.status} (by ${who}).\n`);
       return 0;

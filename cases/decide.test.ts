@@ -55,10 +55,22 @@ describe('decideCases: what rule hits do to cases', () => {
     const [open] = decideCases([hit()], new Map(), T0).opened;
     expect(decideCases([hit()], latestOf(open!), T0 + MIN)).toEqual({ opened: [], updated: [] });
     for (const status of ['open', 'acknowledged'] as const) {
-      const { opened, updated } = decideCases([hit({ ruleVersion: 'v2', evidence: { user_max_attempts_per_order_1m: 7 }, recommendedAction: 'Block the user.' })], latestOf({ ...open!, status }), T0 + MIN);
+      const { opened, updated } = decideCases(
+        [hit({ ruleVersion: 'v2', evidence: { user_max_attempts_per_order_1m: 7 }, recommendedAction: 'Block the user.' })],
+        latestOf({ ...open!, status }),
+        T0 + MIN,
+      );
       expect(opened).toEqual([]);
       expect(updated).toEqual([
-        { ...open!, status, rule_version: 'v2', hit_count: 2, updated_at: '2026-11-25 10:01:00', evidence: { user_max_attempts_per_order_1m: 7 }, recommended_action: 'Block the user.' },
+        {
+          ...open!,
+          status,
+          rule_version: 'v2',
+          hit_count: 2,
+          updated_at: '2026-11-25 10:01:00',
+          evidence: { user_max_attempts_per_order_1m: 7 },
+          recommended_action: 'Block the user.',
+        },
       ]);
     }
   });
@@ -72,7 +84,9 @@ describe('decideCases: what rule hits do to cases', () => {
     expect(within.updated).toMatchObject([{ case_id: open!.case_id, status: 'resolved', hit_count: 2 }]);
     const after = decideCases([again], latestOf(resolved), T0 + 35 * MIN);
     expect(after.updated).toEqual([]);
-    expect(after.opened).toMatchObject([{ case_id: caseIdFor('retry_storm', 'user', 'u-1', T0 + 35 * MIN), status: 'open', hit_count: 1, opened_at: '2026-11-25 10:35:00' }]);
+    expect(after.opened).toMatchObject([
+      { case_id: caseIdFor('retry_storm', 'user', 'u-1', T0 + 35 * MIN), status: 'open', hit_count: 1, opened_at: '2026-11-25 10:35:00' },
+    ]);
   });
 
   test('several hits of one (rule, entity) in a call make one version of one case; other rules and entities get their own', () => {
@@ -94,7 +108,11 @@ describe('decideCases: what rule hits do to cases', () => {
       ['other_rule|user|u-1', 1, { user_max_attempts_per_order_1m: 5 }],
     ]);
     // An existing case updated twice in one call is one update.
-    const again = decideCases([hit({ evidence: { user_max_attempts_per_order_1m: 9 } }), hit({ evidence: { user_max_attempts_per_order_1m: 10 } })], latestOf(opened[0]!), T0 + MIN);
+    const again = decideCases(
+      [hit({ evidence: { user_max_attempts_per_order_1m: 9 } }), hit({ evidence: { user_max_attempts_per_order_1m: 10 } })],
+      latestOf(opened[0]!),
+      T0 + MIN,
+    );
     expect(again.opened).toEqual([]);
     expect(again.updated).toMatchObject([{ case_id: opened[0]!.case_id, hit_count: 5, evidence: { user_max_attempts_per_order_1m: 10 } }]);
   });
@@ -113,7 +131,10 @@ describe('createCaseBook: the same decisions kept in memory', () => {
     const book = createCaseBook();
     expect(await book.applyHits([hit()], T0)).toMatchObject({ opened: [{ entity_id: 'u-1' }], updated: [] });
     expect(await book.applyHits([hit(), hit({ entityId: 'u-2' })], T0 + MIN)).toMatchObject({ opened: [{ entity_id: 'u-2' }], updated: [] });
-    expect(await book.applyHits([hit({ evidence: { user_max_attempts_per_order_1m: 6 } })], T0 + 2 * MIN)).toMatchObject({ opened: [], updated: [{ entity_id: 'u-1', hit_count: 2 }] });
+    expect(await book.applyHits([hit({ evidence: { user_max_attempts_per_order_1m: 6 } })], T0 + 2 * MIN)).toMatchObject({
+      opened: [],
+      updated: [{ entity_id: 'u-1', hit_count: 2 }],
+    });
     expect(book.opened.map((c) => c.entity_id)).toEqual(['u-1', 'u-2']);
   });
 

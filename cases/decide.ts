@@ -55,7 +55,14 @@ export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Ca
     if (c && active) {
       // A hit with the same evidence adds nothing support needs to see.
       if (JSON.stringify(c.evidence) === JSON.stringify(evidence)) continue;
-      const next: Case = { ...c, hit_count: c.hit_count + 1, updated_at: now, evidence, recommended_action: hit.recommendedAction, rule_version: hit.ruleVersion };
+      const next: Case = {
+        ...c,
+        hit_count: c.hit_count + 1,
+        updated_at: now,
+        evidence,
+        recommended_action: hit.recommendedAction,
+        rule_version: hit.ruleVersion,
+      };
       current.set(key, next);
       changed.set(next.case_id, { c: next, isNew: changed.get(next.case_id)?.isNew ?? false });
     } else {

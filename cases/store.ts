@@ -130,9 +130,20 @@ export function createCaseStore(deps: CaseStoreDeps) {
     await insertRows(
       deps.clickhouse,
       versions.text,
-      changes.map(({ c, version, changedBy, note }) => ({ ...c, evidence: JSON.stringify(c.evidence), version, opened_at: c.opened_at, updated_at: c.updated_at, changed_by: changedBy, note })),
+      changes.map(({ c, version, changedBy, note }) => ({
+        ...c,
+        evidence: JSON.stringify(c.evidence),
+        version,
+        opened_at: c.opened_at,
+        updated_at: c.updated_at,
+        changed_by: changedBy,
+        note,
+      })),
     );
-    const messages = changes.map(({ c, version, changedBy, note }) => ({ key: c.case_id, value: JSON.stringify({ ...c, version, changed_by: changedBy, note }) }));
+    const messages = changes.map(({ c, version, changedBy, note }) => ({
+      key: c.case_id,
+      value: JSON.stringify({ ...c, version, changed_by: changedBy, note }),
+    }));
     // Sends of at most ~512 KiB: the broker refuses requests over its 1 MB default, and a tick
     // with thousands of cases would then fail on every retry.
     for (let i = 0; i < messages.length; ) {

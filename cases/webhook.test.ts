@@ -38,9 +38,18 @@ describe('webhook signature', () => {
 
 describe('webhook answers', () => {
   test.each([
-    [200, 'delivered'], [204, 'delivered'],
-    [500, 'retry'], [502, 'retry'], [503, 'retry'], [429, 'retry'], [408, 'retry'],
-    [400, 'rejected'], [401, 'rejected'], [404, 'rejected'], [410, 'rejected'], [301, 'rejected'],
+    [200, 'delivered'],
+    [204, 'delivered'],
+    [500, 'retry'],
+    [502, 'retry'],
+    [503, 'retry'],
+    [429, 'retry'],
+    [408, 'retry'],
+    [400, 'rejected'],
+    [401, 'rejected'],
+    [404, 'rejected'],
+    [410, 'rejected'],
+    [301, 'rejected'],
   ] as const)('HTTP %i is %s', (status, kind) => {
     expect(classifyStatus(status)).toBe(kind);
   });
@@ -56,9 +65,13 @@ describe('webhook answers', () => {
 describe('webhook settings', () => {
   test('off by default; a URL needs a secret, and a bad secret is reported without printing it', () => {
     expect(loadConfig({}).caseWebhookUrl).toBe('');
-    expect(loadConfig({ CASE_WEBHOOK_URL: 'https://hooks.example.com/cases', CASE_WEBHOOK_SECRET: secret }).caseWebhookUrl).toBe('https://hooks.example.com/cases');
+    expect(loadConfig({ CASE_WEBHOOK_URL: 'https://hooks.example.com/cases', CASE_WEBHOOK_SECRET: secret }).caseWebhookUrl).toBe(
+      'https://hooks.example.com/cases',
+    );
     expect(() => loadConfig({ CASE_WEBHOOK_URL: 'https://hooks.example.com/cases' })).toThrow(/CASE_WEBHOOK_SECRET is required when CASE_WEBHOOK_URL is set/);
-    expect(() => loadConfig({ CASE_WEBHOOK_URL: 'ftp://hooks.example.com', CASE_WEBHOOK_SECRET: secret })).toThrow(/CASE_WEBHOOK_URL="ftp:\/\/hooks.example.com" is invalid: expected empty \(off\) or an http\(s\) URL/);
+    expect(() => loadConfig({ CASE_WEBHOOK_URL: 'ftp://hooks.example.com', CASE_WEBHOOK_SECRET: secret })).toThrow(
+      /CASE_WEBHOOK_URL="ftp:\/\/hooks.example.com" is invalid: expected empty \(off\) or an http\(s\) URL/,
+    );
     expect(() => loadConfig({ CASE_WEBHOOK_SECRET: 'short-s3cret' })).toThrow(/CASE_WEBHOOK_SECRET is too short/);
     expect(() => loadConfig({ CASE_WEBHOOK_SECRET: 'short-s3cret' })).not.toThrow(/short-s3cret/);
   });

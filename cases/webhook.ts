@@ -79,7 +79,10 @@ export function retryAfterMs(header: string | null, nowMs = Date.now()): number 
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 }
 
-type Attempt = { kind: 'delivered'; status: number } | { kind: 'retry'; reason: string; retryAfterMs?: number } | { kind: 'rejected'; status: number; reason: string };
+type Attempt =
+  | { kind: 'delivered'; status: number }
+  | { kind: 'retry'; reason: string; retryAfterMs?: number }
+  | { kind: 'rejected'; status: number; reason: string };
 
 export interface CaseWebhookOptions {
   kafka: Kafka;
@@ -119,7 +122,10 @@ export async function startCaseWebhook(options: CaseWebhookOptions): Promise<Cas
   const registry = options.registry ?? new Registry();
   const delivered = registry.counter('paysentinel_case_webhook_delivered_total', 'Case messages the webhook answered with 2xx.');
   const retries = registry.counter('paysentinel_case_webhook_retries_total', 'Webhook attempts that failed and are retried (down, timeout, 5xx, 429).');
-  const rejected = registry.counter('paysentinel_case_webhook_rejected_total', 'Case messages skipped because the webhook refused them (3xx/4xx other than 408/425/429).');
+  const rejected = registry.counter(
+    'paysentinel_case_webhook_rejected_total',
+    'Case messages skipped because the webhook refused them (3xx/4xx other than 408/425/429).',
+  );
   // The path may carry a token; logs name the origin only.
   const target = new URL(url).origin;
   const stopping = new AbortController();
@@ -137,7 +143,8 @@ export async function startCaseWebhook(options: CaseWebhookOptions): Promise<Cas
   consumer.on(consumer.events.CRASH, (e) => {
     const { error, restart } = e.payload as { error: Error; restart: boolean };
     logger.error('case webhook consumer crashed', { err: error, restart });
-    if (!restart && !stopping.signal.aborted) failWith(new PaysentinelError('KAFKA_UNAVAILABLE', `Case webhook consumer stopped: ${error.message}`, { cause: error }));
+    if (!restart && !stopping.signal.aborted)
+      failWith(new PaysentinelError('KAFKA_UNAVAILABLE', `Case webhook consumer stopped: ${error.message}`, { cause: error }));
   });
 
   async function post(body: Buffer, caseId: string, delivery: string): Promise<Attempt> {
@@ -190,13 +197,19 @@ export async function startCaseWebhook(options: CaseWebhookOptions): Promise<Cas
       if (result.kind === 'rejected') {
         rejected.inc();
         logger.error('case webhook REFUSED a case: skipped, not retried; fix the receiver and reset the group offset to re-send', {
-          target, case_id: caseId, version, delivery, status: result.status, reason: result.reason,
+          target,
+          case_id: caseId,
+          version,
+          delivery,
+          status: result.status,
+          reason: result.reason,
         });
         return;
       }
       retries.inc();
       const wait = Math.max(backoffDelay(attempt, initialDelayMs, maxDelayMs), Math.min(result.retryAfterMs ?? 0, maxDelayMs));
-      if (attempt === 0 || attempt % 10 === 0) logger.warn('case webhook unavailable, retrying', { target, case_id: caseId, version, attempt: attempt + 1, reason: result.reason, wait });
+      if (attempt === 0 || attempt % 10 === 0)
+        logger.warn('case webhook unavailable, retrying', { target, case_id: caseId, version, attempt: attempt + 1, reason: result.reason, wait });
       for (let left = wait; left > 0; left -= HEARTBEAT_MS) {
         await delay(Math.min(left, HEARTBEAT_MS), stopping.signal);
         await heartbeat();
@@ -230,7 +243,10 @@ export async function startCaseWebhook(options: CaseWebhookOptions): Promise<Cas
           await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(message.offset) + 1n).toString() }]);
         } catch (err) {
           // Delivered but not recorded: the next owner re-sends it, which receivers dedupe.
-          logger.warn('case webhook offset commit failed; the message may be delivered again', { err, delivery: `${batch.topic}/${batch.partition}/${message.offset}` });
+          logger.warn('case webhook offset commit failed; the message may be delivered again', {
+            err,
+            delivery: `${batch.topic}/${batch.partition}/${message.offset}`,
+          });
         }
       }
     },

@@ -32,4 +32,3 @@ export function numberOption(command: string, flag: string, raw: string | undefi
   }
   return n;
 }
-

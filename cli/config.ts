@@ -11,7 +11,10 @@ current environment and prints the values in effect (secrets hidden). Exits 1 wh
     const { values } = parseCommandArgs('config', argv, { json: { type: 'boolean' } });
     const config = loadConfig();
     const effective = Object.fromEntries(
-      Object.entries(settings).map(([key, s]) => [s.env, 'secret' in s && s.secret ? (config[key as keyof typeof config] ? '(set)' : '(empty)') : config[key as keyof typeof config]]),
+      Object.entries(settings).map(([key, s]) => [
+        s.env,
+        'secret' in s && s.secret ? (config[key as keyof typeof config] ? '(set)' : '(empty)') : config[key as keyof typeof config],
+      ]),
     );
     if (values.json) {
       process.stdout.write(JSON.stringify(effective, null, 2) + '\n');

@@ -84,7 +84,8 @@ export const demoCommand: Command = {
       // Whatever was already waiting in the topic is consumed first, so this run's numbers stand alone.
       const drain = Date.now();
       while ([...(await measureLag(admin, config.kafkaGroupId, config.eventsTopic)).values()].some((v) => v > 0)) {
-        if (Date.now() - drain > 120_000) throw new PaysentinelError('STACK_FAILED', 'the pipeline did not catch up with events already in the topic within 2 minutes');
+        if (Date.now() - drain > 120_000)
+          throw new PaysentinelError('STACK_FAILED', 'the pipeline did not catch up with events already in the topic within 2 minutes');
         await new Promise((r) => setTimeout(r, 250));
       }
       const deadBefore = await deadLettered();
@@ -107,7 +108,10 @@ export const demoCommand: Command = {
         topic: config.eventsTopic,
         generator,
         logger,
-        onProgress: (p) => void pipeline.metrics.stored.get().then((stored) => say(`produced ${p.produced}/${p.planned} (${Math.round(p.fraction * 100)}%), stored so far ${stored - storedBase}`)),
+        onProgress: (p) =>
+          void pipeline.metrics.stored
+            .get()
+            .then((stored) => say(`produced ${p.produced}/${p.planned} (${Math.round(p.fraction * 100)}%), stored so far ${stored - storedBase}`)),
       });
       await mkdir(`${projectRoot}/out`, { recursive: true });
       const labelsFile = `${projectRoot}/out/demo-labels.json`;
@@ -142,7 +146,9 @@ export const demoCommand: Command = {
       }
       const byStatus = [...byStatusMap.values()].sort((a, b) => `${a.type}/${a.status}`.localeCompare(`${b.type}/${b.status}`));
       const duplicates = (
-        await ofRun<{ n: string }>((chunk) => sql`SELECT count() AS n FROM (SELECT event_id FROM ${events} WHERE event_id IN ${chunk} GROUP BY event_id HAVING count() > 1)`)
+        await ofRun<{ n: string }>(
+          (chunk) => sql`SELECT count() AS n FROM (SELECT event_id FROM ${events} WHERE event_id IN ${chunk} GROUP BY event_id HAVING count() > 1)`,
+        )
       ).reduce((a, r) => a + Number(r.n), 0);
       const ok = stored === stats.distinctEvents && dead === stats.invalid && duplicates === 0;
       // Detection runs on the leader; give it a few ticks after the last event to open the cases.
@@ -232,7 +238,13 @@ interface DemoStatement {
  * over and every event of it stored, so no grace is waited for. Breaks beyond the injected ones
  * come from other traffic in the same channel and minutes of this database.
  */
-async function reconcileDemoStatement(generator: TrafficGenerator, produced: number, clickhouse: ClickHouseClient, database: string, logger: Logger): Promise<DemoStatement> {
+async function reconcileDemoStatement(
+  generator: TrafficGenerator,
+  produced: number,
+  clickhouse: ClickHouseClient,
+  database: string,
+  logger: Logger,
+): Promise<DemoStatement> {
   const replay = createTrafficGenerator(generator.options);
   const sent: PaymentEvent[] = [];
   for (let i = 0; i < produced; i++) {
@@ -256,7 +268,10 @@ async function reconcileDemoStatement(generator: TrafficGenerator, produced: num
   if (imported.status === 'refused') throw new PaysentinelError('STATEMENT_REFUSED', `the demo statement was refused: ${imported.reason}`);
   const outcome = await reconcilePeriod(deps, { channel, period }, { graceMs: 0, now: new Date(Math.max(Date.now(), period.toMs)) });
   if (outcome.status !== 'reconciled') throw new PaysentinelError('STATEMENT_REFUSED', 'the demo statement period did not close');
-  const found = await queryRows<{ kind: string; order_id: string }>(clickhouse, breaksQuery(database, { fromMs: period.fromMs, toMs: period.fromMs + 1000, channel, limit: 100_000 }));
+  const found = await queryRows<{ kind: string; order_id: string }>(
+    clickhouse,
+    breaksQuery(database, { fromMs: period.fromMs, toMs: period.fromMs + 1000, channel, limit: 100_000 }),
+  );
   const key = (b: { kind: string; order_id: string }) => `${b.kind} ${b.order_id}`;
   const injected = new Set(built.injected.map(key));
   return {
@@ -293,7 +308,9 @@ function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
     `  ${s.statement.lines} lines, ${s.statement.matched} matched; injected breaks:`,
     ...s.statement.injected.map((b) => `  ${b.kind.padEnd(22)} order ${b.order_id}: ${b.found ? 'found' : 'NOT FOUND'}`),
     ...s.statement.not_injected.map((n) => `  ${n.kind.padEnd(22)} not injected: ${n.reason}`),
-    ...(s.statement.other_breaks > 0 ? [`  ${s.statement.other_breaks} other break(s): other traffic of this channel in the same minutes of this database`] : []),
+    ...(s.statement.other_breaks > 0
+      ? [`  ${s.statement.other_breaks} other break(s): other traffic of this channel in the same minutes of this database`]
+      : []),
     `  paysentinel statements breaks --from ${s.statement.period.split('..')[0]} --channel ${s.statement.channel}`,
     '',
     s.ok ? 'RESULT: the numbers add up.' : 'RESULT: the numbers do NOT add up (see MISMATCH above).',

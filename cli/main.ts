@@ -7,25 +7,53 @@ import type { Command } from './command.ts';
  * free; the full `--help` text lives with each command.
  */
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  start: { summary: 'Run the pipeline (ingest, detection, scheduled jobs, or some of them) until SIGTERM/SIGINT', load: async () => (await import('./start.ts')).startCommand },
-  simulate: { summary: 'Produce realistic payment traffic, with injectable scenarios, to Kafka', load: async () => (await import('../simulator/cli.ts')).simulateCommand },
-  stack: { summary: 'Start, stop or inspect the local Kafka and ClickHouse (up|down|status)', load: async () => (await import('../stack/cli.ts')).stackCommand },
+  start: {
+    summary: 'Run the pipeline (ingest, detection, scheduled jobs, or some of them) until SIGTERM/SIGINT',
+    load: async () => (await import('./start.ts')).startCommand,
+  },
+  simulate: {
+    summary: 'Produce realistic payment traffic, with injectable scenarios, to Kafka',
+    load: async () => (await import('../simulator/cli.ts')).simulateCommand,
+  },
+  stack: {
+    summary: 'Start, stop or inspect the local Kafka and ClickHouse (up|down|status)',
+    load: async () => (await import('../stack/cli.ts')).stackCommand,
+  },
   migrate: { summary: 'Apply the ClickHouse schema migrations and exit', load: async () => (await import('./migrate.ts')).migrateCommand },
   demo: { summary: 'Start everything, stream a minute of traffic and print a summary', load: async () => (await import('./demo.ts')).demoCommand },
   bench: { summary: 'Benchmarks that print figures (bench ingest|detect)', load: async () => (await import('../bench/cli.ts')).benchCommand },
   config: { summary: 'Show the configuration variables, their defaults and current values', load: async () => (await import('./config.ts')).configCommand },
   cases: { summary: 'List, show, acknowledge and resolve the cases detection opened', load: async () => (await import('../cases/cli.ts')).casesCommand },
-  users: { summary: 'Support console users and API tokens (add|list|remove|token)', load: async () => (await import('../console/users-cli.ts')).createUsersCommand() },
-  console: { summary: 'The support console: web inbox of cases, order look-ups, JSON API', load: async () => (await import('../console/cli.ts')).consoleCommand },
-  orders: { summary: 'The whole story of one order: attempts, status reports, refunds, cases', load: async () => (await import('../console/orders-cli.ts')).ordersCommand },
+  users: {
+    summary: 'Support console users and API tokens (add|list|remove|token)',
+    load: async () => (await import('../console/users-cli.ts')).createUsersCommand(),
+  },
+  console: {
+    summary: 'The support console: web inbox of cases, order look-ups, JSON API',
+    load: async () => (await import('../console/cli.ts')).consoleCommand,
+  },
+  orders: {
+    summary: 'The whole story of one order: attempts, status reports, refunds, cases',
+    load: async () => (await import('../console/orders-cli.ts')).ordersCommand,
+  },
   rules: {
     summary: 'Validate, test and back-test the detection rules (validate|test|backtest)',
     // A backtest replays events through detection: given to the rules command, which does not depend on it.
-    load: async () => (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
+    load: async () =>
+      (await import('../rules/cli.ts')).createRulesCommand({ backtest: async (args) => (await import('../detection/backtest-cli.ts')).backtestCommand(args) }),
   },
-  analytics: { summary: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)', load: async () => (await import('../analytics/cli.ts')).analyticsCommand },
-  policy: { summary: 'The retry policy tuned from evidence (policy show | policy diff)', load: async () => (await import('../analytics/policy-cli.ts')).policyCommand },
-  statements: { summary: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)", load: async () => (await import('../statements/cli.ts')).statementsCommand },
+  analytics: {
+    summary: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
+    load: async () => (await import('../analytics/cli.ts')).analyticsCommand,
+  },
+  policy: {
+    summary: 'The retry policy tuned from evidence (policy show | policy diff)',
+    load: async () => (await import('../analytics/policy-cli.ts')).policyCommand,
+  },
+  statements: {
+    summary: "Import platforms' statements, reconcile them (import|reconcile|breaks|summary)",
+    load: async () => (await import('../statements/cli.ts')).statementsCommand,
+  },
 };
 
 export const usage = `paysentinel: payment anomaly detection and analytics (Kafka -> ClickHouse)

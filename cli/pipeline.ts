@@ -30,7 +30,10 @@ export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
   const names = raw.split(',').map((r) => r.trim());
   const unknown = names.filter((r) => !(ROLES as readonly string[]).includes(r));
   if (raw.trim() === '' || unknown.length > 0) {
-    throw new PaysentinelError('USAGE', `--roles ${JSON.stringify(raw)}: expected a comma-separated list of ${ROLES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'}).\nRun "paysentinel start --help" for usage.`);
+    throw new PaysentinelError(
+      'USAGE',
+      `--roles ${JSON.stringify(raw)}: expected a comma-separated list of ${ROLES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'}).\nRun "paysentinel start --help" for usage.`,
+    );
   }
   return new Set(names as Role[]);
 }
@@ -83,7 +86,13 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   ]);
   if (created.length > 0) logger.info('created topics', { topics: created });
   const elect = async (role: 'detect' | 'jobs') => {
-    const leadership = await startLeadership({ kafka, topic: config.leaderTopic, groupId: `${config.kafkaGroupId}-leader-${role}`, logger: logger.child({ role }), replicationFactor: config.topicReplication });
+    const leadership = await startLeadership({
+      kafka,
+      topic: config.leaderTopic,
+      groupId: `${config.kafkaGroupId}-leader-${role}`,
+      logger: logger.child({ role }),
+      replicationFactor: config.topicReplication,
+    });
     stops.push(() => leadership.stop());
     return leadership;
   };
@@ -143,11 +152,24 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       tickMs: config.detectionTickMs,
       baselines: (nowMs) => baselineFacts(clickhouse, config.clickhouseDatabase, nowMs),
     });
-    metrics.registry.gauge('paysentinel_detection_failed_ticks_in_a_row', 'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.', [], () => detector.status().failedInARow);
+    metrics.registry.gauge(
+      'paysentinel_detection_failed_ticks_in_a_row',
+      'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.',
+      [],
+      () => detector.status().failedInARow,
+    );
     detector.start();
     // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
     if (config.caseWebhookUrl) {
-      const webhook = await startCaseWebhook({ kafka, topic: config.casesTopic, groupId: `${config.kafkaGroupId}-webhook`, url: config.caseWebhookUrl, secret: config.caseWebhookSecret, logger: logger.child({ stage: 'webhook' }), registry: metrics.registry });
+      const webhook = await startCaseWebhook({
+        kafka,
+        topic: config.casesTopic,
+        groupId: `${config.kafkaGroupId}-webhook`,
+        url: config.caseWebhookUrl,
+        secret: config.caseWebhookSecret,
+        logger: logger.child({ stage: 'webhook' }),
+        registry: metrics.registry,
+      });
       webhookFailed = webhook.failed;
       stops.push(() => webhook.stop());
     }
@@ -181,7 +203,8 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
           if (s.trouble) degraded.ingest = s.trouble;
         }
         const d = detection?.detector.status();
-        if (d && d.failedInARow > 0 && d.lastFailure) degraded.detection = { reason: d.lastFailure.reason.slice(0, 500), failedTicks: d.failedInARow, lastAt: new Date(d.lastFailure.atMs).toISOString() };
+        if (d && d.failedInARow > 0 && d.lastFailure)
+          degraded.detection = { reason: d.lastFailure.reason.slice(0, 500), failedTicks: d.failedInARow, lastAt: new Date(d.lastFailure.atMs).toISOString() };
         return { ready: Object.values(checks).every(Boolean), checks: { ...checks, ...extra }, degraded };
       },
     });

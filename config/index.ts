@@ -16,24 +16,31 @@ const fail = (name: string, raw: string, expected: string): never => {
   throw new PaysentinelError('CONFIG_INVALID', `${name}=${JSON.stringify(raw)} is invalid: expected ${expected}.`);
 };
 
-const int = (min: number, max: number): Parser<number> => (raw, name) => {
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    return fail(name, raw, `a whole number from ${min} to ${max}`);
-  }
-  return n;
-};
+const int =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      return fail(name, raw, `a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
 
-const text = (pattern?: RegExp, expected?: string): Parser<string> => (raw, name) => {
-  const value = raw.trim();
-  if (value === '' || (pattern && !pattern.test(value))) return fail(name, raw, expected ?? 'a non-empty value');
-  return value;
-};
+const text =
+  (pattern?: RegExp, expected?: string): Parser<string> =>
+  (raw, name) => {
+    const value = raw.trim();
+    if (value === '' || (pattern && !pattern.test(value))) return fail(name, raw, expected ?? 'a non-empty value');
+    return value;
+  };
 
 const anyText: Parser<string> = (raw) => raw;
 
 const brokers: Parser<string[]> = (raw, name) => {
-  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (list.length === 0 || list.some((b) => !/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(b))) {
     return fail(name, raw, 'a comma-separated list of host:port, e.g. 127.0.0.1:9092');
   }
@@ -62,8 +69,10 @@ const optionalHttpUrl: Parser<string> = (raw, name) => {
   } catch {
     return fail(name, raw, 'empty (off) or an http(s) URL such as https://support.example.com/hooks/cases');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(name, raw, 'empty (off) or an http(s) URL such as https://support.example.com/hooks/cases');
-  if (url.username || url.password) return fail(name, '(hidden)', 'a URL without user:password (requests are authenticated by the CASE_WEBHOOK_SECRET signature)');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return fail(name, raw, 'empty (off) or an http(s) URL such as https://support.example.com/hooks/cases');
+  if (url.username || url.password)
+    return fail(name, '(hidden)', 'a URL without user:password (requests are authenticated by the CASE_WEBHOOK_SECRET signature)');
   return url.href;
 };
 
@@ -97,11 +106,15 @@ export const MAX_TOPIC_PARTITIONS = 128;
 /** The largest INGEST_BATCH_MAX_ROWS: every statement a batch sends is tested at this size. */
 export const MAX_BATCH_ROWS = 100_000;
 /** A duration such as 30m, 90s, 2h or 1d (at most `maxMs`), in milliseconds. */
-const duration = (maxMs: number): Parser<number> => (raw, name) => {
-  // A setting names its unit: a bare number could be meant as seconds or as minutes.
-  const ms = /[a-z]$/.test(raw.trim()) ? parseDuration(raw) : null;
-  return ms !== null && Number.isSafeInteger(ms) && ms <= maxMs ? ms : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
-};
+const duration =
+  (maxMs: number): Parser<number> =>
+  (raw, name) => {
+    // A setting names its unit: a bare number could be meant as seconds or as minutes.
+    const ms = /[a-z]$/.test(raw.trim()) ? parseDuration(raw) : null;
+    return ms !== null && Number.isSafeInteger(ms) && ms <= maxMs
+      ? ms
+      : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
+  };
 
 /** Every setting, its default and its meaning: the single source for parsing and for docs. */
 export const settings = {
@@ -109,37 +122,146 @@ export const settings = {
   kafkaClientId: { env: 'KAFKA_CLIENT_ID', default: 'paysentinel', description: 'Client id sent to Kafka.', parse: text() },
   kafkaGroupId: { env: 'KAFKA_GROUP_ID', default: 'paysentinel-ingest', description: 'Consumer group of the ingest pipeline.', parse: text() },
   eventsTopic: { env: 'KAFKA_EVENTS_TOPIC', default: 'payments.events', description: 'Topic the payment events arrive on.', parse: topicName },
-  dlqTopic: { env: 'KAFKA_DLQ_TOPIC', default: 'payments.events.dlq', description: 'Dead-letter topic for messages that break the contract.', parse: topicName },
-  casesTopic: { env: 'KAFKA_CASES_TOPIC', default: 'payments.cases', description: 'Topic every case is published to on open and on every update (key = case_id).', parse: topicName },
-  caseWebhookUrl: { env: 'CASE_WEBHOOK_URL', default: '', description: 'When set, every message of the cases topic is POSTed here as signed JSON, retried until a 2xx (empty = off).', parse: optionalHttpUrl },
-  caseWebhookSecret: { env: 'CASE_WEBHOOK_SECRET', default: '', description: 'HMAC-SHA256 key for the webhook signature; required with CASE_WEBHOOK_URL (secret: environment only).', parse: signingSecret, secret: true },
-  detectionTickMs: { env: 'DETECTION_TICK_MS', default: '250', description: 'How often the leader starts a detection tick for entities with new events (ms); a tick that takes longer is followed at once by the next.', parse: int(50, 60_000) },
-  rulesPath: { env: 'RULES_PATH', default: '', description: 'Folder of rule files (empty: the bundled rules/definitions). Edits are picked up without a restart.', parse: anyText },
+  dlqTopic: {
+    env: 'KAFKA_DLQ_TOPIC',
+    default: 'payments.events.dlq',
+    description: 'Dead-letter topic for messages that break the contract.',
+    parse: topicName,
+  },
+  casesTopic: {
+    env: 'KAFKA_CASES_TOPIC',
+    default: 'payments.cases',
+    description: 'Topic every case is published to on open and on every update (key = case_id).',
+    parse: topicName,
+  },
+  caseWebhookUrl: {
+    env: 'CASE_WEBHOOK_URL',
+    default: '',
+    description: 'When set, every message of the cases topic is POSTed here as signed JSON, retried until a 2xx (empty = off).',
+    parse: optionalHttpUrl,
+  },
+  caseWebhookSecret: {
+    env: 'CASE_WEBHOOK_SECRET',
+    default: '',
+    description: 'HMAC-SHA256 key for the webhook signature; required with CASE_WEBHOOK_URL (secret: environment only).',
+    parse: signingSecret,
+    secret: true,
+  },
+  detectionTickMs: {
+    env: 'DETECTION_TICK_MS',
+    default: '250',
+    description: 'How often the leader starts a detection tick for entities with new events (ms); a tick that takes longer is followed at once by the next.',
+    parse: int(50, 60_000),
+  },
+  rulesPath: {
+    env: 'RULES_PATH',
+    default: '',
+    description: 'Folder of rule files (empty: the bundled rules/definitions). Edits are picked up without a restart.',
+    parse: anyText,
+  },
   featuresPath: { env: 'FEATURES_PATH', default: '', description: 'Feature catalog (empty: the bundled rules/features.json).', parse: anyText },
-  leaderTopic: { env: 'KAFKA_LEADER_TOPIC', default: 'paysentinel.leader', description: 'Single-partition topic on which the instances elect the detection leader and the jobs leader (one consumer group each).', parse: topicName },
-  topicPartitions: { env: 'KAFKA_TOPIC_PARTITIONS', default: '6', description: 'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, whose cost on ClickHouse 18.16 grows faster than the partitions; npm run bench:partitions).', parse: int(1, MAX_TOPIC_PARTITIONS) },
+  leaderTopic: {
+    env: 'KAFKA_LEADER_TOPIC',
+    default: 'paysentinel.leader',
+    description: 'Single-partition topic on which the instances elect the detection leader and the jobs leader (one consumer group each).',
+    parse: topicName,
+  },
+  topicPartitions: {
+    env: 'KAFKA_TOPIC_PARTITIONS',
+    default: '6',
+    description:
+      'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, whose cost on ClickHouse 18.16 grows faster than the partitions; npm run bench:partitions).',
+    parse: int(1, MAX_TOPIC_PARTITIONS),
+  },
   topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },
   clickhouseUrl: { env: 'CLICKHOUSE_URL', default: 'http://127.0.0.1:8123', description: 'ClickHouse HTTP endpoint.', parse: httpUrl },
   clickhouseUser: { env: 'CLICKHOUSE_USER', default: 'default', description: 'ClickHouse user.', parse: text() },
   clickhousePassword: { env: 'CLICKHOUSE_PASSWORD', default: '', description: 'ClickHouse password (secret: environment only).', parse: anyText, secret: true },
   clickhouseDatabase: { env: 'CLICKHOUSE_DATABASE', default: 'paysentinel', description: 'Database holding all paysentinel tables.', parse: identifier },
-  batchMaxRows: { env: 'INGEST_BATCH_MAX_ROWS', default: '10000', description: 'Flush a ClickHouse insert when this many rows are buffered (at most 100000: the largest batch the size tests cover).', parse: int(1, MAX_BATCH_ROWS) },
-  batchMaxMs: { env: 'INGEST_BATCH_MAX_MS', default: '250', description: 'Flush buffered rows at least this often (ms); bounds how long an event waits before detection can see it.', parse: int(1, 600_000) },
-  maxBufferedRows: { env: 'INGEST_MAX_BUFFERED_ROWS', default: '40000', description: 'Pause fetching from Kafka while this many messages wait to be stored.', parse: int(1, 10_000_000) },
-  maxMessageBytes: { env: 'INGEST_MAX_MESSAGE_BYTES', default: '65536', description: 'Messages larger than this go to the dead-letter topic.', parse: int(1, 16 * 1024 * 1024) },
+  batchMaxRows: {
+    env: 'INGEST_BATCH_MAX_ROWS',
+    default: '10000',
+    description: 'Flush a ClickHouse insert when this many rows are buffered (at most 100000: the largest batch the size tests cover).',
+    parse: int(1, MAX_BATCH_ROWS),
+  },
+  batchMaxMs: {
+    env: 'INGEST_BATCH_MAX_MS',
+    default: '250',
+    description: 'Flush buffered rows at least this often (ms); bounds how long an event waits before detection can see it.',
+    parse: int(1, 600_000),
+  },
+  maxBufferedRows: {
+    env: 'INGEST_MAX_BUFFERED_ROWS',
+    default: '40000',
+    description: 'Pause fetching from Kafka while this many messages wait to be stored.',
+    parse: int(1, 10_000_000),
+  },
+  maxMessageBytes: {
+    env: 'INGEST_MAX_MESSAGE_BYTES',
+    default: '65536',
+    description: 'Messages larger than this go to the dead-letter topic.',
+    parse: int(1, 16 * 1024 * 1024),
+  },
   httpHost: { env: 'HTTP_HOST', default: '127.0.0.1', description: 'Address for /metrics and /healthz.', parse: text() },
   httpPort: { env: 'HTTP_PORT', default: '9464', description: 'Port for /metrics and /healthz (0 disables).', parse: int(0, 65535) },
   consoleHost: { env: 'CONSOLE_HOST', default: '127.0.0.1', description: 'Address the support console (paysentinel console) listens on.', parse: text() },
   consolePort: { env: 'CONSOLE_PORT', default: '8080', description: 'Port of the support console (0: any free port, printed at start).', parse: int(0, 65535) },
-  consoleUsersFile: { env: 'CONSOLE_USERS_FILE', default: 'console-users.json', description: 'JSON file of the console users, their roles, password hashes and API token hashes (paysentinel users; relative to the working directory).', parse: text() },
-  consoleSessionSecret: { env: 'CONSOLE_SESSION_SECRET', default: '', description: 'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).', parse: sessionSecret, secret: true },
-  consoleSessionMinutes: { env: 'CONSOLE_SESSION_MINUTES', default: '480', description: 'A console login expires this many minutes after it was made.', parse: int(5, 10_080) },
-  consoleLoginAttempts: { env: 'CONSOLE_LOGIN_ATTEMPTS', default: '10', description: 'Login attempts allowed per client address and minute; more are refused with 429.', parse: int(1, 1_000) },
-  consoleLiveMs: { env: 'CONSOLE_LIVE_MS', default: '2000', description: 'How often the console looks for case changes to push to open inbox and case pages (ms; one query per instance, however many pages are open).', parse: int(200, 60_000) },
-  reportsDir: { env: 'REPORTS_DIR', default: 'reports', description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).', parse: text() },
-  statementMaxBytes: { env: 'STATEMENT_MAX_BYTES', default: String(1024 ** 3), description: 'Statement files larger than this (bytes) are refused before they are read.', parse: int(1, 64 * 1024 ** 3) },
-  statementGraceMs: { env: 'STATEMENT_GRACE', default: '30m', description: 'A statement period is reconciled this long after it ends, so attempts near the cut have their final status (30m, 2h, ...).', parse: duration(7 * 86_400_000) },
-  statementsDir: { env: 'STATEMENTS_DIR', default: '', description: 'Folder the scheduled statements job imports new statement files from, as <format>/<file> or <format>/<channel>/<file> (empty = none).', parse: anyText },
+  consoleUsersFile: {
+    env: 'CONSOLE_USERS_FILE',
+    default: 'console-users.json',
+    description: 'JSON file of the console users, their roles, password hashes and API token hashes (paysentinel users; relative to the working directory).',
+    parse: text(),
+  },
+  consoleSessionSecret: {
+    env: 'CONSOLE_SESSION_SECRET',
+    default: '',
+    description:
+      'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).',
+    parse: sessionSecret,
+    secret: true,
+  },
+  consoleSessionMinutes: {
+    env: 'CONSOLE_SESSION_MINUTES',
+    default: '480',
+    description: 'A console login expires this many minutes after it was made.',
+    parse: int(5, 10_080),
+  },
+  consoleLoginAttempts: {
+    env: 'CONSOLE_LOGIN_ATTEMPTS',
+    default: '10',
+    description: 'Login attempts allowed per client address and minute; more are refused with 429.',
+    parse: int(1, 1_000),
+  },
+  consoleLiveMs: {
+    env: 'CONSOLE_LIVE_MS',
+    default: '2000',
+    description: 'How often the console looks for case changes to push to open inbox and case pages (ms; one query per instance, however many pages are open).',
+    parse: int(200, 60_000),
+  },
+  reportsDir: {
+    env: 'REPORTS_DIR',
+    default: 'reports',
+    description: 'Folder the daily-report job writes its Markdown reports to (relative to the working directory).',
+    parse: text(),
+  },
+  statementMaxBytes: {
+    env: 'STATEMENT_MAX_BYTES',
+    default: String(1024 ** 3),
+    description: 'Statement files larger than this (bytes) are refused before they are read.',
+    parse: int(1, 64 * 1024 ** 3),
+  },
+  statementGraceMs: {
+    env: 'STATEMENT_GRACE',
+    default: '30m',
+    description: 'A statement period is reconciled this long after it ends, so attempts near the cut have their final status (30m, 2h, ...).',
+    parse: duration(7 * 86_400_000),
+  },
+  statementsDir: {
+    env: 'STATEMENTS_DIR',
+    default: '',
+    description: 'Folder the scheduled statements job imports new statement files from, as <format>/<file> or <format>/<channel>/<file> (empty = none).',
+    parse: anyText,
+  },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 
@@ -163,7 +285,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (out.caseWebhookUrl && !out.caseWebhookSecret) {
-    problems.push('CASE_WEBHOOK_SECRET is required when CASE_WEBHOOK_URL is set: receivers verify every delivery with it (generate one with `openssl rand -hex 32`).');
+    problems.push(
+      'CASE_WEBHOOK_SECRET is required when CASE_WEBHOOK_URL is set: receivers verify every delivery with it (generate one with `openssl rand -hex 32`).',
+    );
   }
   if (problems.length > 0) {
     throw new PaysentinelError('CONFIG_INVALID', `Configuration is invalid:\n  - ${problems.join('\n  - ')}`);

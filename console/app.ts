@@ -84,7 +84,13 @@ export const encodeCursor = (c: InboxCursor): string => Buffer.from(JSON.stringi
 export function decodeCursor(text: string): InboxCursor {
   try {
     const [rank, openedAt, caseId] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as unknown[];
-    if (Number.isInteger(rank) && typeof openedAt === 'string' && /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(openedAt) && typeof caseId === 'string' && caseId.length <= 128) {
+    if (
+      Number.isInteger(rank) &&
+      typeof openedAt === 'string' &&
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(openedAt) &&
+      typeof caseId === 'string' &&
+      caseId.length <= 128
+    ) {
       return { rank: rank as number, openedAt, caseId };
     }
   } catch {
@@ -101,7 +107,13 @@ export function decodeCursor(text: string): InboxCursor {
 export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyInstance> {
   const now = o.now ?? Date.now;
   // Ids are up to 128 characters, each up to 12 bytes once percent-encoded (4-byte UTF-8).
-  const app = Fastify({ bodyLimit: BODY_LIMIT, maxParamLength: 128 * 12, logger: false, trustProxy: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } } });
+  const app = Fastify({
+    bodyLimit: BODY_LIMIT,
+    maxParamLength: 128 * 12,
+    logger: false,
+    trustProxy: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
   const eta = new Eta({ views: viewsDir, cache: true, autoEscape: true });
 
   await app.register(helmet, {
@@ -135,7 +147,13 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     reply
       .code(status)
       .type('text/html; charset=utf-8')
-      .send(eta.render(`./${name}`, { ...data, user: data.user ?? null, path: (...parts: string[]) => parts.map((p, i) => (i % 2 ? encodeURIComponent(p) : p)).join('') }));
+      .send(
+        eta.render(`./${name}`, {
+          ...data,
+          user: data.user ?? null,
+          path: (...parts: string[]) => parts.map((p, i) => (i % 2 ? encodeURIComponent(p) : p)).join(''),
+        }),
+      );
 
   app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
     let status = 500;
@@ -155,7 +173,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
           ? `${field}.${params.missingProperty} is required.`
           : `${field}: ${v?.message ?? e.message}.`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') [status, code, message] = [413, 'too_large', `The body is over ${BODY_LIMIT} bytes.`];
-    else if (err.code?.startsWith('FST_CSRF_')) [status, code, message] = [403, 'csrf', 'The form is stale or did not come from this console: reload the page and try again.'];
+    else if (err.code?.startsWith('FST_CSRF_'))
+      [status, code, message] = [403, 'csrf', 'The form is stale or did not come from this console: reload the page and try again.'];
     else if (err.statusCode === 429) [status, code, message] = [429, 'rate_limited', 'Too many login attempts: wait a minute and try again.'];
     else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) [status, code, message] = [err.statusCode, 'bad_request', err.message];
     else o.logger.error('console request failed', { err, url: req.url.slice(0, 200) });
@@ -206,7 +225,12 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
         body: {
           type: 'object',
           required: ['name', 'password'],
-          properties: { name: { type: 'string', maxLength: 64 }, password: { type: 'string', maxLength: 1024 }, next: { type: 'string', maxLength: 300 }, _csrf: { type: 'string' } },
+          properties: {
+            name: { type: 'string', maxLength: 64 },
+            password: { type: 'string', maxLength: 1024 },
+            next: { type: 'string', maxLength: 300 },
+            _csrf: { type: 'string' },
+          },
         },
       },
     },
@@ -226,8 +250,12 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     req.session.delete();
     return reply.redirect('/login', 303);
   });
-  app.get('/static/console.css', { config: { public: true } }, async (_req, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'max-age=300').send(stylesheet));
-  app.get('/static/live.js', { config: { public: true } }, async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(liveScript));
+  app.get('/static/console.css', { config: { public: true } }, async (_req, reply) =>
+    reply.type('text/css; charset=utf-8').header('cache-control', 'max-age=300').send(stylesheet),
+  );
+  app.get('/static/live.js', { config: { public: true } }, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(liveScript),
+  );
 
   // ---- live updates: Server-Sent Events naming the cases that changed ----
   const streams = new Set<() => void>();
@@ -298,7 +326,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   };
 
   const act = async (req: FastifyRequest, id: string, action: Action, body: { note?: string; resolution?: string }) => {
-    if (action === 'resolve' && !body.resolution) throw new HttpError(400, 'invalid_request', `resolution is required to resolve: one of ${resolutions.join(', ')}.`);
+    if (action === 'resolve' && !body.resolution)
+      throw new HttpError(400, 'invalid_request', `resolution is required to resolve: one of ${resolutions.join(', ')}.`);
     const change: CaseChange = action === 'resolve' ? { action, resolution: body.resolution as (typeof resolutions)[number] } : { action };
     const result = await o.cases.act(id, change, req.auth!.user.name, body.note ?? '', now());
     if (result.kind === 'not_found') throw new HttpError(404, 'not_found', `No case ${id}.`);
@@ -314,7 +343,11 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   const actionBody = {
     type: 'object',
     additionalProperties: false,
-    properties: { note: { type: 'string', maxLength: MAX_NOTE }, resolution: { type: 'string', enum: [...resolutions] }, _csrf: { type: 'string', maxLength: 200 } },
+    properties: {
+      note: { type: 'string', maxLength: MAX_NOTE },
+      resolution: { type: 'string', enum: [...resolutions] },
+      _csrf: { type: 'string', maxLength: 200 },
+    },
   } as const;
   for (const action of actions) {
     app.post(
@@ -334,14 +367,40 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   app.get('/', { schema: { querystring: inboxQuery } }, async (req, reply) => {
     const qs = req.query as InboxQuery;
     const [{ cases, next }, counts] = await Promise.all([readInbox(qs, req.auth!.user.name), o.cases.countsByStatus()]);
-    const nextQuery = next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(qs).filter(([, v]) => v)), cursor: encodeCursor(next) }).toString() : null;
-    return page(reply, 'inbox', { live: true, user: req.auth!.user, cases, counts, filter: qs, nextQuery, statuses: caseStatuses, severities, csrf: reply.generateCsrf() });
+    const nextQuery = next
+      ? new URLSearchParams({ ...Object.fromEntries(Object.entries(qs).filter(([, v]) => v)), cursor: encodeCursor(next) }).toString()
+      : null;
+    return page(reply, 'inbox', {
+      live: true,
+      user: req.auth!.user,
+      cases,
+      counts,
+      filter: qs,
+      nextQuery,
+      statuses: caseStatuses,
+      severities,
+      csrf: reply.generateCsrf(),
+    });
   });
   app.get('/cases/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req, reply) => {
     const c = await readCase((req.params as { id: string }).id);
     const timeline = await readEntityTimeline(o.clickhouse, o.database, c.entity_type, c.entity_id, now());
-    const evidence = Object.entries(c.evidence).map(([name, value]) => ({ name, label: o.factDescriptions.get(name) ?? name, value: typeof value === 'string' ? value : JSON.stringify(value) }));
-    return page(reply, 'case', { live: true, user: req.auth!.user, c, evidence, timeline, timelineHours: TIMELINE_HOURS, resolutions, canAct: canActOnCases(req.auth!.user.role), csrf: reply.generateCsrf() });
+    const evidence = Object.entries(c.evidence).map(([name, value]) => ({
+      name,
+      label: o.factDescriptions.get(name) ?? name,
+      value: typeof value === 'string' ? value : JSON.stringify(value),
+    }));
+    return page(reply, 'case', {
+      live: true,
+      user: req.auth!.user,
+      c,
+      evidence,
+      timeline,
+      timelineHours: TIMELINE_HOURS,
+      resolutions,
+      canAct: canActOnCases(req.auth!.user.role),
+      csrf: reply.generateCsrf(),
+    });
   });
   for (const action of actions) {
     app.post(
@@ -363,4 +422,3 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
 
   return app;
 }
-

@@ -82,7 +82,10 @@ export function buildStory(orderId: string, reports: readonly OrderReport[], cas
 }
 
 /** The story of the order `id` names (an order id or a transaction id), or null when nothing is stored for it. */
-export async function readOrderStory(deps: { clickhouse: ClickHouseClient; database: string; cases: Pick<CaseStore, 'ofEntities'> }, id: string): Promise<OrderStory | null> {
+export async function readOrderStory(
+  deps: { clickhouse: ClickHouseClient; database: string; cases: Pick<CaseStore, 'ofEntities'> },
+  id: string,
+): Promise<OrderStory | null> {
   const reports = (await queryRows<OrderReport>(deps.clickhouse, orderReportsQuery(deps.database, id), 'order story')).map((r) => ({
     ...r,
     occurred_ms: Number(r.occurred_ms),

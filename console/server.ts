@@ -26,12 +26,20 @@ export interface RunningConsole {
  */
 export async function startConsole(config: Config, logger: Logger): Promise<RunningConsole> {
   if (!config.consoleSessionSecret) {
-    throw new PaysentinelError('CONFIG_INVALID', 'CONSOLE_SESSION_SECRET is required by the console: set it to the same random value for every console instance, e.g. `export CONSOLE_SESSION_SECRET=$(openssl rand -hex 32)`.');
+    throw new PaysentinelError(
+      'CONFIG_INVALID',
+      'CONSOLE_SESSION_SECRET is required by the console: set it to the same random value for every console instance, e.g. `export CONSOLE_SESSION_SECRET=$(openssl rand -hex 32)`.',
+    );
   }
   const users = createUserStore(config.consoleUsersFile);
-  if (users.list().length === 0) logger.warn('the console has no users yet: add one with "paysentinel users add NAME --role support --password-stdin"', { file: config.consoleUsersFile });
+  if (users.list().length === 0)
+    logger.warn('the console has no users yet: add one with "paysentinel users add NAME --role support --password-stdin"', { file: config.consoleUsersFile });
   const catalog = await loadFeatureCatalog(config.featuresPath || defaultFeaturesPath);
-  if (!catalog.ok) throw new PaysentinelError('RULES_INVALID', `The feature catalog is invalid: ${catalog.problems.map((p) => `${p.file} ${p.path}: ${p.message}`).join('; ')}`);
+  if (!catalog.ok)
+    throw new PaysentinelError(
+      'RULES_INVALID',
+      `The feature catalog is invalid: ${catalog.problems.map((p) => `${p.file} ${p.path}: ${p.message}`).join('; ')}`,
+    );
   const factDescriptions = new Map([...catalog.catalog.facts.values()].map((f) => [f.id, f.def.description]));
 
   const clickhouse = createClickHouse(config);
@@ -41,7 +49,9 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
     await migrate(clickhouse, config.clickhouseDatabase, logger);
     const admin = kafka.admin();
     await admin.connect();
-    await ensureTopics(admin, [{ topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication }]).finally(() => admin.disconnect());
+    await ensureTopics(admin, [{ topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication }]).finally(() =>
+      admin.disconnect(),
+    );
     await producer.connect();
     const cases = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
     const feed = createCaseFeed({ clickhouse, database: config.clickhouseDatabase, intervalMs: config.consoleLiveMs, logger });

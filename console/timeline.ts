@@ -3,7 +3,14 @@ import { ident, sql } from '../storage/sql.ts';
 import type { OrderReport } from './orders.ts';
 
 /** The payment_events column each case entity type is kept by. */
-const ENTITY_COLUMNS: Record<string, string> = { ip: 'ip', device: 'device_id', user: 'user_id', order: 'order_id', merchant: 'merchant_id', channel: 'channel' };
+const ENTITY_COLUMNS: Record<string, string> = {
+  ip: 'ip',
+  device: 'device_id',
+  user: 'user_id',
+  order: 'order_id',
+  merchant: 'merchant_id',
+  channel: 'channel',
+};
 
 /** How far back and how many of an entity's events a case page shows. */
 export const TIMELINE_HOURS = 24;
@@ -27,7 +34,13 @@ export function entityTimelineQuery(database: string, entityType: string, entity
     LIMIT ${TIMELINE_EVENTS}`;
 }
 
-export async function readEntityTimeline(clickhouse: ClickHouseClient, database: string, entityType: string, entityId: string, nowMs: number): Promise<OrderReport[]> {
+export async function readEntityTimeline(
+  clickhouse: ClickHouseClient,
+  database: string,
+  entityType: string,
+  entityId: string,
+  nowMs: number,
+): Promise<OrderReport[]> {
   const query = entityTimelineQuery(database, entityType, entityId, nowMs);
   return query ? queryRows<OrderReport>(clickhouse, query, 'entity timeline') : [];
 }

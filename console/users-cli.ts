@@ -60,7 +60,12 @@ export function createUsersCommand(io: { stdin: NodeJS.ReadableStream; stdout: {
       } else if (action === 'list') {
         const users = store.list();
         if (values.json) io.stdout.write(users.map((u) => JSON.stringify(u) + '\n').join(''));
-        else io.stdout.write(users.length === 0 ? 'No users yet: "paysentinel users add" creates one.\n' : users.map((u) => `${u.name.padEnd(24)} ${u.role.padEnd(8)} ${u.created_at}  ${u.tokens} token(s)\n`).join(''));
+        else
+          io.stdout.write(
+            users.length === 0
+              ? 'No users yet: "paysentinel users add" creates one.\n'
+              : users.map((u) => `${u.name.padEnd(24)} ${u.role.padEnd(8)} ${u.created_at}  ${u.tokens} token(s)\n`).join(''),
+          );
       } else if (action === 'remove') {
         store.remove(name!);
         io.stdout.write(`Removed ${name}.\n`);

@@ -96,7 +96,10 @@ describe('paysentinel users', () => {
     const token = out.trimEnd().split('\n').at(-1)!;
     expect(createUserStore(path).byToken(token)?.name).toBe('dana');
     expect(await createUserStore(path).login('dana', 'dana-password-1')).not.toBeNull();
-    const listed = (await run(['list', '--json'])).out.trim().split('\n').map((l) => JSON.parse(l));
+    const listed = (await run(['list', '--json'])).out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(listed).toEqual([{ name: 'dana', role: 'support', created_at: expect.any(String), tokens: 1 }]);
     await run(['remove', 'dana']);
     expect((await run(['list'])).out).toMatch(/No users yet/);

@@ -124,7 +124,8 @@ export function createUserStore(path: string) {
     async add(name: string, role: Role, password: string, now = new Date()): Promise<User> {
       if (!USER_NAME.test(name)) throw usage(`User name ${JSON.stringify(name)} is invalid: 1-64 letters, digits, ".", "_", "@" or "-".`);
       if (!(roles as readonly string[]).includes(role)) throw usage(`Role must be one of ${roles.join(', ')}.`);
-      if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD) throw usage(`The password must be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters long.`);
+      if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD)
+        throw usage(`The password must be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters long.`);
       const hash = await hashPassword(password);
       const file = read();
       if (file.users.some((u) => u.name === name)) throw usage(`User ${JSON.stringify(name)} exists already; remove it first to change it.`);

@@ -23,8 +23,7 @@ export const knownFailureCodes = [
 export const MAX_AMOUNT_MINOR = 1e15;
 
 const id = (description: string) => Type.String({ minLength: 1, maxLength: 128, description });
-const oneOf = <T extends readonly string[]>(values: T, description: string) =>
-  Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
+const oneOf = <T extends readonly string[]>(values: T, description: string) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
 
 export const PaymentEventSchema = Type.Object(
   {
@@ -36,9 +35,7 @@ export const PaymentEventSchema = Type.Object(
     type: oneOf(eventTypes, 'payment or refund.'),
     status: oneOf(eventStatuses, "Outcome reported by this event; for a refund, the refund's own status."),
     order_id: id('Merchant order number; also the Kafka message key.'),
-    attempt: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 100, description: 'Required for payments: 1 for the first try, 2+ for retries.' }),
-    ),
+    attempt: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Required for payments: 1 for the first try, 2+ for retries.' })),
     transaction_id: Type.Optional(id("The payment platform's serial number for this attempt.")),
     amount_minor: Type.Integer({ minimum: 0, maximum: MAX_AMOUNT_MINOR, description: 'Amount in minor units (fen, cents).' }),
     currency: Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code, three upper-case letters.' }),

@@ -8,21 +8,25 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})
 const MAX_EPOCH_MS = Date.UTC(2106, 0, 1) - 1;
 
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-const daysIn = (year: number, month: number): number =>
-  month === 2 && (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)) ? 29 : DAYS[month - 1]!;
+const daysIn = (year: number, month: number): number => (month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : DAYS[month - 1]!);
 
 /** Parses an RFC 3339 timestamp to epoch milliseconds, or returns null when it is not one. */
 export function parseRfc3339(value: string): number | null {
   const m = RFC3339.exec(value);
   if (!m) return null;
   const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m;
-  const year = Number(y), month = Number(mo), day = Number(d);
-  const hour = Number(h), minute = Number(mi), second = Number(s);
+  const year = Number(y),
+    month = Number(mo),
+    day = Number(d);
+  const hour = Number(h),
+    minute = Number(mi),
+    second = Number(s);
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
   if (day > daysIn(year, month)) return null;
   let offsetMin = 0;
   if (sign) {
-    const ohn = Number(oh), omn = Number(om);
+    const ohn = Number(oh),
+      omn = Number(om);
     if (ohn > 23 || omn > 59) return null;
     offsetMin = (sign === '-' ? -1 : 1) * (ohn * 60 + omn);
   }
@@ -100,4 +104,3 @@ export function decodeEvent(raw: Buffer | null, maxBytes: number): ValidationRes
   }
   return validateEvent(parsed);
 }
-

@@ -26,7 +26,9 @@ function datasourceRefs(node: unknown, out: unknown[] = []): unknown[] {
 
 describe('provisioned dashboard JSON', () => {
   test('the committed files are exactly what dashboards/generate.ts writes (run it after editing dashboards/src)', () => {
-    const committed = readdirSync(jsonDir).filter((f) => f.endsWith('.json')).sort();
+    const committed = readdirSync(jsonDir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
     expect(committed).toEqual([...generated.keys()].sort());
     for (const [file, text] of generated) expect(readFileSync(new URL(file, jsonDir), 'utf8'), file).toBe(text);
   });
@@ -66,7 +68,9 @@ describe('provisioned dashboard JSON', () => {
       expect(panel.targets.length, panel.title).toBeGreaterThan(0);
       for (const t of panel.targets) {
         expect(t.rawSql.trim(), panel.title).not.toBe('');
-        expect(t).toMatchObject(panel.type === 'timeseries' ? { editorType: 'sql', queryType: 'timeSeries', format: 0 } : { editorType: 'sql', queryType: 'table', format: 1 });
+        expect(t).toMatchObject(
+          panel.type === 'timeseries' ? { editorType: 'sql', queryType: 'timeSeries', format: 0 } : { editorType: 'sql', queryType: 'table', format: 1 },
+        );
       }
       expect(new Set(panel.targets.map((t) => t.refId)).size).toBe(panel.targets.length);
     }
@@ -96,12 +100,15 @@ describe('provisioned dashboard JSON', () => {
       ['channel', true, true, ['$__all']],
       ['merchant', true, true, ['$__all']],
     ]);
-    for (const p of board.panels) for (const t of p.targets) expect(t.rawSql, p.title).toMatch(/case_versions[\s\S]*\$\{channel:singlequote\}[\s\S]*\$\{merchant:singlequote\}/);
+    for (const p of board.panels)
+      for (const t of p.targets) expect(t.rawSql, p.title).toMatch(/case_versions[\s\S]*\$\{channel:singlequote\}[\s\S]*\$\{merchant:singlequote\}/);
   });
 
   test.each(dashboardQueries(DEFAULT_DATABASE).map((q) => [q.name, q.sql] as const))('%s uses only SQL that ClickHouse 18.16 runs', (_name, sql) => {
     // Query parameters look like {name:String}; template variables (${name:singlequote}) are fine.
-    expect(sql).not.toMatch(/toStartOfInterval|\$__timeInterval|DateTime64|\b(OVER|over)\s*\(|(?<!\$)\{\w+:[A-Z]\w*\}|JSONExtract|visitParam|runningDifference|neighbor\(/);
+    expect(sql).not.toMatch(
+      /toStartOfInterval|\$__timeInterval|DateTime64|\b(OVER|over)\s*\(|(?<!\$)\{\w+:[A-Z]\w*\}|JSONExtract|visitParam|runningDifference|neighbor\(/,
+    );
     // Bounded by the time picker: a range filter, or "as it stood at the end of the range".
     expect(sql).toMatch(/\$__timeFilter\(|\$__toTime/);
   });

@@ -174,7 +174,10 @@ export function layout(specs: PanelSpec[]): Panel[] {
           ...(spec.decimals !== undefined && { decimals: spec.decimals }),
           ...(spec.custom !== undefined && { custom: spec.custom }),
         },
-        overrides: Object.entries(spec.unitsByColumn ?? {}).map(([name, unit]) => ({ matcher: { id: 'byName', options: name }, properties: [{ id: 'unit', value: unit }] })),
+        overrides: Object.entries(spec.unitsByColumn ?? {}).map(([name, unit]) => ({
+          matcher: { id: 'byName', options: name },
+          properties: [{ id: 'unit', value: unit }],
+        })),
       },
       options: spec.options ?? defaultOptions(spec.type),
     };
@@ -184,7 +187,10 @@ export function layout(specs: PanelSpec[]): Panel[] {
 function defaultOptions(type: PanelType): Record<string, unknown> {
   switch (type) {
     case 'timeseries':
-      return { legend: { displayMode: 'table', placement: 'bottom', showLegend: true, calcs: ['mean', 'max', 'lastNotNull'] }, tooltip: { mode: 'multi', sort: 'desc' } };
+      return {
+        legend: { displayMode: 'table', placement: 'bottom', showLegend: true, calcs: ['mean', 'max', 'lastNotNull'] },
+        tooltip: { mode: 'multi', sort: 'desc' },
+      };
     case 'stat':
       return { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'value', graphMode: 'none', textMode: 'auto' };
     case 'table':

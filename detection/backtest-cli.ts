@@ -31,7 +31,7 @@ export function compareReplays(candidate: ReplayResult, live: ReplayResult | nul
   return [...ids].sort().map((id) => ({
     rule_id: id,
     candidate: candidate.opened.get(id)?.length ?? 0,
-    live: live ? live.opened.get(id)?.length ?? 0 : null,
+    live: live ? (live.opened.get(id)?.length ?? 0) : null,
     recorded: recorded.get(id) ?? 0,
     samples: (candidate.opened.get(id) ?? []).slice(0, SAMPLES).map((c) => ({ entity_type: c.entity_type, entity_id: c.entity_id, opened_at: c.opened_at })),
   }));
@@ -69,12 +69,16 @@ async function loadOrFail(path: string | undefined, features: string | undefined
 export async function backtestCommand(args: BacktestArgs): Promise<number> {
   const now = new Date();
   if (args.from === undefined || args.to === undefined) usage('backtest needs --from and --to.');
-  const from = parseTime(args.from!, now) ?? usage(`--from ${JSON.stringify(args.from)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
-  const to = parseTime(args.to!, now) ?? usage(`--to ${JSON.stringify(args.to)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
+  const from =
+    parseTime(args.from!, now) ??
+    usage(`--from ${JSON.stringify(args.from)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
+  const to =
+    parseTime(args.to!, now) ?? usage(`--to ${JSON.stringify(args.to)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.`);
   // Nothing is stored after now: a later --to only adds empty ticks.
   if (to.getTime() > now.getTime()) to.setTime(now.getTime());
   if (to.getTime() <= from.getTime()) usage('--to must be after --from (and --from before now).');
-  const stepMs = args.step === undefined ? 1000 : parseDuration(args.step) ?? usage(`--step ${JSON.stringify(args.step)} is not a duration such as 1s or 5s.`);
+  const stepMs =
+    args.step === undefined ? 1000 : (parseDuration(args.step) ?? usage(`--step ${JSON.stringify(args.step)} is not a duration such as 1s or 5s.`));
   if (stepMs < 1000 || stepMs % 1000 !== 0) usage('--step must be whole seconds, at least 1s (rows carry their write time to the second).');
   const ticks = Math.ceil((to.getTime() - from.getTime()) / stepMs);
   if (ticks > 2_000_000) usage(`--from..--to is ${ticks} ticks of ${stepMs / 1000}s: split the range or use a coarser --step.`);
@@ -84,7 +88,10 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
   const candidatePath = args.rules ?? livePath;
   const live = await loadOrFail(livePath, config.featuresPath || undefined, 'live');
   const candidateFeatures = args.features || config.featuresPath || undefined;
-  const candidate = candidatePath === livePath && candidateFeatures === (config.featuresPath || undefined) ? live : await loadOrFail(candidatePath, candidateFeatures, 'candidate');
+  const candidate =
+    candidatePath === livePath && candidateFeatures === (config.featuresPath || undefined)
+      ? live
+      : await loadOrFail(candidatePath, candidateFeatures, 'candidate');
   const same = candidate === live || candidate.version === live.version;
 
   const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
@@ -116,23 +123,41 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
       return 0;
     }
     const out = (t: string) => process.stdout.write(t + '\n');
-    out(`Backtest ${report.from} .. ${report.to}: ${report.ticks} ticks of ${stepMs / 1000}s in ${(report.elapsed_ms / 1000).toFixed(1)}s. Nothing was stored or published.`);
-    out(same ? `Rules: ${report.candidate.rules} (version ${candidate.version}), the live rules.` : `Candidate: ${report.candidate.rules} (version ${candidate.version}); live: ${report.live.rules} (version ${live.version}).`);
+    out(
+      `Backtest ${report.from} .. ${report.to}: ${report.ticks} ticks of ${stepMs / 1000}s in ${(report.elapsed_ms / 1000).toFixed(1)}s. Nothing was stored or published.`,
+    );
+    out(
+      same
+        ? `Rules: ${report.candidate.rules} (version ${candidate.version}), the live rules.`
+        : `Candidate: ${report.candidate.rules} (version ${candidate.version}); live: ${report.live.rules} (version ${live.version}).`,
+    );
     out('');
     const head = same ? ['rule', 'cases', 'recorded'] : ['rule', 'candidate', 'live', 'change', 'recorded'];
     const lines = rows.map((r) =>
       same
         ? [r.rule_id, String(r.candidate), String(r.recorded)]
-        : [r.rule_id, String(r.candidate), String(r.live), r.candidate === r.live ? '=' : (r.candidate > r.live! ? '+' : '') + String(r.candidate - r.live!), String(r.recorded)],
+        : [
+            r.rule_id,
+            String(r.candidate),
+            String(r.live),
+            r.candidate === r.live ? '=' : (r.candidate > r.live! ? '+' : '') + String(r.candidate - r.live!),
+            String(r.recorded),
+          ],
     );
     const total = (pick: (r: BacktestRuleRow) => number) => String(rows.reduce((s, r) => s + pick(r), 0));
-    lines.push(same ? ['total', total((r) => r.candidate), total((r) => r.recorded)] : ['total', total((r) => r.candidate), total((r) => r.live ?? 0), '', total((r) => r.recorded)]);
+    lines.push(
+      same
+        ? ['total', total((r) => r.candidate), total((r) => r.recorded)]
+        : ['total', total((r) => r.candidate), total((r) => r.live ?? 0), '', total((r) => r.recorded)],
+    );
     const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
     const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
     out(fmt(head));
     for (const l of lines) out(fmt(l));
     out('');
-    out('"recorded" = cases live detection opened in this range. Replays start from the cases as they stood at --from (support\'s acknowledgements and resolutions after it are not replayed).');
+    out(
+      '"recorded" = cases live detection opened in this range. Replays start from the cases as they stood at --from (support\'s acknowledgements and resolutions after it are not replayed).',
+    );
     const withSamples = rows.filter((r) => r.samples.length > 0);
     if (withSamples.length) {
       out('');

@@ -75,11 +75,7 @@ export async function replay(deps: BacktestDeps, ruleSet: RuleSet, options: Back
 
 /** Cases the live detector actually opened in [from, to), per rule: what a replay of the live rules should reproduce. */
 export async function recordedCases(deps: Pick<BacktestDeps, 'clickhouse' | 'database'>, fromMs: number, toMs: number): Promise<Map<string, number>> {
-  const rows = await queryRows<{ rule_id: string; n: string }>(
-    deps.clickhouse,
-    recordedCasesQuery(deps.database, fromMs, toMs),
-    'recorded cases',
-  );
+  const rows = await queryRows<{ rule_id: string; n: string }>(deps.clickhouse, recordedCasesQuery(deps.database, fromMs, toMs), 'recorded cases');
   return new Map(rows.map((r) => [r.rule_id, Number(r.n)]));
 }
 

@@ -15,7 +15,11 @@ import { filterSql, writtenBy } from './query-parts.ts';
 
 /** Numerator and denominator of a rate feature over its window: distinct keys matching filter (and numerator). */
 function rateParts(f: Feature, nowSec: number): { num: string; den: string } | null {
-  const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
+  const fields = raw(
+    fieldsOf(f)
+      .map((x) => ident(x).text)
+      .join(', '),
+  );
   if (!fields.text) return null;
   const inWindow = contextWindow(f, nowSec);
   const cond = filterSql(f.filter);
@@ -26,7 +30,8 @@ function rateParts(f: Feature, nowSec: number): { num: string; den: string } | n
 }
 
 /** The window of a context feature ending at `nowSec` (second resolution: context is refreshed every few seconds). */
-const contextWindow = (f: Feature, nowSec: number): SqlFragment => raw(sql`occurred_at > toDateTime(${nowSec - windowMs[f.window] / 1000}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')`);
+const contextWindow = (f: Feature, nowSec: number): SqlFragment =>
+  raw(sql`occurred_at > toDateTime(${nowSec - windowMs[f.window] / 1000}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')`);
 
 /**
  * SQL for a context feature (channel, merchant): these see all traffic, so they are aggregated
@@ -35,7 +40,11 @@ const contextWindow = (f: Feature, nowSec: number): SqlFragment => raw(sql`occur
  */
 export function contextFeatureSql(f: Feature, nowSec: number): string | null {
   const cond = filterSql(f.filter);
-  const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
+  const fields = raw(
+    fieldsOf(f)
+      .map((x) => ident(x).text)
+      .join(', '),
+  );
   const inWindow = contextWindow(f, nowSec);
   switch (f.aggregation) {
     case 'count':
@@ -109,7 +118,13 @@ function withoutOwn(context: Record<string, number>, features: readonly Feature[
 export type ContextFacts = Map<string, Record<string, number>>;
 
 /** Adds to an entity's `facts` the context of the channel and merchant of its latest event, without its own attempts. */
-export function addContext(facts: Record<string, number>, context: ContextFacts, features: readonly Feature[], own: readonly TimedEvent[], nowMs: number): void {
+export function addContext(
+  facts: Record<string, number>,
+  context: ContextFacts,
+  features: readonly Feature[],
+  own: readonly TimedEvent[],
+  nowMs: number,
+): void {
   const latest = own.reduce((a, b) => (b.occurredAtMs > a.occurredAtMs ? b : a));
   for (const key of [`channel|${latest.event.channel}`, `merchant|${latest.event.merchant_id}`]) {
     const c = context.get(key);

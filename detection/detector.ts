@@ -28,12 +28,26 @@ export function createDetector(deps: DetectorDeps) {
   const current = () => active;
   const positions = createPositions(deps);
   const readKeys = async (entity: EventEntity, fromSec: number, atLeast: number, filter: EventFilter | undefined, threads: number) =>
-    (await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, fromSec, atLeast, filter, threads), `${entity} near volume floor`)).map((r) => String(r.k));
+    (
+      await queryRows<{ k: string }>(deps.clickhouse, hotKeysQuery(deps.database, entity, fromSec, atLeast, filter, threads), `${entity} near volume floor`)
+    ).map((r) => String(r.k));
   const hotSets = createHotSets({ readKeys, logger: deps.logger, current });
   const parked = createParkedKeys({ current });
   const context = createContext({ ...deps, current });
   const rechecks = createOrderRechecks(deps);
-  const stats: Omit<DetectorStats, 'floorsReady' | 'parked'> = { ticks: 0, rows: 0, behind: false, screened: 0, evaluated: 0, hits: 0, opened: 0, updated: 0, lastTickMs: 0, nearFloor: 0, parkedSkips: 0 };
+  const stats: Omit<DetectorStats, 'floorsReady' | 'parked'> = {
+    ticks: 0,
+    rows: 0,
+    behind: false,
+    screened: 0,
+    evaluated: 0,
+    hits: 0,
+    opened: 0,
+    updated: 0,
+    lastTickMs: 0,
+    nearFloor: 0,
+    parkedSkips: 0,
+  };
 
   async function tick(): Promise<void> {
     if (!deps.isLeader()) {
@@ -98,7 +112,18 @@ export function createDetector(deps: DetectorDeps) {
         const columns = prepared.screens.get(entity)!;
         const ids = nearFloor?.ids.get(entity);
         const park = ids ? prepared.parking.get(entity) : undefined;
-        const screened = await screenRows(deps, { entity, columns, rules, nowMs, sinceSec: rows.sinceSec, position: rows.position, untilSec, entityWindowMs, ids, park });
+        const screened = await screenRows(deps, {
+          entity,
+          columns,
+          rules,
+          nowMs,
+          sinceSec: rows.sinceSec,
+          position: rows.position,
+          untilSec,
+          entityWindowMs,
+          ids,
+          park,
+        });
         // Keys are parked only for the rules in force: after a reload during the screen, its keys
         // were judged by rules no longer in force.
         const parker = park && prepared === active ? parked.parker(entity, rules, columns, nowMs, park.horizonMs) : undefined;
@@ -139,7 +164,8 @@ export function createDetector(deps: DetectorDeps) {
       if (hits.length === 0) return;
       const casesStarted = performance.now();
       const { opened, updated } = await deps.cases.applyHits(hits, nowMs);
-      for (const c of opened) deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
+      for (const c of opened)
+        deps.logger.info('case opened', { case_id: c.case_id, rule: c.rule_id, entity: `${c.entity_type} ${c.entity_id}`, severity: c.severity });
       hitCount += hits.length;
       stats.hits += hits.length;
       stats.opened += opened.length;
@@ -148,12 +174,22 @@ export function createDetector(deps: DetectorDeps) {
     };
     // Every type is waited for, also when one fails: the tick is then repeated as a whole, and
     // none of its work may still be running when the next one starts.
-    const outcomes = await Promise.allSettled(EVENT_ENTITIES.filter((e) => prepared.entitiesWithRules.has(e) && (rows.any || (e === 'order' && recheckDue))).map(detectType));
+    const outcomes = await Promise.allSettled(
+      EVENT_ENTITIES.filter((e) => prepared.entitiesWithRules.has(e) && (rows.any || (e === 'order' && recheckDue))).map(detectType),
+    );
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
     stats.ticks++;
     stats.lastTickMs = now() - nowMs;
-    deps.logger.debug('tick', { ms: stats.lastTickMs, rows: rows.taken, behind: rows.behind, hits: hitCount, parked: parked.count(), candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])), timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])) });
+    deps.logger.debug('tick', {
+      ms: stats.lastTickMs,
+      rows: rows.taken,
+      behind: rows.behind,
+      hits: hitCount,
+      parked: parked.count(),
+      candidates: Object.fromEntries(EVENT_ENTITIES.map((e) => [e, candidates[e].size])),
+      timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])),
+    });
     // Advance only after the cases were stored and published: a failed tick is repeated.
     for (const r of rechecked) r.commit();
     positions.advance(rows);

@@ -14,7 +14,12 @@ describe('volumeFloor: the fewest matching events an entity needs for one of its
       );
     expect({ ip: floor('ip'), device: floor('device'), user: floor('user'), order: floor('order') }).toEqual({
       ip: { feature: 'ip_attempts_10m', floor: 15, windowMs: 600_000, filter: { type: ['payment'] } },
-      device: { feature: 'device_technical_failures_15m', floor: 5, windowMs: 900_000, filter: { type: ['payment'], failure_code: ['network_error', 'system_error', 'timeout'] } },
+      device: {
+        feature: 'device_technical_failures_15m',
+        floor: 5,
+        windowMs: 900_000,
+        filter: { type: ['payment'], failure_code: ['network_error', 'system_error', 'timeout'] },
+      },
       user: { feature: 'user_max_attempts_per_order_1m', floor: 5, windowMs: 60_000, filter: { type: ['payment'] } },
       order: null,
     });
@@ -25,12 +30,25 @@ describe('volumeFloor: the fewest matching events an entity needs for one of its
     const features = [...ruleSet.catalog.facts.values()].filter((x) => x.kind === 'feature' && x.entity === 'ip').map((x) => x.def as Feature);
     const rule = (conditions: unknown) => ({ ...ruleSet.rules.find((r) => r.entity === 'ip')!, conditions }) as (typeof ruleSet.rules)[number];
     const atLeast = (fact: string, value: number) => ({ fact, operator: 'greaterThanInclusive', value });
-    expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 40), atLeast('ip_distinct_users_10m', 9)] })], features)).toMatchObject({ feature: 'ip_attempts_10m', floor: 40 });
+    expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 40), atLeast('ip_distinct_users_10m', 9)] })], features)).toMatchObject({
+      feature: 'ip_attempts_10m',
+      floor: 40,
+    });
     expect(volumeFloor([rule({ all: [{ fact: 'ip_attempts_10m', operator: 'greaterThan', value: 20 }] })], features)).toMatchObject({ floor: 21 });
     // Two rules: only a feature both need gives a floor, at the lower of their thresholds.
-    expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 40)] }), rule({ all: [atLeast('ip_attempts_10m', 9), atLeast('ip_distinct_users_10m', 30)] })], features)).toMatchObject({ feature: 'ip_attempts_10m', floor: 9 });
+    expect(
+      volumeFloor(
+        [rule({ all: [atLeast('ip_attempts_10m', 40)] }), rule({ all: [atLeast('ip_attempts_10m', 9), atLeast('ip_distinct_users_10m', 30)] })],
+        features,
+      ),
+    ).toMatchObject({ feature: 'ip_attempts_10m', floor: 9 });
     expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 40)] }), rule({ all: [atLeast('ip_distinct_users_10m', 30)] })], features)).toBeNull();
-    expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 40)] }), rule({ all: [{ fact: 'ip_failure_rate_10m', operator: 'greaterThan', value: 0.9 }] })], features)).toBeNull();
+    expect(
+      volumeFloor(
+        [rule({ all: [atLeast('ip_attempts_10m', 40)] }), rule({ all: [{ fact: 'ip_failure_rate_10m', operator: 'greaterThan', value: 0.9 }] })],
+        features,
+      ),
+    ).toBeNull();
     expect(volumeFloor([rule({ all: [{ fact: 'ip_attempts_10m', operator: 'lessThan', value: 3 }] })], features)).toBeNull();
     expect(volumeFloor([rule({ all: [atLeast('ip_attempts_10m', 2)] })], features)).toBeNull();
     expect(volumeFloor([], features)).toBeNull();
@@ -53,7 +71,16 @@ describe('hot sets: which touched keys a live tick screens, fed with new rows', 
   const ruleSet = await loadRuleSetOrThrow();
   const now = Date.UTC(2026, 10, 25, 10, 0, 0);
   /** A new row (positions.ts newKeysQuery) of an IP. */
-  const row = (ip: string, type = 'payment') => ({ ip, device_id: null, user_id: null, order_id: 'o', type, status: 'failed', failure_code: null, source: null });
+  const row = (ip: string, type = 'payment') => ({
+    ip,
+    device_id: null,
+    user_id: null,
+    order_id: 'o',
+    type,
+    status: 'failed',
+    failure_code: null,
+    source: null,
+  });
   const rows = (ip: string, n: number, type?: string) => Array.from({ length: n }, () => row(ip, type));
   const notParked = () => undefined;
 
@@ -107,7 +134,15 @@ describe('hot sets: which touched keys a live tick screens, fed with new rows', 
     await done;
     hot.count([...rows('10.0.0.2', 3), ...rows('10.0.0.2', 5, 'refund')], rules().floors);
     // 7 payments since: with at most 7 before, 14 is below the floor of 15.
-    expect(hot.nearFloor([row('10.0.0.1'), row('10.0.0.2'), row('10.0.0.3'), row('10.0.0.1')], rules().floors, notParked)).toEqual({ ids: new Map([['ip', ['10.0.0.1']], ['device', []], ['user', []]]), near: 1, skipped: 0 });
+    expect(hot.nearFloor([row('10.0.0.1'), row('10.0.0.2'), row('10.0.0.3'), row('10.0.0.1')], rules().floors, notParked)).toEqual({
+      ids: new Map([
+        ['ip', ['10.0.0.1']],
+        ['device', []],
+        ['user', []],
+      ]),
+      near: 1,
+      skipped: 0,
+    });
     hot.count(rows('10.0.0.2', 1), rules().floors);
     expect(hot.nearFloor([row('10.0.0.2')], rules().floors, notParked)?.ids.get('ip')).toEqual(['10.0.0.2']);
     // Parked keys are left out and counted as skipped.
@@ -140,7 +175,10 @@ describe('hot sets: which touched keys a live tick screens, fed with new rows', 
     const { hot, release, rules } = setup(['10.0.0.1']);
     release();
     await hot.refresh(now);
-    hot.count(Array.from({ length: 200_001 }, (_, i) => row(`10.1.${i}`)), rules().floors);
+    hot.count(
+      Array.from({ length: 200_001 }, (_, i) => row(`10.1.${i}`)),
+      rules().floors,
+    );
     expect(hot.ready()).toBe(false);
     expect(hot.counting()).toBe(false);
     expect(hot.nearFloor(rows('10.0.0.1', 1), rules().floors, notParked)).toBeNull();

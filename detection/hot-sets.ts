@@ -44,7 +44,8 @@ export function volumeFloor(rules: readonly Pick<LoadedRule, 'conditions'>[], fe
     while (n <= 100_000 && !mayHoldWith(n)) n++;
     if (n > 100_000) continue;
     const narrow = Object.keys(f.filter ?? {}).length;
-    if (!best || narrow > best.narrow || (narrow === best.narrow && n > best.floor)) best = { feature: f.id, floor: n, windowMs: windowMs[f.window], filter: f.filter, narrow };
+    if (!best || narrow > best.narrow || (narrow === best.narrow && n > best.floor))
+      best = { feature: f.id, floor: n, windowMs: windowMs[f.window], filter: f.filter, narrow };
   }
   if (!best) return null;
   const { narrow: _narrow, ...floor } = best;
@@ -190,7 +191,11 @@ export function createHotSets(deps: HotSetsDeps) {
           deps.logger.debug('hot set', { ms: Math.round(performance.now() - started), keys: Object.fromEntries([...keys].map(([e, k]) => [e, k.size])) });
         }
       })()
-        .catch((err: unknown) => deps.logger.warn('entities near a volume floor not refreshed; every touched entity is screened meanwhile', { error: err instanceof Error ? err.message : String(err) }))
+        .catch((err: unknown) =>
+          deps.logger.warn('entities near a volume floor not refreshed; every touched entity is screened meanwhile', {
+            error: err instanceof Error ? err.message : String(err),
+          }),
+        )
         .finally(() => {
           if (pending === counts) pending = null;
           refreshed = { at: nowMs, tookMs: performance.now() - started, running: false };
@@ -220,7 +225,11 @@ export function createHotSets(deps: HotSetsDeps) {
      * the set, or with enough rows since. `parkedFor` gives, per type, whether a key stays
      * parked (parked-keys.ts); those are left out. Null without a set: every touched entity is screened.
      */
-    nearFloor(rows: readonly NewKeyRow[], floors: PreparedRules['floors'], parkedFor: (entity: EventEntity) => ((key: string) => boolean) | undefined): NearFloor | null {
+    nearFloor(
+      rows: readonly NewKeyRow[],
+      floors: PreparedRules['floors'],
+      parkedFor: (entity: EventEntity) => ((key: string) => boolean) | undefined,
+    ): NearFloor | null {
       if (!hot) return null;
       const out: NearFloor = { ids: new Map(), near: 0, skipped: 0 };
       for (const [entity, { floor }] of floors) {

@@ -9,7 +9,14 @@ describe('ageThresholds: the ages at which the stuck scan looks for attempts cro
   test('olderThan durations and numeric lower limits on age facts, nested anywhere, once each and in order', () => {
     const rules = [
       { conditions: { all: [{ fact: 'order_processing_age_24h', operator: 'olderThan', value: '30m' }] } },
-      { conditions: { any: [{ all: [{ fact: 'order_processing_age_24h', operator: 'greaterThan', value: 900_000 }] }, { fact: 'order_risk_blocked_24h', operator: 'greaterThan', value: 5 }] } },
+      {
+        conditions: {
+          any: [
+            { all: [{ fact: 'order_processing_age_24h', operator: 'greaterThan', value: 900_000 }] },
+            { fact: 'order_risk_blocked_24h', operator: 'greaterThan', value: 5 },
+          ],
+        },
+      },
       { conditions: { all: [{ fact: 'order_processing_age_24h', operator: 'olderThan', value: '30m' }] } },
     ];
     expect(ageThresholds(rules, [age, count])).toEqual([900_000, 1_800_000]);
@@ -23,7 +30,10 @@ describe('ageThresholds: the ages at which the stuck scan looks for attempts cro
 
 describe('stuckOrdersQuery', () => {
   test('reads processing rows only inside the slices, never before the window, and no rows at all without a slice', () => {
-    const q = stuckOrdersQuery('db', 1000, [[500, 2000], [3000, 3010]]);
+    const q = stuckOrdersQuery('db', 1000, [
+      [500, 2000],
+      [3000, 3010],
+    ]);
     expect(q).toContain("occurred_at >= toDateTime(1000, 'UTC') AND occurred_at < toDateTime(2000, 'UTC')");
     expect(q).toContain("occurred_at >= toDateTime(3000, 'UTC') AND occurred_at < toDateTime(3010, 'UTC')");
     expect(q).toContain("began < toDateTime(3010, 'UTC')");

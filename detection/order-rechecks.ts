@@ -112,9 +112,15 @@ export function createOrderRechecks(deps: { clickhouse: ClickHouseClient; databa
       const cuts = new Map<number, number>();
       for (const t of thresholds) cuts.set(t, Math.floor((nowMs - t) / 1000));
       const slices = [...cuts].map(([t, cut]) => [checkedTo.get(t) ?? fromSec, cut] as const);
-      const rows = slices.length ? await queryRows<{ oid: string }>(deps.clickhouse, stuckOrdersQuery(deps.database, fromSec, slices, untilSec), 'stuck orders') : [];
+      const rows = slices.length
+        ? await queryRows<{ oid: string }>(deps.clickhouse, stuckOrdersQuery(deps.database, fromSec, slices, untilSec), 'stuck orders')
+        : [];
       for (const r of rows) found.push(r.oid);
-      const reconciled = await queryRows<{ v: string; order_id: string }>(deps.clickhouse, reconciledOrdersQuery(deps.database, untilSec === undefined ? undefined : untilSec * 1000 + 999), 'reconciled orders');
+      const reconciled = await queryRows<{ v: string; order_id: string }>(
+        deps.clickhouse,
+        reconciledOrdersQuery(deps.database, untilSec === undefined ? undefined : untilSec * 1000 + 999),
+        'reconciled orders',
+      );
       let version: string | null = null;
       if (reconciled.length && reconciled[0]!.v !== reconciledVersion) {
         for (const r of reconciled) found.push(r.order_id);

@@ -9,7 +9,14 @@ const age = { id: 'order_processing_age_24h', entity: 'order', window: '24h', ag
 const count = { id: 'order_risk_blocked_24h', entity: 'order', window: '24h', aggregation: 'count' } as unknown as Feature;
 
 describe('parked keys: bounds on a screened key from the rows since', () => {
-  const attempts = { id: 'ip_attempts_10m', entity: 'ip', window: '10m', aggregation: 'distinct_count', field: ['order_id', 'attempt'], filter: { type: ['payment'] } } as unknown as Feature;
+  const attempts = {
+    id: 'ip_attempts_10m',
+    entity: 'ip',
+    window: '10m',
+    aggregation: 'distinct_count',
+    field: ['order_id', 'attempt'],
+    filter: { type: ['payment'] },
+  } as unknown as Feature;
   const rate = {
     id: 'ip_failure_rate_10m',
     entity: 'ip',
@@ -20,7 +27,18 @@ describe('parked keys: bounds on a screened key from the rows since', () => {
     numerator: { status: ['failed', 'timeout'] },
   } as unknown as Feature;
   const columns = screenPlan([attempts, rate]);
-  const rules = [{ id: 'r', entity: 'ip', conditions: { all: [{ fact: 'ip_attempts_10m', operator: 'greaterThanInclusive', value: 15 }, { fact: 'ip_failure_rate_10m', operator: 'greaterThanInclusive', value: 0.5 }] } }] as never;
+  const rules = [
+    {
+      id: 'r',
+      entity: 'ip',
+      conditions: {
+        all: [
+          { fact: 'ip_attempts_10m', operator: 'greaterThanInclusive', value: 15 },
+          { fact: 'ip_failure_rate_10m', operator: 'greaterThanInclusive', value: 0.5 },
+        ],
+      },
+    },
+  ] as never;
   const row = (status: string, type = 'payment') => ({ ip: '203.0.113.9', type, status, failure_code: null });
 
   test('mayMatch rules a row out only on a field it has', () => {
@@ -89,7 +107,16 @@ describe('parked keys of a live detector, fed with screen rows and new rows', as
       fut: 0,
     });
     /** A new row (positions.ts newKeysQuery) of an IP. */
-    const row = (ip: string, status: string) => ({ ip, device_id: null, user_id: null, order_id: 'o', type: 'payment', status, failure_code: null, source: null });
+    const row = (ip: string, status: string) => ({
+      ip,
+      device_id: null,
+      user_id: null,
+      order_id: 'o',
+      type: 'payment',
+      status,
+      failure_code: null,
+      source: null,
+    });
     const park = (...rows: ReturnType<typeof screened>[]) => {
       const p = parked.parker('ip', rules.rulesOf('ip'), columns, now, 30_000);
       for (const r of rows) p.park(r.entity_key, r);
@@ -106,9 +133,17 @@ describe('parked keys of a live detector, fed with screen rows and new rows', as
     expect(parked.count()).toBe(1);
     expect(stays('203.0.113.9')).toBe(true);
     expect(stays('198.51.100.7')).toBe(false);
-    parked.grow(Array.from({ length: 50 }, () => row('203.0.113.9', 'succeeded')), rules(), true);
+    parked.grow(
+      Array.from({ length: 50 }, () => row('203.0.113.9', 'succeeded')),
+      rules(),
+      true,
+    );
     expect(stays('203.0.113.9')).toBe(true);
-    parked.grow(Array.from({ length: 15 }, () => row('203.0.113.9', 'failed')), rules(), true);
+    parked.grow(
+      Array.from({ length: 15 }, () => row('203.0.113.9', 'failed')),
+      rules(),
+      true,
+    );
     expect(stays('203.0.113.9')).toBe(true);
     // 18 failures against at least 36 attempts: the rule may hold again, and the key is screened.
     parked.grow([row('203.0.113.9', 'timeout')], rules(), true);

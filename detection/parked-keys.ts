@@ -36,7 +36,10 @@ export interface Parked {
 
 /** Whether keys of a type with these screen columns can be parked: every feature only grows by at most one per new row (ages grow with time). */
 export const parkable = (columns: readonly ScreenColumn[]): boolean =>
-  columns.length > 0 && columns.every(({ feature: f }) => f.aggregation === 'count' || f.aggregation === 'distinct_count' || f.aggregation === 'followed_by' || f.aggregation === 'rate');
+  columns.length > 0 &&
+  columns.every(
+    ({ feature: f }) => f.aggregation === 'count' || f.aggregation === 'distinct_count' || f.aggregation === 'followed_by' || f.aggregation === 'rate',
+  );
 
 /** A parked key from its screen row (entityScreenQuery with `park`). */
 export function parkedFrom(columns: readonly ScreenColumn[], row: ScreenRow, at: number, until: number): Parked {
@@ -147,7 +150,13 @@ export function createParkedKeys(deps: { current: () => PreparedRules }) {
      * their bounds until `nowMs + horizonMs`. `park(key, row)` takes each such row; `done()` ends
      * the screen (a type over MAX_PARKED_PER_TYPE keys is dropped).
      */
-    parker(entity: EventEntity, rules: Rules, columns: readonly ScreenColumn[], nowMs: number, horizonMs: number): { park(key: string, row: ScreenRow): void; done(): void } {
+    parker(
+      entity: EventEntity,
+      rules: Rules,
+      columns: readonly ScreenColumn[],
+      nowMs: number,
+      horizonMs: number,
+    ): { park(key: string, row: ScreenRow): void; done(): void } {
       const waiting = keysOf(entity);
       return {
         park(key, row) {

@@ -16,7 +16,9 @@ const SCAN_WINDOW_MS = 120_000;
 
 /** Rows (of the copy ordered by position, storage/copies.ts) whose Kafka position is above `seen` and at most `newest`, per partition. */
 export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): string {
-  const parts = [...newest].filter(([p, o]) => o > (seen.get(p) ?? -1)).map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
+  const parts = [...newest]
+    .filter(([p, o]) => o > (seen.get(p) ?? -1))
+    .map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
   return parts.length ? `(${parts.join(' OR ')})` : '0';
 }
 
@@ -85,7 +87,11 @@ export interface PartitionRows {
  * The rows a tick takes of `partitions`: at most `maxRows`, split evenly over the partitions
  * with new rows; per partition, the offset up to which it takes them.
  */
-export function takeShare(previous: ReadonlyMap<number, number>, partitions: readonly PartitionRows[], maxRows: number): { newest: Map<number, number>; taken: number; behind: boolean } {
+export function takeShare(
+  previous: ReadonlyMap<number, number>,
+  partitions: readonly PartitionRows[],
+  maxRows: number,
+): { newest: Map<number, number>; taken: number; behind: boolean } {
   // Offsets of a partition only grow, so taking offsets up to base + share takes at most `share` rows.
   const share = Math.max(1, Math.floor(maxRows / Math.max(1, partitions.length)));
   const newest = new Map(previous);
@@ -146,9 +152,13 @@ export function createPositions(deps: PositionsDeps) {
     /** The rows new since the watermark, up to the tick's share; `untilSec` and `occurredFromSec` as in newRowsQuery. */
     async scan(nowMs: number, untilSec: number | undefined, occurredFromSec: number): Promise<NewRows> {
       const previous = seen ?? new Map<number, number>();
-      const window = Math.floor((nowMs - (seen === null ? deps.startLookbackMs ?? 600_000 : SCAN_WINDOW_MS)) / 1000);
+      const window = Math.floor((nowMs - (seen === null ? (deps.startLookbackMs ?? 600_000) : SCAN_WINDOW_MS)) / 1000);
       const sinceSec = Math.max(deps.writtenFrom ?? 0, Math.min(window, backlogFromSec ?? window));
-      const partitions = await queryRows<PartitionRows>(deps.clickhouse, newRowsQuery(deps.database, sinceSec, previous, untilSec, occurredFromSec), 'new rows');
+      const partitions = await queryRows<PartitionRows>(
+        deps.clickhouse,
+        newRowsQuery(deps.database, sinceSec, previous, untilSec, occurredFromSec),
+        'new rows',
+      );
       const { newest, taken, behind } = takeShare(previous, partitions, deps.maxRowsPerTick ?? 50_000);
       return {
         sinceSec,

@@ -16,7 +16,10 @@ export function prepare(ruleSet: RuleSet) {
   // fetched and computed: the catalog also holds features for dashboards and future rules, and
   // one of them alone (a merchant's hour of amounts) would make every context refresh read the
   // whole last hour of traffic. Evidence shows a rule's own facts, so nothing visible changes.
-  const read = factsRead(ruleSet.catalog, enabled.flatMap((r) => r.facts));
+  const read = factsRead(
+    ruleSet.catalog,
+    enabled.flatMap((r) => r.facts),
+  );
   const features: Feature[] = [];
   for (const info of ruleSet.catalog.facts.values()) if (info.kind === 'feature' && read.has(info.id)) features.push(info.def as Feature);
   const byEntity = new Map<EntityType, LoadedRule[]>();
@@ -46,7 +49,10 @@ export function prepare(ruleSet: RuleSet) {
     features,
     /** The longest window of all features read, and per entity type of its own. */
     longestWindowMs: Math.max(0, ...features.map((f) => windowMs[f.window])),
-    windowOf: new Map(EVENT_ENTITIES.map((e) => [e, Math.max(0, ...features.filter((f) => f.entity === e).map((f) => windowMs[f.window]))])) as ReadonlyMap<EventEntity, number>,
+    windowOf: new Map(EVENT_ENTITIES.map((e) => [e, Math.max(0, ...features.filter((f) => f.entity === e).map((f) => windowMs[f.window]))])) as ReadonlyMap<
+      EventEntity,
+      number
+    >,
     screens,
     /** Entity types whose rules all need a volume of events (hot-sets.ts volumeFloor), with that floor. */
     floors,

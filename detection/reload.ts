@@ -35,7 +35,10 @@ export function watchRules(deps: {
     }
     if (result.ruleSet.version === deps.current().version) return false;
     deps.onChange(result.ruleSet);
-    deps.logger.info('rules reloaded', { version: result.ruleSet.version, rules: result.ruleSet.rules.filter((r) => r.enabled).map((r) => `${r.id}@${r.version}`) });
+    deps.logger.info('rules reloaded', {
+      version: result.ruleSet.version,
+      rules: result.ruleSet.rules.filter((r) => r.enabled).map((r) => `${r.id}@${r.version}`),
+    });
     return true;
   }
 

@@ -100,7 +100,11 @@ export function entityScreenQuery(
   let longest = 0;
   for (const { feature: f, column, kind } of columns) {
     longest = Math.max(longest, windowMs[f.window]);
-    const fields = raw(fieldsOf(f).map((x) => ident(x).text).join(', '));
+    const fields = raw(
+      fieldsOf(f)
+        .map((x) => ident(x).text)
+        .join(', '),
+    );
     const win = raw(sql`${raw(AT_MS)} > ${nowMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
     const cond = filterSql(f.filter);
     switch (f.aggregation) {
@@ -108,7 +112,10 @@ export function entityScreenQuery(
         select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(column)}`);
         break;
       case 'rate':
-        select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${raw(`${column}_n`)}`, sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(`${column}_d`)}`);
+        select.push(
+          sql`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${raw(`${column}_n`)}`,
+          sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(`${column}_d`)}`,
+        );
         if (park) {
           const kept = raw(sql`${raw(AT_MS)} > ${nowMs + park.horizonMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
           select.push(sql`uniqExactIf(${fields}, ${kept} AND ${cond}) AS ${raw(`${column}_dh`)}`);
@@ -121,11 +128,16 @@ export function entityScreenQuery(
         // Keys with a first step and a second one, in either order: a normal retry (attempt 1
         // failed, attempt 2 succeeded) has none, so it does not reach the exact computation.
         const one = raw(fieldsOf(f).length > 1 ? `tuple(${fields.text})` : fields.text);
-        select.push(sql`length(arrayIntersect(groupUniqArrayIf(${one}, ${win} AND ${cond}), groupUniqArrayIf(${one}, ${win} AND ${filterSql(f.followed_by)}))) AS ${raw(column)}`);
+        select.push(
+          sql`length(arrayIntersect(groupUniqArrayIf(${one}, ${win} AND ${cond}), groupUniqArrayIf(${one}, ${win} AND ${filterSql(f.followed_by)}))) AS ${raw(column)}`,
+        );
         break;
       }
       case 'age':
-        select.push(sql`minIf(${raw(AT_MS)}, ${win} AND ${cond}) AS ${raw(`${column}_min`)}`, sql`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${raw(`${column}_c`)}`);
+        select.push(
+          sql`minIf(${raw(AT_MS)}, ${win} AND ${cond}) AS ${raw(`${column}_min`)}`,
+          sql`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${raw(`${column}_c`)}`,
+        );
         break;
       default:
         throw new Error(`feature ${f.id}: ${f.aggregation} is not screened (${kind})`);
@@ -144,7 +156,11 @@ export function entityScreenQuery(
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
-export function screenBounds(columns: readonly ScreenColumn[], row: Readonly<Record<string, string | number | null>>, nowMs: number): Map<string, { value: number } | { lo: number; hi: number }> {
+export function screenBounds(
+  columns: readonly ScreenColumn[],
+  row: Readonly<Record<string, string | number | null>>,
+  nowMs: number,
+): Map<string, { value: number } | { lo: number; hi: number }> {
   const bounds = new Map<string, { value: number } | { lo: number; hi: number }>();
   for (const { feature: f, column, kind } of columns) {
     if (f.aggregation === 'rate') {
@@ -277,11 +293,27 @@ export interface ScreenRequest {
 export async function screenRows(deps: ScreenDeps, q: ScreenRequest): Promise<ScreenRow[]> {
   const having = screenHaving(q.rules, q.columns, q.nowMs);
   if (!q.ids) {
-    return queryRows<ScreenRow>(deps.clickhouse, entityScreenQuery(deps.database, q.entity, q.columns, q.nowMs, q.sinceSec, q.position, q.untilSec, having, q.entityWindowMs), `${q.entity} screen`);
+    return queryRows<ScreenRow>(
+      deps.clickhouse,
+      entityScreenQuery(deps.database, q.entity, q.columns, q.nowMs, q.sinceSec, q.position, q.untilSec, having, q.entityWindowMs),
+      `${q.entity} screen`,
+    );
   }
   if (q.ids.length === 0) return [];
   return deps.http.query<ScreenRow>(
-    entityScreenQuery(deps.database, q.entity, q.columns, q.nowMs, q.sinceSec, q.position, q.untilSec, q.park ? undefined : having, q.entityWindowMs, 'ids', q.park),
+    entityScreenQuery(
+      deps.database,
+      q.entity,
+      q.columns,
+      q.nowMs,
+      q.sinceSec,
+      q.position,
+      q.untilSec,
+      q.park ? undefined : having,
+      q.entityWindowMs,
+      'ids',
+      q.park,
+    ),
     { name: ENTITY_IDS_TABLE, structure: 'id String', rows: q.ids.map((id) => ({ id })) },
     `${q.entity} screen`,
   );
@@ -291,7 +323,14 @@ export async function screenRows(deps: ScreenDeps, q: ScreenRequest): Promise<Sc
  * The exact fetch: every event of the listed entities in the type's longest window before
  * `nowMs`, per entity, as the reference feature computation takes them.
  */
-export async function entityEvents(deps: ScreenDeps, entity: EventEntity, ids: readonly string[], nowMs: number, entityWindowMs: number, untilSec: number | undefined): Promise<Map<string, TimedEvent[]>> {
+export async function entityEvents(
+  deps: ScreenDeps,
+  entity: EventEntity,
+  ids: readonly string[],
+  nowMs: number,
+  entityWindowMs: number,
+  untilSec: number | undefined,
+): Promise<Map<string, TimedEvent[]>> {
   const key = TOUCHED_COLUMN[entity];
   const fromSec = Math.floor((nowMs - entityWindowMs) / 1000) - 1;
   const rows = await deps.http.query<EventRowOut>(

@@ -19,10 +19,13 @@ describe('retry', () => {
   test('never retries a programmer error', async () => {
     let calls = 0;
     await expect(
-      retry(async () => {
-        calls++;
-        throw new TypeError('bug');
-      }, { initialDelayMs: 1 }),
+      retry(
+        async () => {
+          calls++;
+          throw new TypeError('bug');
+        },
+        { initialDelayMs: 1 },
+      ),
     ).rejects.toThrow('bug');
     expect(calls).toBe(1);
   });
@@ -30,9 +33,12 @@ describe('retry', () => {
   test('gives up after the configured retries and keeps the cause', async () => {
     const cause = new Error('socket hang up');
     await expect(
-      retry(async () => {
-        throw new PaysentinelError('CLICKHOUSE_UNAVAILABLE', 'down', { retriable: true, cause });
-      }, { retries: 2, initialDelayMs: 1 }),
+      retry(
+        async () => {
+          throw new PaysentinelError('CLICKHOUSE_UNAVAILABLE', 'down', { retriable: true, cause });
+        },
+        { retries: 2, initialDelayMs: 1 },
+      ),
     ).rejects.toMatchObject({ code: 'CLICKHOUSE_UNAVAILABLE', cause });
   });
 

@@ -41,8 +41,7 @@ export interface RetryOptions {
   signal?: AbortSignal;
 }
 
-export const isRetriable = (err: unknown): boolean =>
-  err instanceof PaysentinelError ? err.retriable : false;
+export const isRetriable = (err: unknown): boolean => (err instanceof PaysentinelError ? err.retriable : false);
 
 /** Full-jitter exponential backoff delay for the given attempt (0-based). */
 export function backoffDelay(attempt: number, initialDelayMs: number, maxDelayMs: number, random = Math.random): number {

@@ -16,11 +16,17 @@ test('a batch takes the oldest entries and commits each partition up to the last
   expect(first.rows.map((r) => r.row!.event_id)).toEqual(['a']);
   expect(first.dead).toHaveLength(2);
   // Partition 0 up to 11 (the dead letter), partition 1 up to 5: offset 6 is not in this batch.
-  expect([...first.offsets]).toEqual([[0, '11'], [1, '5']]);
+  expect([...first.offsets]).toEqual([
+    [0, '11'],
+    [1, '5'],
+  ]);
   expect(entries).toHaveLength(2);
   const second = takeBatch(entries, 10);
   expect(second.rows.map((r) => r.row!.event_id)).toEqual(['b', 'c']);
-  expect([...second.offsets]).toEqual([[1, '6'], [0, '12']]);
+  expect([...second.offsets]).toEqual([
+    [1, '6'],
+    [0, '12'],
+  ]);
   expect(entries).toHaveLength(0);
 });
 

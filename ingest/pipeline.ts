@@ -190,7 +190,12 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     for (const message of batch.messages) {
       const result = decodeEvent(message.value, config.maxMessageBytes);
       if (result.ok) {
-        pending.push({ partition, offset: message.offset, row: toPendingRow(result.value, partition, Number(message.offset)), message: { key: message.key, value: message.value } });
+        pending.push({
+          partition,
+          offset: message.offset,
+          row: toPendingRow(result.value, partition, Number(message.offset)),
+          message: { key: message.key, value: message.value },
+        });
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
         const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));
@@ -234,7 +239,11 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     if (Date.now() - troubleLoggedAt >= 30_000) {
       troubleLoggedAt = Date.now();
       const log = kind === 'unexpected' ? logger.error : logger.warn;
-      log.call(logger, kind === 'unavailable' ? 'ClickHouse write failed; pausing fetch and retrying' : 'batch write keeps failing; pausing fetch and retrying', { kind, err, attempt, wait, positions, rows: entries.length });
+      log.call(
+        logger,
+        kind === 'unavailable' ? 'ClickHouse write failed; pausing fetch and retrying' : 'batch write keeps failing; pausing fetch and retrying',
+        { kind, err, attempt, wait, positions, rows: entries.length },
+      );
     }
     setPaused(true, kind === 'unavailable' ? 'ClickHouse unavailable' : 'writes failing');
   }
@@ -285,9 +294,20 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         const source = { topic, partition: e.partition, offset: e.offset };
         logger.warn('ClickHouse refused a row; sending it to the dead-letter topic', { partition: e.partition, offset: e.offset, reason });
         metrics.rejected.inc();
-        return [{ key: e.message?.key ?? null, reason, value: JSON.stringify(toDeadLetter(reason, source, e.message?.key ?? null, e.message?.value ?? null, new Date())) }];
+        return [
+          {
+            key: e.message?.key ?? null,
+            reason,
+            value: JSON.stringify(toDeadLetter(reason, source, e.message?.key ?? null, e.message?.value ?? null, new Date())),
+          },
+        ];
       }
-      if (first) logger.warn('ClickHouse refused a batch; writing it in parts to find the rows it refuses', { err, rows: entries.length, positions: positionsOf(entries) });
+      if (first)
+        logger.warn('ClickHouse refused a batch; writing it in parts to find the rows it refuses', {
+          err,
+          rows: entries.length,
+          positions: positionsOf(entries),
+        });
       const half = Math.ceil(entries.length / 2);
       const refused = await store(entries.slice(0, half), false);
       return refused.concat(await store(entries.slice(half), false));
@@ -329,7 +349,13 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         refusedSent = true;
         const t1 = performance.now();
         await commit(batch.offsets);
-        logger.debug('flushed', { rows: batch.rows.length, dead: batch.dead.length + refused!.length, writeMs: Math.round(t1 - t0), commitMs: Math.round(performance.now() - t1), buffered: pending.length });
+        logger.debug('flushed', {
+          rows: batch.rows.length,
+          dead: batch.dead.length + refused!.length,
+          writeMs: Math.round(t1 - t0),
+          commitMs: Math.round(performance.now() - t1),
+          buffered: pending.length,
+        });
         return;
       } catch (err) {
         if (hardStop.signal.aborted) throw err;
@@ -414,5 +440,10 @@ const DLQ_SEND_BYTES = 512 * 1024;
 
 /** A short label for the metrics: the reason up to its first quote or colon. */
 function reasonKind(reason: string): string {
-  return reason.replace(/".*$|:.*$|\d+/g, '').trim().slice(0, 60) || 'invalid';
+  return (
+    reason
+      .replace(/".*$|:.*$|\d+/g, '')
+      .trim()
+      .slice(0, 60) || 'invalid'
+  );
 }

@@ -19,7 +19,10 @@ const base = {
 test.each([
   ['all optional fields absent', base],
   ['every optional field set', { ...base, transaction_id: 't', user_id: 'u', device_id: 'd', ip: '::1', source: 'client', note: { x: [1, '😀'] } }],
-  ['offset timestamp and refund', { ...base, type: 'refund', status: 'succeeded', attempt: undefined, failure_code: undefined, occurred_at: '2026-11-25T18:15:00.5+08:00' }],
+  [
+    'offset timestamp and refund',
+    { ...base, type: 'refund', status: 'succeeded', attempt: undefined, failure_code: undefined, occurred_at: '2026-11-25T18:15:00.5+08:00' },
+  ],
   ['lower-case z', { ...base, occurred_at: '2026-11-25t10:15:00z' }],
 ])('the fast JSON line equals the row object (%s)', (_name, input) => {
   const valid = validateEvent(JSON.parse(JSON.stringify(input)));

@@ -53,7 +53,6 @@ export interface EventRow {
   ingested_at: string;
 }
 
-
 /** Maps a validated event to its ClickHouse row. */
 export function toEventRow(valid: ValidEvent, partition: number, offset: number, ingestedAt: string): EventRow {
   const e = valid.event;

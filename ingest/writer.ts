@@ -4,7 +4,6 @@ import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, raw, sql, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
 import { lineOf, type PendingRow } from './records.ts';
 
-
 /** Keeps the first row of each event_id: a redelivery inside one batch counts once. */
 export function uniqueByEventId<R extends { event_id: string }>(rows: readonly R[]): R[] {
   const seen = new Set<string>();
@@ -66,7 +65,11 @@ export function createEventWriter(deps: { http: ClickHouseHttp; database: string
       const looked = performance.now();
       const fresh = existing.size === 0 ? unique : unique.filter((r) => !existing.has(r.event_id));
       const ingestedAt = toDateTimeText(Date.now());
-      await deps.http.insertLines(table, fresh.map((r) => lineOf(r, ingestedAt)), 'insert payment events');
+      await deps.http.insertLines(
+        table,
+        fresh.map((r) => lineOf(r, ingestedAt)),
+        'insert payment events',
+      );
       deps.logger.debug('batch written', { rows: fresh.length, lookupMs: Math.round(looked - started), insertMs: Math.round(performance.now() - looked) });
       deps.metrics.insertLatency.observe((performance.now() - started) / 1000);
       deps.metrics.batchSize.observe(fresh.length);

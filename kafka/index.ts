@@ -3,11 +3,14 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 
 /** Routes kafkajs' own logs through our logger (warnings and errors only). */
-const kafkaLogCreator = (logger: Logger): logCreator => () => ({ level, log }) => {
-  const { message, ...rest } = log;
-  if (level <= KafkaLogLevel.ERROR) logger.error(`kafka: ${message}`, rest);
-  else if (level === KafkaLogLevel.WARN) logger.warn(`kafka: ${message}`, rest);
-};
+const kafkaLogCreator =
+  (logger: Logger): logCreator =>
+  () =>
+  ({ level, log }) => {
+    const { message, ...rest } = log;
+    if (level <= KafkaLogLevel.ERROR) logger.error(`kafka: ${message}`, rest);
+    else if (level === KafkaLogLevel.WARN) logger.warn(`kafka: ${message}`, rest);
+  };
 
 /** Creates a kafkajs client for the configured brokers. Does not connect. */
 export function createKafka(config: Pick<Config, 'kafkaBrokers' | 'kafkaClientId'>, logger: Logger, clientIdSuffix = ''): Kafka {

@@ -59,7 +59,15 @@ describe('startMetricsRecorder', () => {
   test('writes snapshots to <db>.pipeline_metrics, and a last one on stop', async () => {
     const ch = fakeClickHouse();
     const metrics = busyMetrics();
-    const recorder = startMetricsRecorder({ clickhouse: ch.client, database: 'ps', metrics, logger: createLogger({ write: () => {} }), instance: 'i', intervalMs: 60_000, clock: () => NOW });
+    const recorder = startMetricsRecorder({
+      clickhouse: ch.client,
+      database: 'ps',
+      metrics,
+      logger: createLogger({ write: () => {} }),
+      instance: 'i',
+      intervalMs: 60_000,
+      clock: () => NOW,
+    });
     await recorder.record();
     metrics.stored.inc(undefined, 5);
     await recorder.stop();
@@ -71,7 +79,14 @@ describe('startMetricsRecorder', () => {
   test('an unreachable ClickHouse is logged once and never throws; recording resumes when it is back', async () => {
     const ch = fakeClickHouse();
     const lines: string[] = [];
-    const recorder = startMetricsRecorder({ clickhouse: ch.client, database: 'ps', metrics: busyMetrics(), logger: createLogger({ write: (l) => lines.push(l) }), instance: 'i', intervalMs: 60_000 });
+    const recorder = startMetricsRecorder({
+      clickhouse: ch.client,
+      database: 'ps',
+      metrics: busyMetrics(),
+      logger: createLogger({ write: (l) => lines.push(l) }),
+      instance: 'i',
+      intervalMs: 60_000,
+    });
     ch.state.down = true;
     await expect(recorder.record()).resolves.toBeUndefined();
     await expect(recorder.record()).resolves.toBeUndefined();
@@ -84,7 +99,14 @@ describe('startMetricsRecorder', () => {
 
   test('snapshots are taken on the interval', async () => {
     const ch = fakeClickHouse();
-    const recorder = startMetricsRecorder({ clickhouse: ch.client, database: 'ps', metrics: busyMetrics(), logger: createLogger({ write: () => {} }), instance: 'i', intervalMs: 20 });
+    const recorder = startMetricsRecorder({
+      clickhouse: ch.client,
+      database: 'ps',
+      metrics: busyMetrics(),
+      logger: createLogger({ write: () => {} }),
+      instance: 'i',
+      intervalMs: 20,
+    });
     await expect.poll(() => ch.inserts.length, { timeout: 2_000 }).toBeGreaterThanOrEqual(2);
     await recorder.stop();
   });

@@ -100,12 +100,22 @@ export function createIngestMetrics(registry = new Registry()) {
     stored: registry.counter('paysentinel_ingest_stored_total', 'Events written to ClickHouse (first time seen).'),
     duplicates: registry.counter('paysentinel_ingest_duplicates_total', 'Redelivered events skipped because their event_id was already stored.'),
     deadLettered: registry.counter('paysentinel_ingest_dead_lettered_total', 'Messages sent to the dead-letter topic, by reason kind.', ['reason']),
-    rejected: registry.counter('paysentinel_ingest_rejected_rows_total', "Valid events ClickHouse refused to store (each sent to the dead-letter topic with the server's reason)."),
-    degraded: registry.gauge('paysentinel_ingest_degraded', '1 while a batch write keeps failing (ClickHouse away, or a statement or its target wrong); /healthz says why.'),
+    rejected: registry.counter(
+      'paysentinel_ingest_rejected_rows_total',
+      "Valid events ClickHouse refused to store (each sent to the dead-letter topic with the server's reason).",
+    ),
+    degraded: registry.gauge(
+      'paysentinel_ingest_degraded',
+      '1 while a batch write keeps failing (ClickHouse away, or a statement or its target wrong); /healthz says why.',
+    ),
     batches: registry.counter('paysentinel_ingest_batches_total', 'Batches written to ClickHouse and committed.'),
     writeErrors: registry.counter('paysentinel_ingest_write_errors_total', 'Failed write attempts (retried), by target.', ['target']),
     commitErrors: registry.counter('paysentinel_ingest_commit_errors_total', 'Offset commits that failed (data already stored; redelivery is deduplicated).'),
-    insertLatency: registry.histogram('paysentinel_ingest_insert_seconds', 'Latency of one ClickHouse batch write, including the dedup look-up.', [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+    insertLatency: registry.histogram(
+      'paysentinel_ingest_insert_seconds',
+      'Latency of one ClickHouse batch write, including the dedup look-up.',
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    ),
     batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000]),
     buffered: registry.gauge('paysentinel_ingest_buffered_rows', 'Rows waiting to be written.'),
     paused: registry.gauge('paysentinel_ingest_paused', '1 while fetching is paused (ClickHouse slow or down, or buffer full).'),
@@ -119,7 +129,10 @@ export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 export function createJobMetrics(registry = new Registry(), clock: () => number = Date.now) {
   // End (Unix seconds) of the latest 5-minute bucket the rates job has written; the age is computed per scrape.
   let ratesUntil: number | undefined;
-  const ratesComplete = registry.gauge('paysentinel_rates_complete_until_timestamp_seconds', 'Unix time of the end of the latest 5-minute bucket the rates job has written.');
+  const ratesComplete = registry.gauge(
+    'paysentinel_rates_complete_until_timestamp_seconds',
+    'Unix time of the end of the latest 5-minute bucket the rates job has written.',
+  );
   registry.gauge(
     'paysentinel_rates_complete_bucket_age_seconds',
     'Seconds from the end of the latest 5-minute bucket the rates job has written to now; grows while the job fails or falls behind.',

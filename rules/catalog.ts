@@ -25,8 +25,7 @@ export interface FactCatalog {
 }
 
 /** Whether a rule (or derived fact) about `entity` may read a fact kept per `factEntity`. */
-export const canRead = (entity: EntityType, factEntity: EntityType): boolean =>
-  entity === factEntity || contextEntities.includes(factEntity);
+export const canRead = (entity: EntityType, factEntity: EntityType): boolean => entity === factEntity || contextEntities.includes(factEntity);
 
 /** True for facts whose value is an object read with a path (binomial statistics). */
 export const isObjectFact = (info: FactInfo | undefined): boolean => info?.kind === 'derived' && info.def.kind === 'binomial';
@@ -41,7 +40,8 @@ function featureProblems(file: string, f: Feature, path: string): RuleProblem[] 
   const needs = { field: false, numerator: false, followed_by: false, latest: false };
   switch (f.aggregation) {
     case 'count':
-      if (f.field !== undefined) at('field', 'count counts events (each event_id once) and takes no field; use "distinct_count" to count different values of a field.');
+      if (f.field !== undefined)
+        at('field', 'count counts events (each event_id once) and takes no field; use "distinct_count" to count different values of a field.');
       break;
     case 'sum':
       needs.field = true;
@@ -65,7 +65,8 @@ function featureProblems(file: string, f: Feature, path: string): RuleProblem[] 
   for (const key of ['field', 'numerator', 'followed_by', 'latest'] as const) {
     const present = f[key] !== undefined;
     if (needs[key] && !present) at(key, `aggregation "${f.aggregation}" needs "${key}"; see rules/README.md for an example.`);
-    if (!needs[key] && present && key !== 'field') at(key, `"${key}" only applies to aggregation "${key === 'numerator' ? 'rate' : key === 'latest' ? 'age' : 'followed_by'}"; remove it.`);
+    if (!needs[key] && present && key !== 'field')
+      at(key, `"${key}" only applies to aggregation "${key === 'numerator' ? 'rate' : key === 'latest' ? 'age' : 'followed_by'}"; remove it.`);
   }
   return out;
 }
@@ -75,7 +76,8 @@ function derivedProblems(file: string, d: Derived, path: string, facts: Readonly
   const inputs = d.kind === 'binomial' ? (['successes', 'trials', 'baseline'] as const) : (['numerator', 'denominator'] as const);
   const allowed = d.kind === 'binomial' ? ['numerator', 'denominator'] : ['successes', 'trials', 'baseline'];
   for (const key of allowed) {
-    if ((d as Record<string, unknown>)[key] !== undefined) out.push({ file, path: childPath(path, key), message: `"${key}" does not apply to kind "${d.kind}"; it takes ${inputs.join(', ')}.` });
+    if ((d as Record<string, unknown>)[key] !== undefined)
+      out.push({ file, path: childPath(path, key), message: `"${key}" does not apply to kind "${d.kind}"; it takes ${inputs.join(', ')}.` });
   }
   for (const key of inputs) {
     const ref = d[key];
@@ -86,9 +88,17 @@ function derivedProblems(file: string, d: Derived, path: string, facts: Readonly
     }
     const info = facts.get(ref);
     if (!info || info.kind === 'derived') {
-      out.push({ file, path: where, message: `"${ref}" is not a feature or baseline in this file.${didYouMean(ref, [...facts.keys()])} Derived facts take features and baselines only.` });
+      out.push({
+        file,
+        path: where,
+        message: `"${ref}" is not a feature or baseline in this file.${didYouMean(ref, [...facts.keys()])} Derived facts take features and baselines only.`,
+      });
     } else if (!canRead(d.entity, info.entity)) {
-      out.push({ file, path: where, message: `"${ref}" is kept per ${info.entity}, but this fact is about ${d.entity}; use a ${d.entity}, channel or merchant fact.` });
+      out.push({
+        file,
+        path: where,
+        message: `"${ref}" is kept per ${info.entity}, but this fact is about ${d.entity}; use a ${d.entity}, channel or merchant fact.`,
+      });
     }
   }
   return out;
@@ -106,7 +116,11 @@ export function parseFeatureCatalog(file: string, text: string): { ok: true; cat
   const add = (info: FactInfo, path: string) => {
     const previous = first.get(info.id);
     if (previous) {
-      problems.push({ file, path: childPath(path, 'id'), message: `duplicate fact id "${info.id}" (first defined at ${previous}); give one of them another name.` });
+      problems.push({
+        file,
+        path: childPath(path, 'id'),
+        message: `duplicate fact id "${info.id}" (first defined at ${previous}); give one of them another name.`,
+      });
       return;
     }
     first.set(info.id, path);

@@ -5,7 +5,11 @@ import { afterEach, describe, expect, test as base, vi } from 'vitest';
 import { createRulesCommand } from './cli.ts';
 
 // Backtests replay stored events (detection/backtest-cli.ts) and are tested against the stack.
-const rulesCommand = createRulesCommand({ backtest: async () => { throw new Error('no backtest in unit tests'); } });
+const rulesCommand = createRulesCommand({
+  backtest: async () => {
+    throw new Error('no backtest in unit tests');
+  },
+});
 
 /** A scratch folder per test, removed afterwards. */
 const test = base.extend<{ dir: string }>({
@@ -51,14 +55,19 @@ describe('paysentinel rules validate', () => {
     const { code, stdout } = await run(['validate', dir]);
     expect(code).toBe(1);
     expect(stdout).toContain('2 problems:');
-    expect(stdout).toContain(`${join(dir, 'retry_storm.json')} at $.conditions.all[0].fact: unknown fact "user_max_attempts_per_order". Did you mean "user_max_attempts_per_order_1m"?`);
+    expect(stdout).toContain(
+      `${join(dir, 'retry_storm.json')} at $.conditions.all[0].fact: unknown fact "user_max_attempts_per_order". Did you mean "user_max_attempts_per_order_1m"?`,
+    );
     expect(stdout).toContain(`${join(dir, 'retry_storm.json')} at $.cooldown: cooldown "ten minutes" is not a duration`);
   });
 
   test('--json prints a machine-readable result', async ({ dir }) => {
     const ok = await run(['validate', '--json']);
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, rules: expect.arrayContaining([expect.objectContaining({ id: 'risk_review', entity: 'order', enabled: true })]) });
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      ok: true,
+      rules: expect.arrayContaining([expect.objectContaining({ id: 'risk_review', entity: 'order', enabled: true })]),
+    });
     await writeFile(join(dir, 'x.json'), '{ nope');
     const bad = await run(['validate', dir, '--json']);
     expect(bad.code).toBe(1);

@@ -60,7 +60,16 @@ function printProblems(problems: readonly RuleProblem[], json: boolean): number 
 }
 
 function ruleSummary(ruleSet: RuleSet) {
-  return ruleSet.rules.map((r) => ({ id: r.id, version: r.version, entity: r.entity, severity: r.severity, action: r.action, enabled: r.enabled, cooldown: r.cooldown, file: show(r.file) }));
+  return ruleSet.rules.map((r) => ({
+    id: r.id,
+    version: r.version,
+    entity: r.entity,
+    severity: r.severity,
+    action: r.action,
+    enabled: r.enabled,
+    cooldown: r.cooldown,
+    file: show(r.file),
+  }));
 }
 
 async function validate(path: string | undefined, features: string | undefined, json: boolean): Promise<number> {
@@ -75,7 +84,9 @@ async function validate(path: string | undefined, features: string | undefined, 
   const n = ruleSet.rules.length;
   out(`OK: ${n} rule${n === 1 ? '' : 's'} valid (${enabled} enabled), rule set version ${ruleSet.version}`);
   for (const r of ruleSet.rules) {
-    out(`  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown}${r.enabled ? '' : '  (disabled)'}`);
+    out(
+      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown}${r.enabled ? '' : '  (disabled)'}`,
+    );
   }
   return 0;
 }
@@ -97,7 +108,9 @@ async function test(path: string | undefined, rules: string | undefined, feature
     for (const f of r.failures) out(`        ${f}`);
   }
   const total = report.passed + report.failed;
-  out(`\n${total} case${total === 1 ? '' : 's'} in ${fixtures.fixtures.length} file${fixtures.fixtures.length === 1 ? '' : 's'}: ${report.passed} passed, ${report.failed} failed`);
+  out(
+    `\n${total} case${total === 1 ? '' : 's'} in ${fixtures.fixtures.length} file${fixtures.fixtures.length === 1 ? '' : 's'}: ${report.passed} passed, ${report.failed} failed`,
+  );
   return report.failed === 0 ? 0 : 1;
 }
 
@@ -123,7 +136,14 @@ export const createRulesCommand = (deps: { backtest: (args: BacktestArgs) => Pro
     const { values, positionals } = parseCommandArgs(
       'rules',
       argv,
-      { json: { type: 'boolean' }, rules: { type: 'string' }, features: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, step: { type: 'string' } },
+      {
+        json: { type: 'boolean' },
+        rules: { type: 'string' },
+        features: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        step: { type: 'string' },
+      },
       true,
     );
     const [sub, path, ...extra] = positionals;
@@ -131,16 +151,24 @@ export const createRulesCommand = (deps: { backtest: (args: BacktestArgs) => Pro
     const json = values.json === true;
     switch (sub) {
       case 'validate':
-        if (values.rules !== undefined) throw new PaysentinelError('USAGE', 'validate takes the rules folder as PATH, not --rules.\nRun "paysentinel rules --help" for usage.');
+        if (values.rules !== undefined)
+          throw new PaysentinelError('USAGE', 'validate takes the rules folder as PATH, not --rules.\nRun "paysentinel rules --help" for usage.');
         return validate(path, values.features, json);
       case 'test':
         return test(path, values.rules, values.features, json);
       case 'backtest': {
-        if (path !== undefined) throw new PaysentinelError('USAGE', `backtest takes no PATH (got "${path}"): give the candidate rules as --rules DIR.\nRun "paysentinel rules --help" for usage.`);
+        if (path !== undefined)
+          throw new PaysentinelError(
+            'USAGE',
+            `backtest takes no PATH (got "${path}"): give the candidate rules as --rules DIR.\nRun "paysentinel rules --help" for usage.`,
+          );
         return deps.backtest({ from: values.from, to: values.to, step: values.step, rules: values.rules, features: values.features, json });
       }
       default:
-        throw new PaysentinelError('USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules --help" for usage.`);
+        throw new PaysentinelError(
+          'USAGE',
+          `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules --help" for usage.`,
+        );
     }
   },
 });

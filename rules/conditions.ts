@@ -29,7 +29,8 @@ export interface ConditionWalk<T, C> {
  * the stuck scan's age thresholds (detection/) are all walks of this kind.
  */
 export function conditionWalker<T, C = void>(w: ConditionWalk<T, C>): (c: Condition, ctx: C) => T {
-  const walk = (c: Condition, ctx: C): T => ('all' in c ? w.all(c.all, walk, ctx) : 'any' in c ? w.any(c.any, walk, ctx) : 'not' in c ? w.not(c.not, walk, ctx) : w.comparison(c, ctx));
+  const walk = (c: Condition, ctx: C): T =>
+    'all' in c ? w.all(c.all, walk, ctx) : 'any' in c ? w.any(c.any, walk, ctx) : 'not' in c ? w.not(c.not, walk, ctx) : w.comparison(c, ctx);
   return walk;
 }
 

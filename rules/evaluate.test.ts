@@ -7,7 +7,9 @@ import { loadRuleSetOrThrow, parseRuleSet } from './load.ts';
 const ruleSet = await loadRuleSetOrThrow();
 const evaluator = createRuleEvaluator(ruleSet);
 
-const fixtureFiles = readdirSync(defaultFixturesPath).filter((n) => n.endsWith('.json')).sort();
+const fixtureFiles = readdirSync(defaultFixturesPath)
+  .filter((n) => n.endsWith('.json'))
+  .sort();
 const cases: (ResolvedCase & { file: string })[] = fixtureFiles.flatMap((file) => {
   const parsed = parseFixture(file, readFileSync(new URL(`./tests/${file}`, import.meta.url), 'utf8'), ruleSet);
   if (!parsed.ok) throw new Error(`fixture ${file} is invalid: ${JSON.stringify(parsed.problems)}`);
@@ -18,8 +20,14 @@ describe('shipped fixtures', () => {
   test('every shipped rule has a case where it fires and one where it must not', () => {
     for (const rule of ruleSet.rules) {
       const own = cases.filter((c) => c.file === `${rule.id}.json`);
-      expect(own.some((c) => c.expect.includes(rule.id)), `${rule.id} positive`).toBe(true);
-      expect(own.some((c) => c.expect.length === 0), `${rule.id} negative`).toBe(true);
+      expect(
+        own.some((c) => c.expect.includes(rule.id)),
+        `${rule.id} positive`,
+      ).toBe(true);
+      expect(
+        own.some((c) => c.expect.length === 0),
+        `${rule.id} negative`,
+      ).toBe(true);
     }
   });
 
@@ -46,16 +54,25 @@ describe('createRuleEvaluator', () => {
       entityType: 'device',
       entityId: 'dev-1',
       cooldownMs: 30 * 60_000,
-      evidence: { device_technical_failures_15m: 26, device_attempts_15m: 30, channel_technical_failure_rate_baseline: 0.05, channel_technical_failure_ratio_15m: 1 },
+      evidence: {
+        device_technical_failures_15m: 26,
+        device_attempts_15m: 30,
+        channel_technical_failure_rate_baseline: 0.05,
+        channel_technical_failure_ratio_15m: 1,
+      },
     });
     expect(hit!.evidence.device_technical_failure_stats_15m).toMatchObject({ successes: 26, trials: 30, baseline: 0.05 });
-    expect(hit!.recommendedAction).toMatch(/^Device dev-1 failed 26 of 30 attempts on 8 orders in 15 minutes with network or system errors \(channel baseline 5%, p = \d\.\de-\d+\)/);
+    expect(hit!.recommendedAction).toMatch(
+      /^Device dev-1 failed 26 of 30 attempts on 8 orders in 15 minutes with network or system errors \(channel baseline 5%, p = \d\.\de-\d+\)/,
+    );
     expect(hit!.recommendedAction).not.toMatch(/[{}]/);
   });
 
   test('a baseline from history replaces the default', async () => {
     // 26/30 failing is normal for a channel that usually fails 80% of the time.
-    expect(await evaluator.evaluate('device', 'dev-1', { ...spike, channel_technical_failure_rate_baseline: 0.8, channel_technical_failure_rate_15m: 0.8 })).toEqual([]);
+    expect(
+      await evaluator.evaluate('device', 'dev-1', { ...spike, channel_technical_failure_rate_baseline: 0.8, channel_technical_failure_rate_15m: 0.8 }),
+    ).toEqual([]);
   });
 
   test('only the rules about the entity type run', async () => {
@@ -89,7 +106,11 @@ describe('createRuleEvaluator', () => {
   });
 
   test('runFixtures reports a wrong expectation as a readable failure', async () => {
-    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'wrong', entity: 'order', entity_id: 'o', facts: { order_risk_blocked_24h: 1 }, expect: ['duplicate_charge'] }] }), ruleSet);
+    const parsed = parseFixture(
+      't.json',
+      JSON.stringify({ cases: [{ name: 'wrong', entity: 'order', entity_id: 'o', facts: { order_risk_blocked_24h: 1 }, expect: ['duplicate_charge'] }] }),
+      ruleSet,
+    );
     if (!parsed.ok) throw new Error('invalid');
     const report = await runFixtures(ruleSet, [parsed.fixture]);
     expect(report).toMatchObject({ passed: 0, failed: 1 });
@@ -97,22 +118,60 @@ describe('createRuleEvaluator', () => {
   });
 
   test('fixtures with a misspelled fact are rejected rather than passing vacuously', () => {
-    const parsed = parseFixture('t.json', JSON.stringify({ cases: [{ name: 'typo', entity: 'device', entity_id: 'd', facts: { device_technical_failure_15m: 2 }, expect: [] }] }), ruleSet);
-    expect(parsed).toMatchObject({ ok: false, problems: [{ file: 't.json', path: '$.cases[0].facts.device_technical_failure_15m', message: expect.stringMatching(/Did you mean "device_technical_failures_15m"/) }] });
+    const parsed = parseFixture(
+      't.json',
+      JSON.stringify({ cases: [{ name: 'typo', entity: 'device', entity_id: 'd', facts: { device_technical_failure_15m: 2 }, expect: [] }] }),
+      ruleSet,
+    );
+    expect(parsed).toMatchObject({
+      ok: false,
+      problems: [
+        {
+          file: 't.json',
+          path: '$.cases[0].facts.device_technical_failure_15m',
+          message: expect.stringMatching(/Did you mean "device_technical_failures_15m"/),
+        },
+      ],
+    });
   });
 });
 
 describe('pre-check before the engine', () => {
   test('says false only when a plain numeric condition certainly fails', async () => {
     const { mayHold } = await import('./evaluate.ts');
-    const rule = { all: [{ fact: 'a', operator: 'greaterThanInclusive', value: 15 }, { fact: 'b', operator: 'significantlyAbove', value: { alpha: 0.01 } }] };
+    const rule = {
+      all: [
+        { fact: 'a', operator: 'greaterThanInclusive', value: 15 },
+        { fact: 'b', operator: 'significantlyAbove', value: { alpha: 0.01 } },
+      ],
+    };
     expect(mayHold(rule, { a: 14 })).toBe(false);
     // Custom operators run exactly as in the engine: without stats for `b` the rule cannot hold.
     expect(mayHold(rule, { a: 15 })).toBe(false);
     expect(mayHold({ all: [{ fact: 'a', operator: 'contains', value: 1 }] }, { a: [1] })).toBeUndefined();
     expect(mayHold(rule, {})).toBe(false);
-    expect(mayHold({ any: [{ fact: 'a', operator: 'lessThan', value: 1 }, { fact: 'c', operator: 'equal', value: 'x' }] }, { a: 5 })).toBeUndefined();
-    expect(mayHold({ any: [{ fact: 'a', operator: 'lessThan', value: 1 }, { fact: 'a', operator: 'greaterThan', value: 9 }] }, { a: 5 })).toBe(false);
+    expect(
+      mayHold(
+        {
+          any: [
+            { fact: 'a', operator: 'lessThan', value: 1 },
+            { fact: 'c', operator: 'equal', value: 'x' },
+          ],
+        },
+        { a: 5 },
+      ),
+    ).toBeUndefined();
+    expect(
+      mayHold(
+        {
+          any: [
+            { fact: 'a', operator: 'lessThan', value: 1 },
+            { fact: 'a', operator: 'greaterThan', value: 9 },
+          ],
+        },
+        { a: 5 },
+      ),
+    ).toBe(false);
     expect(mayHold({ all: [{ fact: 'a', operator: 'greaterThan', value: 1, path: '$.x' }] }, { a: 0 })).toBeUndefined();
     expect(mayHold({ all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] }, { age: 60_000 })).toBe(false);
     expect(mayHold({ all: [{ fact: 'age', operator: 'olderThan', value: '30m' }] }, { age: 3_600_000 })).toBe(true);
@@ -140,8 +199,29 @@ describe('pre-check on bounds (screening entities before the exact computation)'
     const spike = { all: [{ fact: 's', operator: 'significantlyAbove', value: { alpha: 0.01 } }] };
     expect(mayHoldWithin(spike, new Map([['s', { lo: 0, hi: 1 }]]))).toBeUndefined();
     // One branch of `any` that may hold keeps the entity.
-    const either = { any: [{ fact: 'a', operator: 'greaterThanInclusive', value: 2 }, { fact: 'b', operator: 'greaterThanInclusive', value: 2 }] };
-    expect(mayHoldWithin(either, new Map([['a', { lo: 0, hi: 1 }], ['b', { lo: 0, hi: 1 }]]))).toBe(false);
-    expect(mayHoldWithin(either, new Map([['a', { lo: 0, hi: 1 }], ['b', { lo: 0, hi: 3 }]]))).toBeUndefined();
+    const either = {
+      any: [
+        { fact: 'a', operator: 'greaterThanInclusive', value: 2 },
+        { fact: 'b', operator: 'greaterThanInclusive', value: 2 },
+      ],
+    };
+    expect(
+      mayHoldWithin(
+        either,
+        new Map([
+          ['a', { lo: 0, hi: 1 }],
+          ['b', { lo: 0, hi: 1 }],
+        ]),
+      ),
+    ).toBe(false);
+    expect(
+      mayHoldWithin(
+        either,
+        new Map([
+          ['a', { lo: 0, hi: 1 }],
+          ['b', { lo: 0, hi: 3 }],
+        ]),
+      ),
+    ).toBeUndefined();
   });
 });

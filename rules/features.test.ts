@@ -29,7 +29,8 @@ function ev(sec: number, fields: Partial<PaymentEvent> = {}): PaymentEvent {
   };
 }
 const feature = (f: Partial<Feature>): Feature => ({ id: 'f', description: 'f', entity: 'ip', window: '10m', aggregation: 'count', ...f });
-const value = (f: Partial<Feature>, events: PaymentEvent[], nowSec: number, id = '198.51.100.1') => computeFeature(feature(f), id, timed(events), T0 + nowSec * 1000);
+const value = (f: Partial<Feature>, events: PaymentEvent[], nowSec: number, id = '198.51.100.1') =>
+  computeFeature(feature(f), id, timed(events), T0 + nowSec * 1000);
 
 describe('computeFeature (reference semantics of features.json)', () => {
   test('count: events of the entity inside (now - window, now], each event_id once', () => {
@@ -42,14 +43,23 @@ describe('computeFeature (reference semantics of features.json)', () => {
   });
 
   test('filter: every listed field must match', () => {
-    const events = [ev(1, { status: 'failed', failure_code: 'card_declined' }), ev(2, { status: 'failed', failure_code: 'network_error' }), ev(3, { type: 'refund' })];
+    const events = [
+      ev(1, { status: 'failed', failure_code: 'card_declined' }),
+      ev(2, { status: 'failed', failure_code: 'network_error' }),
+      ev(3, { type: 'refund' }),
+    ];
     expect(value({ filter: { status: ['failed'] } }, events, 60)).toBe(2);
     expect(value({ filter: { status: ['failed'], failure_code: ['network_error', 'timeout'] } }, events, 60)).toBe(1);
     expect(value({ filter: { type: ['payment'] } }, events, 60)).toBe(2);
   });
 
   test('distinct_count with one field and with a composite key', () => {
-    const events = [ev(1, { amount_minor: 101 }), ev(2, { amount_minor: 101, status: 'processing' }), ev(3, { amount_minor: 102, attempt: 2 }), ev(4, { order_id: 'o2', amount_minor: 103 })];
+    const events = [
+      ev(1, { amount_minor: 101 }),
+      ev(2, { amount_minor: 101, status: 'processing' }),
+      ev(3, { amount_minor: 102, attempt: 2 }),
+      ev(4, { order_id: 'o2', amount_minor: 103 }),
+    ];
     expect(value({ aggregation: 'distinct_count', field: 'amount_minor' }, events, 60)).toBe(3);
     expect(value({ aggregation: 'distinct_count', field: ['order_id', 'attempt'] }, events, 60)).toBe(3);
     // Events without the field do not count as a value.
@@ -68,14 +78,26 @@ describe('computeFeature (reference semantics of features.json)', () => {
       ev(4, { status: 'succeeded', attempt: 3 }),
       ev(5, { status: 'failed', failure_code: 'network_error', attempt: 4 }),
     ];
-    const rate = { aggregation: 'rate' as const, field: ['order_id', 'attempt'] as ('order_id' | 'attempt')[], filter: { status: ['succeeded', 'failed', 'timeout'] }, numerator: { status: ['failed', 'timeout'] } };
+    const rate = {
+      aggregation: 'rate' as const,
+      field: ['order_id', 'attempt'] as ('order_id' | 'attempt')[],
+      filter: { status: ['succeeded', 'failed', 'timeout'] },
+      numerator: { status: ['failed', 'timeout'] },
+    };
     expect(value(rate, events, 60)).toBe(0.5);
     expect(value({ aggregation: 'rate', numerator: { status: ['processing'] } }, events, 60)).toBe(0.2);
     expect(value(rate, [], 60)).toBe(0);
   });
 
   test('followed_by: a failure of an attempt later reported succeeded', () => {
-    const f = { entity: 'order' as const, window: '24h' as const, aggregation: 'followed_by' as const, field: 'attempt' as const, filter: { status: ['failed', 'timeout'] }, followed_by: { status: ['succeeded'] } };
+    const f = {
+      entity: 'order' as const,
+      window: '24h' as const,
+      aggregation: 'followed_by' as const,
+      field: 'attempt' as const,
+      filter: { status: ['failed', 'timeout'] },
+      followed_by: { status: ['succeeded'] },
+    };
     const chargedButFailed = [ev(0, { status: 'processing' }), ev(30, { status: 'timeout', failure_code: 'timeout' }), ev(900, { status: 'succeeded' })];
     expect(value(f, chargedButFailed, 1000, 'o1')).toBe(1);
     // Succeeded first, a stale timeout afterwards: not this pattern.
@@ -127,7 +149,10 @@ describe('simulated traffic through the shipped rules', () => {
       // Channel features change slowly: once per second per channel is plenty here.
       const channelKey = `${t.event.channel}@${Math.floor(watermark / 1000)}`;
       if (!channelFacts.has(channelKey)) {
-        channelFacts.set(channelKey, computeFacts(ruleSet.catalog, { entity: 'channel', entityId: t.event.channel }, history.get(`channel:${t.event.channel}`)!, watermark));
+        channelFacts.set(
+          channelKey,
+          computeFacts(ruleSet.catalog, { entity: 'channel', entityId: t.event.channel }, history.get(`channel:${t.event.channel}`)!, watermark),
+        );
       }
       for (const entity of entities) {
         const id = (t.event as Record<string, unknown>)[entityKeyField[entity]];

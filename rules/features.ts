@@ -158,7 +158,13 @@ export interface FactScope {
  * derived facts are not included (the evaluator completes them). With `only`, just the features
  * in it (the ones the rules in force read).
  */
-export function computeFacts(catalog: FactCatalog, scope: FactScope, events: readonly TimedEvent[], nowMs: number, only?: ReadonlySet<string>): Record<string, number> {
+export function computeFacts(
+  catalog: FactCatalog,
+  scope: FactScope,
+  events: readonly TimedEvent[],
+  nowMs: number,
+  only?: ReadonlySet<string>,
+): Record<string, number> {
   const ids: Partial<Record<EntityType, string>> = { [scope.entity]: scope.entityId };
   if (scope.channel !== undefined && ids.channel === undefined) ids.channel = scope.channel;
   if (scope.merchantId !== undefined && ids.merchant === undefined) ids.merchant = scope.merchantId;

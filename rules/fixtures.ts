@@ -68,7 +68,12 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
     let computed: Record<string, number> = {};
     if (c.events !== undefined || c.now !== undefined) {
       const nowMs = c.now === undefined ? null : parseRfc3339(c.now);
-      if (nowMs === null) problems.push({ file, path: childPath(at, 'now'), message: 'cases with "events" need "now", an RFC 3339 time such as "2026-11-25T10:30:00Z"; windows end there.' });
+      if (nowMs === null)
+        problems.push({
+          file,
+          path: childPath(at, 'now'),
+          message: 'cases with "events" need "now", an RFC 3339 time such as "2026-11-25T10:30:00Z"; windows end there.',
+        });
       const events: PaymentEvent[] = [];
       (c.events ?? []).forEach((raw, j) => {
         const checked = validateEvent(raw);
@@ -79,16 +84,30 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
         // Context features come from the channel and merchant of the entity's latest event, as live.
         const own = events.filter((e) => (e as Record<string, unknown>)[entityKeyField[c.entity]] === c.entity_id);
         const last = own[own.length - 1];
-        computed = computeFacts(ruleSet.catalog, { entity: c.entity, entityId: c.entity_id, channel: last?.channel, merchantId: last?.merchant_id }, timed(events), nowMs);
+        computed = computeFacts(
+          ruleSet.catalog,
+          { entity: c.entity, entityId: c.entity_id, channel: last?.channel, merchantId: last?.merchant_id },
+          timed(events),
+          nowMs,
+        );
       }
     }
-    cases.push({ name: c.name, entity: c.entity, entityId: c.entity_id, facts: { ...computed, ...given }, expect: c.expect, expectRecommendedAction: c.expect_recommended_action ?? {} });
+    cases.push({
+      name: c.name,
+      entity: c.entity,
+      entityId: c.entity_id,
+      facts: { ...computed, ...given },
+      expect: c.expect,
+      expectRecommendedAction: c.expect_recommended_action ?? {},
+    });
     for (const name of Object.keys(given)) {
       const info = facts.get(name);
       const path = childPath(childPath(at, 'facts'), name);
-      if (!info) problems.push({ file, path, message: `unknown fact "${name}".${didYouMean(name, facts.keys())} Use feature and baseline ids from features.json.` });
+      if (!info)
+        problems.push({ file, path, message: `unknown fact "${name}".${didYouMean(name, facts.keys())} Use feature and baseline ids from features.json.` });
       else if (info.kind === 'derived') problems.push({ file, path, message: `"${name}" is derived from other facts; give its inputs instead.` });
-      else if (!canRead(c.entity, info.entity)) problems.push({ file, path, message: `"${name}" is kept per ${info.entity}; a ${c.entity} case can use ${c.entity}, channel and merchant facts.` });
+      else if (!canRead(c.entity, info.entity))
+        problems.push({ file, path, message: `"${name}" is kept per ${info.entity}; a ${c.entity} case can use ${c.entity}, channel and merchant facts.` });
     }
     c.expect.forEach((id, j) => {
       const rule = ruleIds.get(id);
@@ -97,7 +116,12 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
       else if (rule.entity !== c.entity) problems.push({ file, path, message: `rule "${id}" is about ${rule.entity}, but this case evaluates ${c.entity}.` });
     });
     for (const id of Object.keys(c.expect_recommended_action ?? {})) {
-      if (!c.expect.includes(id)) problems.push({ file, path: childPath(childPath(at, 'expect_recommended_action'), id), message: `"${id}" is not in "expect"; only rules expected to fire have advice to check.` });
+      if (!c.expect.includes(id))
+        problems.push({
+          file,
+          path: childPath(childPath(at, 'expect_recommended_action'), id),
+          message: `"${id}" is not in "expect"; only rules expected to fire have advice to check.`,
+        });
     }
   });
   if (problems.length) return { ok: false, problems };
@@ -108,7 +132,12 @@ export function parseFixture(file: string, text: string, ruleSet: RuleSet): { ok
 export async function loadFixtures(path: string, ruleSet: RuleSet): Promise<{ ok: true; fixtures: Fixture[] } | { ok: false; problems: RuleProblem[] }> {
   let files: string[];
   try {
-    files = (await stat(path)).isDirectory() ? (await readdir(path)).filter((n) => n.endsWith('.json')).sort().map((n) => join(path, n)) : [path];
+    files = (await stat(path)).isDirectory()
+      ? (await readdir(path))
+          .filter((n) => n.endsWith('.json'))
+          .sort()
+          .map((n) => join(path, n))
+      : [path];
   } catch (err) {
     return { ok: false, problems: [{ file: path, path: '$', message: `cannot read fixtures: ${(err as Error).message}.` }] };
   }
@@ -132,7 +161,8 @@ function judge(c: ResolvedCase, hits: Hit[]): string[] {
   if (extra.length) failures.push(`expected ${extra.join(', ')} not to fire, but ${extra.length === 1 ? 'it' : 'they'} did`);
   for (const [id, text] of Object.entries(c.expectRecommendedAction)) {
     const hit = hits.find((h) => h.ruleId === id);
-    if (hit && !hit.recommendedAction.includes(text)) failures.push(`${id} advice should contain ${JSON.stringify(text)}, got ${JSON.stringify(hit.recommendedAction)}`);
+    if (hit && !hit.recommendedAction.includes(text))
+      failures.push(`${id} advice should contain ${JSON.stringify(text)}, got ${JSON.stringify(hit.recommendedAction)}`);
   }
   return failures;
 }

@@ -46,4 +46,13 @@ export { binomialTail, binomialStats, significantlyAbove, olderThan, customOpera
 export { computeFeature, computeFacts, timed, matches, fieldsOf, windowMs, type TimedEvent, type FactScope } from './features.ts';
 export { renderTemplate, formatDuration, type RenderContext } from './render.ts';
 export { formatProblem, type RuleProblem } from './problems.ts';
-export { loadFixtures, parseFixture, runFixtures, defaultFixturesPath, type Fixture, type ResolvedCase, type FixtureReport, type CaseResult } from './fixtures.ts';
+export {
+  loadFixtures,
+  parseFixture,
+  runFixtures,
+  defaultFixturesPath,
+  type Fixture,
+  type ResolvedCase,
+  type FixtureReport,
+  type CaseResult,
+} from './fixtures.ts';

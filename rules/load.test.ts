@@ -25,12 +25,23 @@ describe('the bundled rules', () => {
   test('load: the seven shipped rules, frozen, each with a 12-hex version', async () => {
     const ruleSet = await loadRuleSetOrThrow();
     expect(ruleSet.rules.map((r) => r.id)).toEqual([
-      'charged_but_failed', 'device_failure_spike', 'duplicate_charge', 'ip_amount_probing', 'retry_storm', 'risk_review', 'stuck_processing',
+      'charged_but_failed',
+      'device_failure_spike',
+      'duplicate_charge',
+      'ip_amount_probing',
+      'retry_storm',
+      'risk_review',
+      'stuck_processing',
     ]);
     for (const r of ruleSet.rules) expect(r.version).toMatch(/^[0-9a-f]{12}$/);
     expect(Object.isFrozen(ruleSet.rules)).toBe(true);
     expect(Object.isFrozen(ruleSet.rules[0]!.conditions)).toBe(true);
-    expect(ruleSet.rules.find((r) => r.id === 'stuck_processing')).toMatchObject({ entity: 'order', cooldown: '6h', cooldownMs: 6 * 3_600_000, action: 'manual_review' });
+    expect(ruleSet.rules.find((r) => r.id === 'stuck_processing')).toMatchObject({
+      entity: 'order',
+      cooldown: '6h',
+      cooldownMs: 6 * 3_600_000,
+      action: 'manual_review',
+    });
   });
 
   test('the entities match what the simulator scenarios expect', async () => {
@@ -43,18 +54,31 @@ describe('the bundled rules', () => {
 describe('factsRead: the facts rules need, through derived facts', () => {
   test('the shipped rules read a binomial test and a ratio, and through them their inputs; dashboard-only features are left out', async () => {
     const ruleSet = await loadRuleSetOrThrow();
-    const read = factsRead(ruleSet.catalog, ruleSet.rules.flatMap((r) => r.facts));
+    const read = factsRead(
+      ruleSet.catalog,
+      ruleSet.rules.flatMap((r) => r.facts),
+    );
     // device_failure_spike reads the channel ratio, not the channel rate it is computed from.
     expect(ruleSet.rules.find((r) => r.id === 'device_failure_spike')!.facts).not.toContain('channel_technical_failure_rate_15m');
-    for (const input of ['device_attempts_15m', 'device_technical_failures_15m', 'channel_technical_failure_rate_baseline', 'channel_technical_failure_rate_15m']) expect(read).toContain(input);
-    for (const unused of ['merchant_succeeded_amount_1h', 'device_technical_failure_rate_15m', 'user_attempts_1m', 'channel_attempts_15m']) expect(read).not.toContain(unused);
+    for (const input of [
+      'device_attempts_15m',
+      'device_technical_failures_15m',
+      'channel_technical_failure_rate_baseline',
+      'channel_technical_failure_rate_15m',
+    ])
+      expect(read).toContain(input);
+    for (const unused of ['merchant_succeeded_amount_1h', 'device_technical_failure_rate_15m', 'user_attempts_1m', 'channel_attempts_15m'])
+      expect(read).not.toContain(unused);
   });
 
   test('an unknown id is kept; a derived fact of a derived fact is followed', () => {
-    const cat = { source: {}, facts: new Map([
-      ['a', { kind: 'derived', id: 'a', entity: 'device', def: { kind: 'ratio', numerator: 'b', denominator: 'c' } }],
-      ['b', { kind: 'derived', id: 'b', entity: 'device', def: { kind: 'binomial', successes: 'd', trials: 'e', baseline: 'f' } }],
-    ]) } as unknown as FactCatalog;
+    const cat = {
+      source: {},
+      facts: new Map([
+        ['a', { kind: 'derived', id: 'a', entity: 'device', def: { kind: 'ratio', numerator: 'b', denominator: 'c' } }],
+        ['b', { kind: 'derived', id: 'b', entity: 'device', def: { kind: 'binomial', successes: 'd', trials: 'e', baseline: 'f' } }],
+      ]),
+    } as unknown as FactCatalog;
     expect([...factsRead(cat, ['a', 'zz'])].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'zz']);
   });
 });
@@ -90,33 +114,187 @@ type Mistake = { name: string; break: (rule: Record<string, unknown>) => unknown
 const firstCondition = (rule: Record<string, unknown>) => (rule.conditions as { all: Record<string, unknown>[] }).all[0]!;
 
 const mistakes: Mistake[] = [
-  { name: 'missing field', break: (r) => { delete r.cooldown; return r; }, path: '$', message: /missing required field "cooldown".*e\.g\. 30m/ },
-  { name: 'misspelled field', break: (r) => { r.sevrity = r.severity; delete r.severity; return r; }, path: '$.sevrity', message: /unknown field "sevrity". Did you mean "severity"\?/ },
-  { name: 'severity outside the list', break: (r) => ({ ...r, severity: 'urgent' }), path: '$.severity', message: /must be one of "low", "medium", "high", "critical"/ },
-  { name: 'misspelled entity', break: (r) => ({ ...r, entity: 'ipp' }), path: '$.entity', message: /"ipp" is not allowed; must be one of .* Did you mean "ip"\?/ },
-  { name: 'condition priority 0', break: (r) => { firstCondition(r).priority = 0; return r; }, path: '$.conditions.all[0].priority', message: /integer >= 1/ },
-  { name: 'condition params not an object', break: (r) => { firstCondition(r).params = 5; return r; }, path: '$.conditions.all[0].params', message: /"params" is an object/ },
-  { name: 'fact reference with an unknown key', break: (r) => { firstCondition(r).value = { fact: 'ip_distinct_amounts_10m', factor: 2 }; return r; }, path: '$.conditions.all[0].value.factor', message: /takes fact, path and params/ },
+  {
+    name: 'missing field',
+    break: (r) => {
+      delete r.cooldown;
+      return r;
+    },
+    path: '$',
+    message: /missing required field "cooldown".*e\.g\. 30m/,
+  },
+  {
+    name: 'misspelled field',
+    break: (r) => {
+      r.sevrity = r.severity;
+      delete r.severity;
+      return r;
+    },
+    path: '$.sevrity',
+    message: /unknown field "sevrity". Did you mean "severity"\?/,
+  },
+  {
+    name: 'severity outside the list',
+    break: (r) => ({ ...r, severity: 'urgent' }),
+    path: '$.severity',
+    message: /must be one of "low", "medium", "high", "critical"/,
+  },
+  {
+    name: 'misspelled entity',
+    break: (r) => ({ ...r, entity: 'ipp' }),
+    path: '$.entity',
+    message: /"ipp" is not allowed; must be one of .* Did you mean "ip"\?/,
+  },
+  {
+    name: 'condition priority 0',
+    break: (r) => {
+      firstCondition(r).priority = 0;
+      return r;
+    },
+    path: '$.conditions.all[0].priority',
+    message: /integer >= 1/,
+  },
+  {
+    name: 'condition params not an object',
+    break: (r) => {
+      firstCondition(r).params = 5;
+      return r;
+    },
+    path: '$.conditions.all[0].params',
+    message: /"params" is an object/,
+  },
+  {
+    name: 'fact reference with an unknown key',
+    break: (r) => {
+      firstCondition(r).value = { fact: 'ip_distinct_amounts_10m', factor: 2 };
+      return r;
+    },
+    path: '$.conditions.all[0].value.factor',
+    message: /takes fact, path and params/,
+  },
   { name: 'unknown action', break: (r) => ({ ...r, action: 'email' }), path: '$.action', message: /must be one of "notify_support"/ },
   { name: 'cooldown in words', break: (r) => ({ ...r, cooldown: '30 minutes' }), path: '$.cooldown', message: /not a duration.*"30m", "2h", "1d"/ },
   { name: 'zero cooldown', break: (r) => ({ ...r, cooldown: '0m' }), path: '$.cooldown', message: /not a duration/ },
   { name: 'cooldown of months', break: (r) => ({ ...r, cooldown: '90d' }), path: '$.cooldown', message: /longer than 30 days/ },
-  { name: 'misspelled fact', break: (r) => { firstCondition(r).fact = 'ip_atempts_10m'; return r; }, path: '$.conditions.all[0].fact', message: /unknown fact "ip_atempts_10m". Did you mean "ip_attempts_10m"\?.*features\.json/ },
-  { name: "another entity's fact", break: (r) => { firstCondition(r).fact = 'device_technical_failures_15m'; return r; }, path: '$.conditions.all[0].fact', message: /kept per device, but this rule is about ip/ },
-  { name: 'unknown operator', break: (r) => { firstCondition(r).operator = 'greaterThen'; return r; }, path: '$.conditions.all[0].operator', message: /unknown operator "greaterThen". Did you mean "greaterThan"\?/ },
-  { name: 'unknown decorator', break: (r) => { firstCondition(r).operator = 'never:equal'; return r; }, path: '$.conditions.all[0].operator', message: /unknown operator "never:equal"/ },
-  { name: 'number compared with a string', break: (r) => { firstCondition(r).value = '15'; return r; }, path: '$.conditions.all[0].value', message: /needs a number, e.g. 10; got "15"/ },
-  { name: 'olderThan without a unit', break: (r) => { firstCondition(r).operator = 'olderThan'; firstCondition(r).value = 30; return r; }, path: '$.conditions.all[0].value', message: /needs a duration such as "30m"/ },
-  { name: 'value referencing an unknown fact', break: (r) => { firstCondition(r).value = { fact: 'nope' }; return r; }, path: '$.conditions.all[0].value.fact', message: /unknown fact "nope"/ },
-  { name: 'condition without a value', break: (r) => { delete firstCondition(r).value; return r; }, path: '$.conditions.all[0]', message: /missing "value"/ },
-  { name: 'unknown key in a condition', break: (r) => { firstCondition(r).operater = 'equal'; return r; }, path: '$.conditions.all[0].operater', message: /unknown key "operater". Did you mean "operator"\?/ },
-  { name: 'top level is a bare condition', break: (r) => ({ ...r, conditions: firstCondition(r) }), path: '$.conditions', message: /must start with "all", "any" or "not"/ },
+  {
+    name: 'misspelled fact',
+    break: (r) => {
+      firstCondition(r).fact = 'ip_atempts_10m';
+      return r;
+    },
+    path: '$.conditions.all[0].fact',
+    message: /unknown fact "ip_atempts_10m". Did you mean "ip_attempts_10m"\?.*features\.json/,
+  },
+  {
+    name: "another entity's fact",
+    break: (r) => {
+      firstCondition(r).fact = 'device_technical_failures_15m';
+      return r;
+    },
+    path: '$.conditions.all[0].fact',
+    message: /kept per device, but this rule is about ip/,
+  },
+  {
+    name: 'unknown operator',
+    break: (r) => {
+      firstCondition(r).operator = 'greaterThen';
+      return r;
+    },
+    path: '$.conditions.all[0].operator',
+    message: /unknown operator "greaterThen". Did you mean "greaterThan"\?/,
+  },
+  {
+    name: 'unknown decorator',
+    break: (r) => {
+      firstCondition(r).operator = 'never:equal';
+      return r;
+    },
+    path: '$.conditions.all[0].operator',
+    message: /unknown operator "never:equal"/,
+  },
+  {
+    name: 'number compared with a string',
+    break: (r) => {
+      firstCondition(r).value = '15';
+      return r;
+    },
+    path: '$.conditions.all[0].value',
+    message: /needs a number, e.g. 10; got "15"/,
+  },
+  {
+    name: 'olderThan without a unit',
+    break: (r) => {
+      firstCondition(r).operator = 'olderThan';
+      firstCondition(r).value = 30;
+      return r;
+    },
+    path: '$.conditions.all[0].value',
+    message: /needs a duration such as "30m"/,
+  },
+  {
+    name: 'value referencing an unknown fact',
+    break: (r) => {
+      firstCondition(r).value = { fact: 'nope' };
+      return r;
+    },
+    path: '$.conditions.all[0].value.fact',
+    message: /unknown fact "nope"/,
+  },
+  {
+    name: 'condition without a value',
+    break: (r) => {
+      delete firstCondition(r).value;
+      return r;
+    },
+    path: '$.conditions.all[0]',
+    message: /missing "value"/,
+  },
+  {
+    name: 'unknown key in a condition',
+    break: (r) => {
+      firstCondition(r).operater = 'equal';
+      return r;
+    },
+    path: '$.conditions.all[0].operater',
+    message: /unknown key "operater". Did you mean "operator"\?/,
+  },
+  {
+    name: 'top level is a bare condition',
+    break: (r) => ({ ...r, conditions: firstCondition(r) }),
+    path: '$.conditions',
+    message: /must start with "all", "any" or "not"/,
+  },
   { name: 'empty all', break: (r) => ({ ...r, conditions: { all: [] } }), path: '$.conditions.all', message: /non-empty array/ },
-  { name: 'not given an array', break: (r) => ({ ...r, conditions: { not: [firstCondition(r)] } }), path: '$.conditions.not', message: /takes one condition, not an array/ },
-  { name: 'shared condition reference', break: (r) => ({ ...r, conditions: { all: [{ condition: 'shared' }] } }), path: '$.conditions.all[0].condition', message: /not supported/ },
-  { name: 'misspelled placeholder', break: (r) => ({ ...r, recommended_action: 'Block {entity_id}: {ip_atempts_10m} attempts.' }), path: '$.recommended_action', message: /placeholder \{ip_atempts_10m\}: unknown fact.*Did you mean "ip_attempts_10m"/ },
-  { name: 'malformed placeholder', break: (r) => ({ ...r, recommended_action: 'Block {ip attempts}.' }), path: '$.recommended_action', message: /placeholder \{ip attempts\}: not a placeholder/ },
-  { name: 'unknown placeholder format', break: (r) => ({ ...r, recommended_action: 'Rate {ip_failure_rate_10m|percentage}.' }), path: '$.recommended_action', message: /unknown format "percentage"/ },
+  {
+    name: 'not given an array',
+    break: (r) => ({ ...r, conditions: { not: [firstCondition(r)] } }),
+    path: '$.conditions.not',
+    message: /takes one condition, not an array/,
+  },
+  {
+    name: 'shared condition reference',
+    break: (r) => ({ ...r, conditions: { all: [{ condition: 'shared' }] } }),
+    path: '$.conditions.all[0].condition',
+    message: /not supported/,
+  },
+  {
+    name: 'misspelled placeholder',
+    break: (r) => ({ ...r, recommended_action: 'Block {entity_id}: {ip_atempts_10m} attempts.' }),
+    path: '$.recommended_action',
+    message: /placeholder \{ip_atempts_10m\}: unknown fact.*Did you mean "ip_attempts_10m"/,
+  },
+  {
+    name: 'malformed placeholder',
+    break: (r) => ({ ...r, recommended_action: 'Block {ip attempts}.' }),
+    path: '$.recommended_action',
+    message: /placeholder \{ip attempts\}: not a placeholder/,
+  },
+  {
+    name: 'unknown placeholder format',
+    break: (r) => ({ ...r, recommended_action: 'Rate {ip_failure_rate_10m|percentage}.' }),
+    path: '$.recommended_action',
+    message: /unknown format "percentage"/,
+  },
   { name: 'id that is not the file name', break: (r) => ({ ...r, id: 'ip_probing' }), path: '$.id', message: /rename the file to ip_probing\.json/ },
   { name: 'id with capitals', break: (r) => ({ ...r, id: 'IpProbing' }), path: '$.id', message: /must match pattern/ },
   { name: 'not an object', break: () => [1, 2], path: '$', message: /one JSON object/ },
@@ -142,7 +320,10 @@ describe('validation names the file, the JSON path and the fix', () => {
     const cond = firstCondition(spike);
     cond.operator = 'lessThan';
     cond.value = 0.001;
-    expect(problemsOf([source(spike)])[0]).toMatchObject({ path: '$.conditions.all[0].fact', message: expect.stringMatching(/add a path such as "\$.p_value"/) });
+    expect(problemsOf([source(spike)])[0]).toMatchObject({
+      path: '$.conditions.all[0].fact',
+      message: expect.stringMatching(/add a path such as "\$.p_value"/),
+    });
     cond.path = '$.p_value';
     expect(parseRuleSet([source(spike)], catalog).ok).toBe(true);
     const wrong = probing();
@@ -162,7 +343,9 @@ describe('validation names the file, the JSON path and the fix', () => {
 
   test('duplicate ids across folders name both files', () => {
     const problems = problemsOf([source(definition('risk_review'), 'a/risk_review.json'), source(definition('risk_review'), 'b/risk_review.json')]);
-    expect(problems).toEqual([{ file: 'b/risk_review.json', path: '$.id', message: expect.stringMatching(/duplicate rule id "risk_review", also used by a\/risk_review\.json/) }]);
+    expect(problems).toEqual([
+      { file: 'b/risk_review.json', path: '$.id', message: expect.stringMatching(/duplicate rule id "risk_review", also used by a\/risk_review\.json/) },
+    ]);
   });
 
   test('every problem is reported at once, not just the first', () => {
@@ -181,7 +364,9 @@ describe('validation names the file, the JSON path and the fix', () => {
 });
 
 describe('feature catalog validation', () => {
-  const catalogWith = (edit: (c: { features: Record<string, unknown>[]; baselines: Record<string, unknown>[]; derived: Record<string, unknown>[] }) => void) => {
+  const catalogWith = (
+    edit: (c: { features: Record<string, unknown>[]; baselines: Record<string, unknown>[]; derived: Record<string, unknown>[] }) => void,
+  ) => {
     const c = JSON.parse(featuresText);
     edit(c);
     const result = parseFeatureCatalog('rules/features.json', JSON.stringify(c));
@@ -190,18 +375,85 @@ describe('feature catalog validation', () => {
   };
 
   test.each([
-    { name: 'count with a field', edit: (c: any) => { c.features[0].aggregation = 'count'; }, path: '$.features[0].field', message: /use "distinct_count"/ },
-    { name: 'rate without numerator', edit: (c: any) => { delete c.features[4].numerator; }, path: '$.features[4].numerator', message: /aggregation "rate" needs "numerator"/ },
-    { name: 'sum of a text field', edit: (c: any) => { c.features[0].aggregation = 'sum'; c.features[0].field = 'ip'; }, path: '$.features[0].field', message: /sum needs one numeric field/ },
-    { name: 'window not offered', edit: (c: any) => { c.features[0].window = '7m'; }, path: '$.features[0].window', message: /must be one of "1m", "10m", "15m", "1h", "24h"/ },
-    { name: 'duplicate fact id', edit: (c: any) => { c.features[1].id = c.features[0].id; }, path: '$.features[1].id', message: /duplicate fact id "ip_attempts_10m"/ },
-    { name: 'derived input unknown', edit: (c: any) => { c.derived[0].trials = 'device_attempts'; }, path: '$.derived[0].trials', message: /not a feature or baseline.*Did you mean "device_attempts_15m"/ },
-    { name: 'derived input of another entity', edit: (c: any) => { c.derived[0].trials = 'ip_attempts_10m'; }, path: '$.derived[0].trials', message: /kept per ip/ },
-    { name: 'baseline rate above 1', edit: (c: any) => { c.baselines[0].default = 10; }, path: '$.baselines[0].default', message: /between 0 and 1/ },
-    { name: 'status value misspelt', edit: (c: any) => { c.features[4].numerator.status = ['succeded']; }, path: '$.features[4].numerator.status[0]', message: /processing.*succeeded.*failed.*timeout/ },
+    {
+      name: 'count with a field',
+      edit: (c: any) => {
+        c.features[0].aggregation = 'count';
+      },
+      path: '$.features[0].field',
+      message: /use "distinct_count"/,
+    },
+    {
+      name: 'rate without numerator',
+      edit: (c: any) => {
+        delete c.features[4].numerator;
+      },
+      path: '$.features[4].numerator',
+      message: /aggregation "rate" needs "numerator"/,
+    },
+    {
+      name: 'sum of a text field',
+      edit: (c: any) => {
+        c.features[0].aggregation = 'sum';
+        c.features[0].field = 'ip';
+      },
+      path: '$.features[0].field',
+      message: /sum needs one numeric field/,
+    },
+    {
+      name: 'window not offered',
+      edit: (c: any) => {
+        c.features[0].window = '7m';
+      },
+      path: '$.features[0].window',
+      message: /must be one of "1m", "10m", "15m", "1h", "24h"/,
+    },
+    {
+      name: 'duplicate fact id',
+      edit: (c: any) => {
+        c.features[1].id = c.features[0].id;
+      },
+      path: '$.features[1].id',
+      message: /duplicate fact id "ip_attempts_10m"/,
+    },
+    {
+      name: 'derived input unknown',
+      edit: (c: any) => {
+        c.derived[0].trials = 'device_attempts';
+      },
+      path: '$.derived[0].trials',
+      message: /not a feature or baseline.*Did you mean "device_attempts_15m"/,
+    },
+    {
+      name: 'derived input of another entity',
+      edit: (c: any) => {
+        c.derived[0].trials = 'ip_attempts_10m';
+      },
+      path: '$.derived[0].trials',
+      message: /kept per ip/,
+    },
+    {
+      name: 'baseline rate above 1',
+      edit: (c: any) => {
+        c.baselines[0].default = 10;
+      },
+      path: '$.baselines[0].default',
+      message: /between 0 and 1/,
+    },
+    {
+      name: 'status value misspelt',
+      edit: (c: any) => {
+        c.features[4].numerator.status = ['succeded'];
+      },
+      path: '$.features[4].numerator.status[0]',
+      message: /processing.*succeeded.*failed.*timeout/,
+    },
   ])('$name', ({ edit, path, message }) => {
     const problems = catalogWith(edit);
-    expect(problems.find((p) => p.path === path && message.test(p.message)), problems.map(formatProblem).join('\n')).toBeDefined();
+    expect(
+      problems.find((p) => p.path === path && message.test(p.message)),
+      problems.map(formatProblem).join('\n'),
+    ).toBeDefined();
   });
 });
 

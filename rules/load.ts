@@ -91,7 +91,11 @@ function checkFactRef(ctx: ConditionContext, fact: unknown, path: string): boole
     return false;
   }
   if (!canRead(entity, info.entity)) {
-    problems.push({ file, path, message: `fact "${fact}" is kept per ${info.entity}, but this rule is about ${entity}; use a fact of ${entity}, channel or merchant, or change "entity".` });
+    problems.push({
+      file,
+      path,
+      message: `fact "${fact}" is kept per ${info.entity}, but this rule is about ${entity}; use a fact of ${entity}, channel or merchant, or change "entity".`,
+    });
     return false;
   }
   if (!ctx.facts.includes(fact)) ctx.facts.push(fact);
@@ -102,7 +106,11 @@ function checkFactRef(ctx: ConditionContext, fact: unknown, path: string): boole
 function checkCondition(ctx: ConditionContext, node: unknown, path: string, top: boolean): void {
   const { file, problems } = ctx;
   if (!isRecord(node)) {
-    problems.push({ file, path, message: 'a condition is an object: { "all": [...] }, { "any": [...] }, { "not": {...} } or { "fact", "operator", "value" }.' });
+    problems.push({
+      file,
+      path,
+      message: 'a condition is an object: { "all": [...] }, { "any": [...] }, { "not": {...} } or { "fact", "operator", "value" }.',
+    });
     return;
   }
   if ('condition' in node) {
@@ -111,23 +119,38 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
   }
   const bools = booleanKeys.filter((k) => k in node);
   if (bools.length > 1) {
-    problems.push({ file, path, message: `has both ${bools.map((b) => `"${b}"`).join(' and ')}; nest them instead, e.g. { "all": [ { "any": [...] }, ... ] }.` });
+    problems.push({
+      file,
+      path,
+      message: `has both ${bools.map((b) => `"${b}"`).join(' and ')}; nest them instead, e.g. { "all": [ { "any": [...] }, ... ] }.`,
+    });
     return;
   }
   const [bool] = bools;
   if (top && bool === undefined) {
-    problems.push({ file, path, message: 'conditions must start with "all", "any" or "not", e.g. { "all": [ { "fact": ..., "operator": ..., "value": ... } ] }.' });
+    problems.push({
+      file,
+      path,
+      message: 'conditions must start with "all", "any" or "not", e.g. { "all": [ { "fact": ..., "operator": ..., "value": ... } ] }.',
+    });
     return;
   }
   const allowed = bool ? new Set([bool, ...sharedKeys]) : leafKeys;
   for (const key of Object.keys(node)) {
-    if (!allowed.has(key)) problems.push({ file, path: childPath(path, key), message: `unknown key "${key}".${didYouMean(key, allowed)} Allowed here: ${[...allowed].join(', ')}.` });
+    if (!allowed.has(key))
+      problems.push({
+        file,
+        path: childPath(path, key),
+        message: `unknown key "${key}".${didYouMean(key, allowed)} Allowed here: ${[...allowed].join(', ')}.`,
+      });
   }
-  if ('name' in node && typeof node.name !== 'string') problems.push({ file, path: childPath(path, 'name'), message: '"name" is a label for debugging output: a string.' });
+  if ('name' in node && typeof node.name !== 'string')
+    problems.push({ file, path: childPath(path, 'name'), message: '"name" is a label for debugging output: a string.' });
   if ('priority' in node && !(Number.isInteger(node.priority) && (node.priority as number) >= 1)) {
     problems.push({ file, path: childPath(path, 'priority'), message: '"priority" is an integer >= 1 (higher is evaluated first).' });
   }
-  if ('params' in node && !isRecord(node.params)) problems.push({ file, path: childPath(path, 'params'), message: '"params" is an object passed to the fact, e.g. { "window": "10m" }.' });
+  if ('params' in node && !isRecord(node.params))
+    problems.push({ file, path: childPath(path, 'params'), message: '"params" is an object passed to the fact, e.g. { "window": "10m" }.' });
   if (bool === 'all' || bool === 'any') {
     const list = node[bool];
     if (!Array.isArray(list) || list.length === 0) {
@@ -138,12 +161,14 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
     return;
   }
   if (bool === 'not') {
-    if (Array.isArray(node.not)) problems.push({ file, path: childPath(path, 'not'), message: '"not" takes one condition, not an array; wrap several in { "all": [...] }.' });
+    if (Array.isArray(node.not))
+      problems.push({ file, path: childPath(path, 'not'), message: '"not" takes one condition, not an array; wrap several in { "all": [...] }.' });
     else checkCondition(ctx, node.not, childPath(path, 'not'), false);
     return;
   }
   for (const key of ['fact', 'operator', 'value'] as const) {
-    if (!(key in node)) problems.push({ file, path, message: `missing "${key}"; a condition is { "fact": "<fact>", "operator": "<operator>", "value": <value> }.` });
+    if (!(key in node))
+      problems.push({ file, path, message: `missing "${key}"; a condition is { "fact": "<fact>", "operator": "<operator>", "value": <value> }.` });
   }
   const factOk = 'fact' in node && checkFactRef(ctx, node.fact, childPath(path, 'fact'));
   const info = factOk ? ctx.catalog.facts.get(node.fact as string) : undefined;
@@ -159,7 +184,20 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
   }
   const op = resolveOperator(node.operator);
   if (!op) {
-    const known = ['equal', 'notEqual', 'in', 'notIn', 'contains', 'doesNotContain', 'lessThan', 'lessThanInclusive', 'greaterThan', 'greaterThanInclusive', 'significantlyAbove', 'olderThan'];
+    const known = [
+      'equal',
+      'notEqual',
+      'in',
+      'notIn',
+      'contains',
+      'doesNotContain',
+      'lessThan',
+      'lessThanInclusive',
+      'greaterThan',
+      'greaterThanInclusive',
+      'significantlyAbove',
+      'olderThan',
+    ];
     problems.push({
       file,
       path: childPath(path, 'operator'),
@@ -168,9 +206,17 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
     return;
   }
   if (factOk && op.base === 'significantlyAbove' && (!isObjectFact(info) || node.path !== undefined)) {
-    problems.push({ file, path: childPath(path, 'fact'), message: 'significantlyAbove compares a binomial derived fact (e.g. "device_failure_stats_15m") as a whole; use such a fact and no path.' });
+    problems.push({
+      file,
+      path: childPath(path, 'fact'),
+      message: 'significantlyAbove compares a binomial derived fact (e.g. "device_failure_stats_15m") as a whole; use such a fact and no path.',
+    });
   } else if (factOk && op.base !== 'significantlyAbove' && isObjectFact(info) && node.path === undefined) {
-    problems.push({ file, path: childPath(path, 'fact'), message: `fact "${String(node.fact)}" is an object { successes, trials, rate, baseline, p_value, z_score }: add a path such as "$.p_value", or use operator significantlyAbove.` });
+    problems.push({
+      file,
+      path: childPath(path, 'fact'),
+      message: `fact "${String(node.fact)}" is an object { successes, trials, rate, baseline, p_value, z_score }: add a path such as "$.p_value", or use operator significantlyAbove.`,
+    });
   }
   if (!('value' in node)) return;
   const value = node.value;
@@ -178,7 +224,8 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
     const at = childPath(path, 'value');
     checkFactRef(ctx, value.fact, childPath(at, 'fact'));
     for (const key of Object.keys(value)) {
-      if (key !== 'fact' && key !== 'path' && key !== 'params') problems.push({ file, path: childPath(at, key), message: `unknown key "${key}" in a fact reference; it takes fact, path and params.` });
+      if (key !== 'fact' && key !== 'path' && key !== 'params')
+        problems.push({ file, path: childPath(at, key), message: `unknown key "${key}" in a fact reference; it takes fact, path and params.` });
     }
     return;
   }
@@ -204,7 +251,8 @@ function checkPlaceholders(ctx: ConditionContext, template: string): void {
     }
     const objectFact = isObjectFact(ctx.catalog.facts.get(p.name));
     if (objectFact && p.keys.length === 0) fail(p, `"${p.name}" is an object; name a key, e.g. {${p.name}.p_value}.`);
-    if (objectFact && p.keys.length > 0 && !binomialKeys.includes(p.keys[0]!)) fail(p, `"${p.name}" has no key "${p.keys[0]}"; keys: ${binomialKeys.join(', ')}.`);
+    if (objectFact && p.keys.length > 0 && !binomialKeys.includes(p.keys[0]!))
+      fail(p, `"${p.name}" has no key "${p.keys[0]}"; keys: ${binomialKeys.join(', ')}.`);
     if (!objectFact && p.keys.length > 0) fail(p, `"${p.name}" is a number; remove ".${p.keys.join('.')}".`);
   }
 }
@@ -212,8 +260,19 @@ function checkPlaceholders(ctx: ConditionContext, template: string): void {
 /** 12 hex digits of sha256 over canonical JSON (sorted keys), so formatting never changes a version. */
 function contentHash(value: unknown): string {
   const canonical = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(canonical) : isRecord(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical(v[k])])) : v;
-  return createHash('sha256').update(JSON.stringify(canonical(value))).digest('hex').slice(0, 12);
+    Array.isArray(v)
+      ? v.map(canonical)
+      : isRecord(v)
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, canonical(v[k])]),
+          )
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(value)))
+    .digest('hex')
+    .slice(0, 12);
 }
 
 /** Validates one rule file against the catalog; the rule, or the problems found. */
@@ -222,7 +281,8 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   const parsed = parseJson(file, source.text);
   if (!parsed.ok) return { problems: [parsed.problem] };
   const value = parsed.value;
-  if (!isRecord(value)) return { problems: [{ file, path: '$', message: 'a rule file holds one JSON object: { "id": ..., "conditions": { "all": [...] }, ... }.' }] };
+  if (!isRecord(value))
+    return { problems: [{ file, path: '$', message: 'a rule file holds one JSON object: { "id": ..., "conditions": { "all": [...] }, ... }.' }] };
   const schemaOk = checkRule(value);
   const problems = schemaOk ? [] : schemaProblems(file, RuleFileSchema, checkRule.errors, (p) => p === '/conditions' || p.startsWith('/conditions/'));
   const entity = typeof value.entity === 'string' ? (value.entity as EntityType) : undefined;
@@ -235,7 +295,8 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   let cooldownMs = 0;
   if (typeof value.cooldown === 'string' && !problems.some((p) => p.path === '$.cooldown')) {
     cooldownMs = parseDuration(value.cooldown) ?? 0;
-    if (cooldownMs > MAX_COOLDOWN_MS) problems.push({ file, path: '$.cooldown', message: `"${value.cooldown}" is longer than 30 days; did you mean minutes (m) or hours (h)?` });
+    if (cooldownMs > MAX_COOLDOWN_MS)
+      problems.push({ file, path: '$.cooldown', message: `"${value.cooldown}" is longer than 30 days; did you mean minutes (m) or hours (h)?` });
   } else if (problems.some((p) => p.path === '$.cooldown')) {
     const p = problems.find((q) => q.path === '$.cooldown')!;
     p.message = `cooldown ${JSON.stringify(value.cooldown)} is not a duration: write a whole number and a unit s, m, h or d, e.g. "30m", "2h", "1d".`;
@@ -248,7 +309,11 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     // The walker missed something the schema caught: report the deepest schema error rather than load a bad rule.
     const deepest = [...(checkRule.errors ?? [])].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
     const where = deepest ? pointerToPath(deepest.instancePath) : '$.conditions';
-    return { problems: [{ file, path: where, message: `does not match the rule format (${deepest?.message ?? 'see rules/rule.schema.json'}); compare with rules/README.md.` }] };
+    return {
+      problems: [
+        { file, path: where, message: `does not match the rule format (${deepest?.message ?? 'see rules/rule.schema.json'}); compare with rules/README.md.` },
+      ],
+    };
   }
   if (!checkRule(value)) return { problems: [{ file, path: '$', message: 'does not match rules/rule.schema.json.' }] };
   const factDefs = Object.fromEntries(ctx.facts.map((id) => [id, catalog.facts.get(id)!.def]));
@@ -316,12 +381,17 @@ export interface LoadRuleSetOptions {
 }
 
 /** Reads and validates a feature catalog file. */
-export async function loadFeatureCatalog(featuresPath = defaultFeaturesPath): Promise<{ ok: true; catalog: FactCatalog } | { ok: false; problems: readonly RuleProblem[] }> {
+export async function loadFeatureCatalog(
+  featuresPath = defaultFeaturesPath,
+): Promise<{ ok: true; catalog: FactCatalog } | { ok: false; problems: readonly RuleProblem[] }> {
   let text: string;
   try {
     text = await readFile(featuresPath, 'utf8');
   } catch (err) {
-    return { ok: false, problems: [{ file: featuresPath, path: '$', message: `cannot read the feature catalog: ${(err as Error).message}. Pass --features FILE.` }] };
+    return {
+      ok: false,
+      problems: [{ file: featuresPath, path: '$', message: `cannot read the feature catalog: ${(err as Error).message}. Pass --features FILE.` }],
+    };
   }
   return parseFeatureCatalog(featuresPath, text);
 }
@@ -335,9 +405,13 @@ export async function loadRuleSet(options: LoadRuleSetOptions = {}): Promise<Rul
   try {
     sources = await readRuleSources(rulesPath);
   } catch (err) {
-    return { ok: false, problems: [{ file: rulesPath, path: '$', message: `cannot read rules: ${(err as Error).message}. Pass a folder of rule files or one rule file.` }] };
+    return {
+      ok: false,
+      problems: [{ file: rulesPath, path: '$', message: `cannot read rules: ${(err as Error).message}. Pass a folder of rule files or one rule file.` }],
+    };
   }
-  if (sources.length === 0) return { ok: false, problems: [{ file: rulesPath, path: '$', message: 'no *.json rule files here; add one file per rule, named <id>.json.' }] };
+  if (sources.length === 0)
+    return { ok: false, problems: [{ file: rulesPath, path: '$', message: 'no *.json rule files here; add one file per rule, named <id>.json.' }] };
   return parseRuleSet(sources, catalog.catalog);
 }
 

@@ -12,7 +12,11 @@ describe('binomialTail', () => {
   });
 
   test('agrees with the tail of simple-statistics binomialDistribution', () => {
-    for (const [n, p] of [[20, 0.1], [50, 0.3], [12, 0.05]] as const) {
+    for (const [n, p] of [
+      [20, 0.1],
+      [50, 0.3],
+      [12, 0.05],
+    ] as const) {
       const pmf = binomialDistribution(n, p)!;
       for (let k = 1; k < pmf.length; k++) {
         const tail = pmf.slice(k).reduce((a, b) => a + b, 0);

@@ -15,7 +15,9 @@ export function binomialTail(k: number, n: number, p: number): number {
   if (p === 0) return 0;
   if (p === 1) return 1;
   // Summed in log space from k upwards: the terms underflow long before their sum matters.
-  const logN = gammaln(n + 1), logP = Math.log(p), logQ = Math.log1p(-p);
+  const logN = gammaln(n + 1),
+    logP = Math.log(p),
+    logQ = Math.log1p(-p);
   let total = 0;
   for (let x = Math.ceil(k); x <= n; x++) {
     const term = Math.exp(logN - gammaln(x + 1) - gammaln(n - x + 1) + x * logP + (n - x) * logQ);
@@ -96,10 +98,7 @@ const significanceValue: ValueCheck = (v) => {
 };
 
 /** The paysentinel operators, registered on every engine. */
-export const customOperators: readonly Operator[] = [
-  new Operator('significantlyAbove', significantlyAbove),
-  new Operator('olderThan', olderThan),
-];
+export const customOperators: readonly Operator[] = [new Operator('significantlyAbove', significantlyAbove), new Operator('olderThan', olderThan)];
 
 /** Value checks for every operator a rule may name (built-in and custom). */
 export const operatorValueChecks: ReadonlyMap<string, ValueCheck> = new Map<string, ValueCheck>([

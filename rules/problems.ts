@@ -113,7 +113,12 @@ function describe(root: TSchema, e: ErrorObject): { path: string; message: strin
  * is the most useful; ajv reports every branch of a union otherwise). `skip` drops errors
  * under paths another checker reports better.
  */
-export function schemaProblems(file: string, root: TSchema, errors: ErrorObject[] | null | undefined, skip: (pointer: string) => boolean = () => false): RuleProblem[] {
+export function schemaProblems(
+  file: string,
+  root: TSchema,
+  errors: ErrorObject[] | null | undefined,
+  skip: (pointer: string) => boolean = () => false,
+): RuleProblem[] {
   const seen = new Set<string>();
   const problems: RuleProblem[] = [];
   for (const e of errors ?? []) {

@@ -39,7 +39,10 @@ function formatNumber(n: number): string {
 /** Milliseconds as "1h 5m", "45m", "30s". */
 export function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
-  const d = Math.floor(s / 86_400), h = Math.floor((s % 86_400) / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const d = Math.floor(s / 86_400),
+    h = Math.floor((s % 86_400) / 3600),
+    m = Math.floor((s % 3600) / 60),
+    sec = s % 60;
   const parts = [d && `${d}d`, h && `${h}h`, m && `${m}m`, !d && !h && sec && `${sec}s`].filter(Boolean);
   return parts.length ? parts.join(' ') : '0s';
 }

@@ -35,8 +35,21 @@ export type Aggregation = (typeof aggregations)[number];
 
 /** Event fields a feature may filter, count, sum or group on. */
 export const eventFields = [
-  'event_id', 'type', 'status', 'order_id', 'attempt', 'transaction_id', 'amount_minor', 'currency',
-  'channel', 'merchant_id', 'user_id', 'device_id', 'ip', 'failure_code', 'source',
+  'event_id',
+  'type',
+  'status',
+  'order_id',
+  'attempt',
+  'transaction_id',
+  'amount_minor',
+  'currency',
+  'channel',
+  'merchant_id',
+  'user_id',
+  'device_id',
+  'ip',
+  'failure_code',
+  'source',
 ] as const;
 export type EventField = (typeof eventFields)[number];
 
@@ -46,8 +59,7 @@ export type Severity = (typeof severities)[number];
 export const actions = ['notify_support', 'manual_review', 'auto_handle', 'log_only'] as const;
 export type RuleAction = (typeof actions)[number];
 
-const oneOf = <T extends readonly string[]>(values: T, description: string) =>
-  Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
+const oneOf = <T extends readonly string[]>(values: T, description: string) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
 const identifier = (description: string) =>
   Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: `${description} Lower-case letters, digits and _, starting with a letter.` });
 const text = (description: string) => Type.String({ minLength: 1, maxLength: 2000, description });
@@ -83,12 +95,16 @@ export const FeatureSchema = Type.Object(
       }),
     ),
     filter: Type.Optional(EventFilterSchema),
-    numerator: Type.Optional(Type.Unsafe<EventFilter>({ ...EventFilterSchema, description: 'rate: the share of filtered events (or keys) that also match this.' })),
+    numerator: Type.Optional(
+      Type.Unsafe<EventFilter>({ ...EventFilterSchema, description: 'rate: the share of filtered events (or keys) that also match this.' }),
+    ),
     followed_by: Type.Optional(Type.Unsafe<EventFilter>({ ...EventFilterSchema, description: 'followed_by: the later event that completes the sequence.' })),
-    latest: Type.Optional(Type.Unsafe<EventFilter>({ ...EventFilterSchema, description: "age: only keys whose latest event matches this." })),
-    group_by: Type.Optional(Type.Union([field, Type.Array(field, { minItems: 1, uniqueItems: true })], {
-      description: 'Aggregate per group and keep the largest value (e.g. attempts per order, per user).',
-    })),
+    latest: Type.Optional(Type.Unsafe<EventFilter>({ ...EventFilterSchema, description: 'age: only keys whose latest event matches this.' })),
+    group_by: Type.Optional(
+      Type.Union([field, Type.Array(field, { minItems: 1, uniqueItems: true })], {
+        description: 'Aggregate per group and keep the largest value (e.g. attempts per order, per user).',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -152,8 +168,14 @@ export type FeatureCatalog = Static<typeof FeatureCatalogSchema>;
 export const ConditionSchema = Type.Recursive(
   (Self) =>
     Type.Union([
-      Type.Object({ all: Type.Array(Self, { minItems: 1 }), name: Type.Optional(Type.String()), priority: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }),
-      Type.Object({ any: Type.Array(Self, { minItems: 1 }), name: Type.Optional(Type.String()), priority: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }),
+      Type.Object(
+        { all: Type.Array(Self, { minItems: 1 }), name: Type.Optional(Type.String()), priority: Type.Optional(Type.Integer({ minimum: 1 })) },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        { any: Type.Array(Self, { minItems: 1 }), name: Type.Optional(Type.String()), priority: Type.Optional(Type.Integer({ minimum: 1 })) },
+        { additionalProperties: false },
+      ),
       Type.Object({ not: Self, name: Type.Optional(Type.String()), priority: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }),
       Type.Object(
         {

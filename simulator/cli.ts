@@ -48,13 +48,20 @@ Examples:
 
 function listScenarios(json: boolean): string {
   if (json) {
-    return JSON.stringify(scenarios.map((s) => ({ scenario: s.name, rule_id: s.ruleId, entity_type: s.entityType, description: s.description })), null, 2);
+    return JSON.stringify(
+      scenarios.map((s) => ({ scenario: s.name, rule_id: s.ruleId, entity_type: s.entityType, description: s.description })),
+      null,
+      2,
+    );
   }
   return scenarios.map((s) => `${s.name.padEnd(22)} rule ${s.ruleId.padEnd(22)} entity ${s.entityType.padEnd(7)} ${s.description}`).join('\n');
 }
 
 function summary(stats: SimulationStats, seed: number, topic: string, labelsFile: string | undefined): string {
-  const list = (m: Record<string, number>) => Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const list = (m: Record<string, number>) =>
+    Object.entries(m)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
   const secs = stats.elapsedMs / 1000;
   return [
     `${stats.aborted ? 'Stopped early: sent' : 'Sent'} ${stats.produced} messages to ${topic} in ${secs.toFixed(1)}s (${Math.round(stats.produced / Math.max(secs, 0.001))}/s)`,
@@ -64,7 +71,9 @@ function summary(stats: SimulationStats, seed: number, topic: string, labelsFile
     `  scenario events: ${list(stats.byScenario)}`,
     labelsFile ? `  labels: ${labelsFile}` : '',
     `  repeat with --seed ${seed}`,
-  ].filter(Boolean).join('\n');
+  ]
+    .filter(Boolean)
+    .join('\n');
 }
 
 async function writeLabels(file: string, generator: TrafficGenerator, statement?: StatementLabels): Promise<void> {
@@ -90,7 +99,13 @@ const statementChannels: Record<StatementFormat, string> = { generic: 'alipay', 
  * The statement of what was sent: the generator is deterministic, so a second one with the same
  * options yields the same items, of which the first `produced` went out.
  */
-async function writeSimulatedStatement(file: string, format: StatementFormat, channel: string, generator: TrafficGenerator, produced: number): Promise<StatementLabels> {
+async function writeSimulatedStatement(
+  file: string,
+  format: StatementFormat,
+  channel: string,
+  generator: TrafficGenerator,
+  produced: number,
+): Promise<StatementLabels> {
   const replay = createTrafficGenerator(generator.options);
   const events: PaymentEvent[] = [];
   for (let i = 0; i < produced; i++) {
@@ -152,9 +167,12 @@ export const simulateCommand: Command = {
     if (invalidShare > 1) throw usage(`--invalid-share ${values['invalid-share']} must be between 0 and 1.`);
     const scenarioNames = resolveScenarios(values.scenario ?? []);
     const statementFormat = (values['statement-format'] ?? 'generic') as StatementFormat;
-    if (!formats.includes(statementFormat)) throw usage(`--statement-format ${JSON.stringify(values['statement-format'])} is not one of ${formats.join(', ')}.`);
-    if (values.statement === undefined && (values['statement-format'] !== undefined || values['statement-channel'] !== undefined)) throw usage('--statement-format and --statement-channel need --statement FILE.');
-    if (values['statement-channel'] !== undefined && statementFormat !== 'generic') throw usage('--statement-channel is for the generic format; the others imply their channel.');
+    if (!formats.includes(statementFormat))
+      throw usage(`--statement-format ${JSON.stringify(values['statement-format'])} is not one of ${formats.join(', ')}.`);
+    if (values.statement === undefined && (values['statement-format'] !== undefined || values['statement-channel'] !== undefined))
+      throw usage('--statement-format and --statement-channel need --statement FILE.');
+    if (values['statement-channel'] !== undefined && statementFormat !== 'generic')
+      throw usage('--statement-channel is for the generic format; the others imply their channel.');
     const statementChannel = values['statement-channel'] ?? statementChannels[statementFormat];
 
     const config = loadConfig();
@@ -182,7 +200,8 @@ export const simulateCommand: Command = {
     const generator = createTrafficGenerator({ seed, rate, durationMs, startMs: Date.now(), scenarios: scenarioNames, invalidShare });
     process.stderr.write(
       `simulate: seed ${seed}, ${rate} msg/s for ${durationMs / 1000}s to ${config.eventsTopic}` +
-        (scenarioNames.length ? `, scenarios: ${scenarioNames.join(', ')}` : '') + '\n',
+        (scenarioNames.length ? `, scenarios: ${scenarioNames.join(', ')}` : '') +
+        '\n',
     );
     const controller = new AbortController();
     let interrupts = 0;
@@ -202,21 +221,25 @@ export const simulateCommand: Command = {
         generator,
         logger,
         signal: controller.signal,
-        onProgress: (p) =>
-          process.stderr.write(`simulate: ${p.produced} sent, ${Math.round(p.rate)}/s, ${Math.round(p.fraction * 100)}% done\n`),
+        onProgress: (p) => process.stderr.write(`simulate: ${p.produced} sent, ${Math.round(p.rate)}/s, ${Math.round(p.fraction * 100)}% done\n`),
       });
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await producer.disconnect().catch((err) => logger.warn('simulate: disconnect failed', { err }));
-      const statement = values.statement && stats ? await writeSimulatedStatement(values.statement, statementFormat, statementChannel, generator, stats.produced) : undefined;
+      const statement =
+        values.statement && stats ? await writeSimulatedStatement(values.statement, statementFormat, statementChannel, generator, stats.produced) : undefined;
       if (statement) {
-        process.stderr.write(`simulate: statement ${statement.file} (${statement.format}, channel ${statement.channel}, ${statement.lines} lines), injected: ${statement.breaks.map((b) => b.kind).join(', ')}\n`);
+        process.stderr.write(
+          `simulate: statement ${statement.file} (${statement.format}, channel ${statement.channel}, ${statement.lines} lines), injected: ${statement.breaks.map((b) => b.kind).join(', ')}\n`,
+        );
       }
       if (values.labels) await writeLabels(values.labels, generator, statement);
     }
     if (json) {
-      process.stdout.write(JSON.stringify({ seed, topic: config.eventsTopic, rate, durationMs, scenarios: scenarioNames, ...stats, labels: values.labels ?? null }) + '\n');
+      process.stdout.write(
+        JSON.stringify({ seed, topic: config.eventsTopic, rate, durationMs, scenarios: scenarioNames, ...stats, labels: values.labels ?? null }) + '\n',
+      );
     } else {
       process.stdout.write(summary(stats, seed, config.eventsTopic, values.labels) + '\n');
     }

@@ -93,7 +93,12 @@ describe('message validity', () => {
     const reasons = new Set(
       invalid.map((i) => {
         const r = decodeEvent(i.value, 65536);
-        return r.ok ? 'ok' : r.reason.replace(/"[^"]*"/g, '').replace(/\d+/g, 'N').slice(0, 30);
+        return r.ok
+          ? 'ok'
+          : r.reason
+              .replace(/"[^"]*"/g, '')
+              .replace(/\d+/g, 'N')
+              .slice(0, 30);
       }),
     );
     expect(reasons.size).toBeGreaterThanOrEqual(8);
@@ -236,7 +241,10 @@ describe('baseline traffic looks like ordinary business, never like an attack', 
     expect(items.length).toBeLessThan(planned * 1.03);
     expect(items[items.length - 1]!.sendAtMs).toBe(durationMs);
     // Roughly even: every second carries about `rate` messages.
-    const perSecond = groupBy(items.filter((i) => i.sendAtMs < durationMs), (i) => String(Math.floor(i.sendAtMs / 1000)));
+    const perSecond = groupBy(
+      items.filter((i) => i.sendAtMs < durationMs),
+      (i) => String(Math.floor(i.sendAtMs / 1000)),
+    );
     expect(new Set([...perSecond.values()].map((l) => l.length))).toEqual(new Set([250]));
     expect(items.filter((item) => item.event && ms(item.event) > START + item.sendAtMs)).toEqual([]);
   });
@@ -286,7 +294,12 @@ describe('scenarios', () => {
     expect(onDevice.length).toBeGreaterThanOrEqual(20);
     expect(onDevice.every((e) => e.failure_code === 'network_error' || e.failure_code === 'system_error')).toBe(true);
     expect(tagged.length).toBeGreaterThanOrEqual(25);
-    const others = [...groupBy(failures.filter((e) => e.device_id !== label.entity_id), (e) => e.device_id).values()];
+    const others = [
+      ...groupBy(
+        failures.filter((e) => e.device_id !== label.entity_id),
+        (e) => e.device_id,
+      ).values(),
+    ];
     expect(Math.max(...others.map((l) => l.length))).toBeLessThanOrEqual(3);
     // Not a retry storm in disguise: at most four attempts per order.
     for (const list of groupBy(tagged, (e) => e.order_id).values()) expect(list.length).toBeLessThanOrEqual(4);

@@ -134,7 +134,8 @@ class PendingQueue {
       a[0] = last;
       let i = 0;
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
         if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
@@ -247,10 +248,7 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
     }
     const fits = (candidate: User) => {
       const load = ipLoad(candidate.ip, t - IP_WINDOW_MS);
-      return (
-        load.length + planned.length <= BASELINE_MAX_ATTEMPTS_PER_IP &&
-        load.filter((a) => a.failed).length + failures <= BASELINE_MAX_FAILURES_PER_IP
-      );
+      return load.length + planned.length <= BASELINE_MAX_ATTEMPTS_PER_IP && load.filter((a) => a.failed).length + failures <= BASELINE_MAX_FAILURES_PER_IP;
     };
     let user: User | undefined;
     for (let tries = 0; tries < 6 && !user; tries++) {
@@ -282,7 +280,8 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
         const r = rng();
         if (transientCode === 'timeout') finalAt = startAt + Math.round(uniform(rng, 15_000, 120_000));
         else if (r < 0.88) finalAt = startAt + Math.round(logUniform(rng, 400, 6_000));
-        else if (r < 0.96) finalAt = startAt + Math.round(uniform(rng, 60_000, 6 * 60_000)); // late callback
+        else if (r < 0.96)
+          finalAt = startAt + Math.round(uniform(rng, 60_000, 6 * 60_000)); // late callback
         else {
           // Learned from the 5-minute re-check job instead of a callback.
           const tick = 5 * 60_000;
@@ -301,7 +300,8 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
       startAt = retryAt;
     }
     const last = attempts[attempts.length - 1]!;
-    let refundAt: number | undefined = last.outcome === 'ok' && rng() < REFUND_SHARE ? last.finalAt + Math.round(logUniform(rng, 20_000, 5 * 60_000)) : undefined;
+    let refundAt: number | undefined =
+      last.outcome === 'ok' && rng() < REFUND_SHARE ? last.finalAt + Math.round(logUniform(rng, 20_000, 5 * 60_000)) : undefined;
     if (refundAt !== undefined && refundAt >= durationMs) refundAt = undefined;
     return { attempts, refundAt };
   }
@@ -321,7 +321,17 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
     const amount = orderAmount(rng, channel, normal(rng));
     const currency = currencyFor(rng, channel);
     const orderId = ids.orderId();
-    const base = { type: 'payment', order_id: orderId, amount_minor: amount, currency, channel, merchant_id: merchantId, user_id: user.userId, device_id: user.deviceId, ip: user.ip } as const;
+    const base = {
+      type: 'payment',
+      order_id: orderId,
+      amount_minor: amount,
+      currency,
+      channel,
+      merchant_id: merchantId,
+      user_id: user.userId,
+      device_id: user.deviceId,
+      ip: user.ip,
+    } as const;
     let first: TrafficItem | undefined;
     let paidTx: string | undefined;
     attempts.forEach((a, i) => {
@@ -375,14 +385,33 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
     const channel = user.channel;
     const good: Record<string, unknown> = {
       ...toEvent(ids.eventId(), startMs + sendAtMs, {
-        type: 'payment', status: 'succeeded', order_id: orderId, attempt: 1, transaction_id: ids.transactionId(channel),
-        amount_minor: int(invalidRng, 100, 50_000), currency: 'CNY', channel, merchant_id: weighted(invalidRng, merchantWeights),
-        user_id: user.userId, device_id: user.deviceId, ip: user.ip, source: 'gateway_callback',
+        type: 'payment',
+        status: 'succeeded',
+        order_id: orderId,
+        attempt: 1,
+        transaction_id: ids.transactionId(channel),
+        amount_minor: int(invalidRng, 100, 50_000),
+        currency: 'CNY',
+        channel,
+        merchant_id: weighted(invalidRng, merchantWeights),
+        user_id: user.userId,
+        device_id: user.deviceId,
+        ip: user.ip,
+        source: 'gateway_callback',
       }),
     };
     const kind = weighted(invalidRng, {
-      not_json: 10, truncated: 10, missing_field: 12, bad_timestamp: 12, bad_ip: 10, amount_out_of_range: 10,
-      wrong_type: 12, invalid_utf8: 8, missing_failure_code: 8, not_object: 5, oversize: 2,
+      not_json: 10,
+      truncated: 10,
+      missing_field: 12,
+      bad_timestamp: 12,
+      bad_ip: 10,
+      amount_out_of_range: 10,
+      wrong_type: 12,
+      invalid_utf8: 8,
+      missing_failure_code: 8,
+      not_object: 5,
+      oversize: 2,
     });
     let value: Buffer;
     const json = (o: unknown) => Buffer.from(JSON.stringify(o));
@@ -401,7 +430,10 @@ export function createTrafficGenerator(input: GeneratorOptions): TrafficGenerato
       }
       case 'bad_timestamp':
         good.occurred_at = weighted(invalidRng, {
-          [new Date(startMs + sendAtMs).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')]: 1, // no offset
+          [new Date(startMs + sendAtMs)
+            .toISOString()
+            .replace('T', ' ')
+            .replace(/\.\d+Z$/, '')]: 1, // no offset
           [String(startMs + sendAtMs)]: 1,
           '2026-13-45T25:61:00Z': 1,
           yesterday: 1,

@@ -30,7 +30,10 @@ export function createRng(...seedParts: number[]): Rng {
   let c = hash32(...seedParts, 3);
   let d = hash32(...seedParts, 4);
   const next = (): number => {
-    a >>>= 0; b >>>= 0; c >>>= 0; d >>>= 0;
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
+    d >>>= 0;
     const t = (a + b) | 0;
     a = b ^ (b >>> 9);
     b = (c + (c << 3)) | 0;
@@ -97,7 +100,10 @@ export function base62(rng: Rng, count: number): string {
 
 /** A UUID v4-shaped id from the stream (deterministic, unlike crypto.randomUUID). */
 export function uuid(rng: Rng): string {
-  const hex = (n: number) => Math.floor(n * 4294967296).toString(16).padStart(8, '0');
+  const hex = (n: number) =>
+    Math.floor(n * 4294967296)
+      .toString(16)
+      .padStart(8, '0');
   const h = hex(rng()) + hex(rng()) + hex(rng()) + hex(rng());
   const variant = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;

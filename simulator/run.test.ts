@@ -26,7 +26,15 @@ describe('runSimulation', () => {
     const reference = [...createTrafficGenerator({ seed: 3, rate: 400, durationMs: 10_000, startMs: START, scenarios: ['retry-storm'], invalidShare: 0.02 })];
     const world = fakeWorld(5);
     const progress: SimulationProgress[] = [];
-    const stats = await runSimulation({ producer: world.producer, topic: 't', generator, logger: silentLogger, now: world.now, sleep: world.sleep, onProgress: (p) => progress.push(p) });
+    const stats = await runSimulation({
+      producer: world.producer,
+      topic: 't',
+      generator,
+      logger: silentLogger,
+      now: world.now,
+      sleep: world.sleep,
+      onProgress: (p) => progress.push(p),
+    });
 
     const sent = world.sends.flatMap((s) => s.messages);
     expect(sent.length).toBe(reference.length);
@@ -77,7 +85,15 @@ describe('runSimulation', () => {
       await world.sleep(ms);
       if (world.now() - START > 2000) controller.abort();
     };
-    const stats = await runSimulation({ producer: world.producer, topic: 't', generator, logger: silentLogger, now: world.now, sleep, signal: controller.signal });
+    const stats = await runSimulation({
+      producer: world.producer,
+      topic: 't',
+      generator,
+      logger: silentLogger,
+      now: world.now,
+      sleep,
+      signal: controller.signal,
+    });
     expect(stats.aborted).toBe(true);
     expect(stats.produced).toBeGreaterThan(700);
     expect(stats.produced).toBeLessThan(900);

@@ -36,7 +36,14 @@ export type MessageSink = Pick<Producer, 'send'>;
 /** Tally kept while sending; counts follow the item kinds. */
 export function createStatsCounter(): { add(item: TrafficItem): void; stats(elapsedMs: number, aborted: boolean): SimulationStats } {
   const s: Omit<SimulationStats, 'elapsedMs' | 'aborted'> = {
-    produced: 0, events: 0, distinctEvents: 0, redeliveries: 0, invalid: 0, byType: {}, byStatus: {}, byScenario: {},
+    produced: 0,
+    events: 0,
+    distinctEvents: 0,
+    redeliveries: 0,
+    invalid: 0,
+    byType: {},
+    byStatus: {},
+    byScenario: {},
   };
   const bump = (map: Record<string, number>, key: string) => void (map[key] = (map[key] ?? 0) + 1);
   return {

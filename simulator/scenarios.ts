@@ -107,7 +107,8 @@ const deviceFailureSpike: ScenarioDefinition = {
   name: 'device-failure-spike',
   ruleId: 'device_failure_spike',
   entityType: 'device',
-  description: "One phone (security app blocking requests) fails 25+ attempts with network_error/system_error across several orders, while every other device is normal.",
+  description:
+    'One phone (security app blocking requests) fails 25+ attempts with network_error/system_error across several orders, while every other device is normal.',
   naturalSpanMs: 5 * 60_000,
   plan(ctx, spanMs) {
     const { rng, ids } = ctx;
@@ -208,7 +209,8 @@ const chargedButFailed: ScenarioDefinition = {
   name: 'charged-but-failed',
   ruleId: 'charged_but_failed',
   entityType: 'order',
-  description: 'An attempt is reported as timeout, then later turns out to have succeeded (reconciliation or a late callback): the user was charged while the order said failed.',
+  description:
+    'An attempt is reported as timeout, then later turns out to have succeeded (reconciliation or a late callback): the user was charged while the order said failed.',
   naturalSpanMs: 3 * 60_000,
   plan(ctx, spanMs) {
     const { rng, ids } = ctx;
@@ -226,7 +228,11 @@ const chargedButFailed: ScenarioDefinition = {
       entityId: orderId,
       steps: [
         { offsetMs: 0, chain, draft: { ...base, status: 'processing', source: 'client' } },
-        { offsetMs: Math.floor(spanMs * uniform(rng, 0.15, 0.3)), chain, draft: { ...base, status: 'timeout', failure_code: 'timeout', source: 'gateway_callback' } },
+        {
+          offsetMs: Math.floor(spanMs * uniform(rng, 0.15, 0.3)),
+          chain,
+          draft: { ...base, status: 'timeout', failure_code: 'timeout', source: 'gateway_callback' },
+        },
         { offsetMs: Math.floor(spanMs * uniform(rng, 0.85, 1)), chain, draft: { ...base, status: 'succeeded', source: lateSource } },
       ],
     };

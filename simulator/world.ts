@@ -12,15 +12,50 @@ export type Channel = keyof typeof channelWeights;
 
 /** About twenty merchants with a long-tailed share of the traffic, as on a real platform. */
 export const merchants: readonly { id: string; weight: number }[] = [
-  'mch_100231', 'mch_100487', 'mch_100562', 'mch_100918', 'mch_101044', 'mch_101379', 'mch_101605',
-  'mch_101822', 'mch_102150', 'mch_102397', 'mch_102671', 'mch_102804', 'mch_103129', 'mch_103356',
-  'mch_103590', 'mch_103847', 'mch_104012', 'mch_104268', 'mch_104533', 'mch_104790',
+  'mch_100231',
+  'mch_100487',
+  'mch_100562',
+  'mch_100918',
+  'mch_101044',
+  'mch_101379',
+  'mch_101605',
+  'mch_101822',
+  'mch_102150',
+  'mch_102397',
+  'mch_102671',
+  'mch_102804',
+  'mch_103129',
+  'mch_103356',
+  'mch_103590',
+  'mch_103847',
+  'mch_104012',
+  'mch_104268',
+  'mch_104533',
+  'mch_104790',
 ].map((id, i) => ({ id, weight: 1 / (i + 1) ** 0.9 }));
 
 /** Broadband and mobile /16 blocks of large consumer ISPs: where ordinary customers come from. */
 const residentialPrefixes = [
-  '36.110', '58.33', '112.97', '117.136', '183.14', '220.181', '101.86', '123.125', '14.23', '113.87',
-  '116.228', '124.64', '180.160', '202.96', '218.85', '222.73', '125.33', '59.172', '111.206', '121.35',
+  '36.110',
+  '58.33',
+  '112.97',
+  '117.136',
+  '183.14',
+  '220.181',
+  '101.86',
+  '123.125',
+  '14.23',
+  '113.87',
+  '116.228',
+  '124.64',
+  '180.160',
+  '202.96',
+  '218.85',
+  '222.73',
+  '125.33',
+  '59.172',
+  '111.206',
+  '121.35',
 ];
 /** Blocks used only by injected scenarios, so a scenario IP never collides with a baseline one. */
 const scenarioResidentialPrefixes = ['171.83', '175.9', '39.144'];
@@ -81,7 +116,10 @@ export function hostingIp(rng: Rng): string {
 /** A device fingerprint drawn from a stream (emulators and scenario devices). */
 export function deviceFromRng(rng: Rng): string {
   let out = '';
-  for (let i = 0; i < 4; i++) out += Math.floor(rng() * 2 ** 32).toString(16).padStart(8, '0');
+  for (let i = 0; i < 4; i++)
+    out += Math.floor(rng() * 2 ** 32)
+      .toString(16)
+      .padStart(8, '0');
   return out;
 }
 

@@ -57,7 +57,11 @@ export function formatStatusTable(status: StackStatus): string {
   ]);
   const header = ['service', 'answering', 'started by us', 'listens at', 'detail'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
 
@@ -66,12 +70,7 @@ export const stackCommand: Command = {
   name: 'stack',
   help,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(
-      'stack',
-      argv,
-      { json: { type: 'boolean', default: false }, timeout: { type: 'string' } },
-      true,
-    );
+    const { values, positionals } = parseCommandArgs('stack', argv, { json: { type: 'boolean', default: false }, timeout: { type: 'string' } }, true);
     const [action, ...extra] = positionals;
     if (action === undefined || !['up', 'down', 'status'].includes(action) || extra.length > 0) {
       throw new PaysentinelError('USAGE', `expected one of: up, down, status.\nRun "paysentinel stack --help" for usage.`);
@@ -88,8 +87,7 @@ export const stackCommand: Command = {
       logger: createLogger({ level: config.logLevel }),
       startTimeoutMs: timeoutMs,
     });
-    const print = (status: StackStatus) =>
-      process.stdout.write((values.json ? JSON.stringify(status, null, 2) : formatStatusTable(status)) + '\n');
+    const print = (status: StackStatus) => process.stdout.write((values.json ? JSON.stringify(status, null, 2) : formatStatusTable(status)) + '\n');
 
     if (action === 'up') {
       const status = await stack.up();

@@ -131,7 +131,10 @@ ${hosts.map((h) => `    <listen_host>${xmlEscape(h)}</listen_host>`).join('\n')}
 export function clickhouseUsersXml(o: { user: string; password: string }): string {
   // The user name becomes an XML element name, so only names that are valid there are accepted.
   if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(o.user)) {
-    throw new PaysentinelError('CONFIG_INVALID', `CLICKHOUSE_USER=${JSON.stringify(o.user)} cannot be created by the local stack: use letters, digits, "_", "." or "-".`);
+    throw new PaysentinelError(
+      'CONFIG_INVALID',
+      `CLICKHOUSE_USER=${JSON.stringify(o.user)} cannot be created by the local stack: use letters, digits, "_", "." or "-".`,
+    );
   }
   const names = o.user === 'default' ? ['default'] : ['default', o.user];
   const secret =

@@ -31,18 +31,7 @@ import {
   writeKafkaLibsMarker,
 } from './kafka.ts';
 import { clickhouseVersion, probeClickHouse, probeKafka, type ProbeResult } from './probe.ts';
-import {
-  findExecutable,
-  ourLivePid,
-  readPid,
-  removePidFile,
-  runLogged,
-  spawnDetached,
-  stopPid,
-  tailFile,
-  waitUntil,
-  type DetachedProcess,
-} from './process.ts';
+import { findExecutable, ourLivePid, readPid, removePidFile, runLogged, spawnDetached, stopPid, tailFile, waitUntil, type DetachedProcess } from './process.ts';
 
 /** The services the local stack manages. */
 export type ServiceName = 'kafka' | 'clickhouse';
@@ -192,7 +181,10 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
       if (!binary) {
         const install = `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${CLICKHOUSE_APT_PACKAGES.join(' ')}`;
         if (!isRoot) {
-          throw new PaysentinelError('STACK_FAILED', `clickhouse-server is not installed. Install it (as root) with:\n  sudo sh -c '${install}'\nthen run "paysentinel stack up" again.`);
+          throw new PaysentinelError(
+            'STACK_FAILED',
+            `clickhouse-server is not installed. Install it (as root) with:\n  sudo sh -c '${install}'\nthen run "paysentinel stack up" again.`,
+          );
         }
         progress(`clickhouse: clickhouse-server is missing; installing ${CLICKHOUSE_APT_PACKAGES.join(' ')} with apt-get`);
         const aptLog = `${cPaths.dir}/apt.log`;
@@ -200,7 +192,8 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
         await runLogged('apt-get', ['update'], { cwd: rootDir, env: aptEnv, logFile: aptLog });
         await runLogged('apt-get', ['install', '-y', ...CLICKHOUSE_APT_PACKAGES], { cwd: rootDir, env: aptEnv, logFile: aptLog });
         binary = findClickHouseServer(env);
-        if (!binary) throw new PaysentinelError('STACK_FAILED', `apt-get installed ${CLICKHOUSE_APT_PACKAGES.join(' ')} but no clickhouse-server binary was found.`);
+        if (!binary)
+          throw new PaysentinelError('STACK_FAILED', `apt-get installed ${CLICKHOUSE_APT_PACKAGES.join(' ')} but no clickhouse-server binary was found.`);
       }
       clickhouseBinary = binary;
       for (const dir of [cPaths.dir, cPaths.dataDir, cPaths.tmpDir, cPaths.userFilesDir, cPaths.formatSchemaDir, cPaths.logDir]) {
@@ -238,7 +231,10 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
       .map((f) => ({ f, tail: tailFile(f, 30) }))
       .filter((t) => t.tail !== '')
       .map((t) => `--- last lines of ${rel(t.f)} ---\n${t.tail}`);
-    throw new PaysentinelError('STACK_FAILED', `${s.name} did not come up at ${s.endpoint}: ${why}.${tails.length ? `\n${tails.join('\n')}` : ' (no log output)'}`);
+    throw new PaysentinelError(
+      'STACK_FAILED',
+      `${s.name} did not come up at ${s.endpoint}: ${why}.${tails.length ? `\n${tails.join('\n')}` : ' (no log output)'}`,
+    );
   };
 
   const start = async (s: Service): Promise<ServiceStatus> => {
@@ -346,4 +342,3 @@ const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} 
 
 const missingTool = (tool: string, why: string, debianPackage: string) =>
   new PaysentinelError('STACK_FAILED', `${tool} is not on PATH. ${why}: install it, e.g. "apt-get install -y ${debianPackage}" on Debian.`);
-

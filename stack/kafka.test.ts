@@ -54,12 +54,23 @@ describe('kafkaServerProperties', () => {
     expect(props.get('listeners')).toBe('PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093');
     expect(props.get('advertised.listeners')).toBe('PLAINTEXT://127.0.0.1:9092');
     // Every listener name used must have a protocol, or the broker refuses to start.
-    const mapped = new Set(props.get('listener.security.protocol.map')!.split(',').map((e) => e.split(':')[0]));
+    const mapped = new Set(
+      props
+        .get('listener.security.protocol.map')!
+        .split(',')
+        .map((e) => e.split(':')[0]),
+    );
     for (const l of props.get('listeners')!.split(',')) expect(mapped.has(l.split(':')[0]!)).toBe(true);
   });
 
   it('uses replication settings a single node can satisfy', () => {
-    for (const key of ['offsets.topic.replication.factor', 'transaction.state.log.replication.factor', 'transaction.state.log.min.isr', 'min.insync.replicas', 'default.replication.factor']) {
+    for (const key of [
+      'offsets.topic.replication.factor',
+      'transaction.state.log.replication.factor',
+      'transaction.state.log.min.isr',
+      'min.insync.replicas',
+      'default.replication.factor',
+    ]) {
       expect(props.get(key), key).toBe('1');
     }
     expect(props.get('group.initial.rebalance.delay.ms')).toBe('0');
@@ -149,8 +160,13 @@ describe('command lines', () => {
 
   it('copies runtime jars from the project pom into the cache', () => {
     expect(mvnCopyArgs(paths)).toEqual([
-      '-q', '-B', '-f', '/repo/stack/kafka/pom.xml', 'dependency:copy-dependencies',
-      '-DoutputDirectory=/repo/.cache/kafka/libs', '-DincludeScope=runtime',
+      '-q',
+      '-B',
+      '-f',
+      '/repo/stack/kafka/pom.xml',
+      'dependency:copy-dependencies',
+      '-DoutputDirectory=/repo/.cache/kafka/libs',
+      '-DincludeScope=runtime',
     ]);
   });
 

@@ -135,11 +135,7 @@ const sha256 = (file: string) => createHash('sha256').update(readFileSync(file))
 export function kafkaLibsComplete(paths: Pick<KafkaPaths, 'pom' | 'libsDir' | 'libsMarker'>): boolean {
   try {
     const marker = JSON.parse(readFileSync(paths.libsMarker, 'utf8')) as LibsMarker;
-    return (
-      marker.pomSha256 === sha256(paths.pom) &&
-      marker.jars.length > 0 &&
-      marker.jars.every((jar) => existsSync(join(paths.libsDir, jar)))
-    );
+    return marker.pomSha256 === sha256(paths.pom) && marker.jars.length > 0 && marker.jars.every((jar) => existsSync(join(paths.libsDir, jar)));
   } catch {
     return false;
   }
@@ -147,7 +143,9 @@ export function kafkaLibsComplete(paths: Pick<KafkaPaths, 'pom' | 'libsDir' | 'l
 
 /** Records a successful copy (see `kafkaLibsComplete`). */
 export function writeKafkaLibsMarker(paths: Pick<KafkaPaths, 'pom' | 'libsDir' | 'libsMarker'>): void {
-  const jars = readdirSync(paths.libsDir).filter((f) => f.endsWith('.jar')).sort();
+  const jars = readdirSync(paths.libsDir)
+    .filter((f) => f.endsWith('.jar'))
+    .sort();
   if (!jars.some((j) => j.startsWith(`kafka_2.13-${KAFKA_VERSION}`))) {
     throw new PaysentinelError('STACK_FAILED', `Maven finished but ${paths.libsDir} has no kafka_2.13-${KAFKA_VERSION}.jar.`);
   }

@@ -49,7 +49,13 @@ describe('spawnDetached and stopPid', () => {
   it('kills a process that ignores SIGTERM after the grace period', async () => {
     const dir = tempDir();
     // An ignored signal stays ignored across exec, so sleep itself ignores SIGTERM.
-    const proc = await spawnDetached({ command: 'sh', args: ['-c', 'trap "" TERM; exec sleep 30'], cwd: dir, outFile: join(dir, 'out'), pidFile: join(dir, 'pid') });
+    const proc = await spawnDetached({
+      command: 'sh',
+      args: ['-c', 'trap "" TERM; exec sleep 30'],
+      cwd: dir,
+      outFile: join(dir, 'out'),
+      pidFile: join(dir, 'pid'),
+    });
     started.push(proc.pid);
     await waitUntil(async () => readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').startsWith('sleep'), { timeoutMs: 5000, intervalMs: 20 });
     const t0 = Date.now();
@@ -75,7 +81,10 @@ describe('waitUntil', () => {
 
   it('times out, or gives up early with the reason', async () => {
     expect(await waitUntil(async () => false, { timeoutMs: 30, intervalMs: 5 })).toMatchObject({ ok: false, reason: expect.stringMatching(/no answer/) });
-    expect(await waitUntil(async () => false, { timeoutMs: 5000, intervalMs: 5, giveUp: () => 'process 7 exited' })).toEqual({ ok: false, reason: 'process 7 exited' });
+    expect(await waitUntil(async () => false, { timeoutMs: 5000, intervalMs: 5, giveUp: () => 'process 7 exited' })).toEqual({
+      ok: false,
+      reason: 'process 7 exited',
+    });
   });
 });
 

@@ -79,9 +79,7 @@ export async function spawnDetached(o: SpawnDetachedOptions): Promise<DetachedPr
     const child = spawn(o.command, o.args, { cwd: o.cwd, env: o.env ?? process.env, detached: true, stdio: ['ignore', fd, fd] });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
-      child.once('error', (err) =>
-        reject(new PaysentinelError('STACK_FAILED', `Cannot run ${o.command}: ${err.message}`, { cause: err })),
-      );
+      child.once('error', (err) => reject(new PaysentinelError('STACK_FAILED', `Cannot run ${o.command}: ${err.message}`, { cause: err })));
     });
     child.once('exit', () => {
       exited = true;
@@ -170,7 +168,12 @@ export function tailFile(file: string, lines = 40): string {
       const length = Math.min(size, 64 * 1024);
       const buf = Buffer.alloc(length);
       readSync(fd, buf, 0, length, size - length);
-      return buf.toString('utf8').split('\n').filter((l, i, all) => l !== '' || i < all.length - 1).slice(-lines).join('\n');
+      return buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l, i, all) => l !== '' || i < all.length - 1)
+        .slice(-lines)
+        .join('\n');
     } finally {
       closeSync(fd);
     }
@@ -193,9 +196,7 @@ export async function runLogged(command: string, args: string[], o: RunOptions):
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn(command, args, { cwd: o.cwd, env: o.env ?? process.env, stdio: ['ignore', fd, fd] });
-      child.once('error', (err) =>
-        reject(new PaysentinelError('STACK_FAILED', `Cannot run ${command}: ${err.message}`, { cause: err })),
-      );
+      child.once('error', (err) => reject(new PaysentinelError('STACK_FAILED', `Cannot run ${command}: ${err.message}`, { cause: err })));
       child.once('exit', (c) => resolve(c));
     });
     if (code !== 0) {

@@ -142,14 +142,26 @@ async function runImport(argv: string[]): Promise<number> {
   return withDeps(async (deps, config) => {
     let result: ImportResult;
     try {
-      result = await importStatement(deps, { path, format, channel, period, dryRun: values['dry-run'], skipInvalid: values['skip-invalid'], maxBytes: config.statementMaxBytes });
+      result = await importStatement(deps, {
+        path,
+        format,
+        channel,
+        period,
+        dryRun: values['dry-run'],
+        skipInvalid: values['skip-invalid'],
+        maxBytes: config.statementMaxBytes,
+      });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES') throw new PaysentinelError('STATEMENT_REFUSED', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+      if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES')
+        throw new PaysentinelError('STATEMENT_REFUSED', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
       throw err;
     }
     // A newly imported file of a closed period is reconciled at once.
-    const outcome = result.status === 'imported' ? await reconcilePeriod(deps, { channel: result.file.channel, period: result.file.period }, { graceMs: config.statementGraceMs, now: new Date() }) : undefined;
+    const outcome =
+      result.status === 'imported'
+        ? await reconcilePeriod(deps, { channel: result.file.channel, period: result.file.period }, { graceMs: config.statementGraceMs, now: new Date() })
+        : undefined;
     if (values.json) process.stdout.write(JSON.stringify({ ...resultJson(result), ...(outcome ? { reconciliation: outcomeJson(outcome) } : {}) }) + '\n');
     else {
       printResult(result, path);
@@ -192,7 +204,11 @@ async function runBreaks(argv: string[]): Promise<number> {
   const limit = numberOption('statements', 'limit', values.limit, 1000, 1);
   const channel = channelOption(values.channel);
   return withDeps(async (deps) => {
-    const rows = await queryRows<Record<string, unknown>>(deps.clickhouse, breaksQuery(deps.database, { fromMs, toMs, kind: values.kind, channel, limit }), 'read statement breaks');
+    const rows = await queryRows<Record<string, unknown>>(
+      deps.clickhouse,
+      breaksQuery(deps.database, { fromMs, toMs, kind: values.kind, channel, limit }),
+      'read statement breaks',
+    );
     if (values.json) {
       for (const r of rows) process.stdout.write(JSON.stringify(breakJson(r)) + '\n');
     } else process.stdout.write(formatBreaks(rows) + '\n');
@@ -210,7 +226,11 @@ async function runSummary(argv: string[]): Promise<number> {
       queryRows<Record<string, unknown>>(deps.clickhouse, summaryMatchesQuery(deps.database, period.fromMs, period.toMs), 'read statement matches'),
     ]);
     const summary = summarize(runs, breaks, matches);
-    process.stdout.write((values.json ? JSON.stringify({ period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), channels: summary }) : formatSummary(summary, period)) + '\n');
+    process.stdout.write(
+      (values.json
+        ? JSON.stringify({ period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), channels: summary })
+        : formatSummary(summary, period)) + '\n',
+    );
     return 0;
   });
 }
@@ -218,17 +238,43 @@ async function runSummary(argv: string[]): Promise<number> {
 async function runScheduledJob(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs('statements', argv, { json: { type: 'boolean' } });
   return withDeps(async (deps, config) => {
-    const run = await runStatementsJob({ ...deps, statements: { dir: config.statementsDir, graceMs: config.statementGraceMs, maxBytes: config.statementMaxBytes } }, new Date());
+    const run = await runStatementsJob(
+      { ...deps, statements: { dir: config.statementsDir, graceMs: config.statementGraceMs, maxBytes: config.statementMaxBytes } },
+      new Date(),
+    );
     if (values.json) process.stdout.write(JSON.stringify({ job: run.job, run_id: run.runId, status: run.status, rows: run.rows }) + '\n');
-    else process.stdout.write(`statements job ${run.status}: ${run.rows} rows (lines imported + periods reconciled), run ${run.runId}${config.statementsDir ? '' : ' (STATEMENTS_DIR is empty: nothing imported)'}\n`);
+    else
+      process.stdout.write(
+        `statements job ${run.status}: ${run.rows} rows (lines imported + periods reconciled), run ${run.runId}${config.statementsDir ? '' : ' (STATEMENTS_DIR is empty: nothing imported)'}\n`,
+      );
     return 0;
   });
 }
 
 function resultJson(r: ImportResult): Record<string, unknown> {
-  if (r.status === 'refused') return { status: r.status, file: r.fileName, reason: r.reason, problem: r.problem ?? null, invalid_count: r.invalidCount, invalid: r.invalid.map(({ status: _s, ...l }) => l) };
+  if (r.status === 'refused')
+    return {
+      status: r.status,
+      file: r.fileName,
+      reason: r.reason,
+      problem: r.problem ?? null,
+      invalid_count: r.invalidCount,
+      invalid: r.invalid.map(({ status: _s, ...l }) => l),
+    };
   const f = r.file;
-  const file = { name: f.fileName, sha256: f.hash, format: f.format, channel: f.channel, period_from: new Date(f.period.fromMs).toISOString(), period_to: new Date(f.period.toMs).toISOString(), size_bytes: f.sizeBytes, lines_settled: f.linesSettled, lines_not_settled: f.linesNotSettled, lines_invalid: f.linesInvalid, imported_at: f.importedAt.toISOString() };
+  const file = {
+    name: f.fileName,
+    sha256: f.hash,
+    format: f.format,
+    channel: f.channel,
+    period_from: new Date(f.period.fromMs).toISOString(),
+    period_to: new Date(f.period.toMs).toISOString(),
+    size_bytes: f.sizeBytes,
+    lines_settled: f.linesSettled,
+    lines_not_settled: f.linesNotSettled,
+    lines_invalid: f.linesInvalid,
+    imported_at: f.importedAt.toISOString(),
+  };
   return r.status === 'already_imported' ? { status: r.status, file } : { status: r.status, file, invalid: r.invalid.map(({ status: _s, ...l }) => l) };
 }
 

@@ -22,12 +22,72 @@ const fee = (units: bigint, scale: number) => ({ units, scale });
 describe('fixtures import to the expected lines', () => {
   test('generic: any ISO 4217 exponent, refunds positive, hostile ids as data', () => {
     expect(settled(parseStatement('generic', fixture('generic.csv')))).toEqual([
-      { line: 2, transactionId: '4200001', orderId: 'ord-1', type: 'payment', amountMinor: 1250, currency: 'CNY', occurredAtMs: at('2026-11-25T10:00:00Z'), fee: fee(8n, 2), refundId: '' },
-      { line: 3, transactionId: '4200002', orderId: 'ord-2', type: 'payment', amountMinor: 1000, currency: 'JPY', occurredAtMs: at('2026-11-25T02:30:00.250Z'), fee: null, refundId: '' },
-      { line: 4, transactionId: '4200003', orderId: 'ord-3', type: 'payment', amountMinor: 1234, currency: 'KWD', occurredAtMs: at('2026-11-25T12:00:00Z'), fee: fee(1n, 3), refundId: '' },
-      { line: 5, transactionId: '4200001', orderId: 'ord-1', type: 'refund', amountMinor: 250, currency: 'CNY', occurredAtMs: at('2026-11-25T13:00:00Z'), fee: null, refundId: '' },
-      { line: 6, transactionId: 'tx-"quoted",comma', orderId: "ord-'; DROP TABLE x; --", type: 'payment', amountMinor: 1, currency: 'USD', occurredAtMs: at('2026-11-25T23:59:59Z'), fee: null, refundId: '' },
-      { line: 7, transactionId: 'tx\\back\\slash', orderId: '订单-支付-🙂', type: 'payment', amountMinor: 9999, currency: 'EUR', occurredAtMs: at('2026-11-25T00:00:00Z'), fee: fee(0n, 2), refundId: '' },
+      {
+        line: 2,
+        transactionId: '4200001',
+        orderId: 'ord-1',
+        type: 'payment',
+        amountMinor: 1250,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T10:00:00Z'),
+        fee: fee(8n, 2),
+        refundId: '',
+      },
+      {
+        line: 3,
+        transactionId: '4200002',
+        orderId: 'ord-2',
+        type: 'payment',
+        amountMinor: 1000,
+        currency: 'JPY',
+        occurredAtMs: at('2026-11-25T02:30:00.250Z'),
+        fee: null,
+        refundId: '',
+      },
+      {
+        line: 4,
+        transactionId: '4200003',
+        orderId: 'ord-3',
+        type: 'payment',
+        amountMinor: 1234,
+        currency: 'KWD',
+        occurredAtMs: at('2026-11-25T12:00:00Z'),
+        fee: fee(1n, 3),
+        refundId: '',
+      },
+      {
+        line: 5,
+        transactionId: '4200001',
+        orderId: 'ord-1',
+        type: 'refund',
+        amountMinor: 250,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T13:00:00Z'),
+        fee: null,
+        refundId: '',
+      },
+      {
+        line: 6,
+        transactionId: 'tx-"quoted",comma',
+        orderId: "ord-'; DROP TABLE x; --",
+        type: 'payment',
+        amountMinor: 1,
+        currency: 'USD',
+        occurredAtMs: at('2026-11-25T23:59:59Z'),
+        fee: null,
+        refundId: '',
+      },
+      {
+        line: 7,
+        transactionId: 'tx\\back\\slash',
+        orderId: '订单-支付-🙂',
+        type: 'payment',
+        amountMinor: 9999,
+        currency: 'EUR',
+        occurredAtMs: at('2026-11-25T00:00:00Z'),
+        fee: fee(0n, 2),
+        refundId: '',
+      },
     ]);
     const ok = parseStatement('generic', fixture('generic.csv'));
     expect(ok.ok && ok.statement.period).toEqual({ fromMs: at('2026-11-25T00:00:00Z'), toMs: at('2026-11-26T00:00:00Z') });
@@ -37,9 +97,39 @@ describe('fixtures import to the expected lines', () => {
   test('wechat: backticks stripped, Beijing time, refunds separate, a processing refund is not settled', () => {
     const outcome = parseStatement('wechat', fixture('wechat.csv'));
     expect(settled(outcome)).toEqual([
-      { line: 2, transactionId: '4200000901202611250000000001', orderId: 'ord-w1', type: 'payment', amountMinor: 990, currency: 'CNY', occurredAtMs: at('2026-11-25T00:15:02Z'), fee: fee(5940n, 5), refundId: '' },
-      { line: 3, transactionId: '4200000901202611250000000002', orderId: 'ord-w2', type: 'payment', amountMinor: 6800, currency: 'CNY', occurredAtMs: at('2026-11-25T04:00:40Z'), fee: fee(40800n, 5), refundId: '' },
-      { line: 4, transactionId: '4200000901202611250000000001', orderId: 'ord-w1', type: 'refund', amountMinor: 990, currency: 'CNY', occurredAtMs: at('2026-11-25T15:59:59Z'), fee: fee(5940n, 5), refundId: '50000000012026112500000001' },
+      {
+        line: 2,
+        transactionId: '4200000901202611250000000001',
+        orderId: 'ord-w1',
+        type: 'payment',
+        amountMinor: 990,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T00:15:02Z'),
+        fee: fee(5940n, 5),
+        refundId: '',
+      },
+      {
+        line: 3,
+        transactionId: '4200000901202611250000000002',
+        orderId: 'ord-w2',
+        type: 'payment',
+        amountMinor: 6800,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T04:00:40Z'),
+        fee: fee(40800n, 5),
+        refundId: '',
+      },
+      {
+        line: 4,
+        transactionId: '4200000901202611250000000001',
+        orderId: 'ord-w1',
+        type: 'refund',
+        amountMinor: 990,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T15:59:59Z'),
+        fee: fee(5940n, 5),
+        refundId: '50000000012026112500000001',
+      },
     ]);
     expect(outcome.ok && outcome.statement.lines[3]).toMatchObject({ status: 'not_settled', line: 5, reason: 'refund with 退款状态 PROCESSING' });
     // The bill's day is the Beijing day: 00:00 +08 is 16:00 UTC the day before.
@@ -49,9 +139,39 @@ describe('fixtures import to the expected lines', () => {
   test('alipay: GBK, # lines around the table, trailing tabs dropped, period from the header', () => {
     const outcome = parseStatement('alipay', fixture('alipay.csv'));
     expect(settled(outcome)).toEqual([
-      { line: 6, transactionId: '2026112522001400000000000001', orderId: 'ord-a1', type: 'payment', amountMinor: 3580, currency: 'CNY', occurredAtMs: at('2026-11-25T02:00:30Z'), fee: fee(21n, 2), refundId: '' },
-      { line: 7, transactionId: '2026112522001400000000000002', orderId: 'ord-a2', type: 'payment', amountMinor: 100, currency: 'CNY', occurredAtMs: at('2026-11-25T15:59:58Z'), fee: fee(1n, 2), refundId: '' },
-      { line: 8, transactionId: '2026112522001400000000000001', orderId: 'ord-a1', type: 'refund', amountMinor: 3580, currency: 'CNY', occurredAtMs: at('2026-11-25T07:00:00Z'), fee: fee(21n, 2), refundId: 'rf-a1' },
+      {
+        line: 6,
+        transactionId: '2026112522001400000000000001',
+        orderId: 'ord-a1',
+        type: 'payment',
+        amountMinor: 3580,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T02:00:30Z'),
+        fee: fee(21n, 2),
+        refundId: '',
+      },
+      {
+        line: 7,
+        transactionId: '2026112522001400000000000002',
+        orderId: 'ord-a2',
+        type: 'payment',
+        amountMinor: 100,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T15:59:58Z'),
+        fee: fee(1n, 2),
+        refundId: '',
+      },
+      {
+        line: 8,
+        transactionId: '2026112522001400000000000001',
+        orderId: 'ord-a1',
+        type: 'refund',
+        amountMinor: 3580,
+        currency: 'CNY',
+        occurredAtMs: at('2026-11-25T07:00:00Z'),
+        fee: fee(21n, 2),
+        refundId: 'rf-a1',
+      },
     ]);
     expect(outcome.ok && outcome.statement.period).toEqual({ fromMs: at('2026-11-24T16:00:00Z'), toMs: at('2026-11-25T16:00:00Z') });
   });
@@ -59,9 +179,39 @@ describe('fixtures import to the expected lines', () => {
   test('stripe: charges and refunds by charge id, zero-decimal currencies, payouts not settled', () => {
     const outcome = parseStatement('stripe', fixture('stripe.csv'));
     expect(settled(outcome)).toEqual([
-      { line: 2, transactionId: 'ch_1A', orderId: 'ord-s1', type: 'payment', amountMinor: 2500, currency: 'USD', occurredAtMs: at('2026-11-25T09:00:00Z'), fee: fee(103n, 2), refundId: '' },
-      { line: 3, transactionId: 'ch_1B', orderId: 'ord-s2', type: 'payment', amountMinor: 1500, currency: 'JPY', occurredAtMs: at('2026-11-25T10:00:00Z'), fee: fee(75n, 0), refundId: '' },
-      { line: 4, transactionId: 'ch_1A', orderId: 'ord-s1', type: 'refund', amountMinor: 500, currency: 'USD', occurredAtMs: at('2026-11-25T11:00:00Z'), fee: fee(0n, 2), refundId: 're_1C' },
+      {
+        line: 2,
+        transactionId: 'ch_1A',
+        orderId: 'ord-s1',
+        type: 'payment',
+        amountMinor: 2500,
+        currency: 'USD',
+        occurredAtMs: at('2026-11-25T09:00:00Z'),
+        fee: fee(103n, 2),
+        refundId: '',
+      },
+      {
+        line: 3,
+        transactionId: 'ch_1B',
+        orderId: 'ord-s2',
+        type: 'payment',
+        amountMinor: 1500,
+        currency: 'JPY',
+        occurredAtMs: at('2026-11-25T10:00:00Z'),
+        fee: fee(75n, 0),
+        refundId: '',
+      },
+      {
+        line: 4,
+        transactionId: 'ch_1A',
+        orderId: 'ord-s1',
+        type: 'refund',
+        amountMinor: 500,
+        currency: 'USD',
+        occurredAtMs: at('2026-11-25T11:00:00Z'),
+        fee: fee(0n, 2),
+        refundId: 're_1C',
+      },
     ]);
     expect(outcome.ok && outcome.statement.lines[3]).toMatchObject({ status: 'not_settled', line: 5, reason: 'reporting_category payout' });
   });
@@ -97,14 +247,24 @@ describe('bad lines are named with their line and column', () => {
   });
 
   test('generic: every invalid line is listed, the valid ones still parse', () => {
-    const outcome = parseStatement('generic', generic('t1,o1,payment,1.005,CNY,2026-11-25T10:00:00Z,', 't2,o2,payment,1.00,CNY,2026-11-25T10:00:00Z,', 't3,o3,payment,1e3,CNY,2026-11-25T10:00:00Z,'));
+    const outcome = parseStatement(
+      'generic',
+      generic('t1,o1,payment,1.005,CNY,2026-11-25T10:00:00Z,', 't2,o2,payment,1.00,CNY,2026-11-25T10:00:00Z,', 't3,o3,payment,1e3,CNY,2026-11-25T10:00:00Z,'),
+    );
     expect(invalidLines(outcome).map((l) => l.line)).toEqual([2, 4]);
     expect(settled(outcome).map((l) => l.line)).toEqual([3]);
   });
 
   test('line numbers count blank lines and line breaks inside quoted fields, LF or CRLF', () => {
     for (const eol of ['\n', '\r\n']) {
-      const text = [header, 't1,o1,payment,1.00,CNY,2026-11-25T10:00:00Z,', '', '"t2\nsecond line",o2,payment,1.00,CNY,2026-11-25T10:00:00Z,', 't3,o3,payment,1.005,CNY,2026-11-25T10:00:00Z,'].join(eol) + eol;
+      const text =
+        [
+          header,
+          't1,o1,payment,1.00,CNY,2026-11-25T10:00:00Z,',
+          '',
+          '"t2\nsecond line",o2,payment,1.00,CNY,2026-11-25T10:00:00Z,',
+          't3,o3,payment,1.005,CNY,2026-11-25T10:00:00Z,',
+        ].join(eol) + eol;
       const outcome = parseStatement('generic', utf8(text));
       expect(outcome.ok && outcome.statement.lines.map((l) => l.line)).toEqual([2, 4, 6]);
       expect(invalidLines(outcome)).toEqual([{ line: 6, column: 'amount', reason: expect.any(String) }]);
@@ -128,7 +288,10 @@ describe('bad lines are named with their line and column', () => {
   test('wrong encoding: GBK bytes given as UTF-8 formats name the line', () => {
     const bytes = Buffer.concat([utf8(header + '\nt0,o0,payment,1.00,CNY,2026-11-25T09:00:00Z,\n'), gbk('t1,订单,payment,1.00,CNY,2026-11-25T09:00:00Z,\n')]);
     expect(parseStatement('generic', bytes)).toMatchObject({ ok: false, problem: { line: 3, reason: expect.stringContaining('not valid UTF-8') } });
-    expect(parseStatement('wechat', gbk(text('wechat.csv')))).toMatchObject({ ok: false, problem: { line: 1, reason: expect.stringContaining('not valid UTF-8') } });
+    expect(parseStatement('wechat', gbk(text('wechat.csv')))).toMatchObject({
+      ok: false,
+      problem: { line: 1, reason: expect.stringContaining('not valid UTF-8') },
+    });
   });
 });
 
@@ -144,15 +307,23 @@ describe('wechat: parts, backticks and the summary', () => {
     const ls = lines();
     ls[2] = ls[2]!.replace('`0.60%,`68.00,', '`0.60%,`68.005,');
     ls[6] = ls[6]!.replace(/`77\.90,`10\.90$/, '`77.905,`10.90');
-    expect(invalidLines(parseStatement('wechat', join(ls)))).toEqual([{ line: 3, column: '订单金额', reason: '68.005 CNY cannot be represented exactly: CNY has 2 decimal places' }]);
+    expect(invalidLines(parseStatement('wechat', join(ls)))).toEqual([
+      { line: 3, column: '订单金额', reason: '68.005 CNY cannot be represented exactly: CNY has 2 decimal places' },
+    ]);
   });
   test('the summary disagreeing with the details refuses the file', () => {
     const ls = lines();
     ls[6] = ls[6]!.replace('`77.90,`10.90', '`77.91,`10.90');
-    expect(parseStatement('wechat', join(ls))).toMatchObject({ ok: false, problem: { line: 7, column: '应结订单总金额', reason: 'the summary says 77.91, the details add up to 77.90' } });
+    expect(parseStatement('wechat', join(ls))).toMatchObject({
+      ok: false,
+      problem: { line: 7, column: '应结订单总金额', reason: 'the summary says 77.91, the details add up to 77.90' },
+    });
     const counted = lines();
     counted[6] = counted[6]!.replace('`4,', '`5,');
-    expect(parseStatement('wechat', join(counted))).toMatchObject({ ok: false, problem: { line: 7, column: '总交易单数', reason: 'the summary counts 5 lines, the details have 4' } });
+    expect(parseStatement('wechat', join(counted))).toMatchObject({
+      ok: false,
+      problem: { line: 7, column: '总交易单数', reason: 'the summary counts 5 lines, the details have 4' },
+    });
   });
   test('a file cut before its summary is truncated', () => {
     expect(parseStatement('wechat', join(lines().slice(0, 4)))).toMatchObject({ ok: false, problem: { reason: expect.stringContaining('truncated') } });
@@ -164,7 +335,10 @@ describe('wechat: parts, backticks and the summary', () => {
     expect(invalidLines(parseStatement('wechat', join(ls)))).toEqual([{ line: 2, column: '交易状态', reason: expect.stringContaining('"MAYBE"') }]);
   });
   test('not a bill at all', () => {
-    expect(parseStatement('wechat', fixture('generic.csv'))).toMatchObject({ ok: false, problem: { line: 1, reason: expect.stringContaining('not a WeChat Pay trade bill') } });
+    expect(parseStatement('wechat', fixture('generic.csv'))).toMatchObject({
+      ok: false,
+      problem: { line: 1, reason: expect.stringContaining('not a WeChat Pay trade bill') },
+    });
   });
 });
 
@@ -181,10 +355,16 @@ describe('alipay: GBK, comment lines and its own summary', () => {
   test('the totals disagreeing with the table refuse the file', () => {
     const ls = lines();
     ls[9] = ls[9]!.replace('36.80', '36.81');
-    expect(parseStatement('alipay', join(ls))).toMatchObject({ ok: false, problem: { line: 10, column: '交易合计', reason: 'says 商家实收 36.81, the table adds up to 36.80' } });
+    expect(parseStatement('alipay', join(ls))).toMatchObject({
+      ok: false,
+      problem: { line: 10, column: '交易合计', reason: 'says 商家实收 36.81, the table adds up to 36.80' },
+    });
     const refunds = lines();
     refunds[10] = refunds[10]!.replace('1笔', '2笔');
-    expect(parseStatement('alipay', join(refunds))).toMatchObject({ ok: false, problem: { line: 11, column: '退款合计', reason: 'says 2 lines, the table has 1' } });
+    expect(parseStatement('alipay', join(refunds))).toMatchObject({
+      ok: false,
+      problem: { line: 11, column: '退款合计', reason: 'says 2 lines, the table has 1' },
+    });
   });
   test('a file cut before its end marker or totals is truncated', () => {
     expect(parseStatement('alipay', join(lines().slice(0, 7)))).toMatchObject({ ok: false, problem: { reason: expect.stringContaining('truncated') } });

@@ -20,14 +20,26 @@ export function parseGeneric(bytes: Uint8Array): ParseOutcome {
   if (!header) return { ok: false, problem: { line: 1, column: '', reason: `empty file: expected a header line with ${REQUIRED.join(', ')}` }, lines: [] };
   const cols = new Columns(header.fields.map((f) => f.trim()));
   const missing = cols.missing(REQUIRED);
-  if (missing.length > 0) return { ok: false, problem: { line: header.line, column: missing[0]!, reason: `required column missing from the header (expected ${REQUIRED.join(', ')}[, fee])` }, lines: [] };
+  if (missing.length > 0)
+    return {
+      ok: false,
+      problem: { line: header.line, column: missing[0]!, reason: `required column missing from the header (expected ${REQUIRED.join(', ')}[, fee])` },
+      lines: [],
+    };
   const lines: ParsedLine[] = rows.map((rec) => {
     if (rec.fields.length !== header.fields.length) {
-      return { status: 'invalid', line: rec.line, raw: rec.raw, column: '', reason: `has ${rec.fields.length} fields, the header has ${header.fields.length} (a truncated or malformed line)` };
+      return {
+        status: 'invalid',
+        line: rec.line,
+        raw: rec.raw,
+        column: '',
+        reason: `has ${rec.fields.length} fields, the header has ${header.fields.length} (a truncated or malformed line)`,
+      };
     }
     const get = (c: string) => cols.get(rec.fields, c);
     const type = get('type');
-    if (type !== 'payment' && type !== 'refund') return { status: 'invalid', line: rec.line, raw: rec.raw, column: 'type', reason: `${JSON.stringify(type)} is not payment or refund` };
+    if (type !== 'payment' && type !== 'refund')
+      return { status: 'invalid', line: rec.line, raw: rec.raw, column: 'type', reason: `${JSON.stringify(type)} is not payment or refund` };
     const at = get('occurred_at');
     return buildLine(rec, {
       transactionId: ['transaction_id', get('transaction_id')],

@@ -5,7 +5,16 @@ import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { insertTsv } from '../storage/tsv.ts';
 import { defaultChannel, parseStatement } from './formats.ts';
-import { fileByHashQuery, fileRecordOf, fileRow, LINE_COLUMNS, lineCells, statementFilesTable, statementLinesTable, type StatementFileRecord } from './store.ts';
+import {
+  fileByHashQuery,
+  fileRecordOf,
+  fileRow,
+  LINE_COLUMNS,
+  lineCells,
+  statementFilesTable,
+  statementLinesTable,
+  type StatementFileRecord,
+} from './store.ts';
 import type { FileProblem, InvalidLine, ParsedLine, Period, StatementFormat } from './types.ts';
 
 /** What an import needs; nothing is read from globals. */
@@ -72,7 +81,11 @@ export async function importStatement(deps: StatementDeps, o: ImportOptions): Pr
   if (!outcome.ok) return refuse(outcome.problem.reason, invalidOf(outcome.lines), outcome.problem);
   const { lines } = outcome.statement;
   const invalid = invalidOf(lines);
-  if (invalid.length > 0 && !o.skipInvalid) return refuse(`${invalid.length} invalid line${invalid.length === 1 ? '' : 's'}: nothing was imported (--skip-invalid imports the valid lines and records the others)`, invalid);
+  if (invalid.length > 0 && !o.skipInvalid)
+    return refuse(
+      `${invalid.length} invalid line${invalid.length === 1 ? '' : 's'}: nothing was imported (--skip-invalid imports the valid lines and records the others)`,
+      invalid,
+    );
   const period = o.period ?? outcome.statement.period;
   if (!period) return refuse('the file has no settled line to derive its period from: give --period');
   const file: StatementFileRecord = {

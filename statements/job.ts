@@ -112,17 +112,22 @@ export async function run(deps: AnalyticsDeps, now: Date): Promise<JobRun> {
           result.refused++;
           sdeps.logger.warn('statement file refused', { file: f.path, reason: outcome.reason });
         }
-        await insertRows(deps.clickhouse, ident(deps.database, 'statement_inbox').text, [
-          {
-            file_path: f.path,
-            size_bytes: f.sizeBytes,
-            modified_at: toDateTimeText(f.modifiedAtMs),
-            seen_at: toDateTimeText(Date.now()),
-            status: outcome.status,
-            file_hash: 'file' in outcome ? outcome.file.hash : '',
-            reason: outcome.status === 'refused' || outcome.status === 'failed' ? outcome.reason : '',
-          },
-        ], 'record statement inbox file');
+        await insertRows(
+          deps.clickhouse,
+          ident(deps.database, 'statement_inbox').text,
+          [
+            {
+              file_path: f.path,
+              size_bytes: f.sizeBytes,
+              modified_at: toDateTimeText(f.modifiedAtMs),
+              seen_at: toDateTimeText(Date.now()),
+              status: outcome.status,
+              file_hash: 'file' in outcome ? outcome.file.hash : '',
+              reason: outcome.status === 'refused' || outcome.status === 'failed' ? outcome.reason : '',
+            },
+          ],
+          'record statement inbox file',
+        );
       }
     }
     for (const key of await periodsToReconcile(sdeps, now.getTime() - DEFAULT_PENDING_LOOKBACK_MS)) {

@@ -4,9 +4,36 @@ import { reconcile, type OurAttempt, type OurRefund, type StatementEntry } from 
 const T0 = Date.UTC(2026, 10, 25);
 const period = { fromMs: T0, toMs: T0 + 86_400_000 };
 let n = 0;
-const line = (p: Partial<StatementEntry> = {}): StatementEntry => ({ fileHash: 'f', line: ++n, type: 'payment', transactionId: 'tx1', orderId: 'o1', amountMinor: 1000, currency: 'CNY', occurredAtMs: T0 + 3_600_000, ...p });
-const attempt = (p: Partial<OurAttempt> = {}): OurAttempt => ({ orderId: 'o1', attempt: 1, transactionId: 'tx1', status: 'succeeded', amountMinor: 1000, currency: 'CNY', lastAtMs: T0 + 3_600_000, ...p });
-const refund = (p: Partial<OurRefund> = {}): OurRefund => ({ eventId: 'e1', orderId: 'o1', transactionId: 'tx1', amountMinor: 1000, currency: 'CNY', occurredAtMs: T0 + 7_200_000, ...p });
+const line = (p: Partial<StatementEntry> = {}): StatementEntry => ({
+  fileHash: 'f',
+  line: ++n,
+  type: 'payment',
+  transactionId: 'tx1',
+  orderId: 'o1',
+  amountMinor: 1000,
+  currency: 'CNY',
+  occurredAtMs: T0 + 3_600_000,
+  ...p,
+});
+const attempt = (p: Partial<OurAttempt> = {}): OurAttempt => ({
+  orderId: 'o1',
+  attempt: 1,
+  transactionId: 'tx1',
+  status: 'succeeded',
+  amountMinor: 1000,
+  currency: 'CNY',
+  lastAtMs: T0 + 3_600_000,
+  ...p,
+});
+const refund = (p: Partial<OurRefund> = {}): OurRefund => ({
+  eventId: 'e1',
+  orderId: 'o1',
+  transactionId: 'tx1',
+  amountMinor: 1000,
+  currency: 'CNY',
+  occurredAtMs: T0 + 7_200_000,
+  ...p,
+});
 
 interface Case {
   name: string;
@@ -20,16 +47,51 @@ interface Case {
 // Expected outcomes as "kind:line" (statement line number, 0 = none) so every line and attempt is accounted for.
 const cases: Case[] = [
   { name: 'same transaction id, amount and currency: a match', lines: [line({ line: 1 })], attempts: [attempt()], matches: ['transaction_id:1'], breaks: [] },
-  { name: 'no transaction id on the line: order + amount + currency', lines: [line({ line: 1, transactionId: '' })], attempts: [attempt()], matches: ['order_amount:1'], breaks: [] },
-  { name: 'unknown transaction id falls back to the order', lines: [line({ line: 1, transactionId: 'other' })], attempts: [attempt()], matches: ['order_amount:1'], breaks: [] },
-  { name: 'charged, we have nothing', lines: [line({ line: 1, transactionId: 'tx9', orderId: 'o9' })], attempts: [], matches: [], breaks: ['charged_not_recorded:1'] },
-  ...(['failed', 'timeout', 'processing'] as const).map((status) => ({ name: `charged while our latest status is ${status}`, lines: [line({ line: 1 })], attempts: [attempt({ status })], matches: [], breaks: ['charged_not_recorded:1'] })),
+  {
+    name: 'no transaction id on the line: order + amount + currency',
+    lines: [line({ line: 1, transactionId: '' })],
+    attempts: [attempt()],
+    matches: ['order_amount:1'],
+    breaks: [],
+  },
+  {
+    name: 'unknown transaction id falls back to the order',
+    lines: [line({ line: 1, transactionId: 'other' })],
+    attempts: [attempt()],
+    matches: ['order_amount:1'],
+    breaks: [],
+  },
+  {
+    name: 'charged, we have nothing',
+    lines: [line({ line: 1, transactionId: 'tx9', orderId: 'o9' })],
+    attempts: [],
+    matches: [],
+    breaks: ['charged_not_recorded:1'],
+  },
+  ...(['failed', 'timeout', 'processing'] as const).map((status) => ({
+    name: `charged while our latest status is ${status}`,
+    lines: [line({ line: 1 })],
+    attempts: [attempt({ status })],
+    matches: [],
+    breaks: ['charged_not_recorded:1'],
+  })),
   { name: 'recorded succeeded in the period, not on the statement', attempts: [attempt()], matches: [], breaks: ['recorded_not_settled:0'] },
-  { name: 'succeeded outside the period (grace margin) and not on the statement: not ours to report here', attempts: [attempt({ lastAtMs: T0 - 60_000 }), attempt({ orderId: 'o2', transactionId: 'tx2', lastAtMs: period.toMs })], matches: [], breaks: [] },
+  {
+    name: 'succeeded outside the period (grace margin) and not on the statement: not ours to report here',
+    attempts: [attempt({ lastAtMs: T0 - 60_000 }), attempt({ orderId: 'o2', transactionId: 'tx2', lastAtMs: period.toMs })],
+    matches: [],
+    breaks: [],
+  },
   { name: 'a failed attempt not on the statement is fine', attempts: [attempt({ status: 'failed' })], matches: [], breaks: [] },
   { name: 'amount differs', lines: [line({ line: 1, amountMinor: 999 })], attempts: [attempt()], matches: [], breaks: ['amount_mismatch:1'] },
   { name: 'currency differs', lines: [line({ line: 1, currency: 'USD' })], attempts: [attempt()], matches: [], breaks: ['currency_mismatch:1'] },
-  { name: 'the same transaction settled twice', lines: [line({ line: 1 }), line({ line: 2 })], attempts: [attempt()], matches: ['transaction_id:1'], breaks: ['duplicate_settlement:2'] },
+  {
+    name: 'the same transaction settled twice',
+    lines: [line({ line: 1 }), line({ line: 2 })],
+    attempts: [attempt()],
+    matches: ['transaction_id:1'],
+    breaks: ['duplicate_settlement:2'],
+  },
   {
     name: 'double click: a second charge on the order with its own transaction id, we recorded one attempt',
     lines: [line({ line: 1 }), line({ line: 2, transactionId: 'tx2' })],
@@ -51,14 +113,51 @@ const cases: Case[] = [
     matches: ['order_amount:1'],
     breaks: [],
   },
-  { name: 'two attempts share a transaction id: ambiguous', lines: [line({ line: 1 })], attempts: [attempt({ status: 'failed' }), attempt({ attempt: 2, status: 'failed' })], matches: [], breaks: ['ambiguous:1'] },
-  { name: 'the only open attempt of the order, another amount: amount mismatch', lines: [line({ line: 1, transactionId: '', amountMinor: 1200 })], attempts: [attempt({ transactionId: '' })], matches: [], breaks: ['amount_mismatch:1'] },
-  { name: 'refund matched by transaction id', lines: [line({ line: 1 }), line({ line: 2, type: 'refund' })], attempts: [attempt()], refunds: [refund()], matches: ['transaction_id:1', 'transaction_id:2'], breaks: [] },
-  { name: 'refund amounts differ', lines: [line({ line: 1, type: 'refund', amountMinor: 500 })], refunds: [refund()], matches: [], breaks: ['refund_mismatch:1'] },
+  {
+    name: 'two attempts share a transaction id: ambiguous',
+    lines: [line({ line: 1 })],
+    attempts: [attempt({ status: 'failed' }), attempt({ attempt: 2, status: 'failed' })],
+    matches: [],
+    breaks: ['ambiguous:1'],
+  },
+  {
+    name: 'the only open attempt of the order, another amount: amount mismatch',
+    lines: [line({ line: 1, transactionId: '', amountMinor: 1200 })],
+    attempts: [attempt({ transactionId: '' })],
+    matches: [],
+    breaks: ['amount_mismatch:1'],
+  },
+  {
+    name: 'refund matched by transaction id',
+    lines: [line({ line: 1 }), line({ line: 2, type: 'refund' })],
+    attempts: [attempt()],
+    refunds: [refund()],
+    matches: ['transaction_id:1', 'transaction_id:2'],
+    breaks: [],
+  },
+  {
+    name: 'refund amounts differ',
+    lines: [line({ line: 1, type: 'refund', amountMinor: 500 })],
+    refunds: [refund()],
+    matches: [],
+    breaks: ['refund_mismatch:1'],
+  },
   { name: 'refund on the statement only', lines: [line({ line: 1, type: 'refund' })], matches: [], breaks: ['refund_mismatch:1'] },
   { name: 'refund recorded only', refunds: [refund()], matches: [], breaks: ['refund_mismatch:0'] },
-  { name: 'two equal partial refunds are interchangeable', lines: [line({ line: 1, type: 'refund', amountMinor: 100 }), line({ line: 2, type: 'refund', amountMinor: 100 })], refunds: [refund({ amountMinor: 100 }), refund({ eventId: 'e2', amountMinor: 100 })], matches: ['transaction_id:1', 'transaction_id:2'], breaks: [] },
-  { name: 'a refund that could be either of two different ones: ambiguous', lines: [line({ line: 1, type: 'refund', amountMinor: 100 })], refunds: [refund({ amountMinor: 200 }), refund({ eventId: 'e2', amountMinor: 300, occurredAtMs: period.toMs + 1 })], matches: [], breaks: ['ambiguous:1'] },
+  {
+    name: 'two equal partial refunds are interchangeable',
+    lines: [line({ line: 1, type: 'refund', amountMinor: 100 }), line({ line: 2, type: 'refund', amountMinor: 100 })],
+    refunds: [refund({ amountMinor: 100 }), refund({ eventId: 'e2', amountMinor: 100 })],
+    matches: ['transaction_id:1', 'transaction_id:2'],
+    breaks: [],
+  },
+  {
+    name: 'a refund that could be either of two different ones: ambiguous',
+    lines: [line({ line: 1, type: 'refund', amountMinor: 100 })],
+    refunds: [refund({ amountMinor: 200 }), refund({ eventId: 'e2', amountMinor: 300, occurredAtMs: period.toMs + 1 })],
+    matches: [],
+    breaks: ['ambiguous:1'],
+  },
 ];
 
 describe('reconcile', () => {
@@ -69,12 +168,19 @@ describe('reconcile', () => {
   });
 
   test('every line and every attempt succeeded in the period ends in exactly one place', () => {
-    const lines = [line({ line: 1 }), line({ line: 2 }), line({ line: 3, transactionId: 'tx3', orderId: 'o3' }), line({ line: 4, transactionId: 'tx4', orderId: 'o4', amountMinor: 5 })];
+    const lines = [
+      line({ line: 1 }),
+      line({ line: 2 }),
+      line({ line: 3, transactionId: 'tx3', orderId: 'o3' }),
+      line({ line: 4, transactionId: 'tx4', orderId: 'o4', amountMinor: 5 }),
+    ];
     const attempts = [attempt(), attempt({ orderId: 'o4', transactionId: 'tx4' }), attempt({ orderId: 'o5', transactionId: 'tx5' })];
     const r = reconcile({ period, lines, attempts, refunds: [] });
     const places = [...r.matches.map((m) => m.line.line), ...r.breaks.flatMap((b) => (b.line ? [b.line.line] : []))].sort();
     expect(places).toEqual([1, 2, 3, 4]);
-    const attemptPlaces = [...r.matches.map((m) => m.attempt), ...r.breaks.filter((b) => b.kind !== 'duplicate_settlement').map((b) => b.attempt)].filter(Boolean);
+    const attemptPlaces = [...r.matches.map((m) => m.attempt), ...r.breaks.filter((b) => b.kind !== 'duplicate_settlement').map((b) => b.attempt)].filter(
+      Boolean,
+    );
     expect(new Set(attemptPlaces).size).toBe(attemptPlaces.length);
     expect(attemptPlaces).toHaveLength(3);
   });
@@ -84,7 +190,8 @@ describe('reconcile', () => {
     const attempts = [attempt({ transactionId: '' }), attempt({ orderId: 'o2', transactionId: 'tx2', status: 'failed' })];
     const a = reconcile({ period, lines, attempts, refunds: [] });
     const b = reconcile({ period, lines: [...lines].reverse(), attempts, refunds: [] });
-    const key = (r: ReturnType<typeof reconcile>) => JSON.stringify([r.matches.map((m) => m.line.line).sort(), r.breaks.map((x) => `${x.kind}:${x.line?.line}`).sort()]);
+    const key = (r: ReturnType<typeof reconcile>) =>
+      JSON.stringify([r.matches.map((m) => m.line.line).sort(), r.breaks.map((x) => `${x.kind}:${x.line?.line}`).sort()]);
     expect(key(a)).toBe(key(b));
   });
 });

@@ -41,7 +41,15 @@ export interface OurRefund {
   occurredAtMs: number;
 }
 
-export const breakKinds = ['charged_not_recorded', 'recorded_not_settled', 'amount_mismatch', 'currency_mismatch', 'duplicate_settlement', 'refund_mismatch', 'ambiguous'] as const;
+export const breakKinds = [
+  'charged_not_recorded',
+  'recorded_not_settled',
+  'amount_mismatch',
+  'currency_mismatch',
+  'duplicate_settlement',
+  'refund_mismatch',
+  'ambiguous',
+] as const;
 export type BreakKind = (typeof breakKinds)[number];
 
 export type MatchedBy = 'transaction_id' | 'order_amount' | 'order';
@@ -119,8 +127,20 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const matches: Match[] = [];
   const breaks: Break[] = [];
   const lines = inFileOrder(input.lines);
-  reconcilePayments(input.period, lines.filter((l) => l.type === 'payment'), input.attempts, matches, breaks);
-  reconcileRefunds(input.period, lines.filter((l) => l.type === 'refund'), input.refunds, matches, breaks);
+  reconcilePayments(
+    input.period,
+    lines.filter((l) => l.type === 'payment'),
+    input.attempts,
+    matches,
+    breaks,
+  );
+  reconcileRefunds(
+    input.period,
+    lines.filter((l) => l.type === 'refund'),
+    input.refunds,
+    matches,
+    breaks,
+  );
   return { matches, breaks };
 }
 
@@ -138,7 +158,11 @@ function reconcilePayments(period: Period, lines: StatementEntry[], attempts: re
   const held = new Set<OurAttempt>();
   const ambiguous = (line: StatementEntry, candidates: OurAttempt[], why: string) => {
     for (const a of candidates) held.add(a);
-    breaks.push({ kind: 'ambiguous', line, detail: `${why}: attempts ${candidates.map((a) => a.attempt).join(', ')} of order ${JSON.stringify(candidates[0]!.orderId)}` });
+    breaks.push({
+      kind: 'ambiguous',
+      line,
+      detail: `${why}: attempts ${candidates.map((a) => a.attempt).join(', ')} of order ${JSON.stringify(candidates[0]!.orderId)}`,
+    });
   };
   const byOrderLines: StatementEntry[] = [];
   for (const line of lines) {
@@ -170,16 +194,26 @@ function reconcilePayments(period: Period, lines: StatementEntry[], attempts: re
   for (const attempt of attempts) {
     const got = settled.get(attempt);
     if (!got) {
-      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt)) breaks.push({ kind: 'recorded_not_settled', attempt, detail: 'we recorded succeeded, the statement has no such charge' });
+      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt))
+        breaks.push({ kind: 'recorded_not_settled', attempt, detail: 'we recorded succeeded, the statement has no such charge' });
       continue;
     }
     const [first, ...more] = got;
     const line = first!.line;
-    if (attempt.status !== 'succeeded') breaks.push({ kind: 'charged_not_recorded', line, attempt, detail: `the platform charged, our latest status is ${attempt.status}` });
-    else if (line.currency !== attempt.currency) breaks.push({ kind: 'currency_mismatch', line, attempt, detail: `statement ${line.currency}, ours ${attempt.currency}` });
-    else if (line.amountMinor !== attempt.amountMinor) breaks.push({ kind: 'amount_mismatch', line, attempt, detail: `statement ${line.amountMinor}, ours ${attempt.amountMinor} (minor units)` });
+    if (attempt.status !== 'succeeded')
+      breaks.push({ kind: 'charged_not_recorded', line, attempt, detail: `the platform charged, our latest status is ${attempt.status}` });
+    else if (line.currency !== attempt.currency)
+      breaks.push({ kind: 'currency_mismatch', line, attempt, detail: `statement ${line.currency}, ours ${attempt.currency}` });
+    else if (line.amountMinor !== attempt.amountMinor)
+      breaks.push({ kind: 'amount_mismatch', line, attempt, detail: `statement ${line.amountMinor}, ours ${attempt.amountMinor} (minor units)` });
     else matches.push({ line, attempt, by: first!.by });
-    for (const extra of more) breaks.push({ kind: 'duplicate_settlement', line: extra.line, attempt, detail: `another settled charge for attempt ${attempt.attempt} of order ${JSON.stringify(attempt.orderId)}` });
+    for (const extra of more)
+      breaks.push({
+        kind: 'duplicate_settlement',
+        line: extra.line,
+        attempt,
+        detail: `another settled charge for attempt ${attempt.attempt} of order ${JSON.stringify(attempt.orderId)}`,
+      });
   }
 }
 
@@ -200,15 +234,25 @@ function reconcileRefunds(period: Period, lines: StatementEntry[], refunds: read
       matches.push({ line, refund: exact, by });
     } else if (open.length === 1) {
       taken.add(open[0]!);
-      breaks.push({ kind: 'refund_mismatch', line, refund: open[0]!, detail: `refund: statement ${line.amountMinor} ${line.currency}, ours ${open[0]!.amountMinor} ${open[0]!.currency}` });
+      breaks.push({
+        kind: 'refund_mismatch',
+        line,
+        refund: open[0]!,
+        detail: `refund: statement ${line.amountMinor} ${line.currency}, ours ${open[0]!.amountMinor} ${open[0]!.currency}`,
+      });
     } else if (open.length > 1) {
       for (const r of open) held.add(r);
-      breaks.push({ kind: 'ambiguous', line, detail: `${open.length} of our refunds (${open.map((r) => `${r.amountMinor} ${r.currency}`).join(', ')}) could be this refund, none with its amount` });
+      breaks.push({
+        kind: 'ambiguous',
+        line,
+        detail: `${open.length} of our refunds (${open.map((r) => `${r.amountMinor} ${r.currency}`).join(', ')}) could be this refund, none with its amount`,
+      });
     } else {
       breaks.push({ kind: 'refund_mismatch', line, detail: 'the platform refunded, we recorded no such refund' });
     }
   }
   for (const refund of ordered) {
-    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs)) breaks.push({ kind: 'refund_mismatch', refund, detail: 'we recorded a refund, the statement has none' });
+    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs))
+      breaks.push({ kind: 'refund_mismatch', refund, detail: 'we recorded a refund, the statement has none' });
   }
 }

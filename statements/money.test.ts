@@ -38,7 +38,13 @@ describe('toMinorUnits', () => {
   });
 
   test('exponents follow ISO 4217', () => {
-    expect([currencyExponent('JPY'), currencyExponent('CNY'), currencyExponent('KWD'), currencyExponent('CLF'), currencyExponent('ABC')]).toEqual([0, 2, 3, 4, undefined]);
+    expect([currencyExponent('JPY'), currencyExponent('CNY'), currencyExponent('KWD'), currencyExponent('CLF'), currencyExponent('ABC')]).toEqual([
+      0,
+      2,
+      3,
+      4,
+      undefined,
+    ]);
   });
 });
 

@@ -16,7 +16,14 @@ const EXPONENT_2 =
   'VES WST XCD YER ZAR ZMW ZWG';
 
 const exponents: ReadonlyMap<string, number> = new Map(
-  ([[EXPONENT_0, 0], [EXPONENT_2, 2], [EXPONENT_3, 3], [EXPONENT_4, 4]] as const).flatMap(([codes, e]) => codes.split(' ').map((c) => [c, e] as const)),
+  (
+    [
+      [EXPONENT_0, 0],
+      [EXPONENT_2, 2],
+      [EXPONENT_3, 3],
+      [EXPONENT_4, 4],
+    ] as const
+  ).flatMap(([codes, e]) => codes.split(' ').map((c) => [c, e] as const)),
 );
 
 /** The ISO 4217 exponent of `currency` (upper case), or undefined for a code we do not know. */
@@ -63,7 +70,8 @@ export function toMinorUnits(text: string, currency: string): Parsed<number> {
   const d = parseDecimal(text);
   if (!d.ok) return d;
   const exact = rescale(d.value, exponent);
-  if (!exact) return { ok: false, reason: `${text} ${currency} cannot be represented exactly: ${currency} has ${exponent} decimal place${exponent === 1 ? '' : 's'}` };
+  if (!exact)
+    return { ok: false, reason: `${text} ${currency} cannot be represented exactly: ${currency} has ${exponent} decimal place${exponent === 1 ? '' : 's'}` };
   if (exact.units > MAX_MINOR || exact.units < -MAX_MINOR) return { ok: false, reason: `${text} ${currency} is out of range (at most 10^15 minor units)` };
   return { ok: true, value: Number(exact.units) };
 }

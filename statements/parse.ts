@@ -80,7 +80,10 @@ export function csvRecords(text: string): { records: CsvRecord[]; problem?: File
   } catch (err) {
     if (err instanceof CsvError) {
       const line = Number((err as unknown as { lines?: number }).lines ?? 0) || 1;
-      return { records: [], problem: { line, column: '', reason: `not readable as CSV: ${err.message.replace(/^Invalid Record Length: |^Quote Not Closed: /, '')}` } };
+      return {
+        records: [],
+        problem: { line, column: '', reason: `not readable as CSV: ${err.message.replace(/^Invalid Record Length: |^Quote Not Closed: /, '')}` },
+      };
     }
     throw err;
   }
@@ -134,7 +137,8 @@ export function buildLine(rec: CsvRecord, input: LineInput): SettledLine | Inval
   if (order.length > MAX_ID_LENGTH) return invalid(orderCol, `is longer than ${MAX_ID_LENGTH} characters`);
   const [curCol, currencyText] = input.currency;
   const currency = currencyText.toUpperCase();
-  if (!/^[A-Z]{3}$/.test(currency) || currencyExponent(currency) === undefined) return invalid(curCol, `unknown currency ${JSON.stringify(currencyText)} (expected an ISO 4217 code such as CNY, USD, JPY)`);
+  if (!/^[A-Z]{3}$/.test(currency) || currencyExponent(currency) === undefined)
+    return invalid(curCol, `unknown currency ${JSON.stringify(currencyText)} (expected an ISO 4217 code such as CNY, USD, JPY)`);
   const [amountCol, amountText] = input.amount;
   const amount = toMinorUnits(amountText, currency);
   if (!amount.ok) return invalid(amountCol, amount.reason);
@@ -147,7 +151,8 @@ export function buildLine(rec: CsvRecord, input: LineInput): SettledLine | Inval
     if (!d.ok) return invalid(input.fee[0], d.reason);
     // Fees may be finer than the currency (WeChat Pay reports 5 decimals); kept exactly, at least at the currency's scale.
     fee = rescale(d.value, Math.max(d.value.scale, currencyExponent(currency)!))!;
-    if (fee.units > BigInt(Number.MAX_SAFE_INTEGER) || fee.units < -BigInt(Number.MAX_SAFE_INTEGER)) return invalid(input.fee[0], `${input.fee[1]} is out of range`);
+    if (fee.units > BigInt(Number.MAX_SAFE_INTEGER) || fee.units < -BigInt(Number.MAX_SAFE_INTEGER))
+      return invalid(input.fee[0], `${input.fee[1]} is out of range`);
   }
   return {
     status: 'settled',
@@ -175,7 +180,8 @@ export function parseLocalTime(text: string, offsetMs: number): number | null {
   const ms = Date.UTC(y, mo - 1, d, h, mi, s);
   const back = new Date(ms);
   // Refuses 2026-02-30 and 24:00:00, which Date.UTC would roll over.
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h || back.getUTCMinutes() !== mi) return null;
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h || back.getUTCMinutes() !== mi)
+    return null;
   return ms - offsetMs;
 }
 

@@ -9,6 +9,9 @@ test.each([
   expect(formatPeriod(parsePeriod(text)!)).toBe(expected);
 });
 
-test.each(['', '2026-11-31', '25/11/2026', '2026-11-26..2026-11-25', '2026-11-25..', '2026-11-25T10:00:00', '2026-11-25T10:00:00Z', 'a..b..c'])('%j is refused', (text) => {
-  expect(parsePeriod(text)).toBeNull();
-});
+test.each(['', '2026-11-31', '25/11/2026', '2026-11-26..2026-11-25', '2026-11-25..', '2026-11-25T10:00:00', '2026-11-25T10:00:00Z', 'a..b..c'])(
+  '%j is refused',
+  (text) => {
+    expect(parsePeriod(text)).toBeNull();
+  },
+);

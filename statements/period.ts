@@ -27,4 +27,5 @@ export function parsePeriod(text: string): Period | null {
 }
 
 /** A period as text: 2026-11-25T00:00:00Z..2026-11-26T00:00:00Z. */
-export const formatPeriod = (p: Period): string => `${new Date(p.fromMs).toISOString().replace('.000Z', 'Z')}..${new Date(p.toMs).toISOString().replace('.000Z', 'Z')}`;
+export const formatPeriod = (p: Period): string =>
+  `${new Date(p.fromMs).toISOString().replace('.000Z', 'Z')}..${new Date(p.toMs).toISOString().replace('.000Z', 'Z')}`;

@@ -65,7 +65,15 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
   const writes: (() => Promise<void>)[] = [];
   for (let i = 0; i < result.matches.length; i += INSERT_CHUNK) {
     const slice = result.matches.slice(i, i + INSERT_CHUNK);
-    writes.push(() => insertTsv(deps.clickhouse, ident(deps.database, 'statement_matches').text, MATCH_COLUMNS, slice.map((m) => [...head, ...matchRow(m)]), 'write statement matches'));
+    writes.push(() =>
+      insertTsv(
+        deps.clickhouse,
+        ident(deps.database, 'statement_matches').text,
+        MATCH_COLUMNS,
+        slice.map((m) => [...head, ...matchRow(m)]),
+        'write statement matches',
+      ),
+    );
   }
   for (let i = 0; i < result.breaks.length; i += INSERT_CHUNK) {
     const slice = result.breaks.slice(i, i + INSERT_CHUNK);
@@ -87,10 +95,29 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
   await insertRows(
     deps.clickhouse,
     ident(deps.database, 'statement_runs').text,
-    [{ channel, period_from: toDateTimeText(period.fromMs), period_to: toDateTimeText(period.toMs), version, computed_at: computedAt, window_from: toDateTimeText(window.fromMs), window_to: toDateTimeText(window.toMs), lines: lines.length, attempts: attempts.length, refunds: refunds.length, matched: result.matches.length, breaks: result.breaks.length }],
+    [
+      {
+        channel,
+        period_from: toDateTimeText(period.fromMs),
+        period_to: toDateTimeText(period.toMs),
+        version,
+        computed_at: computedAt,
+        window_from: toDateTimeText(window.fromMs),
+        window_to: toDateTimeText(window.toMs),
+        lines: lines.length,
+        attempts: attempts.length,
+        refunds: refunds.length,
+        matched: result.matches.length,
+        breaks: result.breaks.length,
+      },
+    ],
     'record statement run',
   );
-  const breaks = Object.fromEntries(['charged_not_recorded', 'recorded_not_settled', 'amount_mismatch', 'currency_mismatch', 'duplicate_settlement', 'refund_mismatch', 'ambiguous'].map((k) => [k, 0])) as Record<BreakKind, number>;
+  const breaks = Object.fromEntries(
+    ['charged_not_recorded', 'recorded_not_settled', 'amount_mismatch', 'currency_mismatch', 'duplicate_settlement', 'refund_mismatch', 'ambiguous'].map(
+      (k) => [k, 0],
+    ),
+  ) as Record<BreakKind, number>;
   for (const b of result.breaks) breaks[b.kind]++;
   const run: PeriodRun = {
     channel,
@@ -104,7 +131,15 @@ export async function reconcilePeriod(deps: StatementDeps, key: PeriodKey, optio
     durationMs: Date.now() - started,
     phasesMs: { read: readMs, decide: decidedAt - started - readMs, write: Date.now() - decidedAt },
   };
-  deps.logger.info('statement period reconciled', { channel, period_from: new Date(period.fromMs).toISOString(), period_to: new Date(period.toMs).toISOString(), lines: run.lines, matched: run.matched, breaks: result.breaks.length, duration_ms: run.durationMs });
+  deps.logger.info('statement period reconciled', {
+    channel,
+    period_from: new Date(period.fromMs).toISOString(),
+    period_to: new Date(period.toMs).toISOString(),
+    lines: run.lines,
+    matched: run.matched,
+    breaks: result.breaks.length,
+    duration_ms: run.durationMs,
+  });
   return { status: 'reconciled', run };
 }
 
@@ -173,15 +208,58 @@ const toRefund = (r: Cells): OurRefund => ({
   occurredAtMs: Number(r[5]),
 });
 
-const MATCH_COLUMNS = ['channel', 'period_from', 'period_to', 'version', 'file_hash', 'line', 'type', 'matched_by', 'transaction_id', 'order_id', 'attempt', 'refund_event_id', 'amount_minor', 'currency'];
+const MATCH_COLUMNS = [
+  'channel',
+  'period_from',
+  'period_to',
+  'version',
+  'file_hash',
+  'line',
+  'type',
+  'matched_by',
+  'transaction_id',
+  'order_id',
+  'attempt',
+  'refund_event_id',
+  'amount_minor',
+  'currency',
+];
 
-const matchRow = (m: Match): TsvValue[] => [m.line.fileHash, m.line.line, m.line.type, m.by, m.line.transactionId, m.line.orderId, m.attempt?.attempt ?? 0, m.refund?.eventId ?? '', m.line.amountMinor, m.line.currency];
+const matchRow = (m: Match): TsvValue[] => [
+  m.line.fileHash,
+  m.line.line,
+  m.line.type,
+  m.by,
+  m.line.transactionId,
+  m.line.orderId,
+  m.attempt?.attempt ?? 0,
+  m.refund?.eventId ?? '',
+  m.line.amountMinor,
+  m.line.currency,
+];
 
 const BREAK_FIELDS = [
-  'break_id', 'kind', 'detail', 'order_id', 'transaction_id',
-  'has_statement', 'statement_file_hash', 'statement_line', 'statement_type', 'statement_amount_minor', 'statement_currency', 'statement_occurred_at',
-  'has_ours', 'our_attempt', 'our_status', 'our_refund_event_id', 'our_amount_minor', 'our_currency', 'our_occurred_at',
-  'amount_at_stake_minor', 'currency',
+  'break_id',
+  'kind',
+  'detail',
+  'order_id',
+  'transaction_id',
+  'has_statement',
+  'statement_file_hash',
+  'statement_line',
+  'statement_type',
+  'statement_amount_minor',
+  'statement_currency',
+  'statement_occurred_at',
+  'has_ours',
+  'our_attempt',
+  'our_status',
+  'our_refund_event_id',
+  'our_amount_minor',
+  'our_currency',
+  'our_occurred_at',
+  'amount_at_stake_minor',
+  'currency',
 ] as const;
 const BREAK_COLUMNS = ['channel', 'period_from', 'period_to', 'version', 'computed_at', ...BREAK_FIELDS];
 
@@ -194,7 +272,10 @@ export function breakRow(b: Break): Row {
     .digest('hex')
     .slice(0, 32);
   // What is at stake in the statement's currency where there is a statement side.
-  const stake = b.kind === 'amount_mismatch' || (b.kind === 'refund_mismatch' && b.line && ours) ? Math.abs(b.line!.amountMinor - ours!.amountMinor) : (b.line?.amountMinor ?? ours?.amountMinor ?? 0);
+  const stake =
+    b.kind === 'amount_mismatch' || (b.kind === 'refund_mismatch' && b.line && ours)
+      ? Math.abs(b.line!.amountMinor - ours!.amountMinor)
+      : (b.line?.amountMinor ?? ours?.amountMinor ?? 0);
   return {
     break_id: id,
     kind: b.kind,

@@ -9,14 +9,34 @@ const iso = (s: unknown) => new Date(Number(s) * 1000).toISOString().replace('.0
 
 /** A reconciliation outcome as JSON. */
 export function outcomeJson(o: PeriodOutcome): Row {
-  if (o.status === 'open') return { status: 'open', channel: o.channel, period_from: new Date(o.period.fromMs).toISOString(), period_to: new Date(o.period.toMs).toISOString(), closes_at: o.closesAt.toISOString() };
+  if (o.status === 'open')
+    return {
+      status: 'open',
+      channel: o.channel,
+      period_from: new Date(o.period.fromMs).toISOString(),
+      period_to: new Date(o.period.toMs).toISOString(),
+      closes_at: o.closesAt.toISOString(),
+    };
   const r = o.run;
-  return { status: 'reconciled', channel: r.channel, period_from: new Date(r.period.fromMs).toISOString(), period_to: new Date(r.period.toMs).toISOString(), version: r.version, lines: r.lines, attempts: r.attempts, refunds: r.refunds, matched: r.matched, breaks: r.breaks, duration_ms: r.durationMs };
+  return {
+    status: 'reconciled',
+    channel: r.channel,
+    period_from: new Date(r.period.fromMs).toISOString(),
+    period_to: new Date(r.period.toMs).toISOString(),
+    version: r.version,
+    lines: r.lines,
+    attempts: r.attempts,
+    refunds: r.refunds,
+    matched: r.matched,
+    breaks: r.breaks,
+    duration_ms: r.durationMs,
+  };
 }
 
 /** One line of text for a reconciliation outcome. */
 export function formatOutcome(o: PeriodOutcome): string {
-  if (o.status === 'open') return `Channel ${o.channel}, period ${formatPeriod(o.period)}: not reconciled yet, the period plus STATEMENT_GRACE ends at ${o.closesAt.toISOString()} (the statements job does it then).`;
+  if (o.status === 'open')
+    return `Channel ${o.channel}, period ${formatPeriod(o.period)}: not reconciled yet, the period plus STATEMENT_GRACE ends at ${o.closesAt.toISOString()} (the statements job does it then).`;
   const r = o.run;
   const found = breakKinds.filter((k) => r.breaks[k] > 0).map((k) => `${k} ${r.breaks[k]}`);
   return `Reconciled channel ${r.channel}, period ${formatPeriod(r.period)}: ${r.lines} statement lines, ${r.attempts} attempts, ${r.refunds} refunds; ${r.matched} matched; breaks: ${found.length ? found.join(', ') : 'none'} (${(r.durationMs / 1000).toFixed(1)} s).`;
@@ -33,8 +53,26 @@ export function breakJson(r: Row): Row {
     order_id: r.order_id,
     transaction_id: r.transaction_id,
     detail: r.detail,
-    statement: Number(r.has_statement) ? { file_hash: r.statement_file_hash, line: Number(r.statement_line), type: r.statement_type, amount_minor: Number(r.statement_amount_minor), currency: r.statement_currency, occurred_at: iso(r.statement_s) } : null,
-    ours: Number(r.has_ours) ? { attempt: Number(r.our_attempt), status: r.our_status, refund_event_id: r.our_refund_event_id, amount_minor: Number(r.our_amount_minor), currency: r.our_currency, occurred_at: iso(r.ours_s) } : null,
+    statement: Number(r.has_statement)
+      ? {
+          file_hash: r.statement_file_hash,
+          line: Number(r.statement_line),
+          type: r.statement_type,
+          amount_minor: Number(r.statement_amount_minor),
+          currency: r.statement_currency,
+          occurred_at: iso(r.statement_s),
+        }
+      : null,
+    ours: Number(r.has_ours)
+      ? {
+          attempt: Number(r.our_attempt),
+          status: r.our_status,
+          refund_event_id: r.our_refund_event_id,
+          amount_minor: Number(r.our_amount_minor),
+          currency: r.our_currency,
+          occurred_at: iso(r.ours_s),
+        }
+      : null,
     amount_at_stake_minor: Number(r.amount_at_stake_minor),
     currency: r.currency,
   };
@@ -99,7 +137,8 @@ export function formatSummary(channels: readonly ChannelSummary[], period: Perio
     const rate = c.lines === 0 ? 0 : c.matched / c.lines;
     out.push(`\n${c.channel}: ${c.periods} period${c.periods === 1 ? '' : 's'}, ${c.lines} lines, ${c.matched} matched (${(rate * 100).toFixed(2)}%)`);
     for (const k of breakKinds) if (c.breaks[k] > 0) out.push(`  ${k.padEnd(22)} ${c.breaks[k]}`);
-    for (const [cur, a] of Object.entries(c.matchedAmounts)) out.push(`  matched ${cur}: payments ${formatMinor(a.payments, cur)}, refunds ${formatMinor(a.refunds, cur)}`);
+    for (const [cur, a] of Object.entries(c.matchedAmounts))
+      out.push(`  matched ${cur}: payments ${formatMinor(a.payments, cur)}, refunds ${formatMinor(a.refunds, cur)}`);
     for (const [cur, a] of Object.entries(c.atStake)) if (cur) out.push(`  at stake in breaks ${cur}: ${formatMinor(a, cur)}`);
   }
   return out.join('\n');

@@ -30,8 +30,22 @@ describe('simulated statements', () => {
     if (!parsed.ok) return;
     const settled = parsed.statement.lines.filter((l): l is SettledLine => l.status === 'settled');
     expect(settled).toHaveLength(statement.lines.length);
-    const back = settled.map((l) => ({ transactionId: l.transactionId, orderId: l.orderId, type: l.type, amountMinor: l.amountMinor, currency: l.currency, occurredAtMs: Math.floor(l.occurredAtMs / 1000) }));
-    const written = statement.lines.map((l) => ({ transactionId: l.transactionId, orderId: l.orderId, type: l.type, amountMinor: l.amountMinor, currency: l.currency, occurredAtMs: Math.floor(l.occurredAtMs / 1000) }));
+    const back = settled.map((l) => ({
+      transactionId: l.transactionId,
+      orderId: l.orderId,
+      type: l.type,
+      amountMinor: l.amountMinor,
+      currency: l.currency,
+      occurredAtMs: Math.floor(l.occurredAtMs / 1000),
+    }));
+    const written = statement.lines.map((l) => ({
+      transactionId: l.transactionId,
+      orderId: l.orderId,
+      type: l.type,
+      amountMinor: l.amountMinor,
+      currency: l.currency,
+      occurredAtMs: Math.floor(l.occurredAtMs / 1000),
+    }));
     expect(back).toEqual(written);
     // One injected break of every kind the format can express, each on its own order.
     expect(statement.injected.map((i) => i.kind).sort()).toEqual(breakKinds.filter((k) => currencies || k !== 'currency_mismatch').sort());

@@ -50,7 +50,12 @@ interface AttemptView {
  * once) and injects one break of every kind on distinct orders. `currencies` false: the format
  * cannot state a currency (Alipay), so no currency_mismatch is injected.
  */
-export function simulatedStatement(events: readonly PaymentEvent[], channel: string, period: Period, options: { currencies: boolean; inject: boolean }): SimulatedStatement {
+export function simulatedStatement(
+  events: readonly PaymentEvent[],
+  channel: string,
+  period: Period,
+  options: { currencies: boolean; inject: boolean },
+): SimulatedStatement {
   const seen = new Set<string>();
   const attempts = new Map<string, AttemptView>();
   const byOrder = new Map<string, AttemptView[]>();
@@ -61,7 +66,16 @@ export function simulatedStatement(events: readonly PaymentEvent[], channel: str
     seen.add(e.event_id);
     const at = parseRfc3339(e.occurred_at)!;
     if (e.type === 'refund') {
-      if (e.status === 'succeeded' && inPeriod(at)) lines.push({ transactionId: e.transaction_id ?? `sim-${e.order_id}-${e.attempt ?? 0}`, orderId: e.order_id, type: 'refund', amountMinor: e.amount_minor, currency: e.currency, occurredAtMs: at, refundId: `rf-${e.event_id}` });
+      if (e.status === 'succeeded' && inPeriod(at))
+        lines.push({
+          transactionId: e.transaction_id ?? `sim-${e.order_id}-${e.attempt ?? 0}`,
+          orderId: e.order_id,
+          type: 'refund',
+          amountMinor: e.amount_minor,
+          currency: e.currency,
+          occurredAtMs: at,
+          refundId: `rf-${e.event_id}`,
+        });
       continue;
     }
     const key = `${e.order_id}\u0000${e.attempt ?? 0}`;
@@ -80,7 +94,15 @@ export function simulatedStatement(events: readonly PaymentEvent[], channel: str
   }
   // The platform always has a serial number, also where our records have none.
   const platformTx = (a: AttemptView): string => a.transactionId || `sim-${a.orderId}-${a.attempt}`;
-  const paymentLine = (a: AttemptView): StatementLineOut => ({ transactionId: platformTx(a), orderId: a.orderId, type: 'payment', amountMinor: a.amountMinor, currency: a.currency, occurredAtMs: a.succeededAtMs!, refundId: '' });
+  const paymentLine = (a: AttemptView): StatementLineOut => ({
+    transactionId: platformTx(a),
+    orderId: a.orderId,
+    type: 'payment',
+    amountMinor: a.amountMinor,
+    currency: a.currency,
+    occurredAtMs: a.succeededAtMs!,
+    refundId: '',
+  });
   for (const a of attempts.values()) if (a.succeededAtMs !== null && inPeriod(a.succeededAtMs)) lines.push(paymentLine(a));
   lines.sort((x, y) => x.occurredAtMs - y.occurredAtMs);
   if (!options.inject) return { lines, injected: [], notInjected: [] };
@@ -103,7 +125,8 @@ export function simulatedStatement(events: readonly PaymentEvent[], channel: str
     }
     return undefined;
   };
-  const label = (kind: BreakKind, a: { orderId: string; transactionId: string }, description: string) => injected.push({ kind, order_id: a.orderId, transaction_id: a.transactionId, description });
+  const label = (kind: BreakKind, a: { orderId: string; transactionId: string }, description: string) =>
+    injected.push({ kind, order_id: a.orderId, transaction_id: a.transactionId, description });
 
   const amount = takePaid();
   if (amount) {
@@ -134,24 +157,56 @@ export function simulatedStatement(events: readonly PaymentEvent[], channel: str
   const charged = unpaid?.[1][0];
   if (charged) {
     used.add(charged.orderId);
-    lines.push({ transactionId: platformTx(charged), orderId: charged.orderId, type: 'payment', amountMinor: charged.amountMinor, currency: charged.currency, occurredAtMs: period.fromMs + Math.floor((period.toMs - period.fromMs) / 2), refundId: '' });
+    lines.push({
+      transactionId: platformTx(charged),
+      orderId: charged.orderId,
+      type: 'payment',
+      amountMinor: charged.amountMinor,
+      currency: charged.currency,
+      occurredAtMs: period.fromMs + Math.floor((period.toMs - period.fromMs) / 2),
+      refundId: '',
+    });
     label('charged_not_recorded', charged, 'the platform charged an attempt we recorded as not succeeded');
   } else notInjected.push({ kind: 'charged_not_recorded', reason: 'no unpaid order in the traffic' });
 
   const refunded = takePaid();
   if (refunded) {
     const l = lines.find((x) => x.type === 'payment' && x.orderId === refunded.a.orderId)!;
-    lines.push({ ...l, type: 'refund', amountMinor: Math.max(1, Math.floor(l.amountMinor / 2)), occurredAtMs: Math.min(l.occurredAtMs + 60_000, period.toMs - 1), refundId: `rf-injected-${l.orderId}` });
+    lines.push({
+      ...l,
+      type: 'refund',
+      amountMinor: Math.max(1, Math.floor(l.amountMinor / 2)),
+      occurredAtMs: Math.min(l.occurredAtMs + 60_000, period.toMs - 1),
+      refundId: `rf-injected-${l.orderId}`,
+    });
     label('refund_mismatch', refunded.a, 'the statement refunds an order we recorded no refund for');
   } else notInjected.push({ kind: 'refund_mismatch', reason: 'no paid order to refund' });
 
   // Two attempts of one order with the same amount, neither succeeded: a charge whose serial number we never recorded fits both.
-  const twin = orders.find(([order, list]) => !used.has(order) && list.length >= 2 && list.every((a) => a.succeededAtMs === null) && list.filter((a) => a.amountMinor === list[0]!.amountMinor && a.currency === list[0]!.currency).length >= 2);
+  const twin = orders.find(
+    ([order, list]) =>
+      !used.has(order) &&
+      list.length >= 2 &&
+      list.every((a) => a.succeededAtMs === null) &&
+      list.filter((a) => a.amountMinor === list[0]!.amountMinor && a.currency === list[0]!.currency).length >= 2,
+  );
   if (twin) {
     const a = twin[1][0]!;
     used.add(a.orderId);
-    lines.push({ transactionId: `sim-${a.orderId}-unknown`, orderId: a.orderId, type: 'payment', amountMinor: a.amountMinor, currency: a.currency, occurredAtMs: period.fromMs + Math.floor((period.toMs - period.fromMs) / 3), refundId: '' });
-    label('ambiguous', { orderId: a.orderId, transactionId: `sim-${a.orderId}-unknown` }, "a charge with a serial number we never recorded that two of the order's attempts fit equally");
+    lines.push({
+      transactionId: `sim-${a.orderId}-unknown`,
+      orderId: a.orderId,
+      type: 'payment',
+      amountMinor: a.amountMinor,
+      currency: a.currency,
+      occurredAtMs: period.fromMs + Math.floor((period.toMs - period.fromMs) / 3),
+      refundId: '',
+    });
+    label(
+      'ambiguous',
+      { orderId: a.orderId, transactionId: `sim-${a.orderId}-unknown` },
+      "a charge with a serial number we never recorded that two of the order's attempts fit equally",
+    );
   } else notInjected.push({ kind: 'ambiguous', reason: 'no order with two unsettled attempts of one amount' });
 
   lines.sort((x, y) => x.occurredAtMs - y.occurredAtMs);

@@ -61,8 +61,26 @@ export function fileRow(f: StatementFileRecord): Record<string, unknown> {
 
 /** statement_lines' columns, in the order lines are inserted. */
 export const LINE_COLUMNS = [
-  'file_hash', 'line', 'raw', 'status', 'reason', 'column_name', 'channel', 'period_from', 'period_to', 'transaction_id', 'order_id', 'type',
-  'amount_minor', 'currency', 'occurred_at', 'occurred_ms', 'fee_units', 'fee_scale', 'refund_id', 'imported_at',
+  'file_hash',
+  'line',
+  'raw',
+  'status',
+  'reason',
+  'column_name',
+  'channel',
+  'period_from',
+  'period_to',
+  'transaction_id',
+  'order_id',
+  'type',
+  'amount_minor',
+  'currency',
+  'occurred_at',
+  'occurred_ms',
+  'fee_units',
+  'fee_scale',
+  'refund_id',
+  'imported_at',
 ] as const;
 
 /**
@@ -76,8 +94,50 @@ export function lineCells(file: Pick<StatementFileRecord, 'hash' | 'channel' | '
   const epoch = toDateTimeText(0);
   return lines.map((l): TsvValue[] =>
     l.status === 'settled'
-      ? [file.hash, l.line, l.raw, l.status, '', '', file.channel, from, to, l.transactionId, l.orderId, l.type, l.amountMinor, l.currency, toDateTimeText(l.occurredAtMs), l.occurredAtMs % 1000, l.fee === null ? null : Number(l.fee.units), l.fee?.scale ?? 0, l.refundId, imported]
-      : [file.hash, l.line, l.raw, l.status, l.reason, l.status === 'invalid' ? l.column : '', file.channel, from, to, '', '', '', 0, '', epoch, 0, null, 0, '', imported],
+      ? [
+          file.hash,
+          l.line,
+          l.raw,
+          l.status,
+          '',
+          '',
+          file.channel,
+          from,
+          to,
+          l.transactionId,
+          l.orderId,
+          l.type,
+          l.amountMinor,
+          l.currency,
+          toDateTimeText(l.occurredAtMs),
+          l.occurredAtMs % 1000,
+          l.fee === null ? null : Number(l.fee.units),
+          l.fee?.scale ?? 0,
+          l.refundId,
+          imported,
+        ]
+      : [
+          file.hash,
+          l.line,
+          l.raw,
+          l.status,
+          l.reason,
+          l.status === 'invalid' ? l.column : '',
+          file.channel,
+          from,
+          to,
+          '',
+          '',
+          '',
+          0,
+          '',
+          epoch,
+          0,
+          null,
+          0,
+          '',
+          imported,
+        ],
   );
 }
 

@@ -19,22 +19,38 @@ export function parseStripe(bytes: Uint8Array): ParseOutcome {
   const { records, problem } = csvRecords(decoded.text);
   if (problem) return { ok: false, problem, lines: [] };
   const [header, ...rows] = records;
-  if (!header) return { ok: false, problem: { line: 1, column: '', reason: `empty file: expected the report's header line (${REQUIRED.join(', ')}, ...)` }, lines: [] };
+  if (!header)
+    return { ok: false, problem: { line: 1, column: '', reason: `empty file: expected the report's header line (${REQUIRED.join(', ')}, ...)` }, lines: [] };
   const cols = new Columns(header.fields.map((f) => f.trim()));
   const missing = cols.missing(REQUIRED);
-  if (missing.length > 0) return { ok: false, problem: { line: header.line, column: missing[0]!, reason: 'required column missing from the header' }, lines: [] };
-  if (!cols.has('charge_id') && !cols.has('source_id')) return { ok: false, problem: { line: header.line, column: 'charge_id', reason: 'the report needs a charge_id or source_id column' }, lines: [] };
+  if (missing.length > 0)
+    return { ok: false, problem: { line: header.line, column: missing[0]!, reason: 'required column missing from the header' }, lines: [] };
+  if (!cols.has('charge_id') && !cols.has('source_id'))
+    return { ok: false, problem: { line: header.line, column: 'charge_id', reason: 'the report needs a charge_id or source_id column' }, lines: [] };
   const lines: ParsedLine[] = rows.map((rec) => {
     if (rec.fields.length !== header.fields.length) {
-      return { status: 'invalid', line: rec.line, raw: rec.raw, column: '', reason: `has ${rec.fields.length} fields, the header has ${header.fields.length} (a truncated or malformed line)` };
+      return {
+        status: 'invalid',
+        line: rec.line,
+        raw: rec.raw,
+        column: '',
+        reason: `has ${rec.fields.length} fields, the header has ${header.fields.length} (a truncated or malformed line)`,
+      };
     }
     const get = (c: string) => cols.get(rec.fields, c).trim();
     const category = get('reporting_category');
-    if (category !== 'charge' && category !== 'refund') return { status: 'not_settled', line: rec.line, raw: rec.raw, reason: `reporting_category ${category || '(empty)'}` };
+    if (category !== 'charge' && category !== 'refund')
+      return { status: 'not_settled', line: rec.line, raw: rec.raw, reason: `reporting_category ${category || '(empty)'}` };
     const gross = get('gross');
     const negative = gross.startsWith('-');
     if ((category === 'refund') !== negative) {
-      return { status: 'invalid', line: rec.line, raw: rec.raw, column: 'gross', reason: `a ${category}'s gross is ${category === 'refund' ? 'negative' : 'positive'} in Stripe reports, got ${gross}` };
+      return {
+        status: 'invalid',
+        line: rec.line,
+        raw: rec.raw,
+        column: 'gross',
+        reason: `a ${category}'s gross is ${category === 'refund' ? 'negative' : 'positive'} in Stripe reports, got ${gross}`,
+      };
     }
     const chargeColumn = cols.has('charge_id') && get('charge_id') !== '' ? 'charge_id' : 'source_id';
     const at = get('created_utc');

@@ -23,7 +23,12 @@ export function parseWechat(bytes: Uint8Array): ParseOutcome {
   if (problem) return { ok: false, problem, lines: [] };
   const fail = (p: FileProblem, lines: ParsedLine[] = []): ParseOutcome => ({ ok: false, problem: p, lines });
   const header = records[0];
-  if (!header || header.fields[0]?.trim() !== '交易时间') return fail({ line: header?.line ?? 1, column: '', reason: 'not a WeChat Pay trade bill: the first line must be the detail header starting with 交易时间' });
+  if (!header || header.fields[0]?.trim() !== '交易时间')
+    return fail({
+      line: header?.line ?? 1,
+      column: '',
+      reason: 'not a WeChat Pay trade bill: the first line must be the detail header starting with 交易时间',
+    });
   const cols = new Columns(header.fields.map((f) => f.trim()));
   const missing = cols.missing(DETAIL_REQUIRED);
   if (missing.length > 0) return fail({ line: header.line, column: missing[0]!, reason: 'required column missing from the detail header' });
@@ -48,10 +53,23 @@ export function parseWechat(bytes: Uint8Array): ParseOutcome {
 
 function detailLine(rec: CsvRecord, cols: Columns, width: number): ParsedLine {
   if (rec.fields.length !== width) {
-    return { status: 'invalid', line: rec.line, raw: rec.raw, column: '', reason: `has ${rec.fields.length} fields, the detail header has ${width} (a truncated or malformed line)` };
+    return {
+      status: 'invalid',
+      line: rec.line,
+      raw: rec.raw,
+      column: '',
+      reason: `has ${rec.fields.length} fields, the detail header has ${width} (a truncated or malformed line)`,
+    };
   }
   const notTicked = rec.fields.findIndex((f) => !f.startsWith('`'));
-  if (notTicked >= 0) return { status: 'invalid', line: rec.line, raw: rec.raw, column: cols.names[notTicked] ?? '', reason: 'does not start with a backtick as every WeChat Pay bill field does' };
+  if (notTicked >= 0)
+    return {
+      status: 'invalid',
+      line: rec.line,
+      raw: rec.raw,
+      column: cols.names[notTicked] ?? '',
+      reason: 'does not start with a backtick as every WeChat Pay bill field does',
+    };
   const get = (c: string) => unquote(cols.get(rec.fields, c));
   const state = get('交易状态');
   const at = get('交易时间');
@@ -76,19 +94,33 @@ function detailLine(rec: CsvRecord, cols: Columns, width: number): ParsedLine {
   if (state === 'REVOKED' || state === 'CLOSED' || state === 'NOTPAY' || state === 'PAYERROR' || state === 'USERPAYING') {
     return { status: 'not_settled', line: rec.line, raw: rec.raw, reason: `交易状态 ${state}` };
   }
-  return { status: 'invalid', line: rec.line, raw: rec.raw, column: '交易状态', reason: `${JSON.stringify(state)} is not a known trade state (SUCCESS, REFUND, REVOKED, ...)` };
+  return {
+    status: 'invalid',
+    line: rec.line,
+    raw: rec.raw,
+    column: '交易状态',
+    reason: `${JSON.stringify(state)} is not a known trade state (SUCCESS, REFUND, REVOKED, ...)`,
+  };
 }
 
 // Summary column -> detail column whose sum it must equal.
-const SUMS: Record<string, string> = { 应结订单总金额: '应结订单金额', 退款总金额: '退款金额', 手续费总金额: '手续费', 订单总金额: '订单金额', 申请退款总金额: '申请退款金额' };
+const SUMS: Record<string, string> = {
+  应结订单总金额: '应结订单金额',
+  退款总金额: '退款金额',
+  手续费总金额: '手续费',
+  订单总金额: '订单金额',
+  申请退款总金额: '申请退款金额',
+};
 
 function checkSummary(headerRec: CsvRecord, row: CsvRecord, details: CsvRecord[], cols: Columns): FileProblem | undefined {
   const names = headerRec.fields.map((f) => f.trim());
-  if (row.fields.length !== names.length) return { line: row.line, column: '', reason: `the summary has ${row.fields.length} fields, its header ${names.length}` };
+  if (row.fields.length !== names.length)
+    return { line: row.line, column: '', reason: `the summary has ${row.fields.length} fields, its header ${names.length}` };
   const summary = new Columns(names);
   const count = unquote(summary.get(row.fields, SUMMARY_HEADER_FIRST));
   if (!/^\d+$/.test(count)) return { line: row.line, column: SUMMARY_HEADER_FIRST, reason: `${JSON.stringify(count)} is not a count` };
-  if (Number(count) !== details.length) return { line: row.line, column: SUMMARY_HEADER_FIRST, reason: `the summary counts ${count} lines, the details have ${details.length}` };
+  if (Number(count) !== details.length)
+    return { line: row.line, column: SUMMARY_HEADER_FIRST, reason: `the summary counts ${count} lines, the details have ${details.length}` };
   for (const [sumColumn, detailColumn] of Object.entries(SUMS)) {
     if (!summary.has(sumColumn) || !cols.has(detailColumn)) continue;
     const stated = parseDecimal(unquote(summary.get(row.fields, sumColumn)));
@@ -99,7 +131,8 @@ function checkSummary(headerRec: CsvRecord, row: CsvRecord, details: CsvRecord[]
       if (d.ok) values.push(d.value);
     }
     const total = sumDecimals(values);
-    if (!decimalsEqual(total, stated.value)) return { line: row.line, column: sumColumn, reason: `the summary says ${formatDecimal(stated.value)}, the details add up to ${formatDecimal(total)}` };
+    if (!decimalsEqual(total, stated.value))
+      return { line: row.line, column: sumColumn, reason: `the summary says ${formatDecimal(stated.value)}, the details add up to ${formatDecimal(total)}` };
   }
   return undefined;
 }

@@ -6,7 +6,11 @@ import { classifyClickHouseError, writeFailureKind } from './clickhouse.ts';
 const answer = (text: string, code: string | undefined, status: number) => classifyClickHouseError(Object.assign(new Error(text), { code, status }), 'insert');
 
 test.each([
-  { name: 'connection refused', err: classifyClickHouseError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 'x'), kind: 'unavailable' },
+  {
+    name: 'connection refused',
+    err: classifyClickHouseError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 'x'),
+    kind: 'unavailable',
+  },
   { name: 'socket hang up', err: classifyClickHouseError(new Error('socket hang up'), 'x'), kind: 'unavailable' },
   { name: 'too many parts', err: answer('Code: 252, Too many parts', '252', 500), kind: 'unavailable' },
   { name: 'memory limit', err: answer('Code: 241, Memory limit exceeded', '241', 500), kind: 'unavailable' },
@@ -21,7 +25,11 @@ test.each([
   { name: 'value too long for FixedString', err: answer('Code: 131, Too large value for FixedString(3)', '131', 500), kind: 'rows' },
   { name: 'unparsable row', err: answer('Code: 27, Cannot parse input: expected , before: x', '27', 500), kind: 'rows' },
   { name: 'request too large (no code)', err: answer('HTTP 413', undefined, 413), kind: 'rows' },
-  { name: "a form field over the server's limit", err: answer('Poco::Exception. Code: 1000, HTML Form Exception: Field value too long', '1000', 500), kind: 'rows' },
+  {
+    name: "a form field over the server's limit",
+    err: answer('Poco::Exception. Code: 1000, HTML Form Exception: Field value too long', '1000', 500),
+    kind: 'rows',
+  },
 ])('a failed write caused by $name is "$kind"', ({ err, kind }) => {
   expect(writeFailureKind(err)).toBe(kind);
 });

@@ -15,11 +15,34 @@ test('later by time; at the same instant a final status beats processing, then t
 });
 
 test("the rules' reference takes an attempt reported processing and succeeded in the same millisecond as no longer processing, in either arrival order", () => {
-  const feature = { id: 'age', description: '', entity: 'order', window: '24h', aggregation: 'age', field: 'attempt', filter: { type: ['payment'] }, latest: { status: ['processing'] } } as unknown as Feature;
+  const feature = {
+    id: 'age',
+    description: '',
+    entity: 'order',
+    window: '24h',
+    aggregation: 'age',
+    field: 'attempt',
+    filter: { type: ['payment'] },
+    latest: { status: ['processing'] },
+  } as unknown as Feature;
   const at = '2026-11-25T10:00:00.250Z';
-  const event = (event_id: string, status: 'processing' | 'succeeded'): PaymentEvent => ({ event_id, occurred_at: at, type: 'payment', status, order_id: 'o1', attempt: 1, amount_minor: 100, currency: 'CNY', channel: 'alipay', merchant_id: 'm1' });
+  const event = (event_id: string, status: 'processing' | 'succeeded'): PaymentEvent => ({
+    event_id,
+    occurred_at: at,
+    type: 'payment',
+    status,
+    order_id: 'o1',
+    attempt: 1,
+    amount_minor: 100,
+    currency: 'CNY',
+    channel: 'alipay',
+    merchant_id: 'm1',
+  });
   const now = Date.parse(at) + 3_600_000;
-  for (const events of [[event('p', 'processing'), event('s', 'succeeded')], [event('s', 'succeeded'), event('p', 'processing')]]) {
+  for (const events of [
+    [event('p', 'processing'), event('s', 'succeeded')],
+    [event('s', 'succeeded'), event('p', 'processing')],
+  ]) {
     expect(computeFeature(feature, 'o1', timed(events), now)).toBe(0);
   }
   // Still processing when nothing final was reported: an hour old.

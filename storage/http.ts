@@ -70,7 +70,10 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     const statement = `${sqlText} FORMAT JSONEachRow`;
     const bytes = Buffer.byteLength(statement);
     if (bytes > MAX_EXTERNAL_QUERY_BYTES) {
-      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in the external table)`);
+      throw new PaysentinelError(
+        'CLICKHOUSE_QUERY_FAILED',
+        `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in the external table)`,
+      );
     }
     const url = new URL(config.clickhouseUrl + '/');
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
@@ -81,7 +84,12 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
     const text = await post(url, body, what, true);
     try {
-      return text === '' ? [] : text.trimEnd().split('\n').map((line) => JSON.parse(line) as T);
+      return text === ''
+        ? []
+        : text
+            .trimEnd()
+            .split('\n')
+            .map((line) => JSON.parse(line) as T);
     } catch (err) {
       throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
     }

@@ -55,7 +55,13 @@ export async function queryTsv(client: ClickHouseClient, query: string, what: st
  * stream, so the rows may be written twice: only for tables that fold an exact re-insert
  * (ReplacingMergeTree on the rows' key) and whose readers use FINAL.
  */
-export async function insertTsv(client: ClickHouseClient, table: string, columns: readonly string[], rows: readonly (readonly TsvValue[])[], what: string): Promise<void> {
+export async function insertTsv(
+  client: ClickHouseClient,
+  table: string,
+  columns: readonly string[],
+  rows: readonly (readonly TsvValue[])[],
+  what: string,
+): Promise<void> {
   if (rows.length === 0) return;
   // Built in slices so a million rows never become one giant string.
   const slice = 50_000;
@@ -69,7 +75,12 @@ export async function insertTsv(client: ClickHouseClient, table: string, columns
   await retry(
     async () => {
       try {
-        await client.insert({ table, values: Readable.from(chunks(), { objectMode: false }), format: 'TabSeparated', columns: [...columns] as [string, ...string[]] });
+        await client.insert({
+          table,
+          values: Readable.from(chunks(), { objectMode: false }),
+          format: 'TabSeparated',
+          columns: [...columns] as [string, ...string[]],
+        });
       } catch (err) {
         throw classifyClickHouseError(err, what);
       }

@@ -20,8 +20,22 @@ import {
   writeCursorQuery,
   writtenRatesQuery,
 } from '../analytics/rate-items.ts';
-import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from '../analytics/retry-policy-queries.ts';
-import { callbackDelaysQuery, insertCallbackDelaysQuery, insertChangedQuery, insertStuckQuery, latestReconcileVersionQuery, reconcileAttemptsQuery } from '../analytics/reconcile-queries.ts';
+import {
+  channelHoursQuery,
+  latestPolicyQuery,
+  policyRowsQuery,
+  previousPolicyQuery,
+  retryDelaysQuery,
+  retryTransitionsQuery,
+} from '../analytics/retry-policy-queries.ts';
+import {
+  callbackDelaysQuery,
+  insertCallbackDelaysQuery,
+  insertChangedQuery,
+  insertStuckQuery,
+  latestReconcileVersionQuery,
+  reconcileAttemptsQuery,
+} from '../analytics/reconcile-queries.ts';
 import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
 import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
@@ -34,13 +48,35 @@ import { caseQueries } from '../cases/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
 import { liveQueries } from '../console/live.ts';
-import { ENTITY_IDS_TABLE, contextFeaturesQuery, entityEventsQuery, entityScreenQuery, hotKeysQuery, newKeysQuery, newRowsQuery, positionRange, reconciledOrdersQuery, screenHaving, screenPlan, stuckOrdersQuery } from '../detection/index.ts';
+import {
+  ENTITY_IDS_TABLE,
+  contextFeaturesQuery,
+  entityEventsQuery,
+  entityScreenQuery,
+  hotKeysQuery,
+  newKeysQuery,
+  newRowsQuery,
+  positionRange,
+  reconciledOrdersQuery,
+  screenHaving,
+  screenPlan,
+  stuckOrdersQuery,
+} from '../detection/index.ts';
 import { parseFeatureCatalog } from '../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
 import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
 import { inboxSeenQuery } from '../statements/job.ts';
-import { attemptsQuery, breaksQuery, periodLinesQuery, periodStateQuery, refundsQuery, summaryBreaksQuery, summaryMatchesQuery, summaryRunsQuery } from '../statements/reconcile-queries.ts';
+import {
+  attemptsQuery,
+  breaksQuery,
+  periodLinesQuery,
+  periodStateQuery,
+  refundsQuery,
+  summaryBreaksQuery,
+  summaryMatchesQuery,
+  summaryRunsQuery,
+} from '../statements/reconcile-queries.ts';
 import { bootstrapStatements, existingColumnsQuery, loadMigrations } from '../storage/migrations.ts';
 import { ident, sql } from '../storage/sql.ts';
 
@@ -95,14 +131,27 @@ function consoleStatements(database: string): CatalogStatement[] {
     { name: 'inbox', sql: cases.inbox({ limit: 50 }) },
     {
       name: 'inbox filtered, next page',
-      sql: cases.inbox({ status: 'open', severity: 'high', rule: "it's", entityType: 'order', entityId: 'o\\1', assignee: '', q: '<img src=x>', limit: 20, after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" } }),
+      sql: cases.inbox({
+        status: 'open',
+        severity: 'high',
+        rule: "it's",
+        entityType: 'order',
+        entityId: 'o\\1',
+        assignee: '',
+        q: '<img src=x>',
+        limit: 20,
+        after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" },
+      }),
     },
     { name: 'case counts by status', sql: cases.countsByStatus() },
     { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed start', sql: liveQueries(database).latest() },
     { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
     { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
-    ...['ip', 'device', 'user', 'order'].map((entity) => ({ name: `${entity} timeline`, sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))! })),
+    ...['ip', 'device', 'user', 'order'].map((entity) => ({
+      name: `${entity} timeline`,
+      sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))!,
+    })),
   ];
 }
 
@@ -117,21 +166,42 @@ function analyticsStatements(database: string): CatalogStatement[] {
       name: `write hourly rates by ${dimension}`,
       sql: insertRatesQuery(database, { fromMs, toMs, dimension, bucket: 'hour', computedAt: new Date(toMs), version: 1 }),
     })),
-    { name: 'write hour rates from 5-minute buckets', sql: insertRollupQuery(database, { bucket: 'hour', startMs: Date.UTC(2026, 10, 25, 10), computedAt: new Date(toMs), version: 2 }) },
-    { name: 'write day rates from hours', sql: insertRollupQuery(database, { bucket: 'day', startMs: Date.UTC(2026, 10, 25), computedAt: new Date(toMs), version: 3 }) },
-    ...dimensions.map((dimension) => ({ name: `stored hours summed by ${dimension}`, sql: hourSumsQuery(database, { fromMs: Date.UTC(2026, 10, 24), toMs: Date.UTC(2026, 10, 25), dimension }) })),
+    {
+      name: 'write hour rates from 5-minute buckets',
+      sql: insertRollupQuery(database, { bucket: 'hour', startMs: Date.UTC(2026, 10, 25, 10), computedAt: new Date(toMs), version: 2 }),
+    },
+    {
+      name: 'write day rates from hours',
+      sql: insertRollupQuery(database, { bucket: 'day', startMs: Date.UTC(2026, 10, 25), computedAt: new Date(toMs), version: 3 }),
+    },
+    ...dimensions.map((dimension) => ({
+      name: `stored hours summed by ${dimension}`,
+      sql: hourSumsQuery(database, { fromMs: Date.UTC(2026, 10, 24), toMs: Date.UTC(2026, 10, 25), dimension }),
+    })),
     { name: 'read stored rates', sql: storedRatesQuery(database, { fromMs, toMs, dimension: 'channel', bucket: 'day' }) },
     { name: 'count written rates', sql: writtenRatesQuery(database, 1, fromMs, toMs) },
-    { name: 'rate items of changed orders', sql: insertItemsQuery(database, { orders: changedOrdersSql(database, Math.floor(fromMs / 1000), Math.floor(toMs / 1000)), version: 4 }) },
+    {
+      name: 'rate items of changed orders',
+      sql: insertItemsQuery(database, { orders: changedOrdersSql(database, Math.floor(fromMs / 1000), Math.floor(toMs / 1000)), version: 4 }),
+    },
     { name: 'rate items of an hour', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, fromMs, toMs), version: 5 }) },
     { name: 'rate items after a window', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, toMs, null), version: 6 }) },
     { name: 'touched buckets', sql: touchedBucketsQuery(database, 4) },
     {
       name: 'write 5m rates from items',
-      sql: insertBucketRatesQuery(database, { fromMs: Date.UTC(2026, 10, 25, 10), toMs, buckets: [Date.UTC(2026, 10, 25, 10) / 1000, Date.UTC(2026, 10, 25, 10, 35) / 1000], computedAt: new Date(toMs), version: 7 }),
+      sql: insertBucketRatesQuery(database, {
+        fromMs: Date.UTC(2026, 10, 25, 10),
+        toMs,
+        buckets: [Date.UTC(2026, 10, 25, 10) / 1000, Date.UTC(2026, 10, 25, 10, 35) / 1000],
+        computedAt: new Date(toMs),
+        version: 7,
+      }),
     },
     { name: 'server clock', sql: serverNowQuery },
-    { name: 'write rates cursor', sql: writeCursorQuery(database, "it's", { seenToSec: Math.floor(toMs / 1000), coveredFromSec: Math.floor(fromMs / 1000), version: 1 }) },
+    {
+      name: 'write rates cursor',
+      sql: writeCursorQuery(database, "it's", { seenToSec: Math.floor(toMs / 1000), coveredFromSec: Math.floor(fromMs / 1000), version: 1 }),
+    },
     { name: 'read rates cursor', sql: readCursorQuery(database, "it's") },
     { name: 'earliest payment', sql: earliestPaymentQuery(database) },
     { name: 'last job run', sql: lastRunQuery(database, 'rates') },
@@ -149,7 +219,12 @@ function dashboardStatements(database: string): CatalogStatement[] {
     { name: `dashboard ${q.name}`, sql: expandMacros(q.sql, { ...range, variables: q.variables }) },
     ...(q.variables.length === 0
       ? []
-      : [{ name: `dashboard ${q.name} (picked)`, sql: expandMacros(q.sql, { ...range, variables: q.variables, selected: Object.fromEntries(q.variables.map((v) => [v.name, ["it's", 'm1']])) }) }]),
+      : [
+          {
+            name: `dashboard ${q.name} (picked)`,
+            sql: expandMacros(q.sql, { ...range, variables: q.variables, selected: Object.fromEntries(q.variables.map((v) => [v.name, ["it's", 'm1']])) }),
+          },
+        ]),
   ]);
 }
 
@@ -166,17 +241,50 @@ function detectionStatements(database: string): CatalogStatement[] {
     .map((f) => JSON.parse(readFileSync(join(defaultRulesPath, f), 'utf8')) as { entity: string; conditions: unknown });
   return [
     { name: 'new rows (first tick)', sql: newRowsQuery(database, nowSec - 600, new Map(), undefined, nowSec - 86_400) },
-    { name: 'new rows', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41], [3, 7]])) },
-    { name: 'new keys', sql: newKeysQuery(database, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]]))) },
+    {
+      name: 'new rows',
+      sql: newRowsQuery(
+        database,
+        nowSec - 120,
+        new Map([
+          [0, 41],
+          [3, 7],
+        ]),
+      ),
+    },
+    {
+      name: 'new keys',
+      sql: newKeysQuery(
+        database,
+        nowSec - 120,
+        positionRange(
+          new Map([[0, 41]]),
+          new Map([
+            [0, 90],
+            [3, 7],
+          ]),
+        ),
+      ),
+    },
     { name: 'new rows (backtest)', sql: newRowsQuery(database, nowSec - 120, new Map([[0, 41]]), nowSec) },
     { name: 'stuck orders (first scan)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 86_400, nowSec - 1_800]]) },
-    { name: 'stuck orders', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800], [nowSec - 2_710, nowSec - 2_700]]) },
+    {
+      name: 'stuck orders',
+      sql: stuckOrdersQuery(database, nowSec - 86_400, [
+        [nowSec - 1_810, nowSec - 1_800],
+        [nowSec - 2_710, nowSec - 2_700],
+      ]),
+    },
     { name: 'reconciled orders', sql: reconciledOrdersQuery(database) },
     { name: 'reconciled orders (backtest)', sql: reconciledOrdersQuery(database, nowSec * 1000) },
     { name: 'stuck orders (backtest)', sql: stuckOrdersQuery(database, nowSec - 86_400, [[nowSec - 1_810, nowSec - 1_800]], nowSec) },
     ...(['ip', 'device', 'user', 'order'] as const).flatMap((entity) => {
       const plan = screenPlan(features.filter((f) => f.entity === entity));
-      const having = screenHaving(rules.filter((r) => r.entity === entity), plan, nowSec * 1000);
+      const having = screenHaving(
+        rules.filter((r) => r.entity === entity),
+        plan,
+        nowSec * 1000,
+      );
       return [
         {
           name: `${entity} events`,
@@ -190,11 +298,37 @@ function detectionStatements(database: string): CatalogStatement[] {
         },
         {
           name: `${entity} screen`,
-          sql: entityScreenQuery(database, entity, plan, nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90], [3, 7]])), undefined, having),
+          sql: entityScreenQuery(
+            database,
+            entity,
+            plan,
+            nowSec * 1000,
+            nowSec - 120,
+            positionRange(
+              new Map([[0, 41]]),
+              new Map([
+                [0, 90],
+                [3, 7],
+              ]),
+            ),
+            undefined,
+            having,
+          ),
         },
         {
           name: `${entity} screen by id`,
-          sql: entityScreenQuery(database, entity, plan, nowSec * 1000, nowSec - 120, positionRange(new Map([[0, 41]]), new Map([[0, 90]])), undefined, having, 900_000, 'ids'),
+          sql: entityScreenQuery(
+            database,
+            entity,
+            plan,
+            nowSec * 1000,
+            nowSec - 120,
+            positionRange(new Map([[0, 41]]), new Map([[0, 90]])),
+            undefined,
+            having,
+            900_000,
+            'ids',
+          ),
           external: { name: ENTITY_IDS_TABLE, structure: 'id String' },
         },
         { name: `${entity} near volume floor`, sql: hotKeysQuery(database, entity, nowSec - 600, 8, { type: ['payment'], failure_code: ['timeout'] }) },
@@ -205,11 +339,33 @@ function detectionStatements(database: string): CatalogStatement[] {
       ];
     }),
     ...(['channel', 'merchant'] as const).flatMap((entity) => {
-      const query = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec);
-      const backtest = contextFeaturesQuery(database, entity, features.filter((f) => f.entity === entity), nowSec, nowSec);
-      return query && backtest ? [{ name: `${entity} features`, sql: query }, { name: `${entity} features (backtest)`, sql: backtest }] : [];
+      const query = contextFeaturesQuery(
+        database,
+        entity,
+        features.filter((f) => f.entity === entity),
+        nowSec,
+      );
+      const backtest = contextFeaturesQuery(
+        database,
+        entity,
+        features.filter((f) => f.entity === entity),
+        nowSec,
+        nowSec,
+      );
+      return query && backtest
+        ? [
+            { name: `${entity} features`, sql: query },
+            { name: `${entity} features (backtest)`, sql: backtest },
+          ]
+        : [];
     }),
-    { name: 'latest cases', sql: cases.latestFor([["it's", 'ip', '1.2.3.4'], ['duplicate_charge', 'order', 'o\\1']]) },
+    {
+      name: 'latest cases',
+      sql: cases.latestFor([
+        ["it's", 'ip', '1.2.3.4'],
+        ['duplicate_charge', 'order', 'o\\1'],
+      ]),
+    },
     { name: 'case by id', sql: cases.byId("C'1") },
     { name: 'cases as of (backtest)', sql: cases.asOf(nowSec * 1000) },
     { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
@@ -233,7 +389,13 @@ function retryPolicyStatements(database: string): CatalogStatement[] {
 
 /** The reconcile job: the three writes and what readers select. */
 function reconcileStatements(database: string): CatalogStatement[] {
-  const write = { fromMs: Date.UTC(2026, 10, 24, 10), toMs: Date.UTC(2026, 10, 25, 10, 0, 0, 500), version: 1, computedAt: new Date(Date.UTC(2026, 10, 25, 10)), stuckAfterMs: 900_000 };
+  const write = {
+    fromMs: Date.UTC(2026, 10, 24, 10),
+    toMs: Date.UTC(2026, 10, 25, 10, 0, 0, 500),
+    version: 1,
+    computedAt: new Date(Date.UTC(2026, 10, 25, 10)),
+    stuckAfterMs: 900_000,
+  };
   return [
     { name: 'reconcile stuck attempts', sql: insertStuckQuery(database, write) },
     { name: 'reconcile changed attempts', sql: insertChangedQuery(database, write) },
@@ -248,7 +410,10 @@ function reconcileStatements(database: string): CatalogStatement[] {
 function baselineStatements(database: string): CatalogStatement[] {
   const toMs = Date.UTC(2026, 10, 25, 10);
   return [
-    { name: 'write failure baselines', sql: insertBaselinesQuery(database, { fromMs: toMs - 7 * 86_400_000, toMs, minDecided: 100, version: 1, computedAt: new Date(toMs) }) },
+    {
+      name: 'write failure baselines',
+      sql: insertBaselinesQuery(database, { fromMs: toMs - 7 * 86_400_000, toMs, minDecided: 100, version: 1, computedAt: new Date(toMs) }),
+    },
     { name: 'count written baselines', sql: baselineRowsQuery(database, 1) },
     { name: 'latest baselines', sql: latestBaselinesQuery(database) },
     { name: 'latest channel baselines for an hour', sql: latestBaselinesQuery(database, { entityType: "it's", hours: [10, 255] }) },
@@ -272,7 +437,10 @@ function statementStatements(database: string): CatalogStatement[] {
     { name: 'statement refunds', sql: refundsQuery(database, 'wechat_pay', window) },
     { name: 'statement periods to reconcile', sql: periodStateQuery(database, period.fromMs - 7 * 86_400_000) },
     { name: 'statement breaks', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, limit: 1000 }) },
-    { name: 'statement breaks of a kind and channel', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, kind: 'amount_mismatch', channel: "it's", limit: 10 }) },
+    {
+      name: 'statement breaks of a kind and channel',
+      sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, kind: 'amount_mismatch', channel: "it's", limit: 10 }),
+    },
     { name: 'statement summary runs', sql: summaryRunsQuery(database, period.fromMs, period.toMs) },
     { name: 'statement summary breaks', sql: summaryBreaksQuery(database, period.fromMs, period.toMs) },
     { name: 'statement summary matches', sql: summaryMatchesQuery(database, period.fromMs, period.toMs) },

@@ -16,7 +16,8 @@ export function paymentOutcomesSpec(database: string): DashboardSpec {
   return {
     uid: 'paysentinel-payment-outcomes',
     title: 'Payment outcomes',
-    description: 'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay; the stuck attempts and callback delay percentiles the reconcile job found (reconcile_attempts, callback_delays).',
+    description:
+      'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay; the stuck attempts and callback delay percentiles the reconcile job found (reconcile_attempts, callback_delays).',
     tags: ['payments', 'ops'],
     from: 'now-6h',
     refresh: '1m',
@@ -155,7 +156,7 @@ LIMIT 15`,
       {
         type: 'timeseries',
         title: 'Callback delay',
-        description: 'Time from an attempt\'s first processing event to its first final status (p50, p95, p99), by the bucket the attempt started in.',
+        description: "Time from an attempt's first processing event to its first final status (p50, p95, p99), by the bucket the attempt started in.",
         w: 12,
         h: 8,
         unit: 's',
@@ -213,7 +214,7 @@ LIMIT 100`,
         type: 'table',
         title: 'Callback delay by channel (reconcile job)',
         description:
-          'Time from an attempt\'s first processing event to its first final status, p50/p95/p99 per channel and over all channels, from the reconcile job\'s latest run that ended in the range (attempts of its 24-hour look-back).',
+          "Time from an attempt's first processing event to its first final status, p50/p95/p99 per channel and over all channels, from the reconcile job's latest run that ended in the range (attempts of its 24-hour look-back).",
         w: 12,
         h: 8,
         sql: [

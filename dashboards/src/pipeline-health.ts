@@ -34,7 +34,8 @@ ORDER BY time`;
   return {
     uid: 'paysentinel-pipeline-health',
     title: 'Pipeline health',
-    description: 'Ingest throughput, consumer lag, ClickHouse writes and dead letters (from pipeline_metrics, recorded by the pipeline every 10 s) and scheduled job runs (from job_runs).',
+    description:
+      'Ingest throughput, consumer lag, ClickHouse writes and dead letters (from pipeline_metrics, recorded by the pipeline every 10 s) and scheduled job runs (from job_runs).',
     tags: ['pipeline', 'ops'],
     from: 'now-3h',
     refresh: '30s',
@@ -91,7 +92,8 @@ ORDER BY time, partition`,
       {
         type: 'timeseries',
         title: 'Buffered rows and paused fetching',
-        description: 'Rows waiting to be written, and 1 while fetching is paused (ClickHouse slow or down, or buffer full), highest in the bucket over all instances.',
+        description:
+          'Rows waiting to be written, and 1 while fetching is paused (ClickHouse slow or down, or buffer full), highest in the bucket over all instances.',
         w: 8,
         h: 8,
         unit: 'short',
@@ -142,7 +144,12 @@ ORDER BY time, series`,
         unit: 'short',
         sql: [`SELECT countIf(status = 'failed') AS failed_runs, countIf(status = 'ok') AS ok_runs FROM ${runs} FINAL WHERE $__timeFilter(started_at)`],
         columns: ['failed_runs', 'ok_runs'],
-        options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value_and_name' },
+        options: {
+          reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
+          colorMode: 'background',
+          graphMode: 'none',
+          textMode: 'value_and_name',
+        },
       },
       {
         type: 'timeseries',
@@ -163,7 +170,8 @@ ORDER BY time, series`,
       {
         type: 'timeseries',
         title: 'Job run duration',
-        description: 'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up (its next ticks are skipped).',
+        description:
+          'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up (its next ticks are skipped).',
         w: 12,
         h: 8,
         unit: 's',
@@ -178,11 +186,14 @@ ORDER BY time, series`,
       {
         type: 'stat',
         title: 'Rates: age of the latest complete bucket',
-        description: 'Seconds from the end of the latest 5-minute bucket the rates job had written to the end of the range (now, when the range ends now). Up to about 6 minutes is normal (a bucket is written once it has ended, by the next minute run); more means the job is failing or falling behind.',
+        description:
+          'Seconds from the end of the latest 5-minute bucket the rates job had written to the end of the range (now, when the range ends now). Up to about 6 minutes is normal (a bucket is written once it has ended, by the next minute run); more means the job is failing or falling behind.',
         w: 12,
         h: 8,
         unit: 's',
-        sql: [`SELECT toInt64(toUInt32($__toTime)) - toInt64(max(toUInt32(window_to))) AS age_s FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok' AND finished_at <= $__toTime`],
+        sql: [
+          `SELECT toInt64(toUInt32($__toTime)) - toInt64(max(toUInt32(window_to))) AS age_s FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok' AND finished_at <= $__toTime`,
+        ],
         columns: ['age_s'],
         options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value' },
       },

@@ -47,7 +47,8 @@ export function reconciliationSpec(database: string): DashboardSpec {
       {
         type: 'stat',
         title: 'Charged but not recorded',
-        description: 'Charges the platform settled while our latest status said failed, timeout or processing, or for attempts we have no record of: customers charged while told it failed.',
+        description:
+          'Charges the platform settled while our latest status said failed, timeout or processing, or for attempts we have no record of: customers charged while told it failed.',
         w: 6,
         h: 5,
         sql: [`SELECT countIf(kind = 'charged_not_recorded') AS charged_not_recorded FROM (${latestBreaks})`],
@@ -95,7 +96,8 @@ ORDER BY time, kind`,
       {
         type: 'table',
         title: 'Amount at stake',
-        description: "Per channel, kind and currency: breaks and the amount they put at stake, in minor units (fen, cents): the statement's amount, ours where the statement has none, the difference for a mismatch.",
+        description:
+          "Per channel, kind and currency: breaks and the amount they put at stake, in minor units (fen, cents): the statement's amount, ours where the statement has none, the difference for a mismatch.",
         w: 24,
         h: 7,
         sql: [
@@ -109,7 +111,8 @@ ORDER BY amount_at_stake_minor DESC, channel, kind, currency`,
       {
         type: 'table',
         title: 'Breaks to work through',
-        description: "Every break of the periods in the range, both sides' values (minor units), charged-but-not-recorded first: what support works through. Ids as the platform and we know them.",
+        description:
+          "Every break of the periods in the range, both sides' values (minor units), charged-but-not-recorded first: what support works through. Ids as the platform and we know them.",
         w: 24,
         h: 12,
         sql: [
@@ -122,7 +125,19 @@ FROM (${latestBreaks})
 ORDER BY kind != 'charged_not_recorded', period_from, channel, kind, order_id
 LIMIT 500`,
         ],
-        columns: ['period_from', 'channel', 'kind', 'order_id', 'transaction_id', 'statement_amount', 'statement_currency', 'our_amount', 'our_currency', 'our_status', 'detail'],
+        columns: [
+          'period_from',
+          'channel',
+          'kind',
+          'order_id',
+          'transaction_id',
+          'statement_amount',
+          'statement_currency',
+          'our_amount',
+          'our_currency',
+          'our_status',
+          'detail',
+        ],
       },
     ],
   };

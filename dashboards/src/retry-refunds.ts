@@ -27,7 +27,8 @@ export function retryRefundsSpec(database: string): DashboardSpec {
   return {
     uid: 'paysentinel-retry-refunds',
     title: 'Retry & refunds',
-    description: 'Retry, recovery and refund rates from payment_rates (5-minute buckets written by the rates job), and the retry policy the retry-policy job tuned (retry_policy): current decisions with their reasons, their history and the evidence per attempt. Channel and merchant are separate breakdowns, so each variable filters its own panels.',
+    description:
+      'Retry, recovery and refund rates from payment_rates (5-minute buckets written by the rates job), and the retry policy the retry-policy job tuned (retry_policy): current decisions with their reasons, their history and the evidence per attempt. Channel and merchant are separate breakdowns, so each variable filters its own panels.',
     tags: ['payments', 'risk'],
     from: 'now-24h',
     refresh: '5m',
@@ -39,7 +40,8 @@ export function retryRefundsSpec(database: string): DashboardSpec {
       {
         type: 'timeseries',
         title: 'Retry and recovery rates',
-        description: 'Retry rate (attempts numbered above 1 / attempts), orders needing a retry, and orders recovered by a retry / orders whose first attempt did not succeed.',
+        description:
+          'Retry rate (attempts numbered above 1 / attempts), orders needing a retry, and orders recovered by a retry / orders whose first attempt did not succeed.',
         w: 12,
         h: 8,
         unit: 'percentunit',
@@ -57,7 +59,7 @@ ORDER BY time`,
       {
         type: 'timeseries',
         title: 'Refund rate by channel',
-        description: 'Paid orders with a succeeded refund / paid orders, per channel of the order\'s first attempt.',
+        description: "Paid orders with a succeeded refund / paid orders, per channel of the order's first attempt.",
         w: 12,
         h: 8,
         unit: 'percentunit',
@@ -121,7 +123,20 @@ FROM ${policy}
 WHERE ${currentPolicy} AND ${variableFilter('channel', 'channel')}
 ORDER BY channel, failure_code`,
         ],
-        columns: ['channel', 'failure_code', 'action', 'max_attempts', 'backoff_seconds', 'peak_hours_utc', 'peak_max_attempts', 'peak_backoff_seconds', 'failures', 'change', 'reason', 'evidence_until'],
+        columns: [
+          'channel',
+          'failure_code',
+          'action',
+          'max_attempts',
+          'backoff_seconds',
+          'peak_hours_utc',
+          'peak_max_attempts',
+          'peak_backoff_seconds',
+          'failures',
+          'change',
+          'reason',
+          'evidence_until',
+        ],
         unitsByColumn: { backoff_seconds: 's', peak_backoff_seconds: 's' },
       },
       {

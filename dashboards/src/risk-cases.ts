@@ -41,7 +41,12 @@ export function riskCasesSpec(database: string): DashboardSpec {
   GROUP BY case_id, rule_id, severity, entity_type, entity_id`;
   const cases = `(${state}) WHERE ${caseFilter}`;
   const ackSeconds = 'toInt64(acked_s) - toInt64(toUInt32(first_opened))';
-  const statOptions = { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'value', graphMode: 'none', textMode: 'value_and_name' };
+  const statOptions = {
+    reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
+    colorMode: 'value',
+    graphMode: 'none',
+    textMode: 'value_and_name',
+  };
   return {
     uid: 'paysentinel-risk-cases',
     title: 'Risk & cases',
@@ -96,7 +101,9 @@ export function riskCasesSpec(database: string): DashboardSpec {
         w: 6,
         h: 5,
         unit: 's',
-        sql: [`SELECT max(toInt64(toUInt32($__toTime)) - toInt64(toUInt32(first_opened))) AS oldest_open_s, count() AS unacknowledged FROM ${cases} AND case_status = 'open'`],
+        sql: [
+          `SELECT max(toInt64(toUInt32($__toTime)) - toInt64(toUInt32(first_opened))) AS oldest_open_s, count() AS unacknowledged FROM ${cases} AND case_status = 'open'`,
+        ],
         columns: ['oldest_open_s', 'unacknowledged'],
         unitsByColumn: { unacknowledged: 'short' },
         options: { ...statOptions, colorMode: 'background' },
@@ -134,7 +141,8 @@ ORDER BY hits DESC, rule_id`,
       {
         type: 'table',
         title: 'Open cases',
-        description: 'Cases open or acknowledged at the end of the range, newest first: the entity, the rule, a summary of the evidence and what support should do next.',
+        description:
+          'Cases open or acknowledged at the end of the range, newest first: the entity, the rule, a summary of the evidence and what support should do next.',
         w: 24,
         h: 10,
         sql: [
@@ -174,7 +182,8 @@ LIMIT 20`,
       {
         type: 'table',
         title: 'Time to acknowledge by severity',
-        description: 'Cases opened in the range: how many support acknowledged by its end, and how long that took (p50, p90, max); still waiting are those not acknowledged yet.',
+        description:
+          'Cases opened in the range: how many support acknowledged by its end, and how long that took (p50, p90, max); still waiting are those not acknowledged yet.',
         w: 12,
         h: 8,
         sql: [

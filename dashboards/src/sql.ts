@@ -17,7 +17,6 @@ export const eventFilters = `${variableFilter('channel', 'channel')} AND ${varia
  * millisecond, a final status winning over `processing` at an exact tie.
  */
 
-
 /**
  * One row per payment attempt whose first event is in the time range: its first time (`started`,
  * DateTime), `attempt_channel` (named apart from the column it

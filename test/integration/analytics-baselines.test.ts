@@ -104,15 +104,15 @@ afterAll(async () => {
   await s.clickhouse.close();
 });
 
-const pick = (b: { entityType: string; entityId: string; hourOfDay: number; decided: number; technicalFailures: number; technicalFailureRate: number; failureRate: number }) => [
-  b.entityType,
-  b.entityId,
-  b.hourOfDay,
-  b.decided,
-  b.technicalFailures,
-  b.technicalFailureRate,
-  b.failureRate,
-];
+const pick = (b: {
+  entityType: string;
+  entityId: string;
+  hourOfDay: number;
+  decided: number;
+  technicalFailures: number;
+  technicalFailureRate: number;
+  failureRate: number;
+}) => [b.entityType, b.entityId, b.hourOfDay, b.decided, b.technicalFailures, b.technicalFailureRate, b.failureRate];
 
 describe('baselines job on the real ClickHouse', () => {
   test('before any run there are no baselines, so the rules use their defaults', async () => {

@@ -10,13 +10,36 @@ import { repoRoot, services } from './helpers.ts';
 /** `paysentinel analytics run JOB`: one code path for every job of the registry, against the real ClickHouse. */
 const s = services();
 const cli = (args: string[]) =>
-  spawnSync(process.execPath, ['bin/paysentinel.mjs', 'analytics', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 120_000 });
+  spawnSync(process.execPath, ['bin/paysentinel.mjs', 'analytics', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...s.env },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 
 const at = Date.UTC(2026, 10, 25, 10, 1);
 const row = (id: string, status: string, ms: number): EventRow => ({
-  event_id: id, occurred_at: toDateTimeText(ms), occurred_ms: 0, type: 'payment', status, order_id: 'o1', attempt: 1, transaction_id: null, amount_minor: 100,
-  currency: 'CNY', channel: 'alipay', merchant_id: 'm1', user_id: null, device_id: null, ip: null, failure_code: null, source: null, extra: '',
-  kafka_partition: 0, kafka_offset: ms, ingested_at: toDateTimeText(ms),
+  event_id: id,
+  occurred_at: toDateTimeText(ms),
+  occurred_ms: 0,
+  type: 'payment',
+  status,
+  order_id: 'o1',
+  attempt: 1,
+  transaction_id: null,
+  amount_minor: 100,
+  currency: 'CNY',
+  channel: 'alipay',
+  merchant_id: 'm1',
+  user_id: null,
+  device_id: null,
+  ip: null,
+  failure_code: null,
+  source: null,
+  extra: '',
+  kafka_partition: 0,
+  kafka_offset: ms,
+  ingested_at: toDateTimeText(ms),
 });
 
 beforeAll(async () => {
@@ -41,7 +64,9 @@ describe('analytics run JOB', () => {
   test('reconcile, baselines and retry-policy (not published) run with their own summaries', () => {
     const policy = cli(['run', 'retry-policy', '--no-publish', '--from', '2026-11-25', '--to', '2026-11-26']);
     expect(policy.status, policy.stderr).toBe(0);
-    expect(policy.stdout).toMatch(/^retry-policy: ok, evidence 2026-11-25T00:00:00.000Z \.\. 2026-11-26T00:00:00.000Z, \d+ entries written \(run .+\)\. See "paysentinel policy show"/);
+    expect(policy.stdout).toMatch(
+      /^retry-policy: ok, evidence 2026-11-25T00:00:00.000Z \.\. 2026-11-26T00:00:00.000Z, \d+ entries written \(run .+\)\. See "paysentinel policy show"/,
+    );
     const reconcile = cli(['run', 'reconcile']);
     expect(reconcile.status, reconcile.stderr).toBe(0);
     expect(reconcile.stdout).toMatch(/^reconcile: ok, attempts first seen .* rows written \(run .+\)\.\n$/);

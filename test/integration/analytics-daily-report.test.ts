@@ -139,7 +139,10 @@ beforeAll(async () => {
   const db = s.config.clickhouseDatabase;
   await insertRows(s.clickhouse, ident(db, 'payment_events').text, fixture);
   await insertRows(s.clickhouse, ident(db, 'case_versions').text, cases);
-  await insertRows(s.clickhouse, ident(db, 'retry_policy').text, [policyRow('alipay', 'network_error', 'retry', 3, [20, 21]), policyRow('card', 'insufficient_funds', 'no_retry', 1, [])]);
+  await insertRows(s.clickhouse, ident(db, 'retry_policy').text, [
+    policyRow('alipay', 'network_error', 'retry', 3, [20, 21]),
+    policyRow('card', 'insufficient_funds', 'no_retry', 1, []),
+  ]);
   // The report reads what the rates job stored, as in production.
   const rates = await runRates(deps, NOW, { from: new Date(at(24, 0, 0)) });
   expect(rates.status).toBe('ok');
@@ -158,7 +161,11 @@ describe('daily report on the real ClickHouse', () => {
     expect(result.path).toBe(join(reportsDir, 'daily-report-2026-11-25.md'));
     const md = await readFile(result.path, 'utf8');
     expect(md).toBe(result.markdown);
-    expect((await recentRuns(deps, 'daily-report', 1))[0]).toMatchObject({ status: 'ok', window_from: '2026-11-25 00:00:00', window_to: '2026-11-26 00:00:00' });
+    expect((await recentRuns(deps, 'daily-report', 1))[0]).toMatchObject({
+      status: 'ok',
+      window_from: '2026-11-25 00:00:00',
+      window_to: '2026-11-26 00:00:00',
+    });
 
     expect(md).toMatch(/^# Payments report 2026-11-25 \(UTC\)\n/);
     expect(md).toContain('compared with 2026-11-24');
@@ -190,7 +197,11 @@ describe('daily report on the real ClickHouse', () => {
     ]);
     // Top failure codes
     const codes = md.split('## Top failure codes')[1]!.split('##')[0]!.trim().split('\n').slice(2);
-    expect(codes).toEqual(['| network_error | 2 | 50.0% | 1 | +1 (+100.0%) |', '| insufficient_funds | 1 | 25.0% | 0 | +1 (new) |', '| timeout | 1 | 25.0% | 0 | +1 (new) |']);
+    expect(codes).toEqual([
+      '| network_error | 2 | 50.0% | 1 | +1 (+100.0%) |',
+      '| insufficient_funds | 1 | 25.0% | 0 | +1 (new) |',
+      '| timeout | 1 | 25.0% | 0 | +1 (new) |',
+    ]);
     // Cases opened by rule, with their status now
     expect(md).toContain('3 cases opened; status as of the report.');
     expect(md).toContain('| card_testing | high | 2 | 1 | 1 | 0 | 4 |');
@@ -212,12 +223,16 @@ describe('daily report on the real ClickHouse', () => {
     expect(out.stdout).toContain('| payment attempts | 8 | 4 | +4 (+100.0%) |');
     expect(out.stdout).toContain(`(written to ${join(reportsDir, 'daily-report-2026-11-25.md')})`);
 
-    const bad = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'analytics', 'run', 'daily-report', '--from', '2026-11-25T10:00:00Z', '--to', '2026-11-25T10:30:00Z'], {
-      cwd: repoRoot,
-      env: { ...process.env, ...s.env, REPORTS_DIR: reportsDir },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const bad = spawnSync(
+      process.execPath,
+      ['bin/paysentinel.mjs', 'analytics', 'run', 'daily-report', '--from', '2026-11-25T10:00:00Z', '--to', '2026-11-25T10:30:00Z'],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env, REPORTS_DIR: reportsDir },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/at least one whole hour/);
   });

@@ -31,10 +31,27 @@ let offset = 0;
 function rowOf(e: PaymentEvent): EventRow {
   const ms = Date.parse(e.occurred_at);
   return {
-    event_id: e.event_id, occurred_at: toDateTimeText(ms), occurred_ms: ms % 1000, type: e.type, status: e.status, order_id: e.order_id,
-    attempt: e.attempt ?? null, transaction_id: e.transaction_id ?? null, amount_minor: e.amount_minor, currency: e.currency, channel: e.channel,
-    merchant_id: e.merchant_id, user_id: e.user_id ?? null, device_id: e.device_id ?? null, ip: e.ip ?? null, failure_code: e.failure_code ?? null,
-    source: e.source ?? null, extra: '', kafka_partition: 0, kafka_offset: offset++, ingested_at: toDateTimeText(START + DURATION),
+    event_id: e.event_id,
+    occurred_at: toDateTimeText(ms),
+    occurred_ms: ms % 1000,
+    type: e.type,
+    status: e.status,
+    order_id: e.order_id,
+    attempt: e.attempt ?? null,
+    transaction_id: e.transaction_id ?? null,
+    amount_minor: e.amount_minor,
+    currency: e.currency,
+    channel: e.channel,
+    merchant_id: e.merchant_id,
+    user_id: e.user_id ?? null,
+    device_id: e.device_id ?? null,
+    ip: e.ip ?? null,
+    failure_code: e.failure_code ?? null,
+    source: e.source ?? null,
+    extra: '',
+    kafka_partition: 0,
+    kafka_offset: offset++,
+    ingested_at: toDateTimeText(START + DURATION),
   };
 }
 
@@ -48,9 +65,12 @@ afterAll(async () => {
 
 const latestVersion = async () => Number((await queryRows<{ v: string }>(s.clickhouse, `SELECT max(version) AS v FROM ${rates}`))[0]?.v ?? 0);
 const writtenBy = async (version: number) =>
-  (await queryRows<{ size: string; b: number }>(s.clickhouse, `SELECT DISTINCT toString(bucket_size) AS size, toUInt32(bucket_start) AS b FROM ${rates} WHERE version = ${version} ORDER BY size, b`)).map(
-    (r) => `${r.size} ${new Date(Number(r.b) * 1000).toISOString().slice(11, 16)}`,
-  );
+  (
+    await queryRows<{ size: string; b: number }>(
+      s.clickhouse,
+      `SELECT DISTINCT toString(bucket_size) AS size, toUInt32(bucket_start) AS b FROM ${rates} WHERE version = ${version} ORDER BY size, b`,
+    )
+  ).map((r) => `${r.size} ${new Date(Number(r.b) * 1000).toISOString().slice(11, 16)}`);
 
 async function expectStoredEqualsOnePass(label: string) {
   for (const by of dimensions) {
@@ -86,7 +106,11 @@ describe('incremental rates equal the one-pass computation and a backfill', () =
     for (const cut of cuts) {
       const batch = items.filter((i) => START + i.sendAtMs < cut).slice(sent);
       sent += batch.length;
-      await insertRows(s.clickhouse, events.text, batch.map((i) => rowOf(i.event!)));
+      await insertRows(
+        s.clickhouse,
+        events.text,
+        batch.map((i) => rowOf(i.event!)),
+      );
       const r = await run(deps, new Date(cut));
       expect(r.status).toBe('ok');
     }
@@ -102,11 +126,25 @@ describe('incremental rates equal the one-pass computation and a backfill', () =
     const settled = await serverNow();
     await expect.poll(serverNow, { timeout: 5_000, interval: 100 }).toBeGreaterThan(settled);
     await run(deps, new Date(END + 3_600_000 + 30_000), { changesOverlapSeconds: 0 });
-    const target = items.find((i) => i.event?.type === 'payment' && i.event.status === 'processing' && Date.parse(i.event.occurred_at) >= START + 7 * 60_000)!.event!;
-    const orderBuckets = [...new Set(items.filter((i) => i.event?.order_id === target.order_id && i.event.type === 'payment').map((i) => Math.floor(Date.parse(i.event!.occurred_at) / 300_000) * 300_000))];
+    const target = items.find(
+      (i) => i.event?.type === 'payment' && i.event.status === 'processing' && Date.parse(i.event.occurred_at) >= START + 7 * 60_000,
+    )!.event!;
+    const orderBuckets = [
+      ...new Set(
+        items
+          .filter((i) => i.event?.order_id === target.order_id && i.event.type === 'payment')
+          .map((i) => Math.floor(Date.parse(i.event!.occurred_at) / 300_000) * 300_000),
+      ),
+    ];
     const before = await latestVersion();
     await insertRows(s.clickhouse, events.text, [
-      rowOf({ ...target, event_id: `${target.event_id}-late`, status: 'failed', failure_code: 'system_error', occurred_at: new Date(END + 3_600_000 + 5_000).toISOString() }),
+      rowOf({
+        ...target,
+        event_id: `${target.event_id}-late`,
+        status: 'failed',
+        failure_code: 'system_error',
+        occurred_at: new Date(END + 3_600_000 + 5_000).toISOString(),
+      }),
     ]);
     const restate = await run(deps, new Date(END + 3_600_000 + 60_000), { changesOverlapSeconds: 0 });
     expect(restate.status).toBe('ok');
@@ -141,7 +179,11 @@ describe('a store that held history before migration 016', () => {
     const db = old.config.clickhouseDatabase;
     for (const statement of bootstrapStatements(db)) await command(old.clickhouse, statement);
     for (const m of loadMigrations(db).filter((m) => m.version < 16)) for (const statement of m.statements) await command(old.clickhouse, statement);
-    await insertRows(old.clickhouse, ident(db, 'payment_events').text, items.map((i) => rowOf(i.event!)));
+    await insertRows(
+      old.clickhouse,
+      ident(db, 'payment_events').text,
+      items.map((i) => rowOf(i.event!)),
+    );
     // Then the upgrade: migrate applies what is missing, 016 among it.
     await migrate(old.clickhouse, db, silentLogger);
     const first = await run(oldDeps, new Date(END + 3_600_000));

@@ -46,7 +46,7 @@ describe('job runs in Prometheus metrics', () => {
     expect(await metrics.registry.render()).toContain('paysentinel_job_runs_total{job="demo",status="ok"} 1');
   });
 
-  test('an overrunning job shows in /metrics: the last run\'s duration, and the age of the latest complete rates bucket', async () => {
+  test("an overrunning job shows in /metrics: the last run's duration, and the age of the latest complete rates bucket", async () => {
     let clock = Date.UTC(2026, 10, 25, 12, 2);
     const metrics = createJobMetrics(undefined, () => clock);
     const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
@@ -70,7 +70,9 @@ describe('job runs in Prometheus metrics', () => {
     await expect(runJob(deps, 'broken', window, async () => Promise.reject(new Error('disk full')))).rejects.toThrow('disk full');
     expect(await metrics.runs.get({ job: 'broken', status: 'failed' })).toBe(1);
     expect(await metrics.registry.render()).toContain('paysentinel_job_runs_total{job="broken",status="failed"} 1');
-    expect(lines.filter((l) => l.level === 'error')).toEqual([expect.objectContaining({ msg: 'job failed', job: 'broken', err: expect.objectContaining({ message: 'disk full' }) })]);
+    expect(lines.filter((l) => l.level === 'error')).toEqual([
+      expect.objectContaining({ msg: 'job failed', job: 'broken', err: expect.objectContaining({ message: 'disk full' }) }),
+    ]);
     expect((await recentRuns(deps, 'broken', 1))[0]).toMatchObject({ status: 'failed', error: 'disk full' });
   });
 
@@ -113,7 +115,11 @@ describe('job runs in Prometheus metrics', () => {
     } finally {
       await schedule.stop();
     }
-    await expect.poll(async () => [await metrics.runs.get({ job: 'early', status: 'failed' }), await metrics.runs.get({ job: 'work', status: 'failed' })], { timeout: 5_000 }).toEqual([finished.early, finished.work]);
+    await expect
+      .poll(async () => [await metrics.runs.get({ job: 'early', status: 'failed' }), await metrics.runs.get({ job: 'work', status: 'failed' })], {
+        timeout: 5_000,
+      })
+      .toEqual([finished.early, finished.work]);
     expect(await metrics.runs.get({ job: 'early', status: 'failed' })).toBe(finished.early);
     expect(await metrics.runs.get({ job: 'work', status: 'failed' })).toBe(finished.work);
     const errors = lines.filter((l) => l.level === 'error');

@@ -30,7 +30,17 @@ const FROM = new Date(at(10, 0));
 const TO = new Date(at(11, 0));
 
 const amounts: Record<string, number> = { o1: 1000, o2: 2000, o3: 3000, o4: 4000, o5: 5000, o6: 6000, o7: 10_000, o8: 8000, o9: 9000 };
-const channels: Record<string, string> = { o1: 'alipay', o2: 'alipay', o3: 'wechat_pay', o4: 'wechat_pay', o5: 'card', o6: 'card', o7: 'alipay', o8: 'alipay', o9: 'alipay' };
+const channels: Record<string, string> = {
+  o1: 'alipay',
+  o2: 'alipay',
+  o3: 'wechat_pay',
+  o4: 'wechat_pay',
+  o5: 'card',
+  o6: 'card',
+  o7: 'alipay',
+  o8: 'alipay',
+  o9: 'alipay',
+};
 const merchants: Record<string, string> = { o1: 'm1', o2: 'm1', o3: 'm2', o4: 'm2', o5: 'm1', o6: 'm2', o7: 'm2', o8: 'm1', o9: 'm1' };
 
 let offset = 0;
@@ -151,23 +161,49 @@ describe('rates on the real ClickHouse', () => {
     const rows = await computeRates(deps, { from: FROM, to: TO, by: 'channel' });
     const byValue = Object.fromEntries(rows.map((r) => [r.value, r]));
     expect(Object.keys(byValue).sort()).toEqual(['alipay', 'card', 'wechat_pay']);
-    expect(byValue.alipay).toMatchObject({ attempts: 5, succeeded: 4, failed: 1, retry_attempts: 2, orders: 3, orders_recovered: 1, orders_paid: 3, orders_refunded: 2, refunded_amount_minor: 3500 });
-    expect(byValue.wechat_pay).toMatchObject({ attempts: 2, failed: 1, timeout: 1, orders: 2, orders_first_not_succeeded: 2, orders_paid: 0, refund_rate: 0, failure_rate: 0.5 });
+    expect(byValue.alipay).toMatchObject({
+      attempts: 5,
+      succeeded: 4,
+      failed: 1,
+      retry_attempts: 2,
+      orders: 3,
+      orders_recovered: 1,
+      orders_paid: 3,
+      orders_refunded: 2,
+      refunded_amount_minor: 3500,
+    });
+    expect(byValue.wechat_pay).toMatchObject({
+      attempts: 2,
+      failed: 1,
+      timeout: 1,
+      orders: 2,
+      orders_first_not_succeeded: 2,
+      orders_paid: 0,
+      refund_rate: 0,
+      failure_rate: 0.5,
+    });
     expect(byValue.card).toMatchObject({ attempts: 2, failed: 1, processing: 1, succeeded: 0, orders: 2, success_rate: 0 });
   });
 
-  test('by merchant and by failure code (the outcome\'s code; orders by their first attempt\'s)', async () => {
+  test("by merchant and by failure code (the outcome's code; orders by their first attempt's)", async () => {
     const merchants = Object.fromEntries((await computeRates(deps, { from: FROM, to: TO, by: 'merchant' })).map((r) => [r.value, r]));
     expect(merchants.m1).toMatchObject({ attempts: 5, succeeded: 3, failed: 2, orders: 3 }); // o1, o2#1, o2#2, o5, o8#2
     expect(merchants.m2).toMatchObject({ attempts: 4, succeeded: 1, failed: 1, timeout: 1, processing: 1, orders: 4 });
     const codes = Object.fromEntries((await computeRates(deps, { from: FROM, to: TO, by: 'failure_code' })).map((r) => [r.value, r]));
     expect(Object.keys(codes).sort()).toEqual(['', 'insufficient_funds', 'network_error', 'system_error', 'timeout']);
     expect(codes['']).toMatchObject({ attempts: 5, succeeded: 4, processing: 1, orders: 3 });
-    expect(codes.network_error).toMatchObject({ attempts: 1, failed: 1, orders: 1, orders_first_not_succeeded: 1, orders_recovered: 1, recovered_by_retry_rate: 1 });
+    expect(codes.network_error).toMatchObject({
+      attempts: 1,
+      failed: 1,
+      orders: 1,
+      orders_first_not_succeeded: 1,
+      orders_recovered: 1,
+      recovered_by_retry_rate: 1,
+    });
     expect(codes.system_error).toMatchObject({ attempts: 1, failed: 1 });
   });
 
-  test('5-minute and hour buckets go by the attempt\'s first occurred_at', async () => {
+  test("5-minute and hour buckets go by the attempt's first occurred_at", async () => {
     const fiveMin = await computeRates(deps, { from: FROM, to: TO, bucket: '5m' });
     expect(fiveMin.map((r) => [r.bucketStart.toISOString(), r.attempts, r.orders])).toEqual([
       ['2026-11-25T10:00:00.000Z', 4, 3], // o1, o2#1, o3, o8#2; orders o1, o2, o3
@@ -281,7 +317,11 @@ describe('rates equal an independent computation on simulator traffic', () => {
     const table = ident(sim.config.clickhouseDatabase, 'payment_events');
     await command(sim.clickhouse, `SYSTEM STOP MERGES ${table}`);
     // Redeliveries are stored as duplicate rows, as if the ReplacingMergeTree backstop had not merged yet.
-    await insertRows(sim.clickhouse, table.text, stored.map((e, i) => rowOf(e, i)));
+    await insertRows(
+      sim.clickhouse,
+      table.text,
+      stored.map((e, i) => rowOf(e, i)),
+    );
   });
   afterAll(async () => {
     await command(sim.clickhouse, `DROP DATABASE IF EXISTS ${ident(sim.config.clickhouseDatabase)}`);
@@ -327,17 +367,46 @@ describe('rates equal an independent computation on simulator traffic', () => {
 function rowOf(e: PaymentEvent, i: number): EventRow {
   const ms = Date.parse(e.occurred_at);
   return {
-    event_id: e.event_id, occurred_at: toDateTimeText(ms), occurred_ms: ms % 1000, type: e.type, status: e.status, order_id: e.order_id,
-    attempt: e.attempt ?? null, transaction_id: e.transaction_id ?? null, amount_minor: e.amount_minor, currency: e.currency, channel: e.channel,
-    merchant_id: e.merchant_id, user_id: e.user_id ?? null, device_id: e.device_id ?? null, ip: e.ip ?? null, failure_code: e.failure_code ?? null,
-    source: e.source ?? null, extra: '', kafka_partition: 0, kafka_offset: i, ingested_at: toDateTimeText(ms),
+    event_id: e.event_id,
+    occurred_at: toDateTimeText(ms),
+    occurred_ms: ms % 1000,
+    type: e.type,
+    status: e.status,
+    order_id: e.order_id,
+    attempt: e.attempt ?? null,
+    transaction_id: e.transaction_id ?? null,
+    amount_minor: e.amount_minor,
+    currency: e.currency,
+    channel: e.channel,
+    merchant_id: e.merchant_id,
+    user_id: e.user_id ?? null,
+    device_id: e.device_id ?? null,
+    ip: e.ip ?? null,
+    failure_code: e.failure_code ?? null,
+    source: e.source ?? null,
+    extra: '',
+    kafka_partition: 0,
+    kafka_offset: i,
+    ingested_at: toDateTimeText(ms),
   };
 }
 
 const unique = (events: PaymentEvent[]) => [...new Map(events.map((e) => [e.event_id, e])).values()];
 
 function counts(row: RateRow | undefined): Record<string, number> {
-  const { bucketStart: _b, value: _v, success_rate: _1, failure_rate: _2, timeout_rate: _3, retry_rate: _4, orders_needing_retry_rate: _5, recovered_by_retry_rate: _6, refund_rate: _7, refund_amount_rate: _8, ...rest } = row!;
+  const {
+    bucketStart: _b,
+    value: _v,
+    success_rate: _1,
+    failure_rate: _2,
+    timeout_rate: _3,
+    retry_rate: _4,
+    orders_needing_retry_rate: _5,
+    recovered_by_retry_rate: _6,
+    refund_rate: _7,
+    refund_amount_rate: _8,
+    ...rest
+  } = row!;
   return rest;
 }
 
@@ -345,7 +414,8 @@ function counts(row: RateRow | undefined): Record<string, number> {
 function independent(events: PaymentEvent[], from: number, to: number, dim: (e: PaymentEvent) => string, value = ''): Record<string, number> {
   const t = (e: PaymentEvent) => Date.parse(e.occurred_at);
   const byAttempt = new Map<string, PaymentEvent[]>();
-  for (const e of events) if (e.type === 'payment') byAttempt.set(`${e.order_id}\u0000${e.attempt}`, [...(byAttempt.get(`${e.order_id}\u0000${e.attempt}`) ?? []), e]);
+  for (const e of events)
+    if (e.type === 'payment') byAttempt.set(`${e.order_id}\u0000${e.attempt}`, [...(byAttempt.get(`${e.order_id}\u0000${e.attempt}`) ?? []), e]);
   const attempts = [...byAttempt.values()].map((list) => {
     const sorted = [...list].sort((a, b) => t(a) - t(b));
     const last = sorted[sorted.length - 1]!;
@@ -357,7 +427,16 @@ function independent(events: PaymentEvent[], from: number, to: number, dim: (e: 
   for (const e of events) if (e.type === 'refund' && e.status === 'succeeded') refunded.set(e.order_id, (refunded.get(e.order_id) ?? 0) + e.amount_minor);
   const orders = new Map<string, (typeof attempts)[number][]>();
   for (const a of attempts) orders.set(a.order, [...(orders.get(a.order) ?? []), a]);
-  const o = { orders: 0, orders_retried: 0, orders_first_not_succeeded: 0, orders_recovered: 0, orders_paid: 0, orders_refunded: 0, paid_amount_minor: 0, refunded_amount_minor: 0 };
+  const o = {
+    orders: 0,
+    orders_retried: 0,
+    orders_first_not_succeeded: 0,
+    orders_recovered: 0,
+    orders_paid: 0,
+    orders_refunded: 0,
+    paid_amount_minor: 0,
+    refunded_amount_minor: 0,
+  };
   for (const [order, list] of orders) {
     const first = [...list].sort((a, b) => a.n - b.n)[0]!;
     if (!(first.first >= from && first.first < to && first.dim === value)) continue;

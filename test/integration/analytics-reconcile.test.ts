@@ -59,7 +59,10 @@ const fixture: EventRow[] = [
   event('c1c', 'c1', at(10, 40), 'failed', 'alipay', 'system_error'),
   event('c2a', 'c2', at(10, 20), 'failed', 'alipay', 'network_error'),
   c2late,
-  ...[1, 2, 3, 4, 5].flatMap((s) => [event(`d${s}a`, `d${s}`, at(10, s), 'processing', 'alipay'), event(`d${s}b`, `d${s}`, at(10, s, s), 'succeeded', 'alipay')]),
+  ...[1, 2, 3, 4, 5].flatMap((s) => [
+    event(`d${s}a`, `d${s}`, at(10, s), 'processing', 'alipay'),
+    event(`d${s}b`, `d${s}`, at(10, s, s), 'succeeded', 'alipay'),
+  ]),
   event('w1a', 'w1', at(10, 7, 0, 500), 'processing', 'wechat_pay'),
   event('w1b', 'w1', at(10, 7, 10, 500), 'failed', 'wechat_pay', 'timeout'),
   event('olda', 'old', at(8, 0), 'processing', 'card'),

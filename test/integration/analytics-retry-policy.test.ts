@@ -210,7 +210,15 @@ describe('retry-policy job on simulated history with known ground truth', () => 
     expect(k1.ciLow).toBeLessThan(0.1);
     expect(k1.ciHigh).toBeGreaterThan(0.1);
     // ... which, without a previous decision, would say "retry" ...
-    const fresh = decide({ channel: 'alipay', failureCode: 'card_declined', steps: k1 ? [{ k: 1, failures: k1.retried, retried: k1.retried, succeeded: k1.succeeded }] : [], succeededRetries: k1.succeeded, medianDelaySeconds: 30, peak: { hours: [], rates: [], mean: 0.1 }, previous: null });
+    const fresh = decide({
+      channel: 'alipay',
+      failureCode: 'card_declined',
+      steps: k1 ? [{ k: 1, failures: k1.retried, retried: k1.retried, succeeded: k1.succeeded }] : [],
+      succeededRetries: k1.succeeded,
+      medianDelaySeconds: 30,
+      peak: { hours: [], rates: [], mean: 0.1 },
+      previous: null,
+    });
     expect(fresh.action).toBe('retry');
     // ... but the stored decision holds, and says why.
     expect(card2).toMatchObject({ action: 'no_retry', maxAttempts: 1, change: 'unchanged' });

@@ -34,10 +34,16 @@ describe('case store on the real ClickHouse and Kafka', () => {
     await producer.connect();
     const store = createCaseStore({ clickhouse: s.clickhouse, database, producer, topic });
     const n = 20_000;
-    const first = await store.applyHits(Array.from({ length: n }, (_, i) => hit(i, 5)), Date.now());
+    const first = await store.applyHits(
+      Array.from({ length: n }, (_, i) => hit(i, 5)),
+      Date.now(),
+    );
     expect(first.opened).toHaveLength(n);
     expect(first.updated).toHaveLength(0);
-    const second = await store.applyHits(Array.from({ length: n }, (_, i) => hit(i, 6)), Date.now() + 1_000);
+    const second = await store.applyHits(
+      Array.from({ length: n }, (_, i) => hit(i, 6)),
+      Date.now() + 1_000,
+    );
     expect(second.opened).toHaveLength(0);
     expect(second.updated).toHaveLength(n);
     expect(second.updated.every((c) => c.hit_count === 2)).toBe(true);

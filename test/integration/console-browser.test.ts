@@ -18,7 +18,13 @@ import { readTopic, repoRoot, services } from './helpers.ts';
 
 const casesTopic = `t${Math.random().toString(36).slice(2, 10)}.payments.cases`;
 const usersFile = join(mkdtempSync(join(tmpdir(), 'ps-console-browser-')), 'users.json');
-const s = services({ KAFKA_CASES_TOPIC: casesTopic, CONSOLE_USERS_FILE: usersFile, CONSOLE_PORT: '0', CONSOLE_SESSION_SECRET: 'z'.repeat(40), CONSOLE_LIVE_MS: '300' });
+const s = services({
+  KAFKA_CASES_TOPIC: casesTopic,
+  CONSOLE_USERS_FILE: usersFile,
+  CONSOLE_PORT: '0',
+  CONSOLE_SESSION_SECRET: 'z'.repeat(40),
+  CONSOLE_LIVE_MS: '300',
+});
 const db = s.config.clickhouseDatabase;
 const screenshots = join(repoRoot, 'out');
 
@@ -129,7 +135,9 @@ describe('the support console in a real browser (Debian chromium)', () => {
     await page.screenshot({ path: join(screenshots, 'console-inbox.png'), fullPage: true });
     await page.getByRole('link', { name: lateCase.case_id }).click();
     await page.waitForURL(`${running.url}/cases/${lateCase.case_id}`);
-    await expect.poll(() => page.locator('table.evidence').innerText()).toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
+    await expect
+      .poll(() => page.locator('table.evidence').innerText())
+      .toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(await page.locator('table.timeline').innerText()).toContain('gateway_callback');
     await page.screenshot({ path: join(screenshots, 'console-case.png'), fullPage: true });
 
@@ -144,7 +152,10 @@ describe('the support console in a real browser (Debian chromium)', () => {
     await expect.poll(() => page.locator('dd.status').innerText()).toBe('resolved (customer_contacted)');
     expect(await page.locator('table.history').innerText()).toContain('told them the payment went through at 10:03');
 
-    const stored = await queryRows<{ status: string; resolution: string }>(s.clickhouse, sql`SELECT status, resolution FROM ${ident(db, 'cases')} WHERE case_id = ${lateCase.case_id}`);
+    const stored = await queryRows<{ status: string; resolution: string }>(
+      s.clickhouse,
+      sql`SELECT status, resolution FROM ${ident(db, 'cases')} WHERE case_id = ${lateCase.case_id}`,
+    );
     expect(stored).toEqual([{ status: 'resolved', resolution: 'customer_contacted' }]);
     const published = (await readTopic(s.kafka, casesTopic, 6)).filter((m) => m.key === lateCase.case_id).map((m) => JSON.parse(m.value));
     expect(published.map((m) => [m.status, m.changed_by])).toEqual([
@@ -187,7 +198,9 @@ describe('the support console in a real browser (Debian chromium)', () => {
     expect(await page.getByRole('button', { name: /Acknowledge|Resolve|Assign/ }).count()).toBe(0);
     const token = await page.locator('input[name=_csrf]').first().inputValue();
     const status = await page.evaluate(
-      async ([id, csrf]) => (await fetch(`/api/v1/cases/${id}/acknowledge`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf! }, body: '{}' })).status,
+      async ([id, csrf]) =>
+        (await fetch(`/api/v1/cases/${id}/acknowledge`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf! }, body: '{}' }))
+          .status,
       [deviceCase.case_id, token],
     );
     expect(status).toBe(403);
@@ -195,7 +208,14 @@ describe('the support console in a real browser (Debian chromium)', () => {
 
   test('no page or API route answers without a login', async () => {
     const context = await browser.newContext();
-    for (const path of ['/', `/cases/${lateCase.case_id}`, `/orders/${LATE_ORDER}`, '/api/v1/cases', `/api/v1/cases/${lateCase.case_id}`, `/api/v1/orders/${LATE_ORDER}`]) {
+    for (const path of [
+      '/',
+      `/cases/${lateCase.case_id}`,
+      `/orders/${LATE_ORDER}`,
+      '/api/v1/cases',
+      `/api/v1/cases/${lateCase.case_id}`,
+      `/api/v1/orders/${LATE_ORDER}`,
+    ]) {
       const res = await context.request.get(`${running.url}${path}`);
       expect(res.status(), path).toBe(401);
     }

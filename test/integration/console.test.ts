@@ -20,7 +20,13 @@ import { readTopic, repoRoot, services } from './helpers.ts';
 
 const casesTopic = `t${Math.random().toString(36).slice(2, 10)}.payments.cases`;
 const usersFile = join(mkdtempSync(join(tmpdir(), 'ps-console-')), 'users.json');
-const s = services({ KAFKA_CASES_TOPIC: casesTopic, CONSOLE_USERS_FILE: usersFile, CONSOLE_PORT: '0', CONSOLE_SESSION_SECRET: 'x'.repeat(40), CONSOLE_LOGIN_ATTEMPTS: '50' });
+const s = services({
+  KAFKA_CASES_TOPIC: casesTopic,
+  CONSOLE_USERS_FILE: usersFile,
+  CONSOLE_PORT: '0',
+  CONSOLE_SESSION_SECRET: 'x'.repeat(40),
+  CONSOLE_LOGIN_ATTEMPTS: '50',
+});
 const db = s.config.clickhouseDatabase;
 const users = createUserStore(usersFile);
 let running: RunningConsole;
@@ -78,7 +84,11 @@ function client() {
       return cookie;
     },
     async fetch(path: string, init: RequestInit = {}) {
-      const res = await fetch(base + path, { ...init, redirect: 'manual', headers: { ...(cookie ? { cookie } : {}), ...(init.headers as Record<string, string>) } });
+      const res = await fetch(base + path, {
+        ...init,
+        redirect: 'manual',
+        headers: { ...(cookie ? { cookie } : {}), ...(init.headers as Record<string, string>) },
+      });
       const set = res.headers.getSetCookie().find((c) => c.startsWith('paysentinel_session='));
       if (set) cookie = set.split(';')[0]!;
       return res;
@@ -89,13 +99,20 @@ function client() {
     },
     async login(name: string, password: string, next = '/') {
       const token = await this.csrf();
-      return this.fetch('/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: token, name, password, next }).toString() });
+      return this.fetch('/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: token, name, password, next }).toString(),
+      });
     },
   };
 }
 
 const api = (path: string, token: string, init: RequestInit = {}) =>
-  fetch(base + path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers as Record<string, string>) } });
+  fetch(base + path, {
+    ...init,
+    headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers as Record<string, string>) },
+  });
 
 let orderCase: Case;
 let deviceCase: Case;
@@ -135,7 +152,15 @@ afterAll(async () => {
 
 describe('the support console on the real ClickHouse and Kafka', () => {
   test('no page or API route answers without authentication: 401, pages with the login form', async () => {
-    for (const path of ['/', '/events', `/cases/${orderCase.case_id}`, `/orders/${LATE_ORDER}`, '/api/v1/cases', `/api/v1/cases/${orderCase.case_id}`, `/api/v1/orders/${LATE_ORDER}`]) {
+    for (const path of [
+      '/',
+      '/events',
+      `/cases/${orderCase.case_id}`,
+      `/orders/${LATE_ORDER}`,
+      '/api/v1/cases',
+      `/api/v1/cases/${orderCase.case_id}`,
+      `/api/v1/orders/${LATE_ORDER}`,
+    ]) {
       const res = await fetch(base + path);
       expect(res.status, path).toBe(401);
       const text = await res.text();
@@ -144,7 +169,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       expect(text, path).not.toContain('Look at');
       expect(text, path).not.toContain('tx-late-1');
     }
-    const post = await fetch(`${base}/api/v1/cases/${orderCase.case_id}/acknowledge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const post = await fetch(`${base}/api/v1/cases/${orderCase.case_id}/acknowledge`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(post.status).toBe(401);
     expect((await api('/api/v1/cases', 'pst_000000000000_nottherealtoken')).status).toBe(401);
   });
@@ -178,7 +207,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
   test('ids made of markup appear as text on every page, never as markup', async () => {
     const browser = client();
     await browser.login('vic', 'vic-password-1');
-    const pages = [await (await browser.fetch('/')).text(), await (await browser.fetch(`/cases/${deviceCase.case_id}`)).text(), await (await browser.fetch(`/orders/${encodeURIComponent(HOSTILE_ORDER)}`)).text()];
+    const pages = [
+      await (await browser.fetch('/')).text(),
+      await (await browser.fetch(`/cases/${deviceCase.case_id}`)).text(),
+      await (await browser.fetch(`/orders/${encodeURIComponent(HOSTILE_ORDER)}`)).text(),
+    ];
     for (const html of pages) {
       expect(html).not.toContain('<script>document.title');
       expect(html).not.toContain('<img src=x');
@@ -199,23 +232,38 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect(all.cases.map((c: Case) => c.entity_id)).toEqual([HOSTILE_ORDER, LATE_ORDER]);
     const rest = await (await api(`/api/v1/cases?limit=2&cursor=${all.next_cursor}`, supportToken)).json();
     expect(rest).toEqual({ cases: [expect.objectContaining({ entity_id: HOSTILE_DEVICE })], next_cursor: null });
-    expect((await (await api(`/api/v1/cases?entity_type=order&severity=high`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([orderCase.case_id]);
-    expect((await (await api(`/api/v1/cases?q=${encodeURIComponent(HOSTILE_DEVICE)}`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([deviceCase.case_id]);
+    expect((await (await api(`/api/v1/cases?entity_type=order&severity=high`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
+      orderCase.case_id,
+    ]);
+    expect((await (await api(`/api/v1/cases?q=${encodeURIComponent(HOSTILE_DEVICE)}`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
+      deviceCase.case_id,
+    ]);
 
     const id = orderCase.case_id;
     const assigned = await api(`/api/v1/cases/${id}/assign`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'mine' }) });
     expect(assigned.status).toBe(200);
     expect(await assigned.json()).toMatchObject({ case_id: id, assignee: 'sam', status: 'open' });
-    expect((await api(`/api/v1/cases/${id}/acknowledge`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'calling the customer' }) })).status).toBe(200);
+    expect(
+      (await api(`/api/v1/cases/${id}/acknowledge`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'calling the customer' }) })).status,
+    ).toBe(200);
     const noResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'done' }) });
     expect(noResolution.status).toBe(400);
     expect((await noResolution.json()).error.message).toMatch(/resolution/);
     const badResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'shrug' }) });
     expect(badResolution.status).toBe(400);
-    expect((await badResolution.json()).error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/^body\.resolution: must be equal to one of the allowed values/) });
-    const unknownField = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'refunded', notes: 'typo' }) });
+    expect((await badResolution.json()).error).toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringMatching(/^body\.resolution: must be equal to one of the allowed values/),
+    });
+    const unknownField = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
+      method: 'POST',
+      body: JSON.stringify({ resolution: 'refunded', notes: 'typo' }),
+    });
     expect((await unknownField.json()).error.message).toBe('body.notes is not a field this request takes.');
-    const resolved = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'told the customer the payment went through', resolution: 'customer_contacted' }) });
+    const resolved = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
+      method: 'POST',
+      body: JSON.stringify({ note: 'told the customer the payment went through', resolution: 'customer_contacted' }),
+    });
     expect(resolved.status).toBe(200);
     expect(await resolved.json()).toMatchObject({ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' });
     const again = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'false_positive' }) });
@@ -229,10 +277,19 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       ['sam', 'acknowledged', 'calling the customer'],
       ['sam', 'resolved', 'told the customer the payment went through'],
     ]);
-    const stored = await queryRows<{ status: string; resolution: string; assignee: string }>(s.clickhouse, sql`SELECT status, resolution, assignee FROM ${ident(db, 'cases')} WHERE case_id = ${id}`);
+    const stored = await queryRows<{ status: string; resolution: string; assignee: string }>(
+      s.clickhouse,
+      sql`SELECT status, resolution, assignee FROM ${ident(db, 'cases')} WHERE case_id = ${id}`,
+    );
     expect(stored).toEqual([{ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' }]);
     const published = (await readTopic(s.kafka, casesTopic, 6)).filter((m) => m.key === id).map((m) => JSON.parse(m.value));
-    expect(published.at(-1)).toMatchObject({ case_id: id, status: 'resolved', resolution: 'customer_contacted', changed_by: 'sam', note: 'told the customer the payment went through' });
+    expect(published.at(-1)).toMatchObject({
+      case_id: id,
+      status: 'resolved',
+      resolution: 'customer_contacted',
+      changed_by: 'sam',
+      note: 'told the customer the payment went through',
+    });
   });
 
   test('errors: 404 for an unknown case or order, 413 over 16 KiB, 400 naming a bad field; a viewer reads but gets 403 on every change', async () => {
@@ -240,7 +297,10 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const order = await api('/api/v1/orders/no-such-order', supportToken);
     expect(order.status).toBe(404);
     expect(await order.json()).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
-    const big = await api(`/api/v1/cases/${deviceCase.case_id}/acknowledge`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'x'.repeat(17 * 1024) }) });
+    const big = await api(`/api/v1/cases/${deviceCase.case_id}/acknowledge`, supportToken, {
+      method: 'POST',
+      body: JSON.stringify({ note: 'x'.repeat(17 * 1024) }),
+    });
     expect(big.status).toBe(413);
     expect((await big.json()).error.code).toBe('too_large');
     const limit = await api('/api/v1/cases?limit=9999', supportToken);
@@ -252,7 +312,10 @@ describe('the support console on the real ClickHouse and Kafka', () => {
 
     expect((await api(`/api/v1/cases/${deviceCase.case_id}`, viewerToken)).status).toBe(200);
     for (const action of ['assign', 'acknowledge', 'resolve']) {
-      const res = await api(`/api/v1/cases/${deviceCase.case_id}/${action}`, viewerToken, { method: 'POST', body: JSON.stringify({ resolution: 'false_positive' }) });
+      const res = await api(`/api/v1/cases/${deviceCase.case_id}/${action}`, viewerToken, {
+        method: 'POST',
+        body: JSON.stringify({ resolution: 'false_positive' }),
+      });
       expect(res.status, action).toBe(403);
     }
     const browser = client();
@@ -286,15 +349,31 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const story = await (await api(`/api/v1/orders/${LATE_ORDER}`, viewerToken)).json();
     expect(story.order_id).toBe(LATE_ORDER);
     expect(story.attempts).toHaveLength(1);
-    expect(story.attempts[0].reports.map((r: { status: string; source: string }) => `${r.status}/${r.source}`)).toEqual(['processing/client', 'succeeded/gateway_callback', 'succeeded/status_query']);
+    expect(story.attempts[0].reports.map((r: { status: string; source: string }) => `${r.status}/${r.source}`)).toEqual([
+      'processing/client',
+      'succeeded/gateway_callback',
+      'succeeded/status_query',
+    ]);
     expect(story.attempts[0]).toMatchObject({ outcome: 'succeeded', callback_delay_ms: 90_000 });
     expect(story.cases.map((c: Case) => c.case_id)).toEqual([orderCase.case_id]);
     expect((await (await api('/api/v1/orders/tx-late-1', viewerToken)).json()).order_id).toBe(LATE_ORDER);
-    const cli = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', 'tx-late-1'], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    const cli = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', 'tx-late-1'], {
+      cwd: repoRoot,
+      env: { ...process.env, ...s.env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(cli.status, cli.stderr).toBe(0);
-    expect(cli.stdout).toMatch(/^Order order-late-1\n\nAttempt 1: succeeded \(callback after 90\.0 s\)\n.*processing +client[^\n]*\n.*succeeded +gateway_callback[^\n]*\n.*succeeded +status_query/);
+    expect(cli.stdout).toMatch(
+      /^Order order-late-1\n\nAttempt 1: succeeded \(callback after 90\.0 s\)\n.*processing +client[^\n]*\n.*succeeded +gateway_callback[^\n]*\n.*succeeded +status_query/,
+    );
     expect(cli.stdout).toContain(orderCase.case_id);
-    const cliJson = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', LATE_ORDER, '--json'], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    const cliJson = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', LATE_ORDER, '--json'], {
+      cwd: repoRoot,
+      env: { ...process.env, ...s.env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(JSON.parse(cliJson.stdout)).toEqual(story);
 
     const browser = client();
@@ -322,7 +401,12 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const login = await app.inject({ method: 'GET', url: '/login' });
     const first = login.cookies.find((c) => c.name === 'paysentinel_session')!.value;
     const csrf = /name="_csrf" value="([^"]+)"/.exec(login.body)![1]!;
-    const res = await app.inject({ method: 'POST', url: '/login', cookies: { paysentinel_session: first }, payload: { _csrf: csrf, name: 'sam', password: 'sam-password-1' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/login',
+      cookies: { paysentinel_session: first },
+      payload: { _csrf: csrf, name: 'sam', password: 'sam-password-1' },
+    });
     expect(res.statusCode).toBe(303);
     const session = res.cookies.find((c) => c.name === 'paysentinel_session')!.value;
     expect((await app.inject({ method: 'GET', url: '/api/v1/cases?limit=1', cookies: { paysentinel_session: session } })).statusCode).toBe(200);
@@ -333,7 +417,12 @@ describe('the support console on the real ClickHouse and Kafka', () => {
 
   test('paysentinel console refuses to start without CONSOLE_SESSION_SECRET, and otherwise serves until SIGTERM', async () => {
     const env = { ...process.env, ...s.env };
-    const refused = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'console'], { cwd: repoRoot, env: { ...env, CONSOLE_SESSION_SECRET: '' }, encoding: 'utf8', timeout: 60_000 });
+    const refused = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'console'], {
+      cwd: repoRoot,
+      env: { ...env, CONSOLE_SESSION_SECRET: '' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/CONSOLE_SESSION_SECRET is required by the console/);
 
@@ -350,7 +439,13 @@ describe('the support console on the real ClickHouse and Kafka', () => {
   });
 
   test('paysentinel cases resolve --resolution records the resolution the console shows', async () => {
-    const run = (args: string[]) => spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
     expect(run(['resolve', deviceCase.case_id, '--note', 'x', '--resolution', 'maybe']).stderr).toMatch(/--resolution must be one of confirmed_fraud/);
     const done = run(['resolve', deviceCase.case_id, '--note', 'card blocked by the bank', '--resolution', 'confirmed_fraud', '--by', 'cli-user']);
     expect(done.status, done.stderr).toBe(0);
@@ -363,7 +458,16 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const limited = await startConsole(loadConfig({ ...process.env, ...s.env, CONSOLE_LOGIN_ATTEMPTS: '3' }), silentLogger);
     try {
       const statuses: number[] = [];
-      for (let i = 0; i < 5; i++) statuses.push((await fetch(`${limited.url}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=sam&password=guess' })).status);
+      for (let i = 0; i < 5; i++)
+        statuses.push(
+          (
+            await fetch(`${limited.url}/login`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              body: 'name=sam&password=guess',
+            })
+          ).status,
+        );
       expect(statuses.slice(3)).toEqual([429, 429]);
     } finally {
       await limited.stop();

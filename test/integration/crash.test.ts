@@ -36,10 +36,15 @@ describe('crash safety of `paysentinel start`', () => {
     expect(await duplicateIds(s)).toBe(0);
 
     // A clean stop commits everything it stored and exits 0.
-    await expect.poll(async () => {
-      const o = await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic);
-      return o.end - o.committed;
-    }, { timeout: 30_000 }).toBe(0);
+    await expect
+      .poll(
+        async () => {
+          const o = await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic);
+          return o.end - o.committed;
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(0);
     second.child.kill('SIGTERM');
     expect(await second.exited, second.output()).toBe(0);
     expect(await storedCount(s)).toBe(total);

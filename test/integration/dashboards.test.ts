@@ -162,17 +162,27 @@ beforeAll(async () => {
   expect(rates.status).toBe('ok');
   // The platform's statement of the alipay traffic (UTC day), one break of each kind injected, imported and reconciled.
   const day = { fromMs: Date.UTC(2026, 10, 25), toMs: Date.UTC(2026, 10, 26) };
-  const sent = [...createTrafficGenerator({ seed: 5, rate: 25, durationMs: DURATION_MS, startMs: START, invalidShare: 0.01, scenarios: scenarioNames })].flatMap((i) => (i.event ? [i.event] : []));
+  const sent = [
+    ...createTrafficGenerator({ seed: 5, rate: 25, durationMs: DURATION_MS, startMs: START, invalidShare: 0.01, scenarios: scenarioNames }),
+  ].flatMap((i) => (i.event ? [i.event] : []));
   const statement = simulatedStatement(sent, 'alipay', day, { currencies: true, inject: true });
   injectedBreaks = statement.injected.map((b) => b.kind).sort();
   const file = join(mkdtempSync(join(tmpdir(), 'dashboards-statement-')), 'alipay.csv');
   writeFileSync(file, writeStatement('generic', statement.lines, day));
   expect((await importStatement(deps, { path: file, format: 'generic', channel: 'alipay', period: day, maxBytes: 1 << 30 })).status).toBe('imported');
-  expect((await reconcilePeriod(deps, { channel: 'alipay', period: day }, { graceMs: 30 * 60_000, now: new Date(day.toMs + 3_600_000) })).status).toBe('reconciled');
+  expect((await reconcilePeriod(deps, { channel: 'alipay', period: day }, { graceMs: 30 * 60_000, now: new Date(day.toMs + 3_600_000) })).status).toBe(
+    'reconciled',
+  );
   await runJob(deps, 'rates', { from: new Date(START), to: new Date(START + 5 * 60_000) }, async () => 12, at(5));
-  await runJob(deps, 'rates', { from: new Date(START + 5 * 60_000), to: new Date(START + 10 * 60_000) }, async () => {
-    throw new Error('ClickHouse said no');
-  }, at(10)).catch(() => {});
+  await runJob(
+    deps,
+    'rates',
+    { from: new Date(START + 5 * 60_000), to: new Date(START + 10 * 60_000) },
+    async () => {
+      throw new Error('ClickHouse said no');
+    },
+    at(10),
+  ).catch(() => {});
 });
 
 // No Kafka topics were created, so only the database needs dropping.
@@ -189,7 +199,10 @@ describe('dashboards on the real ClickHouse', () => {
   });
 
   test('detection opened cases on the injected attacks, support acknowledged some; the retry-policy job wrote a policy', async () => {
-    const states = await queryRows<{ rule_id: string; entity_type: string; status: string }>(s.clickhouse, `SELECT rule_id, entity_type, status FROM ${ident(db, 'cases')}`);
+    const states = await queryRows<{ rule_id: string; entity_type: string; status: string }>(
+      s.clickhouse,
+      `SELECT rule_id, entity_type, status FROM ${ident(db, 'cases')}`,
+    );
     expect(states.length).toBeGreaterThanOrEqual(3);
     expect(new Set(states.map((c) => c.status))).toEqual(new Set(['open', 'acknowledged', 'resolved']));
     expect(states.some((c) => c.entity_type === 'ip' || c.entity_type === 'device')).toBe(true);
@@ -198,7 +211,10 @@ describe('dashboards on the real ClickHouse', () => {
 
   test('Risk & cases: time to acknowledge and the open cases table agree with the case store', async () => {
     const panel = (title: string) => queries.find((q) => q.name.startsWith('paysentinel-risk-cases /') && q.name.includes(`/ ${title} /`))!;
-    const states = await queryRows<{ case_id: string; status: string; opened_at: string }>(s.clickhouse, `SELECT case_id, status, opened_at FROM ${ident(db, 'cases')}`);
+    const states = await queryRows<{ case_id: string; status: string; opened_at: string }>(
+      s.clickhouse,
+      `SELECT case_id, status, opened_at FROM ${ident(db, 'cases')}`,
+    );
     const open = states.filter((c) => c.status !== 'resolved').sort((a, b) => b.opened_at.localeCompare(a.opened_at) || a.case_id.localeCompare(b.case_id));
     const table = (await run(expand(panel('Open cases')))).data as { case_id: string; evidence_summary: string; next_step: string }[];
     expect(table.map((r) => r.case_id)).toEqual(open.map((c) => c.case_id));
@@ -233,8 +249,14 @@ describe('dashboards on the real ClickHouse', () => {
       // The plugin needs a DateTime column for the time axis and turns string columns into series labels.
       expect(types.get('time')).toBe("DateTime('UTC')");
       const values = result.meta.filter((m) => m.name !== 'time');
-      expect(values.some((m) => numeric(m.type)), JSON.stringify(result.meta)).toBe(true);
-      expect(values.every((m) => numeric(m.type) || m.type === 'String'), JSON.stringify(result.meta)).toBe(true);
+      expect(
+        values.some((m) => numeric(m.type)),
+        JSON.stringify(result.meta),
+      ).toBe(true);
+      expect(
+        values.every((m) => numeric(m.type) || m.type === 'String'),
+        JSON.stringify(result.meta),
+      ).toBe(true);
       const times = result.data.map((r) => String(r.time));
       expect(times, 'sorted by time').toEqual([...times].sort());
     } else if (q.shape.kind === 'table') {
@@ -322,12 +344,23 @@ describe('dashboards on the real ClickHouse', () => {
     const metrics = createIngestMetrics();
     metrics.stored.inc(undefined, 42);
     metrics.paused.set(0);
-    const recorder = startMetricsRecorder({ clickhouse: s.clickhouse, database: db, metrics, logger: silentLogger, instance: 'recorder-it', intervalMs: 60_000 });
+    const recorder = startMetricsRecorder({
+      clickhouse: s.clickhouse,
+      database: db,
+      metrics,
+      logger: silentLogger,
+      instance: 'recorder-it',
+      intervalMs: 60_000,
+    });
     await recorder.record();
     await recorder.stop();
     const table = ident(db, 'pipeline_metrics');
-    expect(await scalar(s.clickhouse, `SELECT count() FROM ${table} WHERE instance = 'recorder-it' AND name = 'paysentinel_ingest_stored_total' AND value = 42`)).toBe(2);
+    expect(
+      await scalar(s.clickhouse, `SELECT count() FROM ${table} WHERE instance = 'recorder-it' AND name = 'paysentinel_ingest_stored_total' AND value = 42`),
+    ).toBe(2);
     const names = await queryRows<{ name: string }>(s.clickhouse, `SELECT DISTINCT name FROM ${table} WHERE instance = 'recorder-it' ORDER BY name`);
-    expect(names.map((n) => n.name)).toEqual(expect.arrayContaining(['paysentinel_ingest_consumed_total', 'paysentinel_ingest_insert_seconds_count', 'paysentinel_ingest_paused']));
+    expect(names.map((n) => n.name)).toEqual(
+      expect.arrayContaining(['paysentinel_ingest_consumed_total', 'paysentinel_ingest_insert_seconds_count', 'paysentinel_ingest_paused']),
+    );
   });
 });

@@ -24,8 +24,10 @@ afterAll(async () => {
   await s.cleanup();
 });
 
-const health = async () => (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as { status: string; degraded: { detection?: { reason: string; failedTicks: number } } };
-const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())?.[1] ?? NaN);
+const health = async () =>
+  (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as { status: string; degraded: { detection?: { reason: string; failedTicks: number } } };
+const metric = async (name: string) =>
+  Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())?.[1] ?? NaN);
 
 describe('detection degrades, it does not die', () => {
   test('while the case store cannot be written, ticks fail and are repeated with the reason shown; ingest goes on; then the case opens', async () => {
@@ -54,8 +56,15 @@ describe('detection degrades, it does not die', () => {
 
     // The statement works again: the repeated tick opens the attack's case, and the trouble clears.
     await command(s.clickhouse, `RENAME TABLE ${away} TO ${versions}`);
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
-    await expect.poll(async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`), { timeout: 60_000, interval: 500 }).toContain(`${attack!.rule_id} ${attack!.entity_type} ${attack!.entity_id}`);
+    const store = createCaseStore({
+      clickhouse: s.clickhouse,
+      database: s.config.clickhouseDatabase,
+      producer: { send: async () => [] },
+      topic: s.config.casesTopic,
+    });
+    await expect
+      .poll(async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`), { timeout: 60_000, interval: 500 })
+      .toContain(`${attack!.rule_id} ${attack!.entity_type} ${attack!.entity_id}`);
     await expect.poll(() => pipeline!.detection!.detector.status().failedInARow, { timeout: 30_000 }).toBe(0);
     expect((await health()).status).toBe('ok');
     expect(await metric('paysentinel_detection_failed_ticks_in_a_row')).toBe(0);

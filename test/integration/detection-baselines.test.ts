@@ -60,7 +60,9 @@ describe('analytics results reach the rules', () => {
     await insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
 
     const run = async (baselines?: Map<string, Record<string, number>>) =>
-      (await detectOnce(baselines)).filter((c) => c.rule_id === 'device_failure_spike').map((c) => ({ entity: c.entity_id, baseline: c.evidence.channel_technical_failure_rate_baseline }));
+      (await detectOnce(baselines))
+        .filter((c) => c.rule_id === 'device_failure_spike')
+        .map((c) => ({ entity: c.entity_id, baseline: c.evidence.channel_technical_failure_rate_baseline }));
     expect(await run()).toEqual([{ entity: 'dev-spike', baseline: 0.05 }]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.9 }]]))).toEqual([]);
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.1 }]]))).toEqual([{ entity: 'dev-spike', baseline: 0.1 }]);

@@ -48,7 +48,8 @@ describe('volume floors', () => {
     return toEventRow(checked.value, 0, offset++, toDateTimeText(writtenAt));
   };
   const store = (rows: EventRow[]) => insertRows(s.clickhouse, ident(database, 'payment_events').text, rows);
-  const times = (k: number, ip: string, at: number, writtenAt?: number, status?: 'failed' | 'succeeded') => Array.from({ length: k }, () => attempt(ip, at, writtenAt, status));
+  const times = (k: number, ip: string, at: number, writtenAt?: number, status?: 'failed' | 'succeeded') =>
+    Array.from({ length: k }, () => attempt(ip, at, writtenAt, status));
   const liveDetector = async (http = createClickHouseHttp(s.config)) => {
     await migrate(s.clickhouse, database, silentLogger);
     const book = createCaseBook();
@@ -91,9 +92,17 @@ describe('volume floors', () => {
     // Then: A's last 3 (15 in all: found through the hot set), B's 8 (15 in all: through the
     // counts since), C's 15, and 100 single attempts.
     const before = detector.stats().nearFloor;
-    await store([...times(3, '203.0.113.1', Date.now()), ...times(8, '203.0.113.2', Date.now()), ...times(15, '203.0.113.3', Date.now()), ...Array.from({ length: 100 }, (_, i) => attempt(`198.18.0.${i}`, Date.now()))]);
+    await store([
+      ...times(3, '203.0.113.1', Date.now()),
+      ...times(8, '203.0.113.2', Date.now()),
+      ...times(15, '203.0.113.3', Date.now()),
+      ...Array.from({ length: 100 }, (_, i) => attempt(`198.18.0.${i}`, Date.now())),
+    ]);
     await detector.tick();
-    const found = book.opened.filter((c) => c.rule_id === 'ip_amount_probing').map((c) => c.entity_id).sort();
+    const found = book.opened
+      .filter((c) => c.rule_id === 'ip_amount_probing')
+      .map((c) => c.entity_id)
+      .sort();
     expect(found).toEqual(['203.0.113.1', '203.0.113.2', '203.0.113.3']);
     // Screened by id: the three addresses, nothing of the 100 single attempts (nor their devices and users).
     expect(detector.stats().nearFloor - before).toBe(3);
@@ -181,7 +190,13 @@ describe('volume floors', () => {
     await untilFloorsReady(detector);
     const near = detector.stats().nearFloor;
     // Ten refunds from one address: rows, but no payment attempt, which the floor counts.
-    const refunds = times(10, quiet, Date.now()).map((r) => ({ ...r, type: 'refund' as const, status: 'succeeded' as const, failure_code: null, attempt: null }));
+    const refunds = times(10, quiet, Date.now()).map((r) => ({
+      ...r,
+      type: 'refund' as const,
+      status: 'succeeded' as const,
+      failure_code: null,
+      attempt: null,
+    }));
     await store(refunds);
     await detector.tick();
     expect(detector.stats().nearFloor - near).toBe(0);

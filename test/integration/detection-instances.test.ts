@@ -34,7 +34,12 @@ function setup() {
     await expect.poll(ticks, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(from + n);
   };
   const keys = async () => {
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
+    const store = createCaseStore({
+      clickhouse: s.clickhouse,
+      database: s.config.clickhouseDatabase,
+      producer: { send: async () => [] },
+      topic: s.config.casesTopic,
+    });
     try {
       return (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`).sort();
     } catch {
@@ -56,7 +61,10 @@ async function attack(s: TestServices, seed: number, onHalf?: () => Promise<void
   }
   await first;
   await producer.disconnect();
-  return generator.labels().scenarios.map((l) => `${l.rule_id} ${l.entity_type} ${l.entity_id}`).sort();
+  return generator
+    .labels()
+    .scenarios.map((l) => `${l.rule_id} ${l.entity_type} ${l.entity_id}`)
+    .sort();
 }
 
 describe('detection across instances and restarts', () => {

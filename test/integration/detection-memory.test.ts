@@ -22,7 +22,12 @@ writeFileSync(
     ...JSON.parse(readFileSync(join(defaultRulesPath, 'ip_amount_probing.json'), 'utf8')),
     $schema: undefined,
     id: 'ip_everyone',
-    conditions: { all: [{ fact: 'ip_attempts_10m', operator: 'greaterThanInclusive', value: 1 }, { fact: 'ip_distinct_users_10m', operator: 'equal', value: -1 }] },
+    conditions: {
+      all: [
+        { fact: 'ip_attempts_10m', operator: 'greaterThanInclusive', value: 1 },
+        { fact: 'ip_distinct_users_10m', operator: 'equal', value: -1 },
+      ],
+    },
   }),
 );
 afterAll(async () => {
@@ -70,7 +75,11 @@ async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
 let rows = 0;
 beforeAll(async () => {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
-  rows = await writeBacklog(createClickHouseHttp(s.config, { timeoutMs: 120_000 }), s.config.clickhouseDatabase, { events: DISTINCT_IPS, nowMs: Date.now(), attackIp: '203.0.113.77' });
+  rows = await writeBacklog(createClickHouseHttp(s.config, { timeoutMs: 120_000 }), s.config.clickhouseDatabase, {
+    events: DISTINCT_IPS,
+    nowMs: Date.now(),
+    attackIp: '203.0.113.77',
+  });
 }, 300_000);
 
 describe('detection memory with 1,000,000 distinct IPs', () => {
@@ -84,13 +93,16 @@ describe('detection memory with 1,000,000 distinct IPs', () => {
     expect(opened).toEqual([]);
     expect(growth).toBeLessThan(BOUND_BYTES);
   });
-  test('a backlog touching a million IPs, devices, users and orders is worked off within the bound, and the one attack in it is found', { timeout: 300_000 }, async () => {
-    expect(rows).toBe(DISTINCT_IPS + 15);
-    const { stats, opened, growth } = await runDetector(undefined);
-    expect(stats.rows).toBe(rows);
-    expect(stats.behind).toBe(false);
-    expect(opened.map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`)).toEqual(['ip_amount_probing ip 203.0.113.77']);
-    expect(growth).toBeLessThan(BOUND_BYTES);
-  });
-
+  test(
+    'a backlog touching a million IPs, devices, users and orders is worked off within the bound, and the one attack in it is found',
+    { timeout: 300_000 },
+    async () => {
+      expect(rows).toBe(DISTINCT_IPS + 15);
+      const { stats, opened, growth } = await runDetector(undefined);
+      expect(stats.rows).toBe(rows);
+      expect(stats.behind).toBe(false);
+      expect(opened.map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`)).toEqual(['ip_amount_probing ip 203.0.113.77']);
+      expect(growth).toBeLessThan(BOUND_BYTES);
+    },
+  );
 });

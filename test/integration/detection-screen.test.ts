@@ -62,18 +62,28 @@ describe('SQL screen of touched entities', () => {
       // The HAVING form of the pre-check lets through every entity the pre-check keeps (and, on
       // this traffic with its attacks, some: otherwise this would prove nothing).
       const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
-      const kept = screened.filter((r) => anyMayHold(rules, screenBounds(columns, r, nowMs))).map((r) => String(r.entity_key)).sort();
-      const having = await queryRows<{ entity_key: string }>(s.clickhouse, entityScreenQuery(database, entity, columns, nowMs, sinceSec, position, undefined, screenHaving(rules, columns, nowMs)));
+      const kept = screened
+        .filter((r) => anyMayHold(rules, screenBounds(columns, r, nowMs)))
+        .map((r) => String(r.entity_key))
+        .sort();
+      const having = await queryRows<{ entity_key: string }>(
+        s.clickhouse,
+        entityScreenQuery(database, entity, columns, nowMs, sinceSec, position, undefined, screenHaving(rules, columns, nowMs)),
+      );
       const returned = new Set(having.map((r) => String(r.entity_key)));
       expect(kept.filter((k) => !returned.has(k))).toEqual([]);
       expect(returned.size).toBeLessThan(screened.length / 4);
       keptTotal += kept.length;
 
-      const events = await http.query<EventRowOut>(entityEventsQuery(database, entity, Math.floor((nowMs - 86_400_000) / 1000)), {
-        name: 'entity_ids',
-        structure: 'id String',
-        rows: [...touched].map((id) => ({ id })),
-      }, `${entity} events`);
+      const events = await http.query<EventRowOut>(
+        entityEventsQuery(database, entity, Math.floor((nowMs - 86_400_000) / 1000)),
+        {
+          name: 'entity_ids',
+          structure: 'id String',
+          rows: [...touched].map((id) => ({ id })),
+        },
+        `${entity} events`,
+      );
       const byEntity = new Map<string, ReturnType<typeof toTimedEvent>[]>();
       for (const r of events) {
         const id = String(r[keyField as keyof EventRowOut]);
@@ -85,8 +95,15 @@ describe('SQL screen of touched entities', () => {
         for (const { feature, kind } of columns) {
           const reference = computeFeature(feature, id, byEntity.get(id) ?? [], nowMs);
           const b = bounds ? bounds.get(feature.id)! : { value: 0 };
-          if (kind === 'exact' || !bounds) expect({ entity, id, feature: feature.id, value: 'value' in b ? b.value : b }).toEqual({ entity, id, feature: feature.id, value: reference });
-          else expect({ entity, id, feature: feature.id, within: 'lo' in b && b.lo <= reference && reference <= b.hi }).toEqual({ entity, id, feature: feature.id, within: true });
+          if (kind === 'exact' || !bounds)
+            expect({ entity, id, feature: feature.id, value: 'value' in b ? b.value : b }).toEqual({ entity, id, feature: feature.id, value: reference });
+          else
+            expect({ entity, id, feature: feature.id, within: 'lo' in b && b.lo <= reference && reference <= b.hi }).toEqual({
+              entity,
+              id,
+              feature: feature.id,
+              within: true,
+            });
           compared++;
         }
       }
@@ -134,7 +151,10 @@ describe('SQL screen of touched entities', () => {
     ]);
     const columns = screenPlan([feature]);
     const position = positionRange(new Map([[1, first - 1]]), new Map([[1, offset - 1]]));
-    const rows = await queryRows<Record<string, string | number>>(s.clickhouse, entityScreenQuery(database, 'order', columns, nowMs, Math.floor(nowMs / 1000) - 600, position));
+    const rows = await queryRows<Record<string, string | number>>(
+      s.clickhouse,
+      entityScreenQuery(database, 'order', columns, nowMs, Math.floor(nowMs / 1000) - 600, position),
+    );
     const bound = Object.fromEntries(rows.map((r) => [String(r.entity_key), Number(r[columns[0]!.column])]));
     expect(bound).toEqual({ 'retry-ok': 0, 'charged-anyway': 1 });
   });

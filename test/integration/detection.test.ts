@@ -42,7 +42,12 @@ describe('live detection on simulator traffic', () => {
       .sort();
     expect(expected).toHaveLength(scenarioNames.length);
 
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
+    const store = createCaseStore({
+      clickhouse: s.clickhouse,
+      database: s.config.clickhouseDatabase,
+      producer: { send: async () => [] },
+      topic: s.config.casesTopic,
+    });
     const keys = async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`).sort();
     await expect.poll(keys, { timeout: 60_000, interval: 500 }).toEqual(expect.arrayContaining(expected));
     // Ten more completed ticks over the whole run (about 3 s) must not add any case for benign
@@ -62,14 +67,26 @@ describe('live detection on simulator traffic', () => {
     const published = await readTopic(s.kafka, s.config.casesTopic, versions.length);
     expect(published).toHaveLength(versions.length);
     expect(new Set(published.map((m) => m.key))).toEqual(new Set(cases.map((c) => c.case_id)));
-    for (const m of published) expect(JSON.parse(m.value)).toMatchObject({ case_id: m.key, rule_id: expect.any(String), recommended_action: expect.any(String) });
+    for (const m of published)
+      expect(JSON.parse(m.value)).toMatchObject({ case_id: m.key, rule_id: expect.any(String), recommended_action: expect.any(String) });
 
     // Support works the case from the command line; each change is recorded and published.
     const cli = (args: string[]) =>
-      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'cases', ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
     const listed = cli(['list', '--status', 'open', '--json']);
     expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout.trim().split('\n').map((l) => JSON.parse(l).case_id).sort()).toEqual(cases.map((c) => c.case_id).sort());
+    expect(
+      listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).case_id)
+        .sort(),
+    ).toEqual(cases.map((c) => c.case_id).sort());
     const target = cases.find((c) => c.rule_id === 'duplicate_charge')!;
     const ack = cli(['ack', target.case_id, '--note', 'refund started', '--by', 'alice']);
     expect(ack.status, ack.stderr).toBe(0);
@@ -86,17 +103,29 @@ describe('live detection on simulator traffic', () => {
     expect(liveFromMs).toBeGreaterThan(0);
     await pipeline?.stop();
     pipeline = undefined;
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
+    const store = createCaseStore({
+      clickhouse: s.clickhouse,
+      database: s.config.clickhouseDatabase,
+      producer: { send: async () => [] },
+      topic: s.config.casesTopic,
+    });
     const casesBefore = (await store.list({})).length;
     const from = new Date(liveFromMs - 1000).toISOString();
     const to = new Date(Date.now() + 1000).toISOString();
     const run = (args: string[]) =>
-      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'rules', 'backtest', '--from', from, '--to', to, ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 300_000 });
+      spawnSync(process.execPath, ['bin/paysentinel.mjs', 'rules', 'backtest', '--from', from, '--to', to, ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env },
+        encoding: 'utf8',
+        timeout: 300_000,
+      });
 
     const same = run(['--json']);
     expect(same.status, same.stderr).toBe(0);
     expect(same.stderr).toMatch(/100%/);
-    const report = JSON.parse(same.stdout) as { rules: { rule_id: string; candidate: number; live: number | null; recorded: number; samples: { entity_id: string }[] }[] };
+    const report = JSON.parse(same.stdout) as {
+      rules: { rule_id: string; candidate: number; live: number | null; recorded: number; samples: { entity_id: string }[] }[];
+    };
     const recorded = report.rules.filter((r) => r.recorded > 0);
     expect(recorded).toHaveLength(scenarioNames.length);
     for (const r of report.rules) expect({ rule: r.rule_id, replayed: r.candidate }).toEqual({ rule: r.rule_id, replayed: r.recorded });

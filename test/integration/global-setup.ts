@@ -19,7 +19,8 @@ export default function setup(): void {
 }
 
 const say = (line: string) => process.stderr.write(`test setup: ${line}\n`);
-const python = (args: string[], quiet = true) => spawnSync('python3', args, { stdio: quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'], timeout: 900_000 }).status === 0;
+const python = (args: string[], quiet = true) =>
+  spawnSync('python3', args, { stdio: quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'], timeout: 900_000 }).status === 0;
 
 function ensureChdb(): void {
   if (python(['-c', 'import chdb'])) return;
@@ -28,8 +29,11 @@ function ensureChdb(): void {
   if (!python(['-m', 'pip', '--version'])) {
     if (process.getuid?.() !== 0) throw new Error(`chdb is missing and python3 has no pip. ${hint}`);
     say('pip is missing; installing python3-pip with apt-get');
-    const apt = (args: string[]) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 900_000 }).status === 0;
-    if (!apt(['update', '-q']) || !apt(['install', '-y', '-q', '--no-install-recommends', 'python3-pip'])) throw new Error(`apt-get could not install python3-pip. ${hint}`);
+    const apt = (args: string[]) =>
+      spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 900_000 })
+        .status === 0;
+    if (!apt(['update', '-q']) || !apt(['install', '-y', '-q', '--no-install-recommends', 'python3-pip']))
+      throw new Error(`apt-get could not install python3-pip. ${hint}`);
   }
   // Debian's system Python refuses plain pip installs (PEP 668); the second form is its documented override.
   const installed = python(['-m', 'pip', 'install', '-q', 'chdb'], false) || python(['-m', 'pip', 'install', '-q', '--break-system-packages', 'chdb'], false);
@@ -42,7 +46,10 @@ function ensureChromium(): void {
   const hint = 'Install it with "apt-get install chromium" (Debian) and run the tests again.';
   if (process.getuid?.() !== 0) throw new Error(`chromium is missing for the console's browser tests. ${hint}`);
   say('chromium (for the console browser tests) is missing; installing it with apt-get');
-  const apt = (args: string[]) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 900_000 }).status === 0;
-  if (!apt(['update', '-q']) || !apt(['install', '-y', '-q', '--no-install-recommends', 'chromium'])) throw new Error(`apt-get could not install chromium. ${hint}`);
+  const apt = (args: string[]) =>
+    spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 900_000 })
+      .status === 0;
+  if (!apt(['update', '-q']) || !apt(['install', '-y', '-q', '--no-install-recommends', 'chromium']))
+    throw new Error(`apt-get could not install chromium. ${hint}`);
   say('chromium installed');
 }

@@ -83,7 +83,12 @@ export async function duplicateIds(s: TestServices): Promise<number> {
 }
 
 /** Reads every message currently in a topic (from the beginning) with a throwaway consumer group. */
-export async function readTopic(kafka: Kafka, topic: string, expected: number, timeoutMs = 60_000): Promise<{ key: string | null; value: string; partition: number }[]> {
+export async function readTopic(
+  kafka: Kafka,
+  topic: string,
+  expected: number,
+  timeoutMs = 60_000,
+): Promise<{ key: string | null; value: string; partition: number }[]> {
   const consumer = kafka.consumer({ groupId: `reader-${randomUUID()}` });
   const out: { key: string | null; value: string; partition: number }[] = [];
   await consumer.connect();

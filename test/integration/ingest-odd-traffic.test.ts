@@ -3,7 +3,18 @@ import type { Kafka } from 'kafkajs';
 import { command } from '../../storage/clickhouse.ts';
 import { loadMigrations } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
-import { committedVsEnd, duplicateIds, makeEvent, readTopic, scalar, services, spawnPipeline, storedCount, type ChildPipeline, type TestServices } from './helpers.ts';
+import {
+  committedVsEnd,
+  duplicateIds,
+  makeEvent,
+  readTopic,
+  scalar,
+  services,
+  spawnPipeline,
+  storedCount,
+  type ChildPipeline,
+  type TestServices,
+} from './helpers.ts';
 
 /**
  * Traffic that is not shaped like the simulator's, against `paysentinel start` as a real process:
@@ -74,7 +85,11 @@ describe('ingest keeps running whatever the traffic looks like', () => {
       // 10,000 distinct seconds spread evenly over the last day, sent in shuffled order in one go.
       const events = shuffled(
         Array.from({ length: 10_000 }, (_, i) =>
-          makeEvent(i, { event_id: `late-${i}`, order_id: `late-ord-${Math.floor(i / 3)}`, occurred_at: new Date(now - dayMs + Math.floor((i * dayMs) / 10_000 / 1000) * 1000 + 500).toISOString() }),
+          makeEvent(i, {
+            event_id: `late-${i}`,
+            order_id: `late-ord-${Math.floor(i / 3)}`,
+            occurred_at: new Date(now - dayMs + Math.floor((i * dayMs) / 10_000 / 1000) * 1000 + 500).toISOString(),
+          }),
         ),
       );
       expect(new Set(events.map((e) => String(e.occurred_at).slice(0, 19))).size).toBe(10_000);
@@ -108,7 +123,12 @@ describe('catch-up after a stop', () => {
       // Each order has two attempts; one report in fifty arrives as a late callback up to 10 min after the fact.
       const late = i % 50 === 0 ? Math.floor((i * 7919) % 600_000) : 0;
       const at = hourStart + Math.floor((i * 1000) / perSecond) - late;
-      return makeEvent(i, { event_id: `hour-${i}`, order_id: `hour-ord-${Math.floor(i / 4)}`, occurred_at: new Date(Math.max(hourStart, at)).toISOString(), source: late ? 'gateway_callback' : 'client' });
+      return makeEvent(i, {
+        event_id: `hour-${i}`,
+        order_id: `hour-ord-${Math.floor(i / 4)}`,
+        occurred_at: new Date(Math.max(hourStart, at)).toISOString(),
+        source: late ? 'gateway_callback' : 'client',
+      });
     });
     const t0 = Date.now();
     await produce(s.kafka, s.config.eventsTopic, events, 5_000);
@@ -117,7 +137,9 @@ describe('catch-up after a stop', () => {
     const second = spawnPipeline({ ...s.env, HTTP_PORT: String(port) });
     try {
       await expect.poll(() => storedCount(s), { timeout: 420_000, interval: 2_000 }).toBe(total);
-      console.log(`catch-up: ${total} events produced in ${((t1 - t0) / 1000).toFixed(1)} s, stored in ${((Date.now() - t1) / 1000).toFixed(1)} s after the start`);
+      console.log(
+        `catch-up: ${total} events produced in ${((t1 - t0) / 1000).toFixed(1)} s, stored in ${((Date.now() - t1) / 1000).toFixed(1)} s after the start`,
+      );
       expect(await duplicateIds(s)).toBe(0);
       await expect.poll(allCommitted(s), { timeout: 60_000 }).toBe(0);
       expect(second.child.exitCode, second.output()).toBe(null);
@@ -134,8 +156,7 @@ describe('rows ClickHouse refuses', () => {
   afterAll(() => s.cleanup());
 
   const refusedIds = ['bad-0', 'bad-1', 'bad-2', 'bad-3', 'bad-4', 'bad-5'];
-  const wave = (from: number, count: number) =>
-    Array.from({ length: count }, (_, i) => makeEvent(from + i, { event_id: `ok-${from + i}` }));
+  const wave = (from: number, count: number) => Array.from({ length: count }, (_, i) => makeEvent(from + i, { event_id: `ok-${from + i}` }));
 
   test('exactly the refused rows reach the dead-letter topic with the server reason; every other row is stored and ingest goes on', async () => {
     const db = ident(s.config.clickhouseDatabase);
@@ -148,11 +169,15 @@ describe('rows ClickHouse refuses', () => {
     try {
       const first = wave(0, 3_000);
       // Refused rows sit inside otherwise good batches, on several partitions.
-      refusedIds.forEach((id, k) => first.splice(400 * k + 17, 0, makeEvent(90_000 + k, { event_id: id, note: `an extra field longer than sixteen bytes #${k}` })));
+      refusedIds.forEach((id, k) =>
+        first.splice(400 * k + 17, 0, makeEvent(90_000 + k, { event_id: id, note: `an extra field longer than sixteen bytes #${k}` })),
+      );
       await produce(s.kafka, s.config.eventsTopic, first, 500);
       await expect.poll(() => storedCount(s), { timeout: 90_000, interval: 250 }).toBe(3_000);
 
-      const dead = (await readTopic(s.kafka, s.config.dlqTopic, refusedIds.length, 30_000)).map((m) => JSON.parse(m.value) as { reason: string; raw: string; source: { partition: number; offset: string } });
+      const dead = (await readTopic(s.kafka, s.config.dlqTopic, refusedIds.length, 30_000)).map(
+        (m) => JSON.parse(m.value) as { reason: string; raw: string; source: { partition: number; offset: string } },
+      );
       expect(dead.map((d) => (JSON.parse(d.raw) as { event_id: string }).event_id).sort()).toEqual(refusedIds);
       for (const d of dead) expect(d.reason).toMatch(/^rejected by ClickHouse: .*FixedString/s);
       expect(await scalar(s.clickhouse, `SELECT count() FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE event_id LIKE 'bad-%'`)).toBe(0);

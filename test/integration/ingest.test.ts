@@ -16,7 +16,7 @@ let pipeline: RunningPipeline;
 
 const valid = Array.from({ length: 600 }, (_, i) => makeEvent(i));
 const special = [
-  makeEvent(10_001, { event_id: "quote'\\back\"slash", order_id: "'; DROP TABLE payment_events; --", merchant_id: 'nul\0byte' }),
+  makeEvent(10_001, { event_id: 'quote\'\\back"slash', order_id: "'; DROP TABLE payment_events; --", merchant_id: 'nul\0byte' }),
   makeEvent(10_002, { event_id: '支付-😀-مرحبا', user_id: '用户'.repeat(64), channel: 'wechat_pay' }),
   makeEvent(10_003, { amount_minor: 0, attempt: 100, occurred_at: '1970-01-01T00:00:00Z', currency: 'USD' }),
   makeEvent(10_004, { amount_minor: 1e15, occurred_at: '2026-11-25T18:15:00.999+08:00', ip: '2001:db8::1' }),
@@ -72,12 +72,15 @@ describe('ingest from an outside producer', () => {
       `SELECT * FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE kafka_offset >= 0 AND (event_id LIKE 'evt-1000%' OR amount_minor IN (0, 1000000000000000) OR event_id IN ('支付-😀-مرحبا', 'quote''\\\\back"slash') OR type = 'refund' OR status = 'timeout')`,
     );
     const byId = new Map(rows.map((r) => [r.event_id as string, r]));
-    const hostile = byId.get("quote'\\back\"slash")!;
+    const hostile = byId.get('quote\'\\back"slash')!;
     expect(hostile).toMatchObject({ order_id: "'; DROP TABLE payment_events; --", merchant_id: 'nul\0byte' });
     expect(byId.get('支付-😀-مرحبا')).toMatchObject({ user_id: '用户'.repeat(64), channel: 'wechat_pay' });
     expect(byId.get('evt-10003')).toMatchObject({ amount_minor: '0', attempt: 100, currency: 'USD' });
     // 18.16 prints epoch 0 as 0000-00-00 00:00:00, so compare the stored number itself.
-    const epoch = await queryRows<{ t: number }>(s.clickhouse, `SELECT toUInt32(occurred_at) AS t FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE event_id = 'evt-10003'`);
+    const epoch = await queryRows<{ t: number }>(
+      s.clickhouse,
+      `SELECT toUInt32(occurred_at) AS t FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE event_id = 'evt-10003'`,
+    );
     expect(epoch).toEqual([{ t: 0 }]);
     expect(byId.get('evt-10004')).toMatchObject({ amount_minor: '1000000000000000', occurred_at: '2026-11-25 10:15:00', occurred_ms: 999, ip: '2001:db8::1' });
     expect(byId.get('x'.repeat(128))).toMatchObject({ type: 'refund', attempt: null });
@@ -90,15 +93,26 @@ describe('ingest from an outside producer', () => {
     );
     const e = makeEvent(7);
     expect(sample[0]).toMatchObject({
-      order_id: e.order_id, attempt: e.attempt, transaction_id: e.transaction_id, amount_minor: String(e.amount_minor),
-      channel: e.channel, merchant_id: e.merchant_id, user_id: e.user_id, device_id: e.device_id, ip: e.ip, source: e.source, extra: '',
+      order_id: e.order_id,
+      attempt: e.attempt,
+      transaction_id: e.transaction_id,
+      amount_minor: String(e.amount_minor),
+      channel: e.channel,
+      merchant_id: e.merchant_id,
+      user_id: e.user_id,
+      device_id: e.device_id,
+      ip: e.ip,
+      source: e.source,
+      extra: '',
     });
   });
 
   test('every malformed message is in the dead-letter topic with a reason, its source and the original bytes', async () => {
     const dead = await readTopic(s.kafka, s.config.dlqTopic, malformed.length);
     expect(dead).toHaveLength(malformed.length);
-    const letters = dead.map((d) => JSON.parse(d.value) as { reason: string; source: { topic: string; partition: number; offset: string }; raw: string; raw_encoding: string });
+    const letters = dead.map(
+      (d) => JSON.parse(d.value) as { reason: string; source: { topic: string; partition: number; offset: string }; raw: string; raw_encoding: string },
+    );
     for (const m of malformed) {
       const letter = letters.find((l) => m.reason.test(l.reason));
       expect(letter, String(m.reason)).toBeDefined();
@@ -121,9 +135,9 @@ describe('ingest from an outside producer', () => {
   });
 
   test('offsets are committed up to the end once everything is stored', async () => {
-    await expect.poll(async () => (await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).committed, { timeout: 30_000 }).toBe(
-      (await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).end,
-    );
+    await expect
+      .poll(async () => (await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).committed, { timeout: 30_000 })
+      .toBe((await committedVsEnd(s.kafka, s.config.kafkaGroupId, s.config.eventsTopic)).end);
     const text = await pipeline.metrics.registry.render();
     expect(text).toMatch(/paysentinel_ingest_stored_total 606/);
     expect(text).toMatch(/paysentinel_ingest_dead_lettered_total\{reason="[^"]+"\} \d+/);

@@ -19,7 +19,10 @@ afterAll(async () => {
 });
 
 const port = () => 20_000 + Math.floor(Math.random() * 10_000);
-const metrics = async (p: number) => (await fetch(`http://127.0.0.1:${p}/metrics`).then((r) => r.text()).catch(() => '')) as string;
+const metrics = async (p: number) =>
+  (await fetch(`http://127.0.0.1:${p}/metrics`)
+    .then((r) => r.text())
+    .catch(() => '')) as string;
 const sample = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
 
 describe('roles', () => {
@@ -30,7 +33,16 @@ describe('roles', () => {
     const ready = async (p: number) => (await fetch(`http://127.0.0.1:${p}/healthz`).catch(() => null))?.status === 200;
     for (const p of ports) await expect.poll(() => ready(p), { timeout: 90_000, interval: 250 }).toBe(true);
     // The group has balanced: each ingest process holds some of the 4 partitions, together all.
-    await expect.poll(async () => [sample(await metrics(ports[0]!), 'paysentinel_consumer_assigned_partitions'), sample(await metrics(ports[1]!), 'paysentinel_consumer_assigned_partitions')].sort(), { timeout: 60_000, interval: 500 }).toEqual([2, 2]);
+    await expect
+      .poll(
+        async () =>
+          [
+            sample(await metrics(ports[0]!), 'paysentinel_consumer_assigned_partitions'),
+            sample(await metrics(ports[1]!), 'paysentinel_consumer_assigned_partitions'),
+          ].sort(),
+        { timeout: 60_000, interval: 500 },
+      )
+      .toEqual([2, 2]);
 
     const producer = s.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
@@ -47,8 +59,15 @@ describe('roles', () => {
     expect(consumed[2]).toBe(0);
 
     const [attack] = generator.labels().scenarios;
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer: { send: async () => [] }, topic: s.config.casesTopic });
-    await expect.poll(async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`), { timeout: 60_000, interval: 500 }).toEqual([`${attack!.rule_id} ${attack!.entity_type} ${attack!.entity_id}`]);
+    const store = createCaseStore({
+      clickhouse: s.clickhouse,
+      database: s.config.clickhouseDatabase,
+      producer: { send: async () => [] },
+      topic: s.config.casesTopic,
+    });
+    await expect
+      .poll(async () => (await store.list({})).map((c) => `${c.rule_id} ${c.entity_type} ${c.entity_id}`), { timeout: 60_000, interval: 500 })
+      .toEqual([`${attack!.rule_id} ${attack!.entity_type} ${attack!.entity_id}`]);
 
     for (const p of running) p.child.kill('SIGTERM');
     for (const p of running) expect(await p.exited, p.output()).toBe(0);

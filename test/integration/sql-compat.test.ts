@@ -64,7 +64,11 @@ describe('SQL runs on the old and the current ClickHouse', () => {
       '"double" `back` $dollar {brace}',
       'x'.repeat(200_000),
     ];
-    await insertRows(s.clickhouse, table.text, hostile.map((v, id) => ({ id, v })));
+    await insertRows(
+      s.clickhouse,
+      table.text,
+      hostile.map((v, id) => ({ id, v })),
+    );
     for (const [id, v] of hostile.entries()) {
       const byValue = await queryRows<{ id: number; v: string }>(s.clickhouse, sql`SELECT id, v FROM ${table} WHERE v = ${v}`);
       expect(byValue, `value #${id}`).toEqual([{ id, v }]);

@@ -2,7 +2,16 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { caseQueries } from '../../cases/index.ts';
-import { ENTITY_IDS_TABLE, entityEventsQuery, entityScreenQuery, newKeysQuery, newRowsQuery, positionRange, screenHaving, screenPlan } from '../../detection/index.ts';
+import {
+  ENTITY_IDS_TABLE,
+  entityEventsQuery,
+  entityScreenQuery,
+  newKeysQuery,
+  newRowsQuery,
+  positionRange,
+  screenHaving,
+  screenPlan,
+} from '../../detection/index.ts';
 import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../../ingest/writer.ts';
 import { silentLogger } from '../../log/index.ts';
 import { parseFeatureCatalog } from '../../rules/catalog.ts';
@@ -45,7 +54,25 @@ describe('statements at the largest size the project allows', () => {
     // Three of the batch's rows are already stored.
     const rows = Array.from({ length: maxBatch }, (_, i) => ({ event_id: longId('e', i), occurred_at: toDateTimeText((nowSec - 86_400 + i) * 1000) }));
     const stored = [rows[0]!, rows[50_000]!, rows[maxBatch - 1]!];
-    await insertRows(s.clickhouse, table.text, stored.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at, type: 'payment', status: 'succeeded', order_id: 'o', amount_minor: 1, currency: 'CNY', channel: 'card', merchant_id: 'm', extra: '', kafka_partition: 0, kafka_offset: 0, ingested_at: r.occurred_at })));
+    await insertRows(
+      s.clickhouse,
+      table.text,
+      stored.map((r) => ({
+        event_id: r.event_id,
+        occurred_at: r.occurred_at,
+        type: 'payment',
+        status: 'succeeded',
+        order_id: 'o',
+        amount_minor: 1,
+        currency: 'CNY',
+        channel: 'card',
+        merchant_id: 'm',
+        extra: '',
+        kafka_partition: 0,
+        kafka_offset: 0,
+        ingested_at: r.occurred_at,
+      })),
+    );
     const query = dedupLookupQuery(table);
     const found = await http.query<{ event_id: string }>(query, { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows }, 'dedup look-up');
     expect(found.map((r) => r.event_id).sort()).toEqual(stored.map((r) => r.event_id).sort());
@@ -56,15 +83,19 @@ describe('statements at the largest size the project allows', () => {
     // A copy with the same engine and key, filled with a million rows over a day.
     const big = ident(db, 'events_big');
     await command(s.clickhouse, `CREATE TABLE ${big} AS ${ident(db, 'payment_events')}`);
-    await command(s.clickhouse, `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), toString(number), now() FROM system.numbers LIMIT 1000000`);
+    await command(
+      s.clickhouse,
+      `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), toString(number), now() FROM system.numbers LIMIT 1000000`,
+    );
     const keys = [
       { event_id: '17', occurred_at: toDateTimeText((nowSec - 86_400 + 1) * 1000) },
       { event_id: '999990', occurred_at: toDateTimeText((nowSec - 86_400 + 83_332) * 1000) },
     ];
-    const lookup = (text: string) => http.query<{ event_id: string }>(text, { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows: keys }, 'dedup look-up');
+    const lookup = (text: string) =>
+      http.query<{ event_id: string }>(text, { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows: keys }, 'dedup look-up');
     // Two keys, each in one granule of 8,192 rows (three at most if one straddles): the server
     // refuses to read more, so the look-up passes only if its seconds narrowed the scan.
-    const limit = 'SETTINGS max_rows_to_read = 24576, read_overflow_mode = \'throw\'';
+    const limit = "SETTINGS max_rows_to_read = 24576, read_overflow_mode = 'throw'";
     const found = await lookup(`${dedupLookupQuery(big)} ${limit}`);
     expect(found.map((r) => r.event_id).sort()).toEqual(['17', '999990']);
     // The same look-up by id alone reads the whole table, and the same limit stops it.
@@ -84,7 +115,11 @@ describe('statements at the largest size the project allows', () => {
     const position = positionRange(positions(10), positions(1_000_000));
     for (const entity of ['ip', 'device', 'user', 'order'] as const) {
       const plan = screenPlan(features.filter((f) => f.entity === entity));
-      const having = screenHaving(rules.filter((r) => r.entity === entity), plan, nowSec * 1000);
+      const having = screenHaving(
+        rules.filter((r) => r.entity === entity),
+        plan,
+        nowSec * 1000,
+      );
       const byId = entityScreenQuery(db, entity, plan, nowSec * 1000, nowSec - 120, position, undefined, having, 86_400_000, 'ids');
       expect(Buffer.byteLength(byId), `${entity} screen by id`).toBeLessThan(MAX_EXTERNAL_QUERY_BYTES);
       await http.query(byId, ids, `${entity} screen by id`);

@@ -27,7 +27,9 @@ const count = (table: string) => scalar(clickhouse, `SELECT count() FROM ${ident
 beforeAll(async () => {
   clickhouse = createClickHouse(config);
   await migrate(clickhouse, database, silentLogger);
-  const events = [...createTrafficGenerator({ seed: 5, rate: 100, durationMs: 20_000, startMs: day.fromMs + 3_600_000 })].flatMap((i) => (i.event ? [i.event] : []));
+  const events = [...createTrafficGenerator({ seed: 5, rate: 100, durationMs: 20_000, startMs: day.fromMs + 3_600_000 })].flatMap((i) =>
+    i.event ? [i.event] : [],
+  );
   await insertRows(
     clickhouse,
     ident(database, 'payment_events').text,
@@ -41,8 +43,14 @@ beforeAll(async () => {
   mkdirSync(join(inbox, 'generic', 'card'), { recursive: true });
   const statement = simulatedStatement(events, 'wechat_pay', day, { currencies: true, inject: false });
   writeFileSync(join(inbox, 'wechat', 'bill-2026-11-25.csv'), writeStatement('wechat', statement.lines, day));
-  writeFileSync(join(inbox, 'generic', 'card', 'settled.csv'), 'transaction_id,order_id,type,amount,currency,occurred_at\nx1,o-x1,payment,1.00,USD,2026-11-25T10:00:00Z\n');
-  writeFileSync(join(inbox, 'generic', 'no-channel.csv'), 'transaction_id,order_id,type,amount,currency,occurred_at\nx2,o-x2,payment,1.00,USD,2026-11-25T10:00:00Z\n');
+  writeFileSync(
+    join(inbox, 'generic', 'card', 'settled.csv'),
+    'transaction_id,order_id,type,amount,currency,occurred_at\nx1,o-x1,payment,1.00,USD,2026-11-25T10:00:00Z\n',
+  );
+  writeFileSync(
+    join(inbox, 'generic', 'no-channel.csv'),
+    'transaction_id,order_id,type,amount,currency,occurred_at\nx2,o-x2,payment,1.00,USD,2026-11-25T10:00:00Z\n',
+  );
   writeFileSync(join(inbox, 'wechat', 'broken.csv'), 'not a bill\n');
   writeFileSync(join(inbox, 'README.txt'), 'not in a format folder: ignored\n');
   for (const f of ['wechat/bill-2026-11-25.csv', 'generic/card/settled.csv', 'generic/no-channel.csv', 'wechat/broken.csv']) settle(join(inbox, f), NOW);
@@ -58,7 +66,10 @@ afterAll(async () => {
 test('the statements job imports each new inbox file once, records refusals, reconciles closed periods, and logs its runs', async () => {
   const first = await runStatementsJob(deps(), NOW);
   expect(first.status).toBe('ok');
-  const inboxRows = await queryRows<Record<string, unknown>>(clickhouse, `SELECT file_path, status, reason FROM ${ident(database, 'statement_inbox')} FINAL ORDER BY file_path`);
+  const inboxRows = await queryRows<Record<string, unknown>>(
+    clickhouse,
+    `SELECT file_path, status, reason FROM ${ident(database, 'statement_inbox')} FINAL ORDER BY file_path`,
+  );
   expect(inboxRows.map((r) => [String(r.file_path).slice(inbox.length + 1), r.status])).toEqual([
     ['generic/card/settled.csv', 'imported'],
     ['generic/no-channel.csv', 'refused'],
@@ -72,7 +83,9 @@ test('the statements job imports each new inbox file once, records refusals, rec
   const wechatBreaks = await scalar(clickhouse, `SELECT count() FROM ${ident(database, 'statement_breaks')} WHERE channel = 'wechat_pay'`);
   expect(wechatBreaks).toBe(0);
   // The card line has no attempt of ours: the platform charged, we recorded nothing.
-  expect(await scalar(clickhouse, `SELECT count() FROM ${ident(database, 'statement_breaks')} WHERE channel = 'card' AND kind = 'charged_not_recorded'`)).toBe(1);
+  expect(await scalar(clickhouse, `SELECT count() FROM ${ident(database, 'statement_breaks')} WHERE channel = 'card' AND kind = 'charged_not_recorded'`)).toBe(
+    1,
+  );
 
   const second = await runStatementsJob(deps(), new Date(NOW.getTime() + 300_000));
   expect(second).toMatchObject({ status: 'ok', rows: 0 });

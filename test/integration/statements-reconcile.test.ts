@@ -32,9 +32,15 @@ const period = { fromMs: Date.UTC(2026, 10, 25), toMs: Date.UTC(2026, 10, 26) };
 const beijingDay = { fromMs: period.fromMs - 8 * 3_600_000, toMs: period.toMs - 8 * 3_600_000 };
 const afterGrace = new Date(period.toMs + GRACE + 60_000);
 
-const events: PaymentEvent[] = [...createTrafficGenerator({ seed: 7, rate: 200, durationMs: 60_000, startMs: period.fromMs + 2 * 3_600_000, scenarios: ['duplicate-charge', 'charged-but-failed'] })].flatMap((i) =>
-  i.event ? [i.event] : [],
-);
+const events: PaymentEvent[] = [
+  ...createTrafficGenerator({
+    seed: 7,
+    rate: 200,
+    durationMs: 60_000,
+    startMs: period.fromMs + 2 * 3_600_000,
+    scenarios: ['duplicate-charge', 'charged-but-failed'],
+  }),
+].flatMap((i) => (i.event ? [i.event] : []));
 
 const cases: { format: StatementFormat; channel: string; period: typeof period; currencies: boolean }[] = [
   { format: 'wechat', channel: 'wechat_pay', period: beijingDay, currencies: true },
@@ -73,7 +79,9 @@ describe('statement reconciliation on ClickHouse', () => {
     expect(imported.status).toBe('imported');
     expect(await periodsToReconcile(deps(), period.fromMs - 7 * 86_400_000)).toContainEqual({ channel: c.channel, period: c.period });
     // Within the grace the period is left alone.
-    expect(await reconcilePeriod(deps(), { channel: c.channel, period: c.period }, { graceMs: GRACE, now: new Date(c.period.toMs + GRACE - 1000) })).toMatchObject({ status: 'open' });
+    expect(
+      await reconcilePeriod(deps(), { channel: c.channel, period: c.period }, { graceMs: GRACE, now: new Date(c.period.toMs + GRACE - 1000) }),
+    ).toMatchObject({ status: 'open' });
     const outcome = await reconcilePeriod(deps(), { channel: c.channel, period: c.period }, { graceMs: GRACE, now: afterGrace });
     expect(outcome.status).toBe('reconciled');
     const injected = statements.get(c.channel)!.injected;
@@ -111,15 +119,30 @@ describe('statement reconciliation on ClickHouse', () => {
 
 describe('statements breaks and summary commands', () => {
   const run = (args: string[]) =>
-    spawnSync(process.execPath, ['bin/paysentinel.mjs', 'statements', ...args], { cwd: repoRoot, env: { ...process.env, CLICKHOUSE_DATABASE: database, LOG_LEVEL: 'warn' }, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, ['bin/paysentinel.mjs', 'statements', ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, CLICKHOUSE_DATABASE: database, LOG_LEVEL: 'warn' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
   test('list the breaks as JSON lines, filtered by kind, and summarise per channel', () => {
     const all = run(['breaks', '--from', '2026-11-24', '--to', '2026-11-27', '--json']);
     expect(all.status, all.stderr).toBe(0);
-    const rows = all.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toHaveLength(20);
-    const charged = run(['breaks', '--from', '2026-11-24', '--to', '2026-11-27', '--kind', 'charged_not_recorded', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const charged = run(['breaks', '--from', '2026-11-24', '--to', '2026-11-27', '--kind', 'charged_not_recorded', '--json'])
+      .stdout.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(charged.map((b) => b.channel).sort()).toEqual(['alipay', 'card', 'wechat_pay']);
-    expect(charged[0]).toMatchObject({ kind: 'charged_not_recorded', statement: { type: 'payment' }, ours: { status: expect.stringMatching(/failed|timeout|processing/) } });
+    expect(charged[0]).toMatchObject({
+      kind: 'charged_not_recorded',
+      statement: { type: 'payment' },
+      ours: { status: expect.stringMatching(/failed|timeout|processing/) },
+    });
     const table = run(['breaks', '--from', '2026-11-24', '--to', '2026-11-27', '--kind', 'ambiguous']);
     expect(table.stdout).toMatch(/ambiguous/);
     const summary = run(['summary', '--period', '2026-11-24..2026-11-27', '--json']);

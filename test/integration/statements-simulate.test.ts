@@ -25,7 +25,25 @@ test('simulate --statement writes the statement of the traffic it sent, its inje
   const labelsFile = join(dir, 'labels.json');
   const out = spawnSync(
     process.execPath,
-    ['bin/paysentinel.mjs', 'simulate', '--rate', '400', '--duration', '5s', '--seed', '11', '--scenario', 'duplicate-charge', '--statement', file, '--statement-format', 'stripe', '--labels', labelsFile, '--json'],
+    [
+      'bin/paysentinel.mjs',
+      'simulate',
+      '--rate',
+      '400',
+      '--duration',
+      '5s',
+      '--seed',
+      '11',
+      '--scenario',
+      'duplicate-charge',
+      '--statement',
+      file,
+      '--statement-format',
+      'stripe',
+      '--labels',
+      labelsFile,
+      '--json',
+    ],
     { cwd: repoRoot, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 },
   );
   expect(out.status, out.stderr).toBe(0);

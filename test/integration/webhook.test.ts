@@ -80,7 +80,18 @@ async function publishedCases(cases: number, versions: number): Promise<{ topic:
 }
 
 async function startDelivery(topic: string, groupId: string, url: string, registry = new Registry()): Promise<CaseWebhook> {
-  const webhook = await startCaseWebhook({ kafka, topic, groupId, url, secret, logger: silentLogger, registry, timeoutMs: 5_000, initialDelayMs: 100, maxDelayMs: 800 });
+  const webhook = await startCaseWebhook({
+    kafka,
+    topic,
+    groupId,
+    url,
+    secret,
+    logger: silentLogger,
+    registry,
+    timeoutMs: 5_000,
+    initialDelayMs: 100,
+    maxDelayMs: 800,
+  });
   cleanups.push(() => webhook.stop());
   return webhook;
 }
@@ -96,7 +107,8 @@ function expectOrderedPerCase(accepted: { case_id: string; version: number }[]):
   for (const [caseId, list] of seen) expect(list, caseId).toEqual([...list].sort((a, b) => a - b));
 }
 
-const counter = async (registry: Registry, name: string): Promise<number> => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await registry.render())?.[1] ?? 0);
+const counter = async (registry: Registry, name: string): Promise<number> =>
+  Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await registry.render())?.[1] ?? 0);
 
 describe('case webhook delivery', () => {
   test('every message of the cases topic arrives signed, verifiable and in order per case; offsets are committed after the 2xx', async () => {

@@ -62,7 +62,11 @@ describe('docker-compose.yml', () => {
   });
 
   it('declares every named volume it uses', () => {
-    const named = Object.values(services).flatMap((s) => mountsOf(s).filter((m) => !m.bind).map((m) => m.source));
+    const named = Object.values(services).flatMap((s) =>
+      mountsOf(s)
+        .filter((m) => !m.bind)
+        .map((m) => m.source),
+    );
     for (const name of named) expect(Object.keys(compose.volumes ?? {}), name).toContain(name);
   });
 
@@ -94,7 +98,10 @@ describe('docker-compose.yml', () => {
 
   it('has Grafana install a pinned grafana-clickhouse-datasource', () => {
     const plugins = envOf(services.grafana!).GF_INSTALL_PLUGINS ?? '';
-    const entry = plugins.split(',').map((p) => p.trim()).find((p) => p.startsWith('grafana-clickhouse-datasource'));
+    const entry = plugins
+      .split(',')
+      .map((p) => p.trim())
+      .find((p) => p.startsWith('grafana-clickhouse-datasource'));
     expect(entry).toMatch(/^grafana-clickhouse-datasource \d+\.\d+\.\d+$/);
   });
 
