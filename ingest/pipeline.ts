@@ -194,7 +194,8 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
           partition,
           offset: message.offset,
           row: toPendingRow(result.value, partition, Number(message.offset)),
-          message: { key: message.key, value: message.value },
+          // The consumed message itself (it has key and value): no object allocated per event.
+          message,
         });
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
