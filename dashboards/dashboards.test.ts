@@ -3,11 +3,11 @@ import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { dashboardFiles, dashboardQueries, DEFAULT_DATABASE } from './build.ts';
 import { expandMacros } from './macros.ts';
-import { queryVariable, type Dashboard } from './model.ts';
+import { dashboard, queryVariable, type DashboardJson, type DashboardSpec } from './model.ts';
 
 const jsonDir = new URL('./json/', import.meta.url);
 const generated = dashboardFiles();
-const boards = [...generated.values()].map((text) => JSON.parse(text) as Dashboard);
+const boards = [...generated.values()].map((text) => JSON.parse(text) as DashboardJson);
 const provisioned = parse(readFileSync(new URL('./provisioning/datasources/clickhouse.yaml', import.meta.url), 'utf8')) as {
   datasources: { uid: string; type: string; jsonData: { defaultDatabase: string } }[];
 };
@@ -111,6 +111,32 @@ describe('provisioned dashboard JSON', () => {
     );
     // Bounded by the time picker: a range filter, or "as it stood at the end of the range".
     expect(sql).toMatch(/\$__timeFilter\(|\$__toTime/);
+  });
+});
+
+describe('building with the SDK', () => {
+  const spec = (panel: Partial<DashboardSpec['panels'][number]>): DashboardSpec => ({
+    uid: 'paysentinel-x',
+    title: 'x',
+    description: '',
+    tags: [],
+    from: 'now-1h',
+    refresh: '1m',
+    variables: [],
+    panels: [{ type: 'stat', title: 'p', description: '', w: 6, h: 4, sql: ['SELECT 1'], ...panel }],
+  });
+
+  test('a stat option replaces its default; the others keep theirs', () => {
+    const board = dashboard(spec({ options: { colorMode: 'background' } })) as DashboardJson;
+    expect(board.panels[0]!.options).toMatchObject({ colorMode: 'background', graphMode: 'none', textMode: 'auto' });
+  });
+
+  test("an option value outside Grafana's schema, or an option the panel type does not take, is an error", () => {
+    // A spec typed loosely (e.g. built from data) still cannot write a value Grafana does not know.
+    const bad = JSON.parse('{"colorMode":"purple"}') as { colorMode: 'value' };
+    expect(() => dashboard(spec({ options: bad }))).toThrow(/"purple" is not one of/);
+    expect(() => dashboard(spec({ type: 'table', options: { colorMode: 'value' } }))).toThrow(/stat panels only/);
+    expect(() => dashboard(spec({ custom: { drawStyle: 'bars' } }))).toThrow(/time series panels only/);
   });
 });
 

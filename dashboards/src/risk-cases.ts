@@ -1,5 +1,5 @@
 import { ident } from '../../storage/sql.ts';
-import { dashboard, queryVariable, type Dashboard, type DashboardSpec } from '../model.ts';
+import { dashboard, queryVariable, type Dashboard, type DashboardSpec, type StatOptions } from '../model.ts';
 import { eventFilters, timeBucket } from './sql.ts';
 
 /**
@@ -41,7 +41,7 @@ export function riskCasesSpec(database: string): DashboardSpec {
   GROUP BY case_id, rule_id, severity, entity_type, entity_id`;
   const cases = `(${state}) WHERE ${caseFilter}`;
   const ackSeconds = 'toInt64(acked_s) - toInt64(toUInt32(first_opened))';
-  const statOptions = {
+  const statOptions: StatOptions = {
     reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
     colorMode: 'value',
     graphMode: 'none',
