@@ -1,7 +1,6 @@
 import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, raw, sql } from '../storage/sql.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import type { ScheduledJob } from './schedule.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import { paymentsSince } from './queries.ts';
 import { EARLIEST, LATEST } from '../storage/event-order.ts';
 

@@ -1,8 +1,7 @@
 import { probit } from 'simple-statistics';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
 import { ident, toDateTimeText } from '../storage/sql.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import type { ScheduledJob } from './schedule.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from './retry-policy-queries.ts';
 
 export const RETRY_POLICY_JOB = 'retry-policy';
@@ -489,10 +488,10 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
  * analyticsJobs. The scheduled run publishes when its deps carry a publisher (`paysentinel start`
  * passes one).
  */
-export const retryPolicyScheduledJob: ScheduledJob = {
+export const retryPolicyScheduledJob: ScheduledJob<RetryPolicyDeps> = {
   name: RETRY_POLICY_JOB,
   cron: '7 * * * *',
-  run: (deps, now) => run(deps as RetryPolicyDeps, now),
+  run: (deps, now) => run(deps, now),
   byHand: {
     window: true,
     publishes: true,
