@@ -67,11 +67,13 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
   const rows = sqlFragment`SELECT tupleElement(k, 1) AS b_type, tupleElement(k, 2) AS b_id, tupleElement(k, 3) AS b_hour, outcome, is_technical
     FROM (${keyed}) AS keyed`;
   return sql`INSERT INTO ${ident(database, 'failure_baselines')}
-  (version, computed_at, window_from, window_to, entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate)
+  (version, computed_at, window_from, window_to, entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate,
+    technical_failure_rate)
 SELECT toUInt64(${o.version}), ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC'),
   b_type, b_id, b_hour, n_decided, n_failed, n_timeout, n_technical, (n_failed + n_timeout) / n_decided, n_technical / n_decided
 FROM (
-  SELECT b_type, b_id, b_hour, count() AS n_decided, countIf(outcome = 'failed') AS n_failed, countIf(outcome = 'timeout') AS n_timeout, countIf(is_technical) AS n_technical
+  SELECT b_type, b_id, b_hour, count() AS n_decided, countIf(outcome = 'failed') AS n_failed, countIf(outcome = 'timeout') AS n_timeout,
+    countIf(is_technical) AS n_technical
   FROM (${rows}) AS r
   WHERE b_id != '' OR b_type = 'all'
   GROUP BY b_type, b_id, b_hour
@@ -90,7 +92,8 @@ export function latestBaselinesQuery(database: string, filter: { entityType?: st
   const where = [sqlFragment`version = (SELECT max(version) FROM ${table}${asOf})`];
   if (filter.entityType !== undefined) where.push(sqlFragment`entity_type = ${filter.entityType}`);
   if (filter.hours !== undefined && filter.hours.length > 0) where.push(sqlFragment`hour_of_day IN ${filter.hours}`);
-  return sql`SELECT entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate, toUInt32(window_from) AS from_s, toUInt32(window_to) AS to_s, version
+  return sql`SELECT entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate,
+    toUInt32(window_from) AS from_s, toUInt32(window_to) AS to_s, version
 FROM ${table}
 WHERE ${joinSql(where, ' AND ')}
 ORDER BY entity_type, entity_id, hour_of_day`;

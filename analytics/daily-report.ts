@@ -299,7 +299,9 @@ export function formatDailyReport(d: DailyReportData): string {
   else {
     const head = d.policy[0]!;
     out.push(
-      `Run of ${head.computedAt ? utc(head.computedAt) : '?'} UTC, evidence ${head.window ? `${utc(head.window.from)} .. ${utc(head.window.to)}` : '?'} UTC. Details: \`paysentinel policy show\`.`,
+      `Run of ${head.computedAt ? utc(head.computedAt) : '?'} UTC, evidence ` +
+        `${head.window ? `${utc(head.window.from)} .. ${utc(head.window.to)}` : '?'} UTC. Details: \`paysentinel ` +
+        `policy show\`.`,
       '',
     );
     out.push(

@@ -51,7 +51,8 @@ export interface ReconcileWrite extends ReconcileWindow {
   stuckAfterMs: number;
 }
 
-const columns = sqlFragment`version, computed_at, kind, order_id, attempt, channel, merchant_id, first_at, last_at, first_final, outcome, final_statuses, age_seconds`;
+const columns = sqlFragment`version, computed_at, kind, order_id, attempt, channel, merchant_id, first_at, last_at, first_final, outcome,
+  final_statuses, age_seconds`;
 
 function insertAttempts(database: string, o: ReconcileWrite, kind: string, where: SqlFragment): string {
   return sql`INSERT INTO ${ident(database, 'reconcile_attempts')} (${columns})
@@ -94,7 +95,8 @@ export const latestReconcileVersionQuery = (database: string): string => `SELECT
 
 /** The attempts a run reported, by kind. */
 export const reconcileAttemptsQuery = (database: string, version: number): string =>
-  sql`SELECT kind, order_id, attempt, channel, merchant_id, toUInt32(first_at) AS first_s, toUInt32(last_at) AS last_s, first_final, outcome, final_statuses, age_seconds
+  sql`SELECT kind, order_id, attempt, channel, merchant_id, toUInt32(first_at) AS first_s, toUInt32(last_at) AS last_s, first_final, outcome,
+    final_statuses, age_seconds
 FROM ${ident(database, 'reconcile_attempts')} WHERE version = ${version} ORDER BY kind, order_id, attempt`;
 
 /** The callback delays a run wrote. */

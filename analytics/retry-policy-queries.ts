@@ -63,7 +63,8 @@ function transitionsSource(database: string, window: PolicyWindow): SqlFragment 
     FROM (${attempts}) AS fa
     WHERE outcome IN ('failed', 'timeout') AND attempt_no >= 1
       AND a_first_at >= toDateTime(${fromSec}, 'UTC') AND a_first_at < toDateTime(${toSec}, 'UTC')`;
-  const retries = sqlFragment`SELECT order_id, toUInt16(attempt_no) AS next_no, toUInt8(1) AS r_exists, toUInt8(outcome = 'succeeded') AS r_ok, a_first_at AS r_first_at
+  const retries = sqlFragment`SELECT order_id, toUInt16(attempt_no) AS next_no, toUInt8(1) AS r_exists, toUInt8(outcome = 'succeeded') AS r_ok,
+    a_first_at AS r_first_at
     FROM (${attempts}) AS ra`;
   return sqlFragment`SELECT
       f_channel, f_code, f_no, f_first_at, r_exists, r_ok,

@@ -203,7 +203,8 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
         yes = prevRetried;
         if (k === 1 || prevRetried)
           notes.push(
-            `after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`,
+            `after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ` +
+              `${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`,
           );
       } else if (s.ciLow >= options.minSuccessProbability) {
         yes = true;
@@ -213,7 +214,8 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
         yes = prevMax === null ? s.p >= options.minSuccessProbability : prevRetried;
         if (prevMax !== null)
           notes.push(
-            `after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous decision kept`,
+            `after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous ` +
+              `decision kept`,
           );
       }
       if (!yes) break;
@@ -445,7 +447,8 @@ export async function tunePolicy(
       },
       change: 'unchanged',
       previous: { action: p.action, maxAttempts: p.maxAttempts, peakMaxAttempts: p.peakMaxAttempts },
-      reason: `${p.failureCode} on ${p.channel}: no failures with this code in the window, previous decision kept (${p.action}, max ${p.maxAttempts} attempts).`,
+      reason:
+        `${p.failureCode} on ${p.channel}: no failures with this code in the window, previous decision kept (${p.action}, max ${p.maxAttempts} ` + `attempts).`,
     });
   }
   return out.sort((a, b) => (a.channel === b.channel ? a.failureCode.localeCompare(b.failureCode) : a.channel.localeCompare(b.channel)));
@@ -497,6 +500,7 @@ export const retryPolicyScheduledJob: ScheduledJob<RetryPolicyDeps> = {
     publishes: true,
     run: (deps, now, window) => run(deps, now, window),
     text: (r, published) =>
-      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} (run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
+      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} ` +
+      `(run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
   },
 };

@@ -146,7 +146,8 @@ describe('expandMacros', () => {
 
   test('expands the plugin macros as the plugin does (epoch seconds)', () => {
     expect(expandMacros('WHERE $__timeFilter(occurred_at) AND t < $__toTime - 5 AND t > $__fromTime GROUP BY intDiv(x, $__interval_s)', base)).toBe(
-      'WHERE occurred_at >= toDateTime(1795600800) AND occurred_at <= toDateTime(1795604400) AND t < toDateTime(1795604400) - 5 AND t > toDateTime(1795600800) GROUP BY intDiv(x, 30)',
+      'WHERE occurred_at >= toDateTime(1795600800) AND occurred_at <= toDateTime(1795604400) AND t < toDateTime(1795604400) - 5 AND t > ' +
+        'toDateTime(1795600800) GROUP BY intDiv(x, 30)',
     );
   });
 

@@ -84,7 +84,8 @@ describe('statements at the largest size the project allows', () => {
     await command(s.clickhouse, `CREATE TABLE ${big} AS ${ident(db, 'payment_events')}`);
     await command(
       s.clickhouse,
-      `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), toString(number), now() FROM system.numbers LIMIT 1000000`,
+      `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), ` +
+        `toString(number), now() FROM system.numbers LIMIT 1000000`,
     );
     const keys = [
       { event_id: '17', occurred_at: toDateTimeText((nowSec - 86_400 + 1) * 1000) },
