@@ -100,7 +100,11 @@ export const benchCommand: Command = {
                 .map(
                   ([rule, r]) =>
                     `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ` +
-                    `${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`,
+                    (r.latencyMs
+                      ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, ` +
+                        `p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms`
+                      : 'no case arrived') +
+                    '\n',
                 )
                 .join('') +
               'scheduled jobs during the run (job_runs; durations in whole seconds, a run still going counted so far):\n' +
