@@ -2,7 +2,7 @@ import { createTask, type ScheduledTask } from 'node-cron';
 import { baselinesScheduledJob } from './baselines.ts';
 import { dailyReportScheduledJob } from './daily-report.ts';
 import { reportJobFailure, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import { RATES_JOB, run as runRates } from './rates.ts';
+import { RATES_JOB, RATES_RUN_BUDGET_MS, run as runRates } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
 import { retryPolicyScheduledJob, type PolicyPublisher } from './retry-policy.ts';
 import { statementsScheduledJob } from '../statements/job.ts';
@@ -30,11 +30,15 @@ export interface ManualRun<R extends JobRun = JobRun> {
   json?(result: R): unknown;
 }
 
-/** The rates job's schedule and its run by hand (a backfill with --from/--to). */
+/**
+ * The rates job's schedule and its run by hand (a backfill with --from/--to). A scheduled run
+ * stops starting slices after RATES_RUN_BUDGET_MS, so a catch-up spreads over several runs; by
+ * hand without --from it runs until caught up.
+ */
 export const ratesScheduledJob: ScheduledJob = {
   name: RATES_JOB,
   cron: '* * * * *',
-  run: (deps, now) => runRates(deps, now),
+  run: (deps, now) => runRates(deps, now, { budgetMs: RATES_RUN_BUDGET_MS }),
   byHand: {
     window: true,
     run: (deps, now, window) => runRates(deps, now, window),
