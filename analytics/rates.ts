@@ -410,7 +410,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       cursor.writtenVersion = usedVersion;
       await commit();
     }
-    complete = caughtUp && coveredFromMs <= toMs - FIVE_MIN_MS;
+    complete = caughtUp && (cursor.historyFromMs === 0 || coveredFromMs <= toMs - FIVE_MIN_MS);
     const behind = { changes_behind_s: caughtUp ? 0 : server.nowSec - cursor.seenToSec, history_left: cursor.historyFromMs > 0 };
     (behind.changes_behind_s > 0 || behind.history_left ? log.info : log.debug)('rates run', {
       change_slices: changeSlices,
@@ -424,7 +424,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
     return rows;
   });
   // Every closed bucket up to the window's end is written, once the changes are caught up and the
-  // history pass has reached the latest closed bucket.
+  // history pass has reached the latest closed bucket (or has nothing left to build).
   if (complete) deps.metrics?.ratesWrittenUntil(window.to.getTime() / 1000);
   return result;
 }
