@@ -350,7 +350,12 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
         // Rows of the last `overlap` seconds may still be joined by inserts ClickHouse commits late.
         cursor.seenToSec = Math.max(floorSeen, Math.min(end ?? Infinity, server.nowSec - overlap));
         await commit();
-        log.debug('rates changes slice', { from: new Date(at * 1000).toISOString(), events: sumN(counts.slice(0, k)), elapsed_ms: Date.now() - started });
+        // A catch-up of more than a couple of slices reports its progress at info level, a routine run at debug.
+        (changeSlices > 2 ? log.info : log.debug)('rates changes slice', {
+          from: new Date(at * 1000).toISOString(),
+          events: sumN(counts.slice(0, k)),
+          elapsed_ms: Date.now() - started,
+        });
         if (lastSlice) {
           caughtUp = true;
           break;
