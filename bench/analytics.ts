@@ -137,7 +137,15 @@ try {
     await runRates({ ...deps, clickhouse: admin }, new Date(nowMs), { from: new Date(nowMs - 3_600_000) });
     await command(
       admin,
-      writeCursorQuery(database, RATES_JOB, { seenToSec: await serverNow(), coveredFromSec: nowSec - 3_600, version: Date.now() * 1000 }),
+      writeCursorQuery(database, RATES_JOB, {
+        seenToSec: await serverNow(),
+        coveredFromSec: nowSec - 3_600,
+        historyFromSec: 0,
+        writtenVersion: Date.now() * 1000,
+        serverAtSec: 0,
+        serverUptime: 0,
+        version: Date.now() * 1000,
+      }),
       'seed rates cursor',
     );
     // New traffic: a minute of new orders, first events in the minute before now.
