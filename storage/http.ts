@@ -9,8 +9,8 @@ export interface ExternalTable {
   name: string;
   /** Column list in ClickHouse syntax, e.g. `event_id String`. */
   structure: string;
-  /** Rows, serialised as JSONEachRow. */
-  rows: readonly Record<string, unknown>[];
+  /** Rows, serialised as JSONEachRow; or the table already encoded as RowBinary. */
+  rows: readonly Record<string, unknown>[] | { rowBinary: Buffer<ArrayBuffer> };
 }
 
 /**
@@ -79,9 +79,11 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
     const body = new FormData();
     body.append('query', statement);
-    body.append(`${table.name}_format`, 'JSONEachRow');
+    const binary = 'rowBinary' in table.rows ? table.rows.rowBinary : null;
+    body.append(`${table.name}_format`, binary ? 'RowBinary' : 'JSONEachRow');
     body.append(`${table.name}_structure`, table.structure);
-    body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
+    const rows = table.rows as readonly Record<string, unknown>[];
+    body.append(table.name, new Blob([binary ?? rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
     const text = await post(url, body, what, true);
     try {
       return text === ''
@@ -103,6 +105,31 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     await post(url, lines.join('\n'), what);
   }
 
-  return { query, insertLines };
+  /** Inserts RowBinary rows of `columns` (checked identifiers, in the rows' order) into `table`. */
+  async function insertRowBinary(table: SqlFragment, columns: readonly SqlFragment[], body: Buffer<ArrayBuffer>, what: string): Promise<void> {
+    if (body.length === 0) return;
+    const url = new URL(config.clickhouseUrl + '/');
+    url.searchParams.set('query', `INSERT INTO ${table.text} (${columns.map((c) => c.text).join(', ')}) FORMAT RowBinary`);
+    await post(url, body, what);
+  }
+
+  /** Runs a SELECT without external data (a small, fixed statement) and returns its rows. */
+  async function select<T>(sqlText: string, what: string): Promise<T[]> {
+    const url = new URL(config.clickhouseUrl + '/');
+    for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
+    const text = await post(url, `${sqlText} FORMAT JSONEachRow`, what, true);
+    try {
+      return text === ''
+        ? []
+        : text
+            .trimEnd()
+            .split('\n')
+            .map((line) => JSON.parse(line) as T);
+    } catch (err) {
+      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
+    }
+  }
+
+  return { query, insertLines, insertRowBinary, select };
 }
 export type ClickHouseHttp = ReturnType<typeof createClickHouseHttp>;
