@@ -13,6 +13,9 @@ export interface ExternalTable {
   rows: readonly Record<string, unknown>[] | { rowBinary: Buffer<ArrayBuffer> };
 }
 
+/** Settings of one insert, sent in its URL: names and values are constants of the caller, never data. */
+export type InsertSettings = Readonly<Record<string, string>>;
+
 /**
  * Longest query text that may travel with external data. Such a query is a field of the
  * multipart body, and servers cap a field: 256 KiB on 18.16 (Poco's HTML form), 128 KiB by
@@ -97,20 +100,30 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     }
   }
 
-  /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
-  async function insertLines(table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
-    if (lines.length === 0) return;
+  /** The URL of an insert: its statement and the insert's own settings (constants of the caller). */
+  function insertUrl(statement: string, settings: InsertSettings): URL {
     const url = new URL(config.clickhouseUrl + '/');
-    url.searchParams.set('query', `INSERT INTO ${table.text} FORMAT JSONEachRow`);
-    await post(url, lines.join('\n'), what);
+    url.searchParams.set('query', statement);
+    for (const [k, v] of Object.entries(settings)) url.searchParams.set(k, v);
+    return url;
+  }
+
+  /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
+  async function insertLines(table: SqlFragment, lines: readonly string[], what: string, settings: InsertSettings = {}): Promise<void> {
+    if (lines.length === 0) return;
+    await post(insertUrl(`INSERT INTO ${table.text} FORMAT JSONEachRow`, settings), lines.join('\n'), what);
   }
 
   /** Inserts RowBinary rows of `columns` (checked identifiers, in the rows' order) into `table`. */
-  async function insertRowBinary(table: SqlFragment, columns: readonly SqlFragment[], body: Buffer<ArrayBuffer>, what: string): Promise<void> {
+  async function insertRowBinary(
+    table: SqlFragment,
+    columns: readonly SqlFragment[],
+    body: Buffer<ArrayBuffer>,
+    what: string,
+    settings: InsertSettings = {},
+  ): Promise<void> {
     if (body.length === 0) return;
-    const url = new URL(config.clickhouseUrl + '/');
-    url.searchParams.set('query', `INSERT INTO ${table.text} (${columns.map((c) => c.text).join(', ')}) FORMAT RowBinary`);
-    await post(url, body, what);
+    await post(insertUrl(`INSERT INTO ${table.text} (${columns.map((c) => c.text).join(', ')}) FORMAT RowBinary`, settings), body, what);
   }
 
   /** Runs a SELECT without external data (a small, fixed statement) and returns its rows. */

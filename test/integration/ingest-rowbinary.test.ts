@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { validateEvent } from '../../contract/index.ts';
 import { EVENT_COLUMN_TYPES, lineOf, toPendingRow, type BinaryPendingRow } from '../../ingest/records.ts';
-import { createEventWriter, isTableChanged } from '../../ingest/writer.ts';
+import { EVENT_INSERT_SETTINGS, createEventWriter, isTableChanged } from '../../ingest/writer.ts';
 import { silentLogger } from '../../log/index.ts';
 import { createIngestMetrics } from '../../metrics/registry.ts';
 import { command, queryRows } from '../../storage/clickhouse.ts';
@@ -97,6 +97,12 @@ describe('RowBinary insert', () => {
     // 18.16 prints the DateTime 0 as zeros.
     expect(binary[4]).toMatchObject({ occurred_at: expect.stringMatching(/^(1970-01-01|0000-00-00) 00:00:00$/), amount_minor: '0' });
     expect(binary[0]).toMatchObject({ kafka_offset: String(2 ** 40), kafka_partition: 3 });
+    // The views (pushed to concurrently, EVENT_INSERT_SETTINGS) got every row too.
+    const [copies] = await queryRows<{ offsets: string; orders: string }>(
+      s.clickhouse,
+      `SELECT (SELECT count() FROM ${ident(db, 'payment_events_by_offset')}) AS offsets, (SELECT countIf(entity_type = 'order') FROM ${ident(db, 'payment_events_by_entity')}) AS orders`,
+    );
+    expect(copies).toEqual({ offsets: String(odd.length), orders: String(odd.length) });
   });
 
   test('a redelivery is found by the look-up: stored once', async () => {
@@ -106,7 +112,7 @@ describe('RowBinary insert', () => {
     expect(await writer.write(again)).toEqual({ stored: 0, duplicates: odd.length });
   });
 
-  test('a current ClickHouse engine (chdb) reads the same RowBinary bytes as the same values', async () => {
+  test('a current ClickHouse engine (chdb) reads the same RowBinary bytes as the same values, and knows the insert settings', async () => {
     const writer = createEventWriter({ http, database: db, logger: silentLogger, metrics: createIngestMetrics() });
     await writer.prepare();
     const body = Buffer.concat(
@@ -122,7 +128,11 @@ describe('RowBinary insert', () => {
       writeFileSync(file, body);
       const structure = EVENT_COLUMN_TYPES.map(([name, type]) => `${name} ${type}`).join(', ');
       const script = `import chdb, sys\nprint(chdb.query(sys.argv[1], 'JSONEachRow'))`;
-      const query = `SELECT ${columns.join(', ')} FROM file('${file}', 'RowBinary', '${structure.replace(/'/g, "\\'")}') ORDER BY kafka_offset`;
+      const query = `SELECT ${columns.join(', ')} FROM file('${file}', 'RowBinary', '${structure.replace(/'/g, "\\'")}') ORDER BY kafka_offset SETTINGS ${Object.entries(
+        EVENT_INSERT_SETTINGS,
+      )
+        .map(([k, v]) => `${k} = ${v}`)
+        .join(', ')}`;
       const run = spawnSync('python3', ['-c', script, query], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
       expect(run.status, run.stderr).toBe(0);
       const current = run.stdout
