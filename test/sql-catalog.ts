@@ -44,7 +44,7 @@ import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
-import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
+import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery, eventColumnsQuery } from '../ingest/writer.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
@@ -112,6 +112,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
       sql: dedupLookupQuery(events),
       external: { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE },
     },
+    { name: 'columns of payment_events (insert format)', sql: eventColumnsQuery(events) },
     { name: 'count events', sql: `SELECT count() FROM ${events}` },
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
