@@ -1,3 +1,4 @@
+import type { StatementBreakKind as BreakKind } from '../rules/schema.ts';
 import type { Period } from './types.ts';
 
 /**
@@ -41,16 +42,8 @@ export interface OurRefund {
   occurredAtMs: number;
 }
 
-export const breakKinds = [
-  'charged_not_recorded',
-  'recorded_not_settled',
-  'amount_mismatch',
-  'currency_mismatch',
-  'duplicate_settlement',
-  'refund_mismatch',
-  'ambiguous',
-] as const;
-export type BreakKind = (typeof breakKinds)[number];
+// One list of break kinds, shared with the rules' statement facts (rules/schema.ts).
+export { statementBreakKinds as breakKinds, type StatementBreakKind as BreakKind } from '../rules/schema.ts';
 
 export type MatchedBy = 'transaction_id' | 'order_amount' | 'order';
 
