@@ -73,6 +73,12 @@ export interface ReconcileInput {
   attempts: readonly OurAttempt[];
   /** Our succeeded refunds in the same widened window. */
   refunds: readonly OurRefund[];
+  /**
+   * Settled lines of the channel's neighbouring periods that occurred within the grace of this
+   * period's cuts. Our clock and the platform's put an attempt near a cut on different days; such
+   * an attempt settled across the cut is the neighbour's to match, not missing here.
+   */
+  nearby?: readonly StatementEntry[];
 }
 
 export interface ReconcileResult {
@@ -120,12 +126,14 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const matches: Match[] = [];
   const breaks: Break[] = [];
   const lines = inFileOrder(input.lines);
+  const nearby = input.nearby ?? [];
   reconcilePayments(
     input.period,
     lines.filter((l) => l.type === 'payment'),
     input.attempts,
     matches,
     breaks,
+    settledAcross(nearby.filter((l) => l.type === 'payment')),
   );
   reconcileRefunds(
     input.period,
@@ -133,11 +141,35 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     input.refunds,
     matches,
     breaks,
+    settledAcross(nearby.filter((l) => l.type === 'refund')),
   );
   return { matches, breaks };
 }
 
-function reconcilePayments(period: Period, lines: StatementEntry[], attempts: readonly OurAttempt[], matches: Match[], breaks: Break[]): void {
+/**
+ * Whether one of our attempts or refunds has a line in a neighbouring period: the same transaction
+ * id, or (when either side has none) the same order, amount and currency.
+ */
+function settledAcross(
+  nearby: readonly StatementEntry[],
+): (ours: { transactionId: string; orderId: string; amountMinor: number; currency: string }) => boolean {
+  if (nearby.length === 0) return () => false;
+  const byTx = group(nearby, (l) => l.transactionId);
+  const byOrder = group(nearby, (l) => l.orderId);
+  return (ours) => {
+    if (ours.transactionId !== '' && byTx.has(ours.transactionId)) return true;
+    return (byOrder.get(ours.orderId) ?? []).some((l) => (l.transactionId === '' || ours.transactionId === '') && sameMoney(l, ours));
+  };
+}
+
+function reconcilePayments(
+  period: Period,
+  lines: StatementEntry[],
+  attempts: readonly OurAttempt[],
+  matches: Match[],
+  breaks: Break[],
+  across: (a: OurAttempt) => boolean,
+): void {
   const byTx = group(attempts, (a) => a.transactionId);
   const byOrder = group(attempts, (a) => a.orderId);
   // The lines each attempt received, first = its settlement, with how each was matched.
@@ -187,7 +219,7 @@ function reconcilePayments(period: Period, lines: StatementEntry[], attempts: re
   for (const attempt of attempts) {
     const got = settled.get(attempt);
     if (!got) {
-      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt))
+      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt) && !across(attempt))
         breaks.push({ kind: 'recorded_not_settled', attempt, detail: 'we recorded succeeded, the statement has no such charge' });
       continue;
     }
@@ -210,7 +242,14 @@ function reconcilePayments(period: Period, lines: StatementEntry[], attempts: re
   }
 }
 
-function reconcileRefunds(period: Period, lines: StatementEntry[], refunds: readonly OurRefund[], matches: Match[], breaks: Break[]): void {
+function reconcileRefunds(
+  period: Period,
+  lines: StatementEntry[],
+  refunds: readonly OurRefund[],
+  matches: Match[],
+  breaks: Break[],
+  across: (r: OurRefund) => boolean,
+): void {
   const ordered = [...refunds].sort((a, b) => a.occurredAtMs - b.occurredAtMs || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
   const byTx = group(ordered, (r) => r.transactionId);
   const byOrder = group(ordered, (r) => r.orderId);
@@ -245,7 +284,7 @@ function reconcileRefunds(period: Period, lines: StatementEntry[], refunds: read
     }
   }
   for (const refund of ordered) {
-    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs))
+    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs) && !across(refund))
       breaks.push({ kind: 'refund_mismatch', refund, detail: 'we recorded a refund, the statement has none' });
   }
 }

@@ -31,6 +31,22 @@ WHERE channel = ${k.channel} AND period_from = ${raw(at(k.period.fromMs))} AND p
   AND file_hash IN (SELECT file_hash FROM ${ident(database, 'statement_files')} WHERE channel = ${k.channel} AND period_from = ${raw(at(k.period.fromMs))})`;
 
 /**
+ * The settled lines of the channel's other periods that occurred within `graceMs` of this period's
+ * cuts (either side), from files that finished importing: an attempt near a cut that the platform
+ * settled on the other side of it (reconcile's `nearby`).
+ */
+export const nearbyLinesQuery = (database: string, k: PeriodKey, graceMs: number): string => {
+  const { fromMs, toMs } = k.period;
+  return sql`SELECT file_hash, line, type, transaction_id, order_id, amount_minor, currency, ${raw(TS)} AS at_ms
+FROM ${ident(database, 'statement_lines')}
+WHERE channel = ${k.channel} AND status = 'settled'
+  AND period_from < ${raw(at(toMs + graceMs))} AND period_to > ${raw(at(fromMs - graceMs))}
+  AND NOT (period_from = ${raw(at(fromMs))} AND period_to = ${raw(at(toMs))})
+  AND ((occurred_at >= ${raw(at(fromMs - graceMs))} AND occurred_at < ${raw(at(fromMs))}) OR (occurred_at >= ${raw(at(toMs))} AND occurred_at < ${raw(at(toMs + graceMs))}))
+  AND file_hash IN (SELECT file_hash FROM ${ident(database, 'statement_files')} WHERE channel = ${k.channel})`;
+};
+
+/**
  * Our payment attempts of the channel with an event in [from, to): latest status, amount and
  * currency of the latest event, the transaction id of the latest event that has one, and when the
  * latest event occurred. Aliases differ from column names (18.16 resolves aliases query-wide).
@@ -54,9 +70,12 @@ FROM ${ident(database, 'payment_events')}
 WHERE occurred_at >= ${raw(at(window.fromMs))} AND occurred_at < ${raw(at(window.toMs))} AND type = 'refund' AND status = 'succeeded' AND channel = ${channel}
 GROUP BY r_event`;
 
-/** Per (channel, period) with a file: when its latest file was imported and when it was last reconciled (0 = never). */
+/**
+ * Per (channel, period) with a file: when its latest file was imported, when it was last
+ * reconciled (0 = never) and how many breaks that run found.
+ */
 export const periodStateQuery = (database: string, sinceMs: number): string =>
-  sql`SELECT channel, toUInt32(period_from) AS from_s, toUInt32(period_to) AS to_s, imported_s, run_s
+  sql`SELECT channel, toUInt32(period_from) AS from_s, toUInt32(period_to) AS to_s, imported_s, run_s, run_breaks
 FROM (
   SELECT channel, period_from, period_to, max(toUInt32(imported_at)) AS imported_s
   FROM ${ident(database, 'statement_files')} FINAL
@@ -64,7 +83,7 @@ FROM (
   GROUP BY channel, period_from, period_to
 ) AS f
 ALL LEFT JOIN (
-  SELECT channel, period_from, period_to, max(toUInt32(computed_at)) AS run_s
+  SELECT channel, period_from, period_to, max(toUInt32(computed_at)) AS run_s, argMax(breaks, version) AS run_breaks
   FROM ${ident(database, 'statement_runs')}
   WHERE period_to >= ${raw(at(sinceMs))}
   GROUP BY channel, period_from, period_to

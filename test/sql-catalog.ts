@@ -73,6 +73,7 @@ import {
   breaksQuery,
   fileNamesQuery,
   latestRunsQuery,
+  nearbyLinesQuery,
   runBreaksQuery,
   periodLinesQuery,
   periodStateQuery,
@@ -439,6 +440,7 @@ function statementStatements(database: string): CatalogStatement[] {
     { name: 'statement period lines', sql: periodLinesQuery(database, { channel: "it's", period }) },
     { name: 'statement attempts', sql: attemptsQuery(database, 'wechat_pay', window) },
     { name: 'statement refunds', sql: refundsQuery(database, 'wechat_pay', window) },
+    { name: 'statement lines near the cuts of a period', sql: nearbyLinesQuery(database, { channel: "it's", period }, 1_800_000) },
     { name: 'statement periods to reconcile', sql: periodStateQuery(database, period.fromMs - 7 * 86_400_000) },
     { name: 'statement breaks', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, limit: 1000 }) },
     {
