@@ -94,6 +94,40 @@ function inFileOrder(lines: readonly StatementEntry[]): StatementEntry[] {
 const inPeriod = (p: Period, ms: number) => ms >= p.fromMs && ms < p.toMs;
 const sameMoney = (l: StatementEntry, o: { amountMinor: number; currency: string }) => l.amountMinor === o.amountMinor && l.currency === o.currency;
 
+/**
+ * Items by key ('' is no key) for look-ups: a key with one item (nearly all of them) keeps it
+ * without an array, and `get` hands out a fresh array that dies young. At a million attempts the
+ * arrays `group` keeps alive for the whole decision made the garbage collector the biggest cost.
+ */
+class Index<T extends object> {
+  private readonly one = new Map<string, T>();
+  private readonly many = new Map<string, T[]>();
+  constructor(items: readonly T[], key: (t: T) => string) {
+    for (const item of items) {
+      const k = key(item);
+      if (k === '') continue;
+      const list = this.many.get(k);
+      if (list) {
+        list.push(item);
+        continue;
+      }
+      const first = this.one.get(k);
+      if (first === undefined) this.one.set(k, item);
+      else {
+        this.one.delete(k);
+        this.many.set(k, [first, item]);
+      }
+    }
+  }
+  has(k: string): boolean {
+    return this.one.has(k) || this.many.has(k);
+  }
+  get(k: string): readonly T[] | undefined {
+    const one = this.one.get(k);
+    return one !== undefined ? [one] : this.many.get(k);
+  }
+}
+
 function group<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const item of items) {
@@ -154,8 +188,8 @@ function settledAcross(
   nearby: readonly StatementEntry[],
 ): (ours: { transactionId: string; orderId: string; amountMinor: number; currency: string }) => boolean {
   if (nearby.length === 0) return () => false;
-  const byTx = group(nearby, (l) => l.transactionId);
-  const byOrder = group(nearby, (l) => l.orderId);
+  const byTx = new Index(nearby, (l) => l.transactionId);
+  const byOrder = new Index(nearby, (l) => l.orderId);
   return (ours) => {
     if (ours.transactionId !== '' && byTx.has(ours.transactionId)) return true;
     return (byOrder.get(ours.orderId) ?? []).some((l) => (l.transactionId === '' || ours.transactionId === '') && sameMoney(l, ours));
@@ -170,18 +204,23 @@ function reconcilePayments(
   breaks: Break[],
   across: (a: OurAttempt) => boolean,
 ): void {
-  const byTx = group(attempts, (a) => a.transactionId);
-  const byOrder = group(attempts, (a) => a.orderId);
-  // The lines each attempt received, first = its settlement, with how each was matched.
-  const settled = new Map<OurAttempt, { line: StatementEntry; by: MatchedBy }[]>();
+  const byTx = new Index(attempts, (a) => a.transactionId);
+  const byOrder = new Index(attempts, (a) => a.orderId);
+  // The first line each attempt received is its settlement, kept as the match it becomes when
+  // nothing disagrees; further lines on it (duplicates, rare) apart.
+  const settled = new Map<OurAttempt, Match>();
+  const further = new Map<OurAttempt, StatementEntry[]>();
   const assign = (a: OurAttempt, line: StatementEntry, by: MatchedBy) => {
-    const list = settled.get(a);
-    if (list) list.push({ line, by });
-    else settled.set(a, [{ line, by }]);
+    if (!settled.has(a)) settled.set(a, { line, attempt: a, by });
+    else {
+      const list = further.get(a);
+      if (list) list.push(line);
+      else further.set(a, [line]);
+    }
   };
   // Candidates of an ambiguous line are accounted for by that break, not again as not settled.
   const held = new Set<OurAttempt>();
-  const ambiguous = (line: StatementEntry, candidates: OurAttempt[], why: string) => {
+  const ambiguous = (line: StatementEntry, candidates: readonly OurAttempt[], why: string) => {
     for (const a of candidates) held.add(a);
     breaks.push({
       kind: 'ambiguous',
@@ -217,25 +256,24 @@ function reconcilePayments(
     }
   }
   for (const attempt of attempts) {
-    const got = settled.get(attempt);
-    if (!got) {
+    const first = settled.get(attempt);
+    if (!first) {
       if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt) && !across(attempt))
         breaks.push({ kind: 'recorded_not_settled', attempt, detail: 'we recorded succeeded, the statement has no such charge' });
       continue;
     }
-    const [first, ...more] = got;
-    const line = first!.line;
+    const line = first.line;
     if (attempt.status !== 'succeeded')
       breaks.push({ kind: 'charged_not_recorded', line, attempt, detail: `the platform charged, our latest status is ${attempt.status}` });
     else if (line.currency !== attempt.currency)
       breaks.push({ kind: 'currency_mismatch', line, attempt, detail: `statement ${line.currency}, ours ${attempt.currency}` });
     else if (line.amountMinor !== attempt.amountMinor)
       breaks.push({ kind: 'amount_mismatch', line, attempt, detail: `statement ${line.amountMinor}, ours ${attempt.amountMinor} (minor units)` });
-    else matches.push({ line, attempt, by: first!.by });
-    for (const extra of more)
+    else matches.push(first);
+    for (const extra of further.get(attempt) ?? [])
       breaks.push({
         kind: 'duplicate_settlement',
-        line: extra.line,
+        line: extra,
         attempt,
         detail: `another settled charge for attempt ${attempt.attempt} of order ${JSON.stringify(attempt.orderId)}`,
       });
@@ -251,8 +289,8 @@ function reconcileRefunds(
   across: (r: OurRefund) => boolean,
 ): void {
   const ordered = [...refunds].sort((a, b) => a.occurredAtMs - b.occurredAtMs || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
-  const byTx = group(ordered, (r) => r.transactionId);
-  const byOrder = group(ordered, (r) => r.orderId);
+  const byTx = new Index(ordered, (r) => r.transactionId);
+  const byOrder = new Index(ordered, (r) => r.orderId);
   const taken = new Set<OurRefund>();
   const held = new Set<OurRefund>();
   for (const line of lines) {

@@ -50,17 +50,20 @@ WHERE channel = ${k.channel} AND status = 'settled'
  * Our payment attempts of the channel with an event in [from, to): latest status, amount and
  * currency of the latest event, the transaction id of the latest event that has one, and when the
  * latest event occurred. Aliases differ from column names (18.16 resolves aliases query-wide).
+ * Status, amount and currency come from one argMax of a tuple: one state per attempt instead of
+ * three, which took a third off this read at a million attempts (bench:statements).
  */
 export const attemptsQuery = (database: string, channel: string, window: Period): string =>
-  sql`SELECT order_id AS a_order, ifNull(attempt, 0) AS a_attempt,
-  argMax(toString(status), ${raw(LATEST)}) AS a_status,
-  argMax(amount_minor, ${raw(LATEST)}) AS a_amount,
-  argMax(currency, ${raw(LATEST)}) AS a_currency,
-  argMaxIf(ifNull(transaction_id, ''), ${raw(LATEST)}, isNotNull(transaction_id)) AS a_tx,
-  max(${raw(TS)}) AS a_last_ms
-FROM ${ident(database, 'payment_events')}
-WHERE occurred_at >= ${raw(at(window.fromMs))} AND occurred_at < ${raw(at(window.toMs))} AND type = 'payment' AND channel = ${channel}
-GROUP BY a_order, a_attempt`;
+  sql`SELECT a_order, a_attempt, tupleElement(a_latest, 1) AS a_status, tupleElement(a_latest, 2) AS a_amount, tupleElement(a_latest, 3) AS a_currency, a_tx, a_last_ms
+FROM (
+  SELECT order_id AS a_order, ifNull(attempt, 0) AS a_attempt,
+    argMax((toString(status), amount_minor, currency), ${raw(LATEST)}) AS a_latest,
+    argMaxIf(ifNull(transaction_id, ''), ${raw(LATEST)}, isNotNull(transaction_id)) AS a_tx,
+    max(${raw(TS)}) AS a_last_ms
+  FROM ${ident(database, 'payment_events')}
+  WHERE occurred_at >= ${raw(at(window.fromMs))} AND occurred_at < ${raw(at(window.toMs))} AND type = 'payment' AND channel = ${channel}
+  GROUP BY a_order, a_attempt
+)`;
 
 /** Our succeeded refunds of the channel in [from, to), one per event_id. */
 export const refundsQuery = (database: string, channel: string, window: Period): string =>
