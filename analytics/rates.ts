@@ -1,5 +1,5 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
-import { lastSuccessfulWindowEnd, runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
+import { lastSuccessfulWindowEnd, runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import {
   bucketSizes,
   countColumns,
@@ -330,3 +330,15 @@ async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
   const row = rows[0];
   return row && Number(row.n) > 0 ? Number(row.t) * 1000 : null;
 }
+
+/** The rates job's schedule and its run by hand (a backfill with --from/--to). */
+export const ratesScheduledJob: ScheduledJob = {
+  name: RATES_JOB,
+  cron: '* * * * *',
+  run: (deps, now) => run(deps, now),
+  byHand: {
+    window: true,
+    run: (deps, now, window) => run(deps, now, window),
+    text: (r) => `${r.job}: ${r.status}, buckets ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
+  },
+};

@@ -92,12 +92,19 @@ export const benchCommand: Command = {
       process.stdout.write(
         values.json
           ? JSON.stringify(report, null, 2) + '\n'
-          : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ${result.detected}/${result.attacks} attacks detected\n` +
+          : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} ` +
+              `events${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ` +
+              `${result.detected}/${result.attacks} attacks detected\n` +
               'latency from the triggering event to its case on the cases topic:\n' +
               [...Object.entries(result.byRule), ['both', result] as const]
                 .map(
                   ([rule, r]) =>
-                    `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`,
+                    `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ` +
+                    (r.latencyMs
+                      ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, ` +
+                        `p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms`
+                      : 'no case arrived') +
+                    '\n',
                 )
                 .join('') +
               'scheduled jobs during the run (job_runs; durations in whole seconds, a run still going counted so far):\n' +
@@ -107,10 +114,13 @@ export const benchCommand: Command = {
                     .join('')
                 : '  none recorded\n') +
               (result.ratesBuckets
-                ? `rates buckets: the latest complete one ended ${result.ratesBuckets.ageAtEndSeconds} s before the end; at most ${result.ratesBuckets.maxWriteDelaySeconds} s from a bucket's end to its write\n`
+                ? `rates buckets: the latest complete one ended ${result.ratesBuckets.ageAtEndSeconds} s before the end; at most ` +
+                  `${result.ratesBuckets.maxWriteDelaySeconds} s from a bucket's end to its write\n`
                 : 'rates buckets: no successful rates run\n') +
               (throughput
-                ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} entities computed exactly, ${throughput.casesOpened} case opened)\n`
+                ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ` +
+                  `${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} ` +
+                  `entities computed exactly, ${throughput.casesOpened} case opened)\n`
                 : '') +
               'written to out/bench-detect.json\n',
       );
@@ -145,12 +155,15 @@ function render(r: IngestBenchResult): string {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   return [
     '',
-    `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, Kafka ${r.machine.kafka}`,
+    `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, ` +
+      `Kafka ${r.machine.kafka}`,
     `load: ${f(r.messages)} messages (${f(r.distinctEvents)} distinct events) produced in ${r.produce.seconds.toFixed(1)} s (${f(r.produce.perSecond)} msg/s)`,
     '',
     ...[r.ingestOnly, r.withDetection].map(
       (p) =>
-        `${`--roles ${p.roles}${p.processes > 1 ? ` ×${p.processes}` : ''}`.padEnd(34)}${f(p.eventsPerSecond)} events/s end to end (${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak RSS ${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
+        `${`--roles ${p.roles}${p.processes > 1 ? ` ×${p.processes}` : ''}`.padEnd(34)}${f(p.eventsPerSecond)} events/s end to end ` +
+        `(${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak ` +
+        `RSS ${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
     ),
     r.baseline
       ? `${'kafka engine + MV'.padEnd(34)}${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`

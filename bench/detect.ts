@@ -81,7 +81,8 @@ GROUP BY job ORDER BY job`,
     // A bucket's write delay: from its end (the run's window_to) to the end of the run that wrote it.
     const [rates] = await queryRows<{ n: string; age: number; delay: number }>(
       clickhouse,
-      `SELECT count() AS n, toInt64(toUInt32(now())) - toInt64(max(toUInt32(window_to))) AS age, max(toInt64(toUInt32(assumeNotNull(finished_at))) - toInt64(toUInt32(window_to))) AS delay
+      `SELECT count() AS n, toInt64(toUInt32(now())) - toInt64(max(toUInt32(window_to))) AS age,
+        max(toInt64(toUInt32(assumeNotNull(finished_at))) - toInt64(toUInt32(window_to))) AS delay
 FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok'`,
       'read rates runs',
     );
