@@ -324,7 +324,9 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     problems.push({
       file,
       path: '$.conditions',
-      message: `reads statement facts (${statementFacts.join(', ')}) and event facts (${eventFacts.join(', ')}): a rule on statement breaks is evaluated when statements are reconciled, where event features are not computed; read only one kind.`,
+      message:
+        `reads statement facts (${statementFacts.join(', ')}) and event facts (${eventFacts.join(', ')}): ` +
+        'a rule on statement breaks is evaluated when statements are reconciled, where event features are not computed; read only one kind.',
     });
   if (problems.length) return { problems };
   if (!schemaOk) {

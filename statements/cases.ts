@@ -315,7 +315,8 @@ export function createBreakCases(deps: BreakCasesDeps) {
               caseId,
               'resolved',
               CHANGED_BY,
-              `The statement break${cleared.length === 1 ? '' : 's'} behind this case cleared: the latest reconciliation matched ${cleared.length === 1 ? 'it' : 'them'} (${what}).`,
+              `The statement break${cleared.length === 1 ? '' : 's'} behind this case cleared: ` +
+                `the latest reconciliation matched ${cleared.length === 1 ? 'it' : 'them'} (${what}).`,
               nowMs,
               'no_action_needed',
             );

@@ -98,7 +98,9 @@ export async function importStatement(deps: StatementDeps, o: ImportOptions): Pr
     const outside = lines.filter((l): l is SettledLine => l.status === 'settled' && (l.occurredAtMs < period.fromMs || l.occurredAtMs >= period.toMs));
     if (outside.length > 0)
       return refuse(
-        `${outside.length} settled line${outside.length === 1 ? '' : 's'} occurred outside the period ${formatPeriod(period)} its name gives (first: line ${outside[0]!.line} at ${new Date(outside[0]!.occurredAtMs).toISOString()}): rename the file with the period it covers, or import it with --period`,
+        `${outside.length} settled line${outside.length === 1 ? '' : 's'} occurred outside the period ${formatPeriod(period)} its name gives ` +
+          `(first: line ${outside[0]!.line} at ${new Date(outside[0]!.occurredAtMs).toISOString()}): ` +
+          'rename the file with the period it covers, or import it with --period',
       );
   }
   const file: StatementFileRecord = {

@@ -43,7 +43,8 @@ const ANY_DATE = /(?<![0-9])\d{4}-?\d{2}-?\d{2}(?![0-9])/g;
  */
 export function periodInFileName(name: string): { ok: true; period: Period } | { ok: false; reason: string } {
   const how =
-    'name the file with its period, e.g. balance_2026-11-25.csv (a UTC day), balance_2026-11-25..2026-11-27.csv (two days) or balance_2026-11-25+0800.csv (a Beijing day), or import it with paysentinel statements import --period';
+    'name the file with its period, e.g. balance_2026-11-25.csv (a UTC day), balance_2026-11-25..2026-11-27.csv (two days) ' +
+    'or balance_2026-11-25+0800.csv (a Beijing day), or import it with paysentinel statements import --period';
   const found = [...name.matchAll(NAMED_PERIOD)];
   const dates = name.match(ANY_DATE) ?? [];
   if (found.length === 0) return { ok: false, reason: `the file name does not say which period the statement covers: ${how}` };

@@ -42,7 +42,8 @@ FROM ${ident(database, 'statement_lines')}
 WHERE channel = ${k.channel} AND status = 'settled'
   AND period_from < ${raw(at(toMs + graceMs))} AND period_to > ${raw(at(fromMs - graceMs))}
   AND NOT (period_from = ${raw(at(fromMs))} AND period_to = ${raw(at(toMs))})
-  AND ((occurred_at >= ${raw(at(fromMs - graceMs))} AND occurred_at < ${raw(at(fromMs))}) OR (occurred_at >= ${raw(at(toMs))} AND occurred_at < ${raw(at(toMs + graceMs))}))
+  AND ((occurred_at >= ${raw(at(fromMs - graceMs))} AND occurred_at < ${raw(at(fromMs))})
+    OR (occurred_at >= ${raw(at(toMs))} AND occurred_at < ${raw(at(toMs + graceMs))}))
   AND file_hash IN (SELECT file_hash FROM ${ident(database, 'statement_files')} WHERE channel = ${k.channel})`;
 };
 
@@ -54,7 +55,8 @@ WHERE channel = ${k.channel} AND status = 'settled'
  * three, which took a third off this read at a million attempts (bench:statements).
  */
 export const attemptsQuery = (database: string, channel: string, window: Period): string =>
-  sql`SELECT a_order, a_attempt, tupleElement(a_latest, 1) AS a_status, tupleElement(a_latest, 2) AS a_amount, tupleElement(a_latest, 3) AS a_currency, a_tx, a_last_ms
+  sql`SELECT a_order, a_attempt,
+  tupleElement(a_latest, 1) AS a_status, tupleElement(a_latest, 2) AS a_amount, tupleElement(a_latest, 3) AS a_currency, a_tx, a_last_ms
 FROM (
   SELECT order_id AS a_order, ifNull(attempt, 0) AS a_attempt,
     argMax((toString(status), amount_minor, currency), ${raw(LATEST)}) AS a_latest,

@@ -245,7 +245,9 @@ export function* matchText(head: string, matches: readonly Match[]): Generator<s
     for (let j = i; j < Math.min(matches.length, i + 50_000); j++) {
       const m = matches[j]!;
       const l = m.line;
-      out += `${head}\t${tsvEscape(l.fileHash)}\t${l.line}\t${tsvEscape(l.type)}\t${m.by}\t${tsvEscape(l.transactionId)}\t${tsvEscape(l.orderId)}\t${m.attempt?.attempt ?? 0}\t${tsvEscape(m.refund?.eventId ?? '')}\t${l.amountMinor}\t${tsvEscape(l.currency)}\n`;
+      out +=
+        `${head}\t${tsvEscape(l.fileHash)}\t${l.line}\t${tsvEscape(l.type)}\t${m.by}\t${tsvEscape(l.transactionId)}\t${tsvEscape(l.orderId)}\t` +
+        `${m.attempt?.attempt ?? 0}\t${tsvEscape(m.refund?.eventId ?? '')}\t${l.amountMinor}\t${tsvEscape(l.currency)}\n`;
     }
     yield out;
   }
