@@ -4,6 +4,7 @@ import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDep
 import type { Config } from '../config/index.ts';
 import { baselineFacts } from '../analytics/baselines.ts';
 import { createCaseStore, startCaseWebhook } from '../cases/index.ts';
+import { startBreakCases } from '../statements/cases.ts';
 import { createDetector, type Detector } from '../detection/index.ts';
 import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
 import { watchRules } from '../detection/reload.ts';
@@ -142,12 +143,13 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await casesProducer.connect();
     stops.push(() => casesProducer.disconnect());
+    const cases = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic });
     const detector = createDetector({
       clickhouse,
       http: createClickHouseHttp(config),
       database: config.clickhouseDatabase,
       ruleSet,
-      cases: createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic }),
+      cases,
       logger: logger.child({ stage: 'detection' }),
       isLeader: leadership.isLeader,
       tickMs: config.detectionTickMs,
@@ -175,6 +177,16 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       stops.push(() => webhook.stop());
     }
     stops.push(() => detector.stop());
+    // Statement breaks become cases under the same leadership, rules and case store as detection.
+    const breakCases = startBreakCases({
+      clickhouse,
+      database: config.clickhouseDatabase,
+      cases,
+      logger: logger.child({ stage: 'statements' }),
+      ruleSet: detector.ruleSet,
+      isLeader: leadership.isLeader,
+    });
+    stops.push(() => breakCases.stop());
     const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
     stops.push(() => ruleWatcher.stop());
     detection = { detector, leadership };

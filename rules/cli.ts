@@ -68,6 +68,7 @@ function ruleSummary(ruleSet: RuleSet) {
     action: r.action,
     enabled: r.enabled,
     cooldown: r.cooldown,
+    source: r.source,
     file: show(r.file),
   }));
 }
@@ -86,7 +87,7 @@ async function validate(path: string | undefined, features: string | undefined, 
   for (const r of ruleSet.rules) {
     out(
       `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ` +
-        `${r.cooldown}${r.enabled ? '' : '  (disabled)'}`,
+        `${r.cooldown.padEnd(4)}${r.source === 'statements' ? '  on statement breaks' : ''}${r.enabled ? '' : '  (disabled)'}`,
     );
   }
   return 0;

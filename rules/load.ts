@@ -40,7 +40,15 @@ export interface LoadedRule {
   readonly file: string;
   /** Every fact the conditions and the recommended action read, in first-use order. */
   readonly facts: readonly string[];
+  /**
+   * What the rule is evaluated on: `events` (live detection, backtests) or `statements` (the
+   * breaks statement reconciliation finds), from the kind of the facts it reads.
+   */
+  readonly source: FactSource;
 }
+
+/** Where a rule's facts come from: events (live detection) or statement reconciliation. */
+export type FactSource = 'events' | 'statements';
 
 /** A validated, frozen set of rules with the catalog they were checked against. */
 export interface RuleSet {
@@ -310,6 +318,16 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   if (typeof value.id === 'string' && basename(file) !== `${value.id}.json` && basename(file).endsWith('.json')) {
     problems.push({ file, path: '$.id', message: `the id "${value.id}" does not match the file name; rename the file to ${value.id}.json or change the id.` });
   }
+  const statementFacts = ctx.facts.filter((id) => catalog.facts.get(id)?.kind === 'statement');
+  const eventFacts = ctx.facts.filter((id) => catalog.facts.get(id)?.kind !== 'statement');
+  if (statementFacts.length > 0 && eventFacts.length > 0)
+    problems.push({
+      file,
+      path: '$.conditions',
+      message:
+        `reads statement facts (${statementFacts.join(', ')}) and event facts (${eventFacts.join(', ')}): ` +
+        'a rule on statement breaks is evaluated when statements are reconciled, where event features are not computed; read only one kind.',
+    });
   if (problems.length) return { problems };
   if (!schemaOk) {
     // The walker missed something the schema caught: report the deepest schema error rather than load a bad rule.
@@ -340,6 +358,7 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     version: contentHash({ rule: content, facts: factDefs }),
     file,
     facts: ctx.facts,
+    source: statementFacts.length > 0 ? 'statements' : 'events',
   });
   return { rule, problems: [] };
 }
