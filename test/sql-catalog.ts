@@ -371,6 +371,7 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
     { name: 'case history', sql: cases.history('C1') },
+    { name: 'unresolved cases of rules', sql: cases.unresolvedOf(['stuck_processing', "o'rule"], 5_000) },
   ];
 }
 
