@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { commandTypes, type CommandType } from '../contract/command.ts';
 import { eventSources, eventStatuses, eventTypes } from '../contract/schema.ts';
 
 /**
@@ -64,9 +65,8 @@ export type Severity = (typeof severities)[number];
 export const actions = ['notify_support', 'manual_review', 'automatic'] as const;
 export type RuleAction = (typeof actions)[number];
 
-/** What an automatic rule can tell the gateway to do. */
-export const commandTypes = ['requery_status', 'refund', 'block', 'retry'] as const;
-export type CommandType = (typeof commandTypes)[number];
+/** What an automatic rule can tell the gateway to do: the command contract's types. */
+export { commandTypes, type CommandType };
 
 const oneOf = <T extends readonly string[]>(values: T, description: string) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
 const identifier = (description: string) =>
