@@ -212,6 +212,16 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return { kind: 'ok', case: next };
     },
 
+    /**
+     * Stores `next` as a new version of its case, by `who` with `note`: what a stage other than
+     * support and detection does to a case (automation takes it, escalates it, closes it).
+     */
+    async record(next: Case, who: string, note: string, nowMs: number): Promise<Case> {
+      const c = { ...next, updated_at: toDateTimeText(nowMs) };
+      await write([{ c, version: nowMs, changedBy: who, note }]);
+      return c;
+    },
+
     /** Cases of these rules not resolved yet (at most `limit`, longest untouched first). */
     async unresolvedOf(ruleIds: readonly string[], limit: number): Promise<Case[]> {
       if (ruleIds.length === 0) return [];

@@ -45,6 +45,7 @@ import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ing
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
+import { automationQueries } from '../automation/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
 import { liveQueries } from '../console/live.ts';
@@ -121,6 +122,24 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...dailyReportStatements(database),
     ...statementStatements(database),
     ...consoleStatements(database),
+    ...automationStatements(database),
+  ];
+}
+
+/** Automation: the cases it takes, the orders' attempts, the commands and their answers, the kill switch. */
+function automationStatements(database: string): CatalogStatement[] {
+  const q = automationQueries(database);
+  const fromSec = Math.floor(Date.UTC(2026, 10, 25) / 1000);
+  return [
+    { name: 'new automatic cases', sql: q.newCases(['stuck_processing', "it's"], 500) },
+    { name: 'attempts of orders', sql: q.attempts(['o-1', "o'2"]) },
+    { name: 'commands by id', sql: q.byIds(['K1', "K'2"]) },
+    { name: 'commands of cases', sql: q.ofCases(['C1', "C'2"]) },
+    { name: 'refunds since', sql: q.refundedSince(fromSec) },
+    { name: 'outstanding commands', sql: q.outstanding(2_000) },
+    { name: 'command answers', sql: q.answers(['o-1', "o'2"], fromSec) },
+    { name: 'automation switch', sql: q.switchState() },
+    { name: 'command counts', sql: q.counts() },
   ];
 }
 
