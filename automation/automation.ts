@@ -291,10 +291,11 @@ export function createAutomation(deps: AutomationDeps) {
           'command answers',
         )
       : [];
-    const changed: StoredCommand[] = [];
+    // One new version per command and pass: an answer found now is settled in the same pass.
+    const changed = new Map<string, StoredCommand>();
+    const change = (c: StoredCommand) => changed.set(c.command_id, c);
     const escalate: StoredCommand[] = [];
-    const ruleOf = new Map(deps.ruleSet().rules.map((r) => [r.id, r]));
-    for (const c of open) {
+    for (let c of open) {
       const issuedSec = Math.floor(epochMs(c.issued_at) / 1000);
       if (c.status === 'issued') {
         const answer = answers.find(
@@ -310,11 +311,12 @@ export function createAutomation(deps: AutomationDeps) {
         );
         if (answer) {
           const ok = c.type === 'requery_status' || answer.status === 'succeeded';
-          changed.push({ ...c, status: ok ? 'done' : 'failed', detail: `answered by ${answer.type} event ${answer.event_id}: ${answer.status}` });
+          c = { ...c, status: ok ? 'done' : 'failed', detail: `answered by ${answer.type} event ${answer.event_id}: ${answer.status}` };
+          change(c);
         } else if (nowMs >= epochMs(c.expires_at)) {
           escalate.push({ ...c, status: 'expired', detail: `no outcome by ${c.expires_at} UTC` });
-        }
-        continue;
+          continue;
+        } else continue;
       }
       if (c.status === 'done') {
         // Done: a refund or block has handled the case; a status query only asked, and the case
@@ -322,17 +324,18 @@ export function createAutomation(deps: AutomationDeps) {
         if (c.type === 'requery_status' && nowMs < epochMs(c.expires_at)) continue;
         const kase = await deps.cases.get(c.case_id);
         if (kase && kase.status !== 'resolved' && kase.assignee === AUTOMATION_ASSIGNEE) {
-          if (c.type === 'requery_status') escalate.push({ ...c, detail: `${c.detail}; the case is still open at ${c.expires_at} UTC` });
-          else {
-            await deps.cases.record(
-              { ...kase, status: 'resolved', resolution: 'handled_automatically', evidence: { ...kase.evidence, automation: commandEvidence(c) } },
-              AUTOMATION_ACTOR,
-              `Handled automatically: ${describeCommand(c)} done (${c.detail}).`,
-              nowMs,
-            );
-            changed.push({ ...c, escalated: 1 });
+          if (c.type === 'requery_status') {
+            escalate.push({ ...c, detail: `${c.detail}; the case is still open at ${c.expires_at} UTC` });
+            continue;
           }
-        } else changed.push({ ...c, escalated: 1 });
+          await deps.cases.record(
+            { ...kase, status: 'resolved', resolution: 'handled_automatically', evidence: { ...kase.evidence, automation: commandEvidence(c) } },
+            AUTOMATION_ACTOR,
+            `Handled automatically: ${describeCommand(c)} done (${c.detail}).`,
+            nowMs,
+          );
+        }
+        change({ ...c, escalated: 1 });
         continue;
       }
       // rejected, failed or expired, not yet given to support.
@@ -341,12 +344,11 @@ export function createAutomation(deps: AutomationDeps) {
     for (const c of escalate) {
       const kase = c.case_id ? await deps.cases.get(c.case_id) : null;
       if (kase && kase.status !== 'resolved') {
-        const rule = ruleOf.get(c.rule_id);
         await toSupport(kase, `Escalated to support: ${describeCommand(c)} is ${c.status}${c.detail ? ` (${c.detail})` : ''}.`, nowMs, commandEvidence(c));
       }
-      changed.push({ ...c, escalated: 1 });
+      change({ ...c, escalated: 1 });
     }
-    await storeVersions(changed, AUTOMATION_ACTOR, nowMs);
+    await storeVersions([...changed.values()], AUTOMATION_ACTOR, nowMs);
   }
 
   return {
