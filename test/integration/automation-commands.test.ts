@@ -11,7 +11,8 @@ import { loadRuleSetOrThrow, type Hit, type RuleSet } from '../../rules/index.ts
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident, sql, toDateTimeText } from '../../storage/sql.ts';
-import { readTopic, services } from './helpers.ts';
+import { spawnSync } from 'node:child_process';
+import { readTopic, repoRoot, services } from './helpers.ts';
 
 /**
  * Automation against the real Kafka and ClickHouse: cases of the shipped automatic rules, the
@@ -118,6 +119,8 @@ async function topicCount(): Promise<number> {
   return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
 }
 const order = () => `o-${randomUUID().slice(0, 8)}`;
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['bin/paysentinel.mjs', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
 
 describe('automatic handling with commands to the gateway', () => {
   test('a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two instances at once', async () => {
@@ -212,6 +215,10 @@ describe('automatic handling with commands to the gateway', () => {
     expect(escalated.evidence.automation).toMatchObject({ command_id: block!.command_id, status: 'rejected', detail: 'shared corporate proxy' });
     expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(/Escalated to support: block .* is rejected \(shared corporate proxy\)/);
     expect((await commandsOf(c.case_id))[0]).toMatchObject({ escalated: 1 });
+    // cases show lists the command and its outcome beside the history.
+    const shown = cli(['cases', 'show', c.case_id]);
+    expect(shown.status, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`Commands to the gateway:\\n  ${block!.command_id}  block\\s+sent .* rejected: shared corporate proxy`));
     // The message that was not a result is on the dead-letter topic with its reason, not dropped.
     const dead = await readTopic(s.kafka, s.config.dlqTopic, 1, 20_000);
     expect(dead.map((m) => m.value)).toContain('not json');
@@ -234,5 +241,28 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await commandsOf(d.case_id)).toEqual([]);
     expect((await cases.history(d.case_id)).at(-1)!.note).toMatch(/Automation is off/);
     expect(await topicCount()).toBe(before);
+  });
+
+  test('the kill switch: paused from the command line, the next pass sends nothing and hands the case to support; resumed, commands flow again', async () => {
+    const paused = cli(['automation', 'pause', '--note', 'gateway incident', '--by', 'alice']);
+    expect(paused.status, paused.stderr).toBe(0);
+    const o = order();
+    await events(o, [{ attempt: 1, status: 'processing' }]);
+    const c = await openCase('stuck_processing', 'order', o);
+    const before = await topicCount();
+    expect(await automation({ AUTOMATION: 'on' }).run()).toMatchObject({ paused: true, taken: 1 });
+    expect(await commandsOf(c.case_id)).toEqual([]);
+    expect(await topicCount()).toBe(before);
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(/Automation is paused by alice \(gateway incident\)/);
+    const status = cli(['automation', 'status', '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ paused: true, paused_by: 'alice', note: 'gateway incident' });
+
+    expect(cli(['automation', 'resume', '--note', 'incident over']).status).toBe(0);
+    const again = order();
+    await events(again, [{ attempt: 1, status: 'processing' }]);
+    const d = await openCase('stuck_processing', 'order', again);
+    expect(await automation({ AUTOMATION: 'on' }).run()).toMatchObject({ paused: false });
+    expect(await commandsOf(d.case_id)).toMatchObject([{ type: 'requery_status', mode: 'on', status: 'issued' }]);
+    expect(await topicCount()).toBe(before + 1);
   });
 });
