@@ -15,3 +15,4 @@ export { commandIdFor, planCommands, refundVerdict, type AttemptRow, type Planne
 export { automationQueries, AUTOMATION_ACTOR } from './queries.ts';
 export { startCommandResults, applyResults, type ResultsDeps } from './results.ts';
 export { startAutomationLoop, type AutomationStatus } from './loop.ts';
+export { runRequery, requeryLimit, REQUERY_JOB, type RequeryDeps } from './requery.ts';

@@ -11,14 +11,35 @@ export interface AutomationStatus {
 }
 
 /** Runs automation passes every `everyMs` while `isLeader()`; a failed pass is repeated by the next. */
-export function startAutomationLoop(deps: { automation: Automation; isLeader: () => boolean; everyMs: number; logger: Logger; mode: string }) {
+/** How often the requery job runs inside the loop. */
+const REQUERY_EVERY_MS = 60_000;
+
+export function startAutomationLoop(deps: {
+  automation: Automation;
+  isLeader: () => boolean;
+  everyMs: number;
+  logger: Logger;
+  mode: string;
+  /** The requery job (requery.ts), run once a minute after a pass. */
+  requery?: (nowMs: number) => Promise<unknown>;
+}) {
+  let lastRequery = -Infinity;
+  const pass = async () => {
+    const r = await deps.automation.run();
+    const nowMs = Date.now();
+    if (deps.requery && nowMs - lastRequery >= REQUERY_EVERY_MS) {
+      lastRequery = nowMs;
+      await deps.requery(nowMs);
+    }
+    return r;
+  };
   const status: AutomationStatus = { mode: deps.mode, paused: false, passes: 0, failedInARow: 0, lastFailure: null };
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
   const loop = () => {
     if (stopped) return;
-    running = (deps.isLeader() ? deps.automation.run() : Promise.resolve(null))
+    running = (deps.isLeader() ? pass() : Promise.resolve(null))
       .then(
         (r) => {
           if (r) Object.assign(status, { paused: r.paused, passes: status.passes + 1, failedInARow: 0 });

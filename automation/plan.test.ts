@@ -4,6 +4,7 @@ import { commandMessage } from './automation.ts';
 import { commandProblem } from '../contract/command.ts';
 import { commandIdFor, planCommands, refundVerdict, type AttemptRow, type RefundSafety } from './plan.ts';
 import { applyResults } from './results.ts';
+import { requeryLimit } from './requery.ts';
 
 const kase = (patch: Partial<Case> = {}): Case => ({
   case_id: 'C1',
@@ -133,5 +134,13 @@ describe('applyResults', () => {
     expect(versions).toMatchObject([{ status: 'rejected', detail: 'IP is a corporate proxy', escalated: 0 }]);
     expect(unknown).toEqual([{ offset: '6', reason: `unknown command_id K${'2'.repeat(24)}` }]);
     expect(applyResults([{ result: { command_id: 'K' + '1'.repeat(24), status: 'issued' as never }, offset: '7' }], known, 0).versions).toEqual([]);
+  });
+});
+
+describe('requeryLimit', () => {
+  test('half as many re-queries in a peak hour the retry-policy job found, never none', () => {
+    expect(requeryLimit(60, 20, new Set([19, 20]))).toBe(30);
+    expect(requeryLimit(60, 3, new Set([19, 20]))).toBe(60);
+    expect(requeryLimit(1, 20, new Set([20]))).toBe(1);
   });
 });

@@ -36,6 +36,22 @@ FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS
       sql`SELECT event_id, type, status, order_id, attempt, ifNull(transaction_id, '') AS transaction_id, toUInt32(occurred_at) AS at
 FROM ${events} WHERE order_id IN ${orderIds} AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND (type = 'refund' OR source = 'status_query')
 ORDER BY at, event_id`,
+    /**
+     * Attempts whose latest status is processing and whose first report is at least `cutoffSec`
+     * old (within the day before `fromSec`), oldest first: what the requery job re-checks. Only
+     * orders with a processing report in the range are grouped, so the cost follows them.
+     */
+    stillProcessing: (fromSec: number, cutoffSec: number, limit: number) =>
+      sql`SELECT order_id, attempt, transaction_id, began FROM (
+  SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id, min(toUInt32(occurred_at)) AS began
+  FROM ${events}
+  WHERE order_id IN (SELECT order_id FROM ${events} WHERE type = 'payment' AND status = 'processing' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))
+    AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  GROUP BY order_id, attempt
+) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`,
+    /** Attempts re-queried since `sinceSec` (sent or recorded): not asked again before REQUERY_AFTER. */
+    requeriedSince: (sinceSec: number) =>
+      sql`SELECT DISTINCT order_id, attempt FROM ${commands} WHERE type = 'requery_status' AND issued_at > toDateTime(${sinceSec}, 'UTC')`,
     /** The kill switch as it stands: its latest row (none: running). */
     switchState: () => sql`SELECT state, changed_by, note, version FROM ${switches} ORDER BY version DESC LIMIT 1`,
     /** Commands by type, mode and status, for `automation status`. */

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDeps } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { baselineFacts } from '../analytics/baselines.ts';
-import { createAutomation, startAutomationLoop, startCommandResults, type Automation, type AutomationStatus } from '../automation/index.ts';
+import { createAutomation, runRequery, startAutomationLoop, startCommandResults, type Automation, type AutomationStatus } from '../automation/index.ts';
 import { createCaseStore, startCaseWebhook } from '../cases/index.ts';
 import { createDetector, type Detector } from '../detection/index.ts';
 import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
@@ -197,6 +197,8 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       everyMs: AUTOMATION_PASS_MS,
       logger: logger.child({ stage: 'automation' }),
       mode: config.automation,
+      requery: (nowMs) =>
+        runRequery({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, config, logger: logger.child({ job: 'requery' }) }, nowMs),
     });
     stops.push(() => automationLoop.stop());
     if (config.automation !== 'off') {

@@ -139,6 +139,8 @@ function automationStatements(database: string): CatalogStatement[] {
     { name: 'outstanding commands', sql: q.outstanding(2_000) },
     { name: 'command answers', sql: q.answers(['o-1', "o'2"], fromSec) },
     { name: 'automation switch', sql: q.switchState() },
+    { name: 'attempts still processing (requery)', sql: q.stillProcessing(fromSec - 86_400, fromSec - 300, 60) },
+    { name: 'attempts re-queried since', sql: q.requeriedSince(fromSec - 300) },
     { name: 'command counts', sql: q.counts() },
   ];
 }

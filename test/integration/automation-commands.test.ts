@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createAutomation, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { createAutomation, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
 import { commandProblem } from '../../contract/command.ts';
@@ -264,5 +264,32 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await automation({ AUTOMATION: 'on' }).run()).toMatchObject({ paused: false });
     expect(await commandsOf(d.case_id)).toMatchObject([{ type: 'requery_status', mode: 'on', status: 'issued' }]);
     expect(await topicCount()).toBe(before + 1);
+  });
+
+  test('the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, and one attempt not again within REQUERY_AFTER', async () => {
+    const [older, newer, fresh, done] = [order(), order(), order(), order()];
+    const now = Date.now();
+    await events(older, [{ attempt: 1, status: 'processing', atMs: now - 20 * 60_000 }]);
+    await events(newer, [{ attempt: 2, status: 'processing', atMs: now - 10 * 60_000 }]);
+    await events(fresh, [{ attempt: 1, status: 'processing', atMs: now - 60_000 }]);
+    await events(done, [
+      { attempt: 1, status: 'processing', atMs: now - 30 * 60_000 },
+      { attempt: 1, status: 'succeeded', atMs: now - 25 * 60_000 },
+    ]);
+    const ours = new Set([older, newer, fresh, done]);
+    const requeried = async () =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE type = 'requery_status' AND case_id = ''`))
+        .filter((c) => ours.has(c.order_id))
+        .map((c) => `${c.order_id === older ? 'older' : c.order_id === newer ? 'newer' : c.order_id}#${c.attempt}`)
+        .sort();
+    const deps = (env: Record<string, string>) => ({ clickhouse: s.clickhouse, database: db, producer, config: configWith(env), logger: silentLogger });
+    const before = await topicCount();
+    expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '1' }), now)).toMatchObject({ issued: 1, limit: 1 });
+    expect(await requeried()).toEqual(['older#1']);
+    await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 60_000);
+    expect(await requeried()).toEqual(['newer#2', 'older#1']);
+    // Within REQUERY_AFTER of the last ask: nothing more.
+    expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 120_000)).toMatchObject({ issued: 0 });
+    expect(await topicCount()).toBe(before + 2);
   });
 });
