@@ -16,3 +16,4 @@ export { automationQueries, AUTOMATION_ACTOR } from './queries.ts';
 export { startCommandResults, applyResults, type ResultsDeps } from './results.ts';
 export { startAutomationLoop, type AutomationStatus } from './loop.ts';
 export { runRequery, requeryLimit, REQUERY_JOB, type RequeryDeps } from './requery.ts';
+export { createManualCommands, type ManualCommands, type ManualCommandsDeps, type ManualResult } from './manual.ts';

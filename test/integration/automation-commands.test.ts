@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createAutomation, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { createAutomation, createManualCommands, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
 import { commandProblem } from '../../contract/command.ts';
@@ -160,6 +160,12 @@ describe('automatic handling with commands to the gateway', () => {
     await automation(refundsOn).run();
     expect((await refundsOfOrder(o))[0]).toMatchObject({ status: 'done' });
     expect(await cases.get(c.case_id)).toMatchObject({ status: 'resolved', resolution: 'handled_automatically' });
+    // A refund is never sent again from the console.
+    const manual = createManualCommands({ clickhouse: s.clickhouse, database: db, producer, config: configWith({ AUTOMATION: 'on' }), cases });
+    expect(await manual.retry(c.case_id, refunds[0]!.command_id, 'bob', '', Date.now())).toMatchObject({
+      kind: 'conflict',
+      message: expect.stringMatching(/never sent twice/),
+    });
   });
 
   test.each([
@@ -222,6 +228,25 @@ describe('automatic handling with commands to the gateway', () => {
     // The message that was not a result is on the dead-letter topic with its reason, not dropped.
     const dead = await readTopic(s.kafka, s.config.dlqTopic, 1, 20_000);
     expect(dead.map((m) => m.value)).toContain('not json');
+
+    // Support retries the rejected block from the console (a new command), then cancels the retry; both in the history.
+    const manual = createManualCommands({ clickhouse: s.clickhouse, database: db, producer, config: configWith({ AUTOMATION: 'on' }), cases });
+    const sentBefore = await topicCount();
+    const retried = await manual.retry(c.case_id, block!.command_id, 'bob', 'proxy list updated', Date.now());
+    expect(retried).toMatchObject({ kind: 'ok', command: { type: 'block', entity_id: ip, status: 'issued' } });
+    if (retried.kind !== 'ok') throw new Error('retry refused');
+    expect(retried.command.command_id).not.toBe(block!.command_id);
+    expect(await topicCount()).toBe(sentBefore + 1);
+    expect(await manual.retry(c.case_id, retried.command.command_id, 'bob', '', Date.now())).toMatchObject({ kind: 'conflict' });
+    expect(await manual.cancel(c.case_id, retried.command.command_id, 'bob', 'done by hand', Date.now() + 1)).toMatchObject({
+      kind: 'ok',
+      command: { status: 'cancelled' },
+    });
+    expect(await manual.cancel(c.case_id, retried.command.command_id, 'bob', '', Date.now() + 2)).toMatchObject({ kind: 'conflict' });
+    expect(await manual.cancel('C-other', block!.command_id, 'bob', '', Date.now())).toEqual({ kind: 'not_found' });
+    const notes = (await cases.history(c.case_id)).slice(-2).map((h) => `${h.changed_by}: ${h.note}`);
+    expect(notes[0]).toMatch(new RegExp(`^bob: Retried block ${block!.command_id} .* as ${retried.command.command_id}: proxy list updated`));
+    expect(notes[1]).toMatch(/^bob: Cancelled block .*: done by hand/);
   });
 
   test('dry-run records every command as "would have sent" and publishes nothing; off records nothing', async () => {
