@@ -89,7 +89,8 @@ describe('resolve_when and automation end to end: detection, a status query to t
     await expect
       .poll(async () => (await commandsOf(first!.case_id)).map((c) => [c.type, c.attempt, c.mode, c.status]), { timeout: 30_000, interval: 300 })
       .toEqual([['requery_status', 1, 'on', 'issued']]);
-    expect((await store.get(first!.case_id))!.assignee).toBe('automation');
+    // The case records who handles it right after the command is stored and sent.
+    await expect.poll(async () => (await store.get(first!.case_id))!.assignee, { timeout: 30_000, interval: 300 }).toBe('automation');
     const published = (await readTopic(s.kafka, s.config.commandsTopic, 1, 20_000)).map((m) => JSON.parse(m.value));
     expect(published).toMatchObject([{ type: 'requery_status', order_id: orderId, attempt: 1, case_id: first!.case_id, rule_id: 'stuck_processing' }]);
 
