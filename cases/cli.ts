@@ -6,8 +6,9 @@ import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse } from '../storage/clickhouse.ts';
+import { createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
+import { automationQueries } from '../automation/queries.ts';
 import { caseStatuses, resolutions, type Case } from './decide.ts';
 import { createCaseStore } from './store.ts';
 
@@ -20,7 +21,9 @@ Usage:
   paysentinel cases resolve CASE_ID --note TEXT [--resolution KIND] [--by NAME]
 
 list     Newest first, as a table (or JSON lines with --json).
-show     One case: evidence, the recommended next step, and its history (who changed what, when).
+show     One case: evidence, the recommended next step, the commands automation sent to the
+         gateway for it (or would have sent, in dry-run) with their outcome, and its history
+         (who changed what, when: support, detection, automation or the system).
 ack      Marks a case acknowledged: you are on it. Further hits keep updating it.
 resolve  Closes a case, with how (--resolution: confirmed_fraud, false_positive,
          customer_contacted, refunded or no_action_needed). A new hit within the rule's cooldown reopens this case's updates;
@@ -113,8 +116,13 @@ export const casesCommand: Command = {
         const c = await store.get(id!);
         if (!c) throw new PaysentinelError('USAGE', `No case ${id}. "paysentinel cases list" shows the ids.`);
         const history = await store.history(id!);
+        const commands = await queryRows<Record<string, string | number>>(
+          clickhouse,
+          automationQueries(config.clickhouseDatabase).ofCases([id!]),
+          'commands of case',
+        );
         if (values.json) {
-          process.stdout.write(JSON.stringify({ ...c, history }, null, 2) + '\n');
+          process.stdout.write(JSON.stringify({ ...c, history, commands }, null, 2) + '\n');
         } else {
           process.stdout.write(
             [
@@ -127,6 +135,16 @@ export const casesCommand: Command = {
               'Evidence:',
               ...Object.entries(c.evidence).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
               '',
+              ...(commands.length
+                ? [
+                    'Commands to the gateway:',
+                    ...commands.map(
+                      (k) =>
+                        `  ${k.command_id}  ${String(k.type).padEnd(15)} ${k.mode === 'on' ? 'sent' : 'would have sent (dry-run)'} ${k.issued_at} UTC  ${k.mode === 'on' ? `${k.status}${k.detail ? `: ${k.detail}` : ''}` : ''}${k.mode === 'on' && k.status === 'issued' ? ` (outcome due by ${k.expires_at} UTC)` : ''}`,
+                    ),
+                    '',
+                  ]
+                : []),
               'History:',
               ...history.map((h) => `  ${h.updated_at}  ${h.status.padEnd(12)} hits ${h.hit_count}  by ${h.changed_by}${h.note ? `: ${h.note}` : ''}`),
               '',

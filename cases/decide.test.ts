@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Hit } from '../rules/index.ts';
-import { caseIdFor, createCaseBook, decideCases, type Case } from './decide.ts';
+import { caseIdFor, createCaseBook, decideCases, SYSTEM_RESOLUTION, type Case } from './decide.ts';
 
 const T0 = Date.UTC(2026, 10, 25, 10, 0, 0);
 const MIN = 60_000;
@@ -87,6 +87,16 @@ describe('decideCases: what rule hits do to cases', () => {
     expect(after.opened).toMatchObject([
       { case_id: caseIdFor('retry_storm', 'user', 'u-1', T0 + 35 * MIN), status: 'open', hit_count: 1, opened_at: '2026-11-25 10:35:00' },
     ]);
+  });
+
+  test('a case the system resolved (its situation was over) is a closed episode: the next hit opens a new case, also within the cooldown', () => {
+    const [open] = decideCases([hit()], new Map(), T0).opened;
+    const cleared: Case = { ...open!, status: 'resolved', resolution: SYSTEM_RESOLUTION, updated_at: '2026-11-25 10:05:00' };
+    const { opened, updated } = decideCases([hit()], latestOf(cleared), T0 + 6 * MIN);
+    expect(updated).toEqual([]);
+    expect(opened).toMatchObject([{ case_id: caseIdFor('retry_storm', 'user', 'u-1', T0 + 6 * MIN), status: 'open', hit_count: 1 }]);
+    // Support's own resolution keeps the cooldown.
+    expect(decideCases([hit()], latestOf({ ...cleared, resolution: 'customer_contacted' }), T0 + 6 * MIN)).toEqual({ opened: [], updated: [] });
   });
 
   test('several hits of one (rule, entity) in a call make one version of one case; other rules and entities get their own', () => {

@@ -31,6 +31,14 @@ export interface Case {
 export const resolutions = ['confirmed_fraud', 'false_positive', 'customer_contacted', 'refunded', 'no_action_needed'] as const;
 export type Resolution = (typeof resolutions)[number];
 
+/**
+ * The resolution of a case the system closed because its rule's `resolve_when` held (the stuck
+ * order got its result): not one of support's `resolutions`, and not support's verdict on it.
+ */
+export const SYSTEM_RESOLUTION = 'cleared';
+/** Who the history names for what the system does to a case by itself. */
+export const SYSTEM_ACTOR = 'system';
+
 /** Stable id of a case: the rule, the entity and the moment it opened. */
 export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
   'C' + createHash('sha256').update(`${ruleId}\u0000${entityType}\u0000${entityId}\u0000${openedAtMs}`).digest('hex').slice(0, 15);
@@ -39,7 +47,8 @@ export const caseIdFor = (ruleId: string, entityType: string, entityId: string, 
  * What rule hits do to cases, given the latest case of each (rule, entity) keyed
  * `rule|entity_type|entity_id`: one case per (rule, entity) while it is open or acknowledged, or
  * resolved less than the rule's cooldown ago, and further hits update it (a hit whose evidence
- * is unchanged adds nothing); otherwise a new case opens. Pure, so live detection and a backtest
+ * is unchanged adds nothing); otherwise a new case opens. A case the system resolved
+ * (SYSTEM_RESOLUTION) is never reopened by a hit: that is a new episode and a new case. Pure, so live detection and a backtest
  * decide alike.
  */
 export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Case>, nowMs: number): { opened: Case[]; updated: Case[] } {
@@ -51,7 +60,9 @@ export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Ca
     const key = `${hit.ruleId}|${hit.entityType}|${hit.entityId}`;
     const c = current.get(key);
     const evidence = hit.evidence as Record<string, unknown>;
-    const active = c && (c.status !== 'resolved' || nowMs - Date.parse(c.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
+    // A situation the system saw end is over: a later hit is a new episode, so a new case.
+    const cleared = c?.status === 'resolved' && c.resolution === SYSTEM_RESOLUTION;
+    const active = c && !cleared && (c.status !== 'resolved' || nowMs - Date.parse(c.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
     if (c && active) {
       // A hit with the same evidence adds nothing support needs to see.
       if (JSON.stringify(c.evidence) === JSON.stringify(evidence)) continue;

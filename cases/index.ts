@@ -1,5 +1,17 @@
 /** Cases: what rule hits become, stored and published for support, and delivered to a webhook. */
-export { caseStatuses, resolutions, caseIdFor, decideCases, createCaseBook, type Case, type CaseBook, type CaseStatus, type Resolution } from './decide.ts';
+export {
+  caseStatuses,
+  resolutions,
+  SYSTEM_RESOLUTION,
+  SYSTEM_ACTOR,
+  caseIdFor,
+  decideCases,
+  createCaseBook,
+  type Case,
+  type CaseBook,
+  type CaseStatus,
+  type Resolution,
+} from './decide.ts';
 export {
   createCaseStore,
   casesAsOf,

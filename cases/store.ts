@@ -2,7 +2,7 @@ import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, sql, toDateTimeText } from '../storage/sql.ts';
-import { decideCases, type Case, type CaseStatus, type Resolution } from './decide.ts';
+import { decideCases, SYSTEM_ACTOR, SYSTEM_RESOLUTION, type Case, type CaseStatus, type Resolution } from './decide.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -87,6 +87,9 @@ export function caseQueries(database: string) {
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
       sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
+    /** Cases of these rules not resolved yet, longest untouched first: what a resolve_when may close. */
+    unresolvedOf: (ruleIds: readonly string[], limit: number) =>
+      sql`SELECT * FROM ${view} WHERE rule_id IN ${ruleIds} AND status != 'resolved' ORDER BY updated_at, case_id LIMIT ${Math.min(Math.max(1, Math.floor(limit)), 50_000)}`,
     history: (caseId: string) =>
       sql`SELECT version, status, updated_at, hit_count, changed_by, note, assignee, resolution FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
   };
@@ -207,6 +210,39 @@ export function createCaseStore(deps: CaseStoreDeps) {
       if (change.action === 'resolve') Object.assign(next, { status: 'resolved', resolution: change.resolution });
       await write([{ c: next, version: nowMs, changedBy: who, note }]);
       return { kind: 'ok', case: next };
+    },
+
+    /**
+     * Stores `next` as a new version of its case, by `who` with `note`: what a stage other than
+     * support and detection does to a case (automation takes it, escalates it, closes it).
+     */
+    async record(next: Case, who: string, note: string, nowMs: number): Promise<Case> {
+      const c = { ...next, updated_at: toDateTimeText(nowMs) };
+      await write([{ c, version: nowMs, changedBy: who, note }]);
+      return c;
+    },
+
+    /** Cases of these rules not resolved yet (at most `limit`, longest untouched first). */
+    async unresolvedOf(ruleIds: readonly string[], limit: number): Promise<Case[]> {
+      if (ruleIds.length === 0) return [];
+      return (await queryRows<StoredCase>(deps.clickhouse, q.unresolvedOf(ruleIds, limit), 'unresolved cases')).map(fromStored);
+    },
+
+    /**
+     * Resolves cases whose situation is over (their rule's resolve_when held), by the system:
+     * status resolved, resolution SYSTEM_RESOLUTION, the facts and event that showed it kept
+     * in the evidence (`closed_by`) and told in the history's note. One insert, one send.
+     */
+    async resolveBySystem(closing: readonly { c: Case; closedBy: Record<string, unknown>; note: string }[], nowMs: number): Promise<Case[]> {
+      const resolved = closing.map(({ c, closedBy }) => ({
+        ...c,
+        status: 'resolved' as const,
+        resolution: SYSTEM_RESOLUTION,
+        updated_at: toDateTimeText(nowMs),
+        evidence: { ...c.evidence, closed_by: closedBy },
+      }));
+      await write(resolved.map((c, i) => ({ c, version: nowMs, changedBy: SYSTEM_ACTOR, note: closing[i]!.note })));
+      return resolved;
     },
 
     async list(filter: CaseFilter): Promise<Case[]> {

@@ -46,6 +46,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'Payment rates (analytics rates) and scheduled jobs run by hand (analytics run rates)',
     load: async () => (await import('../analytics/cli.ts')).analyticsCommand,
   },
+  automation: {
+    summary: 'Pause or resume automatic handling without a restart, and see the commands sent (status|pause|resume)',
+    load: async () => (await import('../automation/cli.ts')).automationCommand,
+  },
   policy: {
     summary: 'The retry policy tuned from evidence (policy show | policy diff)',
     load: async () => (await import('../analytics/policy-cli.ts')).policyCommand,

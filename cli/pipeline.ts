@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDeps } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { baselineFacts } from '../analytics/baselines.ts';
+import { createAutomation, runRequery, startAutomationLoop, startCommandResults, type Automation, type AutomationStatus } from '../automation/index.ts';
 import { createCaseStore, startCaseWebhook } from '../cases/index.ts';
 import { startBreakCases } from '../statements/cases.ts';
 import { createDetector, type Detector } from '../detection/index.ts';
@@ -20,6 +21,9 @@ import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../me
 import { BACKGROUND_PRIORITY, MIGRATION_TIMEOUT_MS, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { PaysentinelError } from '../errors/index.ts';
+
+/** How often the detection leader's automation pass runs (takes new cases, settles outcomes). */
+const AUTOMATION_PASS_MS = 2_000;
 
 /** What one `paysentinel start` runs; several instances with different roles share the work. */
 export const ROLES = ['ingest', 'detect', 'jobs'] as const;
@@ -47,7 +51,7 @@ export interface RunningPipeline {
   /** With the ingest role. */
   ingestor?: Ingestor;
   /** With the detect role: the detector, which works only while this instance leads detection. */
-  detection?: { detector: Detector; leadership: Leadership };
+  detection?: { detector: Detector; leadership: Leadership; automation: Automation; automationStatus: () => AutomationStatus };
   /** With the jobs role: the scheduled jobs run only while this instance leads them. */
   jobs?: { leadership: Leadership };
   /** Resolves with the error when the pipeline stopped by itself. */
@@ -85,6 +89,8 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   const created = await ensureTopics(admin, [
     ...ingestTopics(config),
     { topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication },
+    { topic: config.commandsTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication },
+    { topic: config.commandResultsTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication },
   ]);
   if (created.length > 0) logger.info('created topics', { topics: created });
   const elect = async (role: 'detect' | 'jobs') => {
@@ -187,9 +193,42 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       isLeader: leadership.isLeader,
     });
     stops.push(() => breakCases.stop());
+    // Automation acts for the detection leader: the cases it handles are the ones detection opened.
+    const automation = createAutomation({
+      clickhouse,
+      database: config.clickhouseDatabase,
+      producer: casesProducer,
+      config,
+      cases,
+      ruleSet: detector.ruleSet,
+      logger: logger.child({ stage: 'automation' }),
+    });
+    const automationLoop = startAutomationLoop({
+      automation,
+      isLeader: leadership.isLeader,
+      everyMs: AUTOMATION_PASS_MS,
+      logger: logger.child({ stage: 'automation' }),
+      mode: config.automation,
+      requery: (nowMs) =>
+        runRequery({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, config, logger: logger.child({ job: 'requery' }) }, nowMs),
+    });
+    stops.push(() => automationLoop.stop());
+    if (config.automation !== 'off') {
+      const results = await startCommandResults({
+        kafka,
+        producer: casesProducer,
+        clickhouse,
+        database: config.clickhouseDatabase,
+        topic: config.commandResultsTopic,
+        groupId: `${config.kafkaGroupId}-command-results`,
+        dlqTopic: config.dlqTopic,
+        logger: logger.child({ stage: 'command-results' }),
+      });
+      stops.push(() => results.stop());
+    }
     const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
     stops.push(() => ruleWatcher.stop());
-    detection = { detector, leadership };
+    detection = { detector, leadership, automation, automationStatus: automationLoop.status };
   }
 
   // Snapshots of the counters into ClickHouse feed the Pipeline health dashboard.
@@ -214,6 +253,11 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
           Object.assign(checks, { kafka: s.connected, assigned: s.assignedPartitions > 0 });
           Object.assign(extra, { paused: s.paused, buffered: String(s.buffered) });
           if (s.trouble) degraded.ingest = s.trouble;
+        }
+        if (detection) {
+          const a = detection.automationStatus();
+          extra.automation = a.paused ? 'paused' : a.mode;
+          if (a.failedInARow > 0 && a.lastFailure) degraded.automation = { reason: a.lastFailure.slice(0, 500), failedPasses: a.failedInARow };
         }
         const d = detection?.detector.status();
         if (d && d.failedInARow > 0 && d.lastFailure)

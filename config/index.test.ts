@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { loadConfig } from './index.ts';
+import { limitFor, loadConfig } from './index.ts';
 
 describe('loadConfig', () => {
   test('defaults point at the local stack', () => {
@@ -32,5 +32,15 @@ describe('loadConfig', () => {
     expect(loadConfig({ STATEMENT_GRACE: '2h', STATEMENT_MAX_BYTES: '1048576' })).toMatchObject({ statementGraceMs: 7_200_000, statementMaxBytes: 1_048_576 });
     expect(() => loadConfig({ STATEMENT_GRACE: '30' })).toThrow(/STATEMENT_GRACE="30" is invalid: expected a duration such as 30m/);
     expect(() => loadConfig({ STATEMENT_GRACE: '8d' })).toThrow(/at most 168 hours/);
+  });
+
+  test('automation: dry-run by default, refunds off, and refunds on only with both ceilings', () => {
+    expect(loadConfig({})).toMatchObject({ automation: 'dry-run', automationRefunds: false, requeryAfterMs: 5 * 60_000, requeryMaxPerMinute: 60 });
+    expect(() => loadConfig({ AUTOMATION: 'yes' })).toThrow(/AUTOMATION="yes" is invalid: expected off, dry-run or on/);
+    expect(() => loadConfig({ AUTOMATION_REFUNDS: 'on' })).toThrow(/AUTOMATION_REFUNDS=on needs AUTO_REFUND_MAX_MINOR and AUTO_REFUND_DAILY_MINOR/);
+    const c = loadConfig({ AUTOMATION_REFUNDS: 'on', AUTO_REFUND_MAX_MINOR: 'CNY:50000,USD:8000', AUTO_REFUND_DAILY_MINOR: '900000' });
+    expect([limitFor(c.autoRefundMaxMinor, 'CNY'), limitFor(c.autoRefundMaxMinor, 'USD'), limitFor(c.autoRefundMaxMinor, 'EUR')]).toEqual([50_000, 8_000, 0]);
+    expect(limitFor(c.autoRefundDailyMinor, 'EUR')).toBe(900_000);
+    expect(() => loadConfig({ AUTO_REFUND_MAX_MINOR: 'cny:5' })).toThrow(/per currency \(e.g. CNY:50000,USD:8000\)/);
   });
 });

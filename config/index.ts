@@ -116,6 +116,36 @@ const duration =
       : fail(name, raw, `a duration such as 30m, 90s, 2h or 1d, at most ${maxMs / 3_600_000} hours`);
   };
 
+/** How automatic rules act: not at all, recorded only ("would have sent"), or for real. */
+export const automationModes = ['off', 'dry-run', 'on'] as const;
+export type AutomationMode = (typeof automationModes)[number];
+const automationMode: Parser<AutomationMode> = (raw, name) => {
+  const value = raw.trim() as AutomationMode;
+  return automationModes.includes(value) ? value : fail(name, raw, 'off, dry-run or on');
+};
+const onOff: Parser<boolean> = (raw, name) => (raw.trim() === 'on' ? true : raw.trim() === 'off' ? false : fail(name, raw, 'on or off'));
+
+/** An amount limit in minor units: one for every currency, or per currency (a currency not listed has 0). */
+export interface MoneyLimit {
+  /** For currencies not listed. */
+  readonly all: number;
+  readonly byCurrency: Readonly<Record<string, number>>;
+}
+const moneyLimit: Parser<MoneyLimit> = (raw, name) => {
+  const expected = 'a whole number of minor units for every currency (e.g. 50000), or per currency (e.g. CNY:50000,USD:8000)';
+  const value = raw.trim();
+  if (/^\d{1,15}$/.test(value)) return Object.freeze({ all: Number(value), byCurrency: Object.freeze({}) });
+  const byCurrency: Record<string, number> = {};
+  for (const part of value.split(',')) {
+    const m = /^([A-Z]{3}):(\d{1,15})$/.exec(part.trim());
+    if (!m) return fail(name, raw, expected);
+    byCurrency[m[1]!] = Number(m[2]);
+  }
+  return Object.freeze({ all: 0, byCurrency: Object.freeze(byCurrency) });
+};
+/** The limit of one currency. */
+export const limitFor = (limit: MoneyLimit, currency: string): number => limit.byCurrency[currency] ?? limit.all;
+
 /** Every setting, its default and its meaning: the single source for parsing and for docs. */
 export const settings = {
   kafkaBrokers: { env: 'KAFKA_BROKERS', default: '127.0.0.1:9092', description: 'Kafka bootstrap brokers, comma separated.', parse: brokers },
@@ -264,6 +294,56 @@ export const settings = {
     description: 'Folder the scheduled statements job imports new statement files from, as <format>/<file> or <format>/<channel>/<file> (empty = none).',
     parse: anyText,
   },
+  automation: {
+    env: 'AUTOMATION',
+    default: 'dry-run',
+    description:
+      'What automatic rules do: off (support gets every case, nothing is recorded), dry-run (commands are recorded and shown as "would have sent", nothing is published, support gets the case) or on (commands are published to the gateway). Pause and resume without a restart: paysentinel automation pause|resume.',
+    parse: automationMode,
+  },
+  automationRefunds: {
+    env: 'AUTOMATION_REFUNDS',
+    default: 'off',
+    description: 'on: automatic rules may refund (within AUTO_REFUND_MAX_MINOR and AUTO_REFUND_DAILY_MINOR); off: a refund case goes to support.',
+    parse: onOff,
+  },
+  autoRefundMaxMinor: {
+    env: 'AUTO_REFUND_MAX_MINOR',
+    default: '0',
+    description:
+      'Largest automatic refund, in minor units: one number for every currency or per currency (CNY:50000,USD:8000); a larger refund goes to support.',
+    parse: moneyLimit,
+  },
+  autoRefundDailyMinor: {
+    env: 'AUTO_REFUND_DAILY_MINOR',
+    default: '0',
+    description: 'Automatic refunds per UTC day and currency, in minor units (one number or CNY:500000,USD:80000); a refund over the budget goes to support.',
+    parse: moneyLimit,
+  },
+  commandsTopic: {
+    env: 'KAFKA_COMMANDS_TOPIC',
+    default: 'payments.commands',
+    description: 'Topic the commands to the payment gateway are published to (key = order id, or the blocked entity id).',
+    parse: topicName,
+  },
+  commandResultsTopic: {
+    env: 'KAFKA_COMMAND_RESULTS_TOPIC',
+    default: 'payments.command-results',
+    description: 'Topic the gateway answers commands on ({command_id, status: done|rejected|failed, detail}).',
+    parse: topicName,
+  },
+  requeryAfterMs: {
+    env: 'REQUERY_AFTER',
+    default: '5m',
+    description: 'The requery job asks the gateway for the status of attempts still processing this long, and asks again for one attempt at most this often.',
+    parse: duration(86_400_000),
+  },
+  requeryMaxPerMinute: {
+    env: 'REQUERY_MAX_PER_MINUTE',
+    default: '60',
+    description: 'Most status re-queries the requery job issues per minute (fewer in the peak hours the retry-policy job found).',
+    parse: int(1, 100_000),
+  },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;
 
@@ -289,6 +369,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (out.caseWebhookUrl && !out.caseWebhookSecret) {
     problems.push(
       'CASE_WEBHOOK_SECRET is required when CASE_WEBHOOK_URL is set: receivers verify every delivery with it (generate one with `openssl rand -hex 32`).',
+    );
+  }
+  const refundLimits = [out.autoRefundMaxMinor, out.autoRefundDailyMinor] as (MoneyLimit | undefined)[];
+  if (out.automationRefunds === true && refundLimits.some((l) => l && l.all === 0 && Object.keys(l.byCurrency).length === 0)) {
+    problems.push(
+      'AUTOMATION_REFUNDS=on needs AUTO_REFUND_MAX_MINOR and AUTO_REFUND_DAILY_MINOR (e.g. 50000 and 500000, or CNY:50000,USD:8000): refunds move money, so their ceilings are never implied.',
     );
   }
   if (problems.length > 0) {

@@ -9,7 +9,8 @@ import { Eta } from 'eta';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { caseStatuses, resolutions, type CaseChange, type CaseStore, type InboxCursor } from '../cases/index.ts';
 import type { Logger } from '../log/index.ts';
-import type { ClickHouseClient } from '../storage/clickhouse.ts';
+import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { automationQueries, type ManualCommands, type ManualResult } from '../automation/index.ts';
 import type { CaseFeed } from './live.ts';
 import { readOrderStory } from './orders.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
@@ -52,6 +53,8 @@ export interface ConsoleAppOptions {
   secureCookies?: boolean;
   /** @default Date.now */
   now?: () => number;
+  /** Support's retry and cancel of automation's commands; without it the case page only lists them. */
+  commands?: ManualCommands;
 }
 
 /** Bodies larger than this are refused with 413: a note and a resolution need far less. */
@@ -321,8 +324,22 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   const readCase = async (id: string) => {
     const c = await o.cases.get(id);
     if (!c) throw new HttpError(404, 'not_found', `No case ${id}.`);
-    const [history, related] = await Promise.all([o.cases.history(id), o.cases.ofEntities(c.entity_type, [c.entity_id])]);
-    return { ...c, history, related: related.filter((r) => r.case_id !== c.case_id) };
+    const [history, related, commands] = await Promise.all([
+      o.cases.history(id),
+      o.cases.ofEntities(c.entity_type, [c.entity_id]),
+      queryRows<Record<string, unknown>>(o.clickhouse, automationQueries(o.database).ofCases([id]), 'commands of case'),
+    ]);
+    return { ...c, history, related: related.filter((r) => r.case_id !== c.case_id), commands };
+  };
+
+  /** Support retries or cancels one of a case's commands (automation/manual.ts), recorded in its history. */
+  const commandAction = async (req: FastifyRequest, id: string, commandId: string, action: 'retry' | 'cancel', note: string) => {
+    if (!o.commands) throw new HttpError(404, 'not_found', 'Commands cannot be changed from this console.');
+    const run = action === 'retry' ? o.commands.retry : o.commands.cancel;
+    const result: ManualResult = await run(id, commandId, req.auth!.user.name, note, now());
+    if (result.kind === 'not_found') throw new HttpError(404, 'not_found', `Case ${id} has no command ${commandId}.`);
+    if (result.kind === 'conflict') throw new HttpError(409, 'conflict', result.message);
+    return result.command;
   };
 
   const act = async (req: FastifyRequest, id: string, action: Action, body: { note?: string; resolution?: string }) => {
@@ -355,6 +372,18 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       { preHandler: mayAct, schema: { params: { type: 'object', properties: { id: ID } }, body: actionBody } },
       async (req) => act(req, (req.params as { id: string }).id, action, (req.body ?? {}) as { note?: string; resolution?: string }),
     );
+  }
+  const commandParams = { type: 'object', properties: { id: ID, command: ID } } as const;
+  for (const action of ['retry', 'cancel'] as const) {
+    app.post(`/api/v1/cases/:id/commands/:command/${action}`, { preHandler: mayAct, schema: { params: commandParams, body: actionBody } }, async (req) => {
+      const { id, command } = req.params as { id: string; command: string };
+      return commandAction(req, id, command, action, ((req.body ?? {}) as { note?: string }).note ?? '');
+    });
+    app.post(`/cases/:id/commands/:command/${action}`, { preHandler: mayAct, schema: { params: commandParams, body: actionBody } }, async (req, reply) => {
+      const { id, command } = req.params as { id: string; command: string };
+      await commandAction(req, id, command, action, ((req.body ?? {}) as { note?: string }).note ?? '');
+      return reply.redirect(`/cases/${encodeURIComponent(id)}`, 303);
+    });
   }
   app.get('/api/v1/orders/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req) => {
     const id = (req.params as { id: string }).id;
@@ -399,6 +428,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       timelineHours: TIMELINE_HOURS,
       resolutions,
       canAct: canActOnCases(req.auth!.user.role),
+      canCommand: canActOnCases(req.auth!.user.role) && o.commands !== undefined,
       csrf: reply.generateCsrf(),
     });
   });

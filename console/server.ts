@@ -1,6 +1,7 @@
 import { Partitioners } from 'kafkajs';
 import type { FastifyInstance } from 'fastify';
 import { createCaseStore } from '../cases/index.ts';
+import { createManualCommands } from '../automation/index.ts';
 import type { Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka, ensureTopics } from '../kafka/index.ts';
@@ -49,11 +50,13 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
     await migrate(clickhouse, config.clickhouseDatabase, logger);
     const admin = kafka.admin();
     await admin.connect();
-    await ensureTopics(admin, [{ topic: config.casesTopic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication }]).finally(() =>
-      admin.disconnect(),
-    );
+    await ensureTopics(
+      admin,
+      [config.casesTopic, config.commandsTopic].map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: config.topicReplication })),
+    ).finally(() => admin.disconnect());
     await producer.connect();
     const cases = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
+    const commands = createManualCommands({ clickhouse, database: config.clickhouseDatabase, producer, config, cases });
     const feed = createCaseFeed({ clickhouse, database: config.clickhouseDatabase, intervalMs: config.consoleLiveMs, logger });
     const app = await createConsoleApp({
       feed,
@@ -66,6 +69,7 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       sessionMinutes: config.consoleSessionMinutes,
       loginAttemptsPerMinute: config.consoleLoginAttempts,
       logger,
+      commands,
     });
     const url = await app.listen({ host: config.consoleHost, port: config.consolePort });
     return {

@@ -14,3 +14,18 @@ export {
   type EventField,
 } from './schema.ts';
 export { validateEvent, decodeEvent, parseRfc3339, type ValidEvent, type ValidationResult } from './validate.ts';
+export {
+  PaymentCommandSchema,
+  CommandResultSchema,
+  commandTypes,
+  resultStatuses,
+  commandStatuses,
+  decodeCommandResult,
+  commandProblem,
+  MAX_RESULT_BYTES,
+  type PaymentCommand,
+  type CommandResult,
+  type CommandType,
+  type CommandStatus,
+  type ResultStatus,
+} from './command.ts';

@@ -9,6 +9,7 @@ import { createParkedKeys } from './parked-keys.ts';
 import { createPositions, newKeysQuery, type NewKeyRow } from './positions.ts';
 import { prepare } from './prepared.ts';
 import { createOrderRechecks, type Rechecks } from './order-rechecks.ts';
+import { createCaseResolver } from './case-resolver.ts';
 import { entityEvents, screenBounds, screenRows } from './screen.ts';
 import type { DetectorDeps, DetectorStats, DetectorStatus } from './types.ts';
 
@@ -35,6 +36,8 @@ export function createDetector(deps: DetectorDeps) {
   const parked = createParkedKeys({ current });
   const context = createContext({ ...deps, current });
   const rechecks = createOrderRechecks(deps);
+  const { unresolvedOf, resolveBySystem } = deps.cases;
+  const resolver = unresolvedOf && resolveBySystem ? createCaseResolver({ ...deps, cases: { unresolvedOf, resolveBySystem } }) : undefined;
   const stats: Omit<DetectorStats, 'floorsReady' | 'parked'> = {
     ticks: 0,
     rows: 0,
@@ -44,6 +47,7 @@ export function createDetector(deps: DetectorDeps) {
     hits: 0,
     opened: 0,
     updated: 0,
+    resolved: 0,
     lastTickMs: 0,
     nearFloor: 0,
     parkedSkips: 0,
@@ -56,6 +60,7 @@ export function createDetector(deps: DetectorDeps) {
       hotSets.reset();
       parked.reset();
       rechecks.reset();
+      resolver?.reset();
       stats.behind = false;
       return;
     }
@@ -179,6 +184,12 @@ export function createDetector(deps: DetectorDeps) {
     );
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
+    // After the hits: a case opened by this tick is looked at with the same facts by the next run.
+    if (resolver?.due(nowMs)) {
+      const resolveStarted = performance.now();
+      stats.resolved += (await resolver.run(prepared, context.latest(), nowMs, untilSec)).length;
+      timings.resolve = performance.now() - resolveStarted;
+    }
     stats.ticks++;
     stats.lastTickMs = now() - nowMs;
     deps.logger.debug('tick', {

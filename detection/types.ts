@@ -9,7 +9,11 @@ export interface DetectorDeps {
   http: ClickHouseHttp;
   database: string;
   ruleSet: RuleSet;
-  cases: Pick<CaseStore, 'applyHits'>;
+  /**
+   * Where hits become cases. With `unresolvedOf` and `resolveBySystem` (the live case store),
+   * cases whose rule's resolve_when holds are also resolved by the system (case-resolver.ts).
+   */
+  cases: Pick<CaseStore, 'applyHits'> & Partial<Pick<CaseStore, 'unresolvedOf' | 'resolveBySystem'>>;
   logger: Logger;
   /** Only the elected instance detects; the others idle. */
   isLeader: () => boolean;
@@ -52,6 +56,8 @@ export interface DetectorStats {
   hits: number;
   opened: number;
   updated: number;
+  /** Cases resolved by the system because their rule's resolve_when held. */
+  resolved: number;
   lastTickMs: number;
   /** Whether the live ticks screen by volume floor (a hot set is in place for every floored type), or every touched entity. */
   floorsReady: boolean;

@@ -4,6 +4,7 @@ import { PaysentinelError } from '../errors/index.ts';
 import { defaultFixturesPath, loadFixtures, runFixtures } from './fixtures.ts';
 import { loadRuleSet, type RuleSet } from './load.ts';
 import { formatProblem, type RuleProblem } from './problems.ts';
+import { formatDuration } from './render.ts';
 
 const help = `Usage: paysentinel rules <validate|test|backtest> [PATH] [options]
 
@@ -66,12 +67,19 @@ function ruleSummary(ruleSet: RuleSet) {
     entity: r.entity,
     severity: r.severity,
     action: r.action,
+    command: r.command?.type ?? null,
+    escalate_after_ms: r.escalateAfterMs ?? null,
+    resolve_when: r.resolveWhen !== undefined,
     enabled: r.enabled,
     cooldown: r.cooldown,
     source: r.source,
     file: show(r.file),
   }));
 }
+
+/** "automatic requery_status (10m)" or the action. */
+const handlingOf = (r: RuleSet['rules'][number]): string =>
+  r.command ? `${r.action} ${r.command.type} (${formatDuration(r.escalateAfterMs ?? 0)})${r.alsoNotifySupport ? ' +support' : ''}` : r.action;
 
 async function validate(path: string | undefined, features: string | undefined, json: boolean): Promise<number> {
   const result = await loadRuleSet({ rulesPath: path, featuresPath: features });
@@ -86,8 +94,8 @@ async function validate(path: string | undefined, features: string | undefined, 
   out(`OK: ${n} rule${n === 1 ? '' : 's'} valid (${enabled} enabled), rule set version ${ruleSet.version}`);
   for (const r of ruleSet.rules) {
     out(
-      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ` +
-        `${r.cooldown.padEnd(4)}${r.source === 'statements' ? '  on statement breaks' : ''}${r.enabled ? '' : '  (disabled)'}`,
+      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${handlingOf(r).padEnd(30)} cooldown ` +
+        `${r.cooldown}${r.source === 'statements' ? '  on statement breaks' : ''}${r.resolveWhen ? '  resolves itself' : ''}${r.enabled ? '' : '  (disabled)'}`,
     );
   }
   return 0;

@@ -98,6 +98,27 @@ describe('createRuleEvaluator', () => {
     expect(await createRuleEvaluator(result.ruleSet).evaluate('order', 'o-3', { order_risk_blocked_24h: 1 })).toEqual([]);
   });
 
+  test('resolve_when: the stuck order that got its final status is over, with the fact that shows it', async () => {
+    const stuck = new Set(['stuck_processing']);
+    expect(await evaluator.resolved('order', { order_processing_age_24h: 0 }, stuck)).toEqual(new Map([['stuck_processing', { order_processing_age_24h: 0 }]]));
+    expect(await evaluator.resolved('order', { order_processing_age_24h: 45 * 60_000 }, stuck)).toEqual(new Map());
+    // Only the rules asked about; a missing fact never resolves anything.
+    expect(await evaluator.resolved('order', { order_processing_age_24h: 0 }, new Set(['duplicate_charge']))).toEqual(new Map());
+    expect(await evaluator.resolved('order', {}, stuck)).toEqual(new Map());
+  });
+
+  test('a hit whose own resolve_when holds is not a case', async () => {
+    const rule = JSON.parse(readFileSync(new URL('./definitions/risk_review.json', import.meta.url), 'utf8'));
+    const over = { all: [{ fact: 'order_succeeded_attempts_24h', operator: 'greaterThanInclusive', value: 1 }] };
+    const result = parseRuleSet([{ file: 'risk_review.json', text: JSON.stringify({ ...rule, resolve_when: over }) }], ruleSet.catalog);
+    if (!result.ok) throw new Error(JSON.stringify(result.problems));
+    const e = createRuleEvaluator(result.ruleSet);
+    expect((await e.evaluate('order', 'o-4', { order_risk_blocked_24h: 1 })).map((h) => h.ruleId)).toEqual(['risk_review']);
+    expect(await e.evaluate('order', 'o-4', { order_risk_blocked_24h: 1, order_succeeded_attempts_24h: 1 })).toEqual([]);
+    // The resolving fact is part of the rule's evidence, so support sees it on the case.
+    expect(result.ruleSet.rules[0]!.facts).toContain('order_succeeded_attempts_24h');
+  });
+
   test('concurrent evaluations of one engine keep their facts apart', async () => {
     const runs = await Promise.all(
       Array.from({ length: 50 }, (_, i) => evaluator.evaluate('user', `u-${i}`, { user_max_attempts_per_order_1m: i % 2 === 0 ? 9 : 1 })),

@@ -1,6 +1,6 @@
 import { Engine, type RuleProperties, type TopLevelCondition } from 'json-rules-engine';
 import { completeFacts } from './catalog.ts';
-import { conditionWalker, isPlain, type Comparison, type Condition } from './conditions.ts';
+import { comparisons, conditionWalker, isPlain, type Comparison, type Condition } from './conditions.ts';
 import type { FactSource, LoadedRule, RuleSet } from './load.ts';
 import { customOperators } from './operators.ts';
 import { renderTemplate } from './render.ts';
@@ -33,6 +33,47 @@ export interface RuleEvaluator {
    * default, derived facts are computed, and a missing feature makes its conditions false.
    */
   evaluate(entityType: EntityType, entityId: string, facts: Facts): Promise<Hit[]>;
+  /**
+   * The rules about `entityType` (among `ruleIds`) whose `resolve_when` holds on these facts,
+   * each with the values of the facts its `resolve_when` reads: the evidence that closes a case.
+   */
+  resolved(entityType: EntityType, facts: Facts, ruleIds: ReadonlySet<string>): Promise<Map<string, Record<string, FactValue | undefined>>>;
+}
+
+/** The facts a condition reads: its comparisons' facts and the facts their values refer to. */
+function factsOf(c: Condition): string[] {
+  const out = new Set<string>();
+  for (const n of comparisons(c)) {
+    out.add(n.fact);
+    if (n.value !== null && typeof n.value === 'object' && 'fact' in n.value && typeof n.value.fact === 'string') out.add(n.value.fact);
+  }
+  return [...out];
+}
+
+/** One json-rules-engine engine over `conditions` of each rule given, each rule named by its id. */
+function engineOf(rules: readonly { id: string; priority: number; conditions: Condition }[]): Engine {
+  // Missing features are normal (an entity seen for the first time): conditions on them are false.
+  const engine = new Engine([], { allowUndefinedFacts: true });
+  for (const op of customOperators) engine.addOperator(op);
+  for (const rule of rules) {
+    const props: RuleProperties = {
+      name: rule.id,
+      priority: rule.priority,
+      // The loader checked the shape; json-rules-engine copies what it is given.
+      conditions: structuredClone(rule.conditions) as TopLevelCondition,
+      event: { type: rule.id },
+    };
+    engine.addRule(props);
+  }
+  return engine;
+}
+
+/** The facts as the engine takes them: catalog defaults and derived facts filled in, undefined ones left out. */
+function runtimeFacts(complete: Facts): Record<string, unknown> {
+  // json-rules-engine treats a runtime fact of undefined as defined; leave those out.
+  const runtime: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(complete)) if (v !== undefined) runtime[k] = v;
+  return runtime;
 }
 
 /**
@@ -41,23 +82,22 @@ export interface RuleEvaluator {
  */
 export function createRuleEvaluator(ruleSet: RuleSet, source?: FactSource): RuleEvaluator {
   const engines = new Map<EntityType, { engine: Engine; rules: Map<string, LoadedRule> }>();
+  // The resolve_when conditions of each entity type's rules, in an engine of their own, with the facts each reads.
+  const resolvers = new Map<EntityType, { engine: Engine; reads: Map<string, string[]> }>();
   for (const entity of entityTypes) {
     const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity && (source === undefined || r.source === source));
     if (rules.length === 0) continue;
-    // Missing features are normal (an entity seen for the first time): conditions on them are false.
-    const engine = new Engine([], { allowUndefinedFacts: true });
-    for (const op of customOperators) engine.addOperator(op);
-    for (const rule of rules) {
-      const props: RuleProperties = {
-        name: rule.id,
-        priority: rule.priority,
-        // The loader checked the shape; json-rules-engine copies what it is given.
-        conditions: structuredClone(rule.conditions) as TopLevelCondition,
-        event: { type: rule.id },
-      };
-      engine.addRule(props);
-    }
-    engines.set(entity, { engine, rules: new Map(rules.map((r) => [r.id, r])) });
+    engines.set(entity, { engine: engineOf(rules), rules: new Map(rules.map((r) => [r.id, r])) });
+    const resolving = rules.flatMap((r) => (r.resolveWhen ? [{ id: r.id, priority: 1, conditions: r.resolveWhen }] : []));
+    if (resolving.length > 0) resolvers.set(entity, { engine: engineOf(resolving), reads: new Map(resolving.map((r) => [r.id, factsOf(r.conditions)])) });
+  }
+
+  /** Rule ids (among `ids`) whose resolve_when holds on complete facts. */
+  async function holding(entityType: EntityType, runtime: Record<string, unknown>, ids: ReadonlySet<string>): Promise<Set<string>> {
+    const slot = resolvers.get(entityType);
+    if (!slot || ![...ids].some((id) => slot.reads.has(id))) return new Set();
+    const { results } = await slot.engine.run(runtime);
+    return new Set(results.map((r) => r.name).filter((n) => ids.has(n)));
   }
 
   return {
@@ -66,16 +106,16 @@ export function createRuleEvaluator(ruleSet: RuleSet, source?: FactSource): Rule
       const slot = engines.get(entityType);
       if (!slot) return [];
       const complete = completeFacts(ruleSet.catalog, entityType, facts);
-      // json-rules-engine treats a runtime fact of undefined as defined; leave those out.
-      const runtime: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(complete)) if (v !== undefined) runtime[k] = v;
+      const runtime = runtimeFacts(complete);
       // Most entities are nowhere near a threshold: skip the engine when no rule can fire.
       if (![...slot.rules.values()].some((rule) => mayHold(rule.conditions, runtime) !== false)) return [];
       const { results } = await slot.engine.run(runtime);
+      // A situation that shows itself over is not a case (and would resolve at once).
+      const over = await holding(entityType, runtime, new Set(results.map((r) => r.name)));
       const hits: Hit[] = [];
       for (const result of results) {
         const rule = slot.rules.get(result.name);
-        if (!rule) continue;
+        if (!rule || over.has(rule.id)) continue;
         const evidence = Object.fromEntries(rule.facts.map((f) => [f, complete[f]]));
         hits.push({
           ruleId: rule.id,
@@ -91,6 +131,15 @@ export function createRuleEvaluator(ruleSet: RuleSet, source?: FactSource): Rule
         });
       }
       return hits.sort((a, b) => a.ruleId.localeCompare(b.ruleId));
+    },
+    async resolved(entityType, facts, ruleIds) {
+      const slot = resolvers.get(entityType);
+      const out = new Map<string, Record<string, FactValue | undefined>>();
+      if (!slot) return out;
+      const complete = completeFacts(ruleSet.catalog, entityType, facts);
+      for (const id of await holding(entityType, runtimeFacts(complete), ruleIds))
+        out.set(id, Object.fromEntries(slot.reads.get(id)!.map((f) => [f, complete[f]])));
+      return out;
     },
   };
 }

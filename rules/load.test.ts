@@ -50,8 +50,21 @@ describe('the bundled rules', () => {
       entity: 'order',
       cooldown: '6h',
       cooldownMs: 6 * 3_600_000,
-      action: 'manual_review',
+      action: 'automatic',
+      command: { type: 'requery_status' },
+      escalateAfterMs: 10 * 60_000,
+      resolveWhen: { all: [{ fact: 'order_processing_age_24h', operator: 'equal', value: 0 }] },
     });
+    // The handling the issue ships: what support sees and what the system handles itself.
+    const handling = Object.fromEntries(ruleSet.rules.map((r) => [r.id, [r.action, r.command?.type ?? null, r.alsoNotifySupport]]));
+    expect(handling).toMatchObject({
+      stuck_processing: ['automatic', 'requery_status', false],
+      duplicate_charge: ['automatic', 'refund', false],
+      ip_amount_probing: ['automatic', 'block', true],
+      risk_review: ['manual_review', null, false],
+      charged_but_failed: ['notify_support', null, false],
+    });
+    expect(ruleSet.rules.find((r) => r.id === 'ip_amount_probing')!.command).toEqual({ type: 'block', ttlMs: 3_600_000 });
   });
 
   test('a rule reading a statement fact and an event fact is refused: statement rules run where event features are not computed', () => {
@@ -212,6 +225,53 @@ const mistakes: Mistake[] = [
     message: /takes fact, path and params/,
   },
   { name: 'unknown action', break: (r) => ({ ...r, action: 'email' }), path: '$.action', message: /must be one of "notify_support"/ },
+  { name: 'the former auto_handle', break: (r) => ({ ...r, action: 'auto_handle' }), path: '$.action', message: /now "automatic", with a "command"/ },
+  { name: 'the former log_only', break: (r) => ({ ...r, action: 'log_only' }), path: '$.action', message: /"log_only" was removed/ },
+  {
+    name: 'automatic without a command',
+    break: ({ command: _c, ...r }) => r,
+    path: '$',
+    message: /automatic rule needs "command"/,
+  },
+  {
+    name: 'automatic without escalate_after',
+    break: ({ escalate_after: _e, ...r }) => r,
+    path: '$',
+    message: /needs "escalate_after"/,
+  },
+  {
+    name: 'unknown command type',
+    break: (r) => ({ ...r, command: { type: 'ban', ttl: '1h' } }),
+    path: '$.command.type',
+    message: /must be one of "requery_status"/,
+  },
+  {
+    name: 'a command for another entity',
+    break: (r) => ({ ...r, command: { type: 'refund' } }),
+    path: '$.command.type',
+    message: /a refund command targets order, but this rule is about ip/,
+  },
+  { name: 'a block without ttl', break: (r) => ({ ...r, command: { type: 'block' } }), path: '$.command', message: /a block needs "ttl"/ },
+  { name: 'escalate_after in words', break: (r) => ({ ...r, escalate_after: 'ten minutes' }), path: '$.escalate_after', message: /not a duration/ },
+  { name: 'escalate_after of months', break: (r) => ({ ...r, escalate_after: '60d' }), path: '$.escalate_after', message: /longer than 7 days/ },
+  {
+    name: 'a command on a rule support handles',
+    break: (r) => ({ ...r, action: 'notify_support' }),
+    path: '$.command',
+    message: /only automatic rules take "command"/,
+  },
+  {
+    name: 'resolve_when with an unknown fact',
+    break: (r) => ({ ...r, resolve_when: { all: [{ fact: 'ip_atempts_10m', operator: 'lessThan', value: 3 }] } }),
+    path: '$.resolve_when.all[0].fact',
+    message: /unknown fact "ip_atempts_10m"/,
+  },
+  {
+    name: 'resolve_when that is not a condition tree',
+    break: (r) => ({ ...r, resolve_when: { fact: 'ip_attempts_10m', operator: 'lessThan', value: 3 } }),
+    path: '$.resolve_when',
+    message: /must start with "all", "any" or "not"/,
+  },
   { name: 'cooldown in words', break: (r) => ({ ...r, cooldown: '30 minutes' }), path: '$.cooldown', message: /not a duration.*"30m", "2h", "1d"/ },
   { name: 'zero cooldown', break: (r) => ({ ...r, cooldown: '0m' }), path: '$.cooldown', message: /not a duration/ },
   { name: 'cooldown of months', break: (r) => ({ ...r, cooldown: '90d' }), path: '$.cooldown', message: /longer than 30 days/ },

@@ -8,7 +8,7 @@ import { canRead, deepFreeze, isObjectFact, parseFeatureCatalog, type FactCatalo
 import { resolveOperator } from './operators.ts';
 import { placeholderFormats, placeholders, type Placeholder } from './render.ts';
 import { childPath, compileSchema, didYouMean, formatProblem, parseJson, pointerToPath, schemaProblems, type RuleProblem } from './problems.ts';
-import { RuleFileSchema, type Condition, type EntityType, type RuleAction, type Severity } from './schema.ts';
+import { actions, RuleFileSchema, type CommandType, type Condition, type EntityType, type RuleAction, type Severity } from './schema.ts';
 
 /** The bundled rule definitions and feature catalog, found next to this module. */
 export const defaultRulesPath = fileURLToPath(new URL('./definitions', import.meta.url));
@@ -16,6 +16,16 @@ export const defaultFeaturesPath = fileURLToPath(new URL('./features.json', impo
 
 /** Longest cooldown accepted: longer ones are almost always a unit mistake (30d vs 30m). */
 const MAX_COOLDOWN_MS = 30 * 86_400_000;
+/** Longest escalate_after and block ttl accepted, for the same reason. */
+const MAX_ESCALATE_MS = 7 * 86_400_000;
+
+/** Which entities each command can target: the target fields come from the case's entity. */
+const commandEntities: Readonly<Record<CommandType, readonly EntityType[]>> = {
+  requery_status: ['order'],
+  refund: ['order'],
+  retry: ['order'],
+  block: ['ip', 'device', 'user'],
+};
 
 /** A validated rule, ready to evaluate. Frozen, with everything the case stage needs. */
 export interface LoadedRule {
@@ -29,6 +39,14 @@ export interface LoadedRule {
   readonly cooldown: string;
   readonly cooldownMs: number;
   readonly action: RuleAction;
+  /** automatic rules: what the gateway is told to do for each case (`ttlMs` for a block). */
+  readonly command?: { readonly type: CommandType; readonly ttlMs?: number };
+  /** automatic rules: how long the command's outcome may take before support gets the case. */
+  readonly escalateAfterMs?: number;
+  /** automatic rules: support sees the case too while the system handles it. */
+  readonly alsoNotifySupport: boolean;
+  /** Conditions that show the situation is over: the system resolves the case when they hold. */
+  readonly resolveWhen?: Readonly<Condition>;
   /** The template, with {placeholders}; `Hit.recommendedAction` is the rendered text. */
   readonly recommendedAction: string;
   /** json-rules-engine priority. @default 1 */
@@ -271,6 +289,76 @@ function checkPlaceholders(ctx: ConditionContext, template: string): void {
   }
 }
 
+/** Actions of earlier rule files, and what replaced them. */
+const legacyActions: Readonly<Record<string, string>> = {
+  auto_handle: '"auto_handle" is now "automatic", with a "command" (e.g. { "type": "requery_status" }) and "escalate_after".',
+  log_only: '"log_only" was removed: every case is handled by someone; use "notify_support", or set "enabled": false to keep the rule without cases.',
+};
+
+function renameLegacyAction(file: string, value: Record<string, unknown>, problems: RuleProblem[]): void {
+  const hint = typeof value.action === 'string' ? legacyActions[value.action] : undefined;
+  const p = problems.find((q) => q.path === '$.action');
+  if (hint && p) p.message = hint;
+}
+
+/** A duration field of the handling part: its milliseconds, or a problem. */
+function durationField(file: string, raw: unknown, path: string, problems: RuleProblem[]): number | undefined {
+  if (typeof raw !== 'string' || problems.some((p) => p.path === path)) {
+    const p = problems.find((q) => q.path === path);
+    if (p) p.message = `${JSON.stringify(raw)} is not a duration: write a whole number and a unit s, m, h or d, e.g. "10m", "1h".`;
+    return undefined;
+  }
+  const ms = parseDuration(raw) ?? 0;
+  if (ms > MAX_ESCALATE_MS) problems.push({ file, path, message: `"${raw}" is longer than 7 days; did you mean minutes (m) or hours (h)?` });
+  return ms;
+}
+
+/**
+ * What the schema cannot say about handling: an automatic rule needs a command that fits its
+ * entity and an escalate_after; other rules take neither.
+ */
+function checkHandling(
+  file: string,
+  value: Record<string, unknown>,
+  entity: EntityType | undefined,
+  problems: RuleProblem[],
+): { command?: { type: CommandType; ttlMs?: number }; escalateAfterMs?: number } {
+  const automatic = value.action === 'automatic';
+  const command = isRecord(value.command) ? value.command : undefined;
+  if (!automatic) {
+    // An unknown action is reported already; what it would allow is anyone's guess.
+    if (!(actions as readonly unknown[]).includes(value.action)) return {};
+    for (const key of ['command', 'escalate_after', 'also_notify_support'])
+      if (key in value) problems.push({ file, path: `$.${key}`, message: `only automatic rules take "${key}"; set "action": "automatic" or remove it.` });
+    return {};
+  }
+  if (!('command' in value))
+    problems.push({ file, path: '$', message: 'an automatic rule needs "command", e.g. { "type": "requery_status" }; or use "action": "notify_support".' });
+  if (!('escalate_after' in value))
+    problems.push({
+      file,
+      path: '$',
+      message: 'an automatic rule needs "escalate_after" (e.g. "10m"): when the outcome has not come back by then, support gets the case.',
+    });
+  const escalateAfterMs = durationField(file, value.escalate_after, '$.escalate_after', problems);
+  const type = command && typeof command.type === 'string' ? (command.type as CommandType) : undefined;
+  if (!type || !(type in commandEntities)) return { escalateAfterMs };
+  const fits = commandEntities[type];
+  if (entity && !fits.includes(entity))
+    problems.push({
+      file,
+      path: '$.command.type',
+      message: `a ${type} command targets ${fits.join(' or ')}, but this rule is about ${entity}; change "entity" or the command.`,
+    });
+  let ttlMs: number | undefined;
+  if (type === 'block') {
+    if (command!.ttl === undefined) problems.push({ file, path: '$.command', message: 'a block needs "ttl": how long the entity stays blocked, e.g. "1h".' });
+    else ttlMs = durationField(file, command!.ttl, '$.command.ttl', problems);
+  } else if (command!.ttl !== undefined)
+    problems.push({ file, path: '$.command.ttl', message: `only a block takes "ttl"; remove it from the ${type} command.` });
+  return { command: ttlMs === undefined ? { type } : { type, ttlMs }, escalateAfterMs };
+}
+
 /** 12 hex digits of sha256 over canonical JSON (sorted keys), so formatting never changes a version. */
 function contentHash(value: unknown): string {
   const canonical = (v: unknown): unknown =>
@@ -298,12 +386,15 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   if (!isRecord(value))
     return { problems: [{ file, path: '$', message: 'a rule file holds one JSON object: { "id": ..., "conditions": { "all": [...] }, ... }.' }] };
   const schemaOk = checkRule(value);
-  const problems = schemaOk ? [] : schemaProblems(file, RuleFileSchema, checkRule.errors, (p) => p === '/conditions' || p.startsWith('/conditions/'));
+  const walked = (p: string) => ['/conditions', '/resolve_when'].some((top) => p === top || p.startsWith(`${top}/`));
+  const problems = schemaOk ? [] : schemaProblems(file, RuleFileSchema, checkRule.errors, walked);
+  renameLegacyAction(file, value, problems);
   const entity = typeof value.entity === 'string' ? (value.entity as EntityType) : undefined;
   const ctx: ConditionContext = { file, entity: entity ?? 'order', catalog, problems, facts: [] };
   // Fact checks need a valid entity; without one the schema problem above says what to fix.
   if (entity && !problems.some((p) => p.path === '$.entity')) {
     if ('conditions' in value) checkCondition(ctx, value.conditions, '$.conditions', true);
+    if ('resolve_when' in value) checkCondition(ctx, value.resolve_when, '$.resolve_when', true);
     if (typeof value.recommended_action === 'string') checkPlaceholders(ctx, value.recommended_action);
   }
   let cooldownMs = 0;
@@ -315,6 +406,7 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     const p = problems.find((q) => q.path === '$.cooldown')!;
     p.message = `cooldown ${JSON.stringify(value.cooldown)} is not a duration: write a whole number and a unit s, m, h or d, e.g. "30m", "2h", "1d".`;
   }
+  const handling = checkHandling(file, value, entity, problems);
   if (typeof value.id === 'string' && basename(file) !== `${value.id}.json` && basename(file).endsWith('.json')) {
     problems.push({ file, path: '$.id', message: `the id "${value.id}" does not match the file name; rename the file to ${value.id}.json or change the id.` });
   }
@@ -352,6 +444,9 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     cooldown: value.cooldown,
     cooldownMs,
     action: value.action,
+    ...handling,
+    alsoNotifySupport: value.also_notify_support ?? false,
+    ...(value.resolve_when ? { resolveWhen: structuredClone(value.resolve_when) } : {}),
     recommendedAction: value.recommended_action,
     priority: value.priority ?? 1,
     conditions: structuredClone(value.conditions),

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { commandTypes, type CommandType } from '../contract/command.ts';
 import { eventFields, eventSources, eventStatuses, eventTypes, type EventField } from '../contract/schema.ts';
 
 /**
@@ -40,8 +41,16 @@ export const featureFields = eventFields.filter((f): f is FeatureField => f !== 
 export const severities = ['low', 'medium', 'high', 'critical'] as const;
 export type Severity = (typeof severities)[number];
 
-export const actions = ['notify_support', 'manual_review', 'auto_handle', 'log_only'] as const;
+/**
+ * How a rule's cases are handled: support is told (`notify_support`), a person must review
+ * (`manual_review`), or the system sends the rule's `command` to the gateway and watches the
+ * outcome (`automatic`), escalating to support when it does not come back in time.
+ */
+export const actions = ['notify_support', 'manual_review', 'automatic'] as const;
 export type RuleAction = (typeof actions)[number];
+
+/** What an automatic rule can tell the gateway to do: the command contract's types. */
+export { commandTypes, type CommandType };
 
 const oneOf = <T extends readonly string[]>(values: T, description: string) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
 const identifier = (description: string) =>
@@ -212,6 +221,19 @@ export const ConditionSchema = Type.Recursive(
 /** A top-level condition: rules start with all, any or not. */
 export type Condition = Static<typeof ConditionSchema>;
 
+/** A whole number and a unit: what `cooldown`, `escalate_after` and a command's `ttl` take. */
+const durationPattern = '^[1-9][0-9]*(s|m|h|d)$';
+
+/** The command an automatic rule sends for each case. The target (order, attempt, IP...) comes from the case. */
+export const RuleCommandSchema = Type.Object(
+  {
+    type: oneOf(commandTypes, 'requery_status | refund | block | retry.'),
+    ttl: Type.Optional(Type.String({ pattern: durationPattern, description: 'block: how long the entity stays blocked, e.g. 1h.' })),
+  },
+  { additionalProperties: false, description: 'What the gateway is told to do for each case of an automatic rule.' },
+);
+export type RuleCommand = Static<typeof RuleCommandSchema>;
+
 export const RuleFileSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -222,10 +244,26 @@ export const RuleFileSchema = Type.Object(
     enabled: Type.Boolean({ description: 'Disabled rules are validated but never evaluated.' }),
     entity: oneOf(entityTypes, 'What the case is about: ip, device, user, merchant, order or channel.'),
     cooldown: Type.String({
-      pattern: '^[1-9][0-9]*(s|m|h|d)$',
+      pattern: durationPattern,
       description: 'How long further hits update the same case instead of opening a new one, e.g. 30m, 2h, 1d.',
     }),
-    action: oneOf(actions, 'notify_support | manual_review | auto_handle | log_only.'),
+    action: oneOf(actions, 'notify_support | manual_review | automatic (the system sends "command" and watches the outcome).'),
+    command: Type.Optional(RuleCommandSchema),
+    escalate_after: Type.Optional(
+      Type.String({
+        pattern: durationPattern,
+        description: 'automatic: when the command has no outcome by then, the case goes to support with the command as evidence, e.g. 10m.',
+      }),
+    ),
+    also_notify_support: Type.Optional(
+      Type.Boolean({ description: 'automatic: support sees the case as well while the command is handled (e.g. a blocked IP to review). @default false' }),
+    ),
+    resolve_when: Type.Optional(
+      Type.Unsafe<Condition>({
+        $ref: 'Condition',
+        description: 'Conditions (same language and facts as "conditions") that show the situation is over: the system then resolves the case.',
+      }),
+    ),
     recommended_action: text('Plain-language advice for support; {fact} or {fact.path} placeholders, plus {entity_id} and {entity_type}.'),
     priority: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'json-rules-engine priority; higher runs first. @default 1' })),
     conditions: ConditionSchema,

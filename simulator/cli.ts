@@ -11,6 +11,10 @@ import { createKafka, ensureTopics, ingestTopics } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createTrafficGenerator, type TrafficGenerator } from './generate.ts';
 import { runSimulation, type SimulationStats } from './run.ts';
+import { rememberingSink, startCommandAnswerer, type CommandAnswerer, type OrderFacts } from './answer.ts';
+
+/** How long --answer-commands keeps answering after the traffic is sent. */
+const ANSWER_AFTER_MS = 60_000;
 import { resolveScenarios, scenarios } from './scenarios.ts';
 import type { PaymentEvent } from '../contract/index.ts';
 import { simulatedStatement, type InjectedBreak } from '../statements/simulated.ts';
@@ -38,12 +42,18 @@ Options:
   --statement-format F generic, wechat (channel wechat_pay), alipay (alipay; no currency column,
                        so no currency_mismatch), stripe (card). Default: generic
   --statement-channel C  The channel of a generic statement (default alipay)
+  --answer-commands    Also play the payment gateway: answer the commands automation publishes
+                       (a status query finds the stuck attempt succeeded, a refund is made, a
+                       block confirmed, a retry refused), once per command_id, and keep
+                       answering 60s after the traffic. The pipeline sends commands only with
+                       AUTOMATION=on (refunds also need AUTOMATION_REFUNDS=on and ceilings).
   --json               Print the final statistics as JSON on stdout
   --list-scenarios     List the scenarios and the rule each should trigger, then exit
 
 Examples:
   paysentinel simulate --rate 500 --duration 10s --seed 7 --scenario all --labels out/labels.json
   paysentinel simulate --duration 5m --scenario card-testing,retry-storm --invalid-share 0.01
+  paysentinel simulate --duration 30s --scenario stuck-processing,duplicate-charge --answer-commands
   paysentinel simulate --duration 2m --statement out/wechat.csv --statement-format wechat --labels out/labels.json`;
 
 function listScenarios(json: boolean): string {
@@ -151,6 +161,7 @@ export const simulateCommand: Command = {
       statement: { type: 'string' },
       'statement-format': { type: 'string' },
       'statement-channel': { type: 'string' },
+      'answer-commands': { type: 'boolean' },
     });
     const json = values.json === true;
     if (values['list-scenarios']) {
@@ -204,6 +215,34 @@ export const simulateCommand: Command = {
         (scenarioNames.length ? `, scenarios: ${scenarioNames.join(', ')}` : '') +
         '\n',
     );
+    // The simulator plays the gateway too: answers the commands automation sends (answer.ts).
+    const orders = new Map<string, OrderFacts>();
+    let answerer: CommandAnswerer | undefined;
+    if (values['answer-commands']) {
+      const setup = kafka.admin();
+      await setup.connect();
+      await ensureTopics(
+        setup,
+        [config.commandsTopic, config.commandResultsTopic].map((topic) => ({
+          topic,
+          numPartitions: config.topicPartitions,
+          replicationFactor: config.topicReplication,
+        })),
+      );
+      await setup.disconnect();
+      answerer = await startCommandAnswerer({
+        kafka,
+        producer,
+        groupId: `${config.kafkaClientId}-simulated-gateway`,
+        commandsTopic: config.commandsTopic,
+        eventsTopic: config.eventsTopic,
+        resultsTopic: config.commandResultsTopic,
+        orders,
+        logger,
+      });
+      if (config.automation !== 'on')
+        process.stderr.write(`simulate: answering commands, but AUTOMATION=${config.automation} here; the pipeline sends commands only with AUTOMATION=on\n`);
+    }
     const controller = new AbortController();
     let interrupts = 0;
     const onSignal = () => {
@@ -217,16 +256,28 @@ export const simulateCommand: Command = {
     let stats: SimulationStats | undefined;
     try {
       stats = await runSimulation({
-        producer,
+        producer: answerer ? rememberingSink(producer, orders) : producer,
         topic: config.eventsTopic,
         generator,
         logger,
         signal: controller.signal,
         onProgress: (p) => process.stderr.write(`simulate: ${p.produced} sent, ${Math.round(p.rate)}/s, ${Math.round(p.fraction * 100)}% done\n`),
       });
+      if (answerer && !controller.signal.aborted) {
+        // Detection and automation act after the traffic: keep answering a while (Ctrl-C ends it).
+        process.stderr.write(`simulate: traffic sent; answering commands for ${ANSWER_AFTER_MS / 1000}s more\n`);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, ANSWER_AFTER_MS);
+          controller.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+        });
+      }
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      if (answerer) {
+        process.stderr.write(`simulate: answered ${answerer.answered()} command(s) as the gateway\n`);
+        await answerer.stop().catch((err) => logger.warn('simulate: answerer stop failed', { err }));
+      }
       await producer.disconnect().catch((err) => logger.warn('simulate: disconnect failed', { err }));
       const statement =
         values.statement && stats ? await writeSimulatedStatement(values.statement, statementFormat, statementChannel, generator, stats.produced) : undefined;

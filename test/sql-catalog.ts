@@ -48,6 +48,7 @@ import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery, eventColumnsQ
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
+import { automationQueries } from '../automation/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
 import { liveQueries } from '../console/live.ts';
@@ -130,6 +131,26 @@ export function shippedStatements(database: string): CatalogStatement[] {
     ...dailyReportStatements(database),
     ...statementStatements(database),
     ...consoleStatements(database),
+    ...automationStatements(database),
+  ];
+}
+
+/** Automation: the cases it takes, the orders' attempts, the commands and their answers, the kill switch. */
+function automationStatements(database: string): CatalogStatement[] {
+  const q = automationQueries(database);
+  const fromSec = Math.floor(Date.UTC(2026, 10, 25) / 1000);
+  return [
+    { name: 'new automatic cases', sql: q.newCases(['stuck_processing', "it's"], 500) },
+    { name: 'attempts of orders', sql: q.attempts(['o-1', "o'2"]) },
+    { name: 'commands by id', sql: q.byIds(['K1', "K'2"]) },
+    { name: 'commands of cases', sql: q.ofCases(['C1', "C'2"]) },
+    { name: 'refunds since', sql: q.refundedSince(fromSec) },
+    { name: 'outstanding commands', sql: q.outstanding(2_000) },
+    { name: 'command answers', sql: q.answers(['o-1', "o'2"], fromSec) },
+    { name: 'automation switch', sql: q.switchState() },
+    { name: 'attempts still processing (requery)', sql: q.stillProcessing(fromSec - 86_400, fromSec - 300, 60) },
+    { name: 'attempts re-queried since', sql: q.requeriedSince(fromSec - 300) },
+    { name: 'command counts', sql: q.counts() },
   ];
 }
 
@@ -397,6 +418,7 @@ function detectionStatements(database: string): CatalogStatement[] {
     { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
     { name: 'case history', sql: cases.history('C1') },
+    { name: 'unresolved cases of rules', sql: cases.unresolvedOf(['stuck_processing', "o'rule"], 5_000) },
   ];
 }
 

@@ -25,6 +25,8 @@ const label = (key: string): string => `extract(labels, '${key}="([^"]*)"')`;
 export function pipelineHealthSpec(database: string): DashboardSpec {
   const metrics = ident(database, 'pipeline_metrics').text;
   const runs = ident(database, 'job_runs').text;
+  const automationSwitch = ident(database, 'automation_switch').text;
+  const commands = ident(database, 'commands').text;
   const average = (sum: string, count: string, column: string) => `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time,
   sumIf(delta, name = '${sum}') / sumIf(delta, name = '${count}') AS ${column}
 FROM (${counterIncreases(metrics, [sum, count])})
@@ -42,6 +44,38 @@ ORDER BY time`;
     refresh: '30s',
     variables: [],
     panels: [
+      {
+        type: 'stat',
+        title: 'Automation paused',
+        description:
+          'The automation kill switch at the end of the range (paysentinel automation pause|resume): 1 = paused, no command is sent to the gateway and automatic cases go to support; 0 = running as AUTOMATION says.',
+        w: 6,
+        h: 5,
+        unit: 'short',
+        sql: [`SELECT if(argMax(state, version) = 'paused', 1, 0) AS paused FROM ${automationSwitch} WHERE version <= toUInt64(toUInt32($__toTime)) * 1000`],
+        columns: ['paused'],
+        options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'auto' },
+      },
+      {
+        type: 'table',
+        title: 'Commands to the gateway by type and outcome',
+        description:
+          'Commands automation issued in the range (issued_at), by type, mode (sent, or "would have sent" in dry-run) and status as it is now: issued (waiting), done, rejected, failed, expired (no outcome by escalate_after), cancelled; with the time from issue to outcome (done, rejected or failed) and how many went to support.',
+        w: 18,
+        h: 8,
+        sql: [
+          `SELECT type AS command_type, if(mode = 'on', 'sent', 'would have sent') AS sent, status AS command_status, count() AS commands,
+  quantileIf(0.5)(toUInt32(changed_at) - toUInt32(issued_at), status IN ('done', 'rejected', 'failed')) AS p50_outcome_s,
+  quantileIf(0.9)(toUInt32(changed_at) - toUInt32(issued_at), status IN ('done', 'rejected', 'failed')) AS p90_outcome_s,
+  countIf(escalated = 1 AND status != 'done') AS escalated_to_support
+FROM ${commands}
+WHERE $__timeFilter(issued_at)
+GROUP BY command_type, sent, command_status
+ORDER BY command_type, sent, command_status`,
+        ],
+        columns: ['command_type', 'sent', 'command_status', 'commands', 'p50_outcome_s', 'p90_outcome_s', 'escalated_to_support'],
+        unitsByColumn: { p50_outcome_s: 's', p90_outcome_s: 's' },
+      },
       {
         type: 'timeseries',
         title: 'Consumed, stored and dead-lettered per second',

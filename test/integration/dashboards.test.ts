@@ -17,6 +17,7 @@ import { loadRuleSetOrThrow } from '../../rules/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { scenarioNames } from '../../simulator/scenarios.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
+import { createAutomation } from '../../automation/index.ts';
 import { createClickHouseHttp } from '../../storage/http.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident, toDateTimeText } from '../../storage/sql.ts';
@@ -146,6 +147,7 @@ async function ingestAndDetect(): Promise<void> {
 
 beforeAll(async () => {
   await migrate(s.clickhouse, db, silentLogger);
+  const automationRules = await loadRuleSetOrThrow();
   await ingestAndDetect();
   await insertRows(s.clickhouse, ident(db, 'pipeline_metrics').text, await recorderSnapshots());
   const deps = { clickhouse: s.clickhouse, database: db, logger: silentLogger };
@@ -157,6 +159,21 @@ beforeAll(async () => {
   }
   // The reconcile job at the end of the range: stuck attempts and callback delays.
   expect((await runReconcile(deps, range.to)).status).toBe('ok');
+  // Automation (dry-run) records the commands it would have sent for the cases detection opened.
+  const automation = createAutomation({
+    clickhouse: s.clickhouse,
+    database: db,
+    producer: {
+      send: async () => {
+        throw new Error('dry-run publishes nothing');
+      },
+    },
+    config: { ...s.config, automation: 'dry-run' },
+    cases: createCaseStore({ clickhouse: s.clickhouse, database: db, producer: { send: async () => [] }, topic: s.config.casesTopic }),
+    ruleSet: () => automationRules,
+    logger: silentLogger,
+  });
+  expect((await automation.run(START + 12 * 60_000)).taken).toBeGreaterThan(0);
   // The real rates job fills payment_rates (5-minute buckets) for the Retry & refunds dashboard.
   const rates = await runRates(deps, new Date(START + 20 * 60_000), { from: new Date(START), to: new Date(START + 15 * 60_000) });
   expect(rates.status).toBe('ok');

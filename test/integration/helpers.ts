@@ -17,6 +17,8 @@ export function isolatedEnv(extra: Record<string, string> = {}): Record<string, 
     KAFKA_EVENTS_TOPIC: `t${id}.payments.events`,
     KAFKA_DLQ_TOPIC: `t${id}.payments.events.dlq`,
     KAFKA_CASES_TOPIC: `t${id}.payments.cases`,
+    KAFKA_COMMANDS_TOPIC: `t${id}.payments.commands`,
+    KAFKA_COMMAND_RESULTS_TOPIC: `t${id}.payments.command-results`,
     KAFKA_GROUP_ID: `t${id}-ingest`,
     KAFKA_TOPIC_PARTITIONS: '3',
     CLICKHOUSE_DATABASE: `ps_test_${id}`,
@@ -53,7 +55,9 @@ export function services(extra: Record<string, string> = {}): TestServices {
       await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(config.clickhouseDatabase)}`).catch(() => {});
       const admin = kafka.admin();
       await admin.connect();
-      await admin.deleteTopics({ topics: [config.eventsTopic, config.dlqTopic, config.casesTopic] }).catch(() => {});
+      await admin
+        .deleteTopics({ topics: [config.eventsTopic, config.dlqTopic, config.casesTopic, config.commandsTopic, config.commandResultsTopic] })
+        .catch(() => {});
       await admin.disconnect();
       await clickhouse.close();
     },

@@ -1,0 +1,61 @@
+import { LATEST } from '../storage/event-order.ts';
+import { ident, raw, sql } from '../storage/sql.ts';
+
+/** Who the case history names for what automation does (taking a case, escalating it). */
+export const AUTOMATION_ACTOR = 'automation';
+
+/** The statements automation sends (listed in test/sql-catalog.ts for the compatibility check). */
+export function automationQueries(database: string) {
+  const cases = ident(database, 'cases');
+  const caseVersions = ident(database, 'case_versions');
+  const commands = ident(database, 'commands');
+  const events = ident(database, 'payment_events');
+  const switches = ident(database, 'automation_switch');
+  return {
+    /** Unresolved cases of automatic rules that automation has not looked at yet, oldest first. */
+    newCases: (ruleIds: readonly string[], limit: number) =>
+      sql`SELECT * FROM ${cases} WHERE rule_id IN ${ruleIds} AND status != 'resolved' AND case_id NOT IN (SELECT case_id FROM ${caseVersions} WHERE changed_by = ${AUTOMATION_ACTOR}) ORDER BY opened_at, case_id LIMIT ${limit}`,
+    /** Every attempt of these orders with its latest status and its charge (transaction, amount, first success). */
+    attempts: (orderIds: readonly string[]) =>
+      sql`SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id,
+  argMax(amount_minor, ${raw(LATEST)}) AS amount_minor, argMax(currency, ${raw(LATEST)}) AS currency,
+  minIf(toUInt32(occurred_at), status = 'succeeded') AS first_succeeded, countIf(status = 'succeeded') AS succeeded_events
+FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL GROUP BY order_id, attempt ORDER BY order_id, attempt`,
+    /** Commands by id, as they stand. */
+    byIds: (ids: readonly string[]) => sql`SELECT * FROM ${commands} WHERE command_id IN ${ids}`,
+    /** The commands of some cases, oldest first. */
+    ofCases: (caseIds: readonly string[]) => sql`SELECT * FROM ${commands} WHERE case_id IN ${caseIds} ORDER BY issued_at, command_id`,
+    /** Refunds published (not refused) since `fromSec`, per currency: what the daily budget has spent. */
+    refundedSince: (fromSec: number) =>
+      sql`SELECT currency, sum(amount_minor) AS spent FROM ${commands} WHERE type = 'refund' AND mode = 'on' AND status NOT IN ('rejected', 'cancelled') AND issued_at >= toDateTime(${fromSec}, 'UTC') GROUP BY currency`,
+    /** Published commands still waiting for an outcome, or whose bad outcome support has not been given yet. */
+    outstanding: (limit: number) =>
+      sql`SELECT * FROM ${commands} WHERE mode = 'on' AND (status = 'issued' OR (status IN ('rejected', 'failed', 'expired', 'done') AND escalated = 0)) ORDER BY issued_at LIMIT ${limit}`,
+    /** Status-query answers and refund events of these orders since `fromSec`: what answers requery_status and refund. */
+    answers: (orderIds: readonly string[], fromSec: number) =>
+      sql`SELECT event_id, type, status, order_id, attempt, ifNull(transaction_id, '') AS transaction_id, toUInt32(occurred_at) AS at
+FROM ${events} WHERE order_id IN ${orderIds} AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND (type = 'refund' OR source = 'status_query')
+ORDER BY at, event_id`,
+    /**
+     * Attempts whose latest status is processing and whose first report is at least `cutoffSec`
+     * old (within the day before `fromSec`), oldest first: what the requery job re-checks. Only
+     * orders with a processing report in the range are grouped, so the cost follows them.
+     */
+    stillProcessing: (fromSec: number, cutoffSec: number, limit: number) =>
+      sql`SELECT order_id, attempt, transaction_id, began FROM (
+  SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id, min(toUInt32(occurred_at)) AS began
+  FROM ${events}
+  WHERE order_id IN (SELECT order_id FROM ${events} WHERE type = 'payment' AND status = 'processing' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))
+    AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  GROUP BY order_id, attempt
+) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`,
+    /** Attempts re-queried since `sinceSec` (sent or recorded): not asked again before REQUERY_AFTER. */
+    requeriedSince: (sinceSec: number) =>
+      sql`SELECT DISTINCT order_id, attempt FROM ${commands} WHERE type = 'requery_status' AND issued_at > toDateTime(${sinceSec}, 'UTC')`,
+    /** The kill switch as it stands: its latest row (none: running). */
+    switchState: () => sql`SELECT state, changed_by, note, version FROM ${switches} ORDER BY version DESC LIMIT 1`,
+    /** Commands by type, mode and status, for `automation status`. */
+    counts: () => sql`SELECT type, mode, status, count() AS n FROM ${commands} GROUP BY type, mode, status ORDER BY type, mode, status`,
+  };
+}
+export type AutomationQueries = ReturnType<typeof automationQueries>;

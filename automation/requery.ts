@@ -1,0 +1,110 @@
+import type { Producer } from 'kafkajs';
+import { readPolicy } from '../analytics/retry-policy.ts';
+import type { Config } from '../config/index.ts';
+import type { Logger } from '../log/index.ts';
+import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { ident, toDateTimeText } from '../storage/sql.ts';
+import { commandMessage, readSwitch } from './automation.ts';
+import { commandIdFor, type PlannedCommand } from './plan.ts';
+import { AUTOMATION_ACTOR, automationQueries } from './queries.ts';
+
+/**
+ * The article's scheduled re-check: every minute, a requery_status for the attempts still
+ * processing REQUERY_AFTER after their first report, oldest first, at most
+ * REQUERY_MAX_PER_MINUTE (half that in the peak hours the retry-policy job found, where the
+ * platform is already struggling), and never for one attempt more often than every
+ * REQUERY_AFTER. Commands carry no case; their answers are settled by the automation pass.
+ */
+export const REQUERY_JOB = 'requery';
+
+export interface RequeryDeps {
+  clickhouse: ClickHouseClient;
+  database: string;
+  producer: Pick<Producer, 'send'>;
+  config: Pick<Config, 'automation' | 'requeryAfterMs' | 'requeryMaxPerMinute' | 'commandsTopic'>;
+  logger: Logger;
+}
+
+/** The most re-queries of one run at `hourUtc`: fewer in a peak hour. */
+export function requeryLimit(maxPerMinute: number, hourUtc: number, peakHours: ReadonlySet<number>): number {
+  return peakHours.has(hourUtc) ? Math.max(1, Math.floor(maxPerMinute / 2)) : maxPerMinute;
+}
+
+/** One run at `nowMs`: what it issued (or recorded, in dry-run). */
+export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ issued: number; limit: number; peak: boolean; skipped?: string }> {
+  const mode = deps.config.automation;
+  if (mode === 'off') return { issued: 0, limit: 0, peak: false, skipped: 'AUTOMATION=off' };
+  if ((await readSwitch(deps.clickhouse, deps.database)).paused) return { issued: 0, limit: 0, peak: false, skipped: 'paused' };
+  const q = automationQueries(deps.database);
+  const peakHours = new Set((await readPolicy(deps)).flatMap((e) => e.peakHours));
+  const hour = new Date(nowMs).getUTCHours();
+  const limit = requeryLimit(deps.config.requeryMaxPerMinute, hour, peakHours);
+  const nowSec = Math.floor(nowMs / 1000);
+  const afterSec = Math.floor(deps.config.requeryAfterMs / 1000);
+  const asked = new Set(
+    (await queryRows<{ order_id: string; attempt: number }>(deps.clickhouse, q.requeriedSince(nowSec - afterSec), 'attempts re-queried')).map(
+      (r) => `${r.order_id}|${Number(r.attempt)}`,
+    ),
+  );
+  // A few more than the limit: some of the oldest may have been asked about within REQUERY_AFTER.
+  const stuck = await queryRows<{ order_id: string; attempt: number; transaction_id: string }>(
+    deps.clickhouse,
+    q.stillProcessing(nowSec - 86_400, nowSec - afterSec, limit + asked.size),
+    'attempts still processing',
+  );
+  const due = stuck.filter((a) => !asked.has(`${a.order_id}|${Number(a.attempt)}`)).slice(0, limit);
+  if (due.length === 0) return { issued: 0, limit, peak: peakHours.has(hour), skipped: undefined };
+  // One id per attempt and REQUERY_AFTER period: a repeated run in the same period sends the same command.
+  const period = Math.floor(nowMs / deps.config.requeryAfterMs);
+  const planned: PlannedCommand[] = due.map((a) => ({
+    command_id: commandIdFor('requery_status', { caseId: '', orderId: a.order_id, attempt: Number(a.attempt), round: period }),
+    type: 'requery_status',
+    case_id: '',
+    rule_id: '',
+    order_id: a.order_id,
+    attempt: Number(a.attempt),
+    ...(a.transaction_id ? { transaction_id: a.transaction_id } : {}),
+    reason: `Scheduled re-check: attempt ${a.attempt} of order ${a.order_id} is still processing.`,
+  }));
+  const expiresAtMs = nowMs + deps.config.requeryAfterMs;
+  await insertRows(
+    deps.clickhouse,
+    ident(deps.database, 'command_versions').text,
+    planned.map((p) => ({
+      command_id: p.command_id,
+      version: nowMs,
+      type: p.type,
+      mode,
+      case_id: '',
+      rule_id: '',
+      order_id: p.order_id,
+      attempt: p.attempt,
+      transaction_id: p.transaction_id ?? '',
+      amount_minor: 0,
+      currency: '',
+      entity_type: '',
+      entity_id: '',
+      ttl_s: 0,
+      issued_at: toDateTimeText(nowMs),
+      expires_at: toDateTimeText(expiresAtMs),
+      reason: p.reason,
+      status: 'issued',
+      detail: mode === 'dry-run' ? 'dry-run: would have sent' : '',
+      escalated: mode === 'dry-run' ? 1 : 0,
+      changed_by: REQUERY_JOB,
+      changed_at: toDateTimeText(nowMs),
+    })),
+  );
+  if (mode === 'on')
+    await deps.producer.send({
+      topic: deps.config.commandsTopic,
+      acks: -1,
+      messages: planned.map((p) => ({ key: p.order_id!, value: JSON.stringify(commandMessage(p, nowMs, expiresAtMs)) })),
+    });
+  deps.logger.info(mode === 'on' ? 're-queried attempts still processing' : 'would have re-queried (dry-run)', {
+    count: planned.length,
+    limit,
+    by: AUTOMATION_ACTOR,
+  });
+  return { issued: planned.length, limit, peak: peakHours.has(hour) };
+}

@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto';
+import { Partitioners, type Producer } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createAutomation, createManualCommands, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
+import { loadConfig, type Config } from '../../config/index.ts';
+import { commandProblem } from '../../contract/command.ts';
+import { ensureTopics } from '../../kafka/index.ts';
+import { silentLogger } from '../../log/index.ts';
+import { loadRuleSetOrThrow, type Hit, type RuleSet } from '../../rules/index.ts';
+import { insertRows, queryRows } from '../../storage/clickhouse.ts';
+import { migrate } from '../../storage/migrations.ts';
+import { ident, sql, toDateTimeText } from '../../storage/sql.ts';
+import { spawnSync } from 'node:child_process';
+import { readTopic, repoRoot, services } from './helpers.ts';
+
+/**
+ * Automation against the real Kafka and ClickHouse: cases of the shipped automatic rules, the
+ * orders' events in ClickHouse, commands on a real topic, results from a real topic.
+ */
+const id = randomUUID().slice(0, 8);
+const s = services({ KAFKA_COMMANDS_TOPIC: `t${id}.payments.commands`, KAFKA_COMMAND_RESULTS_TOPIC: `t${id}.payments.command-results` });
+const db = s.config.clickhouseDatabase;
+let producer: Producer;
+let ruleSet: RuleSet;
+let cases: CaseStore;
+const T0 = Date.now();
+
+beforeAll(async () => {
+  await migrate(s.clickhouse, db, silentLogger);
+  const admin = s.kafka.admin();
+  await admin.connect();
+  await ensureTopics(
+    admin,
+    [s.config.commandsTopic, s.config.commandResultsTopic, s.config.casesTopic, s.config.dlqTopic].map((topic) => ({
+      topic,
+      numPartitions: 2,
+      replicationFactor: 1,
+    })),
+  );
+  await admin.disconnect();
+  producer = s.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  ruleSet = await loadRuleSetOrThrow();
+  cases = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: s.config.casesTopic });
+});
+afterAll(async () => {
+  await producer?.disconnect();
+  const admin = s.kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [s.config.commandsTopic, s.config.commandResultsTopic] }).catch(() => {});
+  await admin.disconnect();
+  await s.cleanup();
+});
+
+const configWith = (env: Record<string, string>): Config => loadConfig({ ...process.env, ...s.env, ...env });
+const refundsOn = { AUTOMATION: 'on', AUTOMATION_REFUNDS: 'on', AUTO_REFUND_MAX_MINOR: '50000', AUTO_REFUND_DAILY_MINOR: '1000000' };
+const automation = (env: Record<string, string>, send: Pick<Producer, 'send'> = producer) =>
+  createAutomation({ clickhouse: s.clickhouse, database: db, producer: send, config: configWith(env), cases, ruleSet: () => ruleSet, logger: silentLogger });
+
+let seq = 0;
+/** Stores payment events of an order as ingest would. */
+async function events(orderId: string, list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number }[]) {
+  await insertRows(
+    s.clickhouse,
+    ident(db, 'payment_events').text,
+    list.map((e) => ({
+      event_id: `${orderId}-${++seq}`,
+      occurred_at: toDateTimeText(e.atMs ?? T0),
+      occurred_ms: 0,
+      type: e.type ?? 'payment',
+      status: e.status,
+      order_id: orderId,
+      attempt: e.attempt,
+      transaction_id: `T-${orderId}-${e.attempt}`,
+      amount_minor: e.amount ?? 12_900,
+      currency: 'CNY',
+      channel: 'alipay',
+      merchant_id: 'm-1',
+      user_id: 'u-1',
+      source: e.source ?? 'gateway_callback',
+      extra: '',
+      kafka_partition: 0,
+      kafka_offset: 0,
+      ingested_at: toDateTimeText(Date.now()),
+    })),
+  );
+}
+
+/** Opens the case detection would open for a rule and entity. */
+async function openCase(ruleId: string, entityType: 'order' | 'ip', entityId: string): Promise<Case> {
+  const rule = ruleSet.rules.find((r) => r.id === ruleId)!;
+  const hit: Hit = {
+    ruleId,
+    ruleVersion: rule.version,
+    title: rule.title,
+    severity: rule.severity,
+    action: rule.action,
+    entityType,
+    entityId,
+    cooldownMs: rule.cooldownMs,
+    recommendedAction: 'act',
+    evidence: { seen: 1 },
+  };
+  const { opened } = await cases.applyHits([hit], Date.now());
+  return opened[0]!;
+}
+
+const commandsOf = (caseId: string) =>
+  queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE case_id = ${caseId} ORDER BY command_id`);
+const refundsOfOrder = (orderId: string) =>
+  queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE type = 'refund' AND order_id = ${orderId}`);
+/** Messages on the commands topic so far (all partitions). */
+async function topicCount(): Promise<number> {
+  const admin = s.kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(s.config.commandsTopic);
+  await admin.disconnect();
+  return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+}
+const order = () => `o-${randomUUID().slice(0, 8)}`;
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['bin/paysentinel.mjs', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
+
+describe('automatic handling with commands to the gateway', () => {
+  test('a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two instances at once', async () => {
+    const o = order();
+    await events(o, [
+      { attempt: 1, status: 'succeeded', atMs: T0 - 60_000 },
+      { attempt: 2, status: 'succeeded', atMs: T0 - 30_000 },
+    ]);
+    const c = await openCase('duplicate_charge', 'order', o);
+    const before = await topicCount();
+    // A pass that dies after storing its command and before publishing it (as a SIGKILL would leave it).
+    const crashing = automation(refundsOn, {
+      send: async () => {
+        throw new Error('killed');
+      },
+    });
+    await expect(crashing.run()).rejects.toThrow('killed');
+    expect((await refundsOfOrder(o)).map((r) => [r.attempt, r.status])).toEqual([[2, 'issued']]);
+    expect(await topicCount()).toBe(before);
+    // Two instances take over at once: the stored command is sent under its one id.
+    await Promise.all([automation(refundsOn).run(), automation(refundsOn).run()]);
+    const refunds = await refundsOfOrder(o);
+    expect(refunds).toHaveLength(1);
+    expect(refunds[0]).toMatchObject({ attempt: 2, amount_minor: expect.anything(), currency: 'CNY', mode: 'on', status: 'issued', case_id: c.case_id });
+    const sent = (await readTopic(s.kafka, s.config.commandsTopic, await topicCount(), 10_000)).map((m) => JSON.parse(m.value)).filter((m) => m.order_id === o);
+    expect(sent.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(sent.map((m) => m.command_id))).toEqual(new Set([refunds[0]!.command_id]));
+    for (const m of sent) expect(commandProblem(m)).toBeNull();
+    expect((await cases.get(c.case_id))!.assignee).toBe('automation');
+    // Later passes send nothing more.
+    const settled = await topicCount();
+    await automation(refundsOn).run();
+    expect(await topicCount()).toBe(settled);
+
+    // The gateway refunds: the refund event is the outcome, and the case is closed as handled.
+    await events(o, [{ attempt: 2, status: 'succeeded', type: 'refund', atMs: Date.now() + 1_000 }]);
+    await automation(refundsOn).run();
+    expect((await refundsOfOrder(o))[0]).toMatchObject({ status: 'done' });
+    expect(await cases.get(c.case_id)).toMatchObject({ status: 'resolved', resolution: 'handled_automatically' });
+    // A refund is never sent again from the console.
+    const manual = createManualCommands({ clickhouse: s.clickhouse, database: db, producer, config: configWith({ AUTOMATION: 'on' }), cases });
+    expect(await manual.retry(c.case_id, refunds[0]!.command_id, 'bob', '', Date.now())).toMatchObject({
+      kind: 'conflict',
+      message: expect.stringMatching(/never sent twice/),
+    });
+  });
+
+  test.each([
+    ['refunds off', { AUTOMATION: 'on' }, /AUTOMATION_REFUNDS=off/],
+    ['over the ceiling', { ...refundsOn, AUTO_REFUND_MAX_MINOR: '10000' }, /over the automatic ceiling of 10000/],
+  ])('a duplicate charge with %s is a support case and no command', async (_name, env, reason) => {
+    const o = order();
+    await events(o, [
+      { attempt: 1, status: 'succeeded' },
+      { attempt: 2, status: 'succeeded' },
+    ]);
+    const c = await openCase('duplicate_charge', 'order', o);
+    await automation(env).run();
+    expect(await refundsOfOrder(o)).toEqual([]);
+    const after = (await cases.get(c.case_id))!;
+    expect(after).toMatchObject({ status: 'open', assignee: '' });
+    expect((await cases.history(c.case_id)).at(-1)).toMatchObject({ changed_by: 'automation', note: expect.stringMatching(reason) });
+  });
+
+  test("a card-testing IP yields one block command and stays in support's inbox; a rejected block escalates at once", async () => {
+    const ip = `203.0.113.${Math.floor(Math.random() * 250) + 1}-${id}`;
+    const c = await openCase('ip_amount_probing', 'ip', ip);
+    await automation({ AUTOMATION: 'on' }).run();
+    const [block] = await commandsOf(c.case_id);
+    expect(block).toMatchObject({ type: 'block', entity_type: 'ip', entity_id: ip, ttl_s: 3600, status: 'issued' });
+    // also_notify_support: support sees the case while it is handled.
+    expect((await cases.get(c.case_id))!.assignee).toBe('');
+
+    const results = await startCommandResults({
+      kafka: s.kafka,
+      producer,
+      clickhouse: s.clickhouse,
+      database: db,
+      topic: s.config.commandResultsTopic,
+      groupId: `t${id}-results`,
+      dlqTopic: s.config.dlqTopic,
+      logger: silentLogger,
+    });
+    try {
+      await producer.send({
+        topic: s.config.commandResultsTopic,
+        messages: [
+          { key: 'x', value: 'not json' },
+          { key: ip, value: JSON.stringify({ command_id: block!.command_id, status: 'rejected', detail: 'shared corporate proxy' }) },
+        ],
+      });
+      await expect.poll(async () => (await commandsOf(c.case_id))[0]?.status, { timeout: 30_000, interval: 300 }).toBe('rejected');
+    } finally {
+      await results.stop();
+    }
+    await automation({ AUTOMATION: 'on' }).run();
+    const escalated = (await cases.get(c.case_id))!;
+    expect(escalated.evidence.automation).toMatchObject({ command_id: block!.command_id, status: 'rejected', detail: 'shared corporate proxy' });
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(/Escalated to support: block .* is rejected \(shared corporate proxy\)/);
+    expect((await commandsOf(c.case_id))[0]).toMatchObject({ escalated: 1 });
+    // cases show lists the command and its outcome beside the history.
+    const shown = cli(['cases', 'show', c.case_id]);
+    expect(shown.status, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`Commands to the gateway:\\n  ${block!.command_id}  block\\s+sent .* rejected: shared corporate proxy`));
+    // The message that was not a result is on the dead-letter topic with its reason, not dropped.
+    const dead = await readTopic(s.kafka, s.config.dlqTopic, 1, 20_000);
+    expect(dead.map((m) => m.value)).toContain('not json');
+
+    // Support retries the rejected block from the console (a new command), then cancels the retry; both in the history.
+    const manual = createManualCommands({ clickhouse: s.clickhouse, database: db, producer, config: configWith({ AUTOMATION: 'on' }), cases });
+    const sentBefore = await topicCount();
+    const retried = await manual.retry(c.case_id, block!.command_id, 'bob', 'proxy list updated', Date.now());
+    expect(retried).toMatchObject({ kind: 'ok', command: { type: 'block', entity_id: ip, status: 'issued' } });
+    if (retried.kind !== 'ok') throw new Error('retry refused');
+    expect(retried.command.command_id).not.toBe(block!.command_id);
+    expect(await topicCount()).toBe(sentBefore + 1);
+    expect(await manual.retry(c.case_id, retried.command.command_id, 'bob', '', Date.now())).toMatchObject({ kind: 'conflict' });
+    expect(await manual.cancel(c.case_id, retried.command.command_id, 'bob', 'done by hand', Date.now() + 1)).toMatchObject({
+      kind: 'ok',
+      command: { status: 'cancelled' },
+    });
+    expect(await manual.cancel(c.case_id, retried.command.command_id, 'bob', '', Date.now() + 2)).toMatchObject({ kind: 'conflict' });
+    expect(await manual.cancel('C-other', block!.command_id, 'bob', '', Date.now())).toEqual({ kind: 'not_found' });
+    const notes = (await cases.history(c.case_id)).slice(-2).map((h) => `${h.changed_by}: ${h.note}`);
+    expect(notes[0]).toMatch(new RegExp(`^bob: Retried block ${block!.command_id} .* as ${retried.command.command_id}: proxy list updated`));
+    expect(notes[1]).toMatch(/^bob: Cancelled block .*: done by hand/);
+  });
+
+  test('dry-run records every command as "would have sent" and publishes nothing; off records nothing', async () => {
+    const dry = order();
+    await events(dry, [{ attempt: 1, status: 'processing' }]);
+    const c = await openCase('stuck_processing', 'order', dry);
+    const before = await topicCount();
+    await automation({ AUTOMATION: 'dry-run' }).run();
+    expect(await commandsOf(c.case_id)).toMatchObject([{ type: 'requery_status', mode: 'dry-run', attempt: 1, detail: 'dry-run: would have sent' }]);
+    expect(await topicCount()).toBe(before);
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(/Dry run .*would have sent requery_status K[0-9a-f]{24} for order .* attempt 1/);
+
+    const off = order();
+    await events(off, [{ attempt: 1, status: 'processing' }]);
+    const d = await openCase('stuck_processing', 'order', off);
+    await automation({ AUTOMATION: 'off' }).run();
+    expect(await commandsOf(d.case_id)).toEqual([]);
+    expect((await cases.history(d.case_id)).at(-1)!.note).toMatch(/Automation is off/);
+    expect(await topicCount()).toBe(before);
+  });
+
+  test('the kill switch: paused from the command line, the next pass sends nothing and hands the case to support; resumed, commands flow again', async () => {
+    const paused = cli(['automation', 'pause', '--note', 'gateway incident', '--by', 'alice']);
+    expect(paused.status, paused.stderr).toBe(0);
+    const o = order();
+    await events(o, [{ attempt: 1, status: 'processing' }]);
+    const c = await openCase('stuck_processing', 'order', o);
+    const before = await topicCount();
+    expect(await automation({ AUTOMATION: 'on' }).run()).toMatchObject({ paused: true, taken: 1 });
+    expect(await commandsOf(c.case_id)).toEqual([]);
+    expect(await topicCount()).toBe(before);
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(/Automation is paused by alice \(gateway incident\)/);
+    const status = cli(['automation', 'status', '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ paused: true, paused_by: 'alice', note: 'gateway incident' });
+
+    expect(cli(['automation', 'resume', '--note', 'incident over']).status).toBe(0);
+    const again = order();
+    await events(again, [{ attempt: 1, status: 'processing' }]);
+    const d = await openCase('stuck_processing', 'order', again);
+    expect(await automation({ AUTOMATION: 'on' }).run()).toMatchObject({ paused: false });
+    expect(await commandsOf(d.case_id)).toMatchObject([{ type: 'requery_status', mode: 'on', status: 'issued' }]);
+    expect(await topicCount()).toBe(before + 1);
+  });
+
+  test('the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, and one attempt not again within REQUERY_AFTER', async () => {
+    const [older, newer, fresh, done] = [order(), order(), order(), order()];
+    const now = Date.now();
+    await events(older, [{ attempt: 1, status: 'processing', atMs: now - 20 * 60_000 }]);
+    await events(newer, [{ attempt: 2, status: 'processing', atMs: now - 10 * 60_000 }]);
+    await events(fresh, [{ attempt: 1, status: 'processing', atMs: now - 60_000 }]);
+    await events(done, [
+      { attempt: 1, status: 'processing', atMs: now - 30 * 60_000 },
+      { attempt: 1, status: 'succeeded', atMs: now - 25 * 60_000 },
+    ]);
+    const ours = new Set([older, newer, fresh, done]);
+    const requeried = async () =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE type = 'requery_status' AND case_id = ''`))
+        .filter((c) => ours.has(c.order_id))
+        .map((c) => `${c.order_id === older ? 'older' : c.order_id === newer ? 'newer' : c.order_id}#${c.attempt}`)
+        .sort();
+    const deps = (env: Record<string, string>) => ({ clickhouse: s.clickhouse, database: db, producer, config: configWith(env), logger: silentLogger });
+    const before = await topicCount();
+    expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '1' }), now)).toMatchObject({ issued: 1, limit: 1 });
+    expect(await requeried()).toEqual(['older#1']);
+    await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 60_000);
+    expect(await requeried()).toEqual(['newer#2', 'older#1']);
+    // Within REQUERY_AFTER of the last ask: nothing more.
+    expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 120_000)).toMatchObject({ issued: 0 });
+    expect(await topicCount()).toBe(before + 2);
+  });
+});
