@@ -11,6 +11,7 @@ import { caseStatuses, resolutions, type CaseChange, type CaseStore, type InboxC
 import type { Logger } from '../log/index.ts';
 import type { ClickHouseClient } from '../storage/clickhouse.ts';
 import type { CaseFeed } from './live.ts';
+import { customerMessage, type CustomerMessages } from './customer-message.ts';
 import { readOrderStory } from './orders.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
@@ -42,6 +43,8 @@ export interface ConsoleAppOptions {
   database: string;
   /** Fact id -> the feature catalog's description: evidence rows are labelled with it. */
   factDescriptions: ReadonlyMap<string, string>;
+  /** Rule id -> its customer message template: order cases of those rules show a ready-to-send message. @default none */
+  customerMessages?: CustomerMessages;
   sessionSecret: string;
   sessionMinutes: number;
   loginAttemptsPerMinute: number;
@@ -76,6 +79,7 @@ export class HttpError extends Error {
 const viewsDir = new URL('./views/', import.meta.url).pathname;
 const stylesheet = readFileSync(new URL('./static/console.css', import.meta.url), 'utf8');
 const liveScript = readFileSync(new URL('./static/live.js', import.meta.url), 'utf8');
+const copyScript = readFileSync(new URL('./static/copy.js', import.meta.url), 'utf8');
 /** A live-update stream ends after this long at most; the browser reconnects (and is authenticated again). */
 const MAX_STREAM_MS = 30 * 60_000;
 
@@ -256,6 +260,9 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   app.get('/static/live.js', { config: { public: true } }, async (_req, reply) =>
     reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(liveScript),
   );
+  app.get('/static/copy.js', { config: { public: true } }, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(copyScript),
+  );
 
   // ---- live updates: Server-Sent Events naming the cases that changed ----
   const streams = new Set<() => void>();
@@ -321,8 +328,18 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   const readCase = async (id: string) => {
     const c = await o.cases.get(id);
     if (!c) throw new HttpError(404, 'not_found', `No case ${id}.`);
-    const [history, related] = await Promise.all([o.cases.history(id), o.cases.ofEntities(c.entity_type, [c.entity_id])]);
-    return { ...c, history, related: related.filter((r) => r.case_id !== c.case_id) };
+    const withMessage = c.entity_type === 'order' && (o.customerMessages?.has(c.rule_id) ?? false);
+    const [history, related, story] = await Promise.all([
+      o.cases.history(id),
+      o.cases.ofEntities(c.entity_type, [c.entity_id]),
+      withMessage ? readOrderStory({ clickhouse: o.clickhouse, database: o.database, cases: o.cases }, c.entity_id) : null,
+    ]);
+    return {
+      ...c,
+      history,
+      related: related.filter((r) => r.case_id !== c.case_id),
+      customer_message: customerMessage(c, story, o.customerMessages ?? new Map()),
+    };
   };
 
   const act = async (req: FastifyRequest, id: string, action: Action, body: { note?: string; resolution?: string }) => {
@@ -392,6 +409,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     }));
     return page(reply, 'case', {
       live: true,
+      copy: c.customer_message !== null,
       user: req.auth!.user,
       c,
       evidence,

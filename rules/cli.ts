@@ -11,7 +11,9 @@ Checks the detection rules the risk team edits: one JSON file per rule (json-rul
 conditions plus metadata), reading facts defined in a feature catalog (features.json).
 
   validate [PATH]   Validate a folder of rule files (or one file): schema, unknown facts
-                    and operators, operator values, placeholders, cooldowns, duplicate ids.
+                    and operators, operator values, placeholders, cooldowns, duplicate ids,
+                    and the customer messages beside them (<rule_id>.message.txt: known
+                    {placeholders} only, and only for an order rule of the set).
                     Default PATH: the bundled rules/definitions.
   test [PATH]       Run fixture files (facts in, expected rule hits out) from a folder or
                     one file against the rules. Default PATH: the bundled rules/tests.
@@ -69,6 +71,7 @@ function ruleSummary(ruleSet: RuleSet) {
     enabled: r.enabled,
     cooldown: r.cooldown,
     file: show(r.file),
+    customer_message: r.customerMessage ? show(r.customerMessage.file) : null,
   }));
 }
 
@@ -85,7 +88,7 @@ async function validate(path: string | undefined, features: string | undefined, 
   out(`OK: ${n} rule${n === 1 ? '' : 's'} valid (${enabled} enabled), rule set version ${ruleSet.version}`);
   for (const r of ruleSet.rules) {
     out(
-      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown}${r.enabled ? '' : '  (disabled)'}`,
+      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown.padEnd(4)}${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`.trimEnd(),
     );
   }
   return 0;

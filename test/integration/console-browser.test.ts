@@ -110,7 +110,9 @@ afterAll(async () => {
 
 /** A fresh browser context logged in as `name`, recording every dialog and script error. */
 async function loggedIn(name: string, password: string): Promise<{ page: Page; dialogs: string[]; errors: string[] }> {
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: running.url });
+  const page = await context.newPage();
   const dialogs: string[] = [];
   const errors: string[] = [];
   page.on('dialog', (d) => {
@@ -139,6 +141,13 @@ describe('the support console in a real browser (Debian chromium)', () => {
       .poll(() => page.locator('table.evidence').innerText())
       .toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(await page.locator('table.timeline').innerText()).toContain('gateway_callback');
+    // The customer message names the order, the amount with the currency's decimals and when it went through; one click copies it.
+    const message = await page.getByLabel('customer message').inputValue();
+    const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
+    expect(message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
+    await page.getByRole('button', { name: 'Copy message' }).click();
+    await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe(message);
+    expect(await page.locator('button.copy').innerText()).toBe('Copied');
     await page.screenshot({ path: join(screenshots, 'console-case.png'), fullPage: true });
 
     const ack = page.locator('form', { has: page.getByRole('button', { name: 'Acknowledge' }) });

@@ -116,6 +116,7 @@ const api = (path: string, token: string, init: RequestInit = {}) =>
 
 let orderCase: Case;
 let deviceCase: Case;
+let hostileCase: Case;
 
 beforeAll(async () => {
   await users.add('sam', 'support', 'sam-password-1');
@@ -137,7 +138,7 @@ beforeAll(async () => {
   const now = Date.now();
   orderCase = (await store.applyHits([hit('order', LATE_ORDER)], now - 60_000)).opened[0]!;
   deviceCase = (await store.applyHits([hit('device', HOSTILE_DEVICE, 'device_failure_spike', 'medium')], now - 30_000)).opened[0]!;
-  await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical')], now - 10_000);
+  hostileCase = (await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical')], now - 10_000)).opened[0]!;
   await producer.disconnect();
 });
 
@@ -211,6 +212,7 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       await (await browser.fetch('/')).text(),
       await (await browser.fetch(`/cases/${deviceCase.case_id}`)).text(),
       await (await browser.fetch(`/orders/${encodeURIComponent(HOSTILE_ORDER)}`)).text(),
+      await (await browser.fetch(`/cases/${hostileCase.case_id}`)).text(),
     ];
     for (const html of pages) {
       expect(html).not.toContain('<script>document.title');
@@ -223,6 +225,8 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     // Evidence rows are labelled with the feature catalog's description.
     expect(pages[1]).toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(pages[2]).toContain(escapeHtml(HOSTILE_ORDER));
+    // The customer message quotes the order id as text inside the text area.
+    expect(pages[3]).toMatch(new RegExp(`<textarea id="customer-message"[^>]*>[^<]*${escapeRegExp(escapeHtml(HOSTILE_ORDER))}`));
     // Links to a hostile id are paths on this console, its characters percent-encoded.
     expect(pages[0]).toContain(`href="/orders/${escapeHtml(encodeURIComponent(HOSTILE_ORDER))}"`);
   });
@@ -271,6 +275,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect((await again.json()).error.code).toBe('conflict');
 
     const detail = await (await api(`/api/v1/cases/${id}`, supportToken)).json();
+    // The customer message: the success first reported by the gateway callback 90 s after the start.
+    const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
+    expect(detail.customer_message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
+    expect(detail.customer_message).toContain('(transaction tx-late-1)');
+    expect((await (await api(`/api/v1/cases/${deviceCase.case_id}`, supportToken)).json()).customer_message).toBeNull();
     expect(detail.history.map((h: { changed_by: string; status: string; note: string }) => [h.changed_by, h.status, h.note])).toEqual([
       ['detector', 'open', ''],
       ['sam', 'open', 'mine'],
@@ -452,6 +461,19 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const detail = await (await api(`/api/v1/cases/${deviceCase.case_id}`, viewerToken)).json();
     expect(detail).toMatchObject({ status: 'resolved', resolution: 'confirmed_fraud' });
     expect(detail.history.at(-1)).toMatchObject({ changed_by: 'cli-user', resolution: 'confirmed_fraud', note: 'card blocked by the bank' });
+
+    // cases show prints the same customer message as the console, in text and in JSON.
+    const fromApi = (await (await api(`/api/v1/cases/${orderCase.case_id}`, viewerToken)).json()).customer_message;
+    expect(fromApi).toMatch(/12\.50 CNY/);
+    const shown = run(['show', orderCase.case_id]);
+    expect(shown.status, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(
+      `Customer message:\n${fromApi
+        .split('\n')
+        .map((l: string) => `  ${l}`.trimEnd())
+        .join('\n')}`,
+    );
+    expect(JSON.parse(run(['show', orderCase.case_id, '--json']).stdout).customer_message).toBe(fromApi);
   });
 
   test('login attempts are rate-limited per client', async () => {
@@ -474,6 +496,8 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     }
   });
 });
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
