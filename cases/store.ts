@@ -3,6 +3,7 @@ import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import { decideCases, type Case, type CaseStatus, type Resolution } from './decide.ts';
+import { createUpdateHold, publishedAtMs, withHits } from './throttle.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -50,6 +51,7 @@ export function caseQueries(database: string) {
     latestFor: (keys: readonly [string, string, string][]) =>
       sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
     byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId}`,
+    byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds}`,
     list: (filter: CaseFilter) => {
       const where: string[] = ['1'];
       if (filter.status) where.push(sql`status = ${filter.status}`);
@@ -97,6 +99,15 @@ export interface CaseStoreDeps {
   database: string;
   producer: Pick<Producer, 'send'>;
   topic: string;
+  /**
+   * A case's updates from further hits are published (stored, on the topic, to the webhook) at
+   * most once per this interval, the latest state winning; opening and support's changes are
+   * published at once. 0 publishes every update. Held updates are published when due (a timer)
+   * and by `flush()` at shutdown. @default 0
+   */
+  updateIntervalMs?: number;
+  /** The clock of the timer that publishes held updates. @default Date.now */
+  now?: () => number;
 }
 
 /** The latest case of every (rule, entity) as it stood just before `ms`, keyed `rule|entity_type|entity_id`. */
@@ -123,6 +134,56 @@ const SEND_BYTES = 512 * 1024;
 export function createCaseStore(deps: CaseStoreDeps) {
   const versions = ident(deps.database, 'case_versions');
   const q = caseQueries(deps.database);
+  const clock = deps.now ?? Date.now;
+  const hold = createUpdateHold(deps.updateIntervalMs ?? 0);
+  // Hits and the publication of held updates run one at a time: both read, merge and write the same cases.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = chain.then(work);
+    chain = next.catch(() => {});
+    return next;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  /**
+   * Publishes the held updates due at `nowMs` (every one with Infinity), each merged into the
+   * case as stored now, so a status, assignee or resolution support set meanwhile is kept.
+   */
+  async function publishHeld(nowMs: number, publishMs: number): Promise<Case[]> {
+    const due = hold.takeDue(nowMs);
+    if (due.length === 0) return [];
+    try {
+      const stored = new Map<string, Case>();
+      for (let i = 0; i < due.length; i += LATEST_SLICE) {
+        const ids = due.slice(i, i + LATEST_SLICE).map((c) => c.case_id);
+        for (const r of await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids), 'read held cases')) stored.set(r.case_id, fromStored(r));
+      }
+      const merged = due.map((c) => ({ ...withHits(stored.get(c.case_id) ?? c, c), updated_at: toDateTimeText(publishMs) }));
+      await write(merged.map((c) => ({ c, version: publishMs, changedBy: 'detector', note: '' })));
+      return merged;
+    } catch (err) {
+      hold.restore(due, nowMs);
+      throw err;
+    }
+  }
+
+  /** Keeps one timer for the earliest held update; a failed publication is tried again a few seconds later. */
+  function schedule(): void {
+    if (timer || closed) return;
+    const next = hold.nextDueMs();
+    if (next === null) return;
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        const at = clock();
+        serial(() => publishHeld(at, at))
+          .catch(() => hold.size > 0 && (timer = setTimeout(() => ((timer = undefined), schedule()), 5_000)))
+          .finally(schedule);
+      },
+      Math.max(0, next - clock()),
+    );
+  }
 
   /** Stores versions (one insert) and then publishes them (one send): a version is on the topic only once it is stored. */
   async function write(changes: readonly { c: Case; version: number; changedBy: string; note: string }[]): Promise<void> {
@@ -170,13 +231,34 @@ export function createCaseStore(deps: CaseStoreDeps) {
   return {
     /**
      * Applies rule hits: one case per (rule, entity) while it is open or acknowledged, or
-     * resolved less than the rule's cooldown ago; further hits update it. Returns what changed.
+     * resolved less than the rule's cooldown ago; further hits update it. A new case is published
+     * at once; an update from further hits at most once per `updateIntervalMs` (held until then,
+     * the latest winning). Returns what was opened and what was published as updated.
      */
     async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
-      const latest = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
-      const { opened, updated } = decideCases(hits, latest, nowMs);
-      await write([...opened, ...updated].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
-      return { opened, updated };
+      return serial(async () => {
+        const stored = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
+        // Decide on the state support will see: the stored case with the hits held for it so far.
+        const latest = new Map([...stored].map(([key, c]) => [key, hold.get(c.case_id) ? withHits(c, hold.get(c.case_id)!) : c]));
+        const { opened, updated } = decideCases(hits, latest, nowMs);
+        const now = updated.filter((c) => {
+          const before = stored.get(`${c.rule_id}|${c.entity_type}|${c.entity_id}`);
+          return !before || !hold.hold(c, publishedAtMs(before), nowMs);
+        });
+        await write([...opened, ...now].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
+        // Held updates of other cases that are due go out with this tick.
+        const due = await publishHeld(nowMs, nowMs);
+        schedule();
+        return { opened, updated: [...now, ...due] };
+      });
+    },
+
+    /** Publishes every held update now: at shutdown, before the producer disconnects. Later held updates are published at once. */
+    async flush(): Promise<void> {
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+      await serial(() => publishHeld(Infinity, clock()));
     },
 
     /** Changes a case's status (support acknowledges or resolves it, from the CLI), recorded with who and why. */

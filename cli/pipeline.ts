@@ -141,12 +141,19 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await casesProducer.connect();
     stops.push(() => casesProducer.disconnect());
+    const cases = createCaseStore({
+      clickhouse,
+      database: config.clickhouseDatabase,
+      producer: casesProducer,
+      topic: config.casesTopic,
+      updateIntervalMs: config.caseUpdateIntervalMs,
+    });
     const detector = createDetector({
       clickhouse,
       http: createClickHouseHttp(config),
       database: config.clickhouseDatabase,
       ruleSet,
-      cases: createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic }),
+      cases,
       logger: logger.child({ stage: 'detection' }),
       isLeader: leadership.isLeader,
       tickMs: config.detectionTickMs,
@@ -173,6 +180,9 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       webhookFailed = webhook.failed;
       stops.push(() => webhook.stop());
     }
+    // Stops run in reverse: the detector stops first, then its held case updates are published
+    // while the webhook and the producer still run, so none is lost at shutdown.
+    stops.push(() => cases.flush());
     stops.push(() => detector.stop());
     const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
     stops.push(() => ruleWatcher.stop());

@@ -367,6 +367,7 @@ function detectionStatements(database: string): CatalogStatement[] {
       ]),
     },
     { name: 'case by id', sql: cases.byId("C'1") },
+    { name: 'held cases by id', sql: cases.byIds(["C'1", 'C2']) },
     { name: 'cases as of (backtest)', sql: cases.asOf(nowSec * 1000) },
     { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },
