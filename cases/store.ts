@@ -36,6 +36,10 @@ export interface InboxFilter {
   /** A user name, or '' for unassigned cases. */
   assignee?: string;
   q?: string;
+  /** Only cases opened at or after this time (ms): no older than an age. */
+  openedFromMs?: number;
+  /** Only cases opened before this time (ms): waiting longer than an age. */
+  openedBeforeMs?: number;
   limit: number;
   after?: InboxCursor;
 }
@@ -73,6 +77,8 @@ export function caseQueries(database: string) {
       if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
       if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
       if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+      if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
       if (f.after) {
         const { rank, openedAt, caseId } = f.after;
         where.push(

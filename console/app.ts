@@ -13,7 +13,9 @@ import type { ClickHouseClient } from '../storage/clickhouse.ts';
 import type { CaseFeed } from './live.ts';
 import { customerMessage, type CustomerMessages } from './customer-message.ts';
 import { readOrderStory } from './orders.ts';
+import { DEFAULT_WINDOW_MS, readRelatedByShared } from './related.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
+import { formatDuration, parseDuration } from '../rules/index.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
 
 declare module '@fastify/secure-session' {
@@ -45,6 +47,8 @@ export interface ConsoleAppOptions {
   factDescriptions: ReadonlyMap<string, string>;
   /** Rule id -> its customer message template: order cases of those rules show a ready-to-send message. @default none */
   customerMessages?: CustomerMessages;
+  /** Rule id -> its window (ms): related cases are those of entities seen with the case's entity in it. @default 24 h for every rule */
+  ruleWindows?: ReadonlyMap<string, number>;
   sessionSecret: string;
   sessionMinutes: number;
   loginAttemptsPerMinute: number;
@@ -63,6 +67,10 @@ const MAX_NOTE = 4_000;
 const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const severities = ['low', 'medium', 'high', 'critical'] as const;
 const actions = ['assign', 'acknowledge', 'resolve'] as const;
+/** An inbox age: a whole number and a unit, m, h or d (empty: any age). */
+const AGE_PATTERN = '^([0-9]{1,4}[mhd])?$';
+/** The ages the inbox offers. */
+const ages = ['1h', '4h', '24h', '7d', '30d'] as const;
 type Action = (typeof actions)[number];
 
 /** An error answered as `{"error": {"code", "message"}}` with its HTTP status. */
@@ -303,6 +311,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       entity_id: { type: 'string', maxLength: 128 },
       assignee: { type: 'string', maxLength: 64 },
       q: { type: 'string', maxLength: 128 },
+      max_age: { type: 'string', pattern: AGE_PATTERN },
+      min_age: { type: 'string', pattern: AGE_PATTERN },
       limit: { type: 'string', pattern: '^[0-9]{1,3}$' },
       cursor: { type: 'string', maxLength: 600 },
     },
@@ -320,6 +330,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       entityId: qs.entity_id || undefined,
       assignee: qs.assignee === undefined || qs.assignee === '' ? undefined : qs.assignee === '-' ? '' : qs.assignee === 'me' ? me : qs.assignee,
       q: qs.q?.trim() || undefined,
+      openedFromMs: qs.max_age ? now() - parseDuration(qs.max_age)! : undefined,
+      openedBeforeMs: qs.min_age ? now() - parseDuration(qs.min_age)! : undefined,
       limit,
       after: qs.cursor ? decodeCursor(qs.cursor) : undefined,
     });
@@ -329,15 +341,20 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     const c = await o.cases.get(id);
     if (!c) throw new HttpError(404, 'not_found', `No case ${id}.`);
     const withMessage = c.entity_type === 'order' && (o.customerMessages?.has(c.rule_id) ?? false);
-    const [history, related, story] = await Promise.all([
+    const windowMs = o.ruleWindows?.get(c.rule_id) ?? DEFAULT_WINDOW_MS;
+    const deps = { clickhouse: o.clickhouse, database: o.database, cases: o.cases };
+    const [history, related, shared, story] = await Promise.all([
       o.cases.history(id),
       o.cases.ofEntities(c.entity_type, [c.entity_id]),
-      withMessage ? readOrderStory({ clickhouse: o.clickhouse, database: o.database, cases: o.cases }, c.entity_id) : null,
+      readRelatedByShared(deps, c, windowMs),
+      withMessage ? readOrderStory(deps, c.entity_id) : null,
     ]);
     return {
       ...c,
       history,
       related: related.filter((r) => r.case_id !== c.case_id),
+      related_window_ms: windowMs,
+      related_entities: shared,
       customer_message: customerMessage(c, story, o.customerMessages ?? new Map()),
     };
   };
@@ -396,6 +413,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       nextQuery,
       statuses: caseStatuses,
       severities,
+      ages,
+      age: (openedAt: string) => formatDuration(Math.max(0, now() - Date.parse(openedAt.replace(' ', 'T') + 'Z'))),
       csrf: reply.generateCsrf(),
     });
   });
@@ -415,6 +434,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       evidence,
       timeline,
       timelineHours: TIMELINE_HOURS,
+      windowText: formatDuration(c.related_window_ms),
       resolutions,
       canAct: canActOnCases(req.auth!.user.role),
       csrf: reply.generateCsrf(),

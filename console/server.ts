@@ -10,6 +10,7 @@ import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { createConsoleApp } from './app.ts';
 import { customerMessagesOf } from './customer-message.ts';
+import { ruleWindows } from './related.ts';
 import { createCaseFeed } from './live.ts';
 import { createUserStore } from './users.ts';
 
@@ -66,6 +67,7 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       database: config.clickhouseDatabase,
       factDescriptions,
       customerMessages: customerMessagesOf(ruleSet),
+      ruleWindows: ruleWindows(ruleSet),
       sessionSecret: config.consoleSessionSecret,
       sessionMinutes: config.consoleSessionMinutes,
       loginAttemptsPerMinute: config.consoleLoginAttempts,

@@ -3,7 +3,7 @@ import { ident, sql } from '../storage/sql.ts';
 import type { OrderReport } from './orders.ts';
 
 /** The payment_events column each case entity type is kept by. */
-const ENTITY_COLUMNS: Record<string, string> = {
+export const ENTITY_COLUMNS: Record<string, string> = {
   ip: 'ip',
   device: 'device_id',
   user: 'user_id',

@@ -47,6 +47,7 @@ import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
+import { sharedEntitiesQuery } from '../console/related.ts';
 import { liveQueries } from '../console/live.ts';
 import {
   ENTITY_IDS_TABLE,
@@ -139,6 +140,8 @@ function consoleStatements(database: string): CatalogStatement[] {
         entityId: 'o\\1',
         assignee: '',
         q: '<img src=x>',
+        openedFromMs: Date.UTC(2026, 10, 18, 10),
+        openedBeforeMs: Date.UTC(2026, 10, 25, 9),
         limit: 20,
         after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" },
       }),
@@ -151,6 +154,10 @@ function consoleStatements(database: string): CatalogStatement[] {
     ...['ip', 'device', 'user', 'order'].map((entity) => ({
       name: `${entity} timeline`,
       sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))!,
+    })),
+    ...['ip', 'device', 'user', 'order'].map((entity) => ({
+      name: `IPs, devices and users seen with an ${entity}`,
+      sql: sharedEntitiesQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 10), Date.UTC(2026, 10, 25, 11))!,
     })),
   ];
 }

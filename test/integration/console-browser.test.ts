@@ -74,6 +74,7 @@ let running: RunningConsole;
 let browser: Browser;
 let lateCase: Case;
 let deviceCase: Case;
+let hostileCase: Case;
 
 beforeAll(async () => {
   mkdirSync(screenshots, { recursive: true });
@@ -93,7 +94,11 @@ beforeAll(async () => {
   const now = Date.now();
   lateCase = (await store.applyHits([hit('order', LATE_ORDER, 'charged_but_failed', 'high')], now - 60_000)).opened[0]!;
   deviceCase = (await store.applyHits([hit('device', HOSTILE_DEVICE, 'device_failure_spike', 'medium')], now - 50_000)).opened[0]!;
-  await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical'), hit('order', JS_ORDER, 'duplicate_charge', 'critical')], now - 40_000);
+  const hostile = await store.applyHits(
+    [hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical'), hit('order', JS_ORDER, 'duplicate_charge', 'critical')],
+    now - 40_000,
+  );
+  hostileCase = hostile.opened.find((c) => c.entity_id === HOSTILE_ORDER)!;
   await producer.disconnect();
   browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
 });
@@ -213,6 +218,27 @@ describe('the support console in a real browser (Debian chromium)', () => {
       [deviceCase.case_id, token],
     );
     expect(status).toBe(403);
+  });
+
+  test('the case page lists the cases of a device the order was paid from, and the inbox filters by age', async () => {
+    const { page, errors } = await loggedIn('sam', 'sam-password-1');
+    await page.goto(`${running.url}/cases/${hostileCase.case_id}`);
+    const shared = page.locator('ul.related-shared li');
+    expect(await shared.allInnerTexts()).toEqual([expect.stringContaining(`device ${HOSTILE_DEVICE}: ${deviceCase.case_id}`)]);
+    await shared.getByRole('link', { name: deviceCase.case_id }).click();
+    await page.waitForURL(`${running.url}/cases/${deviceCase.case_id}`);
+
+    await page.goto(`${running.url}/`);
+    await page.getByLabel('Waiting over').selectOption('24h');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/min_age=24h/);
+    expect(await page.locator('main').innerText()).toContain('No cases match.');
+    await page.getByLabel('Waiting over').selectOption('');
+    await page.getByLabel('Opened within').selectOption('1h');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/max_age=1h/);
+    expect(await page.getByRole('link', { name: deviceCase.case_id }).count()).toBe(1);
+    expect(errors).toEqual([]);
   });
 
   test('no page or API route answers without a login', async () => {

@@ -301,6 +301,31 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     });
   });
 
+  test('related cases: cases of the IPs, devices and users seen with the entity in the rule window; the inbox filters by age', async () => {
+    // The hostile order was paid from the hostile device, which has a case of its own.
+    const detail = await (await api(`/api/v1/cases/${hostileCase.case_id}`, viewerToken)).json();
+    expect(detail.related_entities.map((r: Case & { shared: string }) => [r.case_id, r.shared])).toEqual([[deviceCase.case_id, `device ${HOSTILE_DEVICE}`]]);
+    expect(detail.related_window_ms).toBe(86_400_000);
+    // The late order shares its IP and user with the hostile order, but no IP, device or user case exists for them.
+    expect((await (await api(`/api/v1/cases/${orderCase.case_id}`, viewerToken)).json()).related_entities).toEqual([]);
+    const browser = client();
+    await browser.login('vic', 'vic-password-1');
+    const page = await (await browser.fetch(`/cases/${hostileCase.case_id}`)).text();
+    expect(page).toContain(`<span class="shared">device ${escapeHtml(HOSTILE_DEVICE)}</span>: <a href="/cases/${deviceCase.case_id}">`);
+
+    const ids = async (query: string) => (await (await api(`/api/v1/cases?${query}`, viewerToken)).json()).cases.map((c: Case) => c.case_id).sort();
+    const all = [orderCase.case_id, deviceCase.case_id, hostileCase.case_id].sort();
+    expect(await ids('max_age=1h')).toEqual(all);
+    expect(await ids('min_age=1h')).toEqual([]);
+    expect(await ids('min_age=1h&max_age=7d')).toEqual([]);
+    const bad = await api('/api/v1/cases?max_age=soon', viewerToken);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.message).toMatch(/^querystring\.max_age/);
+    const inbox = await (await browser.fetch('/?min_age=24h')).text();
+    expect(inbox).toContain('No cases match.');
+    expect(inbox).toContain('<option value="24h" selected>24h</option>');
+  });
+
   test('errors: 404 for an unknown case or order, 413 over 16 KiB, 400 naming a bad field; a viewer reads but gets 403 on every change', async () => {
     expect((await api('/api/v1/cases/Cnope', supportToken)).status).toBe(404);
     const order = await api('/api/v1/orders/no-such-order', supportToken);
