@@ -1,9 +1,10 @@
 import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql, toDateTimeText } from '../storage/sql.ts';
+import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
 import { decideCases, type Case, type CaseStatus, type Resolution } from './decide.ts';
 import { createUpdateHold, publishedAtMs, withHits } from './throttle.ts';
+import { precisionColumns } from './precision.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -87,6 +88,18 @@ export function caseQueries(database: string) {
       }
       const limit = Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
       return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${limit}`;
+    },
+    /**
+     * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
+     * 24 h and 7 d, their hits, and the precision from support's resolutions (cases/precision.ts).
+     */
+    ruleStats: (nowMs: number) => {
+      const sec = Math.floor(nowMs / 1000);
+      return sql`SELECT rule_id AS rule, countIf(opened_at >= toDateTime(${sec - 86_400}, 'UTC')) AS cases_24h,
+    countIf(opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS cases_7d,
+    sumIf(hit_count, opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS hits_7d,
+    count() AS cases_30d, ${raw(precisionColumns('resolution'))}
+  FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
     },
     countsByStatus: () => `SELECT status, count() AS n FROM ${view.text} GROUP BY status ORDER BY status`,
     /** The cases of some entities (an order's cases), newest first. */
@@ -310,6 +323,22 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return { cases: page.map(({ sev_rank: _rank, ...c }) => fromStored(c)), next };
     },
 
+    /** Per rule: cases in the last 24 h and 7 d, hits, and support's verdicts over 30 days. */
+    async ruleStats(nowMs: number): Promise<RuleStats[]> {
+      const rows = await queryRows<Record<keyof RuleStats, string | number | null>>(deps.clickhouse, q.ruleStats(nowMs), 'rule stats');
+      return rows.map((r) => ({
+        rule: String(r.rule),
+        cases_24h: Number(r.cases_24h),
+        cases_7d: Number(r.cases_7d),
+        hits_7d: Number(r.hits_7d),
+        cases_30d: Number(r.cases_30d),
+        real_cases: Number(r.real_cases),
+        false_positives: Number(r.false_positives),
+        no_action_cases: Number(r.no_action_cases),
+        rule_precision: r.rule_precision === null ? null : Number(r.rule_precision),
+      }));
+    },
+
     async countsByStatus(): Promise<Record<string, number>> {
       const rows = await queryRows<{ status: string; n: string | number }>(deps.clickhouse, q.countsByStatus(), 'case counts');
       return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
@@ -331,6 +360,22 @@ export function createCaseStore(deps: CaseStoreDeps) {
   };
 }
 export type CaseStore = ReturnType<typeof createCaseStore>;
+
+/** A rule's cases and support's verdicts on them (the rules page). */
+export interface RuleStats {
+  rule: string;
+  cases_24h: number;
+  cases_7d: number;
+  /** Hits of the cases opened in the last 7 days. */
+  hits_7d: number;
+  cases_30d: number;
+  /** Of the cases opened in the last 30 days, resolved confirmed_fraud, customer_contacted or refunded. */
+  real_cases: number;
+  false_positives: number;
+  no_action_cases: number;
+  /** real / (real + false positives); null before support resolved any either way. */
+  rule_precision: number | null;
+}
 
 /** One stored version of a case, as its history shows it. */
 export interface CaseHistoryEntry {

@@ -15,7 +15,8 @@ import { customerMessage, type CustomerMessages } from './customer-message.ts';
 import { readOrderStory } from './orders.ts';
 import { DEFAULT_WINDOW_MS, readRelatedByShared } from './related.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
-import { formatDuration, parseDuration } from '../rules/index.ts';
+import { formatDuration, parseDuration, type LoadedRule } from '../rules/index.ts';
+import { mayReadRuleDetails } from './users.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
 
 declare module '@fastify/secure-session' {
@@ -49,6 +50,8 @@ export interface ConsoleAppOptions {
   customerMessages?: CustomerMessages;
   /** Rule id -> its window (ms): related cases are those of entities seen with the case's entity in it. @default 24 h for every rule */
   ruleWindows?: ReadonlyMap<string, number>;
+  /** The rules as loaded at start-up, for the rules page. @default none */
+  rules?: readonly LoadedRule[];
   sessionSecret: string;
   sessionMinutes: number;
   loginAttemptsPerMinute: number;
@@ -397,7 +400,56 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     return story;
   });
 
+  /**
+   * Every rule (the loaded ones, and any other that has cases in the last 30 days) with its
+   * numbers; `details` (conditions, message templates) for the roles that may read them.
+   */
+  const readRules = async (req: FastifyRequest) => {
+    const stats = new Map((await o.cases.ruleStats(now())).map((r) => [r.rule, r]));
+    const details = mayReadRuleDetails(req.auth!.user.role);
+    const empty = { cases_24h: 0, cases_7d: 0, hits_7d: 0, cases_30d: 0, real_cases: 0, false_positives: 0, no_action_cases: 0, rule_precision: null };
+    const loaded = (o.rules ?? []).map((r) => {
+      const { rule: _id, ...numbers } = stats.get(r.id) ?? { rule: r.id, ...empty };
+      return {
+        id: r.id,
+        title: r.title,
+        version: r.version,
+        enabled: r.enabled,
+        entity: r.entity,
+        severity: r.severity,
+        action: r.action,
+        cooldown: r.cooldown,
+        loaded: true,
+        ...numbers,
+        ...(details
+          ? { description: r.description, conditions: r.conditions, recommended_action: r.recommendedAction, customer_message: r.customerMessage?.text ?? null }
+          : {}),
+      };
+    });
+    const known = new Set(loaded.map((r) => r.id));
+    const gone = [...stats.values()]
+      .filter((s) => !known.has(s.rule))
+      .map(({ rule, ...numbers }) => ({
+        id: rule,
+        title: '',
+        version: '',
+        enabled: false,
+        entity: '',
+        severity: '',
+        action: '',
+        cooldown: '',
+        loaded: false,
+        ...numbers,
+      }));
+    return { rules: [...loaded, ...gone], details };
+  };
+  app.get('/api/v1/rules', async (req) => ({ rules: (await readRules(req)).rules }));
+
   // ---- pages ----
+  app.get('/rules', async (req, reply) => {
+    const { rules, details } = await readRules(req);
+    return page(reply, 'rules', { user: req.auth!.user, rules, details, csrf: reply.generateCsrf() });
+  });
   app.get('/', { schema: { querystring: inboxQuery } }, async (req, reply) => {
     const qs = req.query as InboxQuery;
     const [{ cases, next }, counts] = await Promise.all([readInbox(qs, req.auth!.user.name), o.cases.countsByStatus()]);

@@ -68,6 +68,7 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       factDescriptions,
       customerMessages: customerMessagesOf(ruleSet),
       ruleWindows: ruleWindows(ruleSet),
+      rules: ruleSet.rules,
       sessionSecret: config.consoleSessionSecret,
       sessionMinutes: config.consoleSessionMinutes,
       loginAttemptsPerMinute: config.consoleLoginAttempts,

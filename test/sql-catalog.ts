@@ -147,6 +147,7 @@ function consoleStatements(database: string): CatalogStatement[] {
       }),
     },
     { name: 'case counts by status', sql: cases.countsByStatus() },
+    { name: 'rule stats and precision', sql: cases.ruleStats(Date.UTC(2026, 10, 25, 11)) },
     { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed start', sql: liveQueries(database).latest() },
     { name: 'live feed', sql: liveQueries(database).since('1764000000000') },

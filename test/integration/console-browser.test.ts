@@ -241,6 +241,20 @@ describe('the support console in a real browser (Debian chromium)', () => {
     expect(errors).toEqual([]);
   });
 
+  test('the rules page, reached from the header, lists every rule with its action, cases and precision', async () => {
+    const { page } = await loggedIn('vic', 'vic-password-1');
+    await page.getByRole('link', { name: 'Rules', exact: true }).click();
+    await page.waitForURL(`${running.url}/rules`);
+    const rows = page.locator('table.rules tbody tr');
+    expect(await rows.count()).toBe(7);
+    // The late order's case was resolved customer_contacted in the first test: a real problem.
+    const charged = await page.locator('tr[data-rule="charged_but_failed"]').innerText();
+    expect(charged).toMatch(/notify_support/);
+    expect(await page.locator('tr[data-rule="charged_but_failed"] td.precision').innerText()).toBe('100%');
+    expect(await page.locator('tr[data-rule="retry_storm"] td.precision').innerText()).toBe('no verdicts yet');
+    await page.screenshot({ path: join(screenshots, 'console-rules.png'), fullPage: true });
+  });
+
   test('no page or API route answers without a login', async () => {
     const context = await browser.newContext();
     for (const path of [

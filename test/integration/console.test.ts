@@ -33,6 +33,7 @@ let running: RunningConsole;
 let base: string;
 let supportToken: string;
 let viewerToken: string;
+let riskToken: string;
 
 const HOSTILE_ORDER = '"><script>document.title="pwned"</script>';
 const HOSTILE_DEVICE = '<img src=x onerror=alert(1)>';
@@ -121,6 +122,8 @@ let hostileCase: Case;
 beforeAll(async () => {
   await users.add('sam', 'support', 'sam-password-1');
   await users.add('vic', 'viewer', 'vic-password-1');
+  await users.add('rita', 'risk', 'rita-password-1');
+  riskToken = users.createToken('rita');
   supportToken = users.createToken('sam');
   viewerToken = users.createToken('vic');
   running = await startConsole(s.config, silentLogger);
@@ -499,6 +502,52 @@ describe('the support console on the real ClickHouse and Kafka', () => {
         .join('\n')}`,
     );
     expect(JSON.parse(run(['show', orderCase.case_id, '--json']).stdout).customer_message).toBe(fromApi);
+  });
+
+  test("the rules page: every rule with its version, action and cases, and its precision from support's resolutions; conditions for risk only", async () => {
+    // By now support resolved the late order's case as customer_contacted and the device's as confirmed_fraud.
+    const fp = await api(`/api/v1/cases/${hostileCase.case_id}/resolve`, supportToken, {
+      method: 'POST',
+      body: JSON.stringify({ resolution: 'false_positive', note: 'one charge only' }),
+    });
+    expect(fp.status).toBe(200);
+    const { rules } = await (await api('/api/v1/rules', viewerToken)).json();
+    expect(rules.map((r: { id: string }) => r.id)).toEqual([
+      'charged_but_failed',
+      'device_failure_spike',
+      'duplicate_charge',
+      'ip_amount_probing',
+      'retry_storm',
+      'risk_review',
+      'stuck_processing',
+    ]);
+    const byId = Object.fromEntries(rules.map((r: { id: string }) => [r.id, r]));
+    expect(byId.charged_but_failed).toMatchObject({
+      enabled: true,
+      action: 'notify_support',
+      version: expect.stringMatching(/^[0-9a-f]{12}$/),
+      cases_24h: 1,
+      cases_7d: 1,
+      real_cases: 1,
+      false_positives: 0,
+      rule_precision: 1,
+    });
+    expect(byId.duplicate_charge).toMatchObject({ cases_24h: 1, real_cases: 0, false_positives: 1, rule_precision: 0 });
+    expect(byId.device_failure_spike).toMatchObject({ real_cases: 1, rule_precision: 1 });
+    expect(byId.retry_storm).toMatchObject({ cases_7d: 0, rule_precision: null });
+    expect(byId.charged_but_failed.conditions).toBeUndefined();
+    const risk = await (await api('/api/v1/rules', riskToken)).json();
+    expect(risk.rules[0].conditions).toEqual({ all: [expect.objectContaining({ fact: 'order_failed_then_succeeded_24h' })] });
+    expect(risk.rules[0].customer_message).toContain('{amount} {currency}');
+
+    const browser = client();
+    await browser.login('vic', 'vic-password-1');
+    const html = await (await browser.fetch('/rules')).text();
+    expect(html).toMatch(/<tr data-rule="duplicate_charge">[\s\S]*?<td class="precision">0%<\/td>/);
+    expect(html).toMatch(/<tr data-rule="charged_but_failed">[\s\S]*?<td class="precision">100%<\/td>/);
+    expect(html).toMatch(/<tr data-rule="retry_storm">[\s\S]*?<td class="precision">no verdicts yet<\/td>/);
+    expect(html).not.toContain('Conditions and messages');
+    expect((await fetch(`${base}/rules`)).status).toBe(401);
   });
 
   test('login attempts are rate-limited per client', async () => {
