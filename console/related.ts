@@ -2,8 +2,8 @@ import type { Case, CaseStore } from '../cases/index.ts';
 import { factsRead } from '../rules/catalog.ts';
 import { windowMs, type RuleSet, type WindowName } from '../rules/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql } from '../storage/sql.ts';
-import { ENTITY_COLUMNS } from './timeline.ts';
+import { raw, sql } from '../storage/sql.ts';
+import { entityEventsSource } from './timeline.ts';
 
 /** The entity types whose sharing makes cases related: the same IP, device or user. */
 const SHARED = ['ip', 'device', 'user'] as const;
@@ -35,12 +35,9 @@ export function ruleWindows(ruleSet: RuleSet): Map<string, number> {
  * before the case opened, to its last update), or null for an entity type without a column.
  */
 export function sharedEntitiesQuery(database: string, entityType: string, entityId: string, fromMs: number, toMs: number): string | null {
-  const column = ENTITY_COLUMNS[entityType];
-  if (!column) return null;
-  const events = ident(database, 'payment_events');
-  return sql`SELECT DISTINCT ip, device_id, user_id FROM ${events}
-    WHERE occurred_at >= ${new Date(fromMs)} AND occurred_at <= ${new Date(toMs)} AND ${ident(column)} = ${entityId}
-    LIMIT ${MAX_SHARED}`;
+  const source = entityEventsSource(database, entityType, entityId, new Date(fromMs));
+  if (!source) return null;
+  return sql`SELECT DISTINCT ip, device_id, user_id FROM ${raw(source)} AND occurred_at <= ${new Date(toMs)} LIMIT ${MAX_SHARED}`;
 }
 
 /** A case of an entity that shared an IP, device or user with the case's entity. */

@@ -151,12 +151,12 @@ function consoleStatements(database: string): CatalogStatement[] {
     { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed start', sql: liveQueries(database).latest() },
     { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
-    { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
-    ...['ip', 'device', 'user', 'order'].map((entity) => ({
+    { name: 'order story (by order or transaction id)', sql: orderReportsQuery(database, '"><script>x</script>') },
+    ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
       name: `${entity} timeline`,
       sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))!,
     })),
-    ...['ip', 'device', 'user', 'order'].map((entity) => ({
+    ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
       name: `IPs, devices and users seen with an ${entity}`,
       sql: sharedEntitiesQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 10), Date.UTC(2026, 10, 25, 11))!,
     })),
