@@ -1,7 +1,6 @@
 import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, raw, sql } from '../storage/sql.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import type { ScheduledJob } from './schedule.ts';
+import { ident, joinSql, raw, sql, sqlFragment } from '../storage/sql.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import { paymentsSince } from './queries.ts';
 import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
@@ -45,7 +44,7 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
   if (!(Number.isSafeInteger(o.fromMs) && Number.isSafeInteger(o.toMs) && o.fromMs >= 0 && o.fromMs < o.toMs)) {
     throw new RangeError(`Invalid window [${o.fromMs}, ${o.toMs})`);
   }
-  const attempts = sql`SELECT
+  const attempts = sqlFragment`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
       min(toUInt64(occurred_at) * 1000 + occurred_ms) AS a_first_ms,
@@ -58,22 +57,24 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${o.fromMs} AND a_first_ms < ${o.toMs} AND outcome != 'processing'`;
   // A timeout outcome without a code counts as the code `timeout`, as in the retry policy.
-  const technical = sql`(a_code IN ${[...TECHNICAL_FAILURE_CODES]} OR (outcome = 'timeout' AND a_code = '')) AND outcome != 'succeeded'`;
-  const keys = sql`arrayJoin([
+  const technical = sqlFragment`(a_code IN ${[...TECHNICAL_FAILURE_CODES]} OR (outcome = 'timeout' AND a_code = '')) AND outcome != 'succeeded'`;
+  const keys = sqlFragment`arrayJoin([
         tuple('channel', a_channel, a_hour), tuple('channel', a_channel, toUInt8(${ALL_HOURS})),
         tuple('device', a_device, a_hour), tuple('device', a_device, toUInt8(${ALL_HOURS})),
         tuple('all', '', toUInt8(${ALL_HOURS}))])`;
-  const keyed = sql`SELECT outcome, ${raw(technical)} AS is_technical, ${raw(keys)} AS k
-    FROM (${raw(attempts)}) AS a`;
-  const rows = sql`SELECT tupleElement(k, 1) AS b_type, tupleElement(k, 2) AS b_id, tupleElement(k, 3) AS b_hour, outcome, is_technical
-    FROM (${raw(keyed)}) AS keyed`;
+  const keyed = sqlFragment`SELECT outcome, ${technical} AS is_technical, ${keys} AS k
+    FROM (${attempts}) AS a`;
+  const rows = sqlFragment`SELECT tupleElement(k, 1) AS b_type, tupleElement(k, 2) AS b_id, tupleElement(k, 3) AS b_hour, outcome, is_technical
+    FROM (${keyed}) AS keyed`;
   return sql`INSERT INTO ${ident(database, 'failure_baselines')}
-  (version, computed_at, window_from, window_to, entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate)
+  (version, computed_at, window_from, window_to, entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate,
+    technical_failure_rate)
 SELECT toUInt64(${o.version}), ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC'),
   b_type, b_id, b_hour, n_decided, n_failed, n_timeout, n_technical, (n_failed + n_timeout) / n_decided, n_technical / n_decided
 FROM (
-  SELECT b_type, b_id, b_hour, count() AS n_decided, countIf(outcome = 'failed') AS n_failed, countIf(outcome = 'timeout') AS n_timeout, countIf(is_technical) AS n_technical
-  FROM (${raw(rows)}) AS r
+  SELECT b_type, b_id, b_hour, count() AS n_decided, countIf(outcome = 'failed') AS n_failed, countIf(outcome = 'timeout') AS n_timeout,
+    countIf(is_technical) AS n_technical
+  FROM (${rows}) AS r
   WHERE b_id != '' OR b_type = 'all'
   GROUP BY b_type, b_id, b_hour
   HAVING n_decided >= ${o.minDecided} OR b_type = 'all'
@@ -87,13 +88,14 @@ FROM (
 export function latestBaselinesQuery(database: string, filter: { entityType?: string; hours?: number[]; asOfMs?: number } = {}): string {
   const table = ident(database, 'failure_baselines');
   // Versions are run start times in microseconds; asOfMs picks the latest run started by then (a backtest).
-  const asOf = filter.asOfMs === undefined ? '' : sql` WHERE version <= ${filter.asOfMs * 1000 + 999}`;
-  const where = [sql`version = (SELECT max(version) FROM ${table}${raw(asOf)})`];
-  if (filter.entityType !== undefined) where.push(sql`entity_type = ${filter.entityType}`);
-  if (filter.hours !== undefined && filter.hours.length > 0) where.push(sql`hour_of_day IN ${filter.hours}`);
-  return `SELECT entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate, toUInt32(window_from) AS from_s, toUInt32(window_to) AS to_s, version
+  const asOf = filter.asOfMs === undefined ? sqlFragment`` : sqlFragment` WHERE version <= ${filter.asOfMs * 1000 + 999}`;
+  const where = [sqlFragment`version = (SELECT max(version) FROM ${table}${asOf})`];
+  if (filter.entityType !== undefined) where.push(sqlFragment`entity_type = ${filter.entityType}`);
+  if (filter.hours !== undefined && filter.hours.length > 0) where.push(sqlFragment`hour_of_day IN ${filter.hours}`);
+  return sql`SELECT entity_type, entity_id, hour_of_day, decided, failed, timed_out, technical_failures, failure_rate, technical_failure_rate,
+    toUInt32(window_from) AS from_s, toUInt32(window_to) AS to_s, version
 FROM ${table}
-WHERE ${where.join(' AND ')}
+WHERE ${joinSql(where, ' AND ')}
 ORDER BY entity_type, entity_id, hour_of_day`;
 }
 

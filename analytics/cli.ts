@@ -70,7 +70,8 @@ function time(flag: string, raw: string | undefined, now: Date): Date | undefine
   if (t === null) {
     throw new PaysentinelError(
       'USAGE',
-      `--${flag} ${JSON.stringify(raw)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.\nRun "paysentinel analytics --help" for usage.`,
+      `--${flag} ${JSON.stringify(raw)} is not a time: use RFC 3339 with a zone (2026-11-25T10:00:00Z), a date, now or now-1h.\nRun "paysentinel ` +
+        `analytics --help" for usage.`,
     );
   }
   return t;

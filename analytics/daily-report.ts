@@ -2,10 +2,9 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { queryRows } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ManualRun, type ScheduledJob } from './jobs.ts';
 import { countColumns, hourSumsQuery, rateColumns, type Dimension } from './queries.ts';
 import { readPolicy, type PolicyEntry } from './retry-policy.ts';
-import type { ManualRun, ScheduledJob } from './schedule.ts';
 
 /**
  * The `daily-report` job: a Markdown report of one UTC day (by default the day before `now`) next
@@ -300,7 +299,9 @@ export function formatDailyReport(d: DailyReportData): string {
   else {
     const head = d.policy[0]!;
     out.push(
-      `Run of ${head.computedAt ? utc(head.computedAt) : '?'} UTC, evidence ${head.window ? `${utc(head.window.from)} .. ${utc(head.window.to)}` : '?'} UTC. Details: \`paysentinel policy show\`.`,
+      `Run of ${head.computedAt ? utc(head.computedAt) : '?'} UTC, evidence ` +
+        `${head.window ? `${utc(head.window.from)} .. ${utc(head.window.to)}` : '?'} UTC. Details: \`paysentinel ` +
+        `policy show\`.`,
       '',
     );
     out.push(

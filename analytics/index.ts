@@ -2,12 +2,12 @@
 export { computeRates, readStoredRates, run as runRatesJob, planBuckets, planChunks, planStart, floorTo, RATES_JOB, DEFAULT_RESTATE_MS } from './rates.ts';
 export type { RateRow, RatesOptions, RatesRunOptions, RatesChunk } from './rates.ts';
 export { runJob, lastSuccessfulWindowEnd, recentRuns, reportJobFailure } from './jobs.ts';
-export type { AnalyticsDeps, JobRun, JobRunRow } from './jobs.ts';
+export type { AnalyticsDeps, JobRun, JobRunRow, ManualRun, ScheduledJob } from './jobs.ts';
 export { bucketSizes, dimensions, countColumns, rateColumns } from './queries.ts';
 export type { BucketSize, Dimension } from './queries.ts';
 export { formatRatesTable, parseTime } from './format.ts';
 export { analyticsJobs, startAnalyticsSchedule } from './schedule.ts';
-export type { AnalyticsSchedule, ScheduledJob } from './schedule.ts';
+export type { AnalyticsSchedule, JobDeps } from './schedule.ts';
 export {
   run as runRetryPolicyJob,
   tunePolicy,

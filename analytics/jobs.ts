@@ -19,6 +19,33 @@ export interface AnalyticsDeps {
   statements?: { dir: string; graceMs: number; maxBytes: number };
 }
 
+/**
+ * A job and when it runs; `run` is the plain function of (dependencies, now) the scheduler calls.
+ * Each job module declares its own next to its `run`; analytics/schedule.ts lists them. `D` is
+ * what the job needs beyond AnalyticsDeps (the retry policy: its publisher).
+ */
+export interface ScheduledJob<D extends AnalyticsDeps = AnalyticsDeps> {
+  name: string;
+  /** node-cron expression, evaluated in UTC. */
+  cron: string;
+  run(deps: D, now: Date): Promise<unknown>;
+  /** How `paysentinel analytics run NAME` runs it once, by hand. */
+  byHand?: ManualRun<JobRun, D>;
+}
+
+/** A run by hand: the options it takes, the run itself, and what it prints. */
+export interface ManualRun<R extends JobRun = JobRun, D extends AnalyticsDeps = AnalyticsDeps> {
+  /** It takes --from and --to (else neither). */
+  window: boolean;
+  /** It publishes what it stores (the CLI passes a Kafka publisher unless --no-publish). */
+  publishes?: boolean;
+  run(deps: D, now: Date, window: { from?: Date; to?: Date }): Promise<R>;
+  /** What the terminal shows of a finished run. */
+  text(result: R, published: boolean): string;
+  /** What --json prints of it. @default the result itself */
+  json?(result: R): unknown;
+}
+
 // Failures runJob has already logged and counted, so the scheduler does not report them twice.
 const reported = new WeakSet<object>();
 

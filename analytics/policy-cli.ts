@@ -30,10 +30,9 @@ export const policyCommand: Command = {
     const { values, positionals } = parseCommandArgs('policy', argv, { json: { type: 'boolean' } }, true);
     const [sub, ...extra] = positionals;
     if (extra.length > 0 || (sub !== 'show' && sub !== 'diff')) {
-      throw new PaysentinelError(
-        'USAGE',
-        `${sub === undefined ? 'Missing subcommand' : extra.length > 0 ? `Unexpected arguments: ${extra.join(' ')}` : `Unknown subcommand ${JSON.stringify(sub)}`}: use show or diff.\nRun "paysentinel policy --help" for usage.`,
-      );
+      const problem =
+        sub === undefined ? 'Missing subcommand' : extra.length > 0 ? `Unexpected arguments: ${extra.join(' ')}` : `Unknown subcommand ${JSON.stringify(sub)}`;
+      throw new PaysentinelError('USAGE', `${problem}: use show or diff.\nRun "paysentinel policy --help" for usage.`);
     }
     const config = loadConfig();
     const clickhouse = createClickHouse(config);

@@ -31,7 +31,8 @@ export function formatPolicy(entries: readonly PolicyEntry[]): string {
       .join('  ')
       .trimEnd();
   const out = [
-    `Retry policy, run ${head.runId ?? '?'} at ${head.computedAt?.toISOString() ?? '?'}, evidence from ${head.window?.from.toISOString() ?? '?'} to ${head.window?.to.toISOString() ?? '?'}`,
+    `Retry policy, run ${head.runId ?? '?'} at ${head.computedAt?.toISOString() ?? '?'}, evidence from ${head.window?.from.toISOString() ?? '?'} to ` +
+      `${head.window?.to.toISOString() ?? '?'}`,
     '',
     line(header),
     ...rows.map(line),

@@ -19,9 +19,11 @@ import { countColumns, rateColumns } from './queries.ts';
 
 const BUCKET_SECONDS = 300;
 
-/** The orders whose events ClickHouse stored in [fromSec, toSec) by its own clock (payment_changes). */
-export const changedOrdersSql = (database: string, fromSec: number, toSec: number): string =>
-  sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC') AND seen_at < toDateTime(${toSec}, 'UTC')`;
+/** The orders whose events ClickHouse stored in [fromSec, toSec) by its own clock (payment_changes); toSec null: no upper bound. */
+export function changedOrdersSql(database: string, fromSec: number, toSec: number | null): string {
+  const upper = toSec === null ? '' : sql` AND seen_at < toDateTime(${toSec}, 'UTC')`;
+  return sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${raw(upper)}`;
+}
 
 /** The orders with a payment event in [fromMs, toMs) (toMs null: no upper bound), read by time from payment_events. */
 export function ordersInRangeSql(database: string, fromMs: number, toMs: number | null): string {
@@ -187,14 +189,57 @@ export const writtenRatesQuery = (database: string, version: number, fromMs: num
   sql`SELECT count() AS n FROM ${ident(database, 'payment_rates')}
 WHERE bucket_start >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC') AND bucket_start < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC') AND version = ${version}`;
 
-/** The server's clock (epoch seconds): the time payment_changes.seen_at is measured in. */
-export const serverNowQuery = 'SELECT toUInt32(now()) AS t';
+/** The server's clock and uptime (epoch seconds, seconds): seen_at is measured in the first; the second never steps. */
+export const serverNowQuery = 'SELECT toUInt32(now()) AS t, toUInt64(uptime()) AS up';
 
-/** A job's cursor over payment_changes: read up to seen_to; items complete from covered_from on. */
+/**
+ * How many rows payment_changes holds per second of seen_at from `fromSec` on (before `toSec`, or
+ * without an upper bound when null), ascending: a run cuts its changes into slices from these.
+ */
+export function changesPerSecondQuery(database: string, fromSec: number, toSec: number | null): string {
+  const upper = toSec === null ? '' : sql` AND seen_at < toDateTime(${toSec}, 'UTC')`;
+  return sql`SELECT toUInt32(seen_at) AS k, count() AS n FROM ${ident(database, 'payment_changes')}
+WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${raw(upper)} GROUP BY k ORDER BY k`;
+}
+
+/** Seconds per step of historyPerStepQuery: a history slice is a whole number of these. */
+export const HISTORY_STEP_SECONDS = 10;
+
+/**
+ * How many payment events payment_events holds per 10 seconds of occurred_at in [fromMs, toMs)
+ * (toMs null: no upper bound), newest first: the history pass cuts its slices from these.
+ */
+export function historyPerStepQuery(database: string, fromMs: number, toMs: number | null): string {
+  const upper = toMs === null ? '' : sql` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
+  return sql`SELECT intDiv(toUInt32(occurred_at), ${HISTORY_STEP_SECONDS}) * ${HISTORY_STEP_SECONDS} AS k, count() AS n FROM ${ident(database, 'payment_events')}
+WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC')${raw(upper)} GROUP BY k ORDER BY k DESC`;
+}
+
+/** The buckets (epoch seconds) the items of versions in (afterVersion, toVersion] landed in, live or deleted. */
+export const touchedSinceQuery = (database: string, afterVersion: number, toVersion: number): string =>
+  sql`SELECT DISTINCT toUInt32(bucket_start) AS b FROM ${ident(database, 'rate_items_touched')}
+WHERE version > toUInt64(${afterVersion}) AND version <= toUInt64(${toVersion}) ORDER BY b`;
+
+/** The rates cursor as stored (migrations 016 and 021). */
+export interface RatesCursorRow {
+  seenToSec: number;
+  coveredFromSec: number;
+  /** 0: no history left to build. */
+  historyFromSec: number;
+  writtenVersion: number;
+  serverAtSec: number;
+  serverUptime: number;
+  version: number;
+}
+
+/** A job's cursor over payment_changes: read up to seen_to; items complete from covered_from on; history left down to history_from. */
 export const readCursorQuery = (database: string, job: string): string =>
-  sql`SELECT toUInt32(seen_to) AS seen_to, toUInt32(covered_from) AS covered_from FROM ${ident(database, 'analytics_cursors')} FINAL WHERE job = ${job}`;
+  sql`SELECT toUInt32(seen_to) AS seen_to, toUInt32(covered_from) AS covered_from, toUInt32(history_from) AS history_from,
+  written_version, toUInt32(server_at) AS server_at, server_uptime, version
+FROM ${ident(database, 'analytics_cursors')} FINAL WHERE job = ${job}`;
 
 /** Moves a job's cursor (the latest version is current). */
-export const writeCursorQuery = (database: string, job: string, c: { seenToSec: number; coveredFromSec: number; version: number }): string =>
-  sql`INSERT INTO ${ident(database, 'analytics_cursors')} (job, seen_to, covered_from, version)
-VALUES (${job}, toDateTime(${c.seenToSec}, 'UTC'), toDateTime(${c.coveredFromSec}, 'UTC'), toUInt64(${c.version}))`;
+export const writeCursorQuery = (database: string, job: string, c: RatesCursorRow): string =>
+  sql`INSERT INTO ${ident(database, 'analytics_cursors')} (job, seen_to, covered_from, history_from, written_version, server_at, server_uptime, version)
+VALUES (${job}, toDateTime(${c.seenToSec}, 'UTC'), toDateTime(${c.coveredFromSec}, 'UTC'), toDateTime(${c.historyFromSec}, 'UTC'),
+  toUInt64(${c.writtenVersion}), toDateTime(${c.serverAtSec}, 'UTC'), toUInt64(${c.serverUptime}), toUInt64(${c.version}))`;

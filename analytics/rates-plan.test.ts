@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { planWrites } from './rates.ts';
+import { changesReadFrom, planWrites, takeWithin } from './rates.ts';
 import { bucketRanges } from './rate-items.ts';
 
 const at = (hh: number, mm: number) => Date.UTC(2026, 10, 25, hh, mm);
@@ -15,6 +15,16 @@ describe('which 5-minute buckets an incremental rates run writes', () => {
     expect(planWrites({ fromMs: at(10, 5), toMs: at(10, 10) }, [at(9, 20)], at(9, 30)).map(hm)).toEqual(['10:05']);
   });
 
+  test('the closed buckets the history pass just completed, also when nothing in them changed', () => {
+    // History completed 09:42:30 .. 10:00; the 09:40 bucket is only partly complete and stays as stored.
+    expect(planWrites({ fromMs: at(10, 5), toMs: at(10, 10) }, [], at(9, 42) + 30_000, { fromMs: at(9, 42) + 30_000, toMs: at(10, 0) }).map(hm)).toEqual([
+      '09:45',
+      '09:50',
+      '09:55',
+      '10:05',
+    ]);
+  });
+
   test('nothing closed and nothing touched: nothing to write', () => {
     expect(planWrites({ fromMs: at(10, 10), toMs: at(10, 10) }, [], at(0, 0))).toEqual([]);
   });
@@ -27,5 +37,50 @@ describe('the key ranges a bucket statement reads', () => {
       [900, 1200],
       [1800, 2100],
     ]);
+  });
+});
+
+describe('slices of a catch-up', () => {
+  test.each([
+    { name: 'all fit', counts: [3, 4, 2], max: 10, taken: 3 },
+    { name: 'stops before the one that overflows', counts: [3, 4, 5], max: 10, taken: 2 },
+    { name: 'exactly the maximum', counts: [5, 5, 1], max: 10, taken: 2 },
+    { name: 'one second above the maximum is still taken alone', counts: [50, 1], max: 10, taken: 1 },
+    { name: 'nothing to take', counts: [], max: 10, taken: 0 },
+  ])('$name', ({ counts, max, taken }) => {
+    expect(takeWithin(counts, max)).toBe(taken);
+  });
+});
+
+describe("where a run reads payment_changes from when the server's clock steps", () => {
+  const cursor = { seenToSec: 100_000 - 15, serverAtSec: 100_000, serverUptime: 5_000 };
+
+  test('a clock that kept time: from the cursor', () => {
+    expect(changesReadFrom(cursor, { nowSec: 100_060, uptime: 5_060 }, 15)).toEqual({ fromSec: 99_985, steppedBackSec: 0 });
+  });
+
+  test('a step back within the overlap: from the cursor, the overlap covers it', () => {
+    expect(changesReadFrom(cursor, { nowSec: 100_050, uptime: 5_060 }, 15)).toEqual({ fromSec: 99_985, steppedBackSec: 0 });
+  });
+
+  test('a step back of 30 s that the clock still runs ahead of the cursor: every row since the last run', () => {
+    // 60 s passed (uptime), the clock shows 30 s: rows stored since have seen_at >= 100_030 - 60.
+    expect(changesReadFrom(cursor, { nowSec: 100_030, uptime: 5_060 }, 15)).toEqual({ fromSec: 100_030 - 60 - 15, steppedBackSec: 30 });
+  });
+
+  test('a step back of 10 minutes', () => {
+    expect(changesReadFrom(cursor, { nowSec: 99_460, uptime: 5_060 }, 15)).toEqual({ fromSec: 99_460 - 60 - 15, steppedBackSec: 600 });
+  });
+
+  test('a server restarted with its clock behind the cursor: everything since it started', () => {
+    expect(changesReadFrom(cursor, { nowSec: 99_000, uptime: 120 }, 15)).toEqual({ fromSec: 99_000 - 120 - 15, steppedBackSec: 1_000 });
+  });
+
+  test('a server restarted with a clock that kept time: from the cursor', () => {
+    expect(changesReadFrom(cursor, { nowSec: 100_300, uptime: 120 }, 15)).toEqual({ fromSec: 99_985, steppedBackSec: 0 });
+  });
+
+  test('a cursor from before the server clock was recorded: from the cursor', () => {
+    expect(changesReadFrom({ ...cursor, serverAtSec: 0, serverUptime: 0 }, { nowSec: 50_000, uptime: 10 }, 15)).toEqual({ fromSec: 99_985, steppedBackSec: 0 });
   });
 });

@@ -1,5 +1,5 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
-import { lastSuccessfulWindowEnd, runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
+import { lastSuccessfulWindowEnd, runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import {
   bucketSizes,
   countColumns,
@@ -13,12 +13,15 @@ import {
 } from './queries.ts';
 import {
   changedOrdersSql,
+  changesPerSecondQuery,
+  historyPerStepQuery,
   insertBucketRatesQuery,
   insertItemsQuery,
   ordersInRangeSql,
   readCursorQuery,
   serverNowQuery,
   touchedBucketsQuery,
+  touchedSinceQuery,
   writeCursorQuery,
   writtenRatesQuery,
 } from './rate-items.ts';
@@ -117,6 +120,13 @@ export interface RatesRunOptions {
   restateMs?: number;
   /** How far back payment_changes is read again before the cursor. @default CHANGES_OVERLAP_SECONDS */
   changesOverlapSeconds?: number;
+  /**
+   * A run without `from` starts no new slice after this long (ms); the next run continues from the
+   * cursor. The scheduler passes RATES_RUN_BUDGET_MS. @default Infinity (until caught up)
+   */
+  budgetMs?: number;
+  /** The most events one slice builds items for. @default RATES_SLICE_EVENTS */
+  sliceEvents?: number;
 }
 
 /** One bounded piece of a run: at most one hour of attempts per statement. */
@@ -159,170 +169,431 @@ export const CHANGES_OVERLAP_SECONDS = 15;
 /** The longest slice of payment_changes one statement reads, so a catch-up after downtime goes piece by piece. @default 1 hour */
 const CHANGES_SLICE_SECONDS = 3600;
 
-/** The buckets (epoch ms) a run writes: every bucket of its window, and the closed, complete buckets its changes touched. */
-export function planWrites(window: { fromMs: number; toMs: number }, touchedMs: readonly number[], coveredFromMs: number): number[] {
+/**
+ * The buckets (epoch ms) a run writes: every bucket of its window, the closed, complete buckets its
+ * changes touched, and every closed bucket of `also` (the range the history pass just completed).
+ */
+export function planWrites(
+  window: { fromMs: number; toMs: number },
+  touchedMs: readonly number[],
+  coveredFromMs: number,
+  also?: { fromMs: number; toMs: number },
+): number[] {
   const out = new Set<number>();
   for (let b = floorTo(window.fromMs, '5m'); b < window.toMs; b += FIVE_MIN_MS) out.add(b);
   for (const b of touchedMs) if (b >= coveredFromMs && b + FIVE_MIN_MS <= window.toMs) out.add(b);
+  if (also) for (let b = ceilTo5m(also.fromMs); b < also.toMs && b + FIVE_MIN_MS <= window.toMs; b += FIVE_MIN_MS) out.add(b);
   return [...out].sort((a, b) => a - b);
 }
 
 const FIVE_MIN_MS = bucketSizes['5m'] * 1000;
+const ceilTo5m = (ms: number): number => Math.ceil(ms / FIVE_MIN_MS) * FIVE_MIN_MS;
+
+/** The most events one slice of a run builds items for, changes or history (at least one second or 10 s step). @default 100,000 */
+export const RATES_SLICE_EVENTS = 100_000;
+/** A scheduled run starts no new slice after this long; the next run continues where it stopped. @default 5 s */
+export const RATES_RUN_BUDGET_MS = 5_000;
+
+/** How many of `counts`, taken in order, add up to at most `max`: at least one when there is any (a slice is never empty). */
+export function takeWithin(counts: readonly number[], max: number): number {
+  let sum = 0;
+  for (let i = 0; i < counts.length; i++) {
+    sum += counts[i]!;
+    if (sum > max) return Math.max(1, i);
+  }
+  return counts.length;
+}
 
 /**
- * The `rates` job, incremental (docs/adr/0003). Each run
- * 1. turns the orders that changed since the last run (payment_changes, by ClickHouse's insert
- *    clock) into items: what each of their attempts and each order adds to its 5-minute bucket,
- *    from the attempts' aggregate states, never from their events;
- * 2. restates the closed buckets those items touched (a late callback restates its own bucket),
- *    plus every bucket of its window (since the last successful run, and the last `restateMs`),
- *    all dimensions in one statement per hour;
- * 3. sums the touched hours from their 5-minute buckets and the touched days from their hours.
- * A backfill (`from`), a first run, or a window reaching before the buckets whose items are
- * complete, first builds the items of its window hour by hour from the orders with a payment event
- * in that hour (read by time from payment_events), so its cost follows the events of the range.
- * Progress is logged per hour when the window has more than two. Recorded in job_runs.
+ * Where a run reads payment_changes from, and by how many seconds the server's clock stepped back
+ * since the cursor was written (0: it did not). seen_at is the server's clock at insert, so after a
+ * step back of more than the overlap the rows inserted since lie before seen_to. The server's
+ * uptime never steps: while it is the same server process (uptime not lower than the cursor's), the
+ * real time since the cursor is the uptime's advance, and every row inserted since has a seen_at
+ * of at least `now - that time`, which is where the run reads again from. After a restart of the
+ * server (uptime lower) with its clock behind the cursor's: everything since the server started.
+ * Not seen: a step back within a restart while the clock still ran ahead of the cursor's.
+ */
+export function changesReadFrom(
+  cursor: { seenToSec: number; serverAtSec: number; serverUptime: number },
+  server: { nowSec: number; uptime: number },
+  overlapSec: number,
+): { fromSec: number; steppedBackSec: number } {
+  if (cursor.serverAtSec === 0) return { fromSec: cursor.seenToSec, steppedBackSec: 0 };
+  if (server.uptime >= cursor.serverUptime) {
+    const elapsed = server.uptime - cursor.serverUptime;
+    const back = cursor.serverAtSec + elapsed - server.nowSec;
+    return back > overlapSec
+      ? { fromSec: Math.min(cursor.seenToSec, server.nowSec - elapsed - overlapSec), steppedBackSec: back }
+      : { fromSec: cursor.seenToSec, steppedBackSec: 0 };
+  }
+  const back = cursor.serverAtSec - server.nowSec;
+  return back > overlapSec
+    ? { fromSec: Math.min(cursor.seenToSec, server.nowSec - server.uptime - overlapSec), steppedBackSec: back }
+    : { fromSec: cursor.seenToSec, steppedBackSec: 0 };
+}
+
+/**
+ * The `rates` job, incremental (docs/adr/0003). A scheduled run (no `from`) works in bounded
+ * slices, each committing its progress to the cursor, and starts no new slice once `budgetMs` has
+ * passed (the next run continues):
+ * 1. changes: the orders stored since the cursor (payment_changes, by ClickHouse's insert clock),
+ *    in slices of at most `sliceEvents` rows, become items (what each of their attempts and each
+ *    order adds to its 5-minute bucket, from the attempts' aggregate states);
+ * 2. history: while the items are not complete back to where the job's buckets start (a first
+ *    run: the day of the earliest event, or the end of the last run before migration 016),
+ *    the orders with a payment event in the next older slice of time (at most `sliceEvents`
+ *    payment events) become items, newest first, so the latest buckets are complete first;
+ * 3. writes: the closed buckets the run's items touched, the buckets of its window and those the
+ *    history pass completed, all dimensions in one statement per hour; then the touched hours from
+ *    their 5-minute buckets and the touched days from their hours.
+ * A late callback restates its own buckets. A backfill (`from`) rebuilds the items of its range
+ * hour by hour from the events (by time), with progress, and writes the range; it is not bounded.
+ * Recorded in job_runs.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptions = {}): Promise<JobRun> {
+  if (options.from !== undefined) return backfill(deps, now, { ...options, from: options.from });
   const nowMs = now.getTime();
-  const backfill = options.from !== undefined;
-  let fromMs: number;
-  if (options.from) {
-    fromMs = options.from.getTime();
-  } else {
-    const last = await lastSuccessfulWindowEnd(deps, RATES_JOB);
-    const earliest = last === null ? await earliestEventMs(deps) : null;
-    fromMs = planStart(nowMs, last?.getTime() ?? null, earliest, options.restateMs ?? 0);
-  }
+  const last = await lastSuccessfulWindowEnd(deps, RATES_JOB);
+  const earliest = last === null ? await earliestEventMs(deps) : null;
+  const fromMs = planStart(nowMs, last?.getTime() ?? null, earliest, options.restateMs ?? 0);
   const toMs = floorTo(Math.min(options.to?.getTime() ?? nowMs, nowMs), '5m');
   const window = { from: new Date(fromMs), to: new Date(Math.max(fromMs, toMs)) };
+  const budgetMs = options.budgetMs ?? Infinity;
+  const sliceEvents = options.sliceEvents ?? RATES_SLICE_EVENTS;
+  const overlap = options.changesOverlapSeconds ?? CHANGES_OVERLAP_SECONDS;
+  let complete = false;
   const result = await runJob(deps, RATES_JOB, window, async () => {
-    // One version per run, from the wall clock (not `now`, which a backfill sets to the past):
-    // readers keep the latest run's rows of each bucket. Stays below 2^53.
+    const log = deps.logger.child({ job: RATES_JOB });
+    const started = Date.now();
+    const overBudget = () => Date.now() - started >= budgetMs;
+    // Versions from the wall clock (not `now`, which a test or a by-hand run may set), strictly
+    // increasing within the run: items, cursor and rates each take the next. Stays below 2^53.
+    let lastVersion = 0;
+    const nextVersion = () => (lastVersion = Math.max(lastVersion + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000)));
+    const db = deps.database;
+    const [clock] = await queryRows<{ t: number; up: string }>(deps.clickhouse, serverNowQuery, 'read server clock');
+    const server = { nowSec: Number(clock?.t), uptime: Number(clock?.up) };
+    const stored = await readCursor(deps);
+    const fresh = stored === null;
+    const firstItems = nextVersion();
+    // A first run starts its items at the bucket after now: whatever was stored before is history.
+    const cursor: Cursor = stored ?? {
+      seenToSec: server.nowSec - overlap,
+      coveredFromMs: floorTo(nowMs, '5m') + FIVE_MIN_MS,
+      historyFromMs: fromMs,
+      writtenVersion: firstItems - 1,
+      serverAtSec: 0,
+      serverUptime: 0,
+    };
+    const commit = () =>
+      command(
+        deps.clickhouse,
+        writeCursorQuery(db, RATES_JOB, {
+          seenToSec: cursor.seenToSec,
+          coveredFromSec: Math.floor(cursor.coveredFromMs / 1000),
+          historyFromSec: Math.max(0, Math.floor(cursor.historyFromMs / 1000)),
+          writtenVersion: cursor.writtenVersion,
+          serverAtSec: server.nowSec,
+          serverUptime: server.uptime,
+          version: nextVersion(),
+        }),
+        'move the rates cursor',
+      );
+    let itemsVersion = firstItems;
+    let usedVersion = 0;
+    const items = async (orders: string, what: string) => {
+      await command(deps.clickhouse, insertItemsQuery(db, { orders, version: itemsVersion }), what);
+      usedVersion = itemsVersion;
+      itemsVersion = nextVersion();
+    };
+
+    // 1. Changes since the cursor, in slices (a first run has none: everything before it is history).
+    let caughtUp = fresh;
+    let changeSlices = 0;
+    if (!fresh) {
+      const { fromSec, steppedBackSec } = changesReadFrom(cursor, server, overlap);
+      if (steppedBackSec > 0) {
+        log.warn("the server's clock stepped back: payment_changes is read again from before the step", {
+          stepped_back_s: steppedBackSec,
+          read_from: new Date(fromSec * 1000).toISOString(),
+        });
+      }
+      const floorSeen = steppedBackSec > 0 ? -Infinity : fromSec;
+      for (let at = fromSec; ; ) {
+        if (changeSlices > 0 && overBudget()) break;
+        // The last hour up to now is read without an upper bound, so rows stored after a step
+        // back of the clock (seen_at ahead of now) are taken too.
+        const openEnded = at + CHANGES_SLICE_SECONDS > server.nowSec;
+        const counts = await queryRows<{ k: number; n: string }>(
+          deps.clickhouse,
+          changesPerSecondQuery(db, at, openEnded ? null : at + CHANGES_SLICE_SECONDS),
+          'count changes per second',
+        );
+        if (counts.length === 0 && openEnded) {
+          caughtUp = true;
+          break;
+        }
+        const k = takeWithin(
+          counts.map((c) => Number(c.n)),
+          sliceEvents,
+        );
+        const lastSlice = openEnded && k === counts.length;
+        const end = lastSlice ? null : k < counts.length ? Number(counts[k]!.k) : at + CHANGES_SLICE_SECONDS;
+        if (counts.length > 0) {
+          await items(
+            changedOrdersSql(db, at, end),
+            `build rate items of the orders changed ${new Date(at * 1000).toISOString()} .. ${end === null ? 'now' : new Date(end * 1000).toISOString()}`,
+          );
+          changeSlices++;
+        }
+        // Rows of the last `overlap` seconds may still be joined by inserts ClickHouse commits late.
+        cursor.seenToSec = Math.max(floorSeen, Math.min(end ?? Infinity, server.nowSec - overlap));
+        await commit();
+        // A catch-up of more than a couple of slices reports its progress at info level, a routine run at debug.
+        (changeSlices > 2 ? log.info : log.debug)('rates changes slice', {
+          from: new Date(at * 1000).toISOString(),
+          events: sumN(counts.slice(0, k)),
+          elapsed_ms: Date.now() - started,
+        });
+        if (lastSlice) {
+          caughtUp = true;
+          break;
+        }
+        at = end!;
+      }
+    }
+
+    // 2. History, newest first, in slices of time (a first run's first slice has no upper bound:
+    // events stored before it with times after now belong to it too).
+    const coveredAtStart = cursor.coveredFromMs;
+    let historySteps = 0;
+    let top: number | null = fresh ? null : cursor.coveredFromMs;
+    while (cursor.historyFromMs > 0 && cursor.coveredFromMs > cursor.historyFromMs) {
+      if (historySteps > 0 && overBudget()) break;
+      historySteps++;
+      const spanFrom = Math.max(cursor.historyFromMs, cursor.coveredFromMs - HOUR_MS);
+      const counts = await queryRows<{ k: number; n: string }>(deps.clickhouse, historyPerStepQuery(db, spanFrom, top), 'count history per 10 s');
+      const k = takeWithin(
+        counts.map((c) => Number(c.n)),
+        sliceEvents,
+      );
+      const sliceFrom = k === counts.length ? spanFrom : Number(counts[k - 1]!.k) * 1000;
+      if (counts.length > 0) {
+        await items(
+          ordersInRangeSql(db, sliceFrom, top),
+          `build rate items of the history ${new Date(sliceFrom).toISOString()} .. ${top === null ? 'now' : new Date(top).toISOString()}`,
+        );
+      }
+      cursor.coveredFromMs = sliceFrom;
+      top = sliceFrom;
+      if (cursor.coveredFromMs <= cursor.historyFromMs) cursor.historyFromMs = 0;
+      if (counts.length > 0 || cursor.historyFromMs === 0) await commit();
+      (historySteps > 2 ? log.info : log.debug)('rates history slice', {
+        covered_from: new Date(sliceFrom).toISOString(),
+        events: sumN(counts.slice(0, k)),
+        elapsed_ms: Date.now() - started,
+      });
+    }
+    if (fresh && historySteps === 0) await commit();
+
+    // 3. The closed buckets touched by the run's items (and by earlier runs' not yet written),
+    // the window's and those the history pass completed; hours and days summed from them.
+    const coveredFromMs = cursor.coveredFromMs;
+    const touched =
+      usedVersion > cursor.writtenVersion
+        ? (await queryRows<{ b: number }>(deps.clickhouse, touchedSinceQuery(db, cursor.writtenVersion, usedVersion), 'read touched buckets')).map(
+            (r) => Number(r.b) * 1000,
+          )
+        : [];
+    const writeFrom = Math.max(fromMs, ceilTo5m(coveredFromMs));
+    const completed = coveredFromMs < coveredAtStart ? { fromMs: coveredFromMs, toMs: coveredAtStart } : undefined;
+    const writes = planWrites({ fromMs: Math.min(writeFrom, toMs), toMs }, touched, coveredFromMs, completed);
+    const version = nextVersion();
+    const rows = await writeBuckets(deps, { fromMs: Math.min(writeFrom, toMs), toMs, writes, version, coveredFromMs, progress: log.debug, started });
+    if (usedVersion > cursor.writtenVersion) {
+      cursor.writtenVersion = usedVersion;
+      await commit();
+    }
+    complete = caughtUp && (cursor.historyFromMs === 0 || coveredFromMs <= toMs - FIVE_MIN_MS);
+    const behind = { changes_behind_s: caughtUp ? 0 : server.nowSec - cursor.seenToSec, history_left: cursor.historyFromMs > 0 };
+    (behind.changes_behind_s > 0 || behind.history_left ? log.info : log.debug)('rates run', {
+      change_slices: changeSlices,
+      history_steps: historySteps,
+      ...behind,
+      covered_from: new Date(coveredFromMs).toISOString(),
+      buckets: writes.length,
+      touched: touched.length,
+      elapsed_ms: Date.now() - started,
+    });
+    return rows;
+  });
+  // Every closed bucket up to the window's end is written, once the changes are caught up and the
+  // history pass has reached the latest closed bucket (or has nothing left to build).
+  if (complete) deps.metrics?.ratesWrittenUntil(window.to.getTime() / 1000);
+  return result;
+}
+
+const sumN = (rows: readonly { n: string }[]): number => rows.reduce((a, r) => a + Number(r.n), 0);
+
+/**
+ * Writes the 5-minute buckets `writes` (one statement per hour, all dimensions), the hours of
+ * [fromMs, toMs) and those `writes` fall in once closed (from their 5-minute buckets), and the
+ * closed days they fall in (from their hours); hours and days entirely before `coveredFromMs`
+ * are left alone. Returns the number of rows written under `version`.
+ */
+async function writeBuckets(
+  deps: AnalyticsDeps,
+  o: {
+    fromMs: number;
+    toMs: number;
+    writes: number[];
+    version: number;
+    coveredFromMs: number;
+    progress: (msg: string, fields?: Record<string, unknown>) => void;
+    started: number;
+  },
+): Promise<number> {
+  const { chunks, days } = planChunks(o.fromMs, o.toMs);
+  const hours = new Map<number, number[]>();
+  for (const b of o.writes) hours.set(floorTo(b, 'hour'), [...(hours.get(floorTo(b, 'hour')) ?? []), b / 1000]);
+  const windowHours = new Set(chunks.map((c) => floorTo(c.fiveMin.fromMs, 'hour')));
+  const rollupHours = new Set<number>(chunks.flatMap((c) => (c.hourStartMs === null || c.hourStartMs + HOUR_MS <= o.coveredFromMs ? [] : [c.hourStartMs])));
+  const rollupDays = new Set<number>(days.filter((d) => d + DAY_MS > o.coveredFromMs));
+  for (const h of hours.keys()) {
+    if (h + HOUR_MS <= o.toMs) rollupHours.add(h);
+    if (floorTo(h, 'day') + DAY_MS <= o.toMs) rollupDays.add(floorTo(h, 'day'));
+  }
+  const writeHour = async (h: number) => {
+    const buckets = hours.get(h);
+    if (buckets) {
+      await command(
+        deps.clickhouse,
+        insertBucketRatesQuery(deps.database, { fromMs: h, toMs: h + HOUR_MS, buckets, computedAt: new Date(), version: o.version }),
+        `write 5m rates of ${buckets.length} buckets in ${new Date(h).toISOString()}`,
+      );
+    }
+    if (rollupHours.has(h)) {
+      await command(
+        deps.clickhouse,
+        insertRollupQuery(deps.database, { bucket: 'hour', startMs: h, computedAt: new Date(), version: o.version }),
+        `write hour rates for ${new Date(h).toISOString()} from its 5-minute buckets`,
+      );
+    }
+  };
+  for (const [i, chunk] of chunks.entries()) {
+    await writeHour(floorTo(chunk.fiveMin.fromMs, 'hour'));
+    o.progress('rates chunk written', {
+      chunk: i + 1,
+      chunks: chunks.length,
+      chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(),
+      elapsed_ms: Date.now() - o.started,
+    });
+  }
+  const others = [...new Set([...hours.keys(), ...rollupHours])].filter((h) => !windowHours.has(h)).sort((a, b) => a - b);
+  for (const h of others) await writeHour(h);
+  for (const day of [...rollupDays].sort((a, b) => a - b)) {
+    await command(
+      deps.clickhouse,
+      insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version: o.version }),
+      `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`,
+    );
+    o.progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
+  }
+  const span = [...o.writes, ...rollupHours, ...rollupDays];
+  if (span.length === 0) return 0;
+  const rows = await queryRows<{ n: string }>(
+    deps.clickhouse,
+    writtenRatesQuery(deps.database, o.version, Math.min(...span), Math.max(...span) + 1),
+    'count written rates',
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * A backfill (`analytics run rates --from --to`): builds the items of its range hour by hour from
+ * the orders with a payment event in that hour (read by time from payment_events), then writes
+ * every bucket of the range, with progress per hour when it has more than two. When the job has a
+ * cursor and the range reaches the buckets whose items are complete, they are complete from the
+ * range's start on (which also ends a history pass the range covers).
+ */
+async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions & { from: Date }): Promise<JobRun> {
+  const nowMs = now.getTime();
+  const fromMs = options.from.getTime();
+  const toMs = floorTo(Math.min(options.to?.getTime() ?? nowMs, nowMs), '5m');
+  const window = { from: new Date(fromMs), to: new Date(Math.max(fromMs, toMs)) };
+  return runJob(deps, RATES_JOB, window, async () => {
     const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
     const log = deps.logger.child({ job: RATES_JOB });
-    const { chunks, days } = planChunks(fromMs, toMs);
-    // A catch-up of more than a couple of hours reports its progress at info level, a routine run at debug.
+    const { chunks } = planChunks(fromMs, toMs);
+    // A backfill of more than a couple of hours reports its progress at info level.
     const progress = chunks.length > 2 ? log.info : log.debug;
     const started = Date.now();
     const cursor = await readCursor(deps);
-    const serverNow = Number((await queryRows<{ t: number }>(deps.clickhouse, serverNowQuery, 'read server clock'))[0]?.t);
     const windowStart = chunks[0]?.fiveMin.fromMs ?? fromMs;
-    const items = (orders: string, what: string) => command(deps.clickhouse, insertItemsQuery(deps.database, { orders, version }), what);
-
-    // 1. Items. The window's own orders when its items may be incomplete; then what changed.
-    const rebuild = backfill || cursor === null || windowStart < cursor.coveredFromMs;
-    if (rebuild) {
-      for (const [i, chunk] of chunks.entries()) {
-        const { fromMs: f, toMs: t } = chunk.fiveMin;
-        if (f < t) await items(ordersInRangeSql(deps.database, f, t), `build rate items of ${new Date(f).toISOString()} .. ${new Date(t).toISOString()}`);
-        progress('rates items built', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(f).toISOString(), elapsed_ms: Date.now() - started });
-      }
-      // A first run covers every order seen since its window began, also in the open bucket.
-      if (cursor === null && !backfill) await items(ordersInRangeSql(deps.database, toMs, null), 'build rate items after the window');
-    }
-    if (cursor !== null && !backfill) {
-      // Up to and including the current second: its later rows are read again next run (overlap).
-      for (let s = cursor.seenToSec; s <= serverNow; s += CHANGES_SLICE_SECONDS) {
-        const e = Math.min(s + CHANGES_SLICE_SECONDS, serverNow + 1);
-        await items(
-          changedOrdersSql(deps.database, s, e),
-          `build rate items of the orders changed ${new Date(s * 1000).toISOString()} .. ${new Date(e * 1000).toISOString()}`,
+    for (const [i, chunk] of chunks.entries()) {
+      const { fromMs: f, toMs: t } = chunk.fiveMin;
+      if (f < t) {
+        await command(
+          deps.clickhouse,
+          insertItemsQuery(deps.database, { orders: ordersInRangeSql(deps.database, f, t), version }),
+          `build rate items of ${new Date(f).toISOString()} .. ${new Date(t).toISOString()}`,
         );
       }
+      progress('rates items built', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(f).toISOString(), elapsed_ms: Date.now() - started });
     }
-    // Items are complete from coveredFrom on: a rebuilt window extends that when it reaches it.
     let coveredFromMs = cursor?.coveredFromMs ?? windowStart;
-    if (rebuild && cursor !== null && toMs >= cursor.coveredFromMs) coveredFromMs = Math.min(windowStart, cursor.coveredFromMs);
-
-    // 2. 5-minute buckets, one statement per hour; 3. hours and days summed from them.
+    if (cursor !== null && toMs >= cursor.coveredFromMs) coveredFromMs = Math.min(windowStart, cursor.coveredFromMs);
     const touched = (await queryRows<{ b: number }>(deps.clickhouse, touchedBucketsQuery(deps.database, version), 'read touched buckets')).map(
       (r) => Number(r.b) * 1000,
     );
     const writes = planWrites({ fromMs, toMs }, touched, coveredFromMs);
-    const hours = new Map<number, number[]>();
-    for (const b of writes) hours.set(floorTo(b, 'hour'), [...(hours.get(floorTo(b, 'hour')) ?? []), b / 1000]);
-    const windowHours = new Set(chunks.map((c) => floorTo(c.fiveMin.fromMs, 'hour')));
-    const rollupHours = new Set<number>(chunks.flatMap((c) => (c.hourStartMs === null ? [] : [c.hourStartMs])));
-    const rollupDays = new Set<number>(days);
-    for (const h of hours.keys()) {
-      if (h + HOUR_MS <= toMs) rollupHours.add(h);
-      if (floorTo(h, 'day') + DAY_MS <= toMs) rollupDays.add(floorTo(h, 'day'));
-    }
-    const writeHour = async (h: number) => {
-      const buckets = hours.get(h);
-      if (buckets) {
-        await command(
-          deps.clickhouse,
-          insertBucketRatesQuery(deps.database, { fromMs: h, toMs: h + HOUR_MS, buckets, computedAt: new Date(), version }),
-          `write 5m rates of ${buckets.length} buckets in ${new Date(h).toISOString()}`,
-        );
-      }
-      if (rollupHours.has(h)) {
-        await command(
-          deps.clickhouse,
-          insertRollupQuery(deps.database, { bucket: 'hour', startMs: h, computedAt: new Date(), version }),
-          `write hour rates for ${new Date(h).toISOString()} from its 5-minute buckets`,
-        );
-      }
-    };
-    // The window's hours in order, with progress; then the earlier or later hours only changes touched.
-    for (const [i, chunk] of chunks.entries()) {
-      await writeHour(floorTo(chunk.fiveMin.fromMs, 'hour'));
-      progress('rates chunk written', {
-        chunk: i + 1,
-        chunks: chunks.length,
-        chunk_from: new Date(chunk.fiveMin.fromMs).toISOString(),
-        elapsed_ms: Date.now() - started,
-      });
-    }
-    const others = [...new Set([...hours.keys(), ...rollupHours])].filter((h) => !windowHours.has(h)).sort((a, b) => a - b);
-    for (const h of others) await writeHour(h);
-    for (const day of [...rollupDays].sort((a, b) => a - b)) {
+    const rows = await writeBuckets(deps, { fromMs, toMs, writes, version, coveredFromMs: -Infinity, progress, started });
+    if (cursor !== null) {
+      // This run wrote its own touched buckets: the scheduled runs need not again.
+      const [clock] = await queryRows<{ t: number; up: string }>(deps.clickhouse, serverNowQuery, 'read server clock');
       await command(
         deps.clickhouse,
-        insertRollupQuery(deps.database, { bucket: 'day', startMs: day, computedAt: new Date(), version }),
-        `write day rates for ${new Date(day).toISOString().slice(0, 10)} from its hours`,
-      );
-      progress('day rates written from hours', { day: new Date(day).toISOString().slice(0, 10) });
-    }
-    if (!backfill || cursor !== null) {
-      const seenToSec = backfill ? cursor!.seenToSec : Math.max(cursor?.seenToSec ?? 0, serverNow - (options.changesOverlapSeconds ?? CHANGES_OVERLAP_SECONDS));
-      await command(
-        deps.clickhouse,
-        writeCursorQuery(deps.database, RATES_JOB, { seenToSec, coveredFromSec: Math.floor(coveredFromMs / 1000), version }),
+        writeCursorQuery(deps.database, RATES_JOB, {
+          seenToSec: cursor.seenToSec,
+          coveredFromSec: Math.floor(coveredFromMs / 1000),
+          historyFromSec: cursor.historyFromMs > 0 && coveredFromMs > cursor.historyFromMs ? Math.floor(cursor.historyFromMs / 1000) : 0,
+          writtenVersion: Math.max(cursor.writtenVersion, version),
+          serverAtSec: Number(clock?.t),
+          serverUptime: Number(clock?.up),
+          version: Date.now() * 1000 + 999,
+        }),
         'move the rates cursor',
       );
     }
-    const span = [...writes, ...rollupHours, ...rollupDays];
-    if (span.length === 0) return 0;
-    const rows = await queryRows<{ n: string }>(
-      deps.clickhouse,
-      writtenRatesQuery(deps.database, version, Math.min(...span), Math.max(...span) + 1),
-      'count written rates',
-    );
-    log.debug('rates written', {
-      buckets: writes.length,
-      touched: touched.length,
-      hours: rollupHours.size,
-      days: rollupDays.size,
-      elapsed_ms: Date.now() - started,
-    });
-    return Number(rows[0]?.n ?? 0);
+    log.debug('rates written', { buckets: writes.length, touched: touched.length, elapsed_ms: Date.now() - started });
+    return rows;
   });
-  // Every closed bucket up to the window's end is written (a backfill of the past proves nothing about now).
-  if (!backfill) deps.metrics?.ratesWrittenUntil(window.to.getTime() / 1000);
-  return result;
 }
 
 interface Cursor {
   seenToSec: number;
   coveredFromMs: number;
+  /** 0: no history left to build. */
+  historyFromMs: number;
+  writtenVersion: number;
+  serverAtSec: number;
+  serverUptime: number;
 }
 
 async function readCursor(deps: AnalyticsDeps): Promise<Cursor | null> {
-  const [row] = await queryRows<{ seen_to: number; covered_from: number }>(deps.clickhouse, readCursorQuery(deps.database, RATES_JOB), 'read the rates cursor');
-  return row ? { seenToSec: Number(row.seen_to), coveredFromMs: Number(row.covered_from) * 1000 } : null;
+  const [row] = await queryRows<Record<string, string | number>>(deps.clickhouse, readCursorQuery(deps.database, RATES_JOB), 'read the rates cursor');
+  if (!row) return null;
+  // A cursor from before migration 021 has written every bucket of its own version.
+  const written = Number(row.written_version);
+  return {
+    seenToSec: Number(row.seen_to),
+    coveredFromMs: Number(row.covered_from) * 1000,
+    historyFromMs: Number(row.history_from) * 1000,
+    writtenVersion: written > 0 ? written : Number(row.version),
+    serverAtSec: Number(row.server_at),
+    serverUptime: Number(row.server_uptime),
+  };
 }
 
 async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
@@ -330,3 +601,19 @@ async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
   const row = rows[0];
   return row && Number(row.n) > 0 ? Number(row.t) * 1000 : null;
 }
+
+/**
+ * The rates job's schedule and its run by hand (a backfill with --from/--to). A scheduled run
+ * stops starting slices after RATES_RUN_BUDGET_MS, so a catch-up spreads over several runs; by
+ * hand without --from it runs until caught up.
+ */
+export const ratesScheduledJob: ScheduledJob = {
+  name: RATES_JOB,
+  cron: '* * * * *',
+  run: (deps, now) => run(deps, now, { budgetMs: RATES_RUN_BUDGET_MS }),
+  byHand: {
+    window: true,
+    run: (deps, now, window) => run(deps, now, window),
+    text: (r) => `${r.job}: ${r.status}, buckets ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
+  },
+};

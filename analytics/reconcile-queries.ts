@@ -1,4 +1,4 @@
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
 import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
@@ -7,7 +7,7 @@ import { EARLIEST, LATEST } from '../storage/event-order.ts';
  * as in analytics/DEFINITIONS.md; times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
  */
 
-const TS = 'toUInt64(occurred_at) * 1000 + occurred_ms';
+const TS = sqlFragment`toUInt64(occurred_at) * 1000 + occurred_ms`;
 
 export interface ReconcileWindow {
   /** Attempts whose first event is at or after this (ms). */
@@ -23,20 +23,20 @@ function check(w: ReconcileWindow): void {
 }
 
 /** Attempts first seen in the window with their processing/final timings and status history. */
-function attemptsSource(database: string, w: ReconcileWindow): string {
+function attemptsSource(database: string, w: ReconcileWindow): SqlFragment {
   check(w);
-  return sql`SELECT
+  return sqlFragment`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
       argMin(channel, ${raw(EARLIEST)}) AS a_channel,
       argMin(merchant_id, ${raw(EARLIEST)}) AS a_merchant,
-      min(${raw(TS)}) AS a_first_ms,
-      max(${raw(TS)}) AS a_last_ms,
+      min(${TS}) AS a_first_ms,
+      max(${TS}) AS a_last_ms,
       argMax(status, ${raw(LATEST)}) AS outcome,
       countIf(status = 'processing') AS n_processing,
-      minIf(${raw(TS)}, status = 'processing') AS a_processing_ms,
+      minIf(${TS}, status = 'processing') AS a_processing_ms,
       countIf(status != 'processing') AS n_final,
-      minIf(${raw(TS)}, status != 'processing') AS a_final_ms,
+      minIf(${TS}, status != 'processing') AS a_final_ms,
       argMinIf(toString(status), ${raw(EARLIEST)}, status != 'processing') AS a_first_final,
       uniqExactIf(status, status != 'processing') AS a_final_statuses
     FROM ${raw(paymentsSince(database, w.fromMs))}
@@ -51,24 +51,26 @@ export interface ReconcileWrite extends ReconcileWindow {
   stuckAfterMs: number;
 }
 
-const columns = 'version, computed_at, kind, order_id, attempt, channel, merchant_id, first_at, last_at, first_final, outcome, final_statuses, age_seconds';
+const columns = sqlFragment`version, computed_at, kind, order_id, attempt, channel, merchant_id, first_at, last_at, first_final, outcome,
+  final_statuses, age_seconds`;
 
-function insertAttempts(database: string, o: ReconcileWrite, kind: string, where: string): string {
-  return sql`INSERT INTO ${ident(database, 'reconcile_attempts')} (${raw(columns)})
+function insertAttempts(database: string, o: ReconcileWrite, kind: string, where: SqlFragment): string {
+  return sql`INSERT INTO ${ident(database, 'reconcile_attempts')} (${columns})
 SELECT ${o.version}, ${o.computedAt}, ${kind}, order_id, toUInt16(attempt_no), a_channel, a_merchant,
   toDateTime(intDiv(a_first_ms, 1000), 'UTC'), toDateTime(intDiv(a_last_ms, 1000), 'UTC'),
   a_first_final, toString(outcome), a_final_statuses,
   intDiv(${o.toMs} - a_first_ms, 1000)
-FROM (${raw(attemptsSource(database, o))}) AS a
-WHERE ${raw(where)}`;
+FROM (${attemptsSource(database, o)}) AS a
+WHERE ${where}`;
 }
 
 /** Attempts whose outcome is still `processing` stuckAfterMs after their first event. */
 export const insertStuckQuery = (database: string, o: ReconcileWrite): string =>
-  insertAttempts(database, o, 'stuck_processing', sql`outcome = 'processing' AND a_first_ms + ${o.stuckAfterMs} <= ${o.toMs}`);
+  insertAttempts(database, o, 'stuck_processing', sqlFragment`outcome = 'processing' AND a_first_ms + ${o.stuckAfterMs} <= ${o.toMs}`);
 
 /** Attempts that reached more than one final status (a late callback or a correction changed it). */
-export const insertChangedQuery = (database: string, o: ReconcileWrite): string => insertAttempts(database, o, 'changed_after_final', 'a_final_statuses > 1');
+export const insertChangedQuery = (database: string, o: ReconcileWrite): string =>
+  insertAttempts(database, o, 'changed_after_final', sqlFragment`a_final_statuses > 1`);
 
 /**
  * Callback delay per channel, and for all channels (channel ''): milliseconds from the attempt's
@@ -76,13 +78,13 @@ export const insertChangedQuery = (database: string, o: ReconcileWrite): string 
  */
 export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite): string {
   const table = ident(database, 'callback_delays');
-  const delays = sql`SELECT a_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms
-    FROM (${raw(attemptsSource(database, o))}) AS a
+  const delays = sqlFragment`SELECT a_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms
+    FROM (${attemptsSource(database, o)}) AS a
     WHERE n_processing > 0 AND n_final > 0 AND a_final_ms >= a_processing_ms`;
-  const head = sql`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
+  const head = sqlFragment`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
   // The quantiles array is named where it is first used, so no extra column is selected.
-  const agg = 'count(), (quantilesExact(0.5, 0.9, 0.95, 0.99)(delay_ms) AS qs)[1], qs[2], qs[3], qs[4], max(delay_ms)';
-  return `INSERT INTO ${table} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
+  const agg = sqlFragment`count(), (quantilesExact(0.5, 0.9, 0.95, 0.99)(delay_ms) AS qs)[1], qs[2], qs[3], qs[4], max(delay_ms)`;
+  return sql`INSERT INTO ${table} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
 SELECT ${head}, a_channel, ${agg} FROM (${delays}) AS d GROUP BY a_channel
 UNION ALL
 SELECT ${head}, '', ${agg} FROM (${delays}) AS d`;
@@ -93,7 +95,8 @@ export const latestReconcileVersionQuery = (database: string): string => `SELECT
 
 /** The attempts a run reported, by kind. */
 export const reconcileAttemptsQuery = (database: string, version: number): string =>
-  sql`SELECT kind, order_id, attempt, channel, merchant_id, toUInt32(first_at) AS first_s, toUInt32(last_at) AS last_s, first_final, outcome, final_statuses, age_seconds
+  sql`SELECT kind, order_id, attempt, channel, merchant_id, toUInt32(first_at) AS first_s, toUInt32(last_at) AS last_s, first_final, outcome,
+    final_statuses, age_seconds
 FROM ${ident(database, 'reconcile_attempts')} WHERE version = ${version} ORDER BY kind, order_id, attempt`;
 
 /** The callback delays a run wrote. */

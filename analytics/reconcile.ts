@@ -1,5 +1,5 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import {
   callbackDelaysQuery,
   insertCallbackDelaysQuery,
@@ -8,7 +8,6 @@ import {
   latestReconcileVersionQuery,
   reconcileAttemptsQuery,
 } from './reconcile-queries.ts';
-import type { ScheduledJob } from './schedule.ts';
 
 export const RECONCILE_JOB = 'reconcile';
 

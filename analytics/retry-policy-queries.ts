@@ -1,4 +1,4 @@
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
 import { EARLIEST, LATEST } from '../storage/event-order.ts';
 
@@ -29,9 +29,9 @@ function bounds(window: PolicyWindow): { fromSec: number; toSec: number } {
  * later attempt of an order too, at any time: order_id, attempt_no, a_first_at, a_last_at,
  * outcome, a_code, a_channel.
  */
-function attemptsSource(database: string, window: PolicyWindow): string {
+function attemptsSource(database: string, window: PolicyWindow): SqlFragment {
   bounds(window);
-  return sql`SELECT
+  return sqlFragment`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
       min(occurred_at) AS a_first_at,
@@ -49,10 +49,10 @@ function attemptsSource(database: string, window: PolicyWindow): string {
  * or the status for a timeout without code), f_no (= k), f_first_at, r_exists, r_ok (attempt k+1
  * succeeded) and delay_s (seconds from the failed attempt's last event to the retry's first).
  */
-function transitionsSource(database: string, window: PolicyWindow): string {
+function transitionsSource(database: string, window: PolicyWindow): SqlFragment {
   const { fromSec, toSec } = bounds(window);
-  const attempts = raw(attemptsSource(database, window));
-  const failed = sql`SELECT
+  const attempts = attemptsSource(database, window);
+  const failed = sqlFragment`SELECT
       order_id,
       toUInt16(attempt_no + 1) AS next_no,
       attempt_no AS f_no,
@@ -63,13 +63,14 @@ function transitionsSource(database: string, window: PolicyWindow): string {
     FROM (${attempts}) AS fa
     WHERE outcome IN ('failed', 'timeout') AND attempt_no >= 1
       AND a_first_at >= toDateTime(${fromSec}, 'UTC') AND a_first_at < toDateTime(${toSec}, 'UTC')`;
-  const retries = sql`SELECT order_id, toUInt16(attempt_no) AS next_no, toUInt8(1) AS r_exists, toUInt8(outcome = 'succeeded') AS r_ok, a_first_at AS r_first_at
+  const retries = sqlFragment`SELECT order_id, toUInt16(attempt_no) AS next_no, toUInt8(1) AS r_exists, toUInt8(outcome = 'succeeded') AS r_ok,
+    a_first_at AS r_first_at
     FROM (${attempts}) AS ra`;
-  return sql`SELECT
+  return sqlFragment`SELECT
       f_channel, f_code, f_no, f_first_at, r_exists, r_ok,
       if(r_exists = 1, greatest(toInt64(r_first_at) - toInt64(f_last_at), toInt64(0)), toInt64(0)) AS delay_s
-    FROM (${raw(failed)}) AS f
-    ANY LEFT JOIN (${raw(retries)}) AS r USING (order_id, next_no)`;
+    FROM (${failed}) AS f
+    ANY LEFT JOIN (${retries}) AS r USING (order_id, next_no)`;
 }
 
 /**
@@ -77,7 +78,7 @@ function transitionsSource(database: string, window: PolicyWindow): string {
  * retried, and how many of those retries succeeded.
  */
 export function retryTransitionsQuery(database: string, window: PolicyWindow): string {
-  return `SELECT
+  return sql`SELECT
     f_channel AS channel_name,
     f_code AS code,
     toUInt8(f_no) AS k,
@@ -92,7 +93,7 @@ export function retryTransitionsQuery(database: string, window: PolicyWindow): s
 
 /** Per (channel, failure code): how many retries succeeded and the median seconds they waited. */
 export function retryDelaysQuery(database: string, window: PolicyWindow): string {
-  return `SELECT
+  return sql`SELECT
     f_channel AS channel_name,
     f_code AS code,
     sum(r_ok) AS succeeded_retries,
@@ -110,7 +111,7 @@ export function channelHoursQuery(database: string, window: PolicyWindow): strin
     toUInt8(toHour(a_first_at)) AS hour_utc,
     count() AS attempts_n,
     countIf(outcome IN ('failed', 'timeout')) AS unsuccessful
-  FROM (${raw(attemptsSource(database, window))}) AS a
+  FROM (${attemptsSource(database, window)}) AS a
   WHERE a_first_at >= toDateTime(${fromSec}, 'UTC') AND a_first_at < toDateTime(${toSec}, 'UTC')
   GROUP BY channel_name, hour_utc
   ORDER BY channel_name, hour_utc`;

@@ -1,8 +1,7 @@
 import { probit } from 'simple-statistics';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
 import { ident, toDateTimeText } from '../storage/sql.ts';
-import { runJob, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import type { ScheduledJob } from './schedule.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import { channelHoursQuery, latestPolicyQuery, policyRowsQuery, previousPolicyQuery, retryDelaysQuery, retryTransitionsQuery } from './retry-policy-queries.ts';
 
 export const RETRY_POLICY_JOB = 'retry-policy';
@@ -204,7 +203,8 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
         yes = prevRetried;
         if (k === 1 || prevRetried)
           notes.push(
-            `after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`,
+            `after attempt ${k} only ${s?.retried ?? 0} retried failures (${options.minSample} needed): ` +
+              `${prevRetried ? 'previous decision kept' : 'no retry until there is evidence'}`,
           );
       } else if (s.ciLow >= options.minSuccessProbability) {
         yes = true;
@@ -214,7 +214,8 @@ export function decide(input: DecideInput, options: PolicyOptions = DEFAULT_POLI
         yes = prevMax === null ? s.p >= options.minSuccessProbability : prevRetried;
         if (prevMax !== null)
           notes.push(
-            `after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous decision kept`,
+            `after attempt ${k} the evidence is inconclusive (${pct(s.ciLow)}-${pct(s.ciHigh)} around ${pct(options.minSuccessProbability)}): previous ` +
+              `decision kept`,
           );
       }
       if (!yes) break;
@@ -446,7 +447,8 @@ export async function tunePolicy(
       },
       change: 'unchanged',
       previous: { action: p.action, maxAttempts: p.maxAttempts, peakMaxAttempts: p.peakMaxAttempts },
-      reason: `${p.failureCode} on ${p.channel}: no failures with this code in the window, previous decision kept (${p.action}, max ${p.maxAttempts} attempts).`,
+      reason:
+        `${p.failureCode} on ${p.channel}: no failures with this code in the window, previous decision kept (${p.action}, max ${p.maxAttempts} ` + `attempts).`,
     });
   }
   return out.sort((a, b) => (a.channel === b.channel ? a.failureCode.localeCompare(b.failureCode) : a.channel.localeCompare(b.channel)));
@@ -489,15 +491,16 @@ export async function run(deps: RetryPolicyDeps, now: Date, runOptions: RetryPol
  * analyticsJobs. The scheduled run publishes when its deps carry a publisher (`paysentinel start`
  * passes one).
  */
-export const retryPolicyScheduledJob: ScheduledJob = {
+export const retryPolicyScheduledJob: ScheduledJob<RetryPolicyDeps> = {
   name: RETRY_POLICY_JOB,
   cron: '7 * * * *',
-  run: (deps, now) => run(deps as RetryPolicyDeps, now),
+  run: (deps, now) => run(deps, now),
   byHand: {
     window: true,
     publishes: true,
     run: (deps, now, window) => run(deps, now, window),
     text: (r, published) =>
-      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} (run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
+      `${r.job}: ${r.status}, evidence ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} entries written${published ? ' and published' : ''} ` +
+      `(run ${r.runId}). See "paysentinel policy show" and "paysentinel policy diff".`,
   },
 };

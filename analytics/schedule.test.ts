@@ -2,7 +2,8 @@ import { afterEach, describe, expect, test, vi } from 'vitest';
 import { createLogger, silentLogger } from '../log/index.ts';
 import { createJobMetrics } from '../metrics/registry.ts';
 import type { AnalyticsDeps } from './jobs.ts';
-import { analyticsJobs, startAnalyticsSchedule, type ScheduledJob } from './schedule.ts';
+import type { ScheduledJob } from './jobs.ts';
+import { analyticsJobs, startAnalyticsSchedule } from './schedule.ts';
 
 const at = (hh: number, mm: number, ss = 0) => Date.UTC(2026, 10, 25, hh, mm, ss);
 const deps = (logger = silentLogger): AnalyticsDeps => ({ clickhouse: undefined as never, database: 'unused', logger });

@@ -1,49 +1,17 @@
 import { createTask, type ScheduledTask } from 'node-cron';
 import { baselinesScheduledJob } from './baselines.ts';
 import { dailyReportScheduledJob } from './daily-report.ts';
-import { reportJobFailure, type AnalyticsDeps, type JobRun } from './jobs.ts';
-import { RATES_JOB, run as runRates } from './rates.ts';
+import { reportJobFailure, type ScheduledJob } from './jobs.ts';
+import { ratesScheduledJob } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
-import { retryPolicyScheduledJob, type PolicyPublisher } from './retry-policy.ts';
+import { retryPolicyScheduledJob, type RetryPolicyDeps } from './retry-policy.ts';
 import { statementsScheduledJob } from '../statements/job.ts';
 
-/** A job and when it runs; `run` is the plain function of (dependencies, now) the scheduler calls. */
-export interface ScheduledJob {
-  name: string;
-  /** node-cron expression, evaluated in UTC. */
-  cron: string;
-  run(deps: AnalyticsDeps, now: Date): Promise<unknown>;
-  /** How `paysentinel analytics run NAME` runs it once, by hand. */
-  byHand?: ManualRun;
-}
-
-/** A run by hand: the options it takes, the run itself, and what it prints. */
-export interface ManualRun<R extends JobRun = JobRun> {
-  /** It takes --from and --to (else neither). */
-  window: boolean;
-  /** It publishes what it stores (the CLI passes a Kafka publisher unless --no-publish). */
-  publishes?: boolean;
-  run(deps: AnalyticsDeps & { publisher?: PolicyPublisher }, now: Date, window: { from?: Date; to?: Date }): Promise<R>;
-  /** What the terminal shows of a finished run. */
-  text(result: R, published: boolean): string;
-  /** What --json prints of it. @default the result itself */
-  json?(result: R): unknown;
-}
-
-/** The rates job's schedule and its run by hand (a backfill with --from/--to). */
-export const ratesScheduledJob: ScheduledJob = {
-  name: RATES_JOB,
-  cron: '* * * * *',
-  run: (deps, now) => runRates(deps, now),
-  byHand: {
-    window: true,
-    run: (deps, now, window) => runRates(deps, now, window),
-    text: (r) => `${r.job}: ${r.status}, buckets ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
-  },
-};
+/** What the scheduler and `paysentinel analytics run` give every job: the widest any job needs. */
+export type JobDeps = RetryPolicyDeps;
 
 /** The analytics jobs and their schedules (analytics/DEFINITIONS.md says what each computes). */
-export const analyticsJobs: readonly ScheduledJob[] = [
+export const analyticsJobs: readonly ScheduledJob<JobDeps>[] = [
   ratesScheduledJob,
   reconcileScheduledJob,
   retryPolicyScheduledJob,
@@ -65,8 +33,8 @@ export interface AnalyticsSchedule {
  * here when it failed before runJob started), and is kept from stopping the schedule.
  */
 export function startAnalyticsSchedule(
-  deps: AnalyticsDeps,
-  jobs: readonly ScheduledJob[] = analyticsJobs,
+  deps: JobDeps,
+  jobs: readonly ScheduledJob<JobDeps>[] = analyticsJobs,
   options: { shouldRun?: () => boolean } = {},
 ): AnalyticsSchedule {
   const tasks: ScheduledTask[] = jobs.map((job) => {
@@ -97,7 +65,7 @@ export function startAnalyticsSchedule(
 }
 
 // node-cron's own messages go through our structured logger instead of the console.
-function cronLogger(log: AnalyticsDeps['logger']) {
+function cronLogger(log: JobDeps['logger']) {
   return {
     info: (m: string) => log.debug(m),
     warn: (m: string) => log.warn(m),

@@ -49,7 +49,8 @@ function trafficSql(
   o: { firstOrder: number; orders: number; originOrder: number; totalOrders: number; baseSec: number; spanSec: number; prefix: string },
 ): string {
   const columns =
-    'event_id, occurred_at, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source, extra, kafka_partition, kafka_offset, ingested_at';
+    'event_id, occurred_at, occurred_ms, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, ' +
+    'device_id, ip, failure_code, source, extra, kafka_partition, kafka_offset, ingested_at';
   const rows = sql`SELECT
       i, o, slot, a,
       toUInt32(${o.baseSec} + intDiv((o - ${o.originOrder}) * ${o.spanSec}, ${o.totalOrders})) AS t0,
@@ -89,7 +90,8 @@ async function cost(database: string, fromSec: number): Promise<{ statements: nu
   const [r] = await queryRows<{ n: string; rows: string; max_rows: string }>(
     admin,
     sql`SELECT count() AS n, sum(read_rows) AS rows, max(read_rows) AS max_rows FROM system.query_log
-WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC') AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0`,
+WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC') AND position(query,
+  ${database}) > 0 AND position(query, 'system.query_log') = 0`,
     'read query log',
   );
   return { statements: Number(r?.n ?? 0), rows: Number(r?.rows ?? 0), maxRows: Number(r?.max_rows ?? 0) };
@@ -135,7 +137,15 @@ try {
     await runRates({ ...deps, clickhouse: admin }, new Date(nowMs), { from: new Date(nowMs - 3_600_000) });
     await command(
       admin,
-      writeCursorQuery(database, RATES_JOB, { seenToSec: await serverNow(), coveredFromSec: nowSec - 3_600, version: Date.now() * 1000 }),
+      writeCursorQuery(database, RATES_JOB, {
+        seenToSec: await serverNow(),
+        coveredFromSec: nowSec - 3_600,
+        historyFromSec: 0,
+        writtenVersion: Date.now() * 1000,
+        serverAtSec: 0,
+        serverUptime: 0,
+        version: Date.now() * 1000,
+      }),
       'seed rates cursor',
     );
     // New traffic: a minute of new orders, first events in the minute before now.

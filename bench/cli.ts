@@ -4,10 +4,10 @@ import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
 import { parseDuration } from '../rules/duration.ts';
-import { runDetectBench, runDetectThroughput } from './detect.ts';
+import { runDetectBench, runDetectThroughput, type DetectBenchResult, type RatesFreshness } from './detect.ts';
 import { runIngestBench, type IngestBenchResult } from './ingest.ts';
 
-const help = `Usage: paysentinel bench detect [--rate 5000] [--duration 60s] [--attacks 20] [--history 0] [--backlog 1000000] [--json]
+const help = `Usage: paysentinel bench detect [--rate 5000] [--duration 60s] [--attacks 20] [--history 0] [--no-seed-rates] [--backlog 1000000] [--json]
 
 Measures detection two ways and writes both to out/bench-detect.json:
   1. Latency: runs "paysentinel start" on fresh topics and database, produces simulator traffic
@@ -22,6 +22,10 @@ Measures detection two ways and writes both to out/bench-detect.json:
      real run. Writing them takes about a minute and a half per million events here. The
      scheduled jobs run on them during the measurement (on one ClickHouse thread), as they
      would in a deployment at that rate. Traffic starts once the pipeline is ready (/healthz).
+     The history's rates are seeded first by one run of the rates job by hand (as an
+     installation with that history has them); --no-seed-rates leaves them to the scheduled
+     runs' catch-up. Prints every scheduled job run once the pipeline is up (start, duration,
+     status) and the latest complete 5-minute rates bucket when the traffic stops.
   2. Throughput: writes --backlog stored events (each from a new IP, device, user and order,
      plus one card-testing burst) into a fresh database and times the detector working them
      off with the shipped rules: events/s detection alone keeps pace with (0 skips it).
@@ -67,6 +71,7 @@ export const benchCommand: Command = {
         attacks: { type: 'string' },
         backlog: { type: 'string' },
         history: { type: 'string' },
+        'no-seed-rates': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       true,
@@ -79,6 +84,7 @@ export const benchCommand: Command = {
         durationMs,
         attacks: numberOption('bench', 'attacks', values.attacks, 20, 1),
         history: Math.floor(numberOption('bench', 'history', values.history, 0, 0)),
+        seedRates: values['no-seed-rates'] !== true,
         progress: (line) => process.stderr.write(`bench: ${line}\n`),
       });
       const backlog = numberOption('bench', 'backlog', values.backlog, 1_000_000, 0);
@@ -100,15 +106,13 @@ export const benchCommand: Command = {
                     `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`,
                 )
                 .join('') +
-              'scheduled jobs during the run (job_runs; durations in whole seconds, a run still going counted so far):\n' +
-              (result.jobs.length
-                ? result.jobs
-                    .map((j) => `  ${j.job.padEnd(18)} ${String(j.runs).padStart(3)} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`)
-                    .join('')
-                : '  none recorded\n') +
-              (result.ratesBuckets
-                ? `rates buckets: the latest complete one ended ${result.ratesBuckets.ageAtEndSeconds} s before the end; at most ${result.ratesBuckets.maxWriteDelaySeconds} s from a bucket's end to its write\n`
-                : 'rates buckets: no successful rates run\n') +
+              (result.seededRates
+                ? `rates of the history seeded before the run by one run of the rates job by hand (analytics run rates): ${result.seededRates.status}, ${result.seededRates.seconds.toFixed(1)} s\n`
+                : result.history
+                  ? 'rates of the history not seeded (--no-seed-rates): the scheduled runs catch it up\n'
+                  : '') +
+              renderRuns(result) +
+              renderFreshness(result.ratesBuckets) +
               (throughput
                 ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} entities computed exactly, ${throughput.casesOpened} case opened)\n`
                 : '') +
@@ -140,6 +144,28 @@ export const benchCommand: Command = {
     return 0;
   },
 };
+
+/** Every scheduled run once the pipeline was up, then a line per job. */
+function renderRuns(r: DetectBenchResult): string {
+  const runs = r.runs.map(
+    (j) =>
+      `  ${j.startedAt.slice(11, 19)}  ${j.job.padEnd(14)} ${String(j.seconds).padStart(4)} s  ${j.status}${j.beforeTraffic ? '  (started before the traffic)' : ''}${j.error ? `  ${j.error.slice(0, 120)}` : ''}\n`,
+  );
+  const jobs = r.jobs.map((j) => `  ${j.job.padEnd(14)} ${j.runs} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`);
+  return (
+    'scheduled job runs once the pipeline was up (job_runs; start UTC, whole seconds, a run still going counted so far):\n' +
+    (runs.length ? runs.join('') + jobs.join('') : '  none recorded\n')
+  );
+}
+
+function renderFreshness(f: RatesFreshness | null): string {
+  if (!f) return 'rates: no complete 5-minute bucket when the traffic stopped\n';
+  const closed =
+    f.behindSeconds === 0
+      ? `it is the latest closed bucket${f.writtenAfterSeconds === null ? '' : `, complete ${f.writtenAfterSeconds} s after it ended`}`
+      : `the latest closed bucket (ended ${f.latestClosedEnd.slice(11, 19)}) had been waiting ${f.behindSeconds} s`;
+  return `rates: the latest complete 5-minute bucket ended ${f.completeUntil.slice(11, 19)}, ${f.ageSeconds} s before the traffic stopped; ${closed}\n`;
+}
 
 function render(r: IngestBenchResult): string {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');

@@ -26,6 +26,7 @@ for (let round = 1; round <= 5; round++) {
     }),
   );
   process.stdout.write(
-    `round ${round}: JSON.parse ${parse.toFixed(2)} µs/event, validate ${decode.toFixed(2)} µs/event, validate + row ${row.toFixed(2)} µs/event (${Math.round(1e6 / row).toLocaleString('en-US')} events/s on one core)\n`,
+    `round ${round}: JSON.parse ${parse.toFixed(2)} µs/event, validate ${decode.toFixed(2)} µs/event, validate + row ${row.toFixed(2)} µs/event ` +
+      `(${Math.round(1e6 / row).toLocaleString('en-US')} events/s on one core)\n`,
   );
 }

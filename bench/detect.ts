@@ -15,7 +15,8 @@ import { createDetector } from '../detection/detector.ts';
 import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
 import { writeBacklog, writeSimulatedHistory } from './backlog.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, sql } from '../storage/sql.ts';
+import { run as runRates } from '../analytics/rates.ts';
 
 export interface DetectBenchOptions {
   rate: number;
@@ -26,6 +27,12 @@ export interface DetectBenchOptions {
    * channel context's window): the state after a quarter of an hour of sustained traffic. 0: none.
    */
   history?: number;
+  /**
+   * Seeds the rates of the history before the pipeline starts, with one run of the rates job by
+   * hand (as an installation with that history would already have them), so the measured window
+   * shows the routine runs. false: the scheduled runs catch the history up themselves. @default true
+   */
+  seedRates?: boolean;
   progress: (line: string) => void;
 }
 
@@ -53,8 +60,40 @@ export interface DetectBenchResult {
   byRule: Record<'ip_amount_probing' | 'duplicate_charge', RuleLatency>;
   /** The scheduled jobs' runs during the bench (from job_runs); a run still going counts its time so far. */
   jobs: JobRunsSummary[];
-  /** The rates job: how far behind its newest bucket was, from job_runs; null before its first successful run. */
-  ratesBuckets: { ageAtEndSeconds: number; maxWriteDelaySeconds: number } | null;
+  /** Every scheduled run that started once the pipeline was up, in start order. */
+  runs: JobRunRecord[];
+  /** The rates of the history seeded before the pipeline started (seedRates); null when not. */
+  seededRates: { seconds: number; status: string } | null;
+  /** The latest complete 5-minute bucket when the traffic stopped, from the pipeline's /metrics; null before one is complete. */
+  ratesBuckets: RatesFreshness | null;
+}
+
+/** One scheduled job run, from job_runs. */
+export interface JobRunRecord {
+  job: string;
+  startedAt: string;
+  /** Whole seconds (job_runs keeps seconds); a run still going when the bench stopped counts its time so far. */
+  seconds: number;
+  status: 'ok' | 'failed' | 'running';
+  /** The run started before the traffic did (while the pipeline was getting ready). */
+  beforeTraffic: boolean;
+  error: string;
+}
+
+/**
+ * How current the rates were when the traffic stopped. A 5-minute bucket is complete once it has
+ * ended and the job has written it from every event stored by then; `ageSeconds` is what
+ * paysentinel_rates_complete_bucket_age_seconds showed (now minus the end of the latest complete
+ * bucket: 0-300 s even when the job keeps up, since a bucket closes every 5 minutes);
+ * `behindSeconds` is how long the latest closed bucket had been waiting to be complete (0 when it was).
+ */
+export interface RatesFreshness {
+  completeUntil: string;
+  ageSeconds: number;
+  latestClosedEnd: string;
+  behindSeconds: number;
+  /** From the end of the latest complete bucket to the end of the rates run that completed it. */
+  writtenAfterSeconds: number | null;
 }
 
 /** One job's runs: how many, how many failed, and their durations in seconds (job_runs keeps whole seconds). */
@@ -66,28 +105,64 @@ export interface JobRunsSummary {
   maxSeconds: number;
 }
 
-/** The runs the pipeline's scheduler recorded in `database`, per job, and how current the rates job's buckets were. */
-async function readJobRuns(config: Config, database: string): Promise<Pick<DetectBenchResult, 'jobs' | 'ratesBuckets'>> {
+/** The runs the pipeline's scheduler recorded in `database` since `sinceMs`, per job and one by one. */
+async function readJobRuns(config: Config, database: string, sinceMs: number, trafficMs: number): Promise<Pick<DetectBenchResult, 'jobs' | 'runs'>> {
   const clickhouse = createClickHouse(config);
   const runs = ident(database, 'job_runs');
   try {
-    const jobs = await queryRows<{ job: string; runs: string; failed: string; p50: number; max: number }>(
+    const rows = await queryRows<{ job: string; run_id: string; status: JobRunRecord['status']; started: number; d: number; error: string }>(
       clickhouse,
-      `SELECT job, count() AS runs, countIf(status = 'failed') AS failed, quantileExact(0.5)(d) AS p50, max(d) AS max
-FROM (SELECT job, status, toInt64(toUInt32(ifNull(finished_at, now()))) - toInt64(toUInt32(started_at)) AS d FROM ${runs} FINAL)
-GROUP BY job ORDER BY job`,
+      sql`SELECT job, run_id, toString(status) AS status, toUInt32(started_at) AS started,
+  toInt64(toUInt32(ifNull(finished_at, now()))) - toInt64(toUInt32(started_at)) AS d, error
+FROM ${runs} FINAL WHERE started_at >= toDateTime(${Math.floor(sinceMs / 1000)}, 'UTC') ORDER BY run_id`,
       'read job runs',
     );
-    // A bucket's write delay: from its end (the run's window_to) to the end of the run that wrote it.
-    const [rates] = await queryRows<{ n: string; age: number; delay: number }>(
+    const list: JobRunRecord[] = rows.map((r) => ({
+      job: r.job,
+      startedAt: new Date(Number(r.started) * 1000).toISOString(),
+      seconds: Number(r.d),
+      status: r.status,
+      beforeTraffic: Number(r.started) * 1000 < Math.floor(trafficMs / 1000) * 1000,
+      error: r.error,
+    }));
+    const jobs = [...new Set(list.map((r) => r.job))].sort().map((job) => {
+      const of = list.filter((r) => r.job === job);
+      const d = of.map((r) => r.seconds).sort((a, b) => a - b);
+      return { job, runs: of.length, failed: of.filter((r) => r.status === 'failed').length, p50Seconds: quantile(d, 0.5), maxSeconds: d[d.length - 1]! };
+    });
+    return { jobs, runs: list };
+  } finally {
+    await clickhouse.close();
+  }
+}
+
+/** The rates' freshness from the pipeline's /metrics and, for the bucket that made it, job_runs. */
+async function readRatesFreshness(config: Config, database: string, metricsUrl: string): Promise<RatesFreshness | null> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  const until = value('paysentinel_rates_complete_until_timestamp_seconds');
+  const age = value('paysentinel_rates_complete_bucket_age_seconds');
+  if (until === null || age === null) return null;
+  const nowSec = until + age;
+  const latestClosed = Math.floor(nowSec / 300) * 300;
+  const clickhouse = createClickHouse(config);
+  try {
+    // The first successful run whose window ends at that bucket's end.
+    const [row] = await queryRows<{ n: string; d: number }>(
       clickhouse,
-      `SELECT count() AS n, toInt64(toUInt32(now())) - toInt64(max(toUInt32(window_to))) AS age, max(toInt64(toUInt32(assumeNotNull(finished_at))) - toInt64(toUInt32(window_to))) AS delay
-FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok'`,
-      'read rates runs',
+      sql`SELECT count() AS n, min(toInt64(toUInt32(assumeNotNull(finished_at)))) - ${until} AS d
+FROM ${ident(database, 'job_runs')} FINAL WHERE job = 'rates' AND status = 'ok' AND window_to = toDateTime(${until}, 'UTC')`,
+      'read the run that completed the bucket',
     );
     return {
-      jobs: jobs.map((j) => ({ job: j.job, runs: Number(j.runs), failed: Number(j.failed), p50Seconds: Number(j.p50), maxSeconds: Number(j.max) })),
-      ratesBuckets: rates && Number(rates.n) > 0 ? { ageAtEndSeconds: Number(rates.age), maxWriteDelaySeconds: Number(rates.delay) } : null,
+      completeUntil: new Date(until * 1000).toISOString(),
+      ageSeconds: age,
+      latestClosedEnd: new Date(latestClosed * 1000).toISOString(),
+      behindSeconds: until >= latestClosed ? 0 : nowSec - latestClosed,
+      writtenAfterSeconds: row && Number(row.n) > 0 ? Number(row.d) : null,
     };
   } finally {
     await clickhouse.close();
@@ -113,6 +188,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   const kafka = createKafka(config, logger, '-bench');
   const admin = kafka.admin();
   await admin.connect();
+  let seededRates: DetectBenchResult['seededRates'] = null;
   if (options.history) {
     const clickhouse = createClickHouse(config, { requestTimeoutMs: 300_000 });
     try {
@@ -131,10 +207,20 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
           while (next <= written) next += Math.max(1, Math.floor(options.history! / 10));
         },
       });
+      if (options.seedRates ?? true) {
+        // The rates job by hand, as "paysentinel analytics run rates" runs it (no time budget): it
+        // builds the history's items newest first, in slices, and writes its buckets.
+        options.progress('history: seeding its rates with one run of the rates job by hand (analytics run rates)');
+        const started = performance.now();
+        const r = await runRates({ clickhouse, database, logger: silentLogger }, new Date());
+        seededRates = { seconds: (performance.now() - started) / 1000, status: r.status };
+        options.progress(`history: rates seeded in ${seededRates.seconds.toFixed(1)} s`);
+      }
     } finally {
       await clickhouse.close();
     }
   }
+  const pipelineStartMs = Date.now();
   const httpPort = await freePort();
   const child = spawn(process.execPath, ['bin/paysentinel.mjs', 'start'], {
     cwd: new URL('..', import.meta.url),
@@ -184,6 +270,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
 
     const generator = createTrafficGenerator({ seed: 9, rate: options.rate, durationMs: options.durationMs, startMs: Date.now() });
     const started = Date.now();
+    options.progress(`traffic starts ${new Date(started).toISOString()}`);
     let background = 0;
     let attacksSent = 0;
     const attackEvery = options.durationMs / (options.attacks + 1);
@@ -249,6 +336,8 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+    // How current the rates are as the traffic stops (the wait for the last cases below is not measured).
+    const ratesBuckets = await readRatesFreshness(config, database, `http://127.0.0.1:${httpPort}/metrics`);
     const waitUntil = Date.now() + 15_000;
     while (latencies.size < triggerAt.size && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 200));
     const ofRule = (rule: string): RuleLatency => {
@@ -256,9 +345,11 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       const values = keys.flatMap((k) => (latencies.has(k) ? [Math.round(latencies.get(k)!)] : []));
       return { attacks: keys.length, detected: values.length, latencyMs: summary(values), latenciesMs: values };
     };
-    const jobRuns = await readJobRuns(config, database);
+    const jobRuns = await readJobRuns(config, database, pipelineStartMs, started);
     return {
       ...jobRuns,
+      ratesBuckets,
+      seededRates,
       rate: options.rate,
       history: options.history ?? 0,
       backgroundEvents: background,

@@ -192,16 +192,26 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       await command(clickhouse, `CREATE DATABASE IF NOT EXISTS ${db}`);
       await command(
         clickhouse,
-        `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`,
+        `CREATE TABLE ${db}.kafka_queue (event_id String, occurred_at String, type String, status String, order_id String, attempt Nullable(UInt8), ` +
+          `transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, ` +
+          `user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), ` +
+          `source Nullable(String)) ENGINE = Kafka(${quoteString(broker)}, ${quoteString(topic)}, ` +
+          `${quoteString(`ch-bench-${id}`)}, 'JSONEachRow')`,
       );
       await command(
         clickhouse,
-        `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, event_id)`,
+        `CREATE TABLE ${db}.kafka_events (event_id String, occurred_at DateTime('UTC'), type String, status String, order_id String, attempt ` +
+          `Nullable(UInt8), transaction_id Nullable(String), amount_minor UInt64, currency String, channel String, ` +
+          `merchant_id String, user_id Nullable(String), device_id Nullable(String), ip Nullable(String), failure_code ` +
+          `Nullable(String), source Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY ` +
+          `(occurred_at, event_id)`,
       );
       const baselineStart = performance.now();
       await command(
         clickhouse,
-        `CREATE MATERIALIZED VIEW ${db}.kafka_mv TO ${db}.kafka_events AS SELECT event_id, parseDateTimeBestEffort(occurred_at) AS occurred_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source FROM ${db}.kafka_queue`,
+        `CREATE MATERIALIZED VIEW ${db}.kafka_mv TO ${db}.kafka_events AS SELECT event_id, parseDateTimeBestEffort(occurred_at) AS occurred_at, type, ` +
+          `status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ` +
+          `ip, failure_code, source FROM ${db}.kafka_queue`,
       );
       const b = await waitForCount(() => count(clickhouse, `${db}.kafka_events`), produced.produced, options.timeoutMs, progress, 'kafka engine');
       const bSeconds = (b.done - baselineStart) / 1000;

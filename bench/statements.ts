@@ -117,9 +117,11 @@ try {
   await mkdir('out', { recursive: true });
   await writeFile('out/bench-statements.json', JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(
-    `Reconciled ${r.lines.toLocaleString('en')} statement lines against ${r.attempts.toLocaleString('en')} attempts in ${reconcileS.toFixed(1)} s (target < 60 s); import took ${importS.toFixed(1)} s.\n` +
+    `Reconciled ${r.lines.toLocaleString('en')} statement lines against ${r.attempts.toLocaleString('en')} attempts in ${reconcileS.toFixed(1)} s ` +
+      `(target < 60 s); import took ${importS.toFixed(1)} s.\n` +
       `  read ${(r.phasesMs.read / 1000).toFixed(1)} s, decide ${(r.phasesMs.decide / 1000).toFixed(1)} s, write ${(r.phasesMs.write / 1000).toFixed(1)} s\n` +
-      `  matched ${r.matched}, breaks: amount_mismatch ${r.breaks.amount_mismatch}, charged_not_recorded ${r.breaks.charged_not_recorded}, recorded_not_settled ${r.breaks.recorded_not_settled}; ${ok ? 'as injected' : 'NOT as injected'}\n`,
+      `  matched ${r.matched}, breaks: amount_mismatch ${r.breaks.amount_mismatch}, charged_not_recorded ${r.breaks.charged_not_recorded}, ` +
+      `recorded_not_settled ${r.breaks.recorded_not_settled}; ${ok ? 'as injected' : 'NOT as injected'}\n`,
   );
   if (!ok) process.exitCode = 1;
 } finally {

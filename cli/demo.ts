@@ -294,7 +294,8 @@ function render(s: Summary, config: ReturnType<typeof loadConfig>): string {
     '========================',
     `messages produced      ${s.produced}  (${s.events} events, ${s.redeliveries} exact redeliveries, ${s.malformed} malformed)`,
     `distinct valid events  ${s.distinct_events}`,
-    `stored in ClickHouse   ${s.stored}  ${check(s.stored === s.distinct_events)}  (redeliveries skipped: ${s.duplicates_skipped}, stored twice: ${s.duplicates_stored})`,
+    `stored in ClickHouse   ${s.stored}  ${check(s.stored === s.distinct_events)}  (redeliveries skipped: ${s.duplicates_skipped}, stored twice: ` +
+      `${s.duplicates_stored})`,
     `dead-lettered          ${s.dead_lettered}  ${check(s.dead_lettered === s.malformed)}`,
     '',
     'stored events by type and status:',

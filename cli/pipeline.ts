@@ -32,7 +32,8 @@ export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
   if (raw.trim() === '' || unknown.length > 0) {
     throw new PaysentinelError(
       'USAGE',
-      `--roles ${JSON.stringify(raw)}: expected a comma-separated list of ${ROLES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'}).\nRun "paysentinel start --help" for usage.`,
+      `--roles ${JSON.stringify(raw)}: expected a comma-separated list of ${ROLES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'}).\nRun ` +
+        `"paysentinel start --help" for usage.`,
     );
   }
   return new Set(names as Role[]);

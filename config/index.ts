@@ -177,7 +177,8 @@ export const settings = {
     env: 'KAFKA_TOPIC_PARTITIONS',
     default: '6',
     description:
-      'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, whose cost on ClickHouse 18.16 grows faster than the partitions; npm run bench:partitions).',
+      'Partitions for topics created at start-up (at most 128: detection names each partition in its position statements, whose cost on ClickHouse ' +
+      '18.16 grows faster than the partitions; npm run bench:partitions).',
     parse: int(1, MAX_TOPIC_PARTITIONS),
   },
   topicReplication: { env: 'KAFKA_REPLICATION_FACTOR', default: '1', description: 'Replication factor for topics created at start-up.', parse: int(1, 10) },
@@ -223,7 +224,8 @@ export const settings = {
     env: 'CONSOLE_SESSION_SECRET',
     default: '',
     description:
-      'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console (secret: environment only).',
+      'Key the console encrypts its session cookies with, at least 32 characters, the same for every console instance; required by paysentinel console ' +
+      '(secret: environment only).',
     parse: sessionSecret,
     secret: true,
   },

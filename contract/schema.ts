@@ -71,5 +71,33 @@ export type EventType = PaymentEvent['type'];
 export type EventStatus = PaymentEvent['status'];
 export type EventSource = NonNullable<PaymentEvent['source']>;
 
+/**
+ * The contract's fields, in the schema's order. The one list the others derive from: the stored
+ * columns (ingest/records.ts, which adds occurred_ms) and the fields a rule feature may filter
+ * on (rules/schema.ts, all but occurred_at).
+ */
+export const eventFields = [
+  'event_id',
+  'occurred_at',
+  'type',
+  'status',
+  'order_id',
+  'attempt',
+  'transaction_id',
+  'amount_minor',
+  'currency',
+  'channel',
+  'merchant_id',
+  'user_id',
+  'device_id',
+  'ip',
+  'failure_code',
+  'source',
+] as const satisfies readonly (keyof PaymentEvent)[];
+export type EventField = (typeof eventFields)[number];
+/** Fails to compile while a field of the schema is missing from eventFields. */
+const everyFieldListed: [Exclude<keyof PaymentEvent, EventField>] extends [never] ? true : never = true;
+void everyFieldListed;
+
 /** Field names defined by the contract; anything else is kept as an extra field. */
-export const contractFields: ReadonlySet<string> = new Set(Object.keys(PaymentEventSchema.properties));
+export const contractFields: ReadonlySet<string> = new Set(eventFields);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { PaymentEventSchema } from './schema.ts';
+import { eventFields, PaymentEventSchema } from './schema.ts';
 import { decodeEvent, parseRfc3339, validateEvent } from './validate.ts';
 
 const valid = {
@@ -18,6 +18,12 @@ const valid = {
 };
 
 const buf = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+
+describe('the event field list', () => {
+  test("is the schema's properties in the schema's order", () => {
+    expect([...eventFields]).toEqual(Object.keys(PaymentEventSchema.properties));
+  });
+});
 
 describe('payment event contract', () => {
   test('the committed JSON Schema file is generated from the TypeScript source', () => {

@@ -1,4 +1,4 @@
-import { dashboard, type DashboardSpec, type QueryVariable } from './model.ts';
+import { dashboard, panelQueries, type DashboardSpec, type QueryVariable } from './model.ts';
 import { paymentOutcomesSpec } from './src/payment-outcomes.ts';
 import { pipelineHealthSpec } from './src/pipeline-health.ts';
 import { reconciliationSpec } from './src/reconciliation.ts';
@@ -34,21 +34,28 @@ export interface DashboardQuery {
   variables: QueryVariable[];
 }
 
-/** Every query of every dashboard (macros not expanded), as the generated JSON holds them. */
+/** Every query of every dashboard (macros not expanded), built as the generated JSON holds them. */
 export function dashboardQueries(database: string): DashboardQuery[] {
   return dashboardSpecs(database).flatMap(({ spec }) => {
-    const board = dashboard(spec);
-    const variables = board.templating.list;
+    const variables = spec.variables;
     return [
-      ...variables.map((v) => ({ name: `${board.uid} / variable ${v.name}`, sql: v.query, shape: { kind: 'variable' as const }, variables })),
-      ...board.panels.flatMap((panel, i) =>
-        panel.targets.map((t) => ({
-          name: `${board.uid} / ${panel.title} / ${t.refId}`,
-          sql: t.rawSql,
-          shape: panel.type === 'timeseries' ? { kind: 'timeseries' as const } : { kind: 'table' as const, columns: spec.panels[i]!.columns ?? [] },
-          variables,
-        })),
+      ...variables.map((v) => ({ name: `${spec.uid} / variable ${v.name}`, sql: variableQuery(v), shape: { kind: 'variable' as const }, variables })),
+      ...spec.panels.flatMap((panel) =>
+        panelQueries(panel).map((target) => {
+          const t = target.build();
+          return {
+            name: `${spec.uid} / ${panel.title} / ${t.refId}`,
+            sql: t.rawSql,
+            shape: panel.type === 'timeseries' ? { kind: 'timeseries' as const } : { kind: 'table' as const, columns: panel.columns ?? [] },
+            variables,
+          };
+        }),
       ),
     ];
   });
+}
+
+function variableQuery(variable: QueryVariable): string {
+  if (typeof variable.query !== 'string') throw new Error(`Variable ${variable.name} has no SQL query`);
+  return variable.query;
 }

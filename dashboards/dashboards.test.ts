@@ -3,11 +3,11 @@ import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { dashboardFiles, dashboardQueries, DEFAULT_DATABASE } from './build.ts';
 import { expandMacros } from './macros.ts';
-import { queryVariable, type Dashboard } from './model.ts';
+import { dashboard, queryVariable, type DashboardJson, type DashboardSpec } from './model.ts';
 
 const jsonDir = new URL('./json/', import.meta.url);
 const generated = dashboardFiles();
-const boards = [...generated.values()].map((text) => JSON.parse(text) as Dashboard);
+const boards = [...generated.values()].map((text) => JSON.parse(text) as DashboardJson);
 const provisioned = parse(readFileSync(new URL('./provisioning/datasources/clickhouse.yaml', import.meta.url), 'utf8')) as {
   datasources: { uid: string; type: string; jsonData: { defaultDatabase: string } }[];
 };
@@ -114,13 +114,40 @@ describe('provisioned dashboard JSON', () => {
   });
 });
 
+describe('building with the SDK', () => {
+  const spec = (panel: Partial<DashboardSpec['panels'][number]>): DashboardSpec => ({
+    uid: 'paysentinel-x',
+    title: 'x',
+    description: '',
+    tags: [],
+    from: 'now-1h',
+    refresh: '1m',
+    variables: [],
+    panels: [{ type: 'stat', title: 'p', description: '', w: 6, h: 4, sql: ['SELECT 1'], ...panel }],
+  });
+
+  test('a stat option replaces its default; the others keep theirs', () => {
+    const board = dashboard(spec({ options: { colorMode: 'background' } })) as DashboardJson;
+    expect(board.panels[0]!.options).toMatchObject({ colorMode: 'background', graphMode: 'none', textMode: 'auto' });
+  });
+
+  test("an option value outside Grafana's schema, or an option the panel type does not take, is an error", () => {
+    // A spec typed loosely (e.g. built from data) still cannot write a value Grafana does not know.
+    const bad = JSON.parse('{"colorMode":"purple"}') as { colorMode: 'value' };
+    expect(() => dashboard(spec({ options: bad }))).toThrow(/"purple" is not one of/);
+    expect(() => dashboard(spec({ type: 'table', options: { colorMode: 'value' } }))).toThrow(/stat panels only/);
+    expect(() => dashboard(spec({ custom: { drawStyle: 'bars' } }))).toThrow(/time series panels only/);
+  });
+});
+
 describe('expandMacros', () => {
   const variables = [queryVariable('channel', 'Channel', 'SELECT 1')];
   const base = { from: new Date(Date.UTC(2026, 10, 25, 10)), to: new Date(Date.UTC(2026, 10, 25, 11, 0, 0, 999)), intervalSeconds: 30.7, variables };
 
   test('expands the plugin macros as the plugin does (epoch seconds)', () => {
     expect(expandMacros('WHERE $__timeFilter(occurred_at) AND t < $__toTime - 5 AND t > $__fromTime GROUP BY intDiv(x, $__interval_s)', base)).toBe(
-      'WHERE occurred_at >= toDateTime(1795600800) AND occurred_at <= toDateTime(1795604400) AND t < toDateTime(1795604400) - 5 AND t > toDateTime(1795600800) GROUP BY intDiv(x, 30)',
+      'WHERE occurred_at >= toDateTime(1795600800) AND occurred_at <= toDateTime(1795604400) AND t < toDateTime(1795604400) - 5 AND t > ' +
+        'toDateTime(1795600800) GROUP BY intDiv(x, 30)',
     );
   });
 

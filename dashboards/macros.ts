@@ -40,8 +40,10 @@ export function expandMacros(query: string, options: ExpandOptions): string {
       const variable = variables.get(name);
       if (!variable) throw new Error(`Query uses variable ${name}, which the dashboard does not define`);
       const picked = options.selected?.[name];
+      if (picked !== undefined) return singleQuote(picked);
       // Grafana inserts a custom All value verbatim, without the format.
-      return picked === undefined ? variable.allValue : singleQuote(picked);
+      if (variable.allValue === undefined) throw new Error(`Variable ${name} has no custom all value`);
+      return variable.allValue;
     });
   const left = /\$[{_A-Za-z][^\s,)]*/.exec(out);
   if (left) throw new Error(`Unexpanded macro or variable ${left[0]} in: ${query}`);

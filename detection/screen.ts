@@ -10,7 +10,7 @@ import type { ClickHouseHttp } from '../storage/http.ts';
 import { ident, raw, sql } from '../storage/sql.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { filterSql, writtenBy } from './query-parts.ts';
-import { EVENT_FIELDS, type EventField, type EventRow } from '../ingest/records.ts';
+import { STORED_EVENT_FIELDS, type EventRow, type StoredEventField } from '../ingest/records.ts';
 
 /**
  * The screen: which entities touched by a tick's new rows may hit a rule. Each entity type's
@@ -224,7 +224,7 @@ export function screenHaving(rules: readonly { conditions: unknown }[], columns:
 }
 
 /** The stored event fields (ingest/records.ts), occurred_at as Unix seconds `s`. */
-const EVENT_COLUMNS = raw(EVENT_FIELDS.map((f) => (f === 'occurred_at' ? 'toUInt32(occurred_at) AS s' : f)).join(', '));
+const EVENT_COLUMNS = raw(STORED_EVENT_FIELDS.map((f) => (f === 'occurred_at' ? 'toUInt32(occurred_at) AS s' : f)).join(', '));
 
 /**
  * Events of the listed entities (ids sent as the external table `entity_ids`) since `fromSec`,
@@ -235,7 +235,7 @@ export function entityEventsQuery(database: string, entity: EntityType, fromSec:
 }
 
 /** An event as entityEventsQuery reads it: the stored fields, occurred_at as `s`, UInt64 amounts as JSON strings. */
-export type EventRowOut = Omit<Pick<EventRow, EventField>, 'occurred_at' | 'amount_minor' | 'type' | 'status' | 'source'> & {
+export type EventRowOut = Omit<Pick<EventRow, StoredEventField>, 'occurred_at' | 'amount_minor' | 'type' | 'status' | 'source'> & {
   s: number;
   amount_minor: string | number;
   type: PaymentEvent['type'];

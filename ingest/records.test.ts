@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { validateEvent } from '../contract/index.ts';
-import { DEAD_LETTER_RAW_BYTES, lineOf, toDeadLetter, toEventRow, toPendingRow } from './records.ts';
+import { eventFields, validateEvent } from '../contract/index.ts';
+import { DEAD_LETTER_RAW_BYTES, STORED_EVENT_FIELDS, lineOf, toDeadLetter, toEventRow, toPendingRow } from './records.ts';
 
 const base = {
   event_id: 'e"1\\\n',
@@ -32,6 +32,11 @@ test.each([
   const row = toEventRow(valid.value, 3, 42, '2026-11-25 10:16:00');
   expect(JSON.parse(lineOf(fast, '2026-11-25 10:16:00'))).toEqual(row);
   expect(fast).toMatchObject({ event_id: row.event_id, occurred_at: row.occurred_at });
+});
+
+test("the stored event columns are the contract's fields, with occurred_ms after occurred_at", () => {
+  expect(STORED_EVENT_FIELDS).toEqual(['event_id', 'occurred_at', 'occurred_ms', ...eventFields.slice(2)]);
+  expect(eventFields.slice(0, 3)).toEqual(['event_id', 'occurred_at', 'type']);
 });
 
 describe('dead-letter records stay under the broker limit', () => {

@@ -1,32 +1,18 @@
 import { toDateTimeText } from '../storage/sql.ts';
 import { isUtf8 as isValidUtf8 } from 'node:buffer';
-import type { ValidEvent } from '../contract/index.ts';
+import { eventFields, type EventField, type ValidEvent } from '../contract/index.ts';
+
+/** A stored column that holds a field of the event (the rest say where the row came from). */
+export type StoredEventField = EventField | 'occurred_ms';
 
 /**
  * The stored fields of a payment event, in the table's order: the contract's fields, with
  * occurred_at split into seconds and milliseconds. Ingest writes them (EventRow) and detection
  * reads them back (detection/screen.ts), from this one list.
  */
-export const EVENT_FIELDS = [
-  'event_id',
-  'occurred_at',
-  'occurred_ms',
-  'type',
-  'status',
-  'order_id',
-  'attempt',
-  'transaction_id',
-  'amount_minor',
-  'currency',
-  'channel',
-  'merchant_id',
-  'user_id',
-  'device_id',
-  'ip',
-  'failure_code',
-  'source',
-] as const;
-export type EventField = (typeof EVENT_FIELDS)[number];
+export const STORED_EVENT_FIELDS: readonly StoredEventField[] = eventFields.flatMap((f): StoredEventField[] =>
+  f === 'occurred_at' ? [f, 'occurred_ms'] : [f],
+);
 
 /** One row of paysentinel.payment_events, as sent in JSONEachRow: the event's fields, then its extra fields and where it came from. */
 export interface EventRow {

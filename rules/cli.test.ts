@@ -56,7 +56,8 @@ describe('paysentinel rules validate', () => {
     expect(code).toBe(1);
     expect(stdout).toContain('2 problems:');
     expect(stdout).toContain(
-      `${join(dir, 'retry_storm.json')} at $.conditions.all[0].fact: unknown fact "user_max_attempts_per_order". Did you mean "user_max_attempts_per_order_1m"?`,
+      `${join(dir, 'retry_storm.json')} at $.conditions.all[0].fact: unknown fact "user_max_attempts_per_order". Did you mean ` +
+        `"user_max_attempts_per_order_1m"?`,
     );
     expect(stdout).toContain(`${join(dir, 'retry_storm.json')} at $.cooldown: cooldown "ten minutes" is not a duration`);
   });

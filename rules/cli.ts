@@ -88,7 +88,8 @@ async function validate(path: string | undefined, features: string | undefined, 
   out(`OK: ${n} rule${n === 1 ? '' : 's'} valid (${enabled} enabled), rule set version ${ruleSet.version}`);
   for (const r of ruleSet.rules) {
     out(
-      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ${r.cooldown.padEnd(4)}${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`.trimEnd(),
+      `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ` +
+        `${r.cooldown.padEnd(4)}${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`.trimEnd(),
     );
   }
   return 0;
@@ -112,7 +113,8 @@ async function test(path: string | undefined, rules: string | undefined, feature
   }
   const total = report.passed + report.failed;
   out(
-    `\n${total} case${total === 1 ? '' : 's'} in ${fixtures.fixtures.length} file${fixtures.fixtures.length === 1 ? '' : 's'}: ${report.passed} passed, ${report.failed} failed`,
+    `\n${total} case${total === 1 ? '' : 's'} in ${fixtures.fixtures.length} file${fixtures.fixtures.length === 1 ? '' : 's'}: ${report.passed} ` +
+      `passed, ${report.failed} failed`,
   );
   return report.failed === 0 ? 0 : 1;
 }
@@ -170,7 +172,8 @@ export const createRulesCommand = (deps: { backtest: (args: BacktestArgs) => Pro
       default:
         throw new PaysentinelError(
           'USAGE',
-          `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules --help" for usage.`,
+          `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use validate, test or backtest.\nRun "paysentinel rules ` +
+            `--help" for usage.`,
         );
     }
   },

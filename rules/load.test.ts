@@ -401,6 +401,15 @@ describe('feature catalog validation', () => {
       message: /sum needs one numeric field/,
     },
     {
+      name: 'the event time as a field (the window is over it)',
+      edit: (c: any) => {
+        c.features[0].aggregation = 'distinct_count';
+        c.features[0].field = 'occurred_at';
+      },
+      path: '$.features[0].field',
+      message: /must be one of "event_id", "type", .*"source"/,
+    },
+    {
       name: 'window not offered',
       edit: (c: any) => {
         c.features[0].window = '7m';

@@ -92,7 +92,9 @@ function checkFactRef(ctx: ConditionContext, fact: unknown, path: string): boole
     problems.push({
       file,
       path,
-      message: `unknown fact "${fact}".${didYouMean(fact, catalog.facts.keys())} Facts a rule about ${entity} can use: ${readable.join(', ')}. New features go in features.json.`,
+      message:
+        `unknown fact "${fact}".${didYouMean(fact, catalog.facts.keys())} Facts a rule about ${entity} can use: ${readable.join(', ')}. New ` +
+        `features go in features.json.`,
     });
     return false;
   }
@@ -207,7 +209,9 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
     problems.push({
       file,
       path: childPath(path, 'operator'),
-      message: `unknown operator "${node.operator}".${didYouMean(node.operator.split(':').pop()!, known)} Known: ${known.join(', ')}; decorators such as not:equal are allowed (see rules/README.md).`,
+      message:
+        `unknown operator "${node.operator}".${didYouMean(node.operator.split(':').pop()!, known)} Known: ${known.join(', ')}; decorators such ` +
+        `as not:equal are allowed (see rules/README.md).`,
     });
     return;
   }
@@ -221,7 +225,9 @@ function checkCondition(ctx: ConditionContext, node: unknown, path: string, top:
     problems.push({
       file,
       path: childPath(path, 'fact'),
-      message: `fact "${String(node.fact)}" is an object { successes, trials, rate, baseline, p_value, z_score }: add a path such as "$.p_value", or use operator significantlyAbove.`,
+      message:
+        `fact "${String(node.fact)}" is an object { successes, trials, rate, baseline, p_value, z_score }: add a path such as "$.p_value", or ` +
+        `use operator significantlyAbove.`,
     });
   }
   if (!('value' in node)) return;

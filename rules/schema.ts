@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { eventSources, eventStatuses, eventTypes } from '../contract/schema.ts';
+import { eventFields, eventSources, eventStatuses, eventTypes, type EventField } from '../contract/schema.ts';
 
 /**
  * The formats the risk team edits, each defined once here: the TypeScript types come from
@@ -33,25 +33,9 @@ export type WindowName = (typeof windows)[number];
 export const aggregations = ['count', 'distinct_count', 'sum', 'rate', 'followed_by', 'age'] as const;
 export type Aggregation = (typeof aggregations)[number];
 
-/** Event fields a feature may filter, count, sum or group on. */
-export const eventFields = [
-  'event_id',
-  'type',
-  'status',
-  'order_id',
-  'attempt',
-  'transaction_id',
-  'amount_minor',
-  'currency',
-  'channel',
-  'merchant_id',
-  'user_id',
-  'device_id',
-  'ip',
-  'failure_code',
-  'source',
-] as const;
-export type EventField = (typeof eventFields)[number];
+/** A field a feature may filter, count, sum or group on: any of the contract's but the time, which the window is over. */
+export type FeatureField = Exclude<EventField, 'occurred_at'>;
+export const featureFields = eventFields.filter((f): f is FeatureField => f !== 'occurred_at');
 
 export const severities = ['low', 'medium', 'high', 'critical'] as const;
 export type Severity = (typeof severities)[number];
@@ -64,7 +48,7 @@ const identifier = (description: string) =>
   Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: `${description} Lower-case letters, digits and _, starting with a letter.` });
 const text = (description: string) => Type.String({ minLength: 1, maxLength: 2000, description });
 
-const field = oneOf(eventFields, 'An event field of the payment-event contract.');
+const field = oneOf(featureFields, 'An event field of the payment-event contract.');
 const values = (description: string) => Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description });
 /** Values of a closed list (the contract's enums): a typo is a validation error, not a statement ClickHouse rejects at run time. */
 const enumValues = <T extends readonly string[]>(allowed: T, description: string) =>

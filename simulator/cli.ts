@@ -64,7 +64,8 @@ function summary(stats: SimulationStats, seed: number, topic: string, labelsFile
       .join(', ') || 'none';
   const secs = stats.elapsedMs / 1000;
   return [
-    `${stats.aborted ? 'Stopped early: sent' : 'Sent'} ${stats.produced} messages to ${topic} in ${secs.toFixed(1)}s (${Math.round(stats.produced / Math.max(secs, 0.001))}/s)`,
+    `${stats.aborted ? 'Stopped early: sent' : 'Sent'} ${stats.produced} messages to ${topic} in ${secs.toFixed(1)}s ` +
+      `(${Math.round(stats.produced / Math.max(secs, 0.001))}/s)`,
     `  events ${stats.events} (distinct ${stats.distinctEvents}), redeliveries ${stats.redeliveries}, invalid ${stats.invalid}`,
     `  by type: ${list(stats.byType)}`,
     `  by status: ${list(stats.byStatus)}`,
@@ -231,7 +232,8 @@ export const simulateCommand: Command = {
         values.statement && stats ? await writeSimulatedStatement(values.statement, statementFormat, statementChannel, generator, stats.produced) : undefined;
       if (statement) {
         process.stderr.write(
-          `simulate: statement ${statement.file} (${statement.format}, channel ${statement.channel}, ${statement.lines} lines), injected: ${statement.breaks.map((b) => b.kind).join(', ')}\n`,
+          `simulate: statement ${statement.file} (${statement.format}, channel ${statement.channel}, ${statement.lines} lines), injected: ` +
+            `${statement.breaks.map((b) => b.kind).join(', ')}\n`,
         );
       }
       if (values.labels) await writeLabels(values.labels, generator, statement);

@@ -210,7 +210,8 @@ const chargedButFailed: ScenarioDefinition = {
   ruleId: 'charged_but_failed',
   entityType: 'order',
   description:
-    'An attempt is reported as timeout, then later turns out to have succeeded (reconciliation or a late callback): the user was charged while the order said failed.',
+    'An attempt is reported as timeout, then later turns out to have succeeded (reconciliation or a late callback): the user was charged while the ' +
+    'order said failed.',
   naturalSpanMs: 3 * 60_000,
   plan(ctx, spanMs) {
     const { rng, ids } = ctx;

@@ -248,7 +248,8 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
       if (running !== null && startedFor !== null && startedFor !== s.endpoint) {
         throw new PaysentinelError(
           'STACK_FAILED',
-          `${s.name} was started by us for ${startedFor} (pid ${running}), but the configuration now says ${s.endpoint}. Run "paysentinel stack down" first, then "stack up" again.`,
+          `${s.name} was started by us for ${startedFor} (pid ${running}), but the configuration now says ${s.endpoint}. Run "paysentinel stack down" ` +
+            `first, then "stack up" again.`,
         );
       }
       if (running !== null) {
@@ -259,7 +260,8 @@ export function createLocalStack(options: LocalStackOptions): LocalStack {
         if (!s.local) {
           throw new PaysentinelError(
             'STACK_FAILED',
-            `${s.name} at ${s.endpoint} does not answer (${first.detail}) and is not a single local address, so it cannot be started here. Start it yourself or point ${s.name === 'kafka' ? 'KAFKA_BROKERS' : 'CLICKHOUSE_URL'} at a local address.`,
+            `${s.name} at ${s.endpoint} does not answer (${first.detail}) and is not a single local address, so it cannot be started here. Start it ` +
+              `yourself or point ${s.name === 'kafka' ? 'KAFKA_BROKERS' : 'CLICKHOUSE_URL'} at a local address.`,
           );
         }
         removePidFile(s.pidFile);

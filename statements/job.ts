@@ -1,7 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { runJob, type AnalyticsDeps, type JobRun } from '../analytics/jobs.ts';
-import type { ScheduledJob } from '../analytics/schedule.ts';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
 import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import { importStatement, type ImportResult } from './import.ts';

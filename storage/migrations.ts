@@ -54,7 +54,8 @@ export function bootstrapStatements(database: string): string[] {
   const db = ident(database);
   return [
     `CREATE DATABASE IF NOT EXISTS ${db}`,
-    `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`,
+    `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) ENGINE = ` +
+      `ReplacingMergeTree(applied_at) ORDER BY version`,
   ];
 }
 

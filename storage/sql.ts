@@ -3,9 +3,14 @@
  * through `sqlLiteral` (usually via the `sql` tag); identifiers only through `ident`, and only
  * from constants or validated configuration. ClickHouse 18.16 has no query parameters
  * (`{name:Type}`), so escaping must be exact for both old and current servers.
+ *
+ * Templates nest, as in clickhouse-js's sql_template.ts: a fragment built with `sqlFragment`
+ * (a subquery, a condition) is a value the templates insert as it is, its own values already
+ * escaped, so SQL is composed without `raw()`. `sql` gives the statement's text, the string
+ * the storage clients send.
  */
 
-/** A fragment of SQL that is already safe and is inserted verbatim by the `sql` tag. */
+/** A fragment of SQL that is already safe and is inserted verbatim by the `sql` and `sqlFragment` tags. */
 export class SqlFragment {
   constructor(readonly text: string) {}
   toString(): string {
@@ -60,11 +65,29 @@ export function sqlLiteral(value: SqlValue): string {
   throw new TypeError(`Unsupported SQL value of type ${typeof value}`);
 }
 
-/** Tagged template: sql`SELECT ... WHERE id = ${id}` with every interpolation escaped. */
+/**
+ * Tagged template: sql`SELECT ... WHERE id = ${id}` with every interpolation escaped and every
+ * fragment (sqlFragment, ident) inserted as it is; the statement's text.
+ */
 export function sql(strings: TemplateStringsArray, ...values: SqlValue[]): string {
   let out = strings[0] ?? '';
   for (let i = 0; i < values.length; i++) out += sqlLiteral(values[i]) + (strings[i + 1] ?? '');
   return out;
+}
+
+/**
+ * The same template as `sql`, for a piece of a statement: the result is a fragment that `sql`
+ * and `sqlFragment` embed without quoting, e.g.
+ *   const recent = sqlFragment`occurred_at >= ${since}`;
+ *   sql`SELECT count() FROM ${table} WHERE ${recent} AND channel = ${channel}`
+ */
+export function sqlFragment(strings: TemplateStringsArray, ...values: SqlValue[]): SqlFragment {
+  return new SqlFragment(sql(strings, ...values));
+}
+
+/** Fragments joined by a separator, e.g. the conditions of a WHERE with ' AND '. */
+export function joinSql(parts: readonly SqlFragment[], separator: ' AND ' | ' OR ' | ', '): SqlFragment {
+  return new SqlFragment(parts.map((p) => p.text).join(separator));
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -75,5 +98,8 @@ export function ident(...parts: string[]): SqlFragment {
   return new SqlFragment(parts.join('.'));
 }
 
-/** Marks trusted SQL text (constants in this codebase only) for use inside the `sql` tag. */
+/**
+ * Marks trusted SQL text for use inside the templates: identifiers and keywords from constants in
+ * this codebase only. SQL built with values is composed with `sqlFragment`, never through raw().
+ */
 export const raw = (text: string): SqlFragment => new SqlFragment(text);

@@ -19,6 +19,9 @@ import {
   touchedBucketsQuery,
   writeCursorQuery,
   writtenRatesQuery,
+  touchedSinceQuery,
+  changesPerSecondQuery,
+  historyPerStepQuery,
 } from '../analytics/rate-items.ts';
 import {
   channelHoursQuery,
@@ -195,6 +198,15 @@ function analyticsStatements(database: string): CatalogStatement[] {
     { name: 'rate items of an hour', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, fromMs, toMs), version: 5 }) },
     { name: 'rate items after a window', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, toMs, null), version: 6 }) },
     { name: 'touched buckets', sql: touchedBucketsQuery(database, 4) },
+    { name: 'touched buckets since a version', sql: touchedSinceQuery(database, 3, 9) },
+    {
+      name: 'rate items of changes without an upper bound',
+      sql: insertItemsQuery(database, { orders: changedOrdersSql(database, Math.floor(fromMs / 1000), null), version: 8 }),
+    },
+    { name: 'changes per second', sql: changesPerSecondQuery(database, Math.floor(fromMs / 1000), Math.floor(toMs / 1000)) },
+    { name: 'changes per second, open-ended', sql: changesPerSecondQuery(database, Math.floor(fromMs / 1000), null) },
+    { name: 'history per 10 s', sql: historyPerStepQuery(database, fromMs, toMs) },
+    { name: 'history per 10 s, open-ended', sql: historyPerStepQuery(database, fromMs, null) },
     {
       name: 'write 5m rates from items',
       sql: insertBucketRatesQuery(database, {
@@ -208,7 +220,15 @@ function analyticsStatements(database: string): CatalogStatement[] {
     { name: 'server clock', sql: serverNowQuery },
     {
       name: 'write rates cursor',
-      sql: writeCursorQuery(database, "it's", { seenToSec: Math.floor(toMs / 1000), coveredFromSec: Math.floor(fromMs / 1000), version: 1 }),
+      sql: writeCursorQuery(database, "it's", {
+        seenToSec: Math.floor(toMs / 1000),
+        coveredFromSec: Math.floor(fromMs / 1000),
+        historyFromSec: Math.floor(fromMs / 1000) - 86_400,
+        writtenVersion: 3,
+        serverAtSec: Math.floor(toMs / 1000),
+        serverUptime: 3_600,
+        version: 1,
+      }),
     },
     { name: 'read rates cursor', sql: readCursorQuery(database, "it's") },
     { name: 'earliest payment', sql: earliestPaymentQuery(database) },

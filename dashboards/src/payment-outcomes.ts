@@ -17,7 +17,8 @@ export function paymentOutcomesSpec(database: string): DashboardSpec {
     uid: 'paysentinel-payment-outcomes',
     title: 'Payment outcomes',
     description:
-      'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay; the stuck attempts and callback delay percentiles the reconcile job found (reconcile_attempts, callback_delays).',
+      'Payment attempts and refunds from payment_events: volume, outcomes and rates by channel, failure codes, stuck attempts and callback delay; the ' +
+      'stuck attempts and callback delay percentiles the reconcile job found (reconcile_attempts, callback_delays).',
     tags: ['payments', 'ops'],
     from: 'now-6h',
     refresh: '1m',
@@ -50,7 +51,9 @@ export function paymentOutcomesSpec(database: string): DashboardSpec {
       {
         type: 'stat',
         title: 'Attempts stuck in processing',
-        description: `Attempts whose latest status is still processing more than ${STUCK_AFTER_SECONDS / 60} minutes after they started (before the end of the range).`,
+        description:
+          `Attempts whose latest status is still processing more than ${STUCK_AFTER_SECONDS / 60} minutes after they started (before the ` +
+          `end of the range).`,
         w: 6,
         h: 5,
         unit: 'short',
@@ -166,7 +169,8 @@ LIMIT 15`,
 FROM (
   SELECT
     min(occurred_at) AS started,
-    (toInt64(minIf(toUInt64(occurred_at) * 1000 + occurred_ms, status != 'processing')) - toInt64(minIf(toUInt64(occurred_at) * 1000 + occurred_ms, status = 'processing'))) / 1000 AS delay_s
+    (toInt64(minIf(toUInt64(occurred_at) * 1000 + occurred_ms, status != 'processing')) - toInt64(minIf(toUInt64(occurred_at) * 1000 + occurred_ms,
+      status = 'processing'))) / 1000 AS delay_s
   FROM ${events}
   WHERE type = 'payment' AND $__timeFilter(occurred_at) AND ${eventFilters}
   GROUP BY order_id, attempt
@@ -197,7 +201,8 @@ ORDER BY time, refund_status`,
         type: 'table',
         title: 'Stuck attempts (reconcile job)',
         description:
-          'Attempts the reconcile job found still processing 15 minutes after their first event, in its latest run that ended in the range, oldest first: the orders support should chase with the channel.',
+          'Attempts the reconcile job found still processing 15 minutes after their first event, in its latest run that ended in the range, oldest ' +
+          'first: the orders support should chase with the channel.',
         w: 12,
         h: 8,
         sql: [
@@ -214,11 +219,13 @@ LIMIT 100`,
         type: 'table',
         title: 'Callback delay by channel (reconcile job)',
         description:
-          "Time from an attempt's first processing event to its first final status, p50/p95/p99 per channel and over all channels, from the reconcile job's latest run that ended in the range (attempts of its 24-hour look-back).",
+          "Time from an attempt's first processing event to its first final status, p50/p95/p99 per channel and over all channels, from the reconcile " +
+          "job's latest run that ended in the range (attempts of its 24-hour look-back).",
         w: 12,
         h: 8,
         sql: [
-          `SELECT if(channel = '', '(all channels)', channel) AS delay_channel, attempts, p50_ms / 1000 AS p50_s, p95_ms / 1000 AS p95_s, p99_ms / 1000 AS p99_s, max_ms / 1000 AS max_s
+          `SELECT if(channel = '', '(all channels)', channel) AS delay_channel, attempts, p50_ms / 1000 AS p50_s, p95_ms / 1000 AS p95_s,
+            p99_ms / 1000 AS p99_s, max_ms / 1000 AS max_s
 FROM ${callbackDelays}
 WHERE ${latestReconcile} AND (channel = '' OR ${variableFilter('channel', 'channel')})
 ORDER BY channel = '' DESC, attempts DESC`,

@@ -35,7 +35,8 @@ ORDER BY time`;
     uid: 'paysentinel-pipeline-health',
     title: 'Pipeline health',
     description:
-      'Ingest throughput, consumer lag, ClickHouse writes and dead letters (from pipeline_metrics, recorded by the pipeline every 10 s) and scheduled job runs (from job_runs).',
+      'Ingest throughput, consumer lag, ClickHouse writes and dead letters (from pipeline_metrics, recorded by the pipeline every 10 s) and scheduled ' +
+      'job runs (from job_runs).',
     tags: ['pipeline', 'ops'],
     from: 'now-3h',
     refresh: '30s',
@@ -50,7 +51,8 @@ ORDER BY time`;
         unit: 'reqps',
         sql: [
           `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time,
-  transform(name, ['${M.consumed}', '${M.stored}', '${M.duplicates}', '${M.deadLettered}'], ['consumed', 'stored', 'duplicates', 'dead-lettered'], name) AS series,
+  transform(name, ['${M.consumed}', '${M.stored}', '${M.duplicates}', '${M.deadLettered}'], ['consumed', 'stored', 'duplicates', 'dead-lettered'],
+    name) AS series,
   sum(delta) / $__interval_s AS per_s
 FROM (${counterIncreases(metrics, [M.consumed, M.stored, M.duplicates, M.deadLettered])})
 GROUP BY time, series
@@ -65,7 +67,8 @@ ORDER BY time, series`,
         h: 8,
         unit: 'short',
         sql: [
-          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, concat('partition ', ${label('partition')}) AS partition, max(value) AS lag
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, concat('partition ', ${label('partition')}) AS partition,
+            max(value) AS lag
 FROM (${gauges(metrics, [M.lag])})
 GROUP BY time, partition
 ORDER BY time, partition`,
@@ -98,7 +101,8 @@ ORDER BY time, partition`,
         h: 8,
         unit: 'short',
         sql: [
-          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, if(name = '${M.paused}', 'paused', 'buffered rows') AS series, max(value) AS level
+          `SELECT toDateTime(intDiv(ts, $__interval_s) * $__interval_s, 'UTC') AS time, if(name = '${M.paused}', 'paused',
+            'buffered rows') AS series, max(value) AS level
 FROM (${gauges(metrics, [M.buffered, M.paused])})
 GROUP BY time, series
 ORDER BY time, series`,
@@ -171,7 +175,8 @@ ORDER BY time, series`,
         type: 'timeseries',
         title: 'Job run duration',
         description:
-          'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up (its next ticks are skipped).',
+          'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up ' +
+          '(its next ticks are skipped).',
         w: 12,
         h: 8,
         unit: 's',
@@ -187,12 +192,15 @@ ORDER BY time, series`,
         type: 'stat',
         title: 'Rates: age of the latest complete bucket',
         description:
-          'Seconds from the end of the latest 5-minute bucket the rates job had written to the end of the range (now, when the range ends now). Up to about 6 minutes is normal (a bucket is written once it has ended, by the next minute run); more means the job is failing or falling behind.',
+          'Seconds from the end of the latest 5-minute bucket the rates job had written to the end of the range (now, when the range ends now). Up to ' +
+          'about 6 minutes is normal (a bucket is written once it has ended, by the next minute run); more means the job ' +
+          'is failing or falling behind.',
         w: 12,
         h: 8,
         unit: 's',
         sql: [
-          `SELECT toInt64(toUInt32($__toTime)) - toInt64(max(toUInt32(window_to))) AS age_s FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok' AND finished_at <= $__toTime`,
+          `SELECT toInt64(toUInt32($__toTime)) - toInt64(max(toUInt32(window_to))) AS age_s FROM ${runs} FINAL WHERE job = 'rates' AND status = 'ok' ` +
+            `AND finished_at <= $__toTime`,
         ],
         columns: ['age_s'],
         options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value' },
@@ -204,7 +212,8 @@ ORDER BY time, series`,
         w: 12,
         h: 8,
         sql: [
-          `SELECT job, started_at, toString(status) AS run_status, rows, if(isNull(finished_at), NULL, toUInt32(assumeNotNull(finished_at)) - toUInt32(started_at)) AS duration_s, window_from, window_to, error
+          `SELECT job, started_at, toString(status) AS run_status, rows, if(isNull(finished_at), NULL,
+            toUInt32(assumeNotNull(finished_at)) - toUInt32(started_at)) AS duration_s, window_from, window_to, error
 FROM ${runs} FINAL
 WHERE $__timeFilter(started_at)
 ORDER BY started_at DESC, run_id DESC

@@ -11,14 +11,19 @@ export function reconciliationSpec(database: string): DashboardSpec {
   const breaks = ident(database, 'statement_breaks').text;
   const overlap = 'period_to > $__fromTime AND period_from < $__toTime';
   const channel = variableFilter('channel', 'channel');
-  const latest = `(channel, period_from, period_to, version) IN (SELECT channel, period_from, period_to, max(version) FROM ${runs} WHERE ${overlap} GROUP BY channel, period_from, period_to)`;
+  const latest =
+    `(channel, period_from, period_to, version) IN (SELECT channel, period_from, period_to, max(version) FROM ${runs} WHERE ${overlap} ` +
+    `GROUP BY channel, period_from, period_to)`;
   const latestRuns = `SELECT * FROM ${runs} FINAL WHERE ${overlap} AND ${channel} AND ${latest}`;
   const latestBreaks = `SELECT * FROM ${breaks} FINAL WHERE ${overlap} AND ${channel} AND ${latest}`;
   return {
     uid: 'paysentinel-reconciliation',
     title: 'Reconciliation',
     description:
-      "The payment platforms' statements against what we recorded: per channel and statement period, how many lines matched, and every break (charged but not recorded, recorded but not settled, amount or currency mismatch, duplicate settlement, refund mismatch, ambiguous) with both sides' values. Periods overlapping the range, each as its latest reconciliation run left it.",
+      "The payment platforms' statements against what we recorded: per channel and statement period, how many lines matched, and every break (charged " +
+      'but not recorded, recorded but not settled, amount or currency mismatch, duplicate settlement, refund ' +
+      "mismatch, ambiguous) with both sides' values. Periods overlapping the range, each as its latest " +
+      'reconciliation run left it.',
     tags: ['payments', 'support'],
     from: 'now-7d',
     refresh: '5m',
@@ -48,7 +53,8 @@ export function reconciliationSpec(database: string): DashboardSpec {
         type: 'stat',
         title: 'Charged but not recorded',
         description:
-          'Charges the platform settled while our latest status said failed, timeout or processing, or for attempts we have no record of: customers charged while told it failed.',
+          'Charges the platform settled while our latest status said failed, timeout or processing, or for attempts we have no record of: customers ' +
+          'charged while told it failed.',
         w: 6,
         h: 5,
         sql: [`SELECT countIf(kind = 'charged_not_recorded') AS charged_not_recorded FROM (${latestBreaks})`],
@@ -97,7 +103,8 @@ ORDER BY time, kind`,
         type: 'table',
         title: 'Amount at stake',
         description:
-          "Per channel, kind and currency: breaks and the amount they put at stake, in minor units (fen, cents): the statement's amount, ours where the statement has none, the difference for a mismatch.",
+          "Per channel, kind and currency: breaks and the amount they put at stake, in minor units (fen, cents): the statement's amount, ours where " +
+          'the statement has none, the difference for a mismatch.',
         w: 24,
         h: 7,
         sql: [
@@ -112,7 +119,8 @@ ORDER BY amount_at_stake_minor DESC, channel, kind, currency`,
         type: 'table',
         title: 'Breaks to work through',
         description:
-          "Every break of the periods in the range, both sides' values (minor units), charged-but-not-recorded first: what support works through. Ids as the platform and we know them.",
+          "Every break of the periods in the range, both sides' values (minor units), charged-but-not-recorded first: what support works through. Ids " +
+          'as the platform and we know them.',
         w: 24,
         h: 12,
         sql: [

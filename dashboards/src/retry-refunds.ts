@@ -28,7 +28,9 @@ export function retryRefundsSpec(database: string): DashboardSpec {
     uid: 'paysentinel-retry-refunds',
     title: 'Retry & refunds',
     description:
-      'Retry, recovery and refund rates from payment_rates (5-minute buckets written by the rates job), and the retry policy the retry-policy job tuned (retry_policy): current decisions with their reasons, their history and the evidence per attempt. Channel and merchant are separate breakdowns, so each variable filters its own panels.',
+      'Retry, recovery and refund rates from payment_rates (5-minute buckets written by the rates job), and the retry policy the retry-policy job ' +
+      'tuned (retry_policy): current decisions with their reasons, their history and the evidence per attempt. ' +
+      'Channel and merchant are separate breakdowns, so each variable filters its own panels.',
     tags: ['payments', 'risk'],
     from: 'now-24h',
     refresh: '5m',
@@ -41,7 +43,8 @@ export function retryRefundsSpec(database: string): DashboardSpec {
         type: 'timeseries',
         title: 'Retry and recovery rates',
         description:
-          'Retry rate (attempts numbered above 1 / attempts), orders needing a retry, and orders recovered by a retry / orders whose first attempt did not succeed.',
+          'Retry rate (attempts numbered above 1 / attempts), orders needing a retry, and orders recovered by a retry / orders whose first attempt did ' +
+          'not succeed.',
         w: 12,
         h: 8,
         unit: 'percentunit',
@@ -112,7 +115,8 @@ LIMIT 50`,
         type: 'table',
         title: 'Current retry policy',
         description:
-          'The policy the retry-policy job decided from evidence up to the end of the range (its latest run then), per channel and failure code, with the reason for each decision. Peak hours (UTC) get their own max attempts and backoff.',
+          'The policy the retry-policy job decided from evidence up to the end of the range (its latest run then), per channel and failure code, with ' +
+          'the reason for each decision. Peak hours (UTC) get their own max attempts and backoff.',
         w: 24,
         h: 9,
         sql: [
@@ -163,7 +167,8 @@ ORDER BY time, change_kind`,
         h: 8,
         sql: [
           `SELECT window_to AS evidence_until, channel, failure_code, change,
-  if(previous_action = '', '', concat(previous_action, ', max ', toString(previous_max_attempts), ' (peak ', toString(previous_peak_max_attempts), ')')) AS previous_decision,
+  if(previous_action = '', '', concat(previous_action, ', max ', toString(previous_max_attempts), ' (peak ', toString(previous_peak_max_attempts),
+    ')')) AS previous_decision,
   concat(action, ', max ', toString(max_attempts), ' (peak ', toString(peak_max_attempts), ')') AS new_decision,
   reason
 FROM ${policy}
@@ -177,11 +182,13 @@ LIMIT 200`,
         type: 'table',
         title: 'Success of attempt k+1 by failure code',
         description:
-          'The evidence of the current policy: per failure code and channel, attempts k that failed and were retried, how many attempt k+1 succeeded, P(k+1 succeeds | k failed) and its Wilson interval.',
+          'The evidence of the current policy: per failure code and channel, attempts k that failed and were retried, how many attempt k+1 succeeded, ' +
+          'P(k+1 succeeds | k failed) and its Wilson interval.',
         w: 24,
         h: 9,
         sql: [
-          `SELECT failure_code, channel, k AS failed_attempt, n_retried AS retried_failures, n_succeeded AS next_succeeded, p AS p_next_success, p_lo AS p_low, p_hi AS p_high
+          `SELECT failure_code, channel, k AS failed_attempt, n_retried AS retried_failures, n_succeeded AS next_succeeded, p AS p_next_success,
+            p_lo AS p_low, p_hi AS p_high
 FROM ${policy}
 ARRAY JOIN ks AS k, retried AS n_retried, retry_succeeded AS n_succeeded, p_success AS p, ci_low AS p_lo, ci_high AS p_hi
 WHERE ${currentPolicy} AND ${variableFilter('channel', 'channel')}

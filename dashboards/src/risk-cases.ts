@@ -1,6 +1,6 @@
 import { precisionColumns } from '../../cases/precision.ts';
 import { ident } from '../../storage/sql.ts';
-import { dashboard, queryVariable, type Dashboard, type DashboardSpec } from '../model.ts';
+import { dashboard, queryVariable, type Dashboard, type DashboardSpec, type StatOptions } from '../model.ts';
 import { eventFilters, timeBucket } from './sql.ts';
 
 /**
@@ -18,7 +18,8 @@ export function riskCasesSpec(database: string): DashboardSpec {
    * channel or merchant picked, keep the cases whose entity had payment events there in the range.
    */
   const caseFilter = `(${all} OR concat(entity_type, ':', entity_id) IN (
-    SELECT arrayJoin([concat('ip:', ifNull(ip, '')), concat('device:', ifNull(device_id, '')), concat('user:', ifNull(user_id, '')), concat('order:', order_id)])
+    SELECT arrayJoin([concat('ip:', ifNull(ip, '')), concat('device:', ifNull(device_id, '')), concat('user:', ifNull(user_id, '')), concat('order:',
+      order_id)])
     FROM ${events}
     WHERE NOT ${all} AND $__timeFilter(occurred_at) AND ${eventFilters}))`;
   /**
@@ -43,7 +44,7 @@ export function riskCasesSpec(database: string): DashboardSpec {
   GROUP BY case_id, rule_id, severity, entity_type, entity_id`;
   const cases = `(${state}) WHERE ${caseFilter}`;
   const ackSeconds = 'toInt64(acked_s) - toInt64(toUInt32(first_opened))';
-  const statOptions = {
+  const statOptions: StatOptions = {
     reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
     colorMode: 'value',
     graphMode: 'none',
@@ -53,7 +54,9 @@ export function riskCasesSpec(database: string): DashboardSpec {
     uid: 'paysentinel-risk-cases',
     title: 'Risk & cases',
     description:
-      'Cases opened by live detection (case_versions): opened per rule and severity, the open cases with evidence and next step, the most flagged IPs and devices, rule hits and time to acknowledge. Channel and merchant keep the cases whose entity paid there in the range.',
+      'Cases opened by live detection (case_versions): opened per rule and severity, the open cases with evidence and next step, the most flagged IPs ' +
+      'and devices, rule hits and time to acknowledge. Channel and merchant keep the cases whose entity paid there ' +
+      'in the range.',
     tags: ['risk', 'support'],
     from: 'now-24h',
     refresh: '1m',
@@ -104,7 +107,8 @@ export function riskCasesSpec(database: string): DashboardSpec {
         h: 5,
         unit: 's',
         sql: [
-          `SELECT max(toInt64(toUInt32($__toTime)) - toInt64(toUInt32(first_opened))) AS oldest_open_s, count() AS unacknowledged FROM ${cases} AND case_status = 'open'`,
+          `SELECT max(toInt64(toUInt32($__toTime)) - toInt64(toUInt32(first_opened))) AS oldest_open_s, count() AS unacknowledged FROM ${cases} AND ` +
+            `case_status = 'open'`,
         ],
         columns: ['oldest_open_s', 'unacknowledged'],
         unitsByColumn: { unacknowledged: 'short' },
@@ -201,7 +205,8 @@ ORDER BY rule_id`,
         type: 'table',
         title: 'Time to acknowledge by severity',
         description:
-          'Cases opened in the range: how many support acknowledged by its end, and how long that took (p50, p90, max); still waiting are those not acknowledged yet.',
+          'Cases opened in the range: how many support acknowledged by its end, and how long that took (p50, p90, max); still waiting are those not ' +
+          'acknowledged yet.',
         w: 12,
         h: 8,
         sql: [

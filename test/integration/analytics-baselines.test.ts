@@ -5,7 +5,8 @@ import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
+import { eventRow } from '../fixtures/events.ts';
 import { scalar, services } from './helpers.ts';
 
 /**
@@ -28,32 +29,11 @@ const day = (d: number, hh: number, mm: number, ss = 0) => Date.UTC(2026, 10, d,
 const NOW = new Date(day(25, 10, 20));
 
 let seq = 0;
+/** Attempt 1 of `order`; a failed or timed-out event has the code network_error unless `patch` says otherwise. */
 function ev(order: string, atMs: number, status: string, channel: string, patch: Partial<EventRow> = {}): EventRow {
   seq++;
-  return {
-    event_id: `e${seq}`,
-    occurred_at: toDateTimeText(atMs),
-    occurred_ms: atMs % 1000,
-    type: 'payment',
-    status,
-    order_id: order,
-    attempt: 1,
-    transaction_id: null,
-    amount_minor: 100,
-    currency: 'CNY',
-    channel,
-    merchant_id: 'm1',
-    user_id: null,
-    device_id: null,
-    ip: null,
-    failure_code: status === 'failed' || status === 'timeout' ? 'network_error' : null,
-    source: 'gateway_callback',
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: seq,
-    ingested_at: toDateTimeText(atMs),
-    ...patch,
-  };
+  const failure_code = status === 'failed' || status === 'timeout' ? 'network_error' : null;
+  return eventRow(atMs, { event_id: `e${seq}`, order_id: order, status, channel, failure_code, ...patch });
 }
 
 const corrected = ev('a14-1', day(23, 14, 40), 'failed', 'alipay', { failure_code: 'system_error', source: 'reconciliation' });

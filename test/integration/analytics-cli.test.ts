@@ -4,7 +4,8 @@ import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
+import { eventRow } from '../fixtures/events.ts';
 import { repoRoot, services } from './helpers.ts';
 
 /** `paysentinel analytics run JOB`: one code path for every job of the registry, against the real ClickHouse. */
@@ -18,29 +19,7 @@ const cli = (args: string[]) =>
   });
 
 const at = Date.UTC(2026, 10, 25, 10, 1);
-const row = (id: string, status: string, ms: number): EventRow => ({
-  event_id: id,
-  occurred_at: toDateTimeText(ms),
-  occurred_ms: 0,
-  type: 'payment',
-  status,
-  order_id: 'o1',
-  attempt: 1,
-  transaction_id: null,
-  amount_minor: 100,
-  currency: 'CNY',
-  channel: 'alipay',
-  merchant_id: 'm1',
-  user_id: null,
-  device_id: null,
-  ip: null,
-  failure_code: null,
-  source: null,
-  extra: '',
-  kafka_partition: 0,
-  kafka_offset: ms,
-  ingested_at: toDateTimeText(ms),
-});
+const row = (id: string, status: string, ms: number): EventRow => eventRow(ms, { event_id: id, order_id: 'o1', status, source: null });
 
 beforeAll(async () => {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);

@@ -11,6 +11,7 @@ import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { eventRow } from '../fixtures/events.ts';
 import { repoRoot, services } from './helpers.ts';
 
 /**
@@ -35,30 +36,7 @@ const NOW = new Date(at(26, 0, 10));
 let seq = 0;
 function ev(order: string, atMs: number, status: string, channel: string, amount: number, patch: Partial<EventRow> = {}): EventRow {
   seq++;
-  return {
-    event_id: `e${seq}`,
-    occurred_at: toDateTimeText(atMs),
-    occurred_ms: 0,
-    type: 'payment',
-    status,
-    order_id: order,
-    attempt: 1,
-    transaction_id: null,
-    amount_minor: amount,
-    currency: 'CNY',
-    channel,
-    merchant_id: 'm1',
-    user_id: null,
-    device_id: null,
-    ip: null,
-    failure_code: null,
-    source: 'gateway_callback',
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: seq,
-    ingested_at: toDateTimeText(atMs),
-    ...patch,
-  };
+  return eventRow(atMs, { event_id: `e${seq}`, order_id: order, status, channel, amount_minor: amount, ...patch });
 }
 
 const fixture: EventRow[] = [

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { recentRuns, runJob, type AnalyticsDeps } from '../../analytics/jobs.ts';
 import { run as runRates } from '../../analytics/rates.ts';
-import { startAnalyticsSchedule, type ScheduledJob } from '../../analytics/schedule.ts';
+import type { ScheduledJob } from '../../analytics/jobs.ts';
+import { startAnalyticsSchedule } from '../../analytics/schedule.ts';
 import { createLogger, silentLogger } from '../../log/index.ts';
 import { createJobMetrics } from '../../metrics/registry.ts';
 import { command, createClickHouse } from '../../storage/clickhouse.ts';

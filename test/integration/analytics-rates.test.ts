@@ -5,9 +5,10 @@ import { type EventRow } from '../../ingest/records.ts';
 import { createLogger, silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import type { PaymentEvent } from '../../contract/index.ts';
+import { eventRow, nextOffset, rowOfEvent } from '../fixtures/events.ts';
 import { scalar, services } from './helpers.ts';
 
 /**
@@ -43,32 +44,18 @@ const channels: Record<string, string> = {
 };
 const merchants: Record<string, string> = { o1: 'm1', o2: 'm1', o3: 'm2', o4: 'm2', o5: 'm1', o6: 'm2', o7: 'm2', o8: 'm1', o9: 'm1' };
 
-let offset = 0;
 function event(id: string, order: string, atMs: number, status: string, patch: Partial<EventRow> = {}): EventRow {
-  return {
+  return eventRow(atMs, {
     event_id: id,
-    occurred_at: toDateTimeText(atMs),
-    occurred_ms: atMs % 1000,
-    type: 'payment',
-    status,
     order_id: order,
-    attempt: 1,
+    status,
     transaction_id: `tx-${order}`,
     amount_minor: amounts[order]!,
-    currency: 'CNY',
     channel: channels[order]!,
     merchant_id: merchants[order]!,
     user_id: `u-${order}`,
-    device_id: null,
-    ip: null,
-    failure_code: null,
-    source: 'gateway_callback',
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: offset++,
-    ingested_at: toDateTimeText(atMs),
     ...patch,
-  };
+  });
 }
 
 const o1Succeeded = event('e1b', 'o1', at(10, 0, 3, 200), 'succeeded');
@@ -94,7 +81,7 @@ const fixture: EventRow[] = [
 ];
 // Redeliveries: the same events stored a second time (as two racing consumers could), each in
 // its own insert so they sit in separate parts until a merge folds them.
-const redelivered = [o1Succeeded, o1Refund, o7Refund].map((e) => ({ ...e, kafka_offset: offset++ }));
+const redelivered = [o1Succeeded, o1Refund, o7Refund].map((e) => ({ ...e, kafka_offset: nextOffset() }));
 
 const s = services();
 const deps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger };
@@ -320,7 +307,7 @@ describe('rates equal an independent computation on simulator traffic', () => {
     await insertRows(
       sim.clickhouse,
       table.text,
-      stored.map((e, i) => rowOf(e, i)),
+      stored.map((e) => rowOfEvent(e)),
     );
   });
   afterAll(async () => {
@@ -363,33 +350,6 @@ describe('rates equal an independent computation on simulator traffic', () => {
     }
   });
 });
-
-function rowOf(e: PaymentEvent, i: number): EventRow {
-  const ms = Date.parse(e.occurred_at);
-  return {
-    event_id: e.event_id,
-    occurred_at: toDateTimeText(ms),
-    occurred_ms: ms % 1000,
-    type: e.type,
-    status: e.status,
-    order_id: e.order_id,
-    attempt: e.attempt ?? null,
-    transaction_id: e.transaction_id ?? null,
-    amount_minor: e.amount_minor,
-    currency: e.currency,
-    channel: e.channel,
-    merchant_id: e.merchant_id,
-    user_id: e.user_id ?? null,
-    device_id: e.device_id ?? null,
-    ip: e.ip ?? null,
-    failure_code: e.failure_code ?? null,
-    source: e.source ?? null,
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: i,
-    ingested_at: toDateTimeText(ms),
-  };
-}
 
 const unique = (events: PaymentEvent[]) => [...new Map(events.map((e) => [e.event_id, e])).values()];
 

@@ -5,7 +5,8 @@ import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
+import { eventRow, nextOffset } from '../fixtures/events.ts';
 import { services } from './helpers.ts';
 
 /**
@@ -23,31 +24,8 @@ import { services } from './helpers.ts';
 const at = (hh: number, mm: number, ss = 0, ms = 0) => Date.UTC(2026, 10, 25, hh, mm, ss, ms);
 const NOW = new Date(at(11, 0));
 
-let offset = 0;
 function event(id: string, order: string, atMs: number, status: string, channel: string, code: string | null = null): EventRow {
-  return {
-    event_id: id,
-    occurred_at: toDateTimeText(atMs),
-    occurred_ms: atMs % 1000,
-    type: 'payment',
-    status,
-    order_id: order,
-    attempt: 1,
-    transaction_id: null,
-    amount_minor: 100,
-    currency: 'CNY',
-    channel,
-    merchant_id: 'm1',
-    user_id: null,
-    device_id: null,
-    ip: null,
-    failure_code: code,
-    source: 'gateway_callback',
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: offset++,
-    ingested_at: toDateTimeText(atMs),
-  };
+  return eventRow(atMs, { event_id: id, order_id: order, status, channel, failure_code: code });
 }
 
 const c2late = event('c2b', 'c2', at(10, 21), 'succeeded', 'alipay');
@@ -76,7 +54,7 @@ beforeAll(async () => {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
   await command(s.clickhouse, `SYSTEM STOP MERGES ${events}`);
   await insertRows(s.clickhouse, events.text, fixture);
-  await insertRows(s.clickhouse, events.text, [{ ...c2late, kafka_offset: offset++ }]);
+  await insertRows(s.clickhouse, events.text, [{ ...c2late, kafka_offset: nextOffset() }]);
 });
 
 afterAll(async () => {

@@ -6,7 +6,8 @@ import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
+import { eventRow } from '../fixtures/events.ts';
 import { services } from './helpers.ts';
 
 /**
@@ -30,31 +31,8 @@ function prng(seed: number): () => number {
   };
 }
 
-let offset = 0;
 function event(order: string, attempt: number, atMs: number, status: string, code: string | null, suffix: string): EventRow {
-  return {
-    event_id: `${order}-${attempt}-${suffix}`,
-    occurred_at: toDateTimeText(atMs),
-    occurred_ms: atMs % 1000,
-    type: 'payment',
-    status,
-    order_id: order,
-    attempt,
-    transaction_id: null,
-    amount_minor: 1000,
-    currency: 'CNY',
-    channel: 'alipay',
-    merchant_id: 'm1',
-    user_id: null,
-    device_id: null,
-    ip: null,
-    failure_code: code,
-    source: 'gateway_callback',
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: offset++,
-    ingested_at: toDateTimeText(atMs),
-  };
+  return eventRow(atMs, { event_id: `${order}-${attempt}-${suffix}`, order_id: order, attempt, status, amount_minor: 1000, failure_code: code });
 }
 
 /** One attempt: processing, then its final status 2 s later. Returns the final event's time. */

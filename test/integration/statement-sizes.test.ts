@@ -22,6 +22,7 @@ import { createClickHouseHttp, MAX_EXTERNAL_QUERY_BYTES } from '../../storage/ht
 import { migrate } from '../../storage/migrations.ts';
 import { ident, sql, toDateTimeText } from '../../storage/sql.ts';
 import { MAX_BATCH_ROWS, MAX_TOPIC_PARTITIONS, loadConfig } from '../../config/index.ts';
+import { eventRow } from '../fixtures/events.ts';
 import { services } from './helpers.ts';
 
 /**
@@ -57,21 +58,19 @@ describe('statements at the largest size the project allows', () => {
     await insertRows(
       s.clickhouse,
       table.text,
-      stored.map((r) => ({
-        event_id: r.event_id,
-        occurred_at: r.occurred_at,
-        type: 'payment',
-        status: 'succeeded',
-        order_id: 'o',
-        amount_minor: 1,
-        currency: 'CNY',
-        channel: 'card',
-        merchant_id: 'm',
-        extra: '',
-        kafka_partition: 0,
-        kafka_offset: 0,
-        ingested_at: r.occurred_at,
-      })),
+      stored.map((r) =>
+        eventRow(0, {
+          event_id: r.event_id,
+          occurred_at: r.occurred_at,
+          occurred_ms: 0,
+          status: 'succeeded',
+          order_id: 'o',
+          amount_minor: 1,
+          channel: 'card',
+          merchant_id: 'm',
+          ingested_at: r.occurred_at,
+        }),
+      ),
     );
     const query = dedupLookupQuery(table);
     const found = await http.query<{ event_id: string }>(query, { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows }, 'dedup look-up');
@@ -85,7 +84,8 @@ describe('statements at the largest size the project allows', () => {
     await command(s.clickhouse, `CREATE TABLE ${big} AS ${ident(db, 'payment_events')}`);
     await command(
       s.clickhouse,
-      `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), toString(number), now() FROM system.numbers LIMIT 1000000`,
+      `INSERT INTO ${big} (event_id, occurred_at, order_id, ingested_at) SELECT toString(number), toDateTime(${nowSec - 86_400}) + intDiv(number, 12), ` +
+        `toString(number), now() FROM system.numbers LIMIT 1000000`,
     );
     const keys = [
       { event_id: '17', occurred_at: toDateTimeText((nowSec - 86_400 + 1) * 1000) },

@@ -1,0 +1,12 @@
+-- Bounded catch-up of the rates job (docs/adr/0003, "Catching up"). A run now works in slices of
+-- a bounded number of events, each committing its progress here, and stops after a time budget;
+-- the next run continues. The cursor gains:
+-- - history_from: how far back the job still has to build items (it walks covered_from back to
+--   here, newest first, so the latest buckets are written before old history); 0 = nothing left;
+-- - written_version: the touched buckets of every item version up to this one have been written
+--   (0 on a cursor from before this migration: its own version);
+-- - server_at, server_uptime: the server's clock and uptime at the run that wrote the cursor, so a
+--   later run sees a step back of the server's clock (the clock moved less than the uptime).
+--
+-- 18.16 has no ADD COLUMN IF NOT EXISTS: migrate skips this statement when the columns exist.
+ALTER TABLE {db}.analytics_cursors ADD COLUMN history_from DateTime('UTC') DEFAULT toDateTime(0, 'UTC'), ADD COLUMN written_version UInt64 DEFAULT 0, ADD COLUMN server_at DateTime('UTC') DEFAULT toDateTime(0, 'UTC'), ADD COLUMN server_uptime UInt64 DEFAULT 0;
