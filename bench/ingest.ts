@@ -17,6 +17,8 @@ export interface IngestBenchOptions {
   seed: number;
   /** Skip the ClickHouse Kafka-engine baseline. */
   skipBaseline: boolean;
+  /** Skip the run with every role. */
+  skipDetection?: boolean;
   /** Processes running the ingest role alone in the first measurement (they share the consumer group). @default 1 */
   processes?: number;
   timeoutMs: number;
@@ -30,12 +32,12 @@ export interface IngestBenchResult {
   produce: { seconds: number; perSecond: number };
   /** `paysentinel start --roles ingest` in `processes` processes: ingest alone. */
   ingestOnly: PaysentinelRun;
-  /** `paysentinel start` with every role: ingest while detection (and the jobs) run beside it. */
-  withDetection: PaysentinelRun;
+  /** `paysentinel start` with every role: ingest while detection (and the jobs) run beside it (null with skipDetection). */
+  withDetection: PaysentinelRun | null;
   baseline: { seconds: number; rowsPerSecond: number; rows: number } | null;
   /** ingestOnly.eventsPerSecond / baseline.rowsPerSecond. */
   ratio: number | null;
-  /** withDetection.eventsPerSecond / baseline.rowsPerSecond. */
+  /** withDetection.eventsPerSecond / baseline.rowsPerSecond (null when either was skipped). */
   ratioWithDetection: number | null;
 }
 
@@ -181,7 +183,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       };
     };
     const ingestOnly = await runPaysentinel('ingest role', 'ingest', options.processes ?? 1);
-    const withDetection = await runPaysentinel('all roles', undefined, 1);
+    const withDetection = options.skipDetection ? null : await runPaysentinel('all roles', undefined, 1);
 
     // 3. Baseline: ClickHouse's Kafka engine -> materialized view -> MergeTree. It does no
     //    validation, no dead-lettering and no dedup, so it stores every message (redeliveries too).
@@ -238,7 +240,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       withDetection,
       baseline,
       ratio: baseline ? ingestOnly.eventsPerSecond / baseline.rowsPerSecond : null,
-      ratioWithDetection: baseline ? withDetection.eventsPerSecond / baseline.rowsPerSecond : null,
+      ratioWithDetection: baseline && withDetection ? withDetection.eventsPerSecond / baseline.rowsPerSecond : null,
     };
   } finally {
     for (const d of [database, ...databases]) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(d)}`).catch(() => {});

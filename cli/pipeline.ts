@@ -4,6 +4,7 @@ import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDep
 import type { Config } from '../config/index.ts';
 import { baselineFacts } from '../analytics/baselines.ts';
 import { createCaseStore, startCaseWebhook } from '../cases/index.ts';
+import { startBreakCases } from '../statements/cases.ts';
 import { createDetector, type Detector } from '../detection/index.ts';
 import { defaultFeaturesPath, defaultRulesPath, loadRuleSetOrThrow } from '../rules/index.ts';
 import { watchRules } from '../detection/reload.ts';
@@ -185,6 +186,16 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     // while the webhook and the producer still run, so none is lost at shutdown.
     stops.push(() => cases.flush());
     stops.push(() => detector.stop());
+    // Statement breaks become cases under the same leadership, rules and case store as detection.
+    const breakCases = startBreakCases({
+      clickhouse,
+      database: config.clickhouseDatabase,
+      cases,
+      logger: logger.child({ stage: 'statements' }),
+      ruleSet: detector.ruleSet,
+      isLeader: leadership.isLeader,
+    });
+    stops.push(() => breakCases.stop());
     const ruleWatcher = watchRules({ paths: rulePaths, logger: logger.child({ stage: 'rules' }), current: detector.ruleSet, onChange: detector.setRuleSet });
     stops.push(() => ruleWatcher.stop());
     detection = { detector, leadership };

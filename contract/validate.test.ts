@@ -93,6 +93,27 @@ describe('payment event contract', () => {
     if (!result.ok) expect(result.reason).toMatch(reason);
   });
 
+  test('rejects a contract field with an unpaired surrogate escape (it has no UTF-8 form), and only then', () => {
+    for (const [field, text] of [
+      ['event_id', 'e-\\ud800'],
+      ['user_id', 'u-\\udc00x'],
+      ['channel', '\\uDBFF'],
+    ] as const) {
+      const raw = Buffer.from(JSON.stringify({ ...valid, [field]: 'X' }).replace('"X"', `"${text}"`));
+      expect(decodeEvent(raw, 65536)).toEqual({ ok: false, reason: `field "${field}" is not valid Unicode (an unpaired surrogate escape)` });
+    }
+    expect(validateEvent({ ...valid, order_id: 'o\ud800' })).toMatchObject({ ok: false, reason: expect.stringMatching(/order_id.*unpaired surrogate/) });
+    // Escaped pairs, escaped BMP characters and unpaired surrogates in extra fields (kept as JSON text) are fine.
+    const fine = Buffer.from(
+      JSON.stringify({ ...valid, event_id: 'X', note: 'Y' })
+        .replace('"X"', '"\\ud83d\\ude00\\u00e9"')
+        .replace('"Y"', '"\\ud800"'),
+    );
+    const decoded = decodeEvent(fine, 65536);
+    expect(decoded).toMatchObject({ ok: true, value: { event: { event_id: '😀é' } } });
+    if (decoded.ok) expect(decoded.value.extra).toBe('{"note":"\\ud800"}');
+  });
+
   test('rejects messages over the size limit and invalid UTF-8', () => {
     const big = buf({ ...valid, note: 'x'.repeat(70_000) });
     expect(decodeEvent(big, 65536)).toMatchObject({ ok: false, reason: expect.stringMatching(/over the 65536-byte limit/) });

@@ -67,8 +67,26 @@ function describe(error: ErrorObject): string {
   }
 }
 
+/**
+ * The first contract field holding an unpaired UTF-16 surrogate (from a JSON escape such as
+ * `\ud800`: raw UTF-8 cannot encode one), or null. Such a string has no UTF-8 form: stored, it
+ * would become U+FFFD and two different ids could become one, so the event is refused instead.
+ */
+function unpairedSurrogateField(event: object): string | null {
+  for (const key of contractFields) {
+    const v = (event as Record<string, unknown>)[key];
+    // isWellFormed is ES2024 (Node 20 has it; the TypeScript target here is ES2022).
+    if (typeof v === 'string' && !(v as unknown as { isWellFormed(): boolean }).isWellFormed()) return key;
+  }
+  return null;
+}
+
 /** Validates an already parsed JSON value against the contract. */
 export function validateEvent(value: unknown): ValidationResult {
+  return validateParsed(value, true);
+}
+
+function validateParsed(value: unknown, mayHaveEscapes: boolean): ValidationResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, reason: 'not a JSON object' };
   }
@@ -79,6 +97,10 @@ export function validateEvent(value: unknown): ValidationResult {
     return { ok: false, reason: first ? describe(first) : 'does not match the contract' };
   }
   const event = value as PaymentEvent;
+  if (mayHaveEscapes) {
+    const field = unpairedSurrogateField(event);
+    if (field !== null) return { ok: false, reason: `field "${field}" is not valid Unicode (an unpaired surrogate escape)` };
+  }
   let extra = '';
   for (const key in event) {
     if (!contractFields.has(key)) {
@@ -91,6 +113,8 @@ export function validateEvent(value: unknown): ValidationResult {
   return { ok: true, value: { event, occurredAtMs: parseRfc3339(event.occurred_at)!, extra } };
 }
 
+const BACKSLASH_U = Buffer.from('\\u');
+
 /** Decodes one Kafka message value: size, UTF-8, JSON, then the contract. */
 export function decodeEvent(raw: Buffer | null, maxBytes: number): ValidationResult {
   if (raw === null || raw.length === 0) return { ok: false, reason: 'empty message' };
@@ -102,5 +126,6 @@ export function decodeEvent(raw: Buffer | null, maxBytes: number): ValidationRes
   } catch (err) {
     return { ok: false, reason: `not valid JSON: ${(err as Error).message}` };
   }
-  return validateEvent(parsed);
+  // Only a \u escape can produce an unpaired surrogate: most messages have none to look for.
+  return validateParsed(parsed, raw.includes(BACKSLASH_U));
 }

@@ -11,7 +11,8 @@ import { screenPlan } from './screen.ts';
 
 /** What a tick needs from a rule set, computed once per set. */
 export function prepare(ruleSet: RuleSet) {
-  const enabled = ruleSet.rules.filter((r) => r.enabled);
+  // Rules on statement breaks are evaluated by statements/cases.ts when breaks are found, never here.
+  const enabled = ruleSet.rules.filter((r) => r.enabled && r.source === 'events');
   // Only the features the enabled rules read (directly or through a derived fact) are screened,
   // fetched and computed: the catalog also holds features for dashboards and future rules, and
   // one of them alone (a merchant's hour of amounts) would make every context refresh read the
@@ -43,7 +44,7 @@ export function prepare(ruleSet: RuleSet) {
     /** Ids of `features`. */
     read,
     ruleSet,
-    evaluator: createRuleEvaluator(ruleSet),
+    evaluator: createRuleEvaluator(ruleSet, 'events'),
     entitiesWithRules: new Set(enabled.map((r) => r.entity)),
     rulesOf,
     features,

@@ -12,6 +12,7 @@ export const errorCodes = [
   'USERS_INVALID',
   'USAGE',
   'STATEMENT_REFUSED',
+  'TABLE_CHANGED',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 

@@ -6,8 +6,8 @@ import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import { writeFailureKind, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
-import { toDeadLetter, toPendingRow, type PendingRow } from './records.ts';
-import { createEventWriter, type WriteResult } from './writer.ts';
+import { toDeadLetter, type PendingRow } from './records.ts';
+import { createEventWriter, isTableChanged, type WriteResult } from './writer.ts';
 
 export interface IngestorDeps {
   kafka: Kafka;
@@ -193,7 +193,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         pending.push({
           partition,
           offset: message.offset,
-          row: toPendingRow(result.value, partition, Number(message.offset)),
+          row: writer.encode(result.value, partition, Number(message.offset)),
           // The consumed message itself (it has key and value): no object allocated per event.
           message,
         });
@@ -263,7 +263,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       retries: Number.POSITIVE_INFINITY,
       maxDelayMs: 5_000,
       signal: hardStop.signal,
-      isRetriable: (err) => writeFailureKind(err) !== 'rows',
+      isRetriable: (err) => writeFailureKind(err) !== 'rows' && !isTableChanged(err),
       onRetry: (err, attempt, wait) => {
         metrics.writeErrors.inc({ target: 'clickhouse' });
         troubled(writeFailureKind(err) === 'unavailable' ? 'unavailable' : 'environment', err, entries, attempt, wait);
@@ -287,7 +287,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       metrics.duplicates.inc(undefined, result.duplicates);
       return [];
     } catch (err) {
-      if (hardStop.signal.aborted || writeFailureKind(err) !== 'rows') throw err;
+      if (hardStop.signal.aborted || writeFailureKind(err) !== 'rows' || isTableChanged(err)) throw err;
       metrics.writeErrors.inc({ target: 'clickhouse' });
       if (entries.length === 1) {
         const e = entries[0]!;
@@ -359,7 +359,8 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         });
         return;
       } catch (err) {
-        if (hardStop.signal.aborted) throw err;
+        // A table altered under RowBinary rows: nothing is committed, and a restart writes what fits it.
+        if (hardStop.signal.aborted || isTableChanged(err)) throw err;
         const wait = backoffDelay(attempt, 1_000, 30_000);
         troubleLoggedAt = 0;
         troubled('unexpected', err, batch.entries, attempt + 1, wait);
@@ -394,6 +395,15 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   return {
     failed,
     async start() {
+      // The insert format is chosen before the first row is encoded in it.
+      const format = await retry(() => writer.prepare(), {
+        retries: Number.POSITIVE_INFINITY,
+        maxDelayMs: 5_000,
+        signal: hardStop.signal,
+        isRetriable: (err) => writeFailureKind(err) === 'unavailable',
+        onRetry: (err, attempt, wait) => logger.warn('reading the columns of payment_events failed, retrying', { err, attempt, wait }),
+      });
+      logger.info('ingest writes', { format });
       await producer.connect();
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: true });

@@ -1,6 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { eventFields, validateEvent } from '../contract/index.ts';
-import { DEAD_LETTER_RAW_BYTES, STORED_EVENT_FIELDS, lineOf, toDeadLetter, toEventRow, toPendingRow } from './records.ts';
+import { RowBinaryWriter } from '../storage/rowbinary.ts';
+import {
+  DEAD_LETTER_RAW_BYTES,
+  EVENT_COLUMN_TYPES,
+  STORED_EVENT_FIELDS,
+  encodeEventRow,
+  keyBytesOf,
+  lineOf,
+  toDeadLetter,
+  toEventRow,
+  toPendingRow,
+} from './records.ts';
+import { columnMismatches } from './writer.ts';
 
 const base = {
   event_id: 'e"1\\\n',
@@ -55,5 +68,42 @@ describe('dead-letter records stay under the broker limit', () => {
     expect(Buffer.from(d.raw, 'base64')).toEqual(value.subarray(0, DEAD_LETTER_RAW_BYTES));
     expect(d.key).toHaveLength(4096);
     expect(Buffer.byteLength(JSON.stringify(d))).toBeLessThan(1_000_000);
+  });
+});
+
+describe('RowBinary rows', () => {
+  test('EVENT_COLUMN_TYPES are the columns and types of migration 001, in order', () => {
+    const ddl = readFileSync(new URL('../storage/migrations/001_payment_events.sql', import.meta.url), 'utf8');
+    const body = ddl.slice(ddl.indexOf('\n(\n') + 3, ddl.indexOf('\n)'));
+    const columns = body
+      .split('\n')
+      .map((line) => line.trim().replace(/,$/, ''))
+      .filter(Boolean)
+      .map((line) => [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]);
+    expect(columns).toEqual(EVENT_COLUMN_TYPES.map(([name, type]) => [name, type]));
+  });
+
+  test('the key bytes of a row are its event_id and occurred_at, also for a long id (two-byte length)', () => {
+    for (const id of ['e-1', '订'.repeat(128)]) {
+      const valid = validateEvent({ ...base, event_id: id });
+      if (!valid.ok) throw new Error(valid.reason);
+      const row = encodeEventRow(new RowBinaryWriter(), valid.value, 1, 2);
+      const key = keyBytesOf(row);
+      const idBytes = Buffer.from(id, 'utf8');
+      const prefix = idBytes.length < 128 ? 1 : 2;
+      expect(key.length).toBe(prefix + idBytes.length + 4);
+      expect(key.subarray(prefix, prefix + idBytes.length).toString('utf8')).toBe(id);
+      expect(key.readUInt32LE(prefix + idBytes.length)).toBe(Date.UTC(2026, 10, 25, 10, 15, 0) / 1000);
+      expect(row.event_id).toBe(id);
+    }
+  });
+
+  test('columnMismatches names each column the encoder would misplace', () => {
+    const described = EVENT_COLUMN_TYPES.map(([name, type]) => ({ name, type }));
+    expect(columnMismatches([...described, { name: 'added_later', type: 'UInt8' }])).toEqual([]);
+    expect(columnMismatches(described.map((c) => (c.name === 'extra' ? { ...c, type: 'FixedString(16)' } : c)))).toEqual([
+      'extra: expected String, found FixedString(16)',
+    ]);
+    expect(columnMismatches(described.filter((c) => c.name !== 'source'))).toEqual(['source: expected Nullable(String), found no column']);
   });
 });

@@ -10,13 +10,15 @@ import {
   type FeatureCatalog,
   type FactValue,
   type Facts,
+  type StatementFact,
 } from './schema.ts';
 
 /** One fact a rule may name, with where it comes from. */
 export type FactInfo =
   | { kind: 'feature'; id: string; entity: EntityType; def: Feature }
   | { kind: 'baseline'; id: string; entity: EntityType; def: Baseline }
-  | { kind: 'derived'; id: string; entity: EntityType; def: Derived };
+  | { kind: 'derived'; id: string; entity: EntityType; def: Derived }
+  | { kind: 'statement'; id: string; entity: EntityType; def: StatementFact };
 
 /** The validated feature catalog, indexed by fact id. */
 export interface FactCatalog {
@@ -87,7 +89,7 @@ function derivedProblems(file: string, d: Derived, path: string, facts: Readonly
       continue;
     }
     const info = facts.get(ref);
-    if (!info || info.kind === 'derived') {
+    if (!info || info.kind === 'derived' || info.kind === 'statement') {
       out.push({
         file,
         path: where,
@@ -138,6 +140,7 @@ export function parseFeatureCatalog(file: string, text: string): { ok: true; cat
       problems.push({ file, path: childPath(path, 'default'), message: `a rate is between 0 and 1; ${def.default} is not.` });
     }
   });
+  (source.statements ?? []).forEach((def, i) => add({ kind: 'statement', id: def.id, entity: def.entity, def }, childPath(childPath('$', 'statements'), i)));
   const derivedPaths: string[] = [];
   source.derived.forEach((def, i) => {
     const path = childPath(childPath('$', 'derived'), i);

@@ -43,8 +43,16 @@ describe('paysentinel rules validate', () => {
   test('the bundled rules are valid: exit 0 and a line per rule', async () => {
     const { code, stdout } = await run(['validate']);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^OK: 7 rules valid \(7 enabled\), rule set version [0-9a-f]{12}/);
+    expect(stdout).toMatch(/^OK: 14 rules valid \(14 enabled\), rule set version [0-9a-f]{12}/);
     expect(stdout).toMatch(/device_failure_spike\s+[0-9a-f]{12}\s+device\s+medium/);
+    // Rules on statement breaks say so: live detection never evaluates them.
+    expect(stdout).toMatch(
+      /charged_not_recorded\s+[0-9a-f]{12}\s+order\s+critical\s+notify_support\s+cooldown 10m\s+on statement breaks\s+\+ customer message\n/,
+    );
+    // Order rules with a <rule_id>.message.txt say so; the others have no customer message.
+    expect(stdout).toMatch(/charged_but_failed\s+[0-9a-f]{12}\s+order\s+critical\s+notify_support\s+cooldown 24h\s+\+ customer message\n/);
+    expect(stdout).not.toMatch(/ip_amount_probing.*customer message/);
+    expect(stdout).not.toMatch(/charged_but_failed.*on statement breaks/);
   });
 
   test('a broken rule: exit 1, with file, JSON path and fix', async ({ dir }) => {
@@ -88,7 +96,7 @@ describe('paysentinel rules test', () => {
     expect(code).toBe(0);
     expect(stdout).toContain('PASS  does not fire: 2 attempts and 2 failures is not a spike (below the minimum volume)');
     expect(stdout).not.toContain('FAIL');
-    expect(stdout).toMatch(/\n\d+ cases in 7 files: \d+ passed, 0 failed\n$/);
+    expect(stdout).toMatch(/\n\d+ cases in 14 files: \d+ passed, 0 failed\n$/);
   });
 
   test('a loosened threshold makes the negative fixture fail: exit 1 and says why', async ({ dir }) => {

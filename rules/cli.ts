@@ -70,6 +70,7 @@ function ruleSummary(ruleSet: RuleSet) {
     action: r.action,
     enabled: r.enabled,
     cooldown: r.cooldown,
+    source: r.source,
     file: show(r.file),
     customer_message: r.customerMessage ? show(r.customerMessage.file) : null,
   }));
@@ -89,7 +90,7 @@ async function validate(path: string | undefined, features: string | undefined, 
   for (const r of ruleSet.rules) {
     out(
       `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${r.action.padEnd(15)} cooldown ` +
-        `${r.cooldown.padEnd(4)}${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`.trimEnd(),
+        `${r.cooldown.padEnd(4)}${r.source === 'statements' ? '  on statement breaks' : ''}${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`.trimEnd(),
     );
   }
   return 0;

@@ -1,7 +1,7 @@
 import { Engine, type RuleProperties, type TopLevelCondition } from 'json-rules-engine';
 import { completeFacts } from './catalog.ts';
 import { conditionWalker, isPlain, type Comparison, type Condition } from './conditions.ts';
-import type { LoadedRule, RuleSet } from './load.ts';
+import type { FactSource, LoadedRule, RuleSet } from './load.ts';
 import { customOperators } from './operators.ts';
 import { renderTemplate } from './render.ts';
 import { entityTypes, type EntityType, type FactValue, type Facts, type RuleAction, type Severity } from './schema.ts';
@@ -35,11 +35,14 @@ export interface RuleEvaluator {
   evaluate(entityType: EntityType, entityId: string, facts: Facts): Promise<Hit[]>;
 }
 
-/** One engine per entity type, built once; rules of other entities never run. */
-export function createRuleEvaluator(ruleSet: RuleSet): RuleEvaluator {
+/**
+ * One engine per entity type, built once; rules of other entities never run. `source` keeps
+ * only the rules on events (live detection) or on statement breaks; all by default (fixtures).
+ */
+export function createRuleEvaluator(ruleSet: RuleSet, source?: FactSource): RuleEvaluator {
   const engines = new Map<EntityType, { engine: Engine; rules: Map<string, LoadedRule> }>();
   for (const entity of entityTypes) {
-    const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
+    const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity && (source === undefined || r.source === source));
     if (rules.length === 0) continue;
     // Missing features are normal (an entity seen for the first time): conditions on them are false.
     const engine = new Engine([], { allowUndefinedFacts: true });

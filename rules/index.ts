@@ -23,6 +23,9 @@ export {
   type Condition,
   type FactValue,
   type Facts,
+  type StatementFact,
+  statementBreakKinds,
+  type StatementBreakKind,
 } from './schema.ts';
 export { parseFeatureCatalog, completeFacts, canRead, type FactCatalog, type FactInfo } from './catalog.ts';
 export {
@@ -39,6 +42,7 @@ export {
   type RuleSetResult,
   type RuleSource,
   type LoadRuleSetOptions,
+  type FactSource,
 } from './load.ts';
 export { createRuleEvaluator, anyMayHold, mayHold, mayHoldWithin, type RuleEvaluator, type Hit, type FactBound } from './evaluate.ts';
 export { conditionWalker, comparisons, isPlain, type Comparison, type ConditionWalk } from './conditions.ts';

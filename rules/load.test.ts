@@ -22,9 +22,10 @@ function problemsOf(sources: RuleSource[]) {
 }
 
 describe('the bundled rules', () => {
-  test('load: the seven shipped rules, frozen, each with a 12-hex version', async () => {
+  test('load: the seven rules on events and the seven on statement breaks, frozen, each with a 12-hex version', async () => {
     const ruleSet = await loadRuleSetOrThrow();
-    expect(ruleSet.rules.map((r) => r.id)).toEqual([
+    const ids = (source: string) => ruleSet.rules.filter((r) => r.source === source).map((r) => r.id);
+    expect(ids('events')).toEqual([
       'charged_but_failed',
       'device_failure_spike',
       'duplicate_charge',
@@ -32,6 +33,15 @@ describe('the bundled rules', () => {
       'retry_storm',
       'risk_review',
       'stuck_processing',
+    ]);
+    expect(ids('statements')).toEqual([
+      'ambiguous_settlement',
+      'amount_mismatch',
+      'charged_not_recorded',
+      'currency_mismatch',
+      'duplicate_settlement',
+      'recorded_not_settled',
+      'refund_mismatch',
     ]);
     for (const r of ruleSet.rules) expect(r.version).toMatch(/^[0-9a-f]{12}$/);
     expect(Object.isFrozen(ruleSet.rules)).toBe(true);
@@ -42,6 +52,35 @@ describe('the bundled rules', () => {
       cooldownMs: 6 * 3_600_000,
       action: 'manual_review',
     });
+  });
+
+  test('a rule reading a statement fact and an event fact is refused: statement rules run where event features are not computed', () => {
+    const rule = {
+      ...definition('charged_not_recorded'),
+      conditions: {
+        all: [
+          { fact: 'order_charged_not_recorded', operator: 'greaterThanInclusive', value: 1 },
+          { fact: 'order_succeeded_attempts_24h', operator: 'equal', value: 0 },
+        ],
+      },
+    };
+    const [problem] = problemsOf([source(rule)]);
+    expect(formatProblem(problem!)).toMatch(
+      /charged_not_recorded\.json at \$\.conditions: reads statement facts \(order_charged_not_recorded\) and event facts \(order_succeeded_attempts_24h\)/,
+    );
+  });
+
+  test('every break kind has one statement fact and one enabled rule reading it', async () => {
+    const { statementBreakKinds } = await import('./schema.ts');
+    const ruleSet = await loadRuleSetOrThrow();
+    for (const kind of statementBreakKinds) {
+      const facts = [...ruleSet.catalog.facts.values()].filter((f) => f.kind === 'statement' && f.def.break_kind === kind).map((f) => f.id);
+      expect(facts, kind).toHaveLength(1);
+      expect(
+        ruleSet.rules.filter((r) => r.enabled && r.facts.includes(facts[0]!)),
+        kind,
+      ).toHaveLength(1);
+    }
   });
 
   test('the entities match what the simulator scenarios expect', async () => {

@@ -46,7 +46,15 @@ export interface LoadedRule {
    * when it has none. Not part of `version`: the wording does not change what the rule detects.
    */
   readonly customerMessage: { readonly file: string; readonly text: string; readonly parts: readonly MessagePart[] } | null;
+  /**
+   * What the rule is evaluated on: `events` (live detection, backtests) or `statements` (the
+   * breaks statement reconciliation finds), from the kind of the facts it reads.
+   */
+  readonly source: FactSource;
 }
+
+/** Where a rule's facts come from: events (live detection) or statement reconciliation. */
+export type FactSource = 'events' | 'statements';
 
 /** A validated, frozen set of rules with the catalog they were checked against. */
 export interface RuleSet {
@@ -316,6 +324,16 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
   if (typeof value.id === 'string' && basename(file) !== `${value.id}.json` && basename(file).endsWith('.json')) {
     problems.push({ file, path: '$.id', message: `the id "${value.id}" does not match the file name; rename the file to ${value.id}.json or change the id.` });
   }
+  const statementFacts = ctx.facts.filter((id) => catalog.facts.get(id)?.kind === 'statement');
+  const eventFacts = ctx.facts.filter((id) => catalog.facts.get(id)?.kind !== 'statement');
+  if (statementFacts.length > 0 && eventFacts.length > 0)
+    problems.push({
+      file,
+      path: '$.conditions',
+      message:
+        `reads statement facts (${statementFacts.join(', ')}) and event facts (${eventFacts.join(', ')}): ` +
+        'a rule on statement breaks is evaluated when statements are reconciled, where event features are not computed; read only one kind.',
+    });
   if (problems.length) return { problems };
   if (!schemaOk) {
     // The walker missed something the schema caught: report the deepest schema error rather than load a bad rule.
@@ -347,6 +365,7 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     file,
     facts: ctx.facts,
     customerMessage: null,
+    source: statementFacts.length > 0 ? 'statements' : 'events',
   });
   return { rule, problems: [] };
 }

@@ -107,6 +107,37 @@ export const BaselineSchema = Type.Object(
 );
 export type Baseline = Static<typeof BaselineSchema>;
 
+/**
+ * The disagreements statement reconciliation finds (issue 16), one fact kind each. Defined here,
+ * below both the rules and the statements stage that produces them.
+ */
+export const statementBreakKinds = [
+  'charged_not_recorded',
+  'recorded_not_settled',
+  'amount_mismatch',
+  'currency_mismatch',
+  'duplicate_settlement',
+  'refund_mismatch',
+  'ambiguous',
+] as const;
+export type StatementBreakKind = (typeof statementBreakKinds)[number];
+
+/**
+ * A fact supplied by statement reconciliation, not computed from events: the number of open
+ * breaks of one kind on an order (in the latest reconciliation of every statement period).
+ * Rules reading these facts are evaluated when breaks are found, never by live detection.
+ */
+export const StatementFactSchema = Type.Object(
+  {
+    id: identifier('Fact name, e.g. order_charged_not_recorded.'),
+    description: text('What the number means, for the risk team.'),
+    entity: oneOf(['order'] as const, 'Breaks are kept per order.'),
+    break_kind: oneOf(statementBreakKinds, 'The break kind counted: see the README, statements.'),
+  },
+  { additionalProperties: false },
+);
+export type StatementFact = Static<typeof StatementFactSchema>;
+
 export const derivedKinds = ['binomial', 'ratio'] as const;
 export type DerivedKind = (typeof derivedKinds)[number];
 
@@ -138,6 +169,7 @@ export const FeatureCatalogSchema = Type.Object(
     features: Type.Array(FeatureSchema, { description: 'Windowed features computed from events.' }),
     baselines: Type.Array(BaselineSchema, { description: 'Values from history.' }),
     derived: Type.Array(DerivedSchema, { description: 'Statistics computed from other facts.' }),
+    statements: Type.Optional(Type.Array(StatementFactSchema, { description: 'Facts from statement reconciliation: open breaks per order and kind.' })),
   },
   {
     $id: 'https://paysentinel.dev/schemas/features.v1.json',

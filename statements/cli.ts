@@ -44,7 +44,11 @@ summary   Per channel over the periods starting in the given period: lines, matc
 job       Runs the scheduled statements job once (recorded in job_runs): imports the new files
           of STATEMENTS_DIR, laid out as <format>/<file> or <format>/<channel>/<file> (generic
           files need the channel folder), each once, then reconciles every period with a file
-          imported since its last run that has ended plus STATEMENT_GRACE.
+          imported since its last run that has ended plus STATEMENT_GRACE. Generic and Stripe
+          files name their period: ..._2026-11-25.csv (a UTC day), ..._2026-11-25..2026-11-27.csv
+          (two days), ..._2026-11-25+0800.csv (a day in that zone); a file without one, with two
+          dates, or with a line outside it is refused (the reason in statement_inbox; rename it
+          to import it).
 
 Formats (README, "Statements", has an example of each):
   generic   UTF-8 CSV with a header: transaction_id, order_id, type (payment|refund),

@@ -5,6 +5,7 @@ import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { insertTsv } from '../storage/tsv.ts';
 import { defaultChannel, parseStatement } from './formats.ts';
+import { formatPeriod } from './period.ts';
 import {
   fileByHashQuery,
   fileRecordOf,
@@ -15,7 +16,7 @@ import {
   statementLinesTable,
   type StatementFileRecord,
 } from './store.ts';
-import type { FileProblem, InvalidLine, ParsedLine, Period, StatementFormat } from './types.ts';
+import type { FileProblem, InvalidLine, ParsedLine, Period, SettledLine, StatementFormat } from './types.ts';
 
 /** What an import needs; nothing is read from globals. */
 export interface StatementDeps {
@@ -31,6 +32,11 @@ export interface ImportOptions {
   channel?: string;
   /** The period the file covers; overrides what the file says or its lines span. */
   period?: Period;
+  /**
+   * Refuse the file when a settled line occurred outside `period`: the period was named by
+   * someone (the inbox's file-name convention), so a line outside it means a wrong name.
+   */
+  linesWithinPeriod?: boolean;
   /** Parse and check only; write nothing. */
   dryRun?: boolean;
   /** Import the valid lines and record the invalid ones with their reasons instead of refusing the file. */
@@ -88,6 +94,15 @@ export async function importStatement(deps: StatementDeps, o: ImportOptions): Pr
     );
   const period = o.period ?? outcome.statement.period;
   if (!period) return refuse('the file has no settled line to derive its period from: give --period');
+  if (o.linesWithinPeriod) {
+    const outside = lines.filter((l): l is SettledLine => l.status === 'settled' && (l.occurredAtMs < period.fromMs || l.occurredAtMs >= period.toMs));
+    if (outside.length > 0)
+      return refuse(
+        `${outside.length} settled line${outside.length === 1 ? '' : 's'} occurred outside the period ${formatPeriod(period)} its name gives ` +
+          `(first: line ${outside[0]!.line} at ${new Date(outside[0]!.occurredAtMs).toISOString()}): ` +
+          'rename the file with the period it covers, or import it with --period',
+      );
+  }
   const file: StatementFileRecord = {
     hash,
     fileName,

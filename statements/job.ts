@@ -1,9 +1,10 @@
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
 import { insertRows, queryRows } from '../storage/clickhouse.ts';
 import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import { importStatement, type ImportResult } from './import.ts';
+import { periodInFileName } from './period.ts';
 import { DEFAULT_STATEMENT_GRACE_MS, periodsToReconcile, reconcilePeriod } from './reconcile.ts';
 import { formats, type StatementFormat } from './types.ts';
 
@@ -26,7 +27,8 @@ export interface InboxFile {
 
 /**
  * The files under `dir` laid out as `<format>/<file>` or `<format>/<channel>/<file>` (generic
- * files need the channel folder). Anything else is ignored; hidden files too.
+ * files need the channel folder). Anything else is ignored; hidden files too. Generic and Stripe
+ * files name their period (period.ts periodInFileName); the others state it inside.
  */
 export async function listInbox(dir: string): Promise<InboxFile[]> {
   const out: InboxFile[] = [];
@@ -95,8 +97,21 @@ export async function run(deps: AnalyticsDeps, now: Date): Promise<JobRun> {
       const fresh = found.filter((f) => settled(f) && !seen.has(`${f.path}|${f.sizeBytes}|${f.modifiedAtMs}`)).slice(0, MAX_FILES_PER_RUN);
       for (const f of fresh) {
         let outcome: ImportResult | { status: 'failed'; reason: string };
+        // Generic and Stripe files do not state their period: their name must (periodInFileName). A
+        // generic file outside a channel folder is refused for that first (by importStatement).
+        const named = f.format === 'stripe' || (f.format === 'generic' && f.channel) ? periodInFileName(basename(f.path)) : undefined;
         try {
-          outcome = await importStatement(sdeps, { path: f.path, format: f.format, channel: f.channel, maxBytes: options.maxBytes });
+          outcome =
+            named && !named.ok
+              ? { status: 'refused', fileName: basename(f.path), reason: named.reason, invalid: [], invalidCount: 0 }
+              : await importStatement(sdeps, {
+                  path: f.path,
+                  format: f.format,
+                  channel: f.channel,
+                  maxBytes: options.maxBytes,
+                  period: named?.period,
+                  linesWithinPeriod: named !== undefined,
+                });
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           // A file that vanished or cannot be read is recorded and skipped; a ClickHouse failure fails the run.

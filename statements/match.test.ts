@@ -195,3 +195,42 @@ describe('reconcile', () => {
     expect(key(a)).toBe(key(b));
   });
 });
+
+describe('attempts near a period cut', () => {
+  // Our clock says 23:59:50, the platform's 00:00:05 of the next day: the charge is on the next statement.
+  const cut = period.toMs;
+  const late = attempt({ lastAtMs: cut - 10_000 });
+  const nextDay = line({ line: 7, fileHash: 'next', occurredAtMs: cut + 5_000 });
+  test('without the neighbour statement the attempt looks not settled', () => {
+    expect(reconcile({ period, lines: [], attempts: [late], refunds: [] }).breaks.map((b) => b.kind)).toEqual(['recorded_not_settled']);
+  });
+  test.each([
+    ['the same transaction id', nextDay],
+    ['no transaction id on the line, same order, amount and currency', { ...nextDay, transactionId: '' }],
+  ])('settled across the cut (%s): no break in this period', (_name, near) => {
+    expect(reconcile({ period, lines: [], attempts: [late], refunds: [], nearby: [near] }).breaks).toEqual([]);
+  });
+  test('a neighbour line of another amount, or of another transaction, does not excuse it', () => {
+    for (const near of [
+      { ...nextDay, transactionId: '', amountMinor: 999 },
+      { ...nextDay, transactionId: 'tx-other' },
+    ])
+      expect(reconcile({ period, lines: [], attempts: [late], refunds: [], nearby: [near] }).breaks.map((b) => b.kind)).toEqual(['recorded_not_settled']);
+  });
+  test('a refund we recorded just before the cut, refunded on the next statement: no break', () => {
+    const r = refund({ occurredAtMs: cut - 1_000 });
+    expect(reconcile({ period, lines: [], attempts: [], refunds: [r] }).breaks.map((b) => b.kind)).toEqual(['refund_mismatch']);
+    const near = line({ line: 8, fileHash: 'next', type: 'refund', occurredAtMs: cut + 2_000 });
+    expect(reconcile({ period, lines: [], attempts: [], refunds: [r], nearby: [near] }).breaks).toEqual([]);
+  });
+  test('neighbour lines never become matches or breaks of this period', () => {
+    const r = reconcile({
+      period,
+      lines: [],
+      attempts: [],
+      refunds: [],
+      nearby: [nextDay, line({ line: 9, fileHash: 'prev', occurredAtMs: period.fromMs - 1 })],
+    });
+    expect(r).toEqual({ matches: [], breaks: [] });
+  });
+});

@@ -1,3 +1,4 @@
+import type { StatementBreakKind as BreakKind } from '../rules/schema.ts';
 import type { Period } from './types.ts';
 
 /**
@@ -41,16 +42,8 @@ export interface OurRefund {
   occurredAtMs: number;
 }
 
-export const breakKinds = [
-  'charged_not_recorded',
-  'recorded_not_settled',
-  'amount_mismatch',
-  'currency_mismatch',
-  'duplicate_settlement',
-  'refund_mismatch',
-  'ambiguous',
-] as const;
-export type BreakKind = (typeof breakKinds)[number];
+// One list of break kinds, shared with the rules' statement facts (rules/schema.ts).
+export { statementBreakKinds as breakKinds, type StatementBreakKind as BreakKind } from '../rules/schema.ts';
 
 export type MatchedBy = 'transaction_id' | 'order_amount' | 'order';
 
@@ -80,6 +73,12 @@ export interface ReconcileInput {
   attempts: readonly OurAttempt[];
   /** Our succeeded refunds in the same widened window. */
   refunds: readonly OurRefund[];
+  /**
+   * Settled lines of the channel's neighbouring periods that occurred within the grace of this
+   * period's cuts. Our clock and the platform's put an attempt near a cut on different days; such
+   * an attempt settled across the cut is the neighbour's to match, not missing here.
+   */
+  nearby?: readonly StatementEntry[];
 }
 
 export interface ReconcileResult {
@@ -94,6 +93,40 @@ function inFileOrder(lines: readonly StatementEntry[]): StatementEntry[] {
 }
 const inPeriod = (p: Period, ms: number) => ms >= p.fromMs && ms < p.toMs;
 const sameMoney = (l: StatementEntry, o: { amountMinor: number; currency: string }) => l.amountMinor === o.amountMinor && l.currency === o.currency;
+
+/**
+ * Items by key ('' is no key) for look-ups: a key with one item (nearly all of them) keeps it
+ * without an array, and `get` hands out a fresh array that dies young. At a million attempts the
+ * arrays `group` keeps alive for the whole decision made the garbage collector the biggest cost.
+ */
+class Index<T extends object> {
+  private readonly one = new Map<string, T>();
+  private readonly many = new Map<string, T[]>();
+  constructor(items: readonly T[], key: (t: T) => string) {
+    for (const item of items) {
+      const k = key(item);
+      if (k === '') continue;
+      const list = this.many.get(k);
+      if (list) {
+        list.push(item);
+        continue;
+      }
+      const first = this.one.get(k);
+      if (first === undefined) this.one.set(k, item);
+      else {
+        this.one.delete(k);
+        this.many.set(k, [first, item]);
+      }
+    }
+  }
+  has(k: string): boolean {
+    return this.one.has(k) || this.many.has(k);
+  }
+  get(k: string): readonly T[] | undefined {
+    const one = this.one.get(k);
+    return one !== undefined ? [one] : this.many.get(k);
+  }
+}
 
 function group<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
@@ -127,12 +160,14 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const matches: Match[] = [];
   const breaks: Break[] = [];
   const lines = inFileOrder(input.lines);
+  const nearby = input.nearby ?? [];
   reconcilePayments(
     input.period,
     lines.filter((l) => l.type === 'payment'),
     input.attempts,
     matches,
     breaks,
+    settledAcross(nearby.filter((l) => l.type === 'payment')),
   );
   reconcileRefunds(
     input.period,
@@ -140,23 +175,52 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     input.refunds,
     matches,
     breaks,
+    settledAcross(nearby.filter((l) => l.type === 'refund')),
   );
   return { matches, breaks };
 }
 
-function reconcilePayments(period: Period, lines: StatementEntry[], attempts: readonly OurAttempt[], matches: Match[], breaks: Break[]): void {
-  const byTx = group(attempts, (a) => a.transactionId);
-  const byOrder = group(attempts, (a) => a.orderId);
-  // The lines each attempt received, first = its settlement, with how each was matched.
-  const settled = new Map<OurAttempt, { line: StatementEntry; by: MatchedBy }[]>();
+/**
+ * Whether one of our attempts or refunds has a line in a neighbouring period: the same transaction
+ * id, or (when either side has none) the same order, amount and currency.
+ */
+function settledAcross(
+  nearby: readonly StatementEntry[],
+): (ours: { transactionId: string; orderId: string; amountMinor: number; currency: string }) => boolean {
+  if (nearby.length === 0) return () => false;
+  const byTx = new Index(nearby, (l) => l.transactionId);
+  const byOrder = new Index(nearby, (l) => l.orderId);
+  return (ours) => {
+    if (ours.transactionId !== '' && byTx.has(ours.transactionId)) return true;
+    return (byOrder.get(ours.orderId) ?? []).some((l) => (l.transactionId === '' || ours.transactionId === '') && sameMoney(l, ours));
+  };
+}
+
+function reconcilePayments(
+  period: Period,
+  lines: StatementEntry[],
+  attempts: readonly OurAttempt[],
+  matches: Match[],
+  breaks: Break[],
+  across: (a: OurAttempt) => boolean,
+): void {
+  const byTx = new Index(attempts, (a) => a.transactionId);
+  const byOrder = new Index(attempts, (a) => a.orderId);
+  // The first line each attempt received is its settlement, kept as the match it becomes when
+  // nothing disagrees; further lines on it (duplicates, rare) apart.
+  const settled = new Map<OurAttempt, Match>();
+  const further = new Map<OurAttempt, StatementEntry[]>();
   const assign = (a: OurAttempt, line: StatementEntry, by: MatchedBy) => {
-    const list = settled.get(a);
-    if (list) list.push({ line, by });
-    else settled.set(a, [{ line, by }]);
+    if (!settled.has(a)) settled.set(a, { line, attempt: a, by });
+    else {
+      const list = further.get(a);
+      if (list) list.push(line);
+      else further.set(a, [line]);
+    }
   };
   // Candidates of an ambiguous line are accounted for by that break, not again as not settled.
   const held = new Set<OurAttempt>();
-  const ambiguous = (line: StatementEntry, candidates: OurAttempt[], why: string) => {
+  const ambiguous = (line: StatementEntry, candidates: readonly OurAttempt[], why: string) => {
     for (const a of candidates) held.add(a);
     breaks.push({
       kind: 'ambiguous',
@@ -192,35 +256,41 @@ function reconcilePayments(period: Period, lines: StatementEntry[], attempts: re
     }
   }
   for (const attempt of attempts) {
-    const got = settled.get(attempt);
-    if (!got) {
-      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt))
+    const first = settled.get(attempt);
+    if (!first) {
+      if (attempt.status === 'succeeded' && inPeriod(period, attempt.lastAtMs) && !held.has(attempt) && !across(attempt))
         breaks.push({ kind: 'recorded_not_settled', attempt, detail: 'we recorded succeeded, the statement has no such charge' });
       continue;
     }
-    const [first, ...more] = got;
-    const line = first!.line;
+    const line = first.line;
     if (attempt.status !== 'succeeded')
       breaks.push({ kind: 'charged_not_recorded', line, attempt, detail: `the platform charged, our latest status is ${attempt.status}` });
     else if (line.currency !== attempt.currency)
       breaks.push({ kind: 'currency_mismatch', line, attempt, detail: `statement ${line.currency}, ours ${attempt.currency}` });
     else if (line.amountMinor !== attempt.amountMinor)
       breaks.push({ kind: 'amount_mismatch', line, attempt, detail: `statement ${line.amountMinor}, ours ${attempt.amountMinor} (minor units)` });
-    else matches.push({ line, attempt, by: first!.by });
-    for (const extra of more)
+    else matches.push(first);
+    for (const extra of further.get(attempt) ?? [])
       breaks.push({
         kind: 'duplicate_settlement',
-        line: extra.line,
+        line: extra,
         attempt,
         detail: `another settled charge for attempt ${attempt.attempt} of order ${JSON.stringify(attempt.orderId)}`,
       });
   }
 }
 
-function reconcileRefunds(period: Period, lines: StatementEntry[], refunds: readonly OurRefund[], matches: Match[], breaks: Break[]): void {
+function reconcileRefunds(
+  period: Period,
+  lines: StatementEntry[],
+  refunds: readonly OurRefund[],
+  matches: Match[],
+  breaks: Break[],
+  across: (r: OurRefund) => boolean,
+): void {
   const ordered = [...refunds].sort((a, b) => a.occurredAtMs - b.occurredAtMs || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
-  const byTx = group(ordered, (r) => r.transactionId);
-  const byOrder = group(ordered, (r) => r.orderId);
+  const byTx = new Index(ordered, (r) => r.transactionId);
+  const byOrder = new Index(ordered, (r) => r.orderId);
   const taken = new Set<OurRefund>();
   const held = new Set<OurRefund>();
   for (const line of lines) {
@@ -252,7 +322,7 @@ function reconcileRefunds(period: Period, lines: StatementEntry[], refunds: read
     }
   }
   for (const refund of ordered) {
-    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs))
+    if (!taken.has(refund) && !held.has(refund) && inPeriod(period, refund.occurredAtMs) && !across(refund))
       breaks.push({ kind: 'refund_mismatch', refund, detail: 'we recorded a refund, the statement has none' });
   }
 }

@@ -9,9 +9,12 @@ export interface ExternalTable {
   name: string;
   /** Column list in ClickHouse syntax, e.g. `event_id String`. */
   structure: string;
-  /** Rows, serialised as JSONEachRow. */
-  rows: readonly Record<string, unknown>[];
+  /** Rows, serialised as JSONEachRow; or the table already encoded as RowBinary. */
+  rows: readonly Record<string, unknown>[] | { rowBinary: Buffer<ArrayBuffer> };
 }
+
+/** Settings of one insert, sent in its URL: names and values are constants of the caller, never data. */
+export type InsertSettings = Readonly<Record<string, string>>;
 
 /**
  * Longest query text that may travel with external data. Such a query is a field of the
@@ -79,9 +82,11 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
     const body = new FormData();
     body.append('query', statement);
-    body.append(`${table.name}_format`, 'JSONEachRow');
+    const binary = 'rowBinary' in table.rows ? table.rows.rowBinary : null;
+    body.append(`${table.name}_format`, binary ? 'RowBinary' : 'JSONEachRow');
     body.append(`${table.name}_structure`, table.structure);
-    body.append(table.name, new Blob([table.rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
+    const rows = table.rows as readonly Record<string, unknown>[];
+    body.append(table.name, new Blob([binary ?? rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
     const text = await post(url, body, what, true);
     try {
       return text === ''
@@ -95,14 +100,49 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     }
   }
 
-  /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
-  async function insertLines(table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
-    if (lines.length === 0) return;
+  /** The URL of an insert: its statement and the insert's own settings (constants of the caller). */
+  function insertUrl(statement: string, settings: InsertSettings): URL {
     const url = new URL(config.clickhouseUrl + '/');
-    url.searchParams.set('query', `INSERT INTO ${table.text} FORMAT JSONEachRow`);
-    await post(url, lines.join('\n'), what);
+    url.searchParams.set('query', statement);
+    for (const [k, v] of Object.entries(settings)) url.searchParams.set(k, v);
+    return url;
   }
 
-  return { query, insertLines };
+  /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
+  async function insertLines(table: SqlFragment, lines: readonly string[], what: string, settings: InsertSettings = {}): Promise<void> {
+    if (lines.length === 0) return;
+    await post(insertUrl(`INSERT INTO ${table.text} FORMAT JSONEachRow`, settings), lines.join('\n'), what);
+  }
+
+  /** Inserts RowBinary rows of `columns` (checked identifiers, in the rows' order) into `table`. */
+  async function insertRowBinary(
+    table: SqlFragment,
+    columns: readonly SqlFragment[],
+    body: Buffer<ArrayBuffer>,
+    what: string,
+    settings: InsertSettings = {},
+  ): Promise<void> {
+    if (body.length === 0) return;
+    await post(insertUrl(`INSERT INTO ${table.text} (${columns.map((c) => c.text).join(', ')}) FORMAT RowBinary`, settings), body, what);
+  }
+
+  /** Runs a SELECT without external data (a small, fixed statement) and returns its rows. */
+  async function select<T>(sqlText: string, what: string): Promise<T[]> {
+    const url = new URL(config.clickhouseUrl + '/');
+    for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
+    const text = await post(url, `${sqlText} FORMAT JSONEachRow`, what, true);
+    try {
+      return text === ''
+        ? []
+        : text
+            .trimEnd()
+            .split('\n')
+            .map((line) => JSON.parse(line) as T);
+    } catch (err) {
+      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
+    }
+  }
+
+  return { query, insertLines, insertRowBinary, select };
 }
 export type ClickHouseHttp = ReturnType<typeof createClickHouseHttp>;

@@ -44,7 +44,7 @@ import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
 import { dashboardQueries } from '../dashboards/build.ts';
 import { recordedCasesQuery } from '../detection/backtest.ts';
 import { expandMacros } from '../dashboards/macros.ts';
-import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../ingest/writer.ts';
+import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery, eventColumnsQuery } from '../ingest/writer.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caseQueries } from '../cases/index.ts';
@@ -73,7 +73,12 @@ import { fileByHashQuery, fileLinesQuery } from '../statements/store.ts';
 import { inboxSeenQuery } from '../statements/job.ts';
 import {
   attemptsQuery,
+  breakStatesQuery,
   breaksQuery,
+  fileNamesQuery,
+  latestRunsQuery,
+  nearbyLinesQuery,
+  runBreaksQuery,
   periodLinesQuery,
   periodStateQuery,
   refundsQuery,
@@ -113,6 +118,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
       sql: dedupLookupQuery(events),
       external: { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE },
     },
+    { name: 'columns of payment_events (insert format)', sql: eventColumnsQuery(events) },
     { name: 'count events', sql: `SELECT count() FROM ${events}` },
     { name: 'count by status', sql: `SELECT type, status, count() AS n FROM ${events} GROUP BY type, status ORDER BY type, status` },
     { name: 'duplicate ids', sql: `SELECT count() FROM (SELECT event_id FROM ${events} GROUP BY event_id HAVING count() > 1)` },
@@ -464,6 +470,7 @@ function statementStatements(database: string): CatalogStatement[] {
     { name: 'statement period lines', sql: periodLinesQuery(database, { channel: "it's", period }) },
     { name: 'statement attempts', sql: attemptsQuery(database, 'wechat_pay', window) },
     { name: 'statement refunds', sql: refundsQuery(database, 'wechat_pay', window) },
+    { name: 'statement lines near the cuts of a period', sql: nearbyLinesQuery(database, { channel: "it's", period }, 1_800_000) },
     { name: 'statement periods to reconcile', sql: periodStateQuery(database, period.fromMs - 7 * 86_400_000) },
     { name: 'statement breaks', sql: breaksQuery(database, { fromMs: period.fromMs, toMs: period.toMs, limit: 1000 }) },
     {
@@ -474,5 +481,20 @@ function statementStatements(database: string): CatalogStatement[] {
     { name: 'statement summary breaks', sql: summaryBreaksQuery(database, period.fromMs, period.toMs) },
     { name: 'statement summary matches', sql: summaryMatchesQuery(database, period.fromMs, period.toMs) },
     { name: 'statement inbox files seen', sql: inboxSeenQuery(database, ["in/wechat/it's.csv", 'in/generic/card/b\\c.csv']) },
+    { name: 'statement latest runs (break cases)', sql: latestRunsQuery(database, period.fromMs - 31 * 86_400_000) },
+    { name: 'statement run breaks (break cases)', sql: runBreaksQuery(database, { channel: "it's", period }, '1764000000000123', 50_001) },
+    { name: 'statement file names (break cases)', sql: fileNamesQuery(database, ["ab'c", 'def']) },
+    { name: 'break states of periods', sql: breakStatesQuery(database, { periods: [{ channel: "it's", period }] }) },
+    {
+      name: 'break states of two periods',
+      sql: breakStatesQuery(database, {
+        periods: [
+          { channel: 'a', period },
+          { channel: 'b', period: window },
+        ],
+      }),
+    },
+    { name: 'break states of orders', sql: breakStatesQuery(database, { orders: ["o'1", 'o2'] }) },
+    { name: 'break states of cases', sql: breakStatesQuery(database, { cases: ['C1'] }) },
   ];
 }

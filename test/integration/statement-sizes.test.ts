@@ -12,7 +12,9 @@ import {
   screenHaving,
   screenPlan,
 } from '../../detection/index.ts';
-import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery } from '../../ingest/writer.ts';
+import { validateEvent } from '../../contract/index.ts';
+import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, createEventWriter, dedupLookupQuery } from '../../ingest/writer.ts';
+import { createIngestMetrics } from '../../metrics/registry.ts';
 import { silentLogger } from '../../log/index.ts';
 import { parseFeatureCatalog } from '../../rules/catalog.ts';
 import { defaultFeaturesPath, defaultRulesPath } from '../../rules/load.ts';
@@ -76,6 +78,33 @@ describe('statements at the largest size the project allows', () => {
     const found = await http.query<{ event_id: string }>(query, { name: LOOKUP_IDS_TABLE, structure: LOOKUP_IDS_STRUCTURE, rows }, 'dedup look-up');
     expect(found.map((r) => r.event_id).sort()).toEqual(stored.map((r) => r.event_id).sort());
     expect(Buffer.byteLength(query)).toBeLessThan(1_000);
+  });
+
+  test('the RowBinary write of the largest batch: look-up keys and rows as binary data, ids of the longest length, each in its own second', async () => {
+    const writer = createEventWriter({ http, database: db, logger: silentLogger, metrics: createIngestMetrics() });
+    expect(await writer.prepare()).toBe('RowBinary');
+    const event = (i: number) => {
+      const v = validateEvent({
+        event_id: longId('rb', i),
+        occurred_at: new Date((nowSec - 2 * 86_400 + i) * 1000).toISOString(),
+        type: 'refund',
+        status: 'succeeded',
+        order_id: longId('o', i),
+        amount_minor: i,
+        currency: 'CNY',
+        channel: 'card',
+        merchant_id: longId('m', i),
+      });
+      if (!v.ok) throw new Error(v.reason);
+      return v.value;
+    };
+    // Three of the batch's rows are already stored.
+    const already = [0, 50_000, MAX_BATCH_ROWS - 1];
+    expect(await writer.write(already.map((i) => writer.encode(event(i), 1, i)))).toEqual({ stored: 3, duplicates: 0 });
+    const rows = Array.from({ length: MAX_BATCH_ROWS }, (_, i) => writer.encode(event(i), 1, i));
+    expect(await writer.write(rows)).toEqual({ stored: MAX_BATCH_ROWS - 3, duplicates: 3 });
+    const [count] = await queryRows<{ n: string }>(s.clickhouse, `SELECT count() AS n FROM ${ident(db, 'payment_events')} WHERE event_id LIKE 'rb-%'`);
+    expect(Number(count!.n)).toBe(MAX_BATCH_ROWS);
   });
 
   test("the dedup look-up reads only its seconds' granules of a large table (primary-key narrowing with the seconds as data)", async () => {

@@ -43,17 +43,28 @@ beforeAll(async () => {
   mkdirSync(join(inbox, 'generic', 'card'), { recursive: true });
   const statement = simulatedStatement(events, 'wechat_pay', day, { currencies: true, inject: false });
   writeFileSync(join(inbox, 'wechat', 'bill-2026-11-25.csv'), writeStatement('wechat', statement.lines, day));
-  writeFileSync(
-    join(inbox, 'generic', 'card', 'settled.csv'),
-    'transaction_id,order_id,type,amount,currency,occurred_at\nx1,o-x1,payment,1.00,USD,2026-11-25T10:00:00Z\n',
-  );
+  const cardLine = 'transaction_id,order_id,type,amount,currency,occurred_at\nx1,o-x1,payment,1.00,USD,2026-11-25T10:00:00Z\n';
+  // Generic (and Stripe) files name their period; without one, with two dates, or with lines outside it they are refused.
+  writeFileSync(join(inbox, 'generic', 'card', 'settled_2026-11-25.csv'), cardLine);
+  writeFileSync(join(inbox, 'generic', 'card', 'settled.csv'), cardLine.replace('x1,o-x1', 'x3,o-x3'));
+  writeFileSync(join(inbox, 'generic', 'card', 'settled_2026-11-25_2026-11-26.csv'), cardLine.replace('x1,o-x1', 'x4,o-x4'));
+  writeFileSync(join(inbox, 'generic', 'card', 'settled_2026-11-24.csv'), cardLine.replace('x1,o-x1', 'x5,o-x5'));
   writeFileSync(
     join(inbox, 'generic', 'no-channel.csv'),
     'transaction_id,order_id,type,amount,currency,occurred_at\nx2,o-x2,payment,1.00,USD,2026-11-25T10:00:00Z\n',
   );
   writeFileSync(join(inbox, 'wechat', 'broken.csv'), 'not a bill\n');
   writeFileSync(join(inbox, 'README.txt'), 'not in a format folder: ignored\n');
-  for (const f of ['wechat/bill-2026-11-25.csv', 'generic/card/settled.csv', 'generic/no-channel.csv', 'wechat/broken.csv']) settle(join(inbox, f), NOW);
+  for (const f of [
+    'wechat/bill-2026-11-25.csv',
+    'generic/card/settled_2026-11-25.csv',
+    'generic/card/settled.csv',
+    'generic/card/settled_2026-11-25_2026-11-26.csv',
+    'generic/card/settled_2026-11-24.csv',
+    'generic/no-channel.csv',
+    'wechat/broken.csv',
+  ])
+    settle(join(inbox, f), NOW);
 });
 
 /** Files arrive in the inbox before the job looks: last changed an hour before `at`. */
@@ -71,12 +82,23 @@ test('the statements job imports each new inbox file once, records refusals, rec
     `SELECT file_path, status, reason FROM ${ident(database, 'statement_inbox')} FINAL ORDER BY file_path`,
   );
   expect(inboxRows.map((r) => [String(r.file_path).slice(inbox.length + 1), r.status])).toEqual([
-    ['generic/card/settled.csv', 'imported'],
+    ['generic/card/settled.csv', 'refused'],
+    ['generic/card/settled_2026-11-24.csv', 'refused'],
+    ['generic/card/settled_2026-11-25.csv', 'imported'],
+    ['generic/card/settled_2026-11-25_2026-11-26.csv', 'refused'],
     ['generic/no-channel.csv', 'refused'],
     ['wechat/bill-2026-11-25.csv', 'imported'],
     ['wechat/broken.csv', 'refused'],
   ]);
-  expect(String(inboxRows[1]!.reason)).toContain('--channel');
+  const reason = (name: string) => String(inboxRows.find((r) => String(r.file_path).endsWith(name))!.reason);
+  expect(reason('card/settled.csv')).toMatch(
+    /^the file name does not say which period the statement covers: name the file with its period, e\.g\. balance_2026-11-25\.csv/,
+  );
+  expect(reason('settled_2026-11-25_2026-11-26.csv')).toMatch(/more than one date \(2026-11-25, 2026-11-26\), so its period is ambiguous/);
+  expect(reason('settled_2026-11-24.csv')).toMatch(
+    /^1 settled line occurred outside the period 2026-11-24T00:00:00Z\.\.2026-11-25T00:00:00Z its name gives \(first: line 2 at 2026-11-25T10:00:00\.000Z\)/,
+  );
+  expect(reason('generic/no-channel.csv')).toContain('--channel');
   expect(await count('statement_files')).toBe(2);
   // Both periods (the Beijing day of the bill, the UTC day of the generic file) ended past the 30-minute grace: both reconciled.
   expect(await count('statement_runs')).toBe(2);
@@ -89,7 +111,7 @@ test('the statements job imports each new inbox file once, records refusals, rec
 
   const second = await runStatementsJob(deps(), new Date(NOW.getTime() + 300_000));
   expect(second).toMatchObject({ status: 'ok', rows: 0 });
-  expect(await count('statement_inbox')).toBe(4);
+  expect(await count('statement_inbox')).toBe(7);
   expect(await count('statement_runs')).toBe(2);
 
   // The same bytes under another name: recorded as already imported, nothing else changes.
@@ -98,7 +120,7 @@ test('the statements job imports each new inbox file once, records refusals, rec
   const copiedAt = new Date(NOW.getTime() + 590_000);
   utimesSync(join(inbox, 'wechat', 'copy.csv'), copiedAt, copiedAt);
   await runStatementsJob(deps(), new Date(NOW.getTime() + 600_000));
-  expect(await count('statement_inbox')).toBe(4);
+  expect(await count('statement_inbox')).toBe(7);
   await runStatementsJob(deps(), new Date(NOW.getTime() + 660_000));
   expect(await scalar(clickhouse, `SELECT count() FROM ${ident(database, 'statement_inbox')} FINAL WHERE status = 'already_imported'`)).toBe(1);
   expect(await count('statement_files')).toBe(2);
