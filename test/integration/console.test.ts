@@ -530,8 +530,9 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect(byId.retry_storm).toMatchObject({ cases_7d: 0, rule_precision: null });
     expect(byId.charged_but_failed.conditions).toBeUndefined();
     const risk = await (await api('/api/v1/rules', riskToken)).json();
-    expect(risk.rules[0].conditions).toEqual({ all: [expect.objectContaining({ fact: 'order_failed_then_succeeded_24h' })] });
-    expect(risk.rules[0].customer_message).toContain('{amount} {currency}');
+    const charged = risk.rules.find((r: { id: string }) => r.id === 'charged_but_failed');
+    expect(charged.conditions).toEqual({ all: [expect.objectContaining({ fact: 'order_failed_then_succeeded_24h' })] });
+    expect(charged.customer_message).toContain('{amount} {currency}');
 
     const browser = client();
     await browser.login('vic', 'vic-password-1');
