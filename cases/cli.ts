@@ -2,15 +2,18 @@ import { userInfo } from 'node:os';
 import { Partitioners } from 'kafkajs';
 import { parseCommandArgs, type Command } from '../cli/command.ts';
 import { parseDuration } from '../rules/duration.ts';
-import { loadConfig } from '../config/index.ts';
+import { loadConfig, type Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse, queryRows } from '../storage/clickhouse.ts';
+import { createClickHouse, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { automationQueries } from '../automation/queries.ts';
 import { caseStatuses, resolutions, type Case } from './decide.ts';
-import { createCaseStore } from './store.ts';
+import { createCaseStore, type CaseStore } from './store.ts';
+import { customerMessage, customerMessagesOf } from '../console/customer-message.ts';
+import { readOrderStory } from '../console/orders.ts';
+import { loadRuleSet } from '../rules/load.ts';
 
 const help = `paysentinel cases: the cases detection opened, for support and the risk team
 
@@ -21,9 +24,10 @@ Usage:
   paysentinel cases resolve CASE_ID --note TEXT [--resolution KIND] [--by NAME]
 
 list     Newest first, as a table (or JSON lines with --json).
-show     One case: evidence, the recommended next step, the commands automation sent to the
-         gateway for it (or would have sent, in dry-run) with their outcome, and its history
-         (who changed what, when: support, detection, automation or the system).
+show     One case: evidence, the recommended next step, the customer message (order cases of
+         a rule with a <rule_id>.message.txt), the commands automation sent to the gateway for
+         it (or would have sent, in dry-run) with their outcome, and its history (who changed
+         what, when: support, detection, automation or the system).
 ack      Marks a case acknowledged: you are on it. Further hits keep updating it.
 resolve  Closes a case, with how (--resolution: confirmed_fraud, false_positive,
          customer_contacted, refunded or no_action_needed). A new hit within the rule's cooldown reopens this case's updates;
@@ -60,6 +64,20 @@ function table(cases: readonly Case[]): string {
       )
       .join('\n') + '\n'
   );
+}
+
+/** The case's customer message, from the configured rules and the order's stored story (null without one). */
+async function messageOf(c: Case, config: Config, clickhouse: ClickHouseClient, store: CaseStore): Promise<string | null> {
+  if (c.entity_type !== 'order') return null;
+  const rules = await loadRuleSet({ rulesPath: config.rulesPath || undefined, featuresPath: config.featuresPath || undefined });
+  if (!rules.ok) {
+    process.stderr.write(`The rules do not load ("paysentinel rules validate" says why), so no customer message is shown.\n`);
+    return null;
+  }
+  const messages = customerMessagesOf(rules.ruleSet);
+  if (!messages.has(c.rule_id)) return null;
+  const story = await readOrderStory({ clickhouse, database: config.clickhouseDatabase, cases: store }, c.entity_id);
+  return customerMessage(c, story, messages);
 }
 
 export const casesCommand: Command = {
@@ -121,8 +139,9 @@ export const casesCommand: Command = {
           automationQueries(config.clickhouseDatabase).ofCases([id!]),
           'commands of case',
         );
+        const message = await messageOf(c, config, clickhouse, store);
         if (values.json) {
-          process.stdout.write(JSON.stringify({ ...c, history, commands }, null, 2) + '\n');
+          process.stdout.write(JSON.stringify({ ...c, history, commands, customer_message: message }, null, 2) + '\n');
         } else {
           process.stdout.write(
             [
@@ -132,6 +151,7 @@ export const casesCommand: Command = {
               '',
               `Next step: ${c.recommended_action}`,
               '',
+              ...(message ? ['Customer message:', ...message.split('\n').map((l) => `  ${l}`.trimEnd()), ''] : []),
               'Evidence:',
               ...Object.entries(c.evidence).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
               '',

@@ -25,7 +25,9 @@ export {
   type CaseStoreDeps,
   type InboxCursor,
   type InboxFilter,
+  type RuleStats,
 } from './store.ts';
+export { REAL_RESOLUTIONS, FALSE_RESOLUTIONS, precisionColumns, precisionOf } from './precision.ts';
 export {
   startCaseWebhook,
   signWebhook,

@@ -1,8 +1,10 @@
 import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql, toDateTimeText } from '../storage/sql.ts';
+import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
 import { decideCases, SYSTEM_ACTOR, SYSTEM_RESOLUTION, type Case, type CaseStatus, type Resolution } from './decide.ts';
+import { createUpdateHold, publishedAtMs, withHits } from './throttle.ts';
+import { precisionColumns } from './precision.ts';
 
 interface StoredCase extends Omit<Case, 'evidence' | 'hit_count'> {
   evidence: string;
@@ -35,12 +37,24 @@ export interface InboxFilter {
   /** A user name, or '' for unassigned cases. */
   assignee?: string;
   q?: string;
+  /** Only cases opened at or after this time (ms): no older than an age. */
+  openedFromMs?: number;
+  /** Only cases opened before this time (ms): waiting longer than an age. */
+  openedBeforeMs?: number;
   limit: number;
   after?: InboxCursor;
 }
 
 /** Severity order of the inbox: most severe first (unknown severities last). */
 const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, severity = 'medium', 2, severity = 'low', 3, 4)`;
+
+/**
+ * Filters the `cases` view's versions before it aggregates them, instead of aggregating every
+ * case and filtering after: 18.16 does so only when asked (current servers do by default). Used
+ * where the filter is on what never changes within a case (its id, its entity), so the result is
+ * the same either way; a case look-up among 100,000 cases went from about 0.9 s to 0.1 s here.
+ */
+const NARROW = 'SETTINGS enable_optimize_predicate_expression = 1';
 
 /** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
@@ -49,7 +63,8 @@ export function caseQueries(database: string) {
   return {
     latestFor: (keys: readonly [string, string, string][]) =>
       sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
-    byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId}`,
+    byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId} ${raw(NARROW)}`,
+    byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds} ${raw(NARROW)}`,
     list: (filter: CaseFilter) => {
       const where: string[] = ['1'];
       if (filter.status) where.push(sql`status = ${filter.status}`);
@@ -71,6 +86,8 @@ export function caseQueries(database: string) {
       if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
       if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
       if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+      if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
       if (f.after) {
         const { rank, openedAt, caseId } = f.after;
         where.push(
@@ -80,10 +97,22 @@ export function caseQueries(database: string) {
       const limit = Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
       return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${limit}`;
     },
+    /**
+     * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
+     * 24 h and 7 d, their hits, and the precision from support's resolutions (cases/precision.ts).
+     */
+    ruleStats: (nowMs: number) => {
+      const sec = Math.floor(nowMs / 1000);
+      return sql`SELECT rule_id AS rule, countIf(opened_at >= toDateTime(${sec - 86_400}, 'UTC')) AS cases_24h,
+    countIf(opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS cases_7d,
+    sumIf(hit_count, opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS hits_7d,
+    count() AS cases_30d, ${raw(precisionColumns('resolution'))}
+  FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
+    },
     countsByStatus: () => `SELECT status, count() AS n FROM ${view.text} GROUP BY status ORDER BY status`,
     /** The cases of some entities (an order's cases), newest first. */
     ofEntities: (entityType: string, ids: readonly string[]) =>
-      sql`SELECT * FROM ${view} WHERE entity_type = ${entityType} AND entity_id IN ${ids} ORDER BY opened_at DESC LIMIT 100`,
+      sql`SELECT * FROM ${view} WHERE entity_type = ${entityType} AND entity_id IN ${ids} ORDER BY opened_at DESC LIMIT 100 ${raw(NARROW)}`,
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
       sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
@@ -100,6 +129,15 @@ export interface CaseStoreDeps {
   database: string;
   producer: Pick<Producer, 'send'>;
   topic: string;
+  /**
+   * A case's updates from further hits are published (stored, on the topic, to the webhook) at
+   * most once per this interval, the latest state winning; opening and support's changes are
+   * published at once. 0 publishes every update. Held updates are published when due (a timer)
+   * and by `flush()` at shutdown. @default 0
+   */
+  updateIntervalMs?: number;
+  /** The clock of the timer that publishes held updates. @default Date.now */
+  now?: () => number;
 }
 
 /** The latest case of every (rule, entity) as it stood just before `ms`, keyed `rule|entity_type|entity_id`. */
@@ -126,6 +164,56 @@ const SEND_BYTES = 512 * 1024;
 export function createCaseStore(deps: CaseStoreDeps) {
   const versions = ident(deps.database, 'case_versions');
   const q = caseQueries(deps.database);
+  const clock = deps.now ?? Date.now;
+  const hold = createUpdateHold(deps.updateIntervalMs ?? 0);
+  // Hits and the publication of held updates run one at a time: both read, merge and write the same cases.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = chain.then(work);
+    chain = next.catch(() => {});
+    return next;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  /**
+   * Publishes the held updates due at `nowMs` (every one with Infinity), each merged into the
+   * case as stored now, so a status, assignee or resolution support set meanwhile is kept.
+   */
+  async function publishHeld(nowMs: number, publishMs: number): Promise<Case[]> {
+    const due = hold.takeDue(nowMs);
+    if (due.length === 0) return [];
+    try {
+      const stored = new Map<string, Case>();
+      for (let i = 0; i < due.length; i += LATEST_SLICE) {
+        const ids = due.slice(i, i + LATEST_SLICE).map((c) => c.case_id);
+        for (const r of await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids), 'read held cases')) stored.set(r.case_id, fromStored(r));
+      }
+      const merged = due.map((c) => ({ ...withHits(stored.get(c.case_id) ?? c, c), updated_at: toDateTimeText(publishMs) }));
+      await write(merged.map((c) => ({ c, version: publishMs, changedBy: 'detector', note: '' })));
+      return merged;
+    } catch (err) {
+      hold.restore(due, nowMs);
+      throw err;
+    }
+  }
+
+  /** Keeps one timer for the earliest held update; a failed publication is tried again a few seconds later. */
+  function schedule(): void {
+    if (timer || closed) return;
+    const next = hold.nextDueMs();
+    if (next === null) return;
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        const at = clock();
+        serial(() => publishHeld(at, at))
+          .catch(() => hold.size > 0 && (timer = setTimeout(() => ((timer = undefined), schedule()), 5_000)))
+          .finally(schedule);
+      },
+      Math.max(0, next - clock()),
+    );
+  }
 
   /** Stores versions (one insert) and then publishes them (one send): a version is on the topic only once it is stored. */
   async function write(changes: readonly { c: Case; version: number; changedBy: string; note: string }[]): Promise<void> {
@@ -173,13 +261,34 @@ export function createCaseStore(deps: CaseStoreDeps) {
   return {
     /**
      * Applies rule hits: one case per (rule, entity) while it is open or acknowledged, or
-     * resolved less than the rule's cooldown ago; further hits update it. Returns what changed.
+     * resolved less than the rule's cooldown ago; further hits update it. A new case is published
+     * at once; an update from further hits at most once per `updateIntervalMs` (held until then,
+     * the latest winning). Returns what was opened and what was published as updated.
      */
     async applyHits(hits: readonly Hit[], nowMs: number): Promise<{ opened: Case[]; updated: Case[] }> {
-      const latest = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
-      const { opened, updated } = decideCases(hits, latest, nowMs);
-      await write([...opened, ...updated].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
-      return { opened, updated };
+      return serial(async () => {
+        const stored = await latestFor(hits.map((h) => [h.ruleId, h.entityType, h.entityId]));
+        // Decide on the state support will see: the stored case with the hits held for it so far.
+        const latest = new Map([...stored].map(([key, c]) => [key, hold.get(c.case_id) ? withHits(c, hold.get(c.case_id)!) : c]));
+        const { opened, updated } = decideCases(hits, latest, nowMs);
+        const now = updated.filter((c) => {
+          const before = stored.get(`${c.rule_id}|${c.entity_type}|${c.entity_id}`);
+          return !before || !hold.hold(c, publishedAtMs(before), nowMs);
+        });
+        await write([...opened, ...now].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
+        // Held updates of other cases that are due go out with this tick.
+        const due = await publishHeld(nowMs, nowMs);
+        schedule();
+        return { opened, updated: [...now, ...due] };
+      });
+    },
+
+    /** Publishes every held update now: at shutdown, before the producer disconnects. Later held updates are published at once. */
+    async flush(): Promise<void> {
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+      await serial(() => publishHeld(Infinity, clock()));
     },
 
     /** Changes a case's status (support acknowledges or resolves it, from the CLI), recorded with who and why. */
@@ -258,6 +367,22 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return { cases: page.map(({ sev_rank: _rank, ...c }) => fromStored(c)), next };
     },
 
+    /** Per rule: cases in the last 24 h and 7 d, hits, and support's verdicts over 30 days. */
+    async ruleStats(nowMs: number): Promise<RuleStats[]> {
+      const rows = await queryRows<Record<keyof RuleStats, string | number | null>>(deps.clickhouse, q.ruleStats(nowMs), 'rule stats');
+      return rows.map((r) => ({
+        rule: String(r.rule),
+        cases_24h: Number(r.cases_24h),
+        cases_7d: Number(r.cases_7d),
+        hits_7d: Number(r.hits_7d),
+        cases_30d: Number(r.cases_30d),
+        real_cases: Number(r.real_cases),
+        false_positives: Number(r.false_positives),
+        no_action_cases: Number(r.no_action_cases),
+        rule_precision: r.rule_precision === null ? null : Number(r.rule_precision),
+      }));
+    },
+
     async countsByStatus(): Promise<Record<string, number>> {
       const rows = await queryRows<{ status: string; n: string | number }>(deps.clickhouse, q.countsByStatus(), 'case counts');
       return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
@@ -279,6 +404,22 @@ export function createCaseStore(deps: CaseStoreDeps) {
   };
 }
 export type CaseStore = ReturnType<typeof createCaseStore>;
+
+/** A rule's cases and support's verdicts on them (the rules page). */
+export interface RuleStats {
+  rule: string;
+  cases_24h: number;
+  cases_7d: number;
+  /** Hits of the cases opened in the last 7 days. */
+  hits_7d: number;
+  cases_30d: number;
+  /** Of the cases opened in the last 30 days, resolved confirmed_fraud, customer_contacted or refunded. */
+  real_cases: number;
+  false_positives: number;
+  no_action_cases: number;
+  /** real / (real + false positives); null before support resolved any either way. */
+  rule_precision: number | null;
+}
 
 /** One stored version of a case, as its history shows it. */
 export interface CaseHistoryEntry {

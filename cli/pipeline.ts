@@ -149,7 +149,13 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const casesProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await casesProducer.connect();
     stops.push(() => casesProducer.disconnect());
-    const cases = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, topic: config.casesTopic });
+    const cases = createCaseStore({
+      clickhouse,
+      database: config.clickhouseDatabase,
+      producer: casesProducer,
+      topic: config.casesTopic,
+      updateIntervalMs: config.caseUpdateIntervalMs,
+    });
     const detector = createDetector({
       clickhouse,
       http: createClickHouseHttp(config),
@@ -182,6 +188,9 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       webhookFailed = webhook.failed;
       stops.push(() => webhook.stop());
     }
+    // Stops run in reverse: the detector stops first, then its held case updates are published
+    // while the webhook and the producer still run, so none is lost at shutdown.
+    stops.push(() => cases.flush());
     stops.push(() => detector.stop());
     // Statement breaks become cases under the same leadership, rules and case store as detection.
     const breakCases = startBreakCases({

@@ -177,6 +177,13 @@ export const settings = {
     parse: signingSecret,
     secret: true,
   },
+  caseUpdateIntervalMs: {
+    env: 'CASE_UPDATE_INTERVAL',
+    default: '5m',
+    description:
+      'A case is published (cases topic, webhook, history line) when it opens and when support changes it, and otherwise at most once per this interval while hits keep arriving, with the latest hit count and evidence (0s: every update).',
+    parse: duration(86_400_000),
+  },
   detectionTickMs: {
     env: 'DETECTION_TICK_MS',
     default: '250',

@@ -12,8 +12,12 @@ import type { Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { automationQueries, type ManualCommands, type ManualResult } from '../automation/index.ts';
 import type { CaseFeed } from './live.ts';
+import { customerMessage, type CustomerMessages } from './customer-message.ts';
 import { readOrderStory } from './orders.ts';
+import { DEFAULT_WINDOW_MS, readRelatedByShared } from './related.ts';
 import { readEntityTimeline, TIMELINE_HOURS } from './timeline.ts';
+import { formatDuration, parseDuration, type LoadedRule } from '../rules/index.ts';
+import { mayReadRuleDetails } from './users.ts';
 import { canActOnCases, USER_NAME, type User, type UserStore } from './users.ts';
 
 declare module '@fastify/secure-session' {
@@ -43,6 +47,12 @@ export interface ConsoleAppOptions {
   database: string;
   /** Fact id -> the feature catalog's description: evidence rows are labelled with it. */
   factDescriptions: ReadonlyMap<string, string>;
+  /** Rule id -> its customer message template: order cases of those rules show a ready-to-send message. @default none */
+  customerMessages?: CustomerMessages;
+  /** Rule id -> its window (ms): related cases are those of entities seen with the case's entity in it. @default 24 h for every rule */
+  ruleWindows?: ReadonlyMap<string, number>;
+  /** The rules as loaded at start-up, for the rules page. @default none */
+  rules?: readonly LoadedRule[];
   sessionSecret: string;
   sessionMinutes: number;
   loginAttemptsPerMinute: number;
@@ -63,6 +73,10 @@ const MAX_NOTE = 4_000;
 const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const severities = ['low', 'medium', 'high', 'critical'] as const;
 const actions = ['assign', 'acknowledge', 'resolve'] as const;
+/** An inbox age: a whole number and a unit, m, h or d (empty: any age). */
+const AGE_PATTERN = '^([0-9]{1,4}[mhd])?$';
+/** The ages the inbox offers. */
+const ages = ['1h', '4h', '24h', '7d', '30d'] as const;
 type Action = (typeof actions)[number];
 
 /** An error answered as `{"error": {"code", "message"}}` with its HTTP status. */
@@ -79,6 +93,7 @@ export class HttpError extends Error {
 const viewsDir = new URL('./views/', import.meta.url).pathname;
 const stylesheet = readFileSync(new URL('./static/console.css', import.meta.url), 'utf8');
 const liveScript = readFileSync(new URL('./static/live.js', import.meta.url), 'utf8');
+const copyScript = readFileSync(new URL('./static/copy.js', import.meta.url), 'utf8');
 /** A live-update stream ends after this long at most; the browser reconnects (and is authenticated again). */
 const MAX_STREAM_MS = 30 * 60_000;
 
@@ -259,6 +274,9 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   app.get('/static/live.js', { config: { public: true } }, async (_req, reply) =>
     reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(liveScript),
   );
+  app.get('/static/copy.js', { config: { public: true } }, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=300').send(copyScript),
+  );
 
   // ---- live updates: Server-Sent Events naming the cases that changed ----
   const streams = new Set<() => void>();
@@ -299,6 +317,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       entity_id: { type: 'string', maxLength: 128 },
       assignee: { type: 'string', maxLength: 64 },
       q: { type: 'string', maxLength: 128 },
+      max_age: { type: 'string', pattern: AGE_PATTERN },
+      min_age: { type: 'string', pattern: AGE_PATTERN },
       limit: { type: 'string', pattern: '^[0-9]{1,3}$' },
       cursor: { type: 'string', maxLength: 600 },
     },
@@ -316,6 +336,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       entityId: qs.entity_id || undefined,
       assignee: qs.assignee === undefined || qs.assignee === '' ? undefined : qs.assignee === '-' ? '' : qs.assignee === 'me' ? me : qs.assignee,
       q: qs.q?.trim() || undefined,
+      openedFromMs: qs.max_age ? now() - parseDuration(qs.max_age)! : undefined,
+      openedBeforeMs: qs.min_age ? now() - parseDuration(qs.min_age)! : undefined,
       limit,
       after: qs.cursor ? decodeCursor(qs.cursor) : undefined,
     });
@@ -324,12 +346,25 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   const readCase = async (id: string) => {
     const c = await o.cases.get(id);
     if (!c) throw new HttpError(404, 'not_found', `No case ${id}.`);
-    const [history, related, commands] = await Promise.all([
+    const withMessage = c.entity_type === 'order' && (o.customerMessages?.has(c.rule_id) ?? false);
+    const windowMs = o.ruleWindows?.get(c.rule_id) ?? DEFAULT_WINDOW_MS;
+    const deps = { clickhouse: o.clickhouse, database: o.database, cases: o.cases };
+    const [history, related, shared, story, commands] = await Promise.all([
       o.cases.history(id),
       o.cases.ofEntities(c.entity_type, [c.entity_id]),
+      readRelatedByShared(deps, c, windowMs),
+      withMessage ? readOrderStory(deps, c.entity_id) : null,
       queryRows<Record<string, unknown>>(o.clickhouse, automationQueries(o.database).ofCases([id]), 'commands of case'),
     ]);
-    return { ...c, history, related: related.filter((r) => r.case_id !== c.case_id), commands };
+    return {
+      ...c,
+      history,
+      related: related.filter((r) => r.case_id !== c.case_id),
+      related_window_ms: windowMs,
+      related_entities: shared,
+      customer_message: customerMessage(c, story, o.customerMessages ?? new Map()),
+      commands,
+    };
   };
 
   /** Support retries or cancels one of a case's commands (automation/manual.ts), recorded in its history. */
@@ -392,7 +427,56 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     return story;
   });
 
+  /**
+   * Every rule (the loaded ones, and any other that has cases in the last 30 days) with its
+   * numbers; `details` (conditions, message templates) for the roles that may read them.
+   */
+  const readRules = async (req: FastifyRequest) => {
+    const stats = new Map((await o.cases.ruleStats(now())).map((r) => [r.rule, r]));
+    const details = mayReadRuleDetails(req.auth!.user.role);
+    const empty = { cases_24h: 0, cases_7d: 0, hits_7d: 0, cases_30d: 0, real_cases: 0, false_positives: 0, no_action_cases: 0, rule_precision: null };
+    const loaded = (o.rules ?? []).map((r) => {
+      const { rule: _id, ...numbers } = stats.get(r.id) ?? { rule: r.id, ...empty };
+      return {
+        id: r.id,
+        title: r.title,
+        version: r.version,
+        enabled: r.enabled,
+        entity: r.entity,
+        severity: r.severity,
+        action: r.action,
+        cooldown: r.cooldown,
+        loaded: true,
+        ...numbers,
+        ...(details
+          ? { description: r.description, conditions: r.conditions, recommended_action: r.recommendedAction, customer_message: r.customerMessage?.text ?? null }
+          : {}),
+      };
+    });
+    const known = new Set(loaded.map((r) => r.id));
+    const gone = [...stats.values()]
+      .filter((s) => !known.has(s.rule))
+      .map(({ rule, ...numbers }) => ({
+        id: rule,
+        title: '',
+        version: '',
+        enabled: false,
+        entity: '',
+        severity: '',
+        action: '',
+        cooldown: '',
+        loaded: false,
+        ...numbers,
+      }));
+    return { rules: [...loaded, ...gone], details };
+  };
+  app.get('/api/v1/rules', async (req) => ({ rules: (await readRules(req)).rules }));
+
   // ---- pages ----
+  app.get('/rules', async (req, reply) => {
+    const { rules, details } = await readRules(req);
+    return page(reply, 'rules', { user: req.auth!.user, rules, details, csrf: reply.generateCsrf() });
+  });
   app.get('/', { schema: { querystring: inboxQuery } }, async (req, reply) => {
     const qs = req.query as InboxQuery;
     const [{ cases, next }, counts] = await Promise.all([readInbox(qs, req.auth!.user.name), o.cases.countsByStatus()]);
@@ -408,6 +492,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       nextQuery,
       statuses: caseStatuses,
       severities,
+      ages,
+      age: (openedAt: string) => formatDuration(Math.max(0, now() - Date.parse(openedAt.replace(' ', 'T') + 'Z'))),
       csrf: reply.generateCsrf(),
     });
   });
@@ -421,11 +507,13 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     }));
     return page(reply, 'case', {
       live: true,
+      copy: c.customer_message !== null,
       user: req.auth!.user,
       c,
       evidence,
       timeline,
       timelineHours: TIMELINE_HOURS,
+      windowText: formatDuration(c.related_window_ms),
       resolutions,
       canAct: canActOnCases(req.auth!.user.role),
       canCommand: canActOnCases(req.auth!.user.role) && o.commands !== undefined,

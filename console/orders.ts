@@ -1,6 +1,7 @@
 import type { Case, CaseStore } from '../cases/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, sql } from '../storage/sql.ts';
+import { eventsByEntity, eventsByTransaction } from '../storage/copies.ts';
+import { sql } from '../storage/sql.ts';
 
 /** At most this many reports of one order are read: far above any real order, and bounds a page. */
 export const MAX_ORDER_REPORTS = 2_000;
@@ -44,12 +45,16 @@ export interface OrderStory {
   cases: Case[];
 }
 
-/** The reports of the order `id` names, by order id or by any of its transaction ids, in time order. */
+/**
+ * The reports of the order `id` names, by order id or by any of its transaction ids, in time
+ * order. Both look-ups go by a key: the order's events from the copy ordered by entity
+ * (migration 014), the orders of a transaction id from the copy ordered by transaction id
+ * (migration 019), so the cost follows the order's rows, not the size of payment_events.
+ */
 export function orderReportsQuery(database: string, id: string): string {
-  const events = ident(database, 'payment_events');
   return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source
-    FROM ${events}
-    WHERE order_id IN (SELECT order_id FROM ${events} WHERE order_id = ${id} OR transaction_id = ${id})
+    FROM ${eventsByEntity(database)}
+    WHERE entity_type = 'order' AND entity_key IN (SELECT ${id} AS oid UNION ALL SELECT order_id AS oid FROM ${eventsByTransaction(database)} WHERE transaction_id = ${id})
     ORDER BY occurred_at, occurred_ms, event_id
     LIMIT 1 BY event_id
     LIMIT ${MAX_ORDER_REPORTS}`;

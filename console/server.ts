@@ -6,10 +6,12 @@ import type { Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createKafka, ensureTopics } from '../kafka/index.ts';
 import type { Logger } from '../log/index.ts';
-import { defaultFeaturesPath, loadFeatureCatalog } from '../rules/index.ts';
+import { defaultFeaturesPath, loadFeatureCatalog, loadRuleSetOrThrow } from '../rules/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { createConsoleApp } from './app.ts';
+import { customerMessagesOf } from './customer-message.ts';
+import { ruleWindows } from './related.ts';
 import { createCaseFeed } from './live.ts';
 import { createUserStore } from './users.ts';
 
@@ -42,6 +44,8 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       `The feature catalog is invalid: ${catalog.problems.map((p) => `${p.file} ${p.path}: ${p.message}`).join('; ')}`,
     );
   const factDescriptions = new Map([...catalog.catalog.facts.values()].map((f) => [f.id, f.def.description]));
+  // The rules as they are at start-up: their customer messages (and the rules page) come from them.
+  const ruleSet = await loadRuleSetOrThrow({ rulesPath: config.rulesPath || undefined, featuresPath: config.featuresPath || undefined });
 
   const clickhouse = createClickHouse(config);
   const kafka = createKafka(config, logger, '-console');
@@ -65,6 +69,9 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
       clickhouse,
       database: config.clickhouseDatabase,
       factDescriptions,
+      customerMessages: customerMessagesOf(ruleSet),
+      ruleWindows: ruleWindows(ruleSet),
+      rules: ruleSet.rules,
       sessionSecret: config.consoleSessionSecret,
       sessionMinutes: config.consoleSessionMinutes,
       loginAttemptsPerMinute: config.consoleLoginAttempts,

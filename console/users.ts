@@ -8,6 +8,8 @@ export type Role = (typeof roles)[number];
 
 /** `support` and above act on cases; `viewer` only reads. */
 export const canActOnCases = (role: Role): boolean => roles.indexOf(role) >= roles.indexOf('support');
+/** Risk and admin see the rules' conditions and templates on the rules page; everyone sees the numbers. */
+export const mayReadRuleDetails = (role: Role): boolean => roles.indexOf(role) >= roles.indexOf('risk');
 
 export const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 export const MIN_PASSWORD = 10;

@@ -46,7 +46,12 @@ describe('paysentinel rules validate', () => {
     expect(stdout).toMatch(/^OK: 14 rules valid \(14 enabled\), rule set version [0-9a-f]{12}/);
     expect(stdout).toMatch(/device_failure_spike\s+[0-9a-f]{12}\s+device\s+medium/);
     // Rules on statement breaks say so: live detection never evaluates them.
-    expect(stdout).toMatch(/charged_not_recorded\s+[0-9a-f]{12}\s+order\s+critical\s+notify_support\s+cooldown 10m\s+on statement breaks\n/);
+    expect(stdout).toMatch(
+      /charged_not_recorded\s+[0-9a-f]{12}\s+order\s+critical\s+notify_support\s+cooldown 10m\s+on statement breaks\s+\+ customer message\n/,
+    );
+    // Order rules with a <rule_id>.message.txt say so; the others have no customer message.
+    expect(stdout).toMatch(/charged_but_failed\s+[0-9a-f]{12}\s+order\s+critical\s+notify_support\s+cooldown 24h\s+\+ customer message\n/);
+    expect(stdout).not.toMatch(/ip_amount_probing.*customer message/);
     expect(stdout).not.toMatch(/charged_but_failed.*on statement breaks/);
   });
 

@@ -12,7 +12,9 @@ Checks the detection rules the risk team edits: one JSON file per rule (json-rul
 conditions plus metadata), reading facts defined in a feature catalog (features.json).
 
   validate [PATH]   Validate a folder of rule files (or one file): schema, unknown facts
-                    and operators, operator values, placeholders, cooldowns, duplicate ids.
+                    and operators, operator values, placeholders, cooldowns, duplicate ids,
+                    and the customer messages beside them (<rule_id>.message.txt: known
+                    {placeholders} only, and only for an order rule of the set).
                     Default PATH: the bundled rules/definitions.
   test [PATH]       Run fixture files (facts in, expected rule hits out) from a folder or
                     one file against the rules. Default PATH: the bundled rules/tests.
@@ -74,6 +76,7 @@ function ruleSummary(ruleSet: RuleSet) {
     cooldown: r.cooldown,
     source: r.source,
     file: show(r.file),
+    customer_message: r.customerMessage ? show(r.customerMessage.file) : null,
   }));
 }
 
@@ -95,7 +98,8 @@ async function validate(path: string | undefined, features: string | undefined, 
   for (const r of ruleSet.rules) {
     out(
       `  ${r.id.padEnd(24)} ${r.version}  ${r.entity.padEnd(8)} ${r.severity.padEnd(9)} ${handlingOf(r).padEnd(30)} cooldown ` +
-        `${r.cooldown}${r.source === 'statements' ? '  on statement breaks' : ''}${r.resolveWhen ? '  resolves itself' : ''}${r.enabled ? '' : '  (disabled)'}`,
+        `${r.cooldown}${r.source === 'statements' ? '  on statement breaks' : ''}${r.resolveWhen ? '  resolves itself' : ''}` +
+        `${r.customerMessage ? '  + customer message' : ''}${r.enabled ? '' : '  (disabled)'}`,
     );
   }
   return 0;

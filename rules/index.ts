@@ -34,6 +34,7 @@ export {
   loadFeatureCatalog,
   parseRuleSet,
   readRuleSources,
+  readMessageSources,
   defaultRulesPath,
   defaultFeaturesPath,
   type RuleSet,
@@ -50,6 +51,15 @@ export { binomialTail, binomialStats, significantlyAbove, olderThan, customOpera
 export { computeFeature, computeFacts, timed, matches, fieldsOf, windowMs, type TimedEvent, type FactScope } from './features.ts';
 export { renderTemplate, formatDuration, type RenderContext } from './render.ts';
 export { formatProblem, type RuleProblem } from './problems.ts';
+export {
+  MESSAGE_SUFFIX,
+  messagePlaceholders,
+  parseMessageTemplate,
+  renderMessage,
+  type MessagePart,
+  type MessagePlaceholder,
+  type MessageValues,
+} from './messages.ts';
 export {
   loadFixtures,
   parseFixture,

@@ -7,6 +7,7 @@ import { PaysentinelError } from '../errors/index.ts';
 import { canRead, deepFreeze, isObjectFact, parseFeatureCatalog, type FactCatalog } from './catalog.ts';
 import { resolveOperator } from './operators.ts';
 import { placeholderFormats, placeholders, type Placeholder } from './render.ts';
+import { MAX_MESSAGE_CHARS, MESSAGE_SUFFIX, messageRuleId, parseMessageTemplate, type MessagePart } from './messages.ts';
 import { childPath, compileSchema, didYouMean, formatProblem, parseJson, pointerToPath, schemaProblems, type RuleProblem } from './problems.ts';
 import { actions, RuleFileSchema, type CommandType, type Condition, type EntityType, type RuleAction, type Severity } from './schema.ts';
 
@@ -58,6 +59,11 @@ export interface LoadedRule {
   readonly file: string;
   /** Every fact the conditions and the recommended action read, in first-use order. */
   readonly facts: readonly string[];
+  /**
+   * The customer message of the rule's cases (`<id>.message.txt` beside the rule file), or null
+   * when it has none. Not part of `version`: the wording does not change what the rule detects.
+   */
+  readonly customerMessage: { readonly file: string; readonly text: string; readonly parts: readonly MessagePart[] } | null;
   /**
    * What the rule is evaluated on: `events` (live detection, backtests) or `statements` (the
    * breaks statement reconciliation finds), from the kind of the facts it reads.
@@ -453,16 +459,49 @@ function parseRule(source: RuleSource, catalog: FactCatalog): { rule?: LoadedRul
     version: contentHash({ rule: content, facts: factDefs }),
     file,
     facts: ctx.facts,
+    customerMessage: null,
     source: statementFacts.length > 0 ? 'statements' : 'events',
   });
   return { rule, problems: [] };
 }
 
 /**
- * Validates rule files against a feature catalog: schema, unknown facts and operators,
- * operator values, placeholders, cooldowns, file names and duplicate ids. Pure: no I/O.
+ * Attaches each customer message to its rule: a message for a rule that is not in the set, or for
+ * a rule not about orders (its placeholders are an order's facts), is a problem.
  */
-export function parseRuleSet(sources: readonly RuleSource[], catalog: FactCatalog): RuleSetResult {
+function attachMessages(rules: LoadedRule[], messages: readonly RuleSource[], problems: RuleProblem[]): void {
+  for (const m of messages) {
+    const id = messageRuleId(basename(m.file));
+    const at = rules.findIndex((r) => r.id === id);
+    const rule = rules[at];
+    if (!rule) {
+      problems.push({
+        file: m.file,
+        path: '$',
+        message: `there is no rule "${id}" in this rule set; a customer message is named <rule_id>${MESSAGE_SUFFIX} after an order rule (rename or remove this file).`,
+      });
+      continue;
+    }
+    if (rule.entity !== 'order') {
+      problems.push({
+        file: m.file,
+        path: '$',
+        message: `rule "${rule.id}" is about ${rule.entity}, but customer messages are for order rules: their placeholders are the order's facts. Remove this file.`,
+      });
+      continue;
+    }
+    const parsed = parseMessageTemplate(m.file, m.text);
+    if (!parsed.ok) problems.push(...parsed.problems);
+    else rules[at] = Object.freeze({ ...rule, customerMessage: deepFreeze({ file: m.file, text: m.text, parts: parsed.parts }) });
+  }
+}
+
+/**
+ * Validates rule files against a feature catalog: schema, unknown facts and operators,
+ * operator values, placeholders, cooldowns, file names and duplicate ids; and the customer
+ * messages beside them (`<rule_id>.message.txt`). Pure: no I/O.
+ */
+export function parseRuleSet(sources: readonly RuleSource[], catalog: FactCatalog, messages: readonly RuleSource[] = []): RuleSetResult {
   const problems: RuleProblem[] = [];
   const rules: LoadedRule[] = [];
   const seen = new Map<string, string>();
@@ -478,6 +517,7 @@ export function parseRuleSet(sources: readonly RuleSource[], catalog: FactCatalo
     seen.set(rule.id, source.file);
     rules.push(rule);
   }
+  attachMessages(rules, messages, problems);
   if (problems.length) return { ok: false, problems };
   rules.sort((a, b) => a.id.localeCompare(b.id));
   const version = contentHash(rules.map((r) => [r.id, r.version]));
@@ -490,6 +530,36 @@ export async function readRuleSources(path: string): Promise<RuleSource[]> {
   if (!info.isDirectory()) return [{ file: path, text: await readFile(path, 'utf8') }];
   const names = (await readdir(path)).filter((n) => n.endsWith('.json')).sort();
   return Promise.all(names.map(async (n) => ({ file: join(path, n), text: await readFile(join(path, n), 'utf8') })));
+}
+
+/** Bytes read of a customer message file at most: four per character of the longest template. */
+const MAX_MESSAGE_BYTES = MAX_MESSAGE_CHARS * 4;
+
+/**
+ * Reads the customer messages beside the rules: every *.message.txt of a folder, or the one beside
+ * a single rule file. A file too large to be a message is a problem, and is not read.
+ */
+export async function readMessageSources(path: string): Promise<{ sources: RuleSource[]; problems: RuleProblem[] }> {
+  const info = await stat(path);
+  const files = info.isDirectory()
+    ? (await readdir(path))
+        .filter((n) => n.endsWith(MESSAGE_SUFFIX))
+        .sort()
+        .map((n) => join(path, n))
+    : [path.replace(/\.json$/, MESSAGE_SUFFIX)].filter((f) => f !== path);
+  const sources: RuleSource[] = [];
+  const problems: RuleProblem[] = [];
+  for (const file of files) {
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => -1,
+    );
+    if (size < 0) continue;
+    if (size > MAX_MESSAGE_BYTES)
+      problems.push({ file, path: '$', message: `is ${size} bytes; a customer message has at most ${MAX_MESSAGE_CHARS} characters.` });
+    else sources.push({ file, text: await readFile(file, 'utf8') });
+  }
+  return { sources, problems };
 }
 
 /** Where to load rules from. */
@@ -522,8 +592,10 @@ export async function loadRuleSet(options: LoadRuleSetOptions = {}): Promise<Rul
   const catalog = await loadFeatureCatalog(options.featuresPath);
   if (!catalog.ok) return catalog;
   let sources: RuleSource[];
+  let messages: Awaited<ReturnType<typeof readMessageSources>>;
   try {
     sources = await readRuleSources(rulesPath);
+    messages = await readMessageSources(rulesPath);
   } catch (err) {
     return {
       ok: false,
@@ -532,7 +604,9 @@ export async function loadRuleSet(options: LoadRuleSetOptions = {}): Promise<Rul
   }
   if (sources.length === 0)
     return { ok: false, problems: [{ file: rulesPath, path: '$', message: 'no *.json rule files here; add one file per rule, named <id>.json.' }] };
-  return parseRuleSet(sources, catalog.catalog);
+  const result = parseRuleSet(sources, catalog.catalog, messages.sources);
+  if (messages.problems.length === 0) return result;
+  return { ok: false, problems: [...messages.problems, ...(result.ok ? [] : result.problems)] };
 }
 
 /** `loadRuleSet` for start-up paths where invalid rules are fatal: throws CONFIG_INVALID listing every problem. */

@@ -3,6 +3,9 @@ import { ident, raw, sql, type SqlFragment } from './sql.ts';
 /** payment_events once per IP, device, user and order each event belongs to, ordered by entity (migration 014). */
 export const eventsByEntity = (database: string): SqlFragment => ident(database, 'payment_events_by_entity');
 
+/** Transaction id -> order id of every event with a transaction id, ordered by transaction id (migration 019). */
+export const eventsByTransaction = (database: string): SqlFragment => ident(database, 'payment_events_by_transaction');
+
 /** Where each event sits in Kafka, ordered by that position, with the fields feature filters test (migrations 014, 015). */
 export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_offset');
 

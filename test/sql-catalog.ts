@@ -51,6 +51,7 @@ import { caseQueries } from '../cases/index.ts';
 import { automationQueries } from '../automation/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
+import { sharedEntitiesQuery } from '../console/related.ts';
 import { liveQueries } from '../console/live.ts';
 import {
   ENTITY_IDS_TABLE,
@@ -169,18 +170,25 @@ function consoleStatements(database: string): CatalogStatement[] {
         entityId: 'o\\1',
         assignee: '',
         q: '<img src=x>',
+        openedFromMs: Date.UTC(2026, 10, 18, 10),
+        openedBeforeMs: Date.UTC(2026, 10, 25, 9),
         limit: 20,
         after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" },
       }),
     },
     { name: 'case counts by status', sql: cases.countsByStatus() },
+    { name: 'rule stats and precision', sql: cases.ruleStats(Date.UTC(2026, 10, 25, 11)) },
     { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed start', sql: liveQueries(database).latest() },
     { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
-    { name: 'order story', sql: orderReportsQuery(database, '"><script>x</script>') },
-    ...['ip', 'device', 'user', 'order'].map((entity) => ({
+    { name: 'order story (by order or transaction id)', sql: orderReportsQuery(database, '"><script>x</script>') },
+    ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
       name: `${entity} timeline`,
       sql: entityTimelineQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 11))!,
+    })),
+    ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
+      name: `IPs, devices and users seen with an ${entity}`,
+      sql: sharedEntitiesQuery(database, entity, "it's", Date.UTC(2026, 10, 25, 10), Date.UTC(2026, 10, 25, 11))!,
     })),
   ];
 }
@@ -414,6 +422,7 @@ function detectionStatements(database: string): CatalogStatement[] {
       ]),
     },
     { name: 'case by id', sql: cases.byId("C'1") },
+    { name: 'held cases by id', sql: cases.byIds(["C'1", 'C2']) },
     { name: 'cases as of (backtest)', sql: cases.asOf(nowSec * 1000) },
     { name: 'recorded cases (backtest)', sql: recordedCasesQuery(database, nowSec * 1000 - 3_600_000, nowSec * 1000) },
     { name: 'list cases', sql: cases.list({ status: 'open', rule: 'ip_amount_probing', sinceMs: nowSec * 1000, limit: 50 }) },

@@ -1,3 +1,4 @@
+import { precisionColumns } from '../../cases/precision.ts';
 import { ident } from '../../storage/sql.ts';
 import { dashboard, queryVariable, type Dashboard, type DashboardSpec, type StatOptions } from '../model.ts';
 import { eventFilters, timeBucket } from './sql.ts';
@@ -32,6 +33,7 @@ export function riskCasesSpec(database: string): DashboardSpec {
     min(opened_at) AS first_opened,
     max(updated_at) AS last_update,
     argMax(status, version) AS case_status,
+    argMax(resolution, version) AS case_resolution,
     max(hit_count) AS hits,
     argMax(evidence, version) AS last_evidence,
     argMax(recommended_action, version) AS next_step,
@@ -182,6 +184,22 @@ ORDER BY total_hits DESC, flagged_cases DESC, entity
 LIMIT 20`,
         ],
         columns: ['entity', 'flagged_cases', 'total_hits', 'rules', 'last_flagged'],
+      },
+      {
+        type: 'table',
+        title: "Rule precision from support's resolutions",
+        description:
+          "Per rule, the cases opened in the range and how support resolved them by its end: real (confirmed_fraud, customer_contacted, refunded), false positives, no action needed. Precision = real / (real + false positives); empty before any verdict. The console's rules page shows the same over 30 days.",
+        w: 12,
+        h: 8,
+        sql: [
+          `SELECT rule_id, count() AS opened_cases, countIf(case_status = 'resolved') AS resolved_cases, ${precisionColumns('case_resolution')}
+FROM ${cases} AND $__timeFilter(first_opened)
+GROUP BY rule_id
+ORDER BY rule_id`,
+        ],
+        columns: ['rule_id', 'opened_cases', 'resolved_cases', 'real_cases', 'false_positives', 'no_action_cases', 'rule_precision'],
+        unitsByColumn: { rule_precision: 'percentunit' },
       },
       {
         type: 'table',

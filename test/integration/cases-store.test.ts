@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { createCaseStore } from '../../cases/index.ts';
+import { createCaseStore, type Case } from '../../cases/index.ts';
 import { silentLogger } from '../../log/index.ts';
 import type { Hit } from '../../rules/index.ts';
 import { migrate } from '../../storage/migrations.ts';
 import { ensureTopics } from '../../kafka/index.ts';
-import { services } from './helpers.ts';
+import { readTopic, services } from './helpers.ts';
 
 const s = services();
 afterAll(() => s.cleanup());
@@ -54,5 +54,95 @@ describe('case store on the real ClickHouse and Kafka', () => {
     await admin.deleteTopics({ topics: [topic] }).catch(() => {});
     await admin.disconnect();
     expect(await store.list({ limit: 10_000 })).toHaveLength(10_000);
+  });
+});
+
+/** One hit of a card-testing IP: each tick sees one more attempt. */
+const probe = (attempts: number, ip = '198.51.100.23'): Hit => ({
+  ruleId: 'ip_amount_probing',
+  ruleVersion: 'v1',
+  title: 'One IP probing many amounts',
+  severity: 'high',
+  action: 'notify_support',
+  entityType: 'ip',
+  entityId: ip,
+  cooldownMs: 1_800_000,
+  recommendedAction: `IP made ${attempts} attempts.`,
+  evidence: { ip_attempts_10m: attempts },
+});
+
+async function withTopic(run: (topic: string, producer: ReturnType<typeof s.kafka.producer>) => Promise<void>) {
+  await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
+  const topic = `${s.config.eventsTopic}.cases.${Math.random().toString(36).slice(2, 8)}`;
+  const admin = s.kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, [{ topic, numPartitions: 1, replicationFactor: 1 }]);
+  const producer = s.kafka.producer();
+  await producer.connect();
+  try {
+    await run(topic, producer);
+  } finally {
+    await producer.disconnect();
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin.disconnect();
+  }
+}
+
+const published = async (topic: string, n: number) =>
+  (await readTopic(s.kafka, topic, n, 15_000)).map((m) => JSON.parse(m.value) as Case & { changed_by: string });
+
+describe('CASE_UPDATE_INTERVAL: fewer, better notifications', () => {
+  test('card testing, 31 hits in 10 s: published when it opens, when support acknowledges, and once more at shutdown with the 31st hit count; one history line each', async () => {
+    await withTopic(async (topic, producer) => {
+      const database = s.config.clickhouseDatabase;
+      const store = createCaseStore({ clickhouse: s.clickhouse, database, producer, topic, updateIntervalMs: 300_000 });
+      // A minute ago, so the shutdown (now) comes after every hit.
+      const t = Date.now() - 60_000;
+      let caseId = '';
+      for (let i = 0; i < 31; i++) {
+        const { opened } = await store.applyHits([probe(i + 1)], t + i * 330);
+        if (i === 0) caseId = opened[0]!.case_id;
+        if (i === 15) expect(await store.act(caseId, { action: 'acknowledge' }, 'sam', 'blocking the IP', t + i * 330 + 100)).toMatchObject({ kind: 'ok' });
+      }
+      // Between the opening and the shutdown only support's change was published and stored.
+      expect((await published(topic, 2)).map((m) => [m.status, m.changed_by, m.hit_count])).toEqual([
+        ['open', 'detector', 1],
+        ['acknowledged', 'sam', 1],
+      ]);
+      expect(await store.history(caseId)).toHaveLength(2);
+
+      await store.flush();
+      const all = await published(topic, 3);
+      expect(all).toHaveLength(3);
+      // The latest state wins, and support's acknowledgement is kept.
+      expect(all[2]).toMatchObject({ case_id: caseId, status: 'acknowledged', changed_by: 'detector', hit_count: 31, evidence: { ip_attempts_10m: 31 } });
+      expect((await store.history(caseId)).map((h) => [h.changed_by, h.status, Number(h.hit_count)])).toEqual([
+        ['detector', 'open', 1],
+        ['sam', 'acknowledged', 1],
+        ['detector', 'acknowledged', 31],
+      ]);
+      expect(await store.get(caseId)).toMatchObject({ status: 'acknowledged', hit_count: 31, evidence: { ip_attempts_10m: 31 } });
+    });
+  });
+
+  test('a held update is published when its interval ends, without a further hit', async () => {
+    await withTopic(async (topic, producer) => {
+      const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic, updateIntervalMs: 5_000 });
+      const admin = s.kafka.admin();
+      await admin.connect();
+      const end = async () => Number((await admin.fetchTopicOffsets(topic))[0]!.high);
+      const t = Date.now();
+      await store.applyHits([probe(1, '198.51.100.24')], t);
+      const second = await store.applyHits([probe(2, '198.51.100.24')], t + 100);
+      expect(second.updated).toEqual([]);
+      expect(await end()).toBe(1);
+      // About five seconds after the opening the timer publishes it, with no further hit.
+      await expect.poll(end, { timeout: 20_000, interval: 250 }).toBe(2);
+      expect(Date.now() - t).toBeGreaterThanOrEqual(3_900);
+      expect((await published(topic, 2)).map((m) => m.hit_count)).toEqual([1, 2]);
+      await store.flush();
+      expect(await end()).toBe(2);
+      await admin.disconnect();
+    });
   });
 });

@@ -10,7 +10,7 @@ import { validateEvent } from '../../contract/index.ts';
 import { toEventRow } from '../../ingest/records.ts';
 import { toDateTimeText } from '../../storage/sql.ts';
 import { silentLogger } from '../../log/index.ts';
-import type { Hit } from '../../rules/index.ts';
+import { loadRuleSetOrThrow, type Hit } from '../../rules/index.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { ident, sql } from '../../storage/sql.ts';
 import { chromiumPath } from './chromium.ts';
@@ -74,6 +74,7 @@ let running: RunningConsole;
 let browser: Browser;
 let lateCase: Case;
 let deviceCase: Case;
+let hostileCase: Case;
 
 beforeAll(async () => {
   mkdirSync(screenshots, { recursive: true });
@@ -93,7 +94,11 @@ beforeAll(async () => {
   const now = Date.now();
   lateCase = (await store.applyHits([hit('order', LATE_ORDER, 'charged_but_failed', 'high')], now - 60_000)).opened[0]!;
   deviceCase = (await store.applyHits([hit('device', HOSTILE_DEVICE, 'device_failure_spike', 'medium')], now - 50_000)).opened[0]!;
-  await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical'), hit('order', JS_ORDER, 'duplicate_charge', 'critical')], now - 40_000);
+  const hostile = await store.applyHits(
+    [hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical'), hit('order', JS_ORDER, 'duplicate_charge', 'critical')],
+    now - 40_000,
+  );
+  hostileCase = hostile.opened.find((c) => c.entity_id === HOSTILE_ORDER)!;
   await producer.disconnect();
   browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
 });
@@ -110,7 +115,9 @@ afterAll(async () => {
 
 /** A fresh browser context logged in as `name`, recording every dialog and script error. */
 async function loggedIn(name: string, password: string): Promise<{ page: Page; dialogs: string[]; errors: string[] }> {
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: running.url });
+  const page = await context.newPage();
   const dialogs: string[] = [];
   const errors: string[] = [];
   page.on('dialog', (d) => {
@@ -139,6 +146,13 @@ describe('the support console in a real browser (Debian chromium)', () => {
       .poll(() => page.locator('table.evidence').innerText())
       .toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(await page.locator('table.timeline').innerText()).toContain('gateway_callback');
+    // The customer message names the order, the amount with the currency's decimals and when it went through; one click copies it.
+    const message = await page.getByLabel('customer message').inputValue();
+    const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
+    expect(message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
+    await page.getByRole('button', { name: 'Copy message' }).click();
+    await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe(message);
+    expect(await page.locator('button.copy').innerText()).toBe('Copied');
     await page.screenshot({ path: join(screenshots, 'console-case.png'), fullPage: true });
 
     const ack = page.locator('form', { has: page.getByRole('button', { name: 'Acknowledge' }) });
@@ -204,6 +218,41 @@ describe('the support console in a real browser (Debian chromium)', () => {
       [deviceCase.case_id, token],
     );
     expect(status).toBe(403);
+  });
+
+  test('the case page lists the cases of a device the order was paid from, and the inbox filters by age', async () => {
+    const { page, errors } = await loggedIn('sam', 'sam-password-1');
+    await page.goto(`${running.url}/cases/${hostileCase.case_id}`);
+    const shared = page.locator('ul.related-shared li');
+    expect(await shared.allInnerTexts()).toEqual([expect.stringContaining(`device ${HOSTILE_DEVICE}: ${deviceCase.case_id}`)]);
+    await shared.getByRole('link', { name: deviceCase.case_id }).click();
+    await page.waitForURL(`${running.url}/cases/${deviceCase.case_id}`);
+
+    await page.goto(`${running.url}/`);
+    await page.getByLabel('Waiting over').selectOption('24h');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/min_age=24h/);
+    expect(await page.locator('main').innerText()).toContain('No cases match.');
+    await page.getByLabel('Waiting over').selectOption('');
+    await page.getByLabel('Opened within').selectOption('1h');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/max_age=1h/);
+    expect(await page.getByRole('link', { name: deviceCase.case_id }).count()).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
+  test('the rules page, reached from the header, lists every rule with its action, cases and precision', async () => {
+    const { page } = await loggedIn('vic', 'vic-password-1');
+    await page.getByRole('link', { name: 'Rules', exact: true }).click();
+    await page.waitForURL(`${running.url}/rules`);
+    const rows = page.locator('table.rules tbody tr');
+    expect(await rows.count()).toBe((await loadRuleSetOrThrow()).rules.length);
+    // The late order's case was resolved customer_contacted in the first test: a real problem.
+    const charged = await page.locator('tr[data-rule="charged_but_failed"]').innerText();
+    expect(charged).toMatch(/notify_support/);
+    expect(await page.locator('tr[data-rule="charged_but_failed"] td.precision').innerText()).toBe('100%');
+    expect(await page.locator('tr[data-rule="retry_storm"] td.precision').innerText()).toBe('no verdicts yet');
+    await page.screenshot({ path: join(screenshots, 'console-rules.png'), fullPage: true });
   });
 
   test('no page or API route answers without a login', async () => {

@@ -13,7 +13,7 @@ import { validateEvent } from '../../contract/index.ts';
 import { toEventRow } from '../../ingest/records.ts';
 import { toDateTimeText } from '../../storage/sql.ts';
 import { silentLogger } from '../../log/index.ts';
-import type { Hit } from '../../rules/index.ts';
+import { loadRuleSetOrThrow, type Hit } from '../../rules/index.ts';
 import { insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { ident, sql } from '../../storage/sql.ts';
 import { readTopic, repoRoot, services } from './helpers.ts';
@@ -33,6 +33,7 @@ let running: RunningConsole;
 let base: string;
 let supportToken: string;
 let viewerToken: string;
+let riskToken: string;
 
 const HOSTILE_ORDER = '"><script>document.title="pwned"</script>';
 const HOSTILE_DEVICE = '<img src=x onerror=alert(1)>';
@@ -116,10 +117,13 @@ const api = (path: string, token: string, init: RequestInit = {}) =>
 
 let orderCase: Case;
 let deviceCase: Case;
+let hostileCase: Case;
 
 beforeAll(async () => {
   await users.add('sam', 'support', 'sam-password-1');
   await users.add('vic', 'viewer', 'vic-password-1');
+  await users.add('rita', 'risk', 'rita-password-1');
+  riskToken = users.createToken('rita');
   supportToken = users.createToken('sam');
   viewerToken = users.createToken('vic');
   running = await startConsole(s.config, silentLogger);
@@ -137,7 +141,7 @@ beforeAll(async () => {
   const now = Date.now();
   orderCase = (await store.applyHits([hit('order', LATE_ORDER)], now - 60_000)).opened[0]!;
   deviceCase = (await store.applyHits([hit('device', HOSTILE_DEVICE, 'device_failure_spike', 'medium')], now - 30_000)).opened[0]!;
-  await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical')], now - 10_000);
+  hostileCase = (await store.applyHits([hit('order', HOSTILE_ORDER, 'duplicate_charge', 'critical')], now - 10_000)).opened[0]!;
   await producer.disconnect();
 });
 
@@ -211,6 +215,7 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       await (await browser.fetch('/')).text(),
       await (await browser.fetch(`/cases/${deviceCase.case_id}`)).text(),
       await (await browser.fetch(`/orders/${encodeURIComponent(HOSTILE_ORDER)}`)).text(),
+      await (await browser.fetch(`/cases/${hostileCase.case_id}`)).text(),
     ];
     for (const html of pages) {
       expect(html).not.toContain('<script>document.title');
@@ -223,6 +228,8 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     // Evidence rows are labelled with the feature catalog's description.
     expect(pages[1]).toContain('Payment attempts (distinct order_id + attempt) from the IP in the last 10 minutes.');
     expect(pages[2]).toContain(escapeHtml(HOSTILE_ORDER));
+    // The customer message quotes the order id as text inside the text area.
+    expect(pages[3]).toMatch(new RegExp(`<textarea id="customer-message"[^>]*>[^<]*${escapeRegExp(escapeHtml(HOSTILE_ORDER))}`));
     // Links to a hostile id are paths on this console, its characters percent-encoded.
     expect(pages[0]).toContain(`href="/orders/${escapeHtml(encodeURIComponent(HOSTILE_ORDER))}"`);
   });
@@ -271,6 +278,11 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect((await again.json()).error.code).toBe('conflict');
 
     const detail = await (await api(`/api/v1/cases/${id}`, supportToken)).json();
+    // The customer message: the success first reported by the gateway callback 90 s after the start.
+    const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
+    expect(detail.customer_message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
+    expect(detail.customer_message).toContain('(transaction tx-late-1)');
+    expect((await (await api(`/api/v1/cases/${deviceCase.case_id}`, supportToken)).json()).customer_message).toBeNull();
     expect(detail.history.map((h: { changed_by: string; status: string; note: string }) => [h.changed_by, h.status, h.note])).toEqual([
       ['detector', 'open', ''],
       ['sam', 'open', 'mine'],
@@ -290,6 +302,31 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       changed_by: 'sam',
       note: 'told the customer the payment went through',
     });
+  });
+
+  test('related cases: cases of the IPs, devices and users seen with the entity in the rule window; the inbox filters by age', async () => {
+    // The hostile order was paid from the hostile device, which has a case of its own.
+    const detail = await (await api(`/api/v1/cases/${hostileCase.case_id}`, viewerToken)).json();
+    expect(detail.related_entities.map((r: Case & { shared: string }) => [r.case_id, r.shared])).toEqual([[deviceCase.case_id, `device ${HOSTILE_DEVICE}`]]);
+    expect(detail.related_window_ms).toBe(86_400_000);
+    // The late order shares its IP and user with the hostile order, but no IP, device or user case exists for them.
+    expect((await (await api(`/api/v1/cases/${orderCase.case_id}`, viewerToken)).json()).related_entities).toEqual([]);
+    const browser = client();
+    await browser.login('vic', 'vic-password-1');
+    const page = await (await browser.fetch(`/cases/${hostileCase.case_id}`)).text();
+    expect(page).toContain(`<span class="shared">device ${escapeHtml(HOSTILE_DEVICE)}</span>: <a href="/cases/${deviceCase.case_id}">`);
+
+    const ids = async (query: string) => (await (await api(`/api/v1/cases?${query}`, viewerToken)).json()).cases.map((c: Case) => c.case_id).sort();
+    const all = [orderCase.case_id, deviceCase.case_id, hostileCase.case_id].sort();
+    expect(await ids('max_age=1h')).toEqual(all);
+    expect(await ids('min_age=1h')).toEqual([]);
+    expect(await ids('min_age=1h&max_age=7d')).toEqual([]);
+    const bad = await api('/api/v1/cases?max_age=soon', viewerToken);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.message).toMatch(/^querystring\.max_age/);
+    const inbox = await (await browser.fetch('/?min_age=24h')).text();
+    expect(inbox).toContain('No cases match.');
+    expect(inbox).toContain('<option value="24h" selected>24h</option>');
   });
 
   test('errors: 404 for an unknown case or order, 413 over 16 KiB, 400 naming a bad field; a viewer reads but gets 403 on every change', async () => {
@@ -452,6 +489,59 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     const detail = await (await api(`/api/v1/cases/${deviceCase.case_id}`, viewerToken)).json();
     expect(detail).toMatchObject({ status: 'resolved', resolution: 'confirmed_fraud' });
     expect(detail.history.at(-1)).toMatchObject({ changed_by: 'cli-user', resolution: 'confirmed_fraud', note: 'card blocked by the bank' });
+
+    // cases show prints the same customer message as the console, in text and in JSON.
+    const fromApi = (await (await api(`/api/v1/cases/${orderCase.case_id}`, viewerToken)).json()).customer_message;
+    expect(fromApi).toMatch(/12\.50 CNY/);
+    const shown = run(['show', orderCase.case_id]);
+    expect(shown.status, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(
+      `Customer message:\n${fromApi
+        .split('\n')
+        .map((l: string) => `  ${l}`.trimEnd())
+        .join('\n')}`,
+    );
+    expect(JSON.parse(run(['show', orderCase.case_id, '--json']).stdout).customer_message).toBe(fromApi);
+  });
+
+  test("the rules page: every rule with its version, action and cases, and its precision from support's resolutions; conditions for risk only", async () => {
+    // By now support resolved the late order's case as customer_contacted and the device's as confirmed_fraud.
+    const fp = await api(`/api/v1/cases/${hostileCase.case_id}/resolve`, supportToken, {
+      method: 'POST',
+      body: JSON.stringify({ resolution: 'false_positive', note: 'one charge only' }),
+    });
+    expect(fp.status).toBe(200);
+    const { rules } = await (await api('/api/v1/rules', viewerToken)).json();
+    expect(rules.map((r: { id: string }) => r.id)).toEqual((await loadRuleSetOrThrow()).rules.map((r) => r.id));
+    expect(rules.map((r: { id: string }) => r.id)).toEqual(expect.arrayContaining(['charged_but_failed', 'duplicate_charge', 'retry_storm']));
+    const byId = Object.fromEntries(rules.map((r: { id: string }) => [r.id, r]));
+    expect(byId.charged_but_failed).toMatchObject({
+      enabled: true,
+      action: 'notify_support',
+      version: expect.stringMatching(/^[0-9a-f]{12}$/),
+      cases_24h: 1,
+      cases_7d: 1,
+      real_cases: 1,
+      false_positives: 0,
+      rule_precision: 1,
+    });
+    expect(byId.duplicate_charge).toMatchObject({ cases_24h: 1, real_cases: 0, false_positives: 1, rule_precision: 0 });
+    expect(byId.device_failure_spike).toMatchObject({ real_cases: 1, rule_precision: 1 });
+    expect(byId.retry_storm).toMatchObject({ cases_7d: 0, rule_precision: null });
+    expect(byId.charged_but_failed.conditions).toBeUndefined();
+    const risk = await (await api('/api/v1/rules', riskToken)).json();
+    const charged = risk.rules.find((r: { id: string }) => r.id === 'charged_but_failed');
+    expect(charged.conditions).toEqual({ all: [expect.objectContaining({ fact: 'order_failed_then_succeeded_24h' })] });
+    expect(charged.customer_message).toContain('{amount} {currency}');
+
+    const browser = client();
+    await browser.login('vic', 'vic-password-1');
+    const html = await (await browser.fetch('/rules')).text();
+    expect(html).toMatch(/<tr data-rule="duplicate_charge">[\s\S]*?<td class="precision">0%<\/td>/);
+    expect(html).toMatch(/<tr data-rule="charged_but_failed">[\s\S]*?<td class="precision">100%<\/td>/);
+    expect(html).toMatch(/<tr data-rule="retry_storm">[\s\S]*?<td class="precision">no verdicts yet<\/td>/);
+    expect(html).not.toContain('Conditions and messages');
+    expect((await fetch(`${base}/rules`)).status).toBe(401);
   });
 
   test('login attempts are rate-limited per client', async () => {
@@ -474,6 +564,8 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     }
   });
 });
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);

@@ -124,7 +124,7 @@ async function ingestAndDetect(): Promise<void> {
   let next = 0;
   for (nowMs = START + 30_000; nowMs <= range.to.getTime(); nowMs += 30_000) {
     for (const w of work.filter((w) => w.atMs <= nowMs).sort((a, b) => a.atMs - b.atMs)) {
-      await cases.setStatus(w.caseId, w.status, 'support-1', w.note, w.atMs);
+      await cases.setStatus(w.caseId, w.status, 'support-1', w.note, w.atMs, w.status === 'resolved' ? 'refunded' : undefined);
       work.splice(work.indexOf(w), 1);
     }
     const upTo = toDateTimeText(nowMs);
@@ -255,6 +255,26 @@ describe('dashboards on the real ClickHouse', () => {
     const bySeverity = (await run(expand(panel('Time to acknowledge by severity')))).data as { acknowledged_cases: string; max_ack_s: number }[];
     expect(bySeverity.reduce((n, r) => n + Number(r.acknowledged_cases), 0)).toBe(ackSeconds.length);
     expect(Math.max(...bySeverity.map((r) => Number(r.max_ack_s)))).toBe(Math.max(...ackSeconds));
+  });
+
+  test("Risk & cases: a rule's precision is its cases resolved as real against those resolved as false positives", async () => {
+    const panel = queries.find((q) => q.name.startsWith("paysentinel-risk-cases / Rule precision from support's resolutions /"))!;
+    const rows = (await run(expand(panel))).data as {
+      rule_id: string;
+      opened_cases: string;
+      real_cases: string;
+      false_positives: string;
+      rule_precision: number | null;
+    }[];
+    const resolved = await queryRows<{ rule_id: string; resolution: string }>(
+      s.clickhouse,
+      `SELECT rule_id, resolution FROM ${ident(db, 'cases')} WHERE status = 'resolved'`,
+    );
+    // The one case support resolved was refunded: its rule is 100% precise, the others have no verdict yet.
+    expect(resolved.map((r) => r.resolution)).toEqual(['refunded']);
+    expect(
+      rows.filter((r) => r.rule_precision !== null).map((r) => [r.rule_id, Number(r.real_cases), Number(r.false_positives), Number(r.rule_precision)]),
+    ).toEqual([[resolved[0]!.rule_id, 1, 0, 1]]);
   });
 
   test.each(queries.map((q) => [q.name, q] as const))('%s returns what its panel needs', async (_name, q) => {
