@@ -36,6 +36,8 @@ export interface InboxFilter {
   entityId?: string;
   /** A user name, or '' for unassigned cases. */
   assignee?: string;
+  /** Leave out cases assigned to this name (the inbox leaves out what automation is handling). */
+  notAssignee?: string;
   q?: string;
   /** Only cases opened at or after this time (ms): no older than an age. */
   openedFromMs?: number;
@@ -85,6 +87,7 @@ export function caseQueries(database: string) {
       if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
       if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
       if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
+      if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
       if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
       if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
       if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);

@@ -10,7 +10,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { caseStatuses, resolutions, type CaseChange, type CaseStore, type InboxCursor } from '../cases/index.ts';
 import type { Logger } from '../log/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { automationQueries, type ManualCommands, type ManualResult } from '../automation/index.ts';
+import { AUTOMATION_ASSIGNEE, automationQueries, type ManualCommands, type ManualResult } from '../automation/index.ts';
 import type { CaseFeed } from './live.ts';
 import { customerMessage, type CustomerMessages } from './customer-message.ts';
 import { readOrderStory } from './orders.ts';
@@ -325,6 +325,10 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
   } as const;
   type InboxQuery = Partial<Record<keyof (typeof inboxQuery)['properties'], string>>;
 
+  /** The inbox's `assignee`: a user name, `me`, `-` (nobody), `people` or `any`/empty (no filter on it). */
+  const assigneeFilter = (a: string | undefined, me: string): string | undefined =>
+    a === undefined || a === '' || a === 'any' || a === 'people' ? undefined : a === '-' ? '' : a === 'me' ? me : a;
+
   const readInbox = async (qs: InboxQuery, me: string) => {
     const limit = qs.limit ? Number(qs.limit) : 50;
     if (limit < 1 || limit > 200) throw new HttpError(400, 'invalid_request', 'limit must be a whole number from 1 to 200.');
@@ -334,7 +338,9 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       rule: qs.rule || undefined,
       entityType: qs.entity_type || undefined,
       entityId: qs.entity_id || undefined,
-      assignee: qs.assignee === undefined || qs.assignee === '' ? undefined : qs.assignee === '-' ? '' : qs.assignee === 'me' ? me : qs.assignee,
+      assignee: assigneeFilter(qs.assignee, me),
+      // "people" (the page's default): what still needs a person, not what automation is handling.
+      notAssignee: qs.assignee === 'people' ? AUTOMATION_ASSIGNEE : undefined,
       q: qs.q?.trim() || undefined,
       openedFromMs: qs.max_age ? now() - parseDuration(qs.max_age)! : undefined,
       openedBeforeMs: qs.min_age ? now() - parseDuration(qs.min_age)! : undefined,
@@ -478,7 +484,8 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     return page(reply, 'rules', { user: req.auth!.user, rules, details, csrf: reply.generateCsrf() });
   });
   app.get('/', { schema: { querystring: inboxQuery } }, async (req, reply) => {
-    const qs = req.query as InboxQuery;
+    // Support's inbox holds what still needs a person unless they ask for more.
+    const qs = { assignee: 'people', ...(req.query as InboxQuery) };
     const [{ cases, next }, counts] = await Promise.all([readInbox(qs, req.auth!.user.name), o.cases.countsByStatus()]);
     const nextQuery = next
       ? new URLSearchParams({ ...Object.fromEntries(Object.entries(qs).filter(([, v]) => v)), cursor: encodeCursor(next) }).toString()

@@ -563,6 +563,27 @@ describe('the support console on the real ClickHouse and Kafka', () => {
       await limited.stop();
     }
   });
+
+  // Last: it adds a case, which the counts asserted above do not include.
+  test('the inbox holds what needs a person: a case automation is handling shows only when asked for', async () => {
+    const producer = s.kafka.producer();
+    await producer.connect();
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
+    const now = Date.now();
+    const handled = (await store.applyHits([hit('order', 'ORD-HANDLED-BY-AUTOMATION', 'stuck_processing', 'critical')], now - 5_000)).opened[0]!;
+    await store.record({ ...handled, assignee: 'automation' }, 'automation', 'requery_status sent', now - 4_000);
+    await producer.disconnect();
+    const browser = client();
+    await browser.login('sam', 'sam-password-1');
+    const byDefault = await (await browser.fetch('/')).text();
+    expect(byDefault).not.toContain('ORD-HANDLED-BY-AUTOMATION');
+    expect(byDefault).toContain(escapeHtml(LATE_ORDER));
+    for (const asked of ['any', 'automation']) {
+      const html = await (await browser.fetch(`/?assignee=${asked}`)).text();
+      expect(html, asked).toContain('ORD-HANDLED-BY-AUTOMATION');
+    }
+    expect(await (await browser.fetch('/?assignee=automation')).text()).not.toContain(escapeHtml(LATE_ORDER));
+  });
 });
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
