@@ -61,7 +61,9 @@ describe('SQL screen of touched entities', () => {
 
       // The HAVING form of the pre-check lets through every entity the pre-check keeps (and, on
       // this traffic with its attacks, some: otherwise this would prove nothing).
-      const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity);
+      // Live detection screens only the rules on events (rules on statement breaks are evaluated
+      // when breaks are found: detection/prepared.ts).
+      const rules = ruleSet.rules.filter((r) => r.enabled && r.entity === entity && r.source === 'events');
       const kept = screened
         .filter((r) => anyMayHold(rules, screenBounds(columns, r, nowMs)))
         .map((r) => String(r.entity_key))
