@@ -85,6 +85,9 @@ async function storedVsOnePass(bucket: '5m', by: (typeof dimensions)[number]) {
   return { stored, direct };
 }
 
+/** The changes' overlap for the runs of this test: short, so the test waits seconds, not the default 15. */
+const OVERLAP_S = 2;
+
 describe('a backlog larger than one slice is caught up over several bounded runs', () => {
   test('each run does one slice of changes and one of history, newest buckets first; the end equals the one-pass rates', async () => {
     const cut = START + 17 * 60_000;
@@ -106,7 +109,7 @@ describe('a backlog larger than one slice is caught up over several bounded runs
     const logger = createLogger({ level: 'debug', write: (l) => lines.push(l) });
     const runOnce = async () => {
       lines.length = 0;
-      const r = await run({ ...deps, logger }, new Date(NOW), { budgetMs: 0, sliceEvents });
+      const r = await run({ ...deps, logger }, new Date(NOW), { budgetMs: 0, sliceEvents, changesOverlapSeconds: OVERLAP_S });
       expect(r.status).toBe('ok');
       const summary = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'rates run')!;
       expect(summary, 'the run logs what it did').toBeDefined();
@@ -129,6 +132,11 @@ describe('a backlog larger than one slice is caught up over several bounded runs
       const part = live.slice(Math.floor((k * live.length) / 3), Math.floor(((k + 1) * live.length) / 3));
       await insertInItsOwnSecond(part.map((i) => rowOf(i.event!)));
     }
+    // The cursor stays `overlap` seconds behind the server's clock (inserts may commit late), so a
+    // run can only finish the changes once the last insert is that old; wait for it rather than
+    // count on the runs taking long enough.
+    const lastInsert = await serverNow();
+    await expect.poll(serverNow, { timeout: 10_000, interval: 200 }).toBeGreaterThan(lastInsert + OVERLAP_S);
     let runs = 1;
     let summary = first;
     while (summary.history_left || (summary.changes_behind_s as number) > 0) {
