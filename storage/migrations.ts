@@ -77,11 +77,19 @@ export async function migrate(client: ClickHouseClient, database: string, logger
     if (applied.has(migration.version)) continue;
     for (const statement of migration.statements) {
       const adds = addedColumns(statement);
-      if (adds) {
-        const have = await queryRows<{ name: string }>(client, existingColumnsQuery(adds.database, adds.table, adds.columns), 'read columns');
-        if (have.length === adds.columns.length) continue;
+      const added = async () =>
+        adds !== null &&
+        (await queryRows<{ name: string }>(client, existingColumnsQuery(adds.database, adds.table, adds.columns), 'read columns')).length ===
+          adds.columns.length;
+      if (await added()) continue;
+      try {
+        await command(client, statement, `migration ${migration.name}`);
+      } catch (err) {
+        // Another instance migrating at the same moment added the columns between the check and
+        // the ALTER: the statement's work is done.
+        if (await added()) continue;
+        throw err;
       }
-      await command(client, statement, `migration ${migration.name}`);
     }
     await command(
       client,
