@@ -88,16 +88,7 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     const rows = table.rows as readonly Record<string, unknown>[];
     body.append(table.name, new Blob([binary ?? rows.map((r) => JSON.stringify(r)).join('\n')]), table.name);
     const text = await post(url, body, what, true);
-    try {
-      return text === ''
-        ? []
-        : text
-            .trimEnd()
-            .split('\n')
-            .map((line) => JSON.parse(line) as T);
-    } catch (err) {
-      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
-    }
+    return jsonLines<T>(text, what);
   }
 
   /** The URL of an insert: its statement and the insert's own settings (constants of the caller). */
@@ -131,18 +122,23 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     const url = new URL(config.clickhouseUrl + '/');
     for (const [k, v] of Object.entries(clickhouseSettings)) url.searchParams.set(k, v);
     const text = await post(url, `${sqlText} FORMAT JSONEachRow`, what, true);
-    try {
-      return text === ''
-        ? []
-        : text
-            .trimEnd()
-            .split('\n')
-            .map((line) => JSON.parse(line) as T);
-    } catch (err) {
-      throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
-    }
+    return jsonLines<T>(text, what);
   }
 
   return { query, insertLines, insertRowBinary, select };
 }
 export type ClickHouseHttp = ReturnType<typeof createClickHouseHttp>;
+
+/** The rows of a JSONEachRow answer. */
+function jsonLines<T>(text: string, what: string): T[] {
+  try {
+    return text === ''
+      ? []
+      : text
+          .trimEnd()
+          .split('\n')
+          .map((line) => JSON.parse(line) as T);
+  } catch (err) {
+    throw new PaysentinelError('CLICKHOUSE_QUERY_FAILED', `${what}: unreadable answer from ClickHouse`, { cause: err });
+  }
+}

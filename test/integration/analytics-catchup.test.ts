@@ -7,8 +7,9 @@ import { createLogger, silentLogger } from '../../log/index.ts';
 import { createTrafficGenerator } from '../../simulator/generate.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { ident, toDateTimeText } from '../../storage/sql.ts';
+import { ident } from '../../storage/sql.ts';
 import { services } from './helpers.ts';
+import { rowOfEvent } from '../fixtures/events.ts';
 
 /**
  * The rates job catching up a backlog larger than one slice, on the real ClickHouse: history
@@ -28,33 +29,8 @@ const events = ident(s.config.clickhouseDatabase, 'payment_events');
 const cursors = ident(s.config.clickhouseDatabase, 'analytics_cursors');
 const items = [...createTrafficGenerator({ seed: 31, rate: 25, durationMs: DURATION, startMs: START })].filter((i) => i.event);
 
-let offset = 0;
-function rowOf(e: PaymentEvent): EventRow {
-  const ms = Date.parse(e.occurred_at);
-  return {
-    event_id: e.event_id,
-    occurred_at: toDateTimeText(ms),
-    occurred_ms: ms % 1000,
-    type: e.type,
-    status: e.status,
-    order_id: e.order_id,
-    attempt: e.attempt ?? null,
-    transaction_id: e.transaction_id ?? null,
-    amount_minor: e.amount_minor,
-    currency: e.currency,
-    channel: e.channel,
-    merchant_id: e.merchant_id,
-    user_id: e.user_id ?? null,
-    device_id: e.device_id ?? null,
-    ip: e.ip ?? null,
-    failure_code: e.failure_code ?? null,
-    source: e.source ?? null,
-    extra: '',
-    kafka_partition: 0,
-    kafka_offset: offset++,
-    ingested_at: toDateTimeText(END),
-  };
-}
+/** The stored row of a simulated event, ingested at the end of the traffic. */
+const rowOf = (e: PaymentEvent): EventRow => rowOfEvent(e, END);
 
 beforeAll(async () => {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
