@@ -64,6 +64,9 @@ export function bootstrapStatements(database: string): string[] {
  * COLUMN skipped when the columns exist), so two instances starting together, or a crash between
  * a statement and its record, are harmless.
  */
+/** How often a migration statement is tried before `migrate` gives up (instances racing each other). */
+const MIGRATION_STATEMENT_ATTEMPTS = 4;
+
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
   for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
   const db = ident(database);
@@ -82,13 +85,19 @@ export async function migrate(client: ClickHouseClient, database: string, logger
         (await queryRows<{ name: string }>(client, existingColumnsQuery(adds.database, adds.table, adds.columns), 'read columns')).length ===
           adds.columns.length;
       if (await added()) continue;
-      try {
-        await command(client, statement, `migration ${migration.name}`);
-      } catch (err) {
-        // Another instance migrating at the same moment added the columns between the check and
-        // the ALTER: the statement's work is done.
-        if (await added()) continue;
-        throw err;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await command(client, statement, `migration ${migration.name}`);
+          break;
+        } catch (err) {
+          // Another instance migrating at the same moment added the columns between the check and
+          // the ALTER: the statement's work is done.
+          if (await added()) break;
+          // Or it created the same object a moment earlier (18.16's IF NOT EXISTS is not atomic
+          // against a concurrent CREATE): the statements are idempotent, so run it again.
+          if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        }
       }
     }
     await command(
