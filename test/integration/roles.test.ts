@@ -30,8 +30,12 @@ describe('roles', () => {
     const ports = [port(), port(), port()];
     const roles = ['ingest', 'ingest', 'detect,jobs'];
     for (const [i, r] of roles.entries()) running.push(spawnPipeline({ ...s.env, HTTP_PORT: String(ports[i]) }, ['--roles', r]));
-    const ready = async (p: number) => (await fetch(`http://127.0.0.1:${p}/healthz`).catch(() => null))?.status === 200;
-    for (const p of ports) await expect.poll(() => ready(p), { timeout: 90_000, interval: 250 }).toBe(true);
+    const ready = async (i: number) => {
+      // A process that exited will never answer: say why instead of waiting out the timeout.
+      if (running[i]!.child.exitCode !== null) throw new Error(`the ${roles[i]} process exited: ${running[i]!.output()}`);
+      return (await fetch(`http://127.0.0.1:${ports[i]}/healthz`).catch(() => null))?.status === 200;
+    };
+    for (const i of ports.keys()) await expect.poll(() => ready(i), { timeout: 90_000, interval: 250 }).toBe(true);
     // The group has balanced: each ingest process holds some of the 4 partitions, together all.
     await expect
       .poll(
