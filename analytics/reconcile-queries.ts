@@ -54,23 +54,24 @@ export interface ReconcileWrite extends ReconcileWindow {
 const columns = sqlFragment`version, computed_at, kind, order_id, attempt, channel, merchant_id, first_at, last_at, first_final, outcome,
   final_statuses, age_seconds`;
 
-function insertAttempts(database: string, o: ReconcileWrite, kind: string, where: SqlFragment): string {
+/**
+ * Attempts whose outcome is still `processing` stuckAfterMs after their first event
+ * (`stuck_processing`) and attempts that reached more than one final status, a late callback or a
+ * correction (`changed_after_final`), from one read of the window: an attempt that is both gives
+ * one row of each kind.
+ */
+export function insertReconciledAttemptsQuery(database: string, o: ReconcileWrite): string {
+  const stuck = sqlFragment`outcome = 'processing' AND a_first_ms + ${o.stuckAfterMs} <= ${o.toMs}`;
+  const changed = sqlFragment`a_final_statuses > 1`;
+  const kinds = sqlFragment`arrayConcat(if(${stuck}, ['stuck_processing'], emptyArrayString()), if(${changed}, ['changed_after_final'], emptyArrayString()))`;
   return sql`INSERT INTO ${ident(database, 'reconcile_attempts')} (${columns})
-SELECT ${o.version}, ${o.computedAt}, ${kind}, order_id, toUInt16(attempt_no), a_channel, a_merchant,
+SELECT ${o.version}, ${o.computedAt}, arrayJoin(${kinds}) AS kind, order_id, toUInt16(attempt_no), a_channel, a_merchant,
   toDateTime(intDiv(a_first_ms, 1000), 'UTC'), toDateTime(intDiv(a_last_ms, 1000), 'UTC'),
   a_first_final, toString(outcome), a_final_statuses,
   intDiv(${o.toMs} - a_first_ms, 1000)
 FROM (${attemptsSource(database, o)}) AS a
-WHERE ${where}`;
+WHERE (${stuck}) OR (${changed})`;
 }
-
-/** Attempts whose outcome is still `processing` stuckAfterMs after their first event. */
-export const insertStuckQuery = (database: string, o: ReconcileWrite): string =>
-  insertAttempts(database, o, 'stuck_processing', sqlFragment`outcome = 'processing' AND a_first_ms + ${o.stuckAfterMs} <= ${o.toMs}`);
-
-/** Attempts that reached more than one final status (a late callback or a correction changed it). */
-export const insertChangedQuery = (database: string, o: ReconcileWrite): string =>
-  insertAttempts(database, o, 'changed_after_final', sqlFragment`a_final_statuses > 1`);
 
 /**
  * Callback delay per channel, and for all channels (channel ''): milliseconds from the attempt's
@@ -78,16 +79,20 @@ export const insertChangedQuery = (database: string, o: ReconcileWrite): string 
  */
 export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite): string {
   const table = ident(database, 'callback_delays');
-  const delays = sqlFragment`SELECT a_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms
+  // One read of the window: each attempt's delay counts for its channel and for all channels ('').
+  // The marker row (real = 0) keeps the all-channels row in every run, with no attempts too: the
+  // latest run is found by its version there.
+  const delays = sqlFragment`SELECT arrayJoin([a_channel, '']) AS d_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms, toUInt8(1) AS real
     FROM (${attemptsSource(database, o)}) AS a
-    WHERE n_processing > 0 AND n_final > 0 AND a_final_ms >= a_processing_ms`;
+    WHERE n_processing > 0 AND n_final > 0 AND a_final_ms >= a_processing_ms
+    UNION ALL
+    SELECT '' AS d_channel, toFloat64(0) AS delay_ms, toUInt8(0) AS real`;
   const head = sqlFragment`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
   // The quantiles array is named where it is first used, so no extra column is selected.
-  const agg = sqlFragment`count(), (quantilesExact(0.5, 0.9, 0.95, 0.99)(delay_ms) AS qs)[1], qs[2], qs[3], qs[4], max(delay_ms)`;
+  const agg = sqlFragment`countIf(real = 1), (quantilesExactIf(0.5, 0.9, 0.95, 0.99)(delay_ms, real = 1) AS qs)[1], qs[2], qs[3], qs[4],
+    maxIf(delay_ms, real = 1)`;
   return sql`INSERT INTO ${table} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
-SELECT ${head}, a_channel, ${agg} FROM (${delays}) AS d GROUP BY a_channel
-UNION ALL
-SELECT ${head}, '', ${agg} FROM (${delays}) AS d`;
+SELECT ${head}, d_channel, ${agg} FROM (${delays}) AS d GROUP BY d_channel`;
 }
 
 /** The latest run's version (0 before the first run). */

@@ -3,8 +3,7 @@ import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jo
 import {
   callbackDelaysQuery,
   insertCallbackDelaysQuery,
-  insertChangedQuery,
-  insertStuckQuery,
+  insertReconciledAttemptsQuery,
   latestReconcileVersionQuery,
   reconcileAttemptsQuery,
 } from './reconcile-queries.ts';
@@ -73,8 +72,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
       computedAt: new Date(),
       stuckAfterMs: options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS,
     };
-    await command(deps.clickhouse, insertStuckQuery(deps.database, write), 'write stuck attempts');
-    await command(deps.clickhouse, insertChangedQuery(deps.database, write), 'write changed attempts');
+    await command(deps.clickhouse, insertReconciledAttemptsQuery(deps.database, write), 'write stuck and changed attempts');
     await command(deps.clickhouse, insertCallbackDelaysQuery(deps.database, write), 'write callback delays');
     const report = await readReconcile(deps, write.version);
     return report.stuck.length + report.changed.length + report.delays.length;

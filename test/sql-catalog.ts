@@ -34,8 +34,7 @@ import {
 import {
   callbackDelaysQuery,
   insertCallbackDelaysQuery,
-  insertChangedQuery,
-  insertStuckQuery,
+  insertReconciledAttemptsQuery,
   latestReconcileVersionQuery,
   reconcileAttemptsQuery,
 } from '../analytics/reconcile-queries.ts';
@@ -454,8 +453,7 @@ function reconcileStatements(database: string): CatalogStatement[] {
     stuckAfterMs: 900_000,
   };
   return [
-    { name: 'reconcile stuck attempts', sql: insertStuckQuery(database, write) },
-    { name: 'reconcile changed attempts', sql: insertChangedQuery(database, write) },
+    { name: 'reconcile stuck and changed attempts', sql: insertReconciledAttemptsQuery(database, write) },
     { name: 'reconcile callback delays', sql: insertCallbackDelaysQuery(database, write) },
     { name: 'latest reconcile version', sql: latestReconcileVersionQuery(database) },
     { name: 'reconciled attempts', sql: reconcileAttemptsQuery(database, 1) },
