@@ -22,7 +22,7 @@ Measures detection two ways and writes both to out/bench-detect.json:
      real run. Writing them takes about a minute and a half per million events here. The
      scheduled jobs run on them during the measurement (on one ClickHouse thread), as they
      would in a deployment at that rate. Traffic starts once the pipeline is ready (/healthz).
-     The history's rates are seeded first by one run of the rates job by hand (as an
+     The history's rates are seeded first by the rates job run by hand twice (as an
      installation with that history has them); --no-seed-rates leaves them to the scheduled
      runs' catch-up. Prints every scheduled job run once the pipeline is up (start, duration,
      status) and the latest complete 5-minute rates bucket when the traffic stops.
@@ -109,7 +109,7 @@ export const benchCommand: Command = {
                 )
                 .join('') +
               (result.seededRates
-                ? `rates of the history seeded before the run by one run of the rates job by hand (analytics run rates): ${result.seededRates.status}, ${result.seededRates.seconds.toFixed(1)} s\n`
+                ? `rates of the history seeded before the run by the rates job run by hand, twice (analytics run rates): ${result.seededRates.status}, ${result.seededRates.seconds.toFixed(1)} s\n`
                 : result.history
                   ? 'rates of the history not seeded (--no-seed-rates): the scheduled runs catch it up\n'
                   : '') +
