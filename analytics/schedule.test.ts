@@ -117,4 +117,44 @@ describe('analytics schedule (fake clock)', () => {
     await schedule.stop();
     expect(calls).toBe(3);
   });
+
+  test('a stop waits for the run in progress, so it finishes and records itself', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 59) });
+    let release: () => void = () => {};
+    const events: string[] = [];
+    const job: ScheduledJob = {
+      name: 'rates',
+      cron: '* * * * *',
+      run: async () => {
+        events.push('started');
+        await new Promise<void>((resolve) => (release = resolve));
+        events.push('finished');
+      },
+    };
+    const schedule = startAnalyticsSchedule(deps(), [job]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(events).toEqual(['started']);
+    const stopped = schedule.stop(10_000).then(() => events.push('stopped'));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(events).toEqual(['started']);
+    release();
+    await stopped;
+    expect(events).toEqual(['started', 'finished', 'stopped']);
+  });
+
+  test('a stop gives up on a run that outlasts the wait, and says so', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 59) });
+    const lines: string[] = [];
+    const job: ScheduledJob = { name: 'rates', cron: '* * * * *', run: () => new Promise<void>(() => {}) };
+    const schedule = startAnalyticsSchedule(deps(createLogger({ level: 'info', write: (l) => lines.push(l) })), [job]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    let stopped = false;
+    const stopping = schedule.stop(10_000).then(() => (stopped = true));
+    await vi.advanceTimersByTimeAsync(9_000);
+    expect(stopped).toBe(false);
+    await vi.advanceTimersByTimeAsync(1_500);
+    await stopping;
+    expect(stopped).toBe(true);
+    expect(lines.map((l) => JSON.parse(l).msg)).toContain('jobs still running at stop: they are cut off and recorded as failed');
+  });
 });

@@ -21,9 +21,16 @@ export const analyticsJobs: readonly ScheduledJob<JobDeps>[] = [
 ];
 
 export interface AnalyticsSchedule {
-  /** Stops every task; a run in progress finishes on its own. */
-  stop(): Promise<void>;
+  /**
+   * Stops every task and waits for the runs in progress, at most `waitMs`, so a stop (SIGTERM)
+   * between a run's statements lets it finish and record itself instead of failing on a closed
+   * connection. @default STOP_WAIT_MS
+   */
+  stop(waitMs?: number): Promise<void>;
 }
+
+/** How long a stop waits for the jobs' runs in progress. @default 10 s */
+export const STOP_WAIT_MS = 10_000;
 
 /**
  * Wires node-cron to the jobs. A job never overlaps with itself in this process: a tick that
@@ -37,6 +44,7 @@ export function startAnalyticsSchedule(
   jobs: readonly ScheduledJob<JobDeps>[] = analyticsJobs,
   options: { shouldRun?: () => boolean } = {},
 ): AnalyticsSchedule {
+  const running = new Set<Promise<void>>();
   const tasks: ScheduledTask[] = jobs.map((job) => {
     const log = deps.logger.child({ job: job.name });
     const task = createTask(
@@ -44,10 +52,18 @@ export function startAnalyticsSchedule(
       async (ctx) => {
         // With several instances only the leader runs jobs; the others skip the tick.
         if (options.shouldRun && !options.shouldRun()) return;
+        const run = (async () => {
+          try {
+            await job.run(deps, ctx.date);
+          } catch (err) {
+            reportJobFailure({ logger: log, metrics: deps.metrics }, job.name, err);
+          }
+        })();
+        running.add(run);
         try {
-          await job.run(deps, ctx.date);
-        } catch (err) {
-          reportJobFailure({ logger: log, metrics: deps.metrics }, job.name, err);
+          await run;
+        } finally {
+          running.delete(run);
         }
       },
       { name: `analytics:${job.name}`, noOverlap: true, timezone: 'Etc/UTC', logger: cronLogger(log) },
@@ -58,8 +74,17 @@ export function startAnalyticsSchedule(
   });
   for (const task of tasks) void task.start();
   return {
-    async stop() {
+    async stop(waitMs = STOP_WAIT_MS) {
       for (const task of tasks) await task.destroy();
+      if (running.size === 0) return;
+      deps.logger.info('waiting for the jobs running now to finish', { runs: running.size, wait_ms: waitMs });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), waitMs)));
+      const finished = Promise.allSettled([...running]).then(() => false);
+      if (await Promise.race([finished, timedOut])) {
+        deps.logger.warn('jobs still running at stop: they are cut off and recorded as failed', { runs: running.size, waited_ms: waitMs });
+      }
+      clearTimeout(timer);
     },
   };
 }
