@@ -317,7 +317,8 @@ export const lastRunQuery = (database: string, job: string): string =>
 
 /** A job's runs, newest first, each in its latest state. */
 export const recentRunsQuery = (database: string, job: string, limit: number): string =>
-  sql`SELECT run_id, status, rows, window_from, window_to, started_at, finished_at, error FROM ${ident(database, 'job_runs')} FINAL WHERE job = ${job} ORDER BY started_at DESC, run_id DESC LIMIT ${limit}`;
+  sql`SELECT run_id, status, rows, window_from, window_to, started_at, finished_at, error FROM ${ident(database, 'job_runs')} FINAL
+    WHERE job = ${job} ORDER BY started_at DESC, run_id DESC LIMIT ${limit}`;
 
 /** Number and first occurred_at of payment events: where a first `rates` run starts. */
 export const earliestPaymentQuery = (database: string): string =>

@@ -83,7 +83,8 @@ export function insertItemsQuery(database: string, o: { orders: string | SqlFrag
     );
   const none = Array.from({ length: 6 }, () => sqlFragment`0`);
   const live = sqlFragment`(i_bucket = a_bucket)`;
-  const attemptItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${flags([sqlFragment`NOT ${live}`])}, a_channel, a_merchant, a_code,
+  const attemptDeleted = flags([sqlFragment`NOT ${live}`]);
+  const attemptItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${attemptDeleted}, a_channel, a_merchant, a_code,
       ${flags([
         live,
         sqlFragment`${live} AND a_outcome = 'succeeded'`,
@@ -119,7 +120,8 @@ export function insertItemsQuery(database: string, o: { orders: string | SqlFrag
       ) AS r`;
   const orders = sqlFragment`SELECT * FROM (${orderRows}) AS o ANY LEFT JOIN (${refunds}) AS rf USING o_order`;
   const oLive = sqlFragment`(i_bucket = o_bucket)`;
-  const orderItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${flags([sqlFragment`NOT ${oLive}`])}, o_channel, o_merchant, o_code,
+  const orderDeleted = flags([sqlFragment`NOT ${oLive}`]);
+  const orderItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${orderDeleted}, o_channel, o_merchant, o_code,
       ${flags([
         ...none,
         oLive,

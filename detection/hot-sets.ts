@@ -3,7 +3,7 @@ import { anyMayHold } from '../rules/evaluate.ts';
 import { fieldsOf, windowMs } from '../rules/features.ts';
 import type { LoadedRule } from '../rules/load.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
-import { ident, sql } from '../storage/sql.ts';
+import { ident, sql, sqlFragment } from '../storage/sql.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { mayMatch, type NewKeyRow } from './positions.ts';
 import { filterSql } from './query-parts.ts';
@@ -74,7 +74,9 @@ export function volumeFloor(rules: readonly Pick<LoadedRule, 'conditions'>[], fe
  */
 export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter, threads = 1): string {
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = ${threads}`;
+  const matching = sqlFragment`occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != ''`;
+  const events = ident(database, 'payment_events');
+  return sql`SELECT ${key} AS k FROM ${events} WHERE ${matching} GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = ${threads}`;
 }
 
 /**

@@ -11,7 +11,10 @@ import type { ScreenColumn, ScreenRow } from './screen.ts';
  */
 const MAX_PARKED_PER_TYPE = 30_000;
 
-/** How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against the windows (a rate's bound uses the part of its window this leaves). */
+/**
+ * How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against
+ * the windows (a rate's bound uses the part of its window this leaves).
+ */
 export const PARK_HORIZON_MS = 30_000;
 
 /**

@@ -114,7 +114,8 @@ export interface BreaksFilter {
 
 // A statement_breaks row as report.ts breakJson reads it.
 const BREAK_SELECT = sqlFragment`channel, toUInt32(period_from) AS from_s, toUInt32(period_to) AS to_s, break_id, kind, detail, order_id, transaction_id,
-  has_statement, statement_file_hash, statement_line, statement_type, statement_amount_minor, statement_currency, toUInt32(statement_occurred_at) AS statement_s,
+  has_statement, statement_file_hash, statement_line, statement_type, statement_amount_minor, statement_currency,
+  toUInt32(statement_occurred_at) AS statement_s,
   has_ours, our_attempt, our_status, our_refund_event_id, our_amount_minor, our_currency, toUInt32(our_occurred_at) AS ours_s,
   amount_at_stake_minor, currency`;
 

@@ -75,7 +75,8 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     if (bytes > MAX_EXTERNAL_QUERY_BYTES) {
       throw new PaysentinelError(
         'CLICKHOUSE_QUERY_FAILED',
-        `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in the external table)`,
+        `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in ` +
+          `the external table)`,
       );
     }
     const url = new URL(config.clickhouseUrl + '/');
