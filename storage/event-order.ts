@@ -18,7 +18,7 @@ export const EARLIEST_KEY = sqlFragment`(occurred_at, occurred_ms, event_id)`;
 /** LATEST_KEY as text: for dashboard SQL (text Grafana sends) and the callers that have not moved to the fragment yet. */
 export const LATEST = LATEST_KEY.text;
 
-/** LATEST in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares strings: by their UTF-8 bytes). */
+/** LATEST_KEY in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares strings: by their UTF-8 bytes). */
 export function isLater(a: { occurredAtMs: number; status: string; eventId: string }, b: { occurredAtMs: number; status: string; eventId: string }): boolean {
   if (a.occurredAtMs !== b.occurredAtMs) return a.occurredAtMs > b.occurredAtMs;
   const aFinal = a.status !== 'processing';
