@@ -96,7 +96,7 @@ SELECT ${head}, d_channel, ${agg} FROM (${delays}) AS d GROUP BY d_channel`;
 }
 
 /** The latest run's version (0 before the first run). */
-export const latestReconcileVersionQuery = (database: string): string => `SELECT max(version) AS v FROM ${ident(database, 'callback_delays')}`;
+export const latestReconcileVersionQuery = (database: string): string => sql`SELECT max(version) AS v FROM ${ident(database, 'callback_delays')}`;
 
 /** The attempts a run reported, by kind. */
 export const reconcileAttemptsQuery = (database: string, version: number): string =>
