@@ -1,8 +1,8 @@
 import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, joinSql, raw, sql, sqlFragment } from '../storage/sql.ts';
+import { ident, joinSql, sql, sqlFragment } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import { paymentsSince } from './queries.ts';
-import { EARLIEST, LATEST } from '../storage/event-order.ts';
+import { EARLIEST_KEY, LATEST_KEY } from '../storage/event-order.ts';
 
 /**
  * The `baselines` job: failure-rate baselines per channel and per device, per hour of day (UTC)
@@ -49,11 +49,11 @@ export function insertBaselinesQuery(database: string, o: BaselineWrite): string
       ifNull(attempt, 0) AS attempt_no,
       min(toUInt64(occurred_at) * 1000 + occurred_ms) AS a_first_ms,
       toUInt8(toHour(min(occurred_at))) AS a_hour,
-      argMax(toString(status), ${raw(LATEST)}) AS outcome,
-      argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
-      argMin(channel, ${raw(EARLIEST)}) AS a_channel,
-      argMin(ifNull(device_id, ''), ${raw(EARLIEST)}) AS a_device
-    FROM ${raw(paymentsSince(database, o.fromMs))}
+      argMax(toString(status), ${LATEST_KEY}) AS outcome,
+      argMax(ifNull(failure_code, ''), ${LATEST_KEY}) AS a_code,
+      argMin(channel, ${EARLIEST_KEY}) AS a_channel,
+      argMin(ifNull(device_id, ''), ${EARLIEST_KEY}) AS a_device
+    FROM ${paymentsSince(database, o.fromMs)}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${o.fromMs} AND a_first_ms < ${o.toMs} AND outcome != 'processing'`;
   // A timeout outcome without a code counts as the code `timeout`, as in the retry policy.

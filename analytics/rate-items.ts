@@ -1,4 +1,4 @@
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, identList, joinSql, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { countColumns, rateColumns } from './queries.ts';
 
 /**
@@ -19,23 +19,29 @@ import { countColumns, rateColumns } from './queries.ts';
 
 const BUCKET_SECONDS = 300;
 
+/** ` AND seen_at < toSec` when there is an upper bound, nothing otherwise. */
+const seenBefore = (toSec: number | null): SqlFragment => (toSec === null ? sqlFragment`` : sqlFragment` AND seen_at < toDateTime(${toSec}, 'UTC')`);
+
+/** ` AND occurred_at < toMs` (rounded up to the second) when there is an upper bound, nothing otherwise. */
+const occurredBefore = (toMs: number | null): SqlFragment =>
+  toMs === null ? sqlFragment`` : sqlFragment` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
+
 /** The orders whose events ClickHouse stored in [fromSec, toSec) by its own clock (payment_changes); toSec null: no upper bound. */
 export function changedOrdersSql(database: string, fromSec: number, toSec: number | null): string {
-  const upper = toSec === null ? '' : sql` AND seen_at < toDateTime(${toSec}, 'UTC')`;
-  return sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${raw(upper)}`;
+  return sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${seenBefore(toSec)}`;
 }
 
 /** The orders with a payment event in [fromMs, toMs) (toMs null: no upper bound), read by time from payment_events. */
 export function ordersInRangeSql(database: string, fromMs: number, toMs: number | null): string {
   const events = ident(database, 'payment_events');
-  const upper = toMs === null ? '' : sql` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
-  return sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC')${raw(upper)}`;
+  const fromSec = Math.floor(fromMs / 1000);
+  return sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${occurredBefore(toMs)}`;
 }
 
 /** Every attempt of the orders `orders` selects, merged from its states: a_order, a_no, a_first_ms, a_bucket, ... */
-function attemptsOf(database: string, orders: string): string {
+function attemptsOf(database: string, orders: SqlFragment): SqlFragment {
   const states = ident(database, 'payment_attempt_states');
-  return sql`SELECT a_order, a_no, a_first_ms, toUInt32(intDiv(a_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS}) AS a_bucket,
+  return sqlFragment`SELECT a_order, a_no, a_first_ms, toUInt32(intDiv(a_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS}) AS a_bucket,
       a_outcome, a_code, a_amount, a_channel, a_merchant, a_buckets
     FROM (
       SELECT
@@ -49,13 +55,13 @@ function attemptsOf(database: string, orders: string): string {
         argMinMerge(s_merchant) AS a_merchant,
         groupUniqArrayMerge(s_buckets) AS a_buckets
       FROM ${states}
-      WHERE order_id IN (${raw(orders)}) AND kind = 'payment'
+      WHERE order_id IN (${orders}) AND kind = 'payment'
       GROUP BY a_order, a_no
     ) AS merged`;
 }
 
 /** The rate_items columns, in the order every SELECT below emits them. */
-const itemColumns = ['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted', 'channel', 'merchant', 'code', ...countColumns, 'version'];
+const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted', 'channel', 'merchant', 'code', ...countColumns, 'version']);
 
 /**
  * INSERT ... SELECT of the items of every attempt and every order `orders` selects, under
@@ -63,29 +69,34 @@ const itemColumns = ['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted'
  * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
  * writes the same items again, which changes no sum.
  */
-export function insertItemsQuery(database: string, o: { orders: string; version: number }): string {
+export function insertItemsQuery(database: string, o: { orders: string | SqlFragment; version: number }): string {
   const states = ident(database, 'payment_attempt_states');
-  const attempts = raw(attemptsOf(database, o.orders));
-  const v = sql`toUInt64(${o.version})`;
-  const flag = (e: string) => `toUInt8(${e})`;
-  const live = '(i_bucket = a_bucket)';
-  const attemptItems = sql`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${raw(flag(`NOT ${live}`))}, a_channel, a_merchant, a_code,
-      ${raw(
-        [
-          live,
-          `${live} AND a_outcome = 'succeeded'`,
-          `${live} AND a_outcome = 'failed'`,
-          `${live} AND a_outcome = 'timeout'`,
-          `${live} AND a_outcome = 'processing'`,
-          `${live} AND a_no > 1`,
-          ...Array.from({ length: 6 }, () => '0'),
-        ]
-          .map(flag)
-          .join(', '),
-      )}, toUInt64(0), toUInt64(0), ${raw(v)}
+  // A string is the text of changedOrdersSql or ordersInRangeSql above (rates.ts passes the
+  // statement text it builds with them): trusted SQL from this module, not a value.
+  const orderIds = typeof o.orders === 'string' ? raw(o.orders) : o.orders;
+  const attempts = attemptsOf(database, orderIds);
+  const v = sqlFragment`toUInt64(${o.version})`;
+  const flags = (conditions: readonly SqlFragment[]) =>
+    joinSql(
+      conditions.map((c) => sqlFragment`toUInt8(${c})`),
+      ', ',
+    );
+  const none = Array.from({ length: 6 }, () => sqlFragment`0`);
+  const live = sqlFragment`(i_bucket = a_bucket)`;
+  const attemptDeleted = flags([sqlFragment`NOT ${live}`]);
+  const attemptItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${attemptDeleted}, a_channel, a_merchant, a_code,
+      ${flags([
+        live,
+        sqlFragment`${live} AND a_outcome = 'succeeded'`,
+        sqlFragment`${live} AND a_outcome = 'failed'`,
+        sqlFragment`${live} AND a_outcome = 'timeout'`,
+        sqlFragment`${live} AND a_outcome = 'processing'`,
+        sqlFragment`${live} AND a_no > 1`,
+        ...none,
+      ])}, toUInt64(0), toUInt64(0), ${v}
     FROM (${attempts}) AS a
     ARRAY JOIN a_buckets AS i_bucket`;
-  const orderRows = sql`SELECT
+  const orderRows = sqlFragment`SELECT
         a_order AS o_order,
         argMin(a_bucket, a_no) AS o_bucket,
         argMin(a_channel, a_no) AS o_channel,
@@ -99,32 +110,30 @@ export function insertItemsQuery(database: string, o: { orders: string; version:
       FROM (${attempts}) AS a
       GROUP BY o_order`;
   // Distinct succeeded refund events of the orders, at any time (a duplicate row folds into one).
-  const refunds = sql`SELECT r_order AS o_order, toUInt64(length(r_list)) AS r_count, toUInt64(arraySum(arrayMap(x -> tupleElement(x, 2), r_list))) AS r_amount
+  const refunds = sqlFragment`SELECT r_order AS o_order, toUInt64(length(r_list)) AS r_count,
+        toUInt64(arraySum(arrayMap(x -> tupleElement(x, 2), r_list))) AS r_amount
       FROM (
         SELECT order_id AS r_order, groupUniqArrayMerge(s_refunds) AS r_list
         FROM ${states}
-        WHERE order_id IN (${raw(o.orders)}) AND kind = 'refund'
+        WHERE order_id IN (${orderIds}) AND kind = 'refund'
         GROUP BY r_order
       ) AS r`;
-  const orders = sql`SELECT * FROM (${raw(orderRows)}) AS o ANY LEFT JOIN (${raw(refunds)}) AS rf USING o_order`;
-  const oLive = '(i_bucket = o_bucket)';
-  const orderItems = sql`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${raw(flag(`NOT ${oLive}`))}, o_channel, o_merchant, o_code,
-      ${raw(
-        [
-          ...Array.from({ length: 6 }, () => '0'),
-          oLive,
-          `${oLive} AND o_retried`,
-          `${oLive} AND o_first_not_succeeded`,
-          `${oLive} AND o_first_not_succeeded AND o_paid`,
-          `${oLive} AND o_paid`,
-          `${oLive} AND o_paid AND r_count > 0`,
-        ]
-          .map(flag)
-          .join(', '),
-      )}, toUInt64(if(${raw(oLive)}, o_paid_amount, 0)), toUInt64(if(${raw(oLive)} AND o_paid, r_amount, 0)), ${raw(v)}
-    FROM (${raw(orders)}) AS oj
+  const orders = sqlFragment`SELECT * FROM (${orderRows}) AS o ANY LEFT JOIN (${refunds}) AS rf USING o_order`;
+  const oLive = sqlFragment`(i_bucket = o_bucket)`;
+  const orderDeleted = flags([sqlFragment`NOT ${oLive}`]);
+  const orderItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${orderDeleted}, o_channel, o_merchant, o_code,
+      ${flags([
+        ...none,
+        oLive,
+        sqlFragment`${oLive} AND o_retried`,
+        sqlFragment`${oLive} AND o_first_not_succeeded`,
+        sqlFragment`${oLive} AND o_first_not_succeeded AND o_paid`,
+        sqlFragment`${oLive} AND o_paid`,
+        sqlFragment`${oLive} AND o_paid AND r_count > 0`,
+      ])}, toUInt64(if(${oLive}, o_paid_amount, 0)), toUInt64(if(${oLive} AND o_paid, r_amount, 0)), ${v}
+    FROM (${orders}) AS oj
     ARRAY JOIN o_buckets AS i_bucket`;
-  return `INSERT INTO ${ident(database, 'rate_items')} (${itemColumns.join(', ')})
+  return sql`INSERT INTO ${ident(database, 'rate_items')} (${itemColumns})
 ${attemptItems}
 UNION ALL
 ${orderItems}`;
@@ -135,7 +144,7 @@ export const touchedBucketsQuery = (database: string, version: number): string =
   sql`SELECT DISTINCT toUInt32(bucket_start) AS b FROM ${ident(database, 'rate_items_touched')} WHERE version = ${version} ORDER BY b`;
 
 /** The columns of payment_rates this project writes, in order (as insertRatesQuery). */
-const storedColumns = ['bucket_size', 'bucket_start', 'dimension', 'value', ...countColumns, ...Object.keys(rateColumns), 'computed_at', 'version'];
+const storedColumns = identList(['bucket_size', 'bucket_start', 'dimension', 'value', ...countColumns, ...Object.keys(rateColumns), 'computed_at', 'version']);
 
 /**
  * INSERT ... SELECT of the 5-minute rates of the buckets starting at `buckets` (epoch seconds, all
@@ -153,22 +162,27 @@ export function insertBucketRatesQuery(database: string, o: { fromMs: number; to
   // One key range per run of adjacent buckets, so only the touched buckets' items are read (the
   // table is ordered by bucket). FINAL runs in a subquery with the key condition only, so no
   // filter on `deleted` can run before it folds.
-  const ranges = bucketRanges(o.buckets).map(([a, b]) => sql`(bucket_start >= toDateTime(${a}, 'UTC') AND bucket_start < toDateTime(${b}, 'UTC'))`);
-  const latest = sql`SELECT * FROM ${items} FINAL WHERE ${raw(ranges.join(' OR '))}`;
-  const keyed = sql`SELECT bucket_start AS i_bucket,
+  const ranges = bucketRanges(o.buckets).map(([a, b]) => sqlFragment`(bucket_start >= toDateTime(${a}, 'UTC') AND bucket_start < toDateTime(${b}, 'UTC'))`);
+  const latest = sqlFragment`SELECT * FROM ${items} FINAL WHERE ${joinSql(ranges, ' OR ')}`;
+  const keyed = sqlFragment`SELECT bucket_start AS i_bucket,
         arrayJoin([tuple('all', ''), tuple('channel', channel), tuple('merchant', merchant), tuple('failure_code', code)]) AS k,
-        ${raw(countColumns.join(', '))}
-      FROM (${raw(latest)}) AS latest
+        ${identList(countColumns)}
+      FROM (${latest}) AS latest
       WHERE deleted = 0`;
-  const sums = countColumns.map((c) => `sum(${c}) AS n_${c}`).join(', ');
-  const rates = Object.entries(rateColumns)
-    .map(([name, [num, den]]) => `if(n_${den} = 0, 0, n_${num} / n_${den})`)
-    .join(', ');
-  return sql`INSERT INTO ${ident(database, 'payment_rates')} (${raw(storedColumns.join(', '))})
-SELECT '5m', i_bucket, i_dim, i_value, ${raw(countColumns.map((c) => `n_${c}`).join(', '))}, ${raw(rates)}, ${o.computedAt}, toUInt64(${o.version})
+  const n = (c: string) => ident(`n_${c}`);
+  const sums = joinSql(
+    countColumns.map((c) => sqlFragment`sum(${ident(c)}) AS ${n(c)}`),
+    ', ',
+  );
+  const rates = joinSql(
+    Object.values(rateColumns).map(([num, den]) => sqlFragment`if(${n(den)} = 0, 0, ${n(num)} / ${n(den)})`),
+    ', ',
+  );
+  return sql`INSERT INTO ${ident(database, 'payment_rates')} (${storedColumns})
+SELECT '5m', i_bucket, i_dim, i_value, ${identList(countColumns.map((c) => `n_${c}`))}, ${rates}, ${o.computedAt}, toUInt64(${o.version})
 FROM (
-  SELECT i_bucket, tupleElement(k, 1) AS i_dim, tupleElement(k, 2) AS i_value, ${raw(sums)}
-  FROM (${raw(keyed)}) AS keyed
+  SELECT i_bucket, tupleElement(k, 1) AS i_dim, tupleElement(k, 2) AS i_value, ${sums}
+  FROM (${keyed}) AS keyed
   GROUP BY i_bucket, i_dim, i_value
 )`;
 }
@@ -197,9 +211,8 @@ export const serverNowQuery = 'SELECT toUInt32(now()) AS t, toUInt64(uptime()) A
  * without an upper bound when null), ascending: a run cuts its changes into slices from these.
  */
 export function changesPerSecondQuery(database: string, fromSec: number, toSec: number | null): string {
-  const upper = toSec === null ? '' : sql` AND seen_at < toDateTime(${toSec}, 'UTC')`;
   return sql`SELECT toUInt32(seen_at) AS k, count() AS n FROM ${ident(database, 'payment_changes')}
-WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${raw(upper)} GROUP BY k ORDER BY k`;
+WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${seenBefore(toSec)} GROUP BY k ORDER BY k`;
 }
 
 /** Seconds per step of historyPerStepQuery: a history slice is a whole number of these. */
@@ -210,9 +223,9 @@ export const HISTORY_STEP_SECONDS = 10;
  * (toMs null: no upper bound), newest first: the history pass cuts its slices from these.
  */
 export function historyPerStepQuery(database: string, fromMs: number, toMs: number | null): string {
-  const upper = toMs === null ? '' : sql` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
-  return sql`SELECT intDiv(toUInt32(occurred_at), ${HISTORY_STEP_SECONDS}) * ${HISTORY_STEP_SECONDS} AS k, count() AS n FROM ${ident(database, 'payment_events')}
-WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC')${raw(upper)} GROUP BY k ORDER BY k DESC`;
+  const step = HISTORY_STEP_SECONDS;
+  return sql`SELECT intDiv(toUInt32(occurred_at), ${step}) * ${step} AS k, count() AS n FROM ${ident(database, 'payment_events')}
+WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC')${occurredBefore(toMs)} GROUP BY k ORDER BY k DESC`;
 }
 
 /** The buckets (epoch seconds) the items of versions in (afterVersion, toVersion] landed in, live or deleted. */

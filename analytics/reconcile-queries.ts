@@ -1,6 +1,6 @@
-import { ident, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
+import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
-import { EARLIEST, LATEST } from '../storage/event-order.ts';
+import { EARLIEST_KEY, LATEST_KEY } from '../storage/event-order.ts';
 
 /**
  * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts
@@ -28,18 +28,18 @@ function attemptsSource(database: string, w: ReconcileWindow): SqlFragment {
   return sqlFragment`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
-      argMin(channel, ${raw(EARLIEST)}) AS a_channel,
-      argMin(merchant_id, ${raw(EARLIEST)}) AS a_merchant,
+      argMin(channel, ${EARLIEST_KEY}) AS a_channel,
+      argMin(merchant_id, ${EARLIEST_KEY}) AS a_merchant,
       min(${TS}) AS a_first_ms,
       max(${TS}) AS a_last_ms,
-      argMax(status, ${raw(LATEST)}) AS outcome,
+      argMax(status, ${LATEST_KEY}) AS outcome,
       countIf(status = 'processing') AS n_processing,
       minIf(${TS}, status = 'processing') AS a_processing_ms,
       countIf(status != 'processing') AS n_final,
       minIf(${TS}, status != 'processing') AS a_final_ms,
-      argMinIf(toString(status), ${raw(EARLIEST)}, status != 'processing') AS a_first_final,
+      argMinIf(toString(status), ${EARLIEST_KEY}, status != 'processing') AS a_first_final,
       uniqExactIf(status, status != 'processing') AS a_final_statuses
-    FROM ${raw(paymentsSince(database, w.fromMs))}
+    FROM ${paymentsSince(database, w.fromMs)}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
 }
@@ -96,7 +96,7 @@ SELECT ${head}, d_channel, ${agg} FROM (${delays}) AS d GROUP BY d_channel`;
 }
 
 /** The latest run's version (0 before the first run). */
-export const latestReconcileVersionQuery = (database: string): string => `SELECT max(version) AS v FROM ${ident(database, 'callback_delays')}`;
+export const latestReconcileVersionQuery = (database: string): string => sql`SELECT max(version) AS v FROM ${ident(database, 'callback_delays')}`;
 
 /** The attempts a run reported, by kind. */
 export const reconcileAttemptsQuery = (database: string, version: number): string =>

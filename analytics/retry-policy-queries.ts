@@ -1,6 +1,6 @@
-import { ident, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
+import { ident, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
-import { EARLIEST, LATEST } from '../storage/event-order.ts';
+import { EARLIEST_KEY, LATEST_KEY } from '../storage/event-order.ts';
 
 /**
  * SQL of the `retry-policy` job (analytics/DEFINITIONS.md, *Retry policy*), for ClickHouse 18.16 and current versions alike: no
@@ -36,10 +36,10 @@ function attemptsSource(database: string, window: PolicyWindow): SqlFragment {
       ifNull(attempt, 0) AS attempt_no,
       min(occurred_at) AS a_first_at,
       max(occurred_at) AS a_last_at,
-      argMax(status, ${raw(LATEST)}) AS outcome,
-      argMax(ifNull(failure_code, ''), ${raw(LATEST)}) AS a_code,
-      argMin(channel, ${raw(EARLIEST)}) AS a_channel
-    FROM ${raw(paymentsSince(database, window.from.getTime()))}
+      argMax(status, ${LATEST_KEY}) AS outcome,
+      argMax(ifNull(failure_code, ''), ${LATEST_KEY}) AS a_code,
+      argMin(channel, ${EARLIEST_KEY}) AS a_channel
+    FROM ${paymentsSince(database, window.from.getTime())}
     GROUP BY order_id, attempt_no`;
 }
 
@@ -151,22 +151,30 @@ export const policyColumns = [
   'reason',
 ] as const;
 
-const selectPolicy = (table: string, where: string) =>
-  `SELECT ${policyColumns.map((c) => (c === 'computed_at' || c === 'window_from' || c === 'window_to' ? `toUInt32(${c}) AS ${c}_s` : c)).join(', ')}
+/** The policy columns, times as epoch seconds `<column>_s`. */
+const POLICY_SELECT = joinSql(
+  policyColumns.map((c) =>
+    c === 'computed_at' || c === 'window_from' || c === 'window_to' ? sqlFragment`toUInt32(${ident(c)}) AS ${ident(`${c}_s`)}` : ident(c),
+  ),
+  ', ',
+);
+
+const selectPolicy = (table: SqlFragment, where: SqlFragment): string =>
+  sql`SELECT ${POLICY_SELECT}
 FROM ${table}
 WHERE ${where}
 ORDER BY channel, failure_code`;
 
 /** The entries of the latest run (every run writes the whole policy with one version). */
 export function latestPolicyQuery(database: string): string {
-  const table = ident(database, 'retry_policy').text;
-  return selectPolicy(table, `version IN (SELECT max(version) FROM ${table})`);
+  const table = ident(database, 'retry_policy');
+  return selectPolicy(table, sqlFragment`version IN (SELECT max(version) FROM ${table})`);
 }
 
 /** The entries of the run before the latest one. */
 export function previousPolicyQuery(database: string): string {
-  const table = ident(database, 'retry_policy').text;
-  return selectPolicy(table, `version IN (SELECT max(version) FROM ${table} WHERE version < (SELECT max(version) FROM ${table}))`);
+  const table = ident(database, 'retry_policy');
+  return selectPolicy(table, sqlFragment`version IN (SELECT max(version) FROM ${table} WHERE version < (SELECT max(version) FROM ${table}))`);
 }
 
 /** Entries one run wrote. */

@@ -4,7 +4,7 @@ import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
 import { parseDuration } from '../rules/duration.ts';
-import { runDetectBench, runDetectThroughput, type DetectBenchResult, type RatesFreshness } from './detect.ts';
+import { runDetectBench, runDetectThroughput, type DetectBenchResult, type Latency, type RatesFreshness } from './detect.ts';
 import { runIngestBench, type IngestBenchResult } from './ingest.ts';
 
 const help = `Usage: paysentinel bench detect [--rate 5000] [--duration 60s] [--attacks 20] [--history 0] [--no-seed-rates] [--backlog 1000000] [--json]
@@ -100,23 +100,29 @@ export const benchCommand: Command = {
       process.stdout.write(
         values.json
           ? JSON.stringify(report, null, 2) + '\n'
-          : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ${result.detected}/${result.attacks} attacks detected\n` +
+          : `\ndetection at ${result.rate} events/s background (${result.backgroundEvents} events` +
+              `${result.history ? `, over ${result.history} stored in the 15 minutes before` : ''}): ` +
+              `${result.detected}/${result.attacks} attacks detected\n` +
               'latency from the triggering event to its case on the cases topic:\n' +
               [...Object.entries(result.byRule), ['both', result] as const]
                 .map(
                   ([rule, r]) =>
-                    `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? `p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, p99 ${r.latencyMs.p99.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms` : 'no case arrived'}\n`,
+                    `  ${rule.padEnd(18)} ${String(r.detected).padStart(3)}/${r.attacks}  ${r.latencyMs ? latencies(r.latencyMs) : 'no case arrived'}\n`,
                 )
                 .join('') +
               (result.seededRates
-                ? `rates of the history seeded before the run by the rates job run by hand, twice (analytics run rates): ${result.seededRates.status}, ${result.seededRates.seconds.toFixed(1)} s\n`
+                ? `rates of the history seeded before the run by the rates job run by hand, twice (analytics run rates): ${result.seededRates.status}, ` +
+                  `${result.seededRates.seconds.toFixed(1)} s
+`
                 : result.history
                   ? 'rates of the history not seeded (--no-seed-rates): the scheduled runs catch it up\n'
                   : '') +
               renderRuns(result) +
               renderFreshness(result.ratesBuckets) +
               (throughput
-                ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} entities computed exactly, ${throughput.casesOpened} case opened)\n`
+                ? `throughput: a stored backlog of ${throughput.events} events worked off in ${throughput.seconds.toFixed(1)} s = ` +
+                  `${Math.round(throughput.eventsPerSecond)} events/s (${throughput.ticks} ticks, ${throughput.evaluated} entities computed exactly, ` +
+                  `${throughput.casesOpened} case opened)\n`
                 : '') +
               'written to out/bench-detect.json\n',
       );
@@ -149,10 +155,14 @@ export const benchCommand: Command = {
 };
 
 /** Every scheduled run once the pipeline was up, then a line per job. */
+/** p50, p95, p99 and max of one rule's detection latencies. */
+const latencies = (l: Latency): string => `p50 ${l.p50.toFixed(0)} ms, p95 ${l.p95.toFixed(0)} ms, p99 ${l.p99.toFixed(0)} ms, max ${l.max.toFixed(0)} ms`;
+
 function renderRuns(r: DetectBenchResult): string {
   const runs = r.runs.map(
     (j) =>
-      `  ${j.startedAt.slice(11, 19)}  ${j.job.padEnd(14)} ${String(j.seconds).padStart(4)} s  ${j.status}${j.beforeTraffic ? '  (started before the traffic)' : ''}${j.error ? `  ${j.error.slice(0, 120)}` : ''}\n`,
+      `  ${j.startedAt.slice(11, 19)}  ${j.job.padEnd(14)} ${String(j.seconds).padStart(4)} s  ` +
+      `${j.status}${j.beforeTraffic ? '  (started before the traffic)' : ''}${j.error ? `  ${j.error.slice(0, 120)}` : ''}\n`,
   );
   const jobs = r.jobs.map((j) => `  ${j.job.padEnd(14)} ${j.runs} runs, ${j.failed} failed, p50 ${j.p50Seconds} s, max ${j.maxSeconds} s\n`);
   return (
@@ -174,18 +184,22 @@ function render(r: IngestBenchResult): string {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   return [
     '',
-    `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, Kafka ${r.machine.kafka}`,
+    `machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGiB} GiB, node ${r.machine.node}, ClickHouse ${r.machine.clickhouse}, ` +
+      `Kafka ${r.machine.kafka}`,
     `load: ${f(r.messages)} messages (${f(r.distinctEvents)} distinct events) produced in ${r.produce.seconds.toFixed(1)} s (${f(r.produce.perSecond)} msg/s)`,
     '',
     ...[r.ingestOnly, ...(r.withDetection ? [r.withDetection] : [])].map(
       (p) =>
-        `${`--roles ${p.roles}${p.processes > 1 ? ` ×${p.processes}` : ''}`.padEnd(34)}${f(p.eventsPerSecond)} events/s end to end (${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak RSS ${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
+        `${`--roles ${p.roles}${p.processes > 1 ? ` ×${p.processes}` : ''}`.padEnd(34)}${f(p.eventsPerSecond)} events/s end to end ` +
+        `(${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak RSS ` +
+        `${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
     ),
     r.baseline
       ? `${'kafka engine + MV'.padEnd(34)}${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
       : `${'kafka engine + MV'.padEnd(34)}skipped`,
     r.ratio !== null
-      ? `${'ratio'.padEnd(34)}${r.ratio.toFixed(2)}x (ingest role)${r.ratioWithDetection !== null ? `, ${r.ratioWithDetection.toFixed(2)}x (with detection)` : ''} of the Kafka-engine baseline`
+      ? `${'ratio'.padEnd(34)}${r.ratio.toFixed(2)}x (ingest role)` +
+        `${r.ratioWithDetection !== null ? `, ${r.ratioWithDetection.toFixed(2)}x (with detection)` : ''} of the Kafka-engine baseline`
       : '',
     '',
     'written to out/bench-ingest.json',

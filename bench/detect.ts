@@ -36,7 +36,7 @@ export interface DetectBenchOptions {
   progress: (line: string) => void;
 }
 
-type Latency = { p50: number; p95: number; p99: number; max: number };
+export type Latency = { p50: number; p95: number; p99: number; max: number };
 
 /** Attacks of one rule: how many were sent and detected, and their latencies. */
 export interface RuleLatency {

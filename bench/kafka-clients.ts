@@ -104,13 +104,15 @@ try {
   const produced = await produceAsFast({ producer, topic, generator, count, batchSize: 2000, concurrency: 4 });
   await producer.disconnect();
   process.stdout.write(
-    `${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}, load average ${os.loadavg()[0]!.toFixed(1)}; ${produced.produced} messages on ${topic}\n`,
+    `${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}, load average ${os.loadavg()[0]!.toFixed(1)}; ${produced.produced} ` +
+      `messages on ${topic}\n`,
   );
   for (let round = 1; round <= rounds; round++) {
     for (const run of [kafkajsRun, platformaticRun]) {
       const r = await run(produced.produced);
       process.stdout.write(
-        `round ${round} ${r.client.padEnd(20)} ${Math.round(r.messagesPerSecond).toLocaleString('en-US')} messages/s (${r.seconds.toFixed(1)} s), ${r.cpuMicrosPerMessage.toFixed(2)} µs CPU/message incl. validation, load ${os.loadavg()[0]!.toFixed(1)}\n`,
+        `round ${round} ${r.client.padEnd(20)} ${Math.round(r.messagesPerSecond).toLocaleString('en-US')} messages/s (${r.seconds.toFixed(1)} s), ` +
+          `${r.cpuMicrosPerMessage.toFixed(2)} µs CPU/message incl. validation, load ${os.loadavg()[0]!.toFixed(1)}\n`,
       );
     }
   }

@@ -19,7 +19,13 @@ describe('loadConfig', () => {
 
   test('reports every bad value with what to fix', () => {
     expect(() => loadConfig({ KAFKA_TOPIC_PARTITIONS: 'six', CLICKHOUSE_URL: 'ftp://x', KAFKA_BROKERS: 'nohost' })).toThrow(
-      /KAFKA_BROKERS="nohost" is invalid: expected a comma-separated list of host:port[\s\S]*KAFKA_TOPIC_PARTITIONS="six" is invalid: expected a whole number from 1 to 128[\s\S]*CLICKHOUSE_URL="ftp:\/\/x"/,
+      new RegExp(
+        [
+          'KAFKA_BROKERS="nohost" is invalid: expected a comma-separated list of host:port',
+          'KAFKA_TOPIC_PARTITIONS="six" is invalid: expected a whole number from 1 to 128',
+          'CLICKHOUSE_URL="ftp://x"',
+        ].join('[\\s\\S]*'),
+      ),
     );
   });
 

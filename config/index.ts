@@ -181,7 +181,8 @@ export const settings = {
     env: 'CASE_UPDATE_INTERVAL',
     default: '5m',
     description:
-      'A case is published (cases topic, webhook, history line) when it opens and when support changes it, and otherwise at most once per this interval while hits keep arriving, with the latest hit count and evidence (0s: every update).',
+      'A case is published (cases topic, webhook, history line) when it opens and when support changes it, and otherwise at most once per this interval ' +
+      'while hits keep arriving, with the latest hit count and evidence (0s: every update).',
     parse: duration(86_400_000),
   },
   detectionTickMs: {
@@ -305,7 +306,9 @@ export const settings = {
     env: 'AUTOMATION',
     default: 'dry-run',
     description:
-      'What automatic rules do: off (support gets every case, nothing is recorded), dry-run (commands are recorded and shown as "would have sent", nothing is published, support gets the case) or on (commands are published to the gateway). Pause and resume without a restart: paysentinel automation pause|resume.',
+      'What automatic rules do: off (support gets every case, nothing is recorded), dry-run (commands are recorded and shown as "would have sent", nothing ' +
+      'is published, support gets the case) or on (commands are published to the gateway). Pause and resume without a restart: paysentinel ' +
+      'automation pause|resume.',
     parse: automationMode,
   },
   automationRefunds: {
@@ -381,7 +384,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const refundLimits = [out.autoRefundMaxMinor, out.autoRefundDailyMinor] as (MoneyLimit | undefined)[];
   if (out.automationRefunds === true && refundLimits.some((l) => l && l.all === 0 && Object.keys(l.byCurrency).length === 0)) {
     problems.push(
-      'AUTOMATION_REFUNDS=on needs AUTO_REFUND_MAX_MINOR and AUTO_REFUND_DAILY_MINOR (e.g. 50000 and 500000, or CNY:50000,USD:8000): refunds move money, so their ceilings are never implied.',
+      'AUTOMATION_REFUNDS=on needs AUTO_REFUND_MAX_MINOR and AUTO_REFUND_DAILY_MINOR (e.g. 50000 and 500000, or CNY:50000,USD:8000): refunds move money, ' +
+        'so their ceilings are never implied.',
     );
   }
   if (problems.length > 0) {

@@ -124,7 +124,8 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
     }
     const out = (t: string) => process.stdout.write(t + '\n');
     out(
-      `Backtest ${report.from} .. ${report.to}: ${report.ticks} ticks of ${stepMs / 1000}s in ${(report.elapsed_ms / 1000).toFixed(1)}s. Nothing was stored or published.`,
+      `Backtest ${report.from} .. ${report.to}: ${report.ticks} ticks of ${stepMs / 1000}s in ${(report.elapsed_ms / 1000).toFixed(1)}s. Nothing was ` +
+        `stored or published.`,
     );
     out(
       same
@@ -156,7 +157,8 @@ export async function backtestCommand(args: BacktestArgs): Promise<number> {
     for (const l of lines) out(fmt(l));
     out('');
     out(
-      '"recorded" = cases live detection opened in this range. Replays start from the cases as they stood at --from (support\'s acknowledgements and resolutions after it are not replayed).',
+      '"recorded" = cases live detection opened in this range. Replays start from the cases as they stood at --from (support\'s acknowledgements and ' +
+        'resolutions after it are not replayed).',
     );
     const withSamples = rows.filter((r) => r.samples.length > 0);
     if (withSamples.length) {

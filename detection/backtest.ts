@@ -80,5 +80,7 @@ export async function recordedCases(deps: Pick<BacktestDeps, 'clickhouse' | 'dat
 }
 
 export function recordedCasesQuery(database: string, fromMs: number, toMs: number): string {
-  return sql`SELECT rule_id, count() AS n FROM ${ident(database, 'cases')} WHERE opened_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC') AND opened_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC') GROUP BY rule_id`;
+  return sql`SELECT rule_id, count() AS n FROM ${ident(database, 'cases')}
+    WHERE opened_at >= toDateTime(${Math.floor(fromMs / 1000)}, 'UTC') AND opened_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')
+    GROUP BY rule_id`;
 }

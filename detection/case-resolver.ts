@@ -76,7 +76,9 @@ export function createCaseResolver(deps: CaseResolverDeps) {
           closing.push({
             c,
             closedBy: { facts: held, event: latest },
-            note: `The situation is over (resolve_when held: ${formatFacts(held)}); latest event ${String(latest.event_id)}: ${String(latest.status)} from ${String(latest.source)} at ${String(latest.occurred_at)}.`,
+            note:
+              `The situation is over (resolve_when held: ${formatFacts(held)}); latest event ${String(latest.event_id)}: ${String(latest.status)} from ` +
+              `${String(latest.source)} at ${String(latest.occurred_at)}.`,
           });
         }
       }

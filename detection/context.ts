@@ -2,7 +2,7 @@ import type { Logger } from '../log/index.ts';
 import { fieldsOf, matches, windowMs, type TimedEvent } from '../rules/features.ts';
 import { entityKeyField, type EntityType, type Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, raw, sql, type SqlFragment } from '../storage/sql.ts';
+import { ident, identList, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { CONTEXT_ENTITIES } from './entities.ts';
 import type { PreparedRules } from './prepared.ts';
 import { filterSql, writtenBy } from './query-parts.ts';
@@ -14,48 +14,40 @@ import { filterSql, writtenBy } from './query-parts.ts';
  */
 
 /** Numerator and denominator of a rate feature over its window: distinct keys matching filter (and numerator). */
-function rateParts(f: Feature, nowSec: number): { num: string; den: string } | null {
-  const fields = raw(
-    fieldsOf(f)
-      .map((x) => ident(x).text)
-      .join(', '),
-  );
-  if (!fields.text) return null;
+function rateParts(f: Feature, nowSec: number): { num: SqlFragment; den: SqlFragment } | null {
+  if (fieldsOf(f).length === 0) return null;
+  const fields = identList(fieldsOf(f));
   const inWindow = contextWindow(f, nowSec);
   const cond = filterSql(f.filter);
   return {
-    num: sql`uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`,
-    den: sql`uniqExactIf(${fields}, ${inWindow} AND ${cond})`,
+    num: sqlFragment`uniqExactIf(${fields}, ${inWindow} AND ${cond} AND ${filterSql(f.numerator)})`,
+    den: sqlFragment`uniqExactIf(${fields}, ${inWindow} AND ${cond})`,
   };
 }
 
 /** The window of a context feature ending at `nowSec` (second resolution: context is refreshed every few seconds). */
 const contextWindow = (f: Feature, nowSec: number): SqlFragment =>
-  raw(sql`occurred_at > toDateTime(${nowSec - windowMs[f.window] / 1000}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')`);
+  sqlFragment`occurred_at > toDateTime(${nowSec - windowMs[f.window] / 1000}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')`;
 
 /**
  * SQL for a context feature (channel, merchant): these see all traffic, so they are aggregated
  * in ClickHouse instead of pulling every event. Same semantics as rules/features.ts for the
  * aggregations context features use (count, distinct_count, sum, rate).
  */
-export function contextFeatureSql(f: Feature, nowSec: number): string | null {
+export function contextFeatureSql(f: Feature, nowSec: number): SqlFragment | null {
   const cond = filterSql(f.filter);
-  const fields = raw(
-    fieldsOf(f)
-      .map((x) => ident(x).text)
-      .join(', '),
-  );
+  const fields = fieldsOf(f).length ? identList(fieldsOf(f)) : sqlFragment``;
   const inWindow = contextWindow(f, nowSec);
   switch (f.aggregation) {
     case 'count':
-      return sql`countIf(${inWindow} AND ${cond})`;
+      return sqlFragment`countIf(${inWindow} AND ${cond})`;
     case 'distinct_count':
-      return sql`uniqExactIf(${fields}, ${inWindow} AND ${cond})`;
+      return sqlFragment`uniqExactIf(${fields}, ${inWindow} AND ${cond})`;
     case 'sum':
-      return sql`sumIf(${fields}, ${inWindow} AND ${cond})`;
+      return sqlFragment`sumIf(${fields}, ${inWindow} AND ${cond})`;
     case 'rate': {
       const parts = rateParts(f, nowSec);
-      return parts && `if(${parts.den} = 0, 0, ${parts.num} / ${parts.den})`;
+      return parts && sqlFragment`if(${parts.den} = 0, 0, ${parts.num} / ${parts.den})`;
     }
     default:
       return null;
@@ -68,20 +60,22 @@ export function contextFeatureSql(f: Feature, nowSec: number): string | null {
  * denominator), so a tick can take an entity's own attempts out before dividing.
  */
 export function contextFeaturesQuery(database: string, entity: EntityType, features: readonly Feature[], nowSec: number, untilSec?: number): string | null {
-  const select: string[] = [];
+  const select: SqlFragment[] = [];
   features.forEach((f, i) => {
     const parts = f.aggregation === 'rate' ? rateParts(f, nowSec) : null;
     if (parts) {
-      select.push(`${parts.num} AS f${i}_n`, `${parts.den} AS f${i}_d`);
+      select.push(sqlFragment`${parts.num} AS ${ident(`f${i}_n`)}`, sqlFragment`${parts.den} AS ${ident(`f${i}_d`)}`);
     } else if (f.aggregation !== 'rate') {
       const expr = contextFeatureSql(f, nowSec);
-      if (expr) select.push(`${expr} AS f${i}`);
+      if (expr) select.push(sqlFragment`${expr} AS ${ident(`f${i}`)}`);
     }
   });
   if (select.length === 0) return null;
   const longest = Math.max(...features.map((f) => windowMs[f.window])) / 1000;
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${key} AS entity_key, ${raw(select.join(', '))} FROM ${ident(database, 'payment_events')} WHERE occurred_at > toDateTime(${nowSec - longest}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')${writtenBy(untilSec)} GROUP BY entity_key`;
+  return sql`SELECT ${key} AS entity_key, ${joinSql(select, ', ')} FROM ${ident(database, 'payment_events')}
+    WHERE occurred_at > toDateTime(${nowSec - longest}, 'UTC') AND occurred_at <= toDateTime(${nowSec}, 'UTC')${writtenBy(untilSec)}
+    GROUP BY entity_key`;
 }
 
 const NUM = '\u0000num';

@@ -4,7 +4,9 @@ import { loadRuleSetOrThrow } from '../rules/index.ts';
 import { hotKeysQuery, volumeFloor } from './hot-sets.ts';
 
 describe('volumeFloor: the fewest matching events an entity needs for one of its rules to hold', () => {
-  test('the shipped rules: 15 payments for an IP, 5 technical failures for a device, 5 payments for a user; none for an order (a stuck attempt is one event)', async () => {
+  const title =
+    'the shipped rules: 15 payments for an IP, 5 technical failures for a device, 5 payments for a user; none for an order (a stuck attempt is one event)';
+  test(title, async () => {
     const ruleSet = await loadRuleSetOrThrow();
     const features = [...ruleSet.catalog.facts.values()].filter((x) => x.kind === 'feature').map((x) => x.def as Feature);
     const floor = (entity: string) =>

@@ -3,10 +3,9 @@ import { anyMayHold } from '../rules/evaluate.ts';
 import { fieldsOf, windowMs } from '../rules/features.ts';
 import type { LoadedRule } from '../rules/load.ts';
 import { entityKeyField, type EntityType, type EventFilter, type Feature } from '../rules/schema.ts';
-import { ident, sql } from '../storage/sql.ts';
+import { ident, sql, sqlFragment } from '../storage/sql.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { mayMatch, type NewKeyRow } from './positions.ts';
-import type { PreparedRules } from './prepared.ts';
 import { filterSql } from './query-parts.ts';
 
 /**
@@ -20,6 +19,18 @@ export interface VolumeFloor {
   floor: number;
   windowMs: number;
   filter: EventFilter | undefined;
+}
+
+/** The volume floor of each floored entity type, as prepared.ts computes them once per rule set. */
+export type Floors = ReadonlyMap<EventEntity, VolumeFloor>;
+
+/**
+ * What hot sets read of the rules in force (prepared.ts's PreparedRules, declared here so the
+ * module that prepares rules depends on this one and not the other way round). The object's
+ * identity tells one rule set from the next.
+ */
+export interface FlooredRules {
+  readonly floors: Floors;
 }
 
 /**
@@ -63,7 +74,9 @@ export function volumeFloor(rules: readonly Pick<LoadedRule, 'conditions'>[], fe
  */
 export function hotKeysQuery(database: string, entity: EntityType, fromSec: number, atLeast: number, filter?: EventFilter, threads = 1): string {
   const key = ident(entityKeyField[entity]!);
-  return sql`SELECT ${key} AS k FROM ${ident(database, 'payment_events')} WHERE occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != '' GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = ${threads}`;
+  const matching = sqlFragment`occurred_at >= toDateTime(${fromSec}, 'UTC') AND ${filterSql(filter)} AND ${key} != ''`;
+  const events = ident(database, 'payment_events');
+  return sql`SELECT ${key} AS k FROM ${events} WHERE ${matching} GROUP BY k HAVING count() >= ${atLeast} SETTINGS max_threads = ${threads}`;
 }
 
 /**
@@ -104,7 +117,7 @@ function countKeys(into: Counts, rows: readonly NewKeyRow[], floors: ReadonlyMap
 }
 
 interface HotSet {
-  prepared: PreparedRules;
+  prepared: FlooredRules;
   /** Per floored entity type, the keys that had at least half the floor (events matching the floor feature's filter) when the set was computed. */
   keys: Map<string, Set<string>>;
   /** Per floored entity type, rows matching the floor feature's filter taken by the ticks that started from the set's refresh on, per key. */
@@ -123,7 +136,7 @@ export interface HotSetsDeps {
   readKeys(entity: EventEntity, fromSec: number, atLeast: number, filter: EventFilter | undefined, threads: number): Promise<string[]>;
   logger: Logger;
   /** The rules in force: a set is used only for the rules it was computed for. */
-  current: () => PreparedRules;
+  current: () => FlooredRules;
 }
 
 /**
@@ -208,7 +221,7 @@ export function createHotSets(deps: HotSetsDeps) {
     },
 
     /** Counts a tick's new rows (positions.ts newKeysQuery) into the pending refresh and the set in use. */
-    count(rows: readonly NewKeyRow[], floors: PreparedRules['floors']): void {
+    count(rows: readonly NewKeyRow[], floors: Floors): void {
       if (pending) {
         countKeys(pending, rows, floors);
         if (countedKeys(pending) > MAX_COUNTED_KEYS) pending = null;
@@ -225,11 +238,7 @@ export function createHotSets(deps: HotSetsDeps) {
      * the set, or with enough rows since. `parkedFor` gives, per type, whether a key stays
      * parked (parked-keys.ts); those are left out. Null without a set: every touched entity is screened.
      */
-    nearFloor(
-      rows: readonly NewKeyRow[],
-      floors: PreparedRules['floors'],
-      parkedFor: (entity: EventEntity) => ((key: string) => boolean) | undefined,
-    ): NearFloor | null {
+    nearFloor(rows: readonly NewKeyRow[], floors: Floors, parkedFor: (entity: EventEntity) => ((key: string) => boolean) | undefined): NearFloor | null {
       if (!hot) return null;
       const out: NearFloor = { ids: new Map(), near: 0, skipped: 0 };
       for (const [entity, { floor }] of floors) {

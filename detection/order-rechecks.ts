@@ -4,8 +4,8 @@ import type { LoadedRule } from '../rules/load.ts';
 import type { Feature } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { eventsByEntity } from '../storage/copies.ts';
-import { ident, raw, sql } from '../storage/sql.ts';
-import { LATEST } from '../storage/event-order.ts';
+import { ident, joinSql, sql, sqlFragment } from '../storage/sql.ts';
+import { LATEST_KEY } from '../storage/event-order.ts';
 import { writtenBy } from './query-parts.ts';
 
 /**
@@ -26,13 +26,15 @@ const STUCK_SCAN_EVERY_MS = 10_000;
  * the traffic of the window. These are candidates: the rules decide on the exact features.
  */
 export function stuckOrdersQuery(database: string, fromSec: number, slices: readonly (readonly [number, number])[], untilSec?: number): string {
-  const inSlice = slices.map(([a, b]) => sql`(occurred_at >= toDateTime(${Math.max(fromSec, a)}, 'UTC') AND occurred_at < toDateTime(${b}, 'UTC'))`);
-  const crossed = sql`SELECT order_id FROM ${ident(database, 'payment_events')} WHERE (${raw(inSlice.length ? inSlice.join(' OR ') : '0')}) AND type = 'payment' AND status = 'processing'${writtenBy(untilSec)}`;
+  const inSlice = slices.map(([a, b]) => sqlFragment`(occurred_at >= toDateTime(${Math.max(fromSec, a)}, 'UTC') AND occurred_at < toDateTime(${b}, 'UTC'))`);
+  const anySlice = inSlice.length ? joinSql(inSlice, ' OR ') : sqlFragment`0`;
+  const crossed = sqlFragment`SELECT order_id FROM ${ident(database, 'payment_events')}
+    WHERE (${anySlice}) AND type = 'payment' AND status = 'processing'${writtenBy(untilSec)}`;
   const latestEnd = Math.max(fromSec, ...slices.map(([, b]) => b));
   return sql`SELECT oid FROM (
-  SELECT entity_key AS oid, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, min(occurred_at) AS began
+  SELECT entity_key AS oid, attempt, argMax(status, ${LATEST_KEY}) AS latest_status, min(occurred_at) AS began
   FROM ${eventsByEntity(database)}
-  WHERE entity_type = 'order' AND entity_key IN (${raw(crossed)}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
+  WHERE entity_type = 'order' AND entity_key IN (${crossed}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
   GROUP BY oid, attempt
 ) WHERE latest_status = 'processing' AND began < toDateTime(${latestEnd}, 'UTC')
 GROUP BY oid`;
@@ -65,8 +67,8 @@ export function ageThresholds(rules: readonly Pick<LoadedRule, 'conditions'>[], 
  */
 export function reconciledOrdersQuery(database: string, untilMs?: number): string {
   const table = ident(database, 'reconcile_attempts');
-  const until = untilMs === undefined ? '' : sql` WHERE version <= ${untilMs * 1000}`;
-  return sql`SELECT version AS v, order_id FROM ${table} WHERE version = (SELECT max(version) FROM ${table}${raw(until)}) GROUP BY v, order_id`;
+  const until = untilMs === undefined ? sqlFragment`` : sqlFragment` WHERE version <= ${untilMs * 1000}`;
+  return sql`SELECT version AS v, order_id FROM ${table} WHERE version = (SELECT max(version) FROM ${table}${until}) GROUP BY v, order_id`;
 }
 
 /** The orders one tick rechecks; `commit()` once the tick's cases are stored and published. */

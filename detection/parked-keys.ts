@@ -2,7 +2,6 @@ import { anyMayHold } from '../rules/evaluate.ts';
 import type { LoadedRule } from '../rules/load.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { mayMatch, type NewKeyRow } from './positions.ts';
-import type { PreparedRules } from './prepared.ts';
 import type { ScreenColumn, ScreenRow } from './screen.ts';
 
 /**
@@ -12,7 +11,10 @@ import type { ScreenColumn, ScreenRow } from './screen.ts';
  */
 const MAX_PARKED_PER_TYPE = 30_000;
 
-/** How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against the windows (a rate's bound uses the part of its window this leaves). */
+/**
+ * How long a parked key's bounds are taken to hold: long enough to skip many ticks, short against
+ * the windows (a rate's bound uses the part of its window this leaves).
+ */
 export const PARK_HORIZON_MS = 30_000;
 
 /**
@@ -82,12 +84,21 @@ export function parkedBounds(columns: readonly ScreenColumn[], p: Parked): Map<s
 type Rules = readonly Pick<LoadedRule, 'conditions'>[];
 
 /**
+ * What parked keys read of the rules in force (prepared.ts's PreparedRules, declared here so the
+ * module that prepares rules depends on this one and not the other way round): each type's
+ * screen columns. The object's identity tells one rule set from the next.
+ */
+export interface ScreenedRules {
+  readonly screens: ReadonlyMap<EventEntity, readonly ScreenColumn[]>;
+}
+
+/**
  * Live only: per type, keys screened by id for which no rule could hold, with the rows taken
  * since that may change their features (Parked). Valid for the rule set they were screened
  * for, while every tick's new rows are counted into them.
  */
-export function createParkedKeys(deps: { current: () => PreparedRules }) {
-  let parked: { prepared: PreparedRules; keys: Map<string, Map<string, Parked>> } | null = null;
+export function createParkedKeys(deps: { current: () => ScreenedRules }) {
+  let parked: { prepared: ScreenedRules; keys: Map<string, Map<string, Parked>> } | null = null;
 
   /** The parked keys of `entity` for the rules in force, created when missing. */
   function keysOf(entity: string): Map<string, Parked> {
@@ -114,7 +125,7 @@ export function createParkedKeys(deps: { current: () => PreparedRules }) {
      * may be missed: the keys are dropped when they were parked for other rules than `prepared`
      * or when the tick did not read the rows (`counted` false).
      */
-    grow(rows: readonly NewKeyRow[], prepared: PreparedRules, counted: boolean): void {
+    grow(rows: readonly NewKeyRow[], prepared: ScreenedRules, counted: boolean): void {
       if (parked && (parked.prepared !== prepared || !counted)) parked = null;
       if (!parked) return;
       for (const [entity, keys] of parked.keys) {

@@ -12,7 +12,8 @@ describe('newRowsQuery', () => {
       ]),
     );
     expect(q).toContain(
-      '(kafka_partition = 0 AND kafka_offset > 41) OR (kafka_partition = 3 AND kafka_offset > 70) OR kafka_partition < 0 OR (kafka_partition > 0 AND kafka_partition < 3) OR kafka_partition > 3',
+      '(kafka_partition = 0 AND kafka_offset > 41) OR (kafka_partition = 3 AND kafka_offset > 70) ' +
+        'OR kafka_partition < 0 OR (kafka_partition > 0 AND kafka_partition < 3) OR kafka_partition > 3',
     );
     expect(q).not.toContain('NOT IN');
     expect(newRowsQuery('db', 100, new Map())).toContain('AND (1)');

@@ -1,7 +1,7 @@
 import type { EventFilter } from '../rules/schema.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { eventsByPosition } from '../storage/copies.ts';
-import { raw, sql } from '../storage/sql.ts';
+import { identList, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { writtenBy } from './query-parts.ts';
 
 /**
@@ -15,11 +15,11 @@ import { writtenBy } from './query-parts.ts';
 const SCAN_WINDOW_MS = 120_000;
 
 /** Rows (of the copy ordered by position, storage/copies.ts) whose Kafka position is above `seen` and at most `newest`, per partition. */
-export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): string {
+export function positionRange(seen: ReadonlyMap<number, number>, newest: ReadonlyMap<number, number>): SqlFragment {
   const parts = [...newest]
     .filter(([p, o]) => o > (seen.get(p) ?? -1))
-    .map(([p, o]) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
-  return parts.length ? `(${parts.join(' OR ')})` : '0';
+    .map(([p, o]) => sqlFragment`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p) ?? -1} AND kafka_offset <= ${o})`);
+  return parts.length ? sqlFragment`(${joinSql(parts, ' OR ')})` : sqlFragment`0`;
 }
 
 /**
@@ -27,12 +27,14 @@ export function positionRange(seen: ReadonlyMap<number, number>, newest: Readonl
  * partition not in it. The partitions not seen are written as ranges between the seen ones
  * (not `NOT IN`), so ClickHouse can use the position order for every part of the condition.
  */
-function aboveSeen(seen: ReadonlyMap<number, number>): string {
+function aboveSeen(seen: ReadonlyMap<number, number>): SqlFragment {
   const known = [...seen.keys()].sort((a, b) => a - b);
-  const above = known.map((p) => sql`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p)!})`);
-  const gaps = known.map((p, i) => (i === 0 ? sql`kafka_partition < ${p}` : sql`(kafka_partition > ${known[i - 1]!} AND kafka_partition < ${p})`));
-  gaps.push(known.length ? sql`kafka_partition > ${known[known.length - 1]!}` : '1');
-  return `(${[...above, ...gaps].join(' OR ')})`;
+  const above = known.map((p) => sqlFragment`(kafka_partition = ${p} AND kafka_offset > ${seen.get(p)!})`);
+  const gaps = known.map((p, i) =>
+    i === 0 ? sqlFragment`kafka_partition < ${p}` : sqlFragment`(kafka_partition > ${known[i - 1]!} AND kafka_partition < ${p})`,
+  );
+  gaps.push(known.length ? sqlFragment`kafka_partition > ${known[known.length - 1]!}` : sqlFragment`1`);
+  return sqlFragment`(${joinSql([...above, ...gaps], ' OR ')})`;
 }
 
 /**
@@ -43,8 +45,12 @@ function aboveSeen(seen: ReadonlyMap<number, number>): string {
  * backtest replays what a live tick would have seen).
  */
 export function newRowsQuery(database: string, sinceSec: number, seen: ReadonlyMap<number, number>, untilSec?: number, occurredFromSec?: number): string {
-  const relevant = occurredFromSec === undefined ? '' : sql` AND occurred_at >= toDateTime(${occurredFromSec}, 'UTC')`;
-  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n, groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants FROM ${eventsByPosition(database)} WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${raw(relevant)} AND ${raw(aboveSeen(seen))} GROUP BY p`;
+  const relevant = occurredFromSec === undefined ? sqlFragment`` : sqlFragment` AND occurred_at >= toDateTime(${occurredFromSec}, 'UTC')`;
+  return sql`SELECT kafka_partition AS p, min(kafka_offset) AS lo, max(kafka_offset) AS o, count() AS n,
+    groupUniqArray(channel) AS channels, groupUniqArray(merchant_id) AS merchants
+    FROM ${eventsByPosition(database)}
+    WHERE ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}${relevant} AND ${aboveSeen(seen)}
+    GROUP BY p`;
 }
 
 /** Fields of an event that newKeysQuery returns besides the keys: every field a feature filter can test (rules/schema.ts EventFilter; see mayMatch). */
@@ -54,8 +60,9 @@ export const NEW_ROW_FILTER_FIELDS = ['type', 'status', 'failure_code', 'source'
 export type NewKeyRow = Readonly<Record<string, string | null>>;
 
 /** The IP, device, user and order of every new row at `position` (see positionRange), one row each, with NEW_ROW_FILTER_FIELDS. */
-export function newKeysQuery(database: string, sinceSec: number, position: string, untilSec?: number): string {
-  return sql`SELECT ip, device_id, user_id, order_id, ${raw(NEW_ROW_FILTER_FIELDS.join(', '))} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}`;
+export function newKeysQuery(database: string, sinceSec: number, position: SqlFragment, untilSec?: number): string {
+  return sql`SELECT ip, device_id, user_id, order_id, ${identList(NEW_ROW_FILTER_FIELDS)} FROM ${eventsByPosition(database)}
+    WHERE ${position} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')${writtenBy(untilSec)}`;
 }
 
 /**
@@ -114,7 +121,7 @@ export interface NewRows {
   /** Write time (epoch seconds) the scan started from: the rows' reads start there too. */
   sinceSec: number;
   /** The rows taken, as a condition on Kafka position (positionRange). */
-  position: string;
+  position: SqlFragment;
   /** Whether any partition had new rows. */
   any: boolean;
   taken: number;

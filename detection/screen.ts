@@ -7,7 +7,7 @@ import { entityKeyField, type EntityType, type Feature } from '../rules/schema.t
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { eventsByEntity, eventsByPosition } from '../storage/copies.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, identList, joinSql, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { TOUCHED_COLUMN, type EventEntity } from './entities.ts';
 import { filterSql, writtenBy } from './query-parts.ts';
 import { STORED_EVENT_FIELDS, type EventRow, type StoredEventField } from '../ingest/records.ts';
@@ -23,7 +23,7 @@ import { STORED_EVENT_FIELDS, type EventRow, type StoredEventField } from '../in
 export const ENTITY_IDS_TABLE = 'entity_ids';
 
 /** Event time in milliseconds, as the reference computation sees it. */
-const AT_MS = '(toUInt64(toUInt32(occurred_at)) * 1000 + occurred_ms)';
+const AT_MS = sqlFragment`(toUInt64(toUInt32(occurred_at)) * 1000 + occurred_ms)`;
 
 /** How one feature is screened in SQL: its exact value, an upper bound, or not at all. */
 export interface ScreenColumn {
@@ -78,9 +78,9 @@ export function entityScreenQuery(
   columns: readonly ScreenColumn[],
   nowMs: number,
   sinceSec: number,
-  position: string,
+  position: SqlFragment,
   untilSec?: number,
-  having?: string,
+  having?: SqlFragment,
   /** The longest window of all the entity's features (screened or not): rows older than it change none. */
   entityWindowMs?: number,
   /**
@@ -96,47 +96,44 @@ export function entityScreenQuery(
   park?: { horizonMs: number },
 ): string {
   const key = ident(entityKeyField[entity]!);
-  const select: string[] = [];
+  const select: SqlFragment[] = [];
   let longest = 0;
   for (const { feature: f, column, kind } of columns) {
     longest = Math.max(longest, windowMs[f.window]);
-    const fields = raw(
-      fieldsOf(f)
-        .map((x) => ident(x).text)
-        .join(', '),
-    );
-    const win = raw(sql`${raw(AT_MS)} > ${nowMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
+    const fields = identList(fieldsOf(f));
+    const alias = (suffix = '') => ident(column + suffix);
+    const win = sqlFragment`${AT_MS} > ${nowMs - windowMs[f.window]} AND ${AT_MS} <= ${nowMs}`;
     const cond = filterSql(f.filter);
     switch (f.aggregation) {
       case 'distinct_count':
-        select.push(sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(column)}`);
+        select.push(sqlFragment`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${alias()}`);
         break;
       case 'rate':
         select.push(
-          sql`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${raw(`${column}_n`)}`,
-          sql`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${raw(`${column}_d`)}`,
+          sqlFragment`uniqExactIf(${fields}, ${win} AND ${cond} AND ${filterSql(f.numerator)}) AS ${alias('_n')}`,
+          sqlFragment`uniqExactIf(${fields}, ${win} AND ${cond}) AS ${alias('_d')}`,
         );
         if (park) {
-          const kept = raw(sql`${raw(AT_MS)} > ${nowMs + park.horizonMs - windowMs[f.window]} AND ${raw(AT_MS)} <= ${nowMs}`);
-          select.push(sql`uniqExactIf(${fields}, ${kept} AND ${cond}) AS ${raw(`${column}_dh`)}`);
+          const kept = sqlFragment`${AT_MS} > ${nowMs + park.horizonMs - windowMs[f.window]} AND ${AT_MS} <= ${nowMs}`;
+          select.push(sqlFragment`uniqExactIf(${fields}, ${kept} AND ${cond}) AS ${alias('_dh')}`);
         }
         break;
       case 'count':
-        select.push(sql`countIf(${win} AND ${cond}) AS ${raw(column)}`);
+        select.push(sqlFragment`countIf(${win} AND ${cond}) AS ${alias()}`);
         break;
       case 'followed_by': {
         // Keys with a first step and a second one, in either order: a normal retry (attempt 1
         // failed, attempt 2 succeeded) has none, so it does not reach the exact computation.
-        const one = raw(fieldsOf(f).length > 1 ? `tuple(${fields.text})` : fields.text);
-        select.push(
-          sql`length(arrayIntersect(groupUniqArrayIf(${one}, ${win} AND ${cond}), groupUniqArrayIf(${one}, ${win} AND ${filterSql(f.followed_by)}))) AS ${raw(column)}`,
-        );
+        const one = fieldsOf(f).length > 1 ? sqlFragment`tuple(${fields})` : fields;
+        const first = sqlFragment`groupUniqArrayIf(${one}, ${win} AND ${cond})`;
+        const second = sqlFragment`groupUniqArrayIf(${one}, ${win} AND ${filterSql(f.followed_by)})`;
+        select.push(sqlFragment`length(arrayIntersect(${first}, ${second})) AS ${alias()}`);
         break;
       }
       case 'age':
         select.push(
-          sql`minIf(${raw(AT_MS)}, ${win} AND ${cond}) AS ${raw(`${column}_min`)}`,
-          sql`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${raw(`${column}_c`)}`,
+          sqlFragment`minIf(${AT_MS}, ${win} AND ${cond}) AS ${alias('_min')}`,
+          sqlFragment`countIf(${win} AND ${cond} AND ${filterSql(f.latest)}) AS ${alias('_c')}`,
         );
         break;
       default:
@@ -146,13 +143,18 @@ export function entityScreenQuery(
   longest = Math.max(longest, entityWindowMs ?? 0);
   const fromSec = Math.floor((nowMs - longest) / 1000);
   const toSec = Math.ceil(nowMs / 1000);
-  if (park) select.push(sql`countIf(${raw(AT_MS)} > ${nowMs}) AS fut`);
-  const upTo = park ? '' : sql` AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
+  if (park) select.push(sqlFragment`countIf(${AT_MS} > ${nowMs}) AS fut`);
+  const upTo = park ? sqlFragment`` : sqlFragment` AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
   // Rows outside [now - longest window, now] cannot change this entity's features. Both tables
   // are ordered for these reads: the new rows by Kafka position, the entities' rows by entity.
-  const touched = sql`SELECT ${key} FROM ${eventsByPosition(database)} WHERE ${raw(position)} AND ingested_at >= toDateTime(${sinceSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
-  const ids = raw(keys === 'ids' ? ENTITY_IDS_TABLE : `(${touched})`);
-  return sql`SELECT entity_key${raw(select.length ? `, ${select.join(', ')}` : '')} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${ids} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${raw(upTo)}${writtenBy(untilSec)} GROUP BY entity_key${raw(having ? ` HAVING ${having}` : '')}`;
+  const touched = sqlFragment`SELECT ${key} FROM ${eventsByPosition(database)}
+    WHERE ${position} AND ingested_at >= toDateTime(${sinceSec}, 'UTC')
+      AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${toSec}, 'UTC')`;
+  const ids = keys === 'ids' ? ident(ENTITY_IDS_TABLE) : sqlFragment`(${touched})`;
+  const screened = select.length ? sqlFragment`, ${joinSql(select, ', ')}` : sqlFragment``;
+  return sql`SELECT entity_key${screened} FROM ${eventsByEntity(database)}
+    WHERE entity_type = ${entity} AND entity_key IN ${ids} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${upTo}${writtenBy(untilSec)}
+    GROUP BY entity_key${having ? sqlFragment` HAVING ${having}` : sqlFragment``}`;
 }
 
 /** Turns a screen row into bounds for the pre-check (rules/evaluate.ts mayHoldWithin). */
@@ -187,51 +189,76 @@ const SQL_COMPARE: Record<string, string> = { greaterThan: '>', greaterThanInclu
  * fact, a lower limit on an upper bound, other operators) is `1`. The detector still runs the
  * pre-check and then the exact computation on what comes back.
  */
-export function screenHaving(rules: readonly { conditions: unknown }[], columns: readonly ScreenColumn[], nowMs: number): string {
+export function screenHaving(rules: readonly { conditions: unknown }[], columns: readonly ScreenColumn[], nowMs: number): SqlFragment {
   const byFact = new Map(columns.map((c) => [c.feature.id, c]));
-  const valueOf = (c: ScreenColumn): string => {
+  const valueOf = (c: ScreenColumn): SqlFragment => {
+    const col = (suffix = '') => ident(c.column + suffix);
     switch (c.feature.aggregation) {
       case 'rate':
-        return `if(${c.column}_d > 0, ${c.column}_n / ${c.column}_d, 0)`;
+        return sqlFragment`if(${col('_d')} > 0, ${col('_n')} / ${col('_d')}, 0)`;
       case 'age':
-        return sql`if(${raw(`${c.column}_c`)} > 0, ${nowMs} - ${raw(`${c.column}_min`)}, 0)`;
+        return sqlFragment`if(${col('_c')} > 0, ${nowMs} - ${col('_min')}, 0)`;
       default:
-        return c.column;
+        return col();
     }
   };
-  const having = conditionWalker<string>({
-    all: (children, walk) => (children.length ? `(${children.map((c) => walk(c)).join(' AND ')})` : '1'),
-    any: (children, walk) => (children.length ? `(${children.map((c) => walk(c)).join(' OR ')})` : '0'),
-    not: () => '1',
+  const always = sqlFragment`1`;
+  const never = sqlFragment`0`;
+  const having = conditionWalker<SqlFragment>({
+    all: (children, walk) =>
+      children.length
+        ? sqlFragment`(${joinSql(
+            children.map((c) => walk(c)),
+            ' AND ',
+          )})`
+        : always,
+    any: (children, walk) =>
+      children.length
+        ? sqlFragment`(${joinSql(
+            children.map((c) => walk(c)),
+            ' OR ',
+          )})`
+        : never,
+    not: () => always,
     comparison(n) {
       const col = isPlain(n) ? byFact.get(n.fact) : undefined;
-      if (!col) return '1';
+      if (!col) return always;
       const op = SQL_COMPARE[n.operator];
       if (op && typeof n.value === 'number' && Number.isFinite(n.value)) {
         // On an upper bound only "at least" comparisons can exclude.
-        if (col.kind === 'upper' && op.startsWith('<')) return '1';
-        return sql`${raw(valueOf(col))} ${raw(op)} ${n.value}`;
+        if (col.kind === 'upper' && op.startsWith('<')) return always;
+        return sqlFragment`${valueOf(col)} ${raw(op)} ${n.value}`;
       }
       if (n.operator === 'olderThan' && typeof n.value === 'string' && col.feature.aggregation === 'age') {
         const limit = parseDuration(n.value);
-        return limit === null ? '1' : sql`${raw(valueOf(col))} > ${limit}`;
+        return limit === null ? always : sqlFragment`${valueOf(col)} > ${limit}`;
       }
-      return '1';
+      return always;
     },
   });
   // Loaded rules, or (test/sql-catalog.ts) the bundled rule files as plain JSON: conditions of the checked shape.
-  return rules.length ? rules.map((r) => having(r.conditions as Condition)).join(' OR ') : '0';
+  return rules.length
+    ? joinSql(
+        rules.map((r) => having(r.conditions as Condition)),
+        ' OR ',
+      )
+    : never;
 }
 
 /** The stored event fields (ingest/records.ts), occurred_at as Unix seconds `s`. */
-const EVENT_COLUMNS = raw(STORED_EVENT_FIELDS.map((f) => (f === 'occurred_at' ? 'toUInt32(occurred_at) AS s' : f)).join(', '));
+const EVENT_COLUMNS = joinSql(
+  STORED_EVENT_FIELDS.map((f) => (f === 'occurred_at' ? sqlFragment`toUInt32(occurred_at) AS s` : ident(f))),
+  ', ',
+);
 
 /**
  * Events of the listed entities (ids sent as the external table `entity_ids`) since `fromSec`,
  * each event_id once: the input of the reference feature computation.
  */
 export function entityEventsQuery(database: string, entity: EntityType, fromSec: number, untilSec?: number): string {
-  return sql`SELECT ${EVENT_COLUMNS} FROM ${eventsByEntity(database)} WHERE entity_type = ${entity} AND entity_key IN ${raw(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)} LIMIT 1 BY event_id`;
+  return sql`SELECT ${EVENT_COLUMNS} FROM ${eventsByEntity(database)}
+    WHERE entity_type = ${entity} AND entity_key IN ${ident(ENTITY_IDS_TABLE)} AND occurred_at >= toDateTime(${fromSec}, 'UTC')${writtenBy(untilSec)}
+    LIMIT 1 BY event_id`;
 }
 
 /** An event as entityEventsQuery reads it: the stored fields, occurred_at as `s`, UInt64 amounts as JSON strings. */
@@ -279,7 +306,7 @@ export interface ScreenRequest {
   rules: readonly Pick<LoadedRule, 'conditions'>[];
   nowMs: number;
   sinceSec: number;
-  position: string;
+  position: SqlFragment;
   untilSec: number | undefined;
   /** The longest window of all the entity type's features. */
   entityWindowMs: number;

@@ -4,7 +4,7 @@ import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import type { ClickHouseHttp } from '../storage/http.ts';
 import { RowBinaryWriter } from '../storage/rowbinary.ts';
-import { ident, raw, sql, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
+import { ident, sql, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
 import {
   EVENT_COLUMN_TYPES,
   encodeEventRow,
@@ -43,13 +43,13 @@ export const LOOKUP_IDS_STRUCTURE = "event_id String, occurred_at DateTime('UTC'
  * between.
  */
 export function dedupLookupQuery(table: SqlFragment): string {
-  const ids = raw(LOOKUP_IDS_TABLE);
+  const ids = ident(LOOKUP_IDS_TABLE);
   return sql`SELECT event_id FROM ${table} WHERE occurred_at IN (SELECT occurred_at FROM ${ids}) AND event_id IN (SELECT event_id FROM ${ids})`;
 }
 
 /** The table's columns and their types, as the writer checks them before it sends RowBinary. */
 export function eventColumnsQuery(table: SqlFragment): string {
-  return `DESCRIBE TABLE ${table.text}`;
+  return sql`DESCRIBE TABLE ${table}`;
 }
 
 /**

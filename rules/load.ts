@@ -478,7 +478,9 @@ function attachMessages(rules: LoadedRule[], messages: readonly RuleSource[], pr
       problems.push({
         file: m.file,
         path: '$',
-        message: `there is no rule "${id}" in this rule set; a customer message is named <rule_id>${MESSAGE_SUFFIX} after an order rule (rename or remove this file).`,
+        message:
+          `there is no rule "${id}" in this rule set; a customer message is named <rule_id>${MESSAGE_SUFFIX} after an order rule (rename ` +
+          `or remove this file).`,
       });
       continue;
     }
@@ -486,7 +488,9 @@ function attachMessages(rules: LoadedRule[], messages: readonly RuleSource[], pr
       problems.push({
         file: m.file,
         path: '$',
-        message: `rule "${rule.id}" is about ${rule.entity}, but customer messages are for order rules: their placeholders are the order's facts. Remove this file.`,
+        message:
+          `rule "${rule.id}" is about ${rule.entity}, but customer messages are for order rules: their placeholders are the order's ` +
+          `facts. Remove this file.`,
       });
       continue;
     }

@@ -249,7 +249,8 @@ async function runScheduledJob(argv: string[]): Promise<number> {
     if (values.json) process.stdout.write(JSON.stringify({ job: run.job, run_id: run.runId, status: run.status, rows: run.rows }) + '\n');
     else
       process.stdout.write(
-        `statements job ${run.status}: ${run.rows} rows (lines imported + periods reconciled), run ${run.runId}${config.statementsDir ? '' : ' (STATEMENTS_DIR is empty: nothing imported)'}\n`,
+        `statements job ${run.status}: ${run.rows} rows (lines imported + periods reconciled), run ` +
+          `${run.runId}${config.statementsDir ? '' : ' (STATEMENTS_DIR is empty: nothing imported)'}\n`,
       );
     return 0;
   });

@@ -36,10 +36,16 @@ export function outcomeJson(o: PeriodOutcome): Row {
 /** One line of text for a reconciliation outcome. */
 export function formatOutcome(o: PeriodOutcome): string {
   if (o.status === 'open')
-    return `Channel ${o.channel}, period ${formatPeriod(o.period)}: not reconciled yet, the period plus STATEMENT_GRACE ends at ${o.closesAt.toISOString()} (the statements job does it then).`;
+    return (
+      `Channel ${o.channel}, period ${formatPeriod(o.period)}: not reconciled yet, the period plus STATEMENT_GRACE ends at ` +
+      `${o.closesAt.toISOString()} (the statements job does it then).`
+    );
   const r = o.run;
   const found = breakKinds.filter((k) => r.breaks[k] > 0).map((k) => `${k} ${r.breaks[k]}`);
-  return `Reconciled channel ${r.channel}, period ${formatPeriod(r.period)}: ${r.lines} statement lines, ${r.attempts} attempts, ${r.refunds} refunds; ${r.matched} matched; breaks: ${found.length ? found.join(', ') : 'none'} (${(r.durationMs / 1000).toFixed(1)} s).`;
+  return (
+    `Reconciled channel ${r.channel}, period ${formatPeriod(r.period)}: ${r.lines} statement lines, ${r.attempts} attempts, ${r.refunds} refunds; ` +
+    `${r.matched} matched; breaks: ${found.length ? found.join(', ') : 'none'} (${(r.durationMs / 1000).toFixed(1)} s).`
+  );
 }
 
 /** A statement_breaks row as JSON, both sides spelled out. */

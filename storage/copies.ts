@@ -1,4 +1,4 @@
-import { ident, raw, sql, type SqlFragment } from './sql.ts';
+import { ident, sqlFragment, type SqlFragment } from './sql.ts';
 
 /** payment_events once per IP, device, user and order each event belongs to, ordered by entity (migration 014). */
 export const eventsByEntity = (database: string): SqlFragment => ident(database, 'payment_events_by_entity');
@@ -14,6 +14,6 @@ export const eventsByPosition = (database: string): SqlFragment => ident(databas
  * `orders` returns (it selects order_id), that also matches `where`. Read from the copy ordered
  * by entity, so the cost follows those orders' rows, not the whole history of payment_events.
  */
-export function eventsOfOrders(database: string, orders: string, where: string): string {
-  return sql`${eventsByEntity(database)} WHERE entity_type = 'order' AND entity_key IN (${raw(orders)}) AND ${raw(where)}`;
+export function eventsOfOrders(database: string, orders: SqlFragment, where: SqlFragment): SqlFragment {
+  return sqlFragment`${eventsByEntity(database)} WHERE entity_type = 'order' AND entity_key IN (${orders}) AND ${where}`;
 }

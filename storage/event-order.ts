@@ -1,19 +1,24 @@
+import { sqlFragment } from './sql.ts';
+
 /**
  * The one order of an attempt's events, for "its latest status" and "its first event": used by
  * the analytics jobs, the statements reconciliation, the dashboards, detection's stuck scan and
  * the rules' reference computation, so all of them name the same event. (Migration 016's
  * materialized view spells the same tuple out, since a migration is frozen SQL.)
  *
- * Latest: by occurred_at, then occurred_ms; at an exact tie a final status beats 'processing'
+ * Latest (the argMax key): by occurred_at, then occurred_ms; at an exact tie a final status beats 'processing'
  * (a processing report cannot follow the final one in the same millisecond), then the larger
  * event_id, so the answer never depends on storage or arrival order.
  */
-export const LATEST = "(occurred_at, occurred_ms, status != 'processing', event_id)";
+export const LATEST_KEY = sqlFragment`(occurred_at, occurred_ms, status != 'processing', event_id)`;
 
-/** First event: by occurred_at, then occurred_ms, then event_id. */
-export const EARLIEST = '(occurred_at, occurred_ms, event_id)';
+/** First event (the argMin key): by occurred_at, then occurred_ms, then event_id. */
+export const EARLIEST_KEY = sqlFragment`(occurred_at, occurred_ms, event_id)`;
 
-/** LATEST in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares strings: by their UTF-8 bytes). */
+/** LATEST_KEY as text: for dashboard SQL (text Grafana sends) and the callers that have not moved to the fragment yet. */
+export const LATEST = LATEST_KEY.text;
+
+/** LATEST_KEY in memory: true when `a` comes after `b` (event ids compared as ClickHouse compares strings: by their UTF-8 bytes). */
 export function isLater(a: { occurredAtMs: number; status: string; eventId: string }, b: { occurredAtMs: number; status: string; eventId: string }): boolean {
   if (a.occurredAtMs !== b.occurredAtMs) return a.occurredAtMs > b.occurredAtMs;
   const aFinal = a.status !== 'processing';

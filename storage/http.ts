@@ -1,7 +1,7 @@
 import type { Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { classifyClickHouseError, clickhouseSettings } from './clickhouse.ts';
-import type { SqlFragment } from './sql.ts';
+import { joinSql, sql, type SqlFragment } from './sql.ts';
 
 /** A table sent along with a query as data (ClickHouse "external data"), not as SQL text. */
 export interface ExternalTable {
@@ -75,7 +75,8 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     if (bytes > MAX_EXTERNAL_QUERY_BYTES) {
       throw new PaysentinelError(
         'CLICKHOUSE_QUERY_FAILED',
-        `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in the external table)`,
+        `${what}: the statement is ${bytes} bytes; one sent with external data must stay under ${MAX_EXTERNAL_QUERY_BYTES} (values belong in ` +
+          `the external table)`,
       );
     }
     const url = new URL(config.clickhouseUrl + '/');
@@ -102,7 +103,7 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
   /** Inserts JSONEachRow lines (each a complete JSON object) into `table` (a checked identifier). */
   async function insertLines(table: SqlFragment, lines: readonly string[], what: string, settings: InsertSettings = {}): Promise<void> {
     if (lines.length === 0) return;
-    await post(insertUrl(`INSERT INTO ${table.text} FORMAT JSONEachRow`, settings), lines.join('\n'), what);
+    await post(insertUrl(sql`INSERT INTO ${table} FORMAT JSONEachRow`, settings), lines.join('\n'), what);
   }
 
   /** Inserts RowBinary rows of `columns` (checked identifiers, in the rows' order) into `table`. */
@@ -114,7 +115,7 @@ export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'cli
     settings: InsertSettings = {},
   ): Promise<void> {
     if (body.length === 0) return;
-    await post(insertUrl(`INSERT INTO ${table.text} (${columns.map((c) => c.text).join(', ')}) FORMAT RowBinary`, settings), body, what);
+    await post(insertUrl(sql`INSERT INTO ${table} (${joinSql(columns, ', ')}) FORMAT RowBinary`, settings), body, what);
   }
 
   /** Runs a SELECT without external data (a small, fixed statement) and returns its rows. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ident, joinSql, quoteString, raw, sql, sqlFragment, sqlLiteral, SqlFragment } from './sql.ts';
+import { ident, identList, joinSql, quoteString, raw, sql, sqlFragment, sqlLiteral, SqlFragment } from './sql.ts';
 
 describe('sql escaping', () => {
   test.each([
@@ -64,5 +64,16 @@ describe('nested templates', () => {
     const where = joinSql([sqlFragment`a = ${1}`, sqlFragment`b = ${'two'}`], ' AND ');
     expect(sql`SELECT * FROM t WHERE ${where} ORDER BY a ${raw('DESC')}`).toBe("SELECT * FROM t WHERE a = 1 AND b = 'two' ORDER BY a DESC");
     expect(sql`SELECT ${[sqlFragment`x + ${1}`, 'y']}`).toBe("SELECT (x + 1, 'y')");
+  });
+
+  test('identList checks every name and joins them as a column list', () => {
+    expect(sql`INSERT INTO t (${identList(['a', 'b_2'])}) SELECT ${identList(['x'])}`).toBe('INSERT INTO t (a, b_2) SELECT x');
+    expect(() => identList(['a', "b' OR 1"])).toThrow(/Not a safe SQL identifier/);
+  });
+
+  test('an empty fragment adds nothing, so an optional condition is a fragment too', () => {
+    const upper = (to: number | null) => (to === null ? sqlFragment`` : sqlFragment` AND t < ${to}`);
+    expect(sql`SELECT 1 WHERE a = 1${upper(null)}`).toBe('SELECT 1 WHERE a = 1');
+    expect(sql`SELECT 1 WHERE a = 1${upper(5)}`).toBe('SELECT 1 WHERE a = 1 AND t < 5');
   });
 });

@@ -5,9 +5,12 @@
  * (`{name:Type}`), so escaping must be exact for both old and current servers.
  *
  * Templates nest, as in clickhouse-js's sql_template.ts: a fragment built with `sqlFragment`
- * (a subquery, a condition) is a value the templates insert as it is, its own values already
- * escaped, so SQL is composed without `raw()`. `sql` gives the statement's text, the string
- * the storage clients send.
+ * (a subquery, a condition, a column list, a constant expression) is a value the templates
+ * insert as it is, its own values already escaped, so SQL is composed without `raw()`; helpers
+ * that build a piece of a statement return a SqlFragment. `sql` gives the finished statement's
+ * text, the string the storage clients send: it stays a plain string, which the templates quote
+ * as a value (a string cannot tell SQL from data), so a statement that is embedded elsewhere is
+ * built with `sqlFragment` and its `.text` sent when it is used alone.
  */
 
 /** A fragment of SQL that is already safe and is inserted verbatim by the `sql` and `sqlFragment` tags. */
@@ -96,6 +99,14 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export function ident(...parts: string[]): SqlFragment {
   for (const p of parts) if (!IDENT.test(p)) throw new TypeError(`Not a safe SQL identifier: ${JSON.stringify(p)}`);
   return new SqlFragment(parts.join('.'));
+}
+
+/** A list of plain identifiers (columns, aliases) from constants, e.g. a SELECT or INSERT column list. */
+export function identList(names: readonly string[]): SqlFragment {
+  return joinSql(
+    names.map((n) => ident(n)),
+    ', ',
+  );
 }
 
 /**

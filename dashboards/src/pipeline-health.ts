@@ -48,7 +48,8 @@ ORDER BY time`;
         type: 'stat',
         title: 'Automation paused',
         description:
-          'The automation kill switch at the end of the range (paysentinel automation pause|resume): 1 = paused, no command is sent to the gateway and automatic cases go to support; 0 = running as AUTOMATION says.',
+          'The automation kill switch at the end of the range (paysentinel automation pause|resume): 1 = paused, no command is sent to the gateway and ' +
+          'automatic cases go to support; 0 = running as AUTOMATION says.',
         w: 6,
         h: 5,
         unit: 'short',
@@ -60,7 +61,9 @@ ORDER BY time`;
         type: 'table',
         title: 'Commands to the gateway by type and outcome',
         description:
-          'Commands automation issued in the range (issued_at), by type, mode (sent, or "would have sent" in dry-run) and status as it is now: issued (waiting), done, rejected, failed, expired (no outcome by escalate_after), cancelled; with the time from issue to outcome (done, rejected or failed) and how many went to support.',
+          'Commands automation issued in the range (issued_at), by type, mode (sent, or "would have sent" in dry-run) and status as it is now: issued ' +
+          '(waiting), done, rejected, failed, expired (no outcome by escalate_after), cancelled; with the time from issue to outcome (done, rejected or ' +
+          'failed) and how many went to support.',
         w: 18,
         h: 8,
         sql: [

@@ -189,7 +189,9 @@ LIMIT 20`,
         type: 'table',
         title: "Rule precision from support's resolutions",
         description:
-          "Per rule, the cases opened in the range and how support resolved them by its end: real (confirmed_fraud, customer_contacted, refunded), false positives, no action needed. Precision = real / (real + false positives); empty before any verdict. The console's rules page shows the same over 30 days.",
+          'Per rule, the cases opened in the range and how support resolved them by its end: real (confirmed_fraud, customer_contacted, refunded), false ' +
+          "positives, no action needed. Precision = real / (real + false positives); empty before any verdict. The console's rules page shows " +
+          'the same over 30 days.',
         w: 12,
         h: 8,
         sql: [

@@ -5,6 +5,7 @@
  */
 import { variableFilter } from '../model.ts';
 import { LATEST } from '../../storage/event-order.ts';
+import { sqlLiteral } from '../../storage/sql.ts';
 
 /** The bucket a DateTime column falls in, as a UTC DateTime named `time`, Grafana's time column. */
 export const timeBucket = (column: string): string => `toDateTime(intDiv(toUInt32(${column}), $__interval_s) * $__interval_s, 'UTC') AS time`;
@@ -40,7 +41,7 @@ export const attemptsSubquery = (events: string): string => `SELECT
  * counter restarted at 0 (process restart), so the new value itself is the increase.
  */
 export function counterIncreases(metricsTable: string, names: readonly string[]): string {
-  const list = names.map((n) => `'${n}'`).join(', ');
+  const list = sqlLiteral(names);
   return `SELECT name, labels, ts, delta
   FROM (
     SELECT
@@ -51,7 +52,7 @@ export function counterIncreases(metricsTable: string, names: readonly string[])
       arrayMap(s -> s.2, samples) AS vs,
       arrayMap((d, v) -> if(d < 0, v, d), arrayDifference(vs), vs) AS deltas
     FROM ${metricsTable}
-    WHERE name IN (${list}) AND $__timeFilter(time)
+    WHERE name IN ${list} AND $__timeFilter(time)
     GROUP BY instance, name, labels
   )
   ARRAY JOIN tss AS ts, deltas AS delta`;
@@ -62,6 +63,6 @@ export function counterIncreases(metricsTable: string, names: readonly string[])
  * outer query can name its bucket `time` without shadowing the column.
  */
 export function gauges(metricsTable: string, names: readonly string[]): string {
-  const list = names.map((n) => `'${n}'`).join(', ');
-  return `SELECT name, labels, toUInt32(time) AS ts, value FROM ${metricsTable} WHERE name IN (${list}) AND $__timeFilter(time)`;
+  const list = sqlLiteral(names);
+  return `SELECT name, labels, toUInt32(time) AS ts, value FROM ${metricsTable} WHERE name IN ${list} AND $__timeFilter(time)`;
 }

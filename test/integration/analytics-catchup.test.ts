@@ -139,7 +139,8 @@ describe('a backlog larger than one slice is caught up over several bounded runs
     await command(
       s.clickhouse,
       `INSERT INTO ${cursors} (job, seen_to, covered_from, history_from, written_version, server_at, server_uptime, version)
-       SELECT job, toDateTime(${ahead - 15}, 'UTC'), covered_from, history_from, written_version, toDateTime(${ahead}, 'UTC'), toUInt64(${Math.max(0, Number(clock!.up) - 60)}), version + 1
+       SELECT job, toDateTime(${ahead - 15}, 'UTC'), covered_from, history_from, written_version,
+         toDateTime(${ahead}, 'UTC'), toUInt64(${Math.max(0, Number(clock!.up) - 60)}), version + 1
        FROM ${cursors} FINAL WHERE job = 'rates'`,
     );
     expect(c.history).toBe(0);

@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 describe('fewer, better notifications on the card-testing scenario', () => {
-  test('the card-testing case is published when it opens and once more at shutdown with the latest hit count; its history has one line per publication', async () => {
+  const title =
+    'the card-testing case is published when it opens and once more at shutdown with the latest hit count; its history has one line per publication';
+  test(title, async () => {
     expect(s.config.caseUpdateIntervalMs).toBe(300_000);
     pipeline = await startPipeline(s.config, silentLogger);
     await expect.poll(() => pipeline!.detection!.leadership.isLeader(), { timeout: 30_000 }).toBe(true);

@@ -23,7 +23,10 @@ const hit = (i: number, value: number): Hit => ({
 });
 
 describe('case store on the real ClickHouse and Kafka', () => {
-  test('a tick with 20,000 hits opens 20,000 cases, and the next tick with fresh evidence updates each of them: no statement too big to run, no Kafka request too big to send', async () => {
+  const title1 =
+    'a tick with 20,000 hits opens 20,000 cases, and the next tick with fresh evidence ' +
+    'updates each of them: no statement too big to run, no Kafka request too big to send';
+  test(title1, async () => {
     const database = s.config.clickhouseDatabase;
     await migrate(s.clickhouse, database, silentLogger);
     const topic = `${s.config.eventsTopic}.cases`;
@@ -92,7 +95,10 @@ const published = async (topic: string, n: number) =>
   (await readTopic(s.kafka, topic, n, 15_000)).map((m) => JSON.parse(m.value) as Case & { changed_by: string });
 
 describe('CASE_UPDATE_INTERVAL: fewer, better notifications', () => {
-  test('card testing, 31 hits in 10 s: published when it opens, when support acknowledges, and once more at shutdown with the 31st hit count; one history line each', async () => {
+  const title2 =
+    'card testing, 31 hits in 10 s: published when it opens, when support acknowledges, ' +
+    'and once more at shutdown with the 31st hit count; one history line each';
+  test(title2, async () => {
     await withTopic(async (topic, producer) => {
       const database = s.config.clickhouseDatabase;
       const store = createCaseStore({ clickhouse: s.clickhouse, database, producer, topic, updateIntervalMs: 300_000 });

@@ -68,7 +68,10 @@ describe('analytics results reach the rules', () => {
     expect(await run(new Map([['channel|flaky_pay', { channel_technical_failure_rate_baseline: 0.1 }]]))).toEqual([{ entity: 'dev-spike', baseline: 0.1 }]);
   });
 
-  test('an order whose late callback the reconcile job found is evaluated even when its rows are older than the detector looks back: charged_but_failed opens', async () => {
+  const title1 =
+    'an order whose late callback the reconcile job found is evaluated even when ' +
+    'its rows are older than the detector looks back: charged_but_failed opens';
+  test(title1, async () => {
     const database = s.config.clickhouseDatabase;
     const nowMs = Date.now();
     const event = (i: number, status: string, at: number) => {
@@ -103,7 +106,9 @@ describe('analytics results reach the rules', () => {
     expect(await tick()).toEqual(['charged_but_failed']);
   });
 
-  test('an attempt that becomes stuck while no event arrives opens stuck_processing once, when it crosses the threshold; one that got its result does not', async () => {
+  const title2 =
+    'an attempt that becomes stuck while no event arrives opens stuck_processing once, when it crosses the threshold; one that got its result does not';
+  test(title2, async () => {
     const database = s.config.clickhouseDatabase;
     const startMs = Date.now();
     const event = (id: string, order: string, status: string, at: number) => {

@@ -67,7 +67,9 @@ async function runDetector(rulesPath: string | undefined, maxTicks = Infinity) {
   const seconds = (performance.now() - started) / 1000;
   const stats = detector.stats();
   console.log(
-    `detection backlog (${rulesPath ? 'every IP computed exactly' : 'shipped rules'}): ${stats.rows} rows, ${stats.screened} entities passed the screen, ${stats.evaluated} evaluated, ${stats.ticks} ticks in ${seconds.toFixed(1)} s (${Math.round(stats.rows / seconds)} rows/s); RSS ${(baseline / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
+    `detection backlog (${rulesPath ? 'every IP computed exactly' : 'shipped rules'}): ${stats.rows} rows, ${stats.screened} entities passed the screen, ` +
+      `${stats.evaluated} evaluated, ${stats.ticks} ticks in ${seconds.toFixed(1)} s (${Math.round(stats.rows / seconds)} rows/s); RSS ` +
+      `${(baseline / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
   );
   return { stats, opened: book.opened, growth: peak - baseline };
 }
@@ -84,7 +86,8 @@ beforeAll(async () => {
 
 describe('detection memory with 1,000,000 distinct IPs', () => {
   test('worst case, every touched IP passing the screen and computed exactly: memory per tick stays within the same bound', { timeout: 300_000 }, async () => {
-    // Memory depends on the rows per tick (50,000), not on how many keys there are: four full ticks show the steady state. It runs first, so its baseline is not raised by the other run's peak.
+    // Memory depends on the rows per tick (50,000), not on how many keys there are: four full ticks
+    // show the steady state. It runs first, so its baseline is not raised by the other run's peak.
     const { stats, opened, growth } = await runDetector(rulesDir, 4);
     expect(stats.ticks).toBe(4);
     // 50,000 rows per tick, split evenly over the 3 partitions.

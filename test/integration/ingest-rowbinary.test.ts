@@ -100,7 +100,8 @@ describe('RowBinary insert', () => {
     // The views (pushed to concurrently, EVENT_INSERT_SETTINGS) got every row too.
     const [copies] = await queryRows<{ offsets: string; orders: string }>(
       s.clickhouse,
-      `SELECT (SELECT count() FROM ${ident(db, 'payment_events_by_offset')}) AS offsets, (SELECT countIf(entity_type = 'order') FROM ${ident(db, 'payment_events_by_entity')}) AS orders`,
+      `SELECT (SELECT count() FROM ${ident(db, 'payment_events_by_offset')}) AS offsets, (SELECT countIf(entity_type = 'order') FROM ` +
+        `${ident(db, 'payment_events_by_entity')}) AS orders`,
     );
     expect(copies).toEqual({ offsets: String(odd.length), orders: String(odd.length) });
   });
@@ -128,11 +129,11 @@ describe('RowBinary insert', () => {
       writeFileSync(file, body);
       const structure = EVENT_COLUMN_TYPES.map(([name, type]) => `${name} ${type}`).join(', ');
       const script = `import chdb, sys\nprint(chdb.query(sys.argv[1], 'JSONEachRow'))`;
-      const query = `SELECT ${columns.join(', ')} FROM file('${file}', 'RowBinary', '${structure.replace(/'/g, "\\'")}') ORDER BY kafka_offset SETTINGS ${Object.entries(
-        EVENT_INSERT_SETTINGS,
-      )
+      const settings = Object.entries(EVENT_INSERT_SETTINGS)
         .map(([k, v]) => `${k} = ${v}`)
-        .join(', ')}`;
+        .join(', ');
+      const quoted = structure.replace(/'/g, "\\'");
+      const query = `SELECT ${columns.join(', ')} FROM file('${file}', 'RowBinary', '${quoted}') ORDER BY kafka_offset SETTINGS ${settings}`;
       const run = spawnSync('python3', ['-c', script, query], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
       expect(run.status, run.stderr).toBe(0);
       const current = run.stdout

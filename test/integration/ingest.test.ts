@@ -69,7 +69,9 @@ describe('ingest from an outside producer', () => {
   test('fields arrive intact, hostile strings and unicode verbatim, extra fields kept', async () => {
     const rows = await queryRows<Record<string, unknown>>(
       s.clickhouse,
-      `SELECT * FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE kafka_offset >= 0 AND (event_id LIKE 'evt-1000%' OR amount_minor IN (0, 1000000000000000) OR event_id IN ('支付-😀-مرحبا', 'quote''\\\\back"slash') OR type = 'refund' OR status = 'timeout')`,
+      `SELECT * FROM ${ident(s.config.clickhouseDatabase, 'payment_events')} WHERE kafka_offset >= 0 ` +
+        `AND (event_id LIKE 'evt-1000%' OR amount_minor IN (0, 1000000000000000) ` +
+        `OR event_id IN ('支付-😀-مرحبا', 'quote''\\\\back"slash') OR type = 'refund' OR status = 'timeout')`,
     );
     const byId = new Map(rows.map((r) => [r.event_id as string, r]));
     const hostile = byId.get('quote\'\\back"slash')!;

@@ -131,7 +131,10 @@ describe('statements import on ClickHouse', () => {
   test('a file with an invalid line stores nothing; --skip-invalid stores the valid lines and the invalid ones with reasons', async () => {
     const path = write(
       'mixed.csv',
-      'transaction_id,order_id,type,amount,currency,occurred_at\nm1,o1,payment,10.005,USD,2026-11-20T10:00:00Z\nm2,o2,payment,1.00,USD,2026-11-20T10:00:00Z\nm3,o3,payment,1e3,USD,2026-11-20T10:00:00Z\n',
+      'transaction_id,order_id,type,amount,currency,occurred_at\n' +
+        'm1,o1,payment,10.005,USD,2026-11-20T10:00:00Z\n' +
+        'm2,o2,payment,1.00,USD,2026-11-20T10:00:00Z\n' +
+        'm3,o3,payment,1e3,USD,2026-11-20T10:00:00Z\n',
     );
     const before = await lineCount();
     const refused = await importStatement(deps(), opts(path, { listLimit: 1 }));
