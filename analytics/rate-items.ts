@@ -1,4 +1,4 @@
-import { ident, identList, joinSql, raw, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
+import { ident, identList, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { countColumns, rateColumns } from './queries.ts';
 
 /**
@@ -27,15 +27,15 @@ const occurredBefore = (toMs: number | null): SqlFragment =>
   toMs === null ? sqlFragment`` : sqlFragment` AND occurred_at < toDateTime(${Math.ceil(toMs / 1000)}, 'UTC')`;
 
 /** The orders whose events ClickHouse stored in [fromSec, toSec) by its own clock (payment_changes); toSec null: no upper bound. */
-export function changedOrdersSql(database: string, fromSec: number, toSec: number | null): string {
-  return sql`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${seenBefore(toSec)}`;
+export function changedOrdersSql(database: string, fromSec: number, toSec: number | null): SqlFragment {
+  return sqlFragment`SELECT order_id FROM ${ident(database, 'payment_changes')} WHERE seen_at >= toDateTime(${fromSec}, 'UTC')${seenBefore(toSec)}`;
 }
 
 /** The orders with a payment event in [fromMs, toMs) (toMs null: no upper bound), read by time from payment_events. */
-export function ordersInRangeSql(database: string, fromMs: number, toMs: number | null): string {
+export function ordersInRangeSql(database: string, fromMs: number, toMs: number | null): SqlFragment {
   const events = ident(database, 'payment_events');
   const fromSec = Math.floor(fromMs / 1000);
-  return sql`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${occurredBefore(toMs)}`;
+  return sqlFragment`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${occurredBefore(toMs)}`;
 }
 
 /** Every attempt of the orders `orders` selects, merged from its states: a_order, a_no, a_first_ms, a_bucket, ... */
@@ -69,11 +69,9 @@ const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no',
  * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
  * writes the same items again, which changes no sum.
  */
-export function insertItemsQuery(database: string, o: { orders: string | SqlFragment; version: number }): string {
+export function insertItemsQuery(database: string, o: { orders: SqlFragment; version: number }): string {
   const states = ident(database, 'payment_attempt_states');
-  // A string is the text of changedOrdersSql or ordersInRangeSql above (rates.ts passes the
-  // statement text it builds with them): trusted SQL from this module, not a value.
-  const orderIds = typeof o.orders === 'string' ? raw(o.orders) : o.orders;
+  const orderIds = o.orders;
   const attempts = attemptsOf(database, orderIds);
   const v = sqlFragment`toUInt64(${o.version})`;
   const flags = (conditions: readonly SqlFragment[]) =>

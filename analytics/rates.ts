@@ -1,4 +1,5 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
+import type { SqlFragment } from '../storage/sql.ts';
 import { lastSuccessfulWindowEnd, runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
 import {
   bucketSizes,
@@ -302,7 +303,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       );
     let itemsVersion = firstItems;
     let usedVersion = 0;
-    const items = async (orders: string, what: string) => {
+    const items = async (orders: SqlFragment, what: string) => {
       await command(deps.clickhouse, insertItemsQuery(db, { orders, version: itemsVersion }), what);
       usedVersion = itemsVersion;
       itemsVersion = nextVersion();
