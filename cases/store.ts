@@ -58,10 +58,70 @@ const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, s
  */
 const NARROW = 'SETTINGS enable_optimize_predicate_expression = 1';
 
+/** Rows an inbox page asks for: its limit (1 to 500) and one more, which tells whether a next page exists. */
+const inboxRows = (f: InboxFilter): number => Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
+
+/** The inbox filter as conditions on a case's columns (its current state, or one version's row). */
+function inboxWhere(f: InboxFilter): string[] {
+  const where: string[] = ['1'];
+  if (f.status) where.push(sql`status = ${f.status}`);
+  if (f.severity) where.push(sql`severity = ${f.severity}`);
+  if (f.rule) where.push(sql`rule_id = ${f.rule}`);
+  if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
+  if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
+  if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
+  if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
+  if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+  if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+  if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+  if (f.after) {
+    const { rank, openedAt, caseId } = f.after;
+    where.push(
+      sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC') OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
+    );
+  }
+  return where;
+}
+
+/** A row of an inbox page in inbox order: severity rank, opening time (text, UTC) and case id. */
+export interface InboxKey {
+  case_id: string;
+  sev_rank: number | string;
+  opened_at: string;
+}
+
+/** Inbox order: severity rank up, opening time down, case id up (bytes, as ClickHouse compares strings). */
+export function compareInboxKeys(a: InboxKey, b: InboxKey): number {
+  return (
+    Number(a.sev_rank) - Number(b.sev_rank) ||
+    (a.opened_at < b.opened_at ? 1 : a.opened_at > b.opened_at ? -1 : 0) ||
+    Buffer.compare(Buffer.from(a.case_id), Buffer.from(b.case_id))
+  );
+}
+
+/**
+ * The inbox page from the candidates' current state, or null when the candidates cannot tell it.
+ * `candidates` are the first rows (at most `asked`) of case_state in inbox order that pass the
+ * filter on their own values; `current` is the current state of those cases that passes the
+ * filter, in inbox order (`inboxCurrent`). A case that passes now has its latest version among
+ * the rows that pass, so every such case that sorts no later than the last candidate is in
+ * `current`: those rows are exactly the start of the page. When fewer candidates came back than
+ * asked, the candidates were every row that passes and `current` is the whole answer. When the
+ * candidates were cut off and fewer than `want` current rows sort before the cut (older versions
+ * crowded the candidates), the page is unknown: null, and the caller asks over every case. Pure.
+ */
+export function inboxPageFrom<K extends InboxKey>(candidates: readonly InboxKey[], asked: number, current: readonly K[], want: number): K[] | null {
+  if (candidates.length < asked) return current.slice(0, want);
+  const last = candidates.at(-1)!;
+  const before = current.filter((c) => compareInboxKeys(c, last) <= 0);
+  return before.length >= want ? before.slice(0, want) : null;
+}
+
 /** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
   const versions = ident(database, 'case_versions');
   const view = ident(database, 'cases');
+  const state = ident(database, 'case_state');
   return {
     latestFor: (keys: readonly [string, string, string][]) =>
       sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
@@ -75,30 +135,42 @@ export function caseQueries(database: string) {
       return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
     },
     /**
-     * One inbox page: most severe first, newest first within a severity, then by id; `limit + 1`
-     * rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
-     * same however deep it is and cases opened meanwhile do not shift the pages.
+     * Inbox candidates: the first `rows` rows of case_state (migration 023) in inbox order whose
+     * own values pass the filter. case_state may still hold older versions of a case besides its
+     * latest, so a candidate is not yet a result: `inboxCurrent` checks the candidates' current
+     * state. Sorting narrow rows by the inbox order reads no evidence and aggregates nothing.
      */
-    inbox: (f: InboxFilter) => {
-      const where: string[] = ['1'];
-      if (f.status) where.push(sql`status = ${f.status}`);
-      if (f.severity) where.push(sql`severity = ${f.severity}`);
-      if (f.rule) where.push(sql`rule_id = ${f.rule}`);
-      if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
-      if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
-      if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
-      if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
-      if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
-      if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
-      if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
-      if (f.after) {
-        const { rank, openedAt, caseId } = f.after;
-        where.push(
-          sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC') OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
-        );
-      }
-      const limit = Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
-      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${limit}`;
+    inboxCandidates: (f: InboxFilter, rows: number) =>
+      `SELECT case_id, version, ${SEVERITY_RANK} AS sev_rank, opened_at FROM ${state.text} WHERE ${inboxWhere(f).join(' AND ')} ` +
+      `ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(rows)), 10_000)}`,
+    /**
+     * One inbox page in order: each case's current state (the latest version in case_state) that
+     * passes the filter, most severe first, newest first within a severity, then by id; `limit +
+     * 1` rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
+     * same however deep it is and cases opened meanwhile do not shift the pages. Among the cases
+     * `among` (the candidates), or among every case when it is not given.
+     */
+    inboxCurrent: (f: InboxFilter, among?: readonly string[]) => {
+      // What never changes within a case is tested before aggregating; the rest on the current state.
+      const fixed: string[] = ['1'];
+      if (among) fixed.push(sql`case_id IN ${among}`);
+      if (f.rule) fixed.push(sql`rule_id = ${f.rule}`);
+      if (f.entityType) fixed.push(sql`entity_type = ${f.entityType}`);
+      if (f.entityId) fixed.push(sql`entity_id = ${f.entityId}`);
+      if (f.q) fixed.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.openedFromMs !== undefined) fixed.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+      if (f.openedBeforeMs !== undefined) fixed.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+      // Inner aliases differ from the outer names: 18.16 resolves an alias named like a column across the whole query.
+      return `SELECT case_id, ${SEVERITY_RANK} AS sev_rank, opened_at FROM (
+  SELECT case_id, argMax(s_severity, version) AS severity, argMax(s_status, version) AS status, argMax(s_assignee, version) AS assignee,
+    any(s_rule_id) AS rule_id, any(s_entity_type) AS entity_type, any(s_entity_id) AS entity_id, min(s_opened_at) AS opened_at
+  FROM (
+    SELECT case_id, version, severity AS s_severity, status AS s_status, assignee AS s_assignee, rule_id AS s_rule_id, entity_type AS s_entity_type,
+      entity_id AS s_entity_id, opened_at AS s_opened_at
+    FROM ${state.text} WHERE ${fixed.join(' AND ')}
+  )
+  GROUP BY case_id
+) WHERE ${inboxWhere(f).join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
     },
     /**
      * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
@@ -112,10 +184,14 @@ export function caseQueries(database: string) {
     count() AS cases_30d, ${raw(precisionColumns('resolution'))}
   FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
     },
-    countsByStatus: () => `SELECT status, count() AS n FROM ${view.text} GROUP BY status ORDER BY status`,
-    /** The cases of some entities (an order's cases), newest first. */
-    ofEntities: (entityType: string, ids: readonly string[]) =>
-      sql`SELECT * FROM ${view} WHERE entity_type = ${entityType} AND entity_id IN ${ids} ORDER BY opened_at DESC LIMIT 100 ${raw(NARROW)}`,
+    /** Cases per status: each case's current state in case_state (migration 023), without reading the evidence. */
+    countsByStatus: () =>
+      `SELECT status, count() AS n FROM (SELECT argMax(s_status, version) AS status FROM (SELECT case_id, version, status AS s_status FROM ${state.text}) ` +
+      `GROUP BY case_id) GROUP BY status ORDER BY status`,
+    /** The ids of some entities' cases (an order's cases), newest first, at most 100: found by case_state's key. */
+    idsOfEntities: (entityType: string, ids: readonly string[]) =>
+      sql`SELECT case_id, min(opened_at) AS first_opened FROM ${state} WHERE entity_type = ${entityType} AND entity_id IN ${ids}
+  GROUP BY case_id ORDER BY first_opened DESC, case_id LIMIT 100`,
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
       sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
@@ -156,6 +232,8 @@ export async function casesAsOf(clickhouse: ClickHouseClient, database: string, 
 
 /** (rule, entity) keys per case look-up statement: about 5 AST nodes each, far below ClickHouse's limit. */
 const LATEST_SLICE = 2_000;
+/** An inbox page asks case_state for this many candidate rows per row it shows (older versions may be among them). */
+const INBOX_CANDIDATES = 4;
 /** Bytes of case JSON per Kafka send. */
 const SEND_BYTES = 512 * 1024;
 
@@ -361,13 +439,30 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return (await queryRows<StoredCase>(deps.clickhouse, q.list(filter), 'list cases')).map(fromStored);
     },
 
-    /** One inbox page and where the next one starts (null: this is the last). */
+    /**
+     * One inbox page and where the next one starts (null: this is the last). The page's cases
+     * are found in case_state (a few hundred narrow candidate rows, then their current state; over
+     * every case only when older versions crowd the candidates) and read in full by id.
+     */
     async inbox(filter: InboxFilter): Promise<{ cases: Case[]; next: InboxCursor | null }> {
-      const rows = await queryRows<StoredCase & { sev_rank: number | string }>(deps.clickhouse, q.inbox(filter), 'inbox');
-      const page = rows.slice(0, filter.limit);
+      const want = Math.min(Math.max(1, Math.floor(filter.limit)), 500) + 1;
+      const asked = want * INBOX_CANDIDATES;
+      const candidates = await queryRows<InboxKey & { version: string }>(deps.clickhouse, q.inboxCandidates(filter, asked), 'inbox candidates');
+      let keys: InboxKey[] | null = [];
+      if (candidates.length > 0) {
+        const among = [...new Set(candidates.map((c) => c.case_id))];
+        keys = inboxPageFrom(candidates, asked, await queryRows<InboxKey>(deps.clickhouse, q.inboxCurrent(filter, among), 'inbox'), want);
+      }
+      keys ??= await queryRows<InboxKey>(deps.clickhouse, q.inboxCurrent(filter), 'inbox (every case)');
+      const full = new Map<string, Case>();
+      for (let i = 0; i < keys.length; i += LATEST_SLICE) {
+        const ids = keys.slice(i, i + LATEST_SLICE).map((k) => k.case_id);
+        for (const r of await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids), 'inbox cases')) full.set(r.case_id, fromStored(r));
+      }
+      const page = keys.slice(0, filter.limit);
       const last = page.at(-1);
-      const next = rows.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
-      return { cases: page.map(({ sev_rank: _rank, ...c }) => fromStored(c)), next };
+      const next = keys.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
+      return { cases: page.map((k) => full.get(k.case_id)).filter((c): c is Case => c !== undefined), next };
     },
 
     /** Per rule: cases in the last 24 h and 7 d, hits, and support's verdicts over 30 days. */
@@ -391,9 +486,21 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
     },
 
+    /** The cases of some entities (an order's cases), newest first, at most 100: ids by case_state's key, then the cases by id. */
     async ofEntities(entityType: string, ids: readonly string[]): Promise<Case[]> {
       if (ids.length === 0) return [];
-      return (await queryRows<StoredCase>(deps.clickhouse, q.ofEntities(entityType, ids), 'cases of entities')).map(fromStored);
+      const found: string[] = [];
+      for (let i = 0; i < ids.length; i += LATEST_SLICE) {
+        const rows = await queryRows<{ case_id: string; first_opened: string }>(
+          deps.clickhouse,
+          q.idsOfEntities(entityType, ids.slice(i, i + LATEST_SLICE)),
+          'cases of entities',
+        );
+        found.push(...rows.map((r) => r.case_id));
+      }
+      if (found.length === 0) return [];
+      const cases = (await queryRows<StoredCase>(deps.clickhouse, q.byIds(found), 'cases of entities')).map(fromStored);
+      return cases.sort((a, b) => (a.opened_at < b.opened_at ? 1 : a.opened_at > b.opened_at ? -1 : a.case_id < b.case_id ? -1 : 1)).slice(0, 100);
     },
 
     async get(caseId: string): Promise<Case | null> {
