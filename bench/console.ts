@@ -184,7 +184,9 @@ FROM (SELECT number AS n FROM system.numbers LIMIT ${nCases})`,
   const delays: number[] = [];
   const clients = await Promise.all(
     Array.from({ length: sseClients }, async () => {
-      const state = { connected: true, events: 0, dropped: false };
+      // When each case id was first heard: matched with the opening times after the run, so a
+      // notification that arrives before applyHits has returned is counted too.
+      const state = { connected: true, events: 0, dropped: false, heard: new Map<string, number>() };
       const res = await fetch(`${running.url}/events`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
       if (res.status !== 200 || !res.body) throw new Error(`/events answered ${res.status}`);
       const reader = res.body.getReader();
@@ -203,10 +205,8 @@ FROM (SELECT number AS n FROM system.numbers LIMIT ${nCases})`,
               const data = /^data: (.*)$/m.exec(message)?.[1];
               if (!message.startsWith('event: cases') || !data) continue;
               state.events++;
-              for (const id of JSON.parse(data) as string[]) {
-                const at = opened.get(id);
-                if (at !== undefined) delays.push(Date.now() - at);
-              }
+              const now = Date.now();
+              for (const id of JSON.parse(data) as string[]) if (!state.heard.has(id)) state.heard.set(id, now);
             }
           }
         } catch {
@@ -252,6 +252,12 @@ FROM (SELECT number AS n FROM system.numbers LIMIT ${nCases})`,
   // Let the last poll reach the clients.
   await new Promise((r) => setTimeout(r, config.consoleLiveMs + 1_000));
   const stillConnected = clients.filter((c) => c.connected && !c.dropped).length;
+  for (const c of clients) {
+    for (const [id, at] of opened) {
+      const heardAt = c.heard.get(id);
+      if (heardAt !== undefined) delays.push(heardAt - at);
+    }
+  }
   const heard = clients.map((c) => c.events).sort((a, b) => a - b);
   controller.abort();
   delays.sort((a, b) => a - b);

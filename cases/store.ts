@@ -117,14 +117,46 @@ export function inboxPageFrom<K extends InboxKey>(candidates: readonly InboxKey[
   return before.length >= want ? before.slice(0, want) : null;
 }
 
+/**
+ * Each case's current state, as the `cases` view computes it (migrations 010, 018), of the
+ * versions that pass `where` only: the view aggregates every case, and 18.16 does not narrow it
+ * unless asked. Inner aliases differ from the outer names because 18.16 resolves an alias named
+ * like a column across the whole query.
+ */
+function currentState(versions: string, where: string): string {
+  return `SELECT
+    case_id,
+    argMax(v_rule_id, version) AS rule_id, argMax(v_rule_version, version) AS rule_version, argMax(v_title, version) AS title,
+    argMax(v_severity, version) AS severity, argMax(v_action, version) AS action, argMax(v_entity_type, version) AS entity_type,
+    argMax(v_entity_id, version) AS entity_id, argMax(v_status, version) AS status, min(v_opened_at) AS opened_at,
+    max(v_updated_at) AS updated_at, max(v_hit_count) AS hit_count, argMax(v_evidence, version) AS evidence,
+    argMax(v_recommended_action, version) AS recommended_action, argMax(v_assignee, version) AS assignee,
+    argMax(v_resolution, version) AS resolution
+  FROM
+  (
+    SELECT case_id, version, rule_id AS v_rule_id, rule_version AS v_rule_version, title AS v_title, severity AS v_severity,
+      action AS v_action, entity_type AS v_entity_type, entity_id AS v_entity_id, status AS v_status, opened_at AS v_opened_at,
+      updated_at AS v_updated_at, hit_count AS v_hit_count, evidence AS v_evidence, recommended_action AS v_recommended_action,
+      assignee AS v_assignee, resolution AS v_resolution
+    FROM ${versions} WHERE ${where}
+  )
+  GROUP BY case_id`;
+}
+
 /** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
   const versions = ident(database, 'case_versions');
   const view = ident(database, 'cases');
   const state = ident(database, 'case_state');
   return {
-    latestFor: (keys: readonly [string, string, string][]) =>
-      sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
+    /**
+     * The id of the latest case of each (rule, entity) among `keys`: found by case_state's key
+     * (entity), instead of aggregating every case in the view. Every version of a case has its
+     * rule, entity and opening time, so any row of the newest case names it.
+     */
+    latestIdsFor: (keys: readonly [string, string, string][]) =>
+      sql`SELECT case_id FROM ${state} WHERE (entity_type, entity_id) IN ${keys.map((k) => [k[1], k[2]])}
+  AND (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC, case_id LIMIT 1 BY rule_id, entity_type, entity_id`,
     byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId} ${raw(NARROW)}`,
     byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds} ${raw(NARROW)}`,
     list: (filter: CaseFilter) => {
@@ -144,8 +176,8 @@ export function caseQueries(database: string) {
       `SELECT case_id, version, ${SEVERITY_RANK} AS sev_rank, opened_at FROM ${state.text} WHERE ${inboxWhere(f).join(' AND ')} ` +
       `ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(rows)), 10_000)}`,
     /**
-     * One inbox page in order: each case's current state (the latest version in case_state) that
-     * passes the filter, most severe first, newest first within a severity, then by id; `limit +
+     * One inbox page in order: each case's current state (as the `cases` view computes it, in
+     * full) that passes the filter, most severe first, newest first within a severity, then by id; `limit +
      * 1` rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
      * same however deep it is and cases opened meanwhile do not shift the pages. Among the cases
      * `among` (the candidates), or among every case when it is not given.
@@ -160,17 +192,8 @@ export function caseQueries(database: string) {
       if (f.q) fixed.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
       if (f.openedFromMs !== undefined) fixed.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
       if (f.openedBeforeMs !== undefined) fixed.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
-      // Inner aliases differ from the outer names: 18.16 resolves an alias named like a column across the whole query.
-      return `SELECT case_id, ${SEVERITY_RANK} AS sev_rank, opened_at FROM (
-  SELECT case_id, argMax(s_severity, version) AS severity, argMax(s_status, version) AS status, argMax(s_assignee, version) AS assignee,
-    any(s_rule_id) AS rule_id, any(s_entity_type) AS entity_type, any(s_entity_id) AS entity_id, min(s_opened_at) AS opened_at
-  FROM (
-    SELECT case_id, version, severity AS s_severity, status AS s_status, assignee AS s_assignee, rule_id AS s_rule_id, entity_type AS s_entity_type,
-      entity_id AS s_entity_id, opened_at AS s_opened_at
-    FROM ${state.text} WHERE ${fixed.join(' AND ')}
-  )
-  GROUP BY case_id
-) WHERE ${inboxWhere(f).join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
+      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM (${currentState(versions.text, fixed.join(' AND '))})
+  WHERE ${inboxWhere(f).join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
     },
     /**
      * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
@@ -184,10 +207,14 @@ export function caseQueries(database: string) {
     count() AS cases_30d, ${raw(precisionColumns('resolution'))}
   FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
     },
-    /** Cases per status: each case's current state in case_state (migration 023), without reading the evidence. */
-    countsByStatus: () =>
-      `SELECT status, count() AS n FROM (SELECT argMax(s_status, version) AS status FROM (SELECT case_id, version, status AS s_status FROM ${state.text}) ` +
-      `GROUP BY case_id) GROUP BY status ORDER BY status`,
+    /**
+     * Cases per status, from case_state (migration 023) with FINAL: its key names one case and
+     * FINAL keeps the row of the highest version of each key, so this is each case's current
+     * status whether or not the parts have merged (measured with 100,000 cases on 18.16: 20-30
+     * ms, against 100-170 ms for argMax per case). No WHERE here: 18.16 may apply a condition
+     * (moved to PREWHERE) before FINAL replaces the rows, and count a case by an older version.
+     */
+    countsByStatus: () => `SELECT status, count() AS n FROM ${state.text} FINAL GROUP BY status ORDER BY status`,
     /** The ids of some entities' cases (an order's cases), newest first, at most 100: found by case_state's key. */
     idsOfEntities: (entityType: string, ids: readonly string[]) =>
       sql`SELECT case_id, min(opened_at) AS first_opened FROM ${state} WHERE entity_type = ${entityType} AND entity_id IN ${ids}
@@ -333,7 +360,9 @@ export function createCaseStore(deps: CaseStoreDeps) {
     // In slices: a tick with thousands of hits must not build one statement too big to parse
     // (ClickHouse refuses an AST of more than 50,000 nodes, and the tick would fail forever).
     for (let i = 0; i < keys.length; i += LATEST_SLICE) {
-      const rows = await queryRows<StoredCase>(deps.clickhouse, q.latestFor(keys.slice(i, i + LATEST_SLICE)), 'read cases');
+      const ids = await queryRows<{ case_id: string }>(deps.clickhouse, q.latestIdsFor(keys.slice(i, i + LATEST_SLICE)), 'find cases');
+      if (ids.length === 0) continue;
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids.map((r) => r.case_id)), 'read cases');
       for (const r of rows) latest.set(`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r));
     }
     return latest;
@@ -441,28 +470,25 @@ export function createCaseStore(deps: CaseStoreDeps) {
 
     /**
      * One inbox page and where the next one starts (null: this is the last). The page's cases
-     * are found in case_state (a few hundred narrow candidate rows, then their current state; over
-     * every case only when older versions crowd the candidates) and read in full by id.
+     * are found in case_state (a few hundred narrow candidate rows in inbox order), then read in
+     * full, as they are now, from case_versions by id; over every case only when older versions
+     * crowd the candidates.
      */
     async inbox(filter: InboxFilter): Promise<{ cases: Case[]; next: InboxCursor | null }> {
+      type Row = StoredCase & { sev_rank: number | string };
       const want = Math.min(Math.max(1, Math.floor(filter.limit)), 500) + 1;
       const asked = want * INBOX_CANDIDATES;
-      const candidates = await queryRows<InboxKey & { version: string }>(deps.clickhouse, q.inboxCandidates(filter, asked), 'inbox candidates');
-      let keys: InboxKey[] | null = [];
+      const candidates = await queryRows<InboxKey>(deps.clickhouse, q.inboxCandidates(filter, asked), 'inbox candidates');
+      let rows: Row[] | null = [];
       if (candidates.length > 0) {
         const among = [...new Set(candidates.map((c) => c.case_id))];
-        keys = inboxPageFrom(candidates, asked, await queryRows<InboxKey>(deps.clickhouse, q.inboxCurrent(filter, among), 'inbox'), want);
+        rows = inboxPageFrom(candidates, asked, await queryRows<Row>(deps.clickhouse, q.inboxCurrent(filter, among), 'inbox'), want);
       }
-      keys ??= await queryRows<InboxKey>(deps.clickhouse, q.inboxCurrent(filter), 'inbox (every case)');
-      const full = new Map<string, Case>();
-      for (let i = 0; i < keys.length; i += LATEST_SLICE) {
-        const ids = keys.slice(i, i + LATEST_SLICE).map((k) => k.case_id);
-        for (const r of await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids), 'inbox cases')) full.set(r.case_id, fromStored(r));
-      }
-      const page = keys.slice(0, filter.limit);
+      rows ??= await queryRows<Row>(deps.clickhouse, q.inboxCurrent(filter), 'inbox (every case)');
+      const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
-      const next = keys.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
-      return { cases: page.map((k) => full.get(k.case_id)).filter((c): c is Case => c !== undefined), next };
+      const next = rows.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
+      return { cases: page.map(({ sev_rank: _rank, ...c }) => fromStored(c)), next };
     },
 
     /** Per rule: cases in the last 24 h and 7 d, hits, and support's verdicts over 30 days. */

@@ -418,7 +418,7 @@ function detectionStatements(database: string): CatalogStatement[] {
     }),
     {
       name: 'latest cases',
-      sql: cases.latestFor([
+      sql: cases.latestIdsFor([
         ["it's", 'ip', '1.2.3.4'],
         ['duplicate_charge', 'order', 'o\\1'],
       ]),
