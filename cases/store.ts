@@ -77,7 +77,8 @@ function inboxWhere(f: InboxFilter): string[] {
   if (f.after) {
     const { rank, openedAt, caseId } = f.after;
     where.push(
-      sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC') OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
+      sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC')
+    OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
     );
   }
   return where;
@@ -164,7 +165,8 @@ export function caseQueries(database: string) {
       if (filter.status) where.push(sql`status = ${filter.status}`);
       if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
       if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
-      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
+      const limit = Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000);
+      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${limit}`;
     },
     /**
      * Inbox candidates: the first `rows` rows of case_state (migration 023) in inbox order whose
@@ -221,10 +223,13 @@ export function caseQueries(database: string) {
   GROUP BY case_id ORDER BY first_opened DESC, case_id LIMIT 100`,
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
-      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
+      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence,
+    recommended_action, assignee, resolution
+  FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
     /** Cases of these rules not resolved yet, longest untouched first: what a resolve_when may close. */
     unresolvedOf: (ruleIds: readonly string[], limit: number) =>
-      sql`SELECT * FROM ${view} WHERE rule_id IN ${ruleIds} AND status != 'resolved' ORDER BY updated_at, case_id LIMIT ${Math.min(Math.max(1, Math.floor(limit)), 50_000)}`,
+      sql`SELECT * FROM ${view} WHERE rule_id IN ${ruleIds} AND status != 'resolved' ORDER BY updated_at, case_id
+  LIMIT ${Math.min(Math.max(1, Math.floor(limit)), 50_000)}`,
     history: (caseId: string) =>
       sql`SELECT version, status, updated_at, hit_count, changed_by, note, assignee, resolution FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
   };
