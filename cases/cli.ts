@@ -160,7 +160,9 @@ export const casesCommand: Command = {
                     'Commands to the gateway:',
                     ...commands.map(
                       (k) =>
-                        `  ${k.command_id}  ${String(k.type).padEnd(15)} ${k.mode === 'on' ? 'sent' : 'would have sent (dry-run)'} ${k.issued_at} UTC  ${k.mode === 'on' ? `${k.status}${k.detail ? `: ${k.detail}` : ''}` : ''}${k.mode === 'on' && k.status === 'issued' ? ` (outcome due by ${k.expires_at} UTC)` : ''}`,
+                        `  ${k.command_id}  ${String(k.type).padEnd(15)} ${k.mode === 'on' ? 'sent' : 'would have sent (dry-run)'} ${k.issued_at} UTC  ` +
+                        `${k.mode === 'on' ? `${k.status}${k.detail ? `: ${k.detail}` : ''}` : ''}` +
+                        `${k.mode === 'on' && k.status === 'issued' ? ` (outcome due by ${k.expires_at} UTC)` : ''}`,
                     ),
                     '',
                   ]

@@ -58,13 +58,106 @@ const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, s
  */
 const NARROW = 'SETTINGS enable_optimize_predicate_expression = 1';
 
+/** Rows an inbox page asks for: its limit (1 to 500) and one more, which tells whether a next page exists. */
+const inboxRows = (f: InboxFilter): number => Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
+
+/** The inbox filter as conditions on a case's columns (its current state, or one version's row). */
+function inboxWhere(f: InboxFilter): string[] {
+  const where: string[] = ['1'];
+  if (f.status) where.push(sql`status = ${f.status}`);
+  if (f.severity) where.push(sql`severity = ${f.severity}`);
+  if (f.rule) where.push(sql`rule_id = ${f.rule}`);
+  if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
+  if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
+  if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
+  if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
+  if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+  if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+  if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+  if (f.after) {
+    const { rank, openedAt, caseId } = f.after;
+    where.push(
+      sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC')
+    OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
+    );
+  }
+  return where;
+}
+
+/** A row of an inbox page in inbox order: severity rank, opening time (text, UTC) and case id. */
+export interface InboxKey {
+  case_id: string;
+  sev_rank: number | string;
+  opened_at: string;
+}
+
+/** Inbox order: severity rank up, opening time down, case id up (bytes, as ClickHouse compares strings). */
+export function compareInboxKeys(a: InboxKey, b: InboxKey): number {
+  return (
+    Number(a.sev_rank) - Number(b.sev_rank) ||
+    (a.opened_at < b.opened_at ? 1 : a.opened_at > b.opened_at ? -1 : 0) ||
+    Buffer.compare(Buffer.from(a.case_id), Buffer.from(b.case_id))
+  );
+}
+
+/**
+ * The inbox page from the candidates' current state, or null when the candidates cannot tell it.
+ * `candidates` are the first rows (at most `asked`) of case_state in inbox order that pass the
+ * filter on their own values; `current` is the current state of those cases that passes the
+ * filter, in inbox order (`inboxCurrent`). A case that passes now has its latest version among
+ * the rows that pass, so every such case that sorts no later than the last candidate is in
+ * `current`: those rows are exactly the start of the page. When fewer candidates came back than
+ * asked, the candidates were every row that passes and `current` is the whole answer. When the
+ * candidates were cut off and fewer than `want` current rows sort before the cut (older versions
+ * crowded the candidates), the page is unknown: null, and the caller asks over every case. Pure.
+ */
+export function inboxPageFrom<K extends InboxKey>(candidates: readonly InboxKey[], asked: number, current: readonly K[], want: number): K[] | null {
+  if (candidates.length < asked) return current.slice(0, want);
+  const last = candidates.at(-1)!;
+  const before = current.filter((c) => compareInboxKeys(c, last) <= 0);
+  return before.length >= want ? before.slice(0, want) : null;
+}
+
+/**
+ * Each case's current state, as the `cases` view computes it (migrations 010, 018), of the
+ * versions that pass `where` only: the view aggregates every case, and 18.16 does not narrow it
+ * unless asked. Inner aliases differ from the outer names because 18.16 resolves an alias named
+ * like a column across the whole query.
+ */
+function currentState(versions: string, where: string): string {
+  return `SELECT
+    case_id,
+    argMax(v_rule_id, version) AS rule_id, argMax(v_rule_version, version) AS rule_version, argMax(v_title, version) AS title,
+    argMax(v_severity, version) AS severity, argMax(v_action, version) AS action, argMax(v_entity_type, version) AS entity_type,
+    argMax(v_entity_id, version) AS entity_id, argMax(v_status, version) AS status, min(v_opened_at) AS opened_at,
+    max(v_updated_at) AS updated_at, max(v_hit_count) AS hit_count, argMax(v_evidence, version) AS evidence,
+    argMax(v_recommended_action, version) AS recommended_action, argMax(v_assignee, version) AS assignee,
+    argMax(v_resolution, version) AS resolution
+  FROM
+  (
+    SELECT case_id, version, rule_id AS v_rule_id, rule_version AS v_rule_version, title AS v_title, severity AS v_severity,
+      action AS v_action, entity_type AS v_entity_type, entity_id AS v_entity_id, status AS v_status, opened_at AS v_opened_at,
+      updated_at AS v_updated_at, hit_count AS v_hit_count, evidence AS v_evidence, recommended_action AS v_recommended_action,
+      assignee AS v_assignee, resolution AS v_resolution
+    FROM ${versions} WHERE ${where}
+  )
+  GROUP BY case_id`;
+}
+
 /** The statements the case store sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function caseQueries(database: string) {
   const versions = ident(database, 'case_versions');
   const view = ident(database, 'cases');
+  const state = ident(database, 'case_state');
   return {
-    latestFor: (keys: readonly [string, string, string][]) =>
-      sql`SELECT * FROM ${view} WHERE (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC LIMIT 1 BY rule_id, entity_type, entity_id`,
+    /**
+     * The id of the latest case of each (rule, entity) among `keys`: found by case_state's key
+     * (entity), instead of aggregating every case in the view. Every version of a case has its
+     * rule, entity and opening time, so any row of the newest case names it.
+     */
+    latestIdsFor: (keys: readonly [string, string, string][]) =>
+      sql`SELECT case_id FROM ${state} WHERE (entity_type, entity_id) IN ${keys.map((k) => [k[1], k[2]])}
+  AND (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC, case_id LIMIT 1 BY rule_id, entity_type, entity_id`,
     byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId} ${raw(NARROW)}`,
     byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds} ${raw(NARROW)}`,
     list: (filter: CaseFilter) => {
@@ -72,33 +165,37 @@ export function caseQueries(database: string) {
       if (filter.status) where.push(sql`status = ${filter.status}`);
       if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
       if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
-      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000)}`;
+      const limit = Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000);
+      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${limit}`;
     },
     /**
-     * One inbox page: most severe first, newest first within a severity, then by id; `limit + 1`
-     * rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
-     * same however deep it is and cases opened meanwhile do not shift the pages.
+     * Inbox candidates: the first `rows` rows of case_state (migration 023) in inbox order whose
+     * own values pass the filter. case_state may still hold older versions of a case besides its
+     * latest, so a candidate is not yet a result: `inboxCurrent` checks the candidates' current
+     * state. Sorting narrow rows by the inbox order reads no evidence and aggregates nothing.
      */
-    inbox: (f: InboxFilter) => {
-      const where: string[] = ['1'];
-      if (f.status) where.push(sql`status = ${f.status}`);
-      if (f.severity) where.push(sql`severity = ${f.severity}`);
-      if (f.rule) where.push(sql`rule_id = ${f.rule}`);
-      if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
-      if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
-      if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
-      if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
-      if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
-      if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
-      if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
-      if (f.after) {
-        const { rank, openedAt, caseId } = f.after;
-        where.push(
-          sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC') OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
-        );
-      }
-      const limit = Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
-      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${limit}`;
+    inboxCandidates: (f: InboxFilter, rows: number) =>
+      `SELECT case_id, version, ${SEVERITY_RANK} AS sev_rank, opened_at FROM ${state.text} WHERE ${inboxWhere(f).join(' AND ')} ` +
+      `ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(rows)), 10_000)}`,
+    /**
+     * One inbox page in order: each case's current state (as the `cases` view computes it, in
+     * full) that passes the filter, most severe first, newest first within a severity, then by id; `limit +
+     * 1` rows so the caller knows whether a next page exists. Keyset paging, so a page costs the
+     * same however deep it is and cases opened meanwhile do not shift the pages. Among the cases
+     * `among` (the candidates), or among every case when it is not given.
+     */
+    inboxCurrent: (f: InboxFilter, among?: readonly string[]) => {
+      // What never changes within a case is tested before aggregating; the rest on the current state.
+      const fixed: string[] = ['1'];
+      if (among) fixed.push(sql`case_id IN ${among}`);
+      if (f.rule) fixed.push(sql`rule_id = ${f.rule}`);
+      if (f.entityType) fixed.push(sql`entity_type = ${f.entityType}`);
+      if (f.entityId) fixed.push(sql`entity_id = ${f.entityId}`);
+      if (f.q) fixed.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.openedFromMs !== undefined) fixed.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+      if (f.openedBeforeMs !== undefined) fixed.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM (${currentState(versions.text, fixed.join(' AND '))})
+  WHERE ${inboxWhere(f).join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
     },
     /**
      * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
@@ -112,16 +209,27 @@ export function caseQueries(database: string) {
     count() AS cases_30d, ${raw(precisionColumns('resolution'))}
   FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
     },
-    countsByStatus: () => `SELECT status, count() AS n FROM ${view.text} GROUP BY status ORDER BY status`,
-    /** The cases of some entities (an order's cases), newest first. */
-    ofEntities: (entityType: string, ids: readonly string[]) =>
-      sql`SELECT * FROM ${view} WHERE entity_type = ${entityType} AND entity_id IN ${ids} ORDER BY opened_at DESC LIMIT 100 ${raw(NARROW)}`,
+    /**
+     * Cases per status, from case_state (migration 023) with FINAL: its key names one case and
+     * FINAL keeps the row of the highest version of each key, so this is each case's current
+     * status whether or not the parts have merged (measured with 100,000 cases on 18.16: 20-30
+     * ms, against 100-170 ms for argMax per case). No WHERE here: 18.16 may apply a condition
+     * (moved to PREWHERE) before FINAL replaces the rows, and count a case by an older version.
+     */
+    countsByStatus: () => `SELECT status, count() AS n FROM ${state.text} FINAL GROUP BY status ORDER BY status`,
+    /** The ids of some entities' cases (an order's cases), newest first, at most 100: found by case_state's key. */
+    idsOfEntities: (entityType: string, ids: readonly string[]) =>
+      sql`SELECT case_id, min(opened_at) AS first_opened FROM ${state} WHERE entity_type = ${entityType} AND entity_id IN ${ids}
+  GROUP BY case_id ORDER BY first_opened DESC, case_id LIMIT 100`,
     /** Each case as it stood just before `ms` (its latest version then). */
     asOf: (ms: number) =>
-      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence, recommended_action, assignee, resolution FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
+      sql`SELECT case_id, rule_id, rule_version, title, severity, action, entity_type, entity_id, status, opened_at, updated_at, hit_count, evidence,
+    recommended_action, assignee, resolution
+  FROM ${versions} WHERE version < ${ms} ORDER BY version DESC LIMIT 1 BY case_id`,
     /** Cases of these rules not resolved yet, longest untouched first: what a resolve_when may close. */
     unresolvedOf: (ruleIds: readonly string[], limit: number) =>
-      sql`SELECT * FROM ${view} WHERE rule_id IN ${ruleIds} AND status != 'resolved' ORDER BY updated_at, case_id LIMIT ${Math.min(Math.max(1, Math.floor(limit)), 50_000)}`,
+      sql`SELECT * FROM ${view} WHERE rule_id IN ${ruleIds} AND status != 'resolved' ORDER BY updated_at, case_id
+  LIMIT ${Math.min(Math.max(1, Math.floor(limit)), 50_000)}`,
     history: (caseId: string) =>
       sql`SELECT version, status, updated_at, hit_count, changed_by, note, assignee, resolution FROM ${versions} WHERE case_id = ${caseId} ORDER BY version`,
   };
@@ -156,6 +264,8 @@ export async function casesAsOf(clickhouse: ClickHouseClient, database: string, 
 
 /** (rule, entity) keys per case look-up statement: about 5 AST nodes each, far below ClickHouse's limit. */
 const LATEST_SLICE = 2_000;
+/** An inbox page asks case_state for this many candidate rows per row it shows (older versions may be among them). */
+const INBOX_CANDIDATES = 4;
 /** Bytes of case JSON per Kafka send. */
 const SEND_BYTES = 512 * 1024;
 
@@ -255,7 +365,9 @@ export function createCaseStore(deps: CaseStoreDeps) {
     // In slices: a tick with thousands of hits must not build one statement too big to parse
     // (ClickHouse refuses an AST of more than 50,000 nodes, and the tick would fail forever).
     for (let i = 0; i < keys.length; i += LATEST_SLICE) {
-      const rows = await queryRows<StoredCase>(deps.clickhouse, q.latestFor(keys.slice(i, i + LATEST_SLICE)), 'read cases');
+      const ids = await queryRows<{ case_id: string }>(deps.clickhouse, q.latestIdsFor(keys.slice(i, i + LATEST_SLICE)), 'find cases');
+      if (ids.length === 0) continue;
+      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids.map((r) => r.case_id)), 'read cases');
       for (const r of rows) latest.set(`${r.rule_id}|${r.entity_type}|${r.entity_id}`, fromStored(r));
     }
     return latest;
@@ -361,9 +473,23 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return (await queryRows<StoredCase>(deps.clickhouse, q.list(filter), 'list cases')).map(fromStored);
     },
 
-    /** One inbox page and where the next one starts (null: this is the last). */
+    /**
+     * One inbox page and where the next one starts (null: this is the last). The page's cases
+     * are found in case_state (a few hundred narrow candidate rows in inbox order), then read in
+     * full, as they are now, from case_versions by id; over every case only when older versions
+     * crowd the candidates.
+     */
     async inbox(filter: InboxFilter): Promise<{ cases: Case[]; next: InboxCursor | null }> {
-      const rows = await queryRows<StoredCase & { sev_rank: number | string }>(deps.clickhouse, q.inbox(filter), 'inbox');
+      type Row = StoredCase & { sev_rank: number | string };
+      const want = Math.min(Math.max(1, Math.floor(filter.limit)), 500) + 1;
+      const asked = want * INBOX_CANDIDATES;
+      const candidates = await queryRows<InboxKey>(deps.clickhouse, q.inboxCandidates(filter, asked), 'inbox candidates');
+      let rows: Row[] | null = [];
+      if (candidates.length > 0) {
+        const among = [...new Set(candidates.map((c) => c.case_id))];
+        rows = inboxPageFrom(candidates, asked, await queryRows<Row>(deps.clickhouse, q.inboxCurrent(filter, among), 'inbox'), want);
+      }
+      rows ??= await queryRows<Row>(deps.clickhouse, q.inboxCurrent(filter), 'inbox (every case)');
       const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
       const next = rows.length > filter.limit && last ? { rank: Number(last.sev_rank), openedAt: last.opened_at, caseId: last.case_id } : null;
@@ -391,9 +517,21 @@ export function createCaseStore(deps: CaseStoreDeps) {
       return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
     },
 
+    /** The cases of some entities (an order's cases), newest first, at most 100: ids by case_state's key, then the cases by id. */
     async ofEntities(entityType: string, ids: readonly string[]): Promise<Case[]> {
       if (ids.length === 0) return [];
-      return (await queryRows<StoredCase>(deps.clickhouse, q.ofEntities(entityType, ids), 'cases of entities')).map(fromStored);
+      const found: string[] = [];
+      for (let i = 0; i < ids.length; i += LATEST_SLICE) {
+        const rows = await queryRows<{ case_id: string; first_opened: string }>(
+          deps.clickhouse,
+          q.idsOfEntities(entityType, ids.slice(i, i + LATEST_SLICE)),
+          'cases of entities',
+        );
+        found.push(...rows.map((r) => r.case_id));
+      }
+      if (found.length === 0) return [];
+      const cases = (await queryRows<StoredCase>(deps.clickhouse, q.byIds(found), 'cases of entities')).map(fromStored);
+      return cases.sort((a, b) => (a.opened_at < b.opened_at ? 1 : a.opened_at > b.opened_at ? -1 : a.case_id < b.case_id ? -1 : 1)).slice(0, 100);
     },
 
     async get(caseId: string): Promise<Case | null> {

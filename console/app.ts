@@ -349,20 +349,22 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     });
   };
 
-  const readCase = async (id: string) => {
+  /** A case with everything its API answer shows; with its entity's timeline too for the page (read alongside, not after). */
+  const readCase = async (id: string, withTimeline = false) => {
     const c = await o.cases.get(id);
     if (!c) throw new HttpError(404, 'not_found', `No case ${id}.`);
     const withMessage = c.entity_type === 'order' && (o.customerMessages?.has(c.rule_id) ?? false);
     const windowMs = o.ruleWindows?.get(c.rule_id) ?? DEFAULT_WINDOW_MS;
     const deps = { clickhouse: o.clickhouse, database: o.database, cases: o.cases };
-    const [history, related, shared, story, commands] = await Promise.all([
+    const [history, related, shared, story, commands, timeline] = await Promise.all([
       o.cases.history(id),
       o.cases.ofEntities(c.entity_type, [c.entity_id]),
       readRelatedByShared(deps, c, windowMs),
       withMessage ? readOrderStory(deps, c.entity_id) : null,
       queryRows<Record<string, unknown>>(o.clickhouse, automationQueries(o.database).ofCases([id]), 'commands of case'),
+      withTimeline ? readEntityTimeline(o.clickhouse, o.database, c.entity_type, c.entity_id, now()) : null,
     ]);
-    return {
+    const answer = {
       ...c,
       history,
       related: related.filter((r) => r.case_id !== c.case_id),
@@ -371,6 +373,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
       customer_message: customerMessage(c, story, o.customerMessages ?? new Map()),
       commands,
     };
+    return { answer, timeline: timeline ?? [] };
   };
 
   /** Support retries or cancels one of a case's commands (automation/manual.ts), recorded in its history. */
@@ -397,7 +400,11 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     const { cases, next } = await readInbox(req.query as InboxQuery, req.auth!.user.name);
     return { cases, next_cursor: next ? encodeCursor(next) : null };
   });
-  app.get('/api/v1/cases/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req) => readCase((req.params as { id: string }).id));
+  app.get(
+    '/api/v1/cases/:id',
+    { schema: { params: { type: 'object', properties: { id: ID } } } },
+    async (req) => (await readCase((req.params as { id: string }).id)).answer,
+  );
   const actionBody = {
     type: 'object',
     additionalProperties: false,
@@ -505,8 +512,7 @@ export async function createConsoleApp(o: ConsoleAppOptions): Promise<FastifyIns
     });
   });
   app.get('/cases/:id', { schema: { params: { type: 'object', properties: { id: ID } } } }, async (req, reply) => {
-    const c = await readCase((req.params as { id: string }).id);
-    const timeline = await readEntityTimeline(o.clickhouse, o.database, c.entity_type, c.entity_id, now());
+    const { answer: c, timeline } = await readCase((req.params as { id: string }).id, true);
     const evidence = Object.entries(c.evidence).map(([name, value]) => ({
       name,
       label: o.factDescriptions.get(name) ?? name,

@@ -10,17 +10,47 @@ export interface CaseChangeNotice {
   severity: string;
 }
 
-/** At most this many changes per poll are announced; pages reload their data anyway. */
-const POLL_ROWS = 500;
+/** At most this many changes per poll are read, the newest; pages reload their data on any change anyway. */
+const POLL_ROWS = 2_000;
 
-/** The statements the feed sends (listed in storage/catalog.ts). */
+/**
+ * Each poll reads again the changes of this long before the newest one it has seen. A version is
+ * the writer's clock when it decided the change, and its insert may become visible after a later
+ * version's (several writers, a slow insert): such a change is still announced, once, if it
+ * becomes visible within this time.
+ */
+export const LIVE_OVERLAP_MS = 60_000;
+
+/** The statements the feed sends (listed in test/sql-catalog.ts). */
 export function liveQueries(database: string) {
-  const versions = ident(database, 'case_versions');
+  // case_changes (migration 023) is ordered by version: a poll reads only the changes it asks for.
+  const changes = ident(database, 'case_changes');
   return {
-    latest: () => `SELECT toString(max(version)) AS v FROM ${versions.text}`,
-    since: (version: string) =>
-      sql`SELECT case_id, version, status, severity FROM ${versions} WHERE version > toUInt64(${version}) ORDER BY version LIMIT ${POLL_ROWS}`,
+    latest: () => `SELECT toString(max(version)) AS v FROM ${changes.text}`,
+    /** The newest changes with a version of at least `from`, one row per (case, version): a version may be copied twice. */
+    since: (from: number) =>
+      sql`SELECT case_id, version, status, severity FROM ${changes} WHERE version >= ${Math.max(0, Math.floor(from))}
+  ORDER BY version DESC, case_id LIMIT 1 BY case_id, version LIMIT ${POLL_ROWS}`,
   };
+}
+
+/**
+ * What a poll announces: the changes not announced before, oldest first. `seen` (case id and
+ * version) is updated, and forgets what is older than `LIVE_OVERLAP_MS` before the newest
+ * version, which the next poll no longer reads. Returns the new newest version too. Pure but for `seen`.
+ */
+export function newChanges(rows: readonly CaseChangeNotice[], seen: Map<string, number>, newest: number): { fresh: CaseChangeNotice[]; newest: number } {
+  const fresh: CaseChangeNotice[] = [];
+  for (const r of rows) {
+    const key = `${r.version}|${r.case_id}`;
+    if (seen.has(key)) continue;
+    seen.set(key, Number(r.version));
+    fresh.push(r);
+    newest = Math.max(newest, Number(r.version));
+  }
+  for (const [key, version] of seen) if (version < newest - LIVE_OVERLAP_MS) seen.delete(key);
+  fresh.sort((a, b) => Number(a.version) - Number(b.version) || (a.case_id < b.case_id ? -1 : 1));
+  return { fresh, newest };
 }
 
 /**
@@ -32,21 +62,26 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
   const q = liveQueries(deps.database);
   const listeners = new Set<(changes: CaseChangeNotice[]) => void>();
   let timer: NodeJS.Timeout | undefined;
-  let last: string | undefined;
+  /** The newest version seen; undefined until the first poll of a subscription has read it. */
+  let newest: number | undefined;
+  const seen = new Map<string, number>();
   let polling = false;
 
   async function poll(): Promise<void> {
     if (polling) return;
     polling = true;
     try {
-      if (last === undefined) {
-        last = (await queryRows<{ v: string }>(deps.clickhouse, q.latest(), 'live feed start'))[0]?.v ?? '0';
+      if (newest === undefined) {
+        // What is stored when the first browser listens is not news; what follows is.
+        const start = Number((await queryRows<{ v: string }>(deps.clickhouse, q.latest(), 'live feed start'))[0]?.v ?? '0');
+        newChanges(await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(start - LIVE_OVERLAP_MS), 'live feed'), seen, start);
+        newest = start;
         return;
       }
-      const rows = await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(last), 'live feed');
-      if (rows.length === 0) return;
-      last = rows.at(-1)!.version;
-      for (const listen of listeners) listen(rows);
+      const result = newChanges(await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(newest - LIVE_OVERLAP_MS), 'live feed'), seen, newest);
+      newest = result.newest;
+      if (result.fresh.length === 0) return;
+      for (const listen of listeners) listen(result.fresh);
     } catch (err) {
       // The next poll tries again; browsers keep their connection.
       deps.logger.warn('live feed poll failed', { err });
@@ -68,7 +103,8 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
         if (listeners.size === 0 && timer) {
           clearInterval(timer);
           timer = undefined;
-          last = undefined;
+          newest = undefined;
+          seen.clear();
         }
       };
     },

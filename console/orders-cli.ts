@@ -23,7 +23,9 @@ function text(story: OrderStory): string {
     lines.push('', `Attempt ${a.attempt}: ${a.outcome}${a.callback_delay_ms === null ? '' : ` (callback after ${(a.callback_delay_ms / 1000).toFixed(1)} s)`}`);
     for (const r of a.reports) {
       lines.push(
-        `  ${r.occurred_at}.${String(r.occurred_ms).padStart(3, '0')}  ${r.status.padEnd(10)} ${(r.source ?? '-').padEnd(16)} ${r.amount_minor} ${r.currency} (minor units)  ${r.channel}${r.failure_code ? `  ${r.failure_code}` : ''}${r.transaction_id ? `  tx ${r.transaction_id}` : ''}`,
+        `  ${r.occurred_at}.${String(r.occurred_ms).padStart(3, '0')}  ${r.status.padEnd(10)} ${(r.source ?? '-').padEnd(16)} ` +
+          `${r.amount_minor} ${r.currency} (minor units)  ${r.channel}` +
+          `${r.failure_code ? `  ${r.failure_code}` : ''}${r.transaction_id ? `  tx ${r.transaction_id}` : ''}`,
       );
     }
   }

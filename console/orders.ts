@@ -52,9 +52,11 @@ export interface OrderStory {
  * (migration 019), so the cost follows the order's rows, not the size of payment_events.
  */
 export function orderReportsQuery(database: string, id: string): string {
-  return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source
+  return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel,
+      merchant_id, user_id, device_id, ip, failure_code, source
     FROM ${eventsByEntity(database)}
-    WHERE entity_type = 'order' AND entity_key IN (SELECT ${id} AS oid UNION ALL SELECT order_id AS oid FROM ${eventsByTransaction(database)} WHERE transaction_id = ${id})
+    WHERE entity_type = 'order'
+      AND entity_key IN (SELECT ${id} AS oid UNION ALL SELECT order_id AS oid FROM ${eventsByTransaction(database)} WHERE transaction_id = ${id})
     ORDER BY occurred_at, occurred_ms, event_id
     LIMIT 1 BY event_id
     LIMIT ${MAX_ORDER_REPORTS}`;

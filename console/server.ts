@@ -31,7 +31,8 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
   if (!config.consoleSessionSecret) {
     throw new PaysentinelError(
       'CONFIG_INVALID',
-      'CONSOLE_SESSION_SECRET is required by the console: set it to the same random value for every console instance, e.g. `export CONSOLE_SESSION_SECRET=$(openssl rand -hex 32)`.',
+      'CONSOLE_SESSION_SECRET is required by the console: set it to the same random value for every console instance, ' +
+        'e.g. `export CONSOLE_SESSION_SECRET=$(openssl rand -hex 32)`.',
     );
   }
   const users = createUserStore(config.consoleUsersFile);

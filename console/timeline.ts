@@ -39,7 +39,8 @@ export function entityEventsSource(database: string, entityType: string, entityI
 export function entityTimelineQuery(database: string, entityType: string, entityId: string, nowMs: number): string | null {
   const source = entityEventsSource(database, entityType, entityId, new Date(nowMs - TIMELINE_HOURS * 3_600_000));
   if (!source) return null;
-  return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel, merchant_id, user_id, device_id, ip, failure_code, source
+  return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel,
+      merchant_id, user_id, device_id, ip, failure_code, source
     FROM ${raw(source)}
     ORDER BY occurred_at DESC, occurred_ms DESC, event_id
     LIMIT 1 BY event_id

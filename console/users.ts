@@ -188,4 +188,11 @@ export function createUserStore(path: string) {
 export type UserStore = ReturnType<typeof createUserStore>;
 
 // A valid hash of a random password, checked against when a name is unknown.
-const DUMMY_HASH = `scrypt$${scryptParams.N}$${scryptParams.r}$${scryptParams.p}$${randomBytes(16).toString('base64')}$${randomBytes(KEY_LENGTH).toString('base64')}`;
+const DUMMY_HASH = [
+  'scrypt',
+  scryptParams.N,
+  scryptParams.r,
+  scryptParams.p,
+  randomBytes(16).toString('base64'),
+  randomBytes(KEY_LENGTH).toString('base64'),
+].join('$');

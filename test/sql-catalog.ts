@@ -46,7 +46,7 @@ import { expandMacros } from '../dashboards/macros.ts';
 import { LOOKUP_IDS_STRUCTURE, LOOKUP_IDS_TABLE, dedupLookupQuery, eventColumnsQuery } from '../ingest/writer.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { caseQueries } from '../cases/index.ts';
+import { caseQueries, type InboxFilter } from '../cases/index.ts';
 import { automationQueries } from '../automation/index.ts';
 import { orderReportsQuery } from '../console/orders.ts';
 import { entityTimelineQuery } from '../console/timeline.ts';
@@ -158,10 +158,12 @@ function automationStatements(database: string): CatalogStatement[] {
 function consoleStatements(database: string): CatalogStatement[] {
   const cases = caseQueries(database);
   return [
-    { name: 'inbox', sql: cases.inbox({ limit: 50 }) },
-    {
-      name: 'inbox filtered, next page',
-      sql: cases.inbox({
+    { name: 'inbox candidates', sql: cases.inboxCandidates({ limit: 50 }, 204) },
+    { name: 'inbox among candidates', sql: cases.inboxCurrent({ limit: 50 }, ['C1', "C'2"]) },
+    { name: 'inbox over every case', sql: cases.inboxCurrent({ limit: 50, notAssignee: 'automation' }) },
+    ...(['inboxCandidates', 'inboxCurrent'] as const).map((kind) => ({
+      name: `inbox ${kind} filtered, next page`,
+      sql: (kind === 'inboxCandidates' ? (f: InboxFilter) => cases.inboxCandidates(f, 84) : (f: InboxFilter) => cases.inboxCurrent(f, ['C1']))({
         status: 'open',
         severity: 'high',
         rule: "it's",
@@ -174,12 +176,12 @@ function consoleStatements(database: string): CatalogStatement[] {
         limit: 20,
         after: { rank: 1, openedAt: '2026-11-25 10:00:00', caseId: "C'1" },
       }),
-    },
+    })),
     { name: 'case counts by status', sql: cases.countsByStatus() },
     { name: 'rule stats and precision', sql: cases.ruleStats(Date.UTC(2026, 10, 25, 11)) },
-    { name: 'cases of entities', sql: cases.ofEntities('order', ['o-1', "o'2"]) },
+    { name: 'ids of the cases of entities', sql: cases.idsOfEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed start', sql: liveQueries(database).latest() },
-    { name: 'live feed', sql: liveQueries(database).since('1764000000000') },
+    { name: 'live feed', sql: liveQueries(database).since(1764000000000) },
     { name: 'order story (by order or transaction id)', sql: orderReportsQuery(database, '"><script>x</script>') },
     ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
       name: `${entity} timeline`,
@@ -415,7 +417,7 @@ function detectionStatements(database: string): CatalogStatement[] {
     }),
     {
       name: 'latest cases',
-      sql: cases.latestFor([
+      sql: cases.latestIdsFor([
         ["it's", 'ip', '1.2.3.4'],
         ['duplicate_charge', 'order', 'o\\1'],
       ]),

@@ -182,31 +182,35 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect((await api('/api/v1/cases', 'pst_000000000000_nottherealtoken')).status).toBe(401);
   });
 
-  test('login sets an HttpOnly SameSite session cookie; the inbox lists the cases most severe first with counts per status; a strict CSP without inline script', async () => {
-    const browser = client();
-    expect((await browser.login('sam', 'wrong-password')).status).toBe(401);
-    const res = await browser.login('sam', 'sam-password-1');
-    expect(res.status).toBe(303);
-    const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('paysentinel_session='))!;
-    expect(setCookie).toMatch(/HttpOnly/i);
-    expect(setCookie).toMatch(/SameSite=Strict/i);
-    // After a login the browser goes back to the page it asked for, but never off the console.
-    expect((await client().login('sam', 'sam-password-1', `/cases/${orderCase.case_id}`)).headers.get('location')).toBe(`/cases/${orderCase.case_id}`);
-    for (const next of ['//evil.example/', 'https://evil.example/', '/\\evil.example']) {
-      expect((await client().login('sam', 'sam-password-1', next)).headers.get('location'), next).toBe('/');
-    }
-    const inbox = await browser.fetch('/');
-    expect(inbox.status).toBe(200);
-    const csp = inbox.headers.get('content-security-policy')!;
-    expect(csp).toContain("script-src 'self'");
-    expect(csp).not.toContain('unsafe-inline');
-    const html = await inbox.text();
-    expect(html).toContain('open: <strong>3</strong>');
-    // critical, then high, then medium
-    const positions = [HOSTILE_ORDER, LATE_ORDER, HOSTILE_DEVICE].map((id) => html.indexOf(escapeHtml(id)));
-    expect(positions.every((i) => i > 0)).toBe(true);
-    expect(positions).toEqual([...positions].sort((a, b) => a - b));
-  });
+  test(
+    'login sets an HttpOnly SameSite session cookie; the inbox lists the cases most severe first with counts per status; ' +
+      'a strict CSP without inline script',
+    async () => {
+      const browser = client();
+      expect((await browser.login('sam', 'wrong-password')).status).toBe(401);
+      const res = await browser.login('sam', 'sam-password-1');
+      expect(res.status).toBe(303);
+      const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('paysentinel_session='))!;
+      expect(setCookie).toMatch(/HttpOnly/i);
+      expect(setCookie).toMatch(/SameSite=Strict/i);
+      // After a login the browser goes back to the page it asked for, but never off the console.
+      expect((await client().login('sam', 'sam-password-1', `/cases/${orderCase.case_id}`)).headers.get('location')).toBe(`/cases/${orderCase.case_id}`);
+      for (const next of ['//evil.example/', 'https://evil.example/', '/\\evil.example']) {
+        expect((await client().login('sam', 'sam-password-1', next)).headers.get('location'), next).toBe('/');
+      }
+      const inbox = await browser.fetch('/');
+      expect(inbox.status).toBe(200);
+      const csp = inbox.headers.get('content-security-policy')!;
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toContain('unsafe-inline');
+      const html = await inbox.text();
+      expect(html).toContain('open: <strong>3</strong>');
+      // critical, then high, then medium
+      const positions = [HOSTILE_ORDER, LATE_ORDER, HOSTILE_DEVICE].map((id) => html.indexOf(escapeHtml(id)));
+      expect(positions.every((i) => i > 0)).toBe(true);
+      expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    },
+  );
 
   test('ids made of markup appear as text on every page, never as markup', async () => {
     const browser = client();
@@ -234,75 +238,79 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect(pages[0]).toContain(`href="/orders/${escapeHtml(encodeURIComponent(HOSTILE_ORDER))}"`);
   });
 
-  test('the API: filters, keyset paging, a case with its history; support assigns, acknowledges and resolves; each change is stored and published with who and the note', async () => {
-    const all = await (await api('/api/v1/cases?limit=2', supportToken)).json();
-    expect(all.cases.map((c: Case) => c.entity_id)).toEqual([HOSTILE_ORDER, LATE_ORDER]);
-    const rest = await (await api(`/api/v1/cases?limit=2&cursor=${all.next_cursor}`, supportToken)).json();
-    expect(rest).toEqual({ cases: [expect.objectContaining({ entity_id: HOSTILE_DEVICE })], next_cursor: null });
-    expect((await (await api(`/api/v1/cases?entity_type=order&severity=high`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
-      orderCase.case_id,
-    ]);
-    expect((await (await api(`/api/v1/cases?q=${encodeURIComponent(HOSTILE_DEVICE)}`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
-      deviceCase.case_id,
-    ]);
+  test(
+    'the API: filters, keyset paging, a case with its history; support assigns, acknowledges and resolves; ' +
+      'each change is stored and published with who and the note',
+    async () => {
+      const all = await (await api('/api/v1/cases?limit=2', supportToken)).json();
+      expect(all.cases.map((c: Case) => c.entity_id)).toEqual([HOSTILE_ORDER, LATE_ORDER]);
+      const rest = await (await api(`/api/v1/cases?limit=2&cursor=${all.next_cursor}`, supportToken)).json();
+      expect(rest).toEqual({ cases: [expect.objectContaining({ entity_id: HOSTILE_DEVICE })], next_cursor: null });
+      expect((await (await api(`/api/v1/cases?entity_type=order&severity=high`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
+        orderCase.case_id,
+      ]);
+      expect((await (await api(`/api/v1/cases?q=${encodeURIComponent(HOSTILE_DEVICE)}`, supportToken)).json()).cases.map((c: Case) => c.case_id)).toEqual([
+        deviceCase.case_id,
+      ]);
 
-    const id = orderCase.case_id;
-    const assigned = await api(`/api/v1/cases/${id}/assign`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'mine' }) });
-    expect(assigned.status).toBe(200);
-    expect(await assigned.json()).toMatchObject({ case_id: id, assignee: 'sam', status: 'open' });
-    expect(
-      (await api(`/api/v1/cases/${id}/acknowledge`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'calling the customer' }) })).status,
-    ).toBe(200);
-    const noResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'done' }) });
-    expect(noResolution.status).toBe(400);
-    expect((await noResolution.json()).error.message).toMatch(/resolution/);
-    const badResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'shrug' }) });
-    expect(badResolution.status).toBe(400);
-    expect((await badResolution.json()).error).toMatchObject({
-      code: 'invalid_request',
-      message: expect.stringMatching(/^body\.resolution: must be equal to one of the allowed values/),
-    });
-    const unknownField = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
-      method: 'POST',
-      body: JSON.stringify({ resolution: 'refunded', notes: 'typo' }),
-    });
-    expect((await unknownField.json()).error.message).toBe('body.notes is not a field this request takes.');
-    const resolved = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
-      method: 'POST',
-      body: JSON.stringify({ note: 'told the customer the payment went through', resolution: 'customer_contacted' }),
-    });
-    expect(resolved.status).toBe(200);
-    expect(await resolved.json()).toMatchObject({ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' });
-    const again = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'false_positive' }) });
-    expect(again.status).toBe(409);
-    expect((await again.json()).error.code).toBe('conflict');
+      const id = orderCase.case_id;
+      const assigned = await api(`/api/v1/cases/${id}/assign`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'mine' }) });
+      expect(assigned.status).toBe(200);
+      expect(await assigned.json()).toMatchObject({ case_id: id, assignee: 'sam', status: 'open' });
+      expect(
+        (await api(`/api/v1/cases/${id}/acknowledge`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'calling the customer' }) })).status,
+      ).toBe(200);
+      const noResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ note: 'done' }) });
+      expect(noResolution.status).toBe(400);
+      expect((await noResolution.json()).error.message).toMatch(/resolution/);
+      const badResolution = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'shrug' }) });
+      expect(badResolution.status).toBe(400);
+      expect((await badResolution.json()).error).toMatchObject({
+        code: 'invalid_request',
+        message: expect.stringMatching(/^body\.resolution: must be equal to one of the allowed values/),
+      });
+      const unknownField = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
+        method: 'POST',
+        body: JSON.stringify({ resolution: 'refunded', notes: 'typo' }),
+      });
+      expect((await unknownField.json()).error.message).toBe('body.notes is not a field this request takes.');
+      const resolved = await api(`/api/v1/cases/${id}/resolve`, supportToken, {
+        method: 'POST',
+        body: JSON.stringify({ note: 'told the customer the payment went through', resolution: 'customer_contacted' }),
+      });
+      expect(resolved.status).toBe(200);
+      expect(await resolved.json()).toMatchObject({ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' });
+      const again = await api(`/api/v1/cases/${id}/resolve`, supportToken, { method: 'POST', body: JSON.stringify({ resolution: 'false_positive' }) });
+      expect(again.status).toBe(409);
+      expect((await again.json()).error.code).toBe('conflict');
 
-    const detail = await (await api(`/api/v1/cases/${id}`, supportToken)).json();
-    // The customer message: the success first reported by the gateway callback 90 s after the start.
-    const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
-    expect(detail.customer_message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
-    expect(detail.customer_message).toContain('(transaction tx-late-1)');
-    expect((await (await api(`/api/v1/cases/${deviceCase.case_id}`, supportToken)).json()).customer_message).toBeNull();
-    expect(detail.history.map((h: { changed_by: string; status: string; note: string }) => [h.changed_by, h.status, h.note])).toEqual([
-      ['detector', 'open', ''],
-      ['sam', 'open', 'mine'],
-      ['sam', 'acknowledged', 'calling the customer'],
-      ['sam', 'resolved', 'told the customer the payment went through'],
-    ]);
-    const stored = await queryRows<{ status: string; resolution: string; assignee: string }>(
-      s.clickhouse,
-      sql`SELECT status, resolution, assignee FROM ${ident(db, 'cases')} WHERE case_id = ${id}`,
-    );
-    expect(stored).toEqual([{ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' }]);
-    const published = (await readTopic(s.kafka, casesTopic, 6)).filter((m) => m.key === id).map((m) => JSON.parse(m.value));
-    expect(published.at(-1)).toMatchObject({
-      case_id: id,
-      status: 'resolved',
-      resolution: 'customer_contacted',
-      changed_by: 'sam',
-      note: 'told the customer the payment went through',
-    });
-  });
+      const detail = await (await api(`/api/v1/cases/${id}`, supportToken)).json();
+      // The customer message: the success first reported by the gateway callback 90 s after the start.
+      const paidAt = new Date(t0 + 90_000).toISOString().slice(0, 16).replace('T', ' ');
+      expect(detail.customer_message).toContain(`About your order ${LATE_ORDER}: your payment of 12.50 CNY by alipay went through at ${paidAt} UTC`);
+      expect(detail.customer_message).toContain('(transaction tx-late-1)');
+      expect((await (await api(`/api/v1/cases/${deviceCase.case_id}`, supportToken)).json()).customer_message).toBeNull();
+      expect(detail.history.map((h: { changed_by: string; status: string; note: string }) => [h.changed_by, h.status, h.note])).toEqual([
+        ['detector', 'open', ''],
+        ['sam', 'open', 'mine'],
+        ['sam', 'acknowledged', 'calling the customer'],
+        ['sam', 'resolved', 'told the customer the payment went through'],
+      ]);
+      const stored = await queryRows<{ status: string; resolution: string; assignee: string }>(
+        s.clickhouse,
+        sql`SELECT status, resolution, assignee FROM ${ident(db, 'cases')} WHERE case_id = ${id}`,
+      );
+      expect(stored).toEqual([{ status: 'resolved', resolution: 'customer_contacted', assignee: 'sam' }]);
+      const published = (await readTopic(s.kafka, casesTopic, 6)).filter((m) => m.key === id).map((m) => JSON.parse(m.value));
+      expect(published.at(-1)).toMatchObject({
+        case_id: id,
+        status: 'resolved',
+        resolution: 'customer_contacted',
+        changed_by: 'sam',
+        note: 'told the customer the payment went through',
+      });
+    },
+  );
 
   test('related cases: cases of the IPs, devices and users seen with the entity in the rule window; the inbox filters by age', async () => {
     // The hostile order was paid from the hostile device, which has a case of its own.
@@ -382,43 +390,45 @@ describe('the support console on the real ClickHouse and Kafka', () => {
     expect((await browser.fetch('/')).status).toBe(401);
   });
 
-  test("an order's story: every report of every attempt in time order with its source, the callback delay, its cases; found by transaction id too", async () => {
-    const story = await (await api(`/api/v1/orders/${LATE_ORDER}`, viewerToken)).json();
-    expect(story.order_id).toBe(LATE_ORDER);
-    expect(story.attempts).toHaveLength(1);
-    expect(story.attempts[0].reports.map((r: { status: string; source: string }) => `${r.status}/${r.source}`)).toEqual([
-      'processing/client',
-      'succeeded/gateway_callback',
-      'succeeded/status_query',
-    ]);
-    expect(story.attempts[0]).toMatchObject({ outcome: 'succeeded', callback_delay_ms: 90_000 });
-    expect(story.cases.map((c: Case) => c.case_id)).toEqual([orderCase.case_id]);
-    expect((await (await api('/api/v1/orders/tx-late-1', viewerToken)).json()).order_id).toBe(LATE_ORDER);
-    const cli = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', 'tx-late-1'], {
-      cwd: repoRoot,
-      env: { ...process.env, ...s.env },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    expect(cli.status, cli.stderr).toBe(0);
-    expect(cli.stdout).toMatch(
-      /^Order order-late-1\n\nAttempt 1: succeeded \(callback after 90\.0 s\)\n.*processing +client[^\n]*\n.*succeeded +gateway_callback[^\n]*\n.*succeeded +status_query/,
-    );
-    expect(cli.stdout).toContain(orderCase.case_id);
-    const cliJson = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', LATE_ORDER, '--json'], {
-      cwd: repoRoot,
-      env: { ...process.env, ...s.env },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    expect(JSON.parse(cliJson.stdout)).toEqual(story);
+  test(
+    "an order's story: every report of every attempt in time order with its source, the callback delay, its cases; " + 'found by transaction id too',
+    async () => {
+      const story = await (await api(`/api/v1/orders/${LATE_ORDER}`, viewerToken)).json();
+      expect(story.order_id).toBe(LATE_ORDER);
+      expect(story.attempts).toHaveLength(1);
+      expect(story.attempts[0].reports.map((r: { status: string; source: string }) => `${r.status}/${r.source}`)).toEqual([
+        'processing/client',
+        'succeeded/gateway_callback',
+        'succeeded/status_query',
+      ]);
+      expect(story.attempts[0]).toMatchObject({ outcome: 'succeeded', callback_delay_ms: 90_000 });
+      expect(story.cases.map((c: Case) => c.case_id)).toEqual([orderCase.case_id]);
+      expect((await (await api('/api/v1/orders/tx-late-1', viewerToken)).json()).order_id).toBe(LATE_ORDER);
+      const cli = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', 'tx-late-1'], {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(cli.status, cli.stderr).toBe(0);
+      expect(cli.stdout).toMatch(/^Order order-late-1\n\nAttempt 1: succeeded \(callback after 90\.0 s\)\n/);
+      expect(cli.stdout).toMatch(/\n.*processing +client[^\n]*\n.*succeeded +gateway_callback[^\n]*\n.*succeeded +status_query/);
+      expect(cli.stdout).toContain(orderCase.case_id);
+      const cliJson = spawnSync(process.execPath, ['bin/paysentinel.mjs', 'orders', 'show', LATE_ORDER, '--json'], {
+        cwd: repoRoot,
+        env: { ...process.env, ...s.env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(JSON.parse(cliJson.stdout)).toEqual(story);
 
-    const browser = client();
-    await browser.login('vic', 'vic-password-1');
-    const html = await (await browser.fetch(`/orders/${LATE_ORDER}`)).text();
-    expect(html.indexOf('gateway_callback')).toBeGreaterThan(html.indexOf('>client<'));
-    expect(html).toContain('callback after 90.0 s');
-  });
+      const browser = client();
+      await browser.login('vic', 'vic-password-1');
+      const html = await (await browser.fetch(`/orders/${LATE_ORDER}`)).text();
+      expect(html.indexOf('gateway_callback')).toBeGreaterThan(html.indexOf('>client<'));
+      expect(html).toContain('callback after 90.0 s');
+    },
+  );
 
   test('a session ends CONSOLE_SESSION_MINUTES after the login', async () => {
     let clock = Date.now();

@@ -161,7 +161,7 @@ describe('statements at the largest size the project allows', () => {
 
   test('the case look-up at its slice of (rule, entity) keys of the longest ids', async () => {
     const keys = Array.from({ length: 2_000 }, (_, i) => ['ip_amount_probing_'.padEnd(64, 'r'), 'device', longId('d', i)] as [string, string, string]);
-    expect(await queryRows(s.clickhouse, caseQueries(db).latestFor(keys), 'latest cases')).toEqual([]);
+    expect(await queryRows(s.clickhouse, caseQueries(db).latestIdsFor(keys), 'latest cases')).toEqual([]);
   });
 
   test("the demo's count of its run at its chunk of the longest ids", async () => {

@@ -1,0 +1,34 @@
+import { describe, expect, test } from 'vitest';
+import { LIVE_OVERLAP_MS, newChanges, type CaseChangeNotice } from './live.ts';
+
+const change = (case_id: string, version: number): CaseChangeNotice => ({ case_id, version: String(version), status: 'open', severity: 'high' });
+
+describe('live feed: what a poll announces', () => {
+  test('each (case, version) once, oldest first, however often the overlapping polls read it', () => {
+    const seen = new Map<string, number>();
+    const first = newChanges([change('C2', 1_000), change('C1', 1_000), change('C1', 900)], seen, 800);
+    expect(first.fresh.map((c) => `${c.case_id}@${c.version}`)).toEqual(['C1@900', 'C1@1000', 'C2@1000']);
+    expect(first.newest).toBe(1_000);
+    // The next poll reads the same rows again, a copy of one, and one more.
+    const second = newChanges([change('C3', 1_100), change('C2', 1_000), change('C2', 1_000), change('C1', 1_000)], seen, first.newest);
+    expect(second.fresh.map((c) => c.case_id)).toEqual(['C3']);
+    expect(second.newest).toBe(1_100);
+  });
+
+  test('a change that becomes visible late, with a version older than the newest seen, is still announced', () => {
+    const seen = new Map<string, number>();
+    const { newest } = newChanges([change('C1', 10_000)], seen, 0);
+    const late = newChanges([change('C1', 10_000), change('C2', 9_000)], seen, newest);
+    expect(late.fresh.map((c) => c.case_id)).toEqual(['C2']);
+    expect(late.newest).toBe(10_000);
+  });
+
+  test('forgets what is older than the overlap before the newest version, which no poll reads again', () => {
+    const seen = new Map<string, number>();
+    newChanges([change('C1', 1_000)], seen, 0);
+    newChanges([change('C2', 1_000 + LIVE_OVERLAP_MS)], seen, 1_000);
+    expect([...seen.keys()]).toEqual([`1000|C1`, `${1_000 + LIVE_OVERLAP_MS}|C2`]);
+    newChanges([change('C3', 1_001 + LIVE_OVERLAP_MS)], seen, 1_000 + LIVE_OVERLAP_MS);
+    expect([...seen.keys()]).toEqual([`${1_000 + LIVE_OVERLAP_MS}|C2`, `${1_001 + LIVE_OVERLAP_MS}|C3`]);
+  });
+});
