@@ -1,4 +1,4 @@
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import type { Resolution } from './decide.ts';
 
 /**
@@ -12,12 +12,12 @@ export const REAL_RESOLUTIONS: readonly Resolution[] = ['confirmed_fraud', 'cust
 export const FALSE_RESOLUTIONS: readonly Resolution[] = ['false_positive'];
 
 /** SQL aggregates over a resolution column: real_cases, false_positives, no_action_cases and rule_precision (NULL without a verdict). */
-export function precisionColumns(column: string): string {
+export function precisionColumns(column: string): SqlFragment {
   const col = ident(column);
-  const real = sql`countIf(${col} IN ${[...REAL_RESOLUTIONS]})`;
-  const noise = sql`countIf(${col} IN ${[...FALSE_RESOLUTIONS]})`;
-  return sql`${raw(real)} AS real_cases, ${raw(noise)} AS false_positives, countIf(${col} = 'no_action_needed') AS no_action_cases,
-    if(${raw(real)} + ${raw(noise)} = 0, NULL, ${raw(real)} / (${raw(real)} + ${raw(noise)})) AS rule_precision`;
+  const real = sqlFragment`countIf(${col} IN ${[...REAL_RESOLUTIONS]})`;
+  const noise = sqlFragment`countIf(${col} IN ${[...FALSE_RESOLUTIONS]})`;
+  return sqlFragment`${real} AS real_cases, ${noise} AS false_positives, countIf(${col} = 'no_action_needed') AS no_action_cases,
+    if(${real} + ${noise} = 0, NULL, ${real} / (${real} + ${noise})) AS rule_precision`;
 }
 
 /** The same in code: null when support has resolved none of the cases either way. */

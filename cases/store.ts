@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
+import { ident, joinSql, sql, sqlFragment, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
 import { decideCases, SYSTEM_ACTOR, SYSTEM_RESOLUTION, type Case, type CaseStatus, type Resolution } from './decide.ts';
 import { createUpdateHold, publishedAtMs, withHits } from './throttle.ts';
 import { precisionColumns } from './precision.ts';
@@ -48,7 +48,7 @@ export interface InboxFilter {
 }
 
 /** Severity order of the inbox: most severe first (unknown severities last). */
-const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, severity = 'medium', 2, severity = 'low', 3, 4)`;
+const SEVERITY_RANK = sqlFragment`multiIf(severity = 'critical', 0, severity = 'high', 1, severity = 'medium', 2, severity = 'low', 3, 4)`;
 
 /**
  * Filters the `cases` view's versions before it aggregates them, instead of aggregating every
@@ -56,32 +56,32 @@ const SEVERITY_RANK = `multiIf(severity = 'critical', 0, severity = 'high', 1, s
  * where the filter is on what never changes within a case (its id, its entity), so the result is
  * the same either way; a case look-up among 100,000 cases went from about 0.9 s to 0.1 s here.
  */
-const NARROW = 'SETTINGS enable_optimize_predicate_expression = 1';
+const NARROW = sqlFragment`SETTINGS enable_optimize_predicate_expression = 1`;
 
 /** Rows an inbox page asks for: its limit (1 to 500) and one more, which tells whether a next page exists. */
 const inboxRows = (f: InboxFilter): number => Math.min(Math.max(1, Math.floor(f.limit)), 500) + 1;
 
 /** The inbox filter as conditions on a case's columns (its current state, or one version's row). */
-function inboxWhere(f: InboxFilter): string[] {
-  const where: string[] = ['1'];
-  if (f.status) where.push(sql`status = ${f.status}`);
-  if (f.severity) where.push(sql`severity = ${f.severity}`);
-  if (f.rule) where.push(sql`rule_id = ${f.rule}`);
-  if (f.entityType) where.push(sql`entity_type = ${f.entityType}`);
-  if (f.entityId) where.push(sql`entity_id = ${f.entityId}`);
-  if (f.assignee !== undefined) where.push(sql`assignee = ${f.assignee}`);
-  if (f.notAssignee !== undefined) where.push(sql`assignee != ${f.notAssignee}`);
-  if (f.q) where.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
-  if (f.openedFromMs !== undefined) where.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
-  if (f.openedBeforeMs !== undefined) where.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+function inboxWhere(f: InboxFilter): SqlFragment {
+  const where: SqlFragment[] = [sqlFragment`1`];
+  if (f.status) where.push(sqlFragment`status = ${f.status}`);
+  if (f.severity) where.push(sqlFragment`severity = ${f.severity}`);
+  if (f.rule) where.push(sqlFragment`rule_id = ${f.rule}`);
+  if (f.entityType) where.push(sqlFragment`entity_type = ${f.entityType}`);
+  if (f.entityId) where.push(sqlFragment`entity_id = ${f.entityId}`);
+  if (f.assignee !== undefined) where.push(sqlFragment`assignee = ${f.assignee}`);
+  if (f.notAssignee !== undefined) where.push(sqlFragment`assignee != ${f.notAssignee}`);
+  if (f.q) where.push(sqlFragment`(case_id = ${f.q} OR entity_id = ${f.q})`);
+  if (f.openedFromMs !== undefined) where.push(sqlFragment`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+  if (f.openedBeforeMs !== undefined) where.push(sqlFragment`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
   if (f.after) {
     const { rank, openedAt, caseId } = f.after;
     where.push(
-      sql`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC')
+      sqlFragment`(sev_rank > ${rank} OR (sev_rank = ${rank} AND (opened_at < toDateTime(${openedAt}, 'UTC')
     OR (opened_at = toDateTime(${openedAt}, 'UTC') AND case_id > ${caseId}))))`,
     );
   }
-  return where;
+  return joinSql(where, ' AND ');
 }
 
 /** A row of an inbox page in inbox order: severity rank, opening time (text, UTC) and case id. */
@@ -124,8 +124,8 @@ export function inboxPageFrom<K extends InboxKey>(candidates: readonly InboxKey[
  * unless asked. Inner aliases differ from the outer names because 18.16 resolves an alias named
  * like a column across the whole query.
  */
-function currentState(versions: string, where: string): string {
-  return `SELECT
+function currentState(versions: SqlFragment, where: SqlFragment): SqlFragment {
+  return sqlFragment`SELECT
     case_id,
     argMax(v_rule_id, version) AS rule_id, argMax(v_rule_version, version) AS rule_version, argMax(v_title, version) AS title,
     argMax(v_severity, version) AS severity, argMax(v_action, version) AS action, argMax(v_entity_type, version) AS entity_type,
@@ -158,15 +158,15 @@ export function caseQueries(database: string) {
     latestIdsFor: (keys: readonly [string, string, string][]) =>
       sql`SELECT case_id FROM ${state} WHERE (entity_type, entity_id) IN ${keys.map((k) => [k[1], k[2]])}
   AND (rule_id, entity_type, entity_id) IN ${keys.map((k) => [...k])} ORDER BY opened_at DESC, case_id LIMIT 1 BY rule_id, entity_type, entity_id`,
-    byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId} ${raw(NARROW)}`,
-    byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds} ${raw(NARROW)}`,
+    byId: (caseId: string) => sql`SELECT * FROM ${view} WHERE case_id = ${caseId} ${NARROW}`,
+    byIds: (caseIds: readonly string[]) => sql`SELECT * FROM ${view} WHERE case_id IN ${caseIds} ${NARROW}`,
     list: (filter: CaseFilter) => {
-      const where: string[] = ['1'];
-      if (filter.status) where.push(sql`status = ${filter.status}`);
-      if (filter.rule) where.push(sql`rule_id = ${filter.rule}`);
-      if (filter.sinceMs !== undefined) where.push(sql`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
+      const where: SqlFragment[] = [sqlFragment`1`];
+      if (filter.status) where.push(sqlFragment`status = ${filter.status}`);
+      if (filter.rule) where.push(sqlFragment`rule_id = ${filter.rule}`);
+      if (filter.sinceMs !== undefined) where.push(sqlFragment`updated_at >= toDateTime(${Math.floor(filter.sinceMs / 1000)}, 'UTC')`);
       const limit = Math.min(Math.max(1, Math.floor(filter.limit ?? 200)), 10_000);
-      return `SELECT * FROM ${view.text} WHERE ${where.join(' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${limit}`;
+      return sql`SELECT * FROM ${view} WHERE ${joinSql(where, ' AND ')} ORDER BY updated_at DESC, case_id LIMIT ${limit}`;
     },
     /**
      * Inbox candidates: the first `rows` rows of case_state (migration 023) in inbox order whose
@@ -175,8 +175,8 @@ export function caseQueries(database: string) {
      * state. Sorting narrow rows by the inbox order reads no evidence and aggregates nothing.
      */
     inboxCandidates: (f: InboxFilter, rows: number) =>
-      `SELECT case_id, version, ${SEVERITY_RANK} AS sev_rank, opened_at FROM ${state.text} WHERE ${inboxWhere(f).join(' AND ')} ` +
-      `ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(rows)), 10_000)}`,
+      sql`SELECT case_id, version, ${SEVERITY_RANK} AS sev_rank, opened_at FROM ${state} WHERE ${inboxWhere(f)} ` +
+      sql`ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${Math.min(Math.max(1, Math.floor(rows)), 10_000)}`,
     /**
      * One inbox page in order: each case's current state (as the `cases` view computes it, in
      * full) that passes the filter, most severe first, newest first within a severity, then by id; `limit +
@@ -186,16 +186,16 @@ export function caseQueries(database: string) {
      */
     inboxCurrent: (f: InboxFilter, among?: readonly string[]) => {
       // What never changes within a case is tested before aggregating; the rest on the current state.
-      const fixed: string[] = ['1'];
-      if (among) fixed.push(sql`case_id IN ${among}`);
-      if (f.rule) fixed.push(sql`rule_id = ${f.rule}`);
-      if (f.entityType) fixed.push(sql`entity_type = ${f.entityType}`);
-      if (f.entityId) fixed.push(sql`entity_id = ${f.entityId}`);
-      if (f.q) fixed.push(sql`(case_id = ${f.q} OR entity_id = ${f.q})`);
-      if (f.openedFromMs !== undefined) fixed.push(sql`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
-      if (f.openedBeforeMs !== undefined) fixed.push(sql`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
-      return `SELECT *, ${SEVERITY_RANK} AS sev_rank FROM (${currentState(versions.text, fixed.join(' AND '))})
-  WHERE ${inboxWhere(f).join(' AND ')} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
+      const fixed: SqlFragment[] = [sqlFragment`1`];
+      if (among) fixed.push(sqlFragment`case_id IN ${among}`);
+      if (f.rule) fixed.push(sqlFragment`rule_id = ${f.rule}`);
+      if (f.entityType) fixed.push(sqlFragment`entity_type = ${f.entityType}`);
+      if (f.entityId) fixed.push(sqlFragment`entity_id = ${f.entityId}`);
+      if (f.q) fixed.push(sqlFragment`(case_id = ${f.q} OR entity_id = ${f.q})`);
+      if (f.openedFromMs !== undefined) fixed.push(sqlFragment`opened_at >= toDateTime(${Math.floor(f.openedFromMs / 1000)}, 'UTC')`);
+      if (f.openedBeforeMs !== undefined) fixed.push(sqlFragment`opened_at < toDateTime(${Math.floor(f.openedBeforeMs / 1000)}, 'UTC')`);
+      return sql`SELECT *, ${SEVERITY_RANK} AS sev_rank FROM (${currentState(versions, joinSql(fixed, ' AND '))})
+  WHERE ${inboxWhere(f)} ORDER BY sev_rank, opened_at DESC, case_id LIMIT ${inboxRows(f)}`;
     },
     /**
      * Per rule, over the cases opened in the 30 days before `nowMs`: cases opened in the last
@@ -206,7 +206,7 @@ export function caseQueries(database: string) {
       return sql`SELECT rule_id AS rule, countIf(opened_at >= toDateTime(${sec - 86_400}, 'UTC')) AS cases_24h,
     countIf(opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS cases_7d,
     sumIf(hit_count, opened_at >= toDateTime(${sec - 7 * 86_400}, 'UTC')) AS hits_7d,
-    count() AS cases_30d, ${raw(precisionColumns('resolution'))}
+    count() AS cases_30d, ${precisionColumns('resolution')}
   FROM ${view} WHERE opened_at >= toDateTime(${sec - 30 * 86_400}, 'UTC') GROUP BY rule_id ORDER BY rule_id`;
     },
     /**
@@ -216,7 +216,7 @@ export function caseQueries(database: string) {
      * ms, against 100-170 ms for argMax per case). No WHERE here: 18.16 may apply a condition
      * (moved to PREWHERE) before FINAL replaces the rows, and count a case by an older version.
      */
-    countsByStatus: () => `SELECT status, count() AS n FROM ${state.text} FINAL GROUP BY status ORDER BY status`,
+    countsByStatus: () => sql`SELECT status, count() AS n FROM ${state} FINAL GROUP BY status ORDER BY status`,
     /** The ids of some entities' cases (an order's cases), newest first, at most 100: found by case_state's key. */
     idsOfEntities: (entityType: string, ids: readonly string[]) =>
       sql`SELECT case_id, min(opened_at) AS first_opened FROM ${state} WHERE entity_type = ${entityType} AND entity_id IN ${ids}

@@ -2,7 +2,7 @@ import type { Case, CaseStore } from '../cases/index.ts';
 import { factsRead } from '../rules/catalog.ts';
 import { windowMs, type RuleSet, type WindowName } from '../rules/index.ts';
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { raw, sql } from '../storage/sql.ts';
+import { sql } from '../storage/sql.ts';
 import { entityEventsSource } from './timeline.ts';
 
 /** The entity types whose sharing makes cases related: the same IP, device or user. */
@@ -37,7 +37,7 @@ export function ruleWindows(ruleSet: RuleSet): Map<string, number> {
 export function sharedEntitiesQuery(database: string, entityType: string, entityId: string, fromMs: number, toMs: number): string | null {
   const source = entityEventsSource(database, entityType, entityId, new Date(fromMs));
   if (!source) return null;
-  return sql`SELECT DISTINCT ip, device_id, user_id FROM ${raw(source)} AND occurred_at <= ${new Date(toMs)} LIMIT ${MAX_SHARED}`;
+  return sql`SELECT DISTINCT ip, device_id, user_id FROM ${source} AND occurred_at <= ${new Date(toMs)} LIMIT ${MAX_SHARED}`;
 }
 
 /** A case of an entity that shared an IP, device or user with the case's entity. */

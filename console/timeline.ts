@@ -1,6 +1,6 @@
 import { queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { eventsByEntity } from '../storage/copies.ts';
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import type { OrderReport } from './orders.ts';
 
 /** The payment_events column each case entity type is kept by. */
@@ -25,11 +25,12 @@ const COPIED = new Set(['ip', 'device', 'user', 'order']);
  * for IPs, devices, users and orders (a look-up reads that entity's granules), payment_events
  * (ordered by time, so the bound reads only that day) for merchants and channels.
  */
-export function entityEventsSource(database: string, entityType: string, entityId: string, from: Date): string | null {
+export function entityEventsSource(database: string, entityType: string, entityId: string, from: Date): SqlFragment | null {
   const column = ENTITY_COLUMNS[entityType];
   if (!column) return null;
-  if (COPIED.has(entityType)) return sql`${eventsByEntity(database)} WHERE entity_type = ${entityType} AND entity_key = ${entityId} AND occurred_at >= ${from}`;
-  return sql`${ident(database, 'payment_events')} WHERE occurred_at >= ${from} AND ${ident(column)} = ${entityId}`;
+  if (COPIED.has(entityType))
+    return sqlFragment`${eventsByEntity(database)} WHERE entity_type = ${entityType} AND entity_key = ${entityId} AND occurred_at >= ${from}`;
+  return sqlFragment`${ident(database, 'payment_events')} WHERE occurred_at >= ${from} AND ${ident(column)} = ${entityId}`;
 }
 
 /**
@@ -41,7 +42,7 @@ export function entityTimelineQuery(database: string, entityType: string, entity
   if (!source) return null;
   return sql`SELECT event_id, occurred_at, occurred_ms, ingested_at, type, status, order_id, attempt, transaction_id, amount_minor, currency, channel,
       merchant_id, user_id, device_id, ip, failure_code, source
-    FROM ${raw(source)}
+    FROM ${source}
     ORDER BY occurred_at DESC, occurred_ms DESC, event_id
     LIMIT 1 BY event_id
     LIMIT ${TIMELINE_EVENTS}`;
