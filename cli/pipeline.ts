@@ -173,6 +173,10 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       [],
       () => detector.status().failedInARow,
     );
+    // Which instance acts for detection and automation now: tests and ops find the leader here.
+    metrics.registry.gauge('paysentinel_detection_leader', '1 while this instance leads detection and automation, else 0.', [], () =>
+      leadership.isLeader() ? 1 : 0,
+    );
     detector.start();
     // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
     if (config.caseWebhookUrl) {
