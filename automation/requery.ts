@@ -3,10 +3,10 @@ import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, toDateTimeText } from '../storage/sql.ts';
+import { ident } from '../storage/sql.ts';
 import { commandMessage, readSwitch } from './automation.ts';
 import { commandIdFor, type PlannedCommand } from './plan.ts';
-import { AUTOMATION_ACTOR, automationQueries } from './queries.ts';
+import { AUTOMATION_ACTOR, automationQueries, issuedCommandRow } from './queries.ts';
 
 /**
  * The article's scheduled re-check: every minute, a requery_status for the attempts still
@@ -70,30 +70,7 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   await insertRows(
     deps.clickhouse,
     ident(deps.database, 'command_versions').text,
-    planned.map((p) => ({
-      command_id: p.command_id,
-      version: nowMs,
-      type: p.type,
-      mode,
-      case_id: '',
-      rule_id: '',
-      order_id: p.order_id,
-      attempt: p.attempt,
-      transaction_id: p.transaction_id ?? '',
-      amount_minor: 0,
-      currency: '',
-      entity_type: '',
-      entity_id: '',
-      ttl_s: 0,
-      issued_at: toDateTimeText(nowMs),
-      expires_at: toDateTimeText(expiresAtMs),
-      reason: p.reason,
-      status: 'issued',
-      detail: mode === 'dry-run' ? 'dry-run: would have sent' : '',
-      escalated: mode === 'dry-run' ? 1 : 0,
-      changed_by: REQUERY_JOB,
-      changed_at: toDateTimeText(nowMs),
-    })),
+    planned.map((p) => issuedCommandRow(p, mode, nowMs, expiresAtMs, REQUERY_JOB)),
   );
   if (mode === 'on')
     await deps.producer.send({
