@@ -76,7 +76,10 @@ export function refundVerdict(amount: number, currency: string, safety: RefundSa
   const spent = safety.spentToday.get(currency) ?? 0;
   const budget = limitFor(safety.daily, currency);
   if (spent + amount > budget)
-    return `the refund of ${amount} ${currency} would take today's automatic refunds to ${spent + amount}, over the budget of ${budget} (AUTO_REFUND_DAILY_MINOR)`;
+    return (
+      `the refund of ${amount} ${currency} would take today's automatic refunds to ${spent + amount}, ` +
+      `over the budget of ${budget} (AUTO_REFUND_DAILY_MINOR)`
+    );
   return null;
 }
 

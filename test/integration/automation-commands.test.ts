@@ -123,7 +123,8 @@ const cli = (args: string[]) =>
   spawnSync(process.execPath, ['bin/paysentinel.mjs', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
 
 describe('automatic handling with commands to the gateway', () => {
-  test('a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two instances at once', async () => {
+  const oneRefund = 'a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two passes at once';
+  test(oneRefund, async () => {
     const o = order();
     await events(o, [
       { attempt: 1, status: 'succeeded', atMs: T0 - 60_000 },
@@ -291,7 +292,8 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await topicCount()).toBe(before + 1);
   });
 
-  test('the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, and one attempt not again within REQUERY_AFTER', async () => {
+  const requeryJob = 'the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, not again within REQUERY_AFTER';
+  test(requeryJob, async () => {
     const [older, newer, fresh, done] = [order(), order(), order(), order()];
     const now = Date.now();
     await events(older, [{ attempt: 1, status: 'processing', atMs: now - 20 * 60_000 }]);
