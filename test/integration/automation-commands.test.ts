@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createAutomation, createManualCommands, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { createAutomation, createManualCommands, requeryScheduledJob, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { recentRuns } from '../../analytics/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
 import { commandProblem } from '../../contract/command.ts';
@@ -318,5 +319,42 @@ describe('automatic handling with commands to the gateway', () => {
     // Within REQUERY_AFTER of the last ask: nothing more.
     expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 120_000)).toMatchObject({ issued: 0 });
     expect(await topicCount()).toBe(before + 2);
+  });
+
+  test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
+    // Hours ahead, so that nothing the other tests stored is still processing in its window.
+    const now = Math.floor(Date.now() / 3_600_000 + 72) * 3_600_000 + 58 * 60_000;
+    const hour = new Date(now).getUTCHours();
+    await insertRows(s.clickhouse, ident(db, 'retry_policy').text, [
+      { channel: 'alipay', failure_code: 'timeout', version: now, run_id: 'test', computed_at: toDateTimeText(now), action: 'retry', peak_hours: [hour] },
+    ]);
+    const stuck = Array.from({ length: 5 }, () => order());
+    for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (20 + i) * 60_000 }]);
+    const deps = {
+      clickhouse: s.clickhouse,
+      database: db,
+      logger: silentLogger,
+      commands: { producer, config: configWith({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '4' }) },
+    };
+    const ours = async () =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${stuck} AND type = 'requery_status'`)).length;
+
+    // A peak hour: half of REQUERY_MAX_PER_MINUTE, the oldest first; the run is in job_runs with the commands it issued.
+    const peakRun = await requeryScheduledJob.run(deps, new Date(now));
+    expect(peakRun).toMatchObject({ job: 'requery', status: 'ok', rows: 2 });
+    expect(await ours()).toBe(2);
+    const [recorded] = await recentRuns(deps, 'requery', 1);
+    expect(recorded).toMatchObject({ status: 'ok', rows: '2', window_to: toDateTimeText(now - 5 * 60_000) });
+
+    // Four minutes later the hour is not a peak one: up to the full limit, but the two asked within REQUERY_AFTER are not asked again.
+    expect(await requeryScheduledJob.run(deps, new Date(now + 4 * 60_000))).toMatchObject({ status: 'ok', rows: 3 });
+    expect(await ours()).toBe(5);
+    // Once REQUERY_AFTER has passed for every one of them: all five are due again, four (the limit) are asked.
+    expect(await requeryScheduledJob.run(deps, new Date(now + 10 * 60_000))).toMatchObject({ status: 'ok', rows: 4 });
+    expect(await ours()).toBe(9);
+    expect((await recentRuns(deps, 'requery', 10)).map((r) => Number(r.rows))).toEqual([4, 3, 2]);
+
+    // Without a producer (a process that cannot send commands) the job does nothing.
+    expect(await requeryScheduledJob.run({ ...deps, commands: undefined }, new Date(now))).toBeNull();
   });
 });
