@@ -357,4 +357,29 @@ describe('automatic handling with commands to the gateway', () => {
     // Without a producer (a process that cannot send commands) the job does nothing.
     expect(await requeryScheduledJob.run({ ...deps, commands: undefined }, new Date(now))).toBeNull();
   });
+
+  test("automation's change to a case is stored after detection's latest version, however early its pass began: a tick cannot reopen it", async () => {
+    const o = order();
+    const c = await openCase('duplicate_charge', 'order', o);
+    // A detection tick stamps its versions with its start: here one that began after the automation pass below.
+    const tickMs = Date.now() + 2_000;
+    const rule = ruleSet.rules.find((r) => r.id === 'duplicate_charge')!;
+    const hit: Hit = {
+      ruleId: rule.id,
+      ruleVersion: rule.version,
+      title: rule.title,
+      severity: rule.severity,
+      action: rule.action,
+      entityType: 'order',
+      entityId: o,
+      cooldownMs: rule.cooldownMs,
+      recommendedAction: 'act',
+      evidence: { seen: 2 },
+    };
+    expect((await cases.applyHits([hit], tickMs)).updated).toHaveLength(1);
+    // The pass that refunded the order began before that tick and closes the case now.
+    await cases.record({ ...c, status: 'resolved', resolution: 'handled_automatically' }, 'automation', 'Handled automatically.', tickMs - 5_000);
+    expect(await cases.get(c.case_id)).toMatchObject({ status: 'resolved', resolution: 'handled_automatically' });
+    expect((await cases.history(c.case_id)).at(-1)).toMatchObject({ changed_by: 'automation', status: 'resolved' });
+  });
 });
