@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { StoredCommand } from '../../automation/index.ts';
 import { createCaseStore, SYSTEM_RESOLUTION, type CaseStore } from '../../cases/index.ts';
 import { startPipeline, type RunningPipeline } from '../../cli/pipeline.ts';
-import { silentLogger } from '../../log/index.ts';
+import { createLogger, silentLogger } from '../../log/index.ts';
 import { queryRows } from '../../storage/clickhouse.ts';
 import { ident, sql } from '../../storage/sql.ts';
+import { startCommandAnswerer } from '../../simulator/answer.ts';
 import { readWholeTopic, repoRoot, services } from './helpers.ts';
 
 /**
@@ -33,9 +34,11 @@ const db = s.config.clickhouseDatabase;
 const dir = mkdtempSync(join(tmpdir(), 'answer-commands-'));
 let pipeline: RunningPipeline | undefined;
 let store: CaseStore;
+/** The pipeline's warnings and errors, shown when the test fails. */
+const logLines: string[] = [];
 
 beforeAll(async () => {
-  pipeline = await startPipeline(s.config, silentLogger);
+  pipeline = await startPipeline(s.config, createLogger({ level: 'warn', write: (l) => logLines.push(l) }));
   store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer: { send: async () => [] }, topic: s.config.casesTopic });
 });
 afterAll(async () => {
@@ -71,7 +74,8 @@ describe('simulate --answer-commands', () => {
             s.clickhouse,
             sql`SELECT command_id, type, case_id, order_id, attempt, status, detail FROM ${ident(db, 'commands')}`,
           );
-          throw new Error(`simulate stopped answering first: ${output}\ncases: ${JSON.stringify(cases)}\ncommands: ${JSON.stringify(commands)}`);
+          const log = logLines.slice(-30).join('\n');
+          throw new Error(`simulate stopped answering first: ${output}\ncases: ${JSON.stringify(cases)}\ncommands: ${JSON.stringify(commands)}\nlog:\n${log}`);
         }
         return (await store.list({}))
           .filter((c) => c.rule_id === 'stuck_processing' || c.rule_id === 'duplicate_charge')
@@ -120,5 +124,44 @@ WHERE order_id = ${charged.entity_id} AND type = 'refund' ORDER BY attempt`,
     const history = await store.history(chargeCase!.case_id);
     expect(history.at(-1)).toMatchObject({ changed_by: 'automation', status: 'resolved' });
     expect(history.at(-1)!.note).toMatch(/^Handled automatically: refund K[0-9a-f]{24} for order .* done/);
+  });
+
+  test('the simulated gateway answers a command published the moment it has started, before its new consumer group has joined', async () => {
+    const producer = s.kafka.producer();
+    await producer.connect();
+    const answerer = await startCommandAnswerer({
+      kafka: s.kafka,
+      producer,
+      groupId: `t${tag}-gateway-${randomUUID().slice(0, 8)}`,
+      commandsTopic: s.config.commandsTopic,
+      eventsTopic: s.config.eventsTopic,
+      resultsTopic: s.config.commandResultsTopic,
+      orders: new Map(),
+      logger: silentLogger,
+    });
+    try {
+      const commandId = 'K' + randomUUID().replace(/-/g, '').slice(0, 24);
+      const at = new Date().toISOString();
+      const block = {
+        command_id: commandId,
+        type: 'block',
+        case_id: 'C1',
+        rule_id: 'ip_amount_probing',
+        entity_type: 'ip',
+        entity_id: '198.51.100.7',
+        ttl: 60,
+      };
+      await producer.send({
+        topic: s.config.commandsTopic,
+        acks: -1,
+        messages: [{ key: '198.51.100.7', value: JSON.stringify({ ...block, issued_at: at, expires_at: at, reason: 'test' }) }],
+      });
+      await expect.poll(() => answerer.answered(), { timeout: 30_000, interval: 200 }).toBe(1);
+      const results = (await readWholeTopic(s.kafka, s.config.commandResultsTopic)).map((m) => JSON.parse(m.value));
+      expect(results).toContainEqual({ command_id: commandId, status: 'done', detail: 'blocked ip 198.51.100.7 for 60 s' });
+    } finally {
+      await answerer.stop();
+      await producer.disconnect();
+    }
   });
 });
