@@ -6,7 +6,7 @@ import type { Logger } from '../log/index.ts';
 import type { LoadedRule, RuleSet } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, toDateTimeText } from '../storage/sql.ts';
-import { planCommands, type AttemptRow, type PlannedCommand, type RefundSafety } from './plan.ts';
+import { commandIdFor, planCommands, type AttemptRow, type PlannedCommand, type RefundSafety } from './plan.ts';
 import { AUTOMATION_ACTOR, automationQueries, commandVersionRow, issuedCommandRow, type CommandVersionRow, type StoredCommand } from './queries.ts';
 
 export type { StoredCommand } from './queries.ts';
@@ -148,11 +148,17 @@ export function createAutomation(deps: AutomationDeps) {
       : [];
     const dayStartSec = Math.floor(nowMs / 86_400_000) * 86_400;
     const spent = await queryRows<{ currency: string; spent: string | number }>(deps.clickhouse, q.refundedSince(dayStartSec), 'refunds today');
+    // Refunds of these orders' succeeded attempts already sent (by a pass killed before it recorded the case).
+    const refundIds = attempts.filter((a) => a.first_succeeded > 0).map((a) => commandIdFor('refund', { caseId: '', orderId: a.order_id, attempt: a.attempt }));
+    const sent = refundIds.length
+      ? (await queryRows<StoredCommand>(deps.clickhouse, q.byIds(refundIds), 'refunds sent')).filter((s) => s.mode === 'on').map((s) => s.command_id)
+      : [];
     const safety: RefundSafety = {
       enabled: deps.config.automationRefunds,
       max: deps.config.autoRefundMaxMinor,
       daily: deps.config.autoRefundDailyMinor,
       spentToday: new Map(spent.map((r) => [r.currency, Number(r.spent)])),
+      sent: new Set(sent),
     };
     for (const c of fresh) {
       const rule = rules.get(c.rule_id)!;

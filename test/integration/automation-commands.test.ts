@@ -61,7 +61,10 @@ const automation = (env: Record<string, string>, send: Pick<Producer, 'send'> = 
 
 let seq = 0;
 /** Stores payment events of an order as ingest would. */
-async function events(orderId: string, list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number }[]) {
+async function events(
+  orderId: string,
+  list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number; currency?: string }[],
+) {
   await insertRows(
     s.clickhouse,
     ident(db, 'payment_events').text,
@@ -75,7 +78,7 @@ async function events(orderId: string, list: { attempt: number; status: string; 
       attempt: e.attempt,
       transaction_id: `T-${orderId}-${e.attempt}`,
       amount_minor: e.amount ?? 12_900,
-      currency: 'CNY',
+      currency: e.currency ?? 'CNY',
       channel: 'alipay',
       merchant_id: 'm-1',
       user_id: 'u-1',
@@ -381,5 +384,31 @@ describe('automatic handling with commands to the gateway', () => {
     await cases.record({ ...c, status: 'resolved', resolution: 'handled_automatically' }, 'automation', 'Handled automatically.', tickMs - 5_000);
     expect(await cases.get(c.case_id)).toMatchObject({ status: 'resolved', resolution: 'handled_automatically' });
     expect((await cases.history(c.case_id)).at(-1)).toMatchObject({ changed_by: 'automation', status: 'resolved' });
+  });
+
+  test("a refund sent by a pass killed before it recorded the case is sent again under its id, even when it used up the day's budget itself", async () => {
+    const o = order();
+    await events(o, [
+      { attempt: 1, status: 'succeeded', currency: 'EUR', atMs: T0 - 60_000 },
+      { attempt: 2, status: 'succeeded', currency: 'EUR', atMs: T0 - 30_000 },
+    ]);
+    const c = await openCase('duplicate_charge', 'order', o);
+    // The day's EUR budget is exactly this one refund.
+    const tight = { ...refundsOn, AUTO_REFUND_MAX_MINOR: 'EUR:50000,CNY:50000', AUTO_REFUND_DAILY_MINOR: 'EUR:12900,CNY:1000000' };
+    const crashing = automation(tight, {
+      send: async () => {
+        throw new Error('killed');
+      },
+    });
+    await expect(crashing.run()).rejects.toThrow('killed');
+    const [stored] = await refundsOfOrder(o);
+    expect(stored).toMatchObject({ attempt: 2, mode: 'on', status: 'issued' });
+    const before = await topicCount();
+    await automation(tight).run();
+    // Not "over the budget" to support while the refund may be on its way: the same command again.
+    expect(await refundsOfOrder(o)).toHaveLength(1);
+    expect(await topicCount()).toBe(before + 1);
+    expect(await cases.get(c.case_id)).toMatchObject({ status: 'open', assignee: 'automation' });
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(new RegExp(`^Sent refund ${stored!.command_id} for order ${o} attempt 2 \\(12900 EUR\\)`));
   });
 });
