@@ -13,7 +13,7 @@ afterEach(() => {
 });
 
 describe('analytics schedule (fake clock)', () => {
-  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily, statements every five minutes', () => {
+  test('rates every minute, reconcile every five minutes, the retry policy and baselines hourly, the report daily, statements every five minutes, the requery job every minute', () => {
     expect(analyticsJobs.map((j) => [j.name, j.cron])).toEqual([
       ['rates', '* * * * *'],
       ['reconcile', '*/5 * * * *'],
@@ -21,6 +21,7 @@ describe('analytics schedule (fake clock)', () => {
       ['baselines', '3 * * * *'],
       ['daily-report', '10 0 * * *'],
       ['statements', '*/5 * * * *'],
+      ['requery', '* * * * *'],
     ]);
   });
 

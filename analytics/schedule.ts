@@ -6,9 +6,10 @@ import { ratesScheduledJob } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
 import { retryPolicyScheduledJob, type RetryPolicyDeps } from './retry-policy.ts';
 import { statementsScheduledJob } from '../statements/job.ts';
+import { requeryScheduledJob, type RequeryJobDeps } from '../automation/requery.ts';
 
 /** What the scheduler and `paysentinel analytics run` give every job: the widest any job needs. */
-export type JobDeps = RetryPolicyDeps;
+export type JobDeps = RetryPolicyDeps & RequeryJobDeps;
 
 /** The analytics jobs and their schedules (analytics/DEFINITIONS.md says what each computes). */
 export const analyticsJobs: readonly ScheduledJob<JobDeps>[] = [
@@ -18,6 +19,7 @@ export const analyticsJobs: readonly ScheduledJob<JobDeps>[] = [
   baselinesScheduledJob,
   dailyReportScheduledJob,
   statementsScheduledJob,
+  requeryScheduledJob,
 ];
 
 export interface AnalyticsSchedule {

@@ -1,13 +1,15 @@
 import type { Producer } from 'kafkajs';
 import type { Case, CaseStore } from '../cases/index.ts';
 import type { AutomationMode, Config } from '../config/index.ts';
-import type { CommandStatus, PaymentCommand } from '../contract/command.ts';
+import type { PaymentCommand } from '../contract/command.ts';
 import type { Logger } from '../log/index.ts';
 import type { LoadedRule, RuleSet } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, toDateTimeText } from '../storage/sql.ts';
-import { planCommands, type AttemptRow, type PlannedCommand, type RefundSafety } from './plan.ts';
-import { AUTOMATION_ACTOR, automationQueries } from './queries.ts';
+import { commandIdFor, planCommands, type AttemptRow, type PlannedCommand, type RefundSafety } from './plan.ts';
+import { AUTOMATION_ACTOR, automationQueries, commandVersionRow, issuedCommandRow, type CommandVersionRow, type StoredCommand } from './queries.ts';
+
+export type { StoredCommand } from './queries.ts';
 
 /**
  * The automation loop, run by the detection leader every few seconds. All its state is in
@@ -24,30 +26,6 @@ import { AUTOMATION_ACTOR, automationQueries } from './queries.ts';
 
 /** Who handles a case automation has taken: support's inbox filters it out as assigned. */
 export const AUTOMATION_ASSIGNEE = 'automation';
-
-/** A stored command, as the `commands` view returns it. */
-export interface StoredCommand {
-  command_id: string;
-  type: string;
-  mode: string;
-  case_id: string;
-  rule_id: string;
-  order_id: string;
-  attempt: number;
-  transaction_id: string;
-  amount_minor: number | string;
-  currency: string;
-  entity_type: string;
-  entity_id: string;
-  ttl_s: number;
-  issued_at: string;
-  expires_at: string;
-  reason: string;
-  status: CommandStatus;
-  detail: string;
-  escalated: number;
-  changed_at: string;
-}
 
 /** Whether automation runs: the AUTOMATION setting, and the kill switch read on every pass. */
 export interface AutomationSwitch {
@@ -78,11 +56,6 @@ const iso = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString()
 /** The message published for a command: the contract's fields only. */
 export function commandMessage(p: PlannedCommand, issuedAtMs: number, expiresAtMs: number): PaymentCommand {
   return { ...p, issued_at: iso(issuedAtMs), expires_at: iso(expiresAtMs) };
-}
-
-/** The row of one version of a command. */
-function versionRow(c: StoredCommand, version: number, changedBy: string) {
-  return { ...c, amount_minor: Number(c.amount_minor), version, changed_by: changedBy, changed_at: toDateTimeText(version) };
 }
 
 /** Reads the kill switch (no row: running). */
@@ -116,12 +89,8 @@ export function createAutomation(deps: AutomationDeps) {
   const versions = ident(deps.database, 'command_versions').text;
   const now = deps.now ?? Date.now;
 
-  async function storeVersions(rows: readonly StoredCommand[], changedBy: string, nowMs: number): Promise<void> {
-    await insertRows(
-      deps.clickhouse,
-      versions,
-      rows.map((c) => versionRow(c, nowMs, changedBy)),
-    );
+  async function storeVersions(rows: readonly CommandVersionRow[]): Promise<void> {
+    await insertRows(deps.clickhouse, versions, rows);
   }
 
   async function publish(messages: readonly PaymentCommand[]): Promise<void> {
@@ -179,11 +148,17 @@ export function createAutomation(deps: AutomationDeps) {
       : [];
     const dayStartSec = Math.floor(nowMs / 86_400_000) * 86_400;
     const spent = await queryRows<{ currency: string; spent: string | number }>(deps.clickhouse, q.refundedSince(dayStartSec), 'refunds today');
+    // Refunds of these orders' succeeded attempts already sent (by a pass killed before it recorded the case).
+    const refundIds = attempts.filter((a) => a.first_succeeded > 0).map((a) => commandIdFor('refund', { caseId: '', orderId: a.order_id, attempt: a.attempt }));
+    const sent = refundIds.length
+      ? (await queryRows<StoredCommand>(deps.clickhouse, q.byIds(refundIds), 'refunds sent')).filter((s) => s.mode === 'on').map((s) => s.command_id)
+      : [];
     const safety: RefundSafety = {
       enabled: deps.config.automationRefunds,
       max: deps.config.autoRefundMaxMinor,
       daily: deps.config.autoRefundDailyMinor,
       spentToday: new Map(spent.map((r) => [r.currency, Number(r.spent)])),
+      sent: new Set(sent),
     };
     for (const c of fresh) {
       const rule = rules.get(c.rule_id)!;
@@ -201,7 +176,7 @@ export function createAutomation(deps: AutomationDeps) {
       const stored = new Map(
         (await queryRows<StoredCommand>(deps.clickhouse, q.byIds(plan.commands.map((p) => p.command_id)), 'commands by id')).map((s) => [s.command_id, s]),
       );
-      const rows: StoredCommand[] = [];
+      const rows: CommandVersionRow[] = [];
       const send: PaymentCommand[] = [];
       for (const p of plan.commands) {
         const before = stored.get(p.command_id);
@@ -212,32 +187,11 @@ export function createAutomation(deps: AutomationDeps) {
           continue;
         }
         if (before && mode === 'dry-run') continue;
-        rows.push({
-          command_id: p.command_id,
-          type: p.type,
-          mode,
-          case_id: p.case_id,
-          rule_id: p.rule_id,
-          order_id: p.order_id ?? '',
-          attempt: p.attempt ?? 0,
-          transaction_id: p.transaction_id ?? '',
-          amount_minor: p.amount_minor ?? 0,
-          currency: p.currency ?? '',
-          entity_type: p.entity_type ?? '',
-          entity_id: p.entity_id ?? '',
-          ttl_s: p.ttl ?? 0,
-          issued_at: toDateTimeText(nowMs),
-          expires_at: toDateTimeText(expiresAtMs),
-          reason: p.reason,
-          status: 'issued',
-          detail: mode === 'dry-run' ? 'dry-run: would have sent' : '',
-          escalated: mode === 'dry-run' ? 1 : 0,
-          changed_at: toDateTimeText(nowMs),
-        });
+        rows.push(issuedCommandRow(p, mode, nowMs, expiresAtMs, AUTOMATION_ACTOR));
         if (mode === 'on') send.push(commandMessage(p, nowMs, expiresAtMs));
       }
       // Stored before published: a command on the topic is always in the table.
-      await storeVersions(rows, AUTOMATION_ACTOR, nowMs);
+      await storeVersions(rows);
       await publish(send);
       const list = plan.commands
         .map((p) =>
@@ -348,7 +302,7 @@ export function createAutomation(deps: AutomationDeps) {
       }
       change({ ...c, escalated: 1 });
     }
-    await storeVersions([...changed.values()], AUTOMATION_ACTOR, nowMs);
+    await storeVersions([...changed.values()].map((c) => commandVersionRow(c, nowMs, AUTOMATION_ACTOR)));
   }
 
   return {

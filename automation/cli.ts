@@ -43,12 +43,13 @@ export const automationCommand: Command = {
     try {
       await migrate(clickhouse, config.clickhouseDatabase, createLogger({ level: 'warn' }));
       if (action !== 'status') {
+        const paused = 'paused: no command is sent until "paysentinel automation resume"';
         const who = values.by ?? (process.env.USER || userInfo().username || 'unknown');
         await writeSwitch(clickhouse, config.clickhouseDatabase, action === 'pause', who, values.note!, Date.now());
         process.stdout.write(
           values.json
             ? JSON.stringify({ paused: action === 'pause', by: who, note: values.note }) + '\n'
-            : `Automation is ${action === 'pause' ? 'paused: no command is sent until "paysentinel automation resume"' : `running again (AUTOMATION=${config.automation})`} (by ${who}).\n`,
+            : `Automation is ${action === 'pause' ? paused : `running again (AUTOMATION=${config.automation})`} (by ${who}).\n`,
         );
         return 0;
       }

@@ -15,5 +15,5 @@ export { commandIdFor, planCommands, refundVerdict, type AttemptRow, type Planne
 export { automationQueries, AUTOMATION_ACTOR } from './queries.ts';
 export { startCommandResults, applyResults, type ResultsDeps } from './results.ts';
 export { startAutomationLoop, type AutomationStatus } from './loop.ts';
-export { runRequery, requeryLimit, REQUERY_JOB, type RequeryDeps } from './requery.ts';
+export { runRequery, runRequeryJob, requeryLimit, requeryScheduledJob, REQUERY_JOB, type RequeryDeps, type RequeryJobDeps } from './requery.ts';
 export { createManualCommands, type ManualCommands, type ManualCommandsDeps, type ManualResult } from './manual.ts';

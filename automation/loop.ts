@@ -10,29 +10,12 @@ export interface AutomationStatus {
   lastFailure: string | null;
 }
 
-/** Runs automation passes every `everyMs` while `isLeader()`; a failed pass is repeated by the next. */
-/** How often the requery job runs inside the loop. */
-const REQUERY_EVERY_MS = 60_000;
-
-export function startAutomationLoop(deps: {
-  automation: Automation;
-  isLeader: () => boolean;
-  everyMs: number;
-  logger: Logger;
-  mode: string;
-  /** The requery job (requery.ts), run once a minute after a pass. */
-  requery?: (nowMs: number) => Promise<unknown>;
-}) {
-  let lastRequery = -Infinity;
-  const pass = async () => {
-    const r = await deps.automation.run();
-    const nowMs = Date.now();
-    if (deps.requery && nowMs - lastRequery >= REQUERY_EVERY_MS) {
-      lastRequery = nowMs;
-      await deps.requery(nowMs);
-    }
-    return r;
-  };
+/**
+ * Runs automation passes every `everyMs` while `isLeader()`; a failed pass is repeated by the
+ * next. (The scheduled re-check is the `requery` job, run by the jobs leader: requery.ts.)
+ */
+export function startAutomationLoop(deps: { automation: Automation; isLeader: () => boolean; everyMs: number; logger: Logger; mode: string }) {
+  const pass = () => deps.automation.run();
   const status: AutomationStatus = { mode: deps.mode, paused: false, passes: 0, failedInARow: 0, lastFailure: null };
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();

@@ -6,7 +6,7 @@ import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickho
 import { ident, toDateTimeText } from '../storage/sql.ts';
 import { AUTOMATION_ASSIGNEE, commandMessage, describeCommand, type StoredCommand } from './automation.ts';
 import { commandIdFor, type PlannedCommand } from './plan.ts';
-import { automationQueries } from './queries.ts';
+import { automationQueries, commandVersionRow } from './queries.ts';
 
 /**
  * What support can do to a command from the console: retry one that failed, was rejected or
@@ -31,8 +31,7 @@ export function createManualCommands(deps: ManualCommandsDeps) {
   const versions = ident(deps.database, 'command_versions').text;
   const read = async (caseId: string, commandId: string) =>
     (await queryRows<StoredCommand>(deps.clickhouse, q.byIds([commandId]), 'command')).find((c) => c.case_id === caseId);
-  const store = (c: StoredCommand, nowMs: number, who: string) =>
-    insertRows(deps.clickhouse, versions, [{ ...c, amount_minor: Number(c.amount_minor), version: nowMs, changed_by: who, changed_at: toDateTimeText(nowMs) }]);
+  const store = (c: StoredCommand, nowMs: number, who: string) => insertRows(deps.clickhouse, versions, [commandVersionRow(c, nowMs, who)]);
 
   return {
     /** Cancels a command still waiting for its outcome; support takes the case. */
@@ -42,7 +41,9 @@ export function createManualCommands(deps: ManualCommandsDeps) {
       if (c.mode !== 'on' || c.status !== 'issued')
         return {
           kind: 'conflict',
-          message: `Command ${commandId} is not pending (${c.mode === 'on' ? c.status : 'dry-run'}); only a sent command waiting for its outcome can be cancelled.`,
+          message:
+            `Command ${commandId} is not pending (${c.mode === 'on' ? c.status : 'dry-run'}); ` +
+            'only a sent command waiting for its outcome can be cancelled.',
         };
       const next: StoredCommand = { ...c, status: 'cancelled', detail: `cancelled by ${who}${note ? `: ${note}` : ''}`, escalated: 1 };
       await store(next, nowMs, who);
@@ -69,7 +70,9 @@ export function createManualCommands(deps: ManualCommandsDeps) {
       if (!['failed', 'rejected', 'expired', 'cancelled'].includes(c.status) || c.mode !== 'on')
         return {
           kind: 'conflict',
-          message: `Command ${commandId} is ${c.mode === 'on' ? c.status : 'a dry-run record'}; only a sent command that failed, was rejected, expired or was cancelled can be retried.`,
+          message:
+            `Command ${commandId} is ${c.mode === 'on' ? c.status : 'a dry-run record'}; ` +
+            'only a sent command that failed, was rejected, expired or was cancelled can be retried.',
         };
       if (deps.config.automation !== 'on')
         return { kind: 'conflict', message: `AUTOMATION=${deps.config.automation}: commands are not sent; retry from the gateway's own tools.` };

@@ -96,6 +96,15 @@ describe('planCommands', () => {
     expect(refundVerdict(7_100, 'CNY', s)).toBeNull();
   });
 
+  test('a refund already sent is sent again under its id whatever the limits say now, and not counted twice', () => {
+    const id = commandIdFor('refund', { caseId: 'C1', orderId: 'o-1', attempt: 2 });
+    // Its 12,900 is in today's spending already; the budget has no room for it a second time.
+    const s = safety({ daily: { all: 12_900, byCurrency: {} }, spentToday: new Map([['CNY', 12_900]]), sent: new Set([id]) });
+    expect(planCommands(kase(), refundRule, [attempt(1), attempt(2)], s)).toMatchObject({ kind: 'commands', commands: [{ command_id: id, attempt: 2 }] });
+    expect(s.spentToday.get('CNY')).toBe(12_900);
+    expect(planCommands(kase(), refundRule, [attempt(1), attempt(2)], { ...s, sent: new Set() }).kind).toBe('support');
+  });
+
   test('a stuck order is re-queried for each attempt still processing; none processing goes to support', () => {
     const rule = { id: 'stuck_processing', command: { type: 'requery_status' as const } };
     const plan = planCommands(

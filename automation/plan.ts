@@ -60,6 +60,13 @@ export interface RefundSafety {
   daily: MoneyLimit;
   /** Minor units per currency spent today; planning adds what it plans. */
   spentToday: Map<string, number>;
+  /**
+   * Ids of refunds already sent (AUTOMATION=on): a pass that finds one again (its predecessor
+   * was killed before recording the case) sends it again under its id, without the limits:
+   * it was allowed and counted when first sent, and a case handed to support "over the budget"
+   * while the refund is on its way would invite a second refund by hand.
+   */
+  sent?: ReadonlySet<string>;
 }
 
 export type Plan =
@@ -76,7 +83,10 @@ export function refundVerdict(amount: number, currency: string, safety: RefundSa
   const spent = safety.spentToday.get(currency) ?? 0;
   const budget = limitFor(safety.daily, currency);
   if (spent + amount > budget)
-    return `the refund of ${amount} ${currency} would take today's automatic refunds to ${spent + amount}, over the budget of ${budget} (AUTO_REFUND_DAILY_MINOR)`;
+    return (
+      `the refund of ${amount} ${currency} would take today's automatic refunds to ${spent + amount}, ` +
+      `over the budget of ${budget} (AUTO_REFUND_DAILY_MINOR)`
+    );
   return null;
 }
 
@@ -111,20 +121,22 @@ export function planCommands(c: Case, rule: Pick<LoadedRule, 'id' | 'command'>, 
       const commands: PlannedCommand[] = [];
       const planned = new Map<string, number>();
       for (const a of extra) {
+        const commandId = commandIdFor('refund', { caseId: c.case_id, orderId: a.order_id, attempt: a.attempt });
+        const sentBefore = safety.sent?.has(commandId) ?? false;
         const trial: RefundSafety = {
           ...safety,
           spentToday: new Map([[a.currency, (safety.spentToday.get(a.currency) ?? 0) + (planned.get(a.currency) ?? 0)]]),
         };
-        const refused = refundVerdict(a.amount_minor, a.currency, trial);
+        const refused = sentBefore ? null : refundVerdict(a.amount_minor, a.currency, trial);
         if (refused) return { kind: 'support', reason: refused };
-        planned.set(a.currency, (planned.get(a.currency) ?? 0) + a.amount_minor);
+        if (!sentBefore) planned.set(a.currency, (planned.get(a.currency) ?? 0) + a.amount_minor);
         commands.push({
           ...base,
           ...order(a),
           type: 'refund',
           amount_minor: a.amount_minor,
           currency: a.currency,
-          command_id: commandIdFor('refund', { caseId: c.case_id, orderId: a.order_id, attempt: a.attempt }),
+          command_id: commandId,
           reason: `Order ${a.order_id} was charged more than once: refund attempt ${a.attempt}, the charge after attempt ${charged[0]!.attempt}.`,
         });
       }

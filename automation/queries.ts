@@ -1,8 +1,74 @@
+import type { AutomationMode } from '../config/index.ts';
+import type { CommandStatus } from '../contract/command.ts';
 import { LATEST } from '../storage/event-order.ts';
-import { ident, raw, sql } from '../storage/sql.ts';
+import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
+import type { PlannedCommand } from './plan.ts';
 
 /** Who the case history names for what automation does (taking a case, escalating it). */
 export const AUTOMATION_ACTOR = 'automation';
+
+/** A stored command, as the `commands` view returns it. */
+export interface StoredCommand {
+  command_id: string;
+  type: string;
+  mode: string;
+  case_id: string;
+  rule_id: string;
+  order_id: string;
+  attempt: number;
+  transaction_id: string;
+  amount_minor: number | string;
+  currency: string;
+  entity_type: string;
+  entity_id: string;
+  ttl_s: number;
+  issued_at: string;
+  expires_at: string;
+  reason: string;
+  status: CommandStatus;
+  detail: string;
+  escalated: number;
+  changed_at: string;
+}
+
+/** One row of command_versions: a command as it stands after a change, by whom and when. */
+export type CommandVersionRow = Omit<StoredCommand, 'amount_minor'> & { amount_minor: number; version: number; changed_by: string };
+
+/** The row of a new version of a stored command at `nowMs` (an outcome, an escalation, a cancel). */
+export function commandVersionRow(c: StoredCommand, nowMs: number, changedBy: string): CommandVersionRow {
+  return { ...c, amount_minor: Number(c.amount_minor), version: nowMs, changed_by: changedBy, changed_at: toDateTimeText(nowMs) };
+}
+
+/**
+ * The first row of a planned command: issued at `nowMs` (sent with AUTOMATION=on, or recorded
+ * as "would have sent" in dry-run, which needs no escalation since support has the case).
+ * Automation's passes and the requery job issue commands through this one builder.
+ */
+export function issuedCommandRow(p: PlannedCommand, mode: Exclude<AutomationMode, 'off'>, nowMs: number, expiresAtMs: number, changedBy: string) {
+  const c: StoredCommand = {
+    command_id: p.command_id,
+    type: p.type,
+    mode,
+    case_id: p.case_id,
+    rule_id: p.rule_id,
+    order_id: p.order_id ?? '',
+    attempt: p.attempt ?? 0,
+    transaction_id: p.transaction_id ?? '',
+    amount_minor: p.amount_minor ?? 0,
+    currency: p.currency ?? '',
+    entity_type: p.entity_type ?? '',
+    entity_id: p.entity_id ?? '',
+    ttl_s: p.ttl ?? 0,
+    issued_at: toDateTimeText(nowMs),
+    expires_at: toDateTimeText(expiresAtMs),
+    reason: p.reason,
+    status: 'issued',
+    detail: mode === 'dry-run' ? 'dry-run: would have sent' : '',
+    escalated: mode === 'dry-run' ? 1 : 0,
+    changed_at: toDateTimeText(nowMs),
+  };
+  return commandVersionRow(c, nowMs, changedBy);
+}
 
 /** The statements automation sends (listed in test/sql-catalog.ts for the compatibility check). */
 export function automationQueries(database: string) {
@@ -14,11 +80,14 @@ export function automationQueries(database: string) {
   return {
     /** Unresolved cases of automatic rules that automation has not looked at yet, oldest first. */
     newCases: (ruleIds: readonly string[], limit: number) =>
-      sql`SELECT * FROM ${cases} WHERE rule_id IN ${ruleIds} AND status != 'resolved' AND case_id NOT IN (SELECT case_id FROM ${caseVersions} WHERE changed_by = ${AUTOMATION_ACTOR}) ORDER BY opened_at, case_id LIMIT ${limit}`,
+      sql`SELECT * FROM ${cases} WHERE rule_id IN ${ruleIds} AND status != 'resolved'
+  AND case_id NOT IN (SELECT case_id FROM ${caseVersions} WHERE changed_by = ${AUTOMATION_ACTOR})
+ORDER BY opened_at, case_id LIMIT ${limit}`,
     /** Every attempt of these orders with its latest status and its charge (transaction, amount, first success). */
     attempts: (orderIds: readonly string[]) =>
-      sql`SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id,
-  argMax(amount_minor, ${raw(LATEST)}) AS amount_minor, argMax(currency, ${raw(LATEST)}) AS currency,
+      sql`SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status,
+  argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id, argMax(amount_minor, ${raw(LATEST)}) AS amount_minor,
+  argMax(currency, ${raw(LATEST)}) AS currency,
   minIf(toUInt32(occurred_at), status = 'succeeded') AS first_succeeded, countIf(status = 'succeeded') AS succeeded_events
 FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL GROUP BY order_id, attempt ORDER BY order_id, attempt`,
     /** Commands by id, as they stand. */
@@ -27,10 +96,12 @@ FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS
     ofCases: (caseIds: readonly string[]) => sql`SELECT * FROM ${commands} WHERE case_id IN ${caseIds} ORDER BY issued_at, command_id`,
     /** Refunds published (not refused) since `fromSec`, per currency: what the daily budget has spent. */
     refundedSince: (fromSec: number) =>
-      sql`SELECT currency, sum(amount_minor) AS spent FROM ${commands} WHERE type = 'refund' AND mode = 'on' AND status NOT IN ('rejected', 'cancelled') AND issued_at >= toDateTime(${fromSec}, 'UTC') GROUP BY currency`,
+      sql`SELECT currency, sum(amount_minor) AS spent FROM ${commands}
+WHERE type = 'refund' AND mode = 'on' AND status NOT IN ('rejected', 'cancelled') AND issued_at >= toDateTime(${fromSec}, 'UTC') GROUP BY currency`,
     /** Published commands still waiting for an outcome, or whose bad outcome support has not been given yet. */
     outstanding: (limit: number) =>
-      sql`SELECT * FROM ${commands} WHERE mode = 'on' AND (status = 'issued' OR (status IN ('rejected', 'failed', 'expired', 'done') AND escalated = 0)) ORDER BY issued_at LIMIT ${limit}`,
+      sql`SELECT * FROM ${commands}
+WHERE mode = 'on' AND (status = 'issued' OR (status IN ('rejected', 'failed', 'expired', 'done') AND escalated = 0)) ORDER BY issued_at LIMIT ${limit}`,
     /** Status-query answers and refund events of these orders since `fromSec`: what answers requery_status and refund. */
     answers: (orderIds: readonly string[], fromSec: number) =>
       sql`SELECT event_id, type, status, order_id, attempt, ifNull(transaction_id, '') AS transaction_id, toUInt32(occurred_at) AS at
@@ -43,9 +114,12 @@ ORDER BY at, event_id`,
      */
     stillProcessing: (fromSec: number, cutoffSec: number, limit: number) =>
       sql`SELECT order_id, attempt, transaction_id, began FROM (
-  SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id, min(toUInt32(occurred_at)) AS began
+  SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id,
+    min(toUInt32(occurred_at)) AS began
   FROM ${events}
-  WHERE order_id IN (SELECT order_id FROM ${events} WHERE type = 'payment' AND status = 'processing' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))
+  WHERE order_id IN (
+      SELECT order_id FROM ${events}
+      WHERE type = 'payment' AND status = 'processing' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))
     AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
   GROUP BY order_id, attempt
 ) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`,

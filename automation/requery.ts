@@ -1,19 +1,22 @@
 import type { Producer } from 'kafkajs';
+import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
 import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident, toDateTimeText } from '../storage/sql.ts';
+import { ident } from '../storage/sql.ts';
 import { commandMessage, readSwitch } from './automation.ts';
 import { commandIdFor, type PlannedCommand } from './plan.ts';
-import { AUTOMATION_ACTOR, automationQueries } from './queries.ts';
+import { AUTOMATION_ACTOR, automationQueries, issuedCommandRow } from './queries.ts';
 
 /**
- * The article's scheduled re-check: every minute, a requery_status for the attempts still
+ * The article's scheduled re-check, a scheduled job like the analytics ones (run every minute
+ * on the jobs leader, recorded in job_runs): a requery_status for the attempts still
  * processing REQUERY_AFTER after their first report, oldest first, at most
  * REQUERY_MAX_PER_MINUTE (half that in the peak hours the retry-policy job found, where the
  * platform is already struggling), and never for one attempt more often than every
- * REQUERY_AFTER. Commands carry no case; their answers are settled by the automation pass.
+ * REQUERY_AFTER. Commands carry no case; their answers are settled by the automation pass of
+ * the detection leader, which looks at every published command.
  */
 export const REQUERY_JOB = 'requery';
 
@@ -70,30 +73,7 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   await insertRows(
     deps.clickhouse,
     ident(deps.database, 'command_versions').text,
-    planned.map((p) => ({
-      command_id: p.command_id,
-      version: nowMs,
-      type: p.type,
-      mode,
-      case_id: '',
-      rule_id: '',
-      order_id: p.order_id,
-      attempt: p.attempt,
-      transaction_id: p.transaction_id ?? '',
-      amount_minor: 0,
-      currency: '',
-      entity_type: '',
-      entity_id: '',
-      ttl_s: 0,
-      issued_at: toDateTimeText(nowMs),
-      expires_at: toDateTimeText(expiresAtMs),
-      reason: p.reason,
-      status: 'issued',
-      detail: mode === 'dry-run' ? 'dry-run: would have sent' : '',
-      escalated: mode === 'dry-run' ? 1 : 0,
-      changed_by: REQUERY_JOB,
-      changed_at: toDateTimeText(nowMs),
-    })),
+    planned.map((p) => issuedCommandRow(p, mode, nowMs, expiresAtMs, REQUERY_JOB)),
   );
   if (mode === 'on')
     await deps.producer.send({
@@ -108,3 +88,27 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   });
   return { issued: planned.length, limit, peak: peakHours.has(hour) };
 }
+
+/** What the scheduled requery job needs beyond AnalyticsDeps: a producer for the commands topic and the settings. */
+export interface RequeryJobDeps extends AnalyticsDeps {
+  /** Without it (a process that cannot publish commands) the job does nothing. */
+  commands?: { producer: Pick<Producer, 'send'>; config: RequeryDeps['config'] };
+}
+
+/**
+ * One recorded run of the requery job at `now`: its window is the first reports it looks at
+ * (the day before `now`, up to REQUERY_AFTER ago), its rows the commands it issued (or recorded,
+ * in dry-run). With AUTOMATION=off or paused it records a run that issued nothing.
+ */
+export async function runRequeryJob(deps: RequeryJobDeps, now: Date): Promise<JobRun | null> {
+  const commands = deps.commands;
+  if (!commands) return null;
+  const window = { from: new Date(now.getTime() - 86_400_000), to: new Date(now.getTime() - commands.config.requeryAfterMs) };
+  return runJob(deps, REQUERY_JOB, window, async () => {
+    const r = await runRequery({ ...deps, producer: commands.producer, config: commands.config }, now.getTime());
+    if (r.skipped) deps.logger.debug('requery: nothing sent', { why: r.skipped });
+    return r.issued;
+  });
+}
+
+export const requeryScheduledJob: ScheduledJob<RequeryJobDeps> = { name: REQUERY_JOB, cron: '* * * * *', run: (deps, now) => runRequeryJob(deps, now) };

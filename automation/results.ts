@@ -4,7 +4,7 @@ import type { Logger } from '../log/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, toDateTimeText } from '../storage/sql.ts';
 import type { StoredCommand } from './automation.ts';
-import { automationQueries } from './queries.ts';
+import { automationQueries, commandVersionRow } from './queries.ts';
 
 /**
  * The gateway's answers on the results topic become versions of their commands. Offsets are
@@ -69,7 +69,7 @@ export async function startCommandResults(deps: ResultsDeps): Promise<{ stop(): 
       await insertRows(
         deps.clickhouse,
         ident(deps.database, 'command_versions').text,
-        versions.map((c) => ({ ...c, amount_minor: Number(c.amount_minor), version: nowMs, changed_by: 'gateway', changed_at: toDateTimeText(nowMs) })),
+        versions.map((c) => commandVersionRow(c, nowMs, 'gateway')),
       );
       const bad = [
         ...decoded.flatMap(({ m, d }) => (d.ok ? [] : [{ m, reason: d.reason }])),

@@ -288,6 +288,15 @@ export function createCaseStore(deps: CaseStoreDeps) {
   };
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  // The highest version this store has written: a change on top of a case is stored after it.
+  let lastVersion = 0;
+  /**
+   * The version of a change made by another stage (automation, the resolve pass) on top of the
+   * case as it is now: later than anything this process wrote before, however long ago the
+   * caller's pass began. Detection stamps a tick's versions with the tick's start, so a tick that
+   * read a case before automation resolved it could otherwise write a later version that reopens it.
+   */
+  const laterVersion = (nowMs: number) => Math.max(nowMs, clock(), lastVersion + 1);
 
   /**
    * Publishes the held updates due at `nowMs` (every one with Infinity), each merged into the
@@ -331,6 +340,7 @@ export function createCaseStore(deps: CaseStoreDeps) {
   /** Stores versions (one insert) and then publishes them (one send): a version is on the topic only once it is stored. */
   async function write(changes: readonly { c: Case; version: number; changedBy: string; note: string }[]): Promise<void> {
     if (changes.length === 0) return;
+    for (const { version } of changes) lastVersion = Math.max(lastVersion, version);
     await insertRows(
       deps.clickhouse,
       versions.text,
@@ -441,9 +451,13 @@ export function createCaseStore(deps: CaseStoreDeps) {
      * support and detection does to a case (automation takes it, escalates it, closes it).
      */
     async record(next: Case, who: string, note: string, nowMs: number): Promise<Case> {
-      const c = { ...next, updated_at: toDateTimeText(nowMs) };
-      await write([{ c, version: nowMs, changedBy: who, note }]);
-      return c;
+      // In turn with detection's read-decide-write of hits, and stamped after it: see laterVersion.
+      return serial(async () => {
+        const version = laterVersion(nowMs);
+        const c = { ...next, updated_at: toDateTimeText(version) };
+        await write([{ c, version, changedBy: who, note }]);
+        return c;
+      });
     },
 
     /** Cases of these rules not resolved yet (at most `limit`, longest untouched first). */
@@ -458,15 +472,18 @@ export function createCaseStore(deps: CaseStoreDeps) {
      * in the evidence (`closed_by`) and told in the history's note. One insert, one send.
      */
     async resolveBySystem(closing: readonly { c: Case; closedBy: Record<string, unknown>; note: string }[], nowMs: number): Promise<Case[]> {
-      const resolved = closing.map(({ c, closedBy }) => ({
-        ...c,
-        status: 'resolved' as const,
-        resolution: SYSTEM_RESOLUTION,
-        updated_at: toDateTimeText(nowMs),
-        evidence: { ...c.evidence, closed_by: closedBy },
-      }));
-      await write(resolved.map((c, i) => ({ c, version: nowMs, changedBy: SYSTEM_ACTOR, note: closing[i]!.note })));
-      return resolved;
+      return serial(async () => {
+        const version = laterVersion(nowMs);
+        const resolved = closing.map(({ c, closedBy }) => ({
+          ...c,
+          status: 'resolved' as const,
+          resolution: SYSTEM_RESOLUTION,
+          updated_at: toDateTimeText(version),
+          evidence: { ...c.evidence, closed_by: closedBy },
+        }));
+        await write(resolved.map((c, i) => ({ c, version, changedBy: SYSTEM_ACTOR, note: closing[i]!.note })));
+        return resolved;
+      });
     },
 
     async list(filter: CaseFilter): Promise<Case[]> {

@@ -1,9 +1,9 @@
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
-import { createKafkaPolicyPublisher, startAnalyticsSchedule, type RetryPolicyDeps } from '../analytics/index.ts';
+import { createKafkaPolicyPublisher, startAnalyticsSchedule, type JobDeps } from '../analytics/index.ts';
 import type { Config } from '../config/index.ts';
 import { baselineFacts } from '../analytics/baselines.ts';
-import { createAutomation, runRequery, startAutomationLoop, startCommandResults, type Automation, type AutomationStatus } from '../automation/index.ts';
+import { createAutomation, startAutomationLoop, startCommandResults, type Automation, type AutomationStatus } from '../automation/index.ts';
 import { createCaseStore, startCaseWebhook } from '../cases/index.ts';
 import { startBreakCases } from '../statements/cases.ts';
 import { createDetector, type Detector } from '../detection/index.ts';
@@ -122,7 +122,11 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
     stops.push(() => policyPublisher.close());
-    const analyticsDeps: RetryPolicyDeps = {
+    // The requery job publishes its status queries to the commands topic.
+    const commandsProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await commandsProducer.connect();
+    stops.push(() => commandsProducer.disconnect());
+    const analyticsDeps: JobDeps = {
       // The jobs are background work: one thread per query leaves the other core to ingest and
       // detection, their statements pause while one of ingest's or detection's runs (priority),
       // and they may take minutes when catching up.
@@ -134,6 +138,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       metrics: createJobMetrics(metrics.registry),
       reportsDir: config.reportsDir,
       statements: { dir: config.statementsDir, graceMs: config.statementGraceMs, maxBytes: config.statementMaxBytes },
+      commands: { producer: commandsProducer, config },
     };
     const analytics = startAnalyticsSchedule(analyticsDeps, undefined, { shouldRun: leadership.isLeader });
     stops.push(() => analytics.stop());
@@ -172,6 +177,10 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       'Detection ticks failed since the last completed one (0 when healthy); each is repeated, /healthz says why.',
       [],
       () => detector.status().failedInARow,
+    );
+    // Which instance acts for detection and automation now: tests and ops find the leader here.
+    metrics.registry.gauge('paysentinel_detection_leader', '1 while this instance leads detection and automation, else 0.', [], () =>
+      leadership.isLeader() ? 1 : 0,
     );
     detector.start();
     // Delivery state is the webhook group's committed offsets on the cases topic, so it survives restarts.
@@ -218,8 +227,6 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       everyMs: AUTOMATION_PASS_MS,
       logger: logger.child({ stage: 'automation' }),
       mode: config.automation,
-      requery: (nowMs) =>
-        runRequery({ clickhouse, database: config.clickhouseDatabase, producer: casesProducer, config, logger: logger.child({ job: 'requery' }) }, nowMs),
     });
     stops.push(() => automationLoop.stop());
     if (config.automation !== 'off') {

@@ -29,7 +29,10 @@ export const PaymentCommandSchema = Type.Object(
     command_id: Type.String({
       pattern: '^K[0-9a-f]{24}$',
       description:
-        'The idempotency key: the same command (type, case and attempt; a refund: the attempt alone) always has the same id, across restarts and instances. A gateway must carry out one id at most once.',
+        'The idempotency key: the same command (type, case and attempt; a refund: the attempt alone) always has the same id, ' +
+        'across restarts and instances. A gateway must carry out one id at most once. Delivery is at least once: after a crash or ' +
+        'a leader change a command whose publication was not recorded is published again under the same id, so a consumer ' +
+        'dedupes by command_id (a repeated id is not a new command).',
     }),
     type: oneOf(commandTypes, 'requery_status | refund | block | retry.'),
     case_id: Type.String({ description: 'The case the command handles ("" for the scheduled re-check).' }),
@@ -64,7 +67,9 @@ export const CommandResultSchema = Type.Object(
   {
     $id: 'https://paysentinel.dev/schemas/command-result.v1.json',
     title: 'paysentinel command result v1',
-    description: `One JSON object per Kafka message on payments.command-results, UTF-8, at most ${MAX_RESULT_BYTES} bytes. A requery_status is answered by a payment event (source status_query) and a refund by a refund event; any command may also be answered here.`,
+    description:
+      `One JSON object per Kafka message on payments.command-results, UTF-8, at most ${MAX_RESULT_BYTES} bytes. ` +
+      'A requery_status is answered by a payment event (source status_query) and a refund by a refund event; any command may also be answered here.',
     additionalProperties: true,
   },
 );

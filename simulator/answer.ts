@@ -87,7 +87,12 @@ export interface CommandAnswerer {
   stop(): Promise<void>;
 }
 
-/** Answers the commands published from now on (consumer group `<client id>-simulated-gateway`). */
+/**
+ * Answers the commands published from now on (consumer group `<client id>-simulated-gateway`).
+ * "From now on" is the topic's end offsets read before subscribing, not the group's reset to the
+ * latest offset: that happens only once the group has joined, seconds later for a new group
+ * (Kafka delays its first join), and commands published meanwhile would never be answered.
+ */
 export async function startCommandAnswerer(deps: {
   kafka: Kafka;
   producer: Pick<Producer, 'send'>;
@@ -98,12 +103,18 @@ export async function startCommandAnswerer(deps: {
   orders: ReadonlyMap<string, OrderFacts>;
   logger: Logger;
 }): Promise<CommandAnswerer> {
+  const admin = deps.kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(deps.commandsTopic).finally(() => admin.disconnect());
+  const startAt = new Map(ends.map((o) => [o.partition, BigInt(o.high)]));
   const consumer = deps.kafka.consumer({ groupId: deps.groupId });
   const done = new Set<string>();
   await consumer.connect();
-  await consumer.subscribe({ topic: deps.commandsTopic, fromBeginning: false });
+  // From the beginning when the group has no offsets yet; what was there before is skipped.
+  await consumer.subscribe({ topic: deps.commandsTopic, fromBeginning: true });
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ message, partition }) => {
+      if (BigInt(message.offset) < (startAt.get(partition) ?? 0n)) return;
       let c: PaymentCommand;
       try {
         c = JSON.parse(String(message.value)) as PaymentCommand;

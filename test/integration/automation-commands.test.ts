@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createAutomation, createManualCommands, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { createAutomation, createManualCommands, requeryScheduledJob, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import { recentRuns } from '../../analytics/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
 import { commandProblem } from '../../contract/command.ts';
@@ -60,7 +61,10 @@ const automation = (env: Record<string, string>, send: Pick<Producer, 'send'> = 
 
 let seq = 0;
 /** Stores payment events of an order as ingest would. */
-async function events(orderId: string, list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number }[]) {
+async function events(
+  orderId: string,
+  list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number; currency?: string }[],
+) {
   await insertRows(
     s.clickhouse,
     ident(db, 'payment_events').text,
@@ -74,7 +78,7 @@ async function events(orderId: string, list: { attempt: number; status: string; 
       attempt: e.attempt,
       transaction_id: `T-${orderId}-${e.attempt}`,
       amount_minor: e.amount ?? 12_900,
-      currency: 'CNY',
+      currency: e.currency ?? 'CNY',
       channel: 'alipay',
       merchant_id: 'm-1',
       user_id: 'u-1',
@@ -123,7 +127,8 @@ const cli = (args: string[]) =>
   spawnSync(process.execPath, ['bin/paysentinel.mjs', ...args], { cwd: repoRoot, env: { ...process.env, ...s.env }, encoding: 'utf8', timeout: 60_000 });
 
 describe('automatic handling with commands to the gateway', () => {
-  test('a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two instances at once', async () => {
+  const oneRefund = 'a duplicate charge with refunds on yields one refund of the extra attempt, also after a pass crashed half-way and with two passes at once';
+  test(oneRefund, async () => {
     const o = order();
     await events(o, [
       { attempt: 1, status: 'succeeded', atMs: T0 - 60_000 },
@@ -291,7 +296,8 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await topicCount()).toBe(before + 1);
   });
 
-  test('the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, and one attempt not again within REQUERY_AFTER', async () => {
+  const requeryJob = 'the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, not again within REQUERY_AFTER';
+  test(requeryJob, async () => {
     const [older, newer, fresh, done] = [order(), order(), order(), order()];
     const now = Date.now();
     await events(older, [{ attempt: 1, status: 'processing', atMs: now - 20 * 60_000 }]);
@@ -316,5 +322,93 @@ describe('automatic handling with commands to the gateway', () => {
     // Within REQUERY_AFTER of the last ask: nothing more.
     expect(await runRequery(deps({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '100' }), now + 120_000)).toMatchObject({ issued: 0 });
     expect(await topicCount()).toBe(before + 2);
+  });
+
+  test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
+    // Hours ahead, so that nothing the other tests stored is still processing in its window.
+    const now = Math.floor(Date.now() / 3_600_000 + 72) * 3_600_000 + 58 * 60_000;
+    const hour = new Date(now).getUTCHours();
+    await insertRows(s.clickhouse, ident(db, 'retry_policy').text, [
+      { channel: 'alipay', failure_code: 'timeout', version: now, run_id: 'test', computed_at: toDateTimeText(now), action: 'retry', peak_hours: [hour] },
+    ]);
+    const stuck = Array.from({ length: 5 }, () => order());
+    for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (20 + i) * 60_000 }]);
+    const deps = {
+      clickhouse: s.clickhouse,
+      database: db,
+      logger: silentLogger,
+      commands: { producer, config: configWith({ AUTOMATION: 'on', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '4' }) },
+    };
+    const ours = async () =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${stuck} AND type = 'requery_status'`)).length;
+
+    // A peak hour: half of REQUERY_MAX_PER_MINUTE, the oldest first; the run is in job_runs with the commands it issued.
+    const peakRun = await requeryScheduledJob.run(deps, new Date(now));
+    expect(peakRun).toMatchObject({ job: 'requery', status: 'ok', rows: 2 });
+    expect(await ours()).toBe(2);
+    const [recorded] = await recentRuns(deps, 'requery', 1);
+    expect(recorded).toMatchObject({ status: 'ok', rows: '2', window_to: toDateTimeText(now - 5 * 60_000) });
+
+    // Four minutes later the hour is not a peak one: up to the full limit, but the two asked within REQUERY_AFTER are not asked again.
+    expect(await requeryScheduledJob.run(deps, new Date(now + 4 * 60_000))).toMatchObject({ status: 'ok', rows: 3 });
+    expect(await ours()).toBe(5);
+    // Once REQUERY_AFTER has passed for every one of them: all five are due again, four (the limit) are asked.
+    expect(await requeryScheduledJob.run(deps, new Date(now + 10 * 60_000))).toMatchObject({ status: 'ok', rows: 4 });
+    expect(await ours()).toBe(9);
+    expect((await recentRuns(deps, 'requery', 10)).map((r) => Number(r.rows))).toEqual([4, 3, 2]);
+
+    // Without a producer (a process that cannot send commands) the job does nothing.
+    expect(await requeryScheduledJob.run({ ...deps, commands: undefined }, new Date(now))).toBeNull();
+  });
+
+  test("automation's change to a case is stored after detection's latest version, however early its pass began: a tick cannot reopen it", async () => {
+    const o = order();
+    const c = await openCase('duplicate_charge', 'order', o);
+    // A detection tick stamps its versions with its start: here one that began after the automation pass below.
+    const tickMs = Date.now() + 2_000;
+    const rule = ruleSet.rules.find((r) => r.id === 'duplicate_charge')!;
+    const hit: Hit = {
+      ruleId: rule.id,
+      ruleVersion: rule.version,
+      title: rule.title,
+      severity: rule.severity,
+      action: rule.action,
+      entityType: 'order',
+      entityId: o,
+      cooldownMs: rule.cooldownMs,
+      recommendedAction: 'act',
+      evidence: { seen: 2 },
+    };
+    expect((await cases.applyHits([hit], tickMs)).updated).toHaveLength(1);
+    // The pass that refunded the order began before that tick and closes the case now.
+    await cases.record({ ...c, status: 'resolved', resolution: 'handled_automatically' }, 'automation', 'Handled automatically.', tickMs - 5_000);
+    expect(await cases.get(c.case_id)).toMatchObject({ status: 'resolved', resolution: 'handled_automatically' });
+    expect((await cases.history(c.case_id)).at(-1)).toMatchObject({ changed_by: 'automation', status: 'resolved' });
+  });
+
+  test("a refund sent by a pass killed before it recorded the case is sent again under its id, even when it used up the day's budget itself", async () => {
+    const o = order();
+    await events(o, [
+      { attempt: 1, status: 'succeeded', currency: 'EUR', atMs: T0 - 60_000 },
+      { attempt: 2, status: 'succeeded', currency: 'EUR', atMs: T0 - 30_000 },
+    ]);
+    const c = await openCase('duplicate_charge', 'order', o);
+    // The day's EUR budget is exactly this one refund.
+    const tight = { ...refundsOn, AUTO_REFUND_MAX_MINOR: 'EUR:50000,CNY:50000', AUTO_REFUND_DAILY_MINOR: 'EUR:12900,CNY:1000000' };
+    const crashing = automation(tight, {
+      send: async () => {
+        throw new Error('killed');
+      },
+    });
+    await expect(crashing.run()).rejects.toThrow('killed');
+    const [stored] = await refundsOfOrder(o);
+    expect(stored).toMatchObject({ attempt: 2, mode: 'on', status: 'issued' });
+    const before = await topicCount();
+    await automation(tight).run();
+    // Not "over the budget" to support while the refund may be on its way: the same command again.
+    expect(await refundsOfOrder(o)).toHaveLength(1);
+    expect(await topicCount()).toBe(before + 1);
+    expect(await cases.get(c.case_id)).toMatchObject({ status: 'open', assignee: 'automation' });
+    expect((await cases.history(c.case_id)).at(-1)!.note).toMatch(new RegExp(`^Sent refund ${stored!.command_id} for order ${o} attempt 2 \\(12900 EUR\\)`));
   });
 });

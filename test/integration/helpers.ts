@@ -110,6 +110,18 @@ export async function readTopic(
   return out;
 }
 
+/** Every message in a topic so far: as many as its partitions' offsets say it holds. */
+export async function readWholeTopic(kafka: Kafka, topic: string): Promise<{ key: string | null; value: string; partition: number }[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+  const total = offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+  if (total === 0) return [];
+  const messages = await readTopic(kafka, topic, total, 30_000);
+  if (messages.length < total) throw new Error(`read ${messages.length} of the ${total} messages of ${topic} in 30 s`);
+  return messages;
+}
+
 /** Committed offsets of the group, summed over partitions, and the topic's end offsets summed. */
 export async function committedVsEnd(kafka: Kafka, groupId: string, topic: string): Promise<{ committed: number; end: number }> {
   const admin = kafka.admin();
