@@ -1,7 +1,7 @@
 import type { AutomationMode } from '../config/index.ts';
 import type { CommandStatus } from '../contract/command.ts';
-import { LATEST } from '../storage/event-order.ts';
-import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
+import { LATEST_KEY } from '../storage/event-order.ts';
+import { ident, sql, toDateTimeText } from '../storage/sql.ts';
 import type { PlannedCommand } from './plan.ts';
 
 /** Who the case history names for what automation does (taking a case, escalating it). */
@@ -85,9 +85,9 @@ export function automationQueries(database: string) {
 ORDER BY opened_at, case_id LIMIT ${limit}`,
     /** Every attempt of these orders with its latest status and its charge (transaction, amount, first success). */
     attempts: (orderIds: readonly string[]) =>
-      sql`SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status,
-  argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id, argMax(amount_minor, ${raw(LATEST)}) AS amount_minor,
-  argMax(currency, ${raw(LATEST)}) AS currency,
+      sql`SELECT order_id, attempt, argMax(status, ${LATEST_KEY}) AS latest_status,
+  argMax(ifNull(transaction_id, ''), ${LATEST_KEY}) AS transaction_id, argMax(amount_minor, ${LATEST_KEY}) AS amount_minor,
+  argMax(currency, ${LATEST_KEY}) AS currency,
   minIf(toUInt32(occurred_at), status = 'succeeded') AS first_succeeded, countIf(status = 'succeeded') AS succeeded_events
 FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL GROUP BY order_id, attempt ORDER BY order_id, attempt`,
     /** Commands by id, as they stand. */
@@ -114,7 +114,7 @@ ORDER BY at, event_id`,
      */
     stillProcessing: (fromSec: number, cutoffSec: number, limit: number) =>
       sql`SELECT order_id, attempt, transaction_id, began FROM (
-  SELECT order_id, attempt, argMax(status, ${raw(LATEST)}) AS latest_status, argMax(ifNull(transaction_id, ''), ${raw(LATEST)}) AS transaction_id,
+  SELECT order_id, attempt, argMax(status, ${LATEST_KEY}) AS latest_status, argMax(ifNull(transaction_id, ''), ${LATEST_KEY}) AS transaction_id,
     min(toUInt32(occurred_at)) AS began
   FROM ${events}
   WHERE order_id IN (
