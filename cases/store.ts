@@ -269,6 +269,31 @@ const INBOX_CANDIDATES = 4;
 /** Bytes of case JSON per Kafka send. */
 const SEND_BYTES = 512 * 1024;
 
+/** Automation's actor and assignee (AUTOMATION_ACTOR and AUTOMATION_ASSIGNEE in automation/). */
+const AUTOMATION = 'automation';
+
+/**
+ * A change by automation or the system (`next`: the case as the caller read it, with its change)
+ * applied on top of the case as stored now, or null when it no longer applies. A resolved case
+ * stays as support or the system left it; a case a person took, or one being resolved, keeps its
+ * assignee; otherwise the change's assignee, a resolution it makes and the evidence it adds (`automation`, `closed_by`)
+ * go on top of the stored state, so detection's newer evidence, severity or title are kept.
+ */
+export function machineChange(stored: Case, next: Case): Case | null {
+  if (stored.status === 'resolved') return null;
+  const personHolds = stored.assignee !== '' && stored.assignee !== AUTOMATION;
+  const resolves = next.status === 'resolved';
+  const added: Record<string, unknown> = {};
+  for (const key of ['automation', 'closed_by']) if (key in next.evidence) added[key] = next.evidence[key];
+  return {
+    ...stored,
+    status: resolves ? 'resolved' : stored.status,
+    resolution: resolves ? next.resolution : stored.resolution,
+    assignee: personHolds || resolves ? stored.assignee : next.assignee,
+    evidence: { ...stored.evidence, ...added },
+  };
+}
+
 /**
  * Cases live in ClickHouse (append-only versions, `cases` view = current state) and every
  * version is published to Kafka. There is no in-memory state, so a restart, a new leader or a
@@ -453,8 +478,20 @@ export function createCaseStore(deps: CaseStoreDeps) {
     async record(next: Case, who: string, note: string, nowMs: number): Promise<Case> {
       // In turn with detection's read-decide-write of hits, and stamped after it: see laterVersion.
       return serial(async () => {
+        let change = next;
+        if (who === AUTOMATION || who === SYSTEM_ACTOR) {
+          // The caller read the case before its pass's queries and sends: apply its change on top
+          // of the case as stored now, so what support or detection did meanwhile is kept.
+          const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(next.case_id), 'read case');
+          if (rows[0]) {
+            const stored = fromStored(rows[0]);
+            const merged = machineChange(stored, next);
+            if (!merged) return stored;
+            change = merged;
+          }
+        }
         const version = laterVersion(nowMs);
-        const c = { ...next, updated_at: toDateTimeText(version) };
+        const c = { ...change, updated_at: toDateTimeText(version) };
         await write([{ c, version, changedBy: who, note }]);
         return c;
       });
@@ -473,16 +510,22 @@ export function createCaseStore(deps: CaseStoreDeps) {
      */
     async resolveBySystem(closing: readonly { c: Case; closedBy: Record<string, unknown>; note: string }[], nowMs: number): Promise<Case[]> {
       return serial(async () => {
+        // On top of the cases as stored now (the caller read them before its event look-ups); one
+        // resolved meanwhile, by support or otherwise, keeps its resolution and is left alone.
+        const stored = new Map<string, Case>();
+        if (closing.length > 0) {
+          const rows = await queryRows<StoredCase>(deps.clickhouse, q.byIds(closing.map(({ c }) => c.case_id)), 'read cases');
+          for (const r of rows) stored.set(r.case_id, fromStored(r));
+        }
         const version = laterVersion(nowMs);
-        const resolved = closing.map(({ c, closedBy }) => ({
-          ...c,
-          status: 'resolved' as const,
-          resolution: SYSTEM_RESOLUTION,
-          updated_at: toDateTimeText(version),
-          evidence: { ...c.evidence, closed_by: closedBy },
-        }));
-        await write(resolved.map((c, i) => ({ c, version, changedBy: SYSTEM_ACTOR, note: closing[i]!.note })));
-        return resolved;
+        const writes: { c: Case; version: number; changedBy: string; note: string }[] = [];
+        for (const { c, closedBy, note } of closing) {
+          const change: Case = { ...c, status: 'resolved', resolution: SYSTEM_RESOLUTION, evidence: { ...c.evidence, closed_by: closedBy } };
+          const merged = machineChange(stored.get(c.case_id) ?? c, change);
+          if (merged) writes.push({ c: { ...merged, updated_at: toDateTimeText(version) }, version, changedBy: SYSTEM_ACTOR, note });
+        }
+        await write(writes);
+        return writes.map((w) => w.c);
       });
     },
 

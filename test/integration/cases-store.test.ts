@@ -152,3 +152,28 @@ describe('CASE_UPDATE_INTERVAL: fewer, better notifications', () => {
     });
   });
 });
+
+describe('automation and the system write on top of the case as stored', () => {
+  test("support's resolution made while automation's pass ran is kept; a case a person took keeps its assignee", async () => {
+    await withTopic(async (topic, producer) => {
+      const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
+      const t = Date.now();
+      const ip = `203.0.113.${Math.floor(Math.random() * 200)}`;
+      const [opened] = (await store.applyHits([probe(1, ip)], t)).opened;
+      // Automation reads the case at its pass's start ...
+      const read = (await store.get(opened!.case_id))!;
+      // ... support resolves it meanwhile ...
+      expect((await store.act(read.case_id, { action: 'resolve', resolution: 'confirmed_fraud' }, 'ana', 'blocked at the bank', t + 10)).kind).toBe('ok');
+      // ... and automation then writes its change on the copy it read.
+      await store.record({ ...read, assignee: 'automation', evidence: { ...read.evidence, automation: { sent: 'block' } } }, 'automation', 'Sent block', t + 5);
+      await store.resolveBySystem([{ c: read, closedBy: { event_id: 'e-1' }, note: 'cleared' }], t + 5);
+      expect(await store.get(read.case_id)).toMatchObject({ status: 'resolved', resolution: 'confirmed_fraud', assignee: '' });
+
+      const [second] = (await store.applyHits([probe(1, `${ip}1`)], t)).opened;
+      const copy = (await store.get(second!.case_id))!;
+      await store.act(copy.case_id, { action: 'assign' }, 'ben', '', t + 10);
+      await store.record({ ...copy, assignee: 'automation', evidence: { ...copy.evidence, automation: { sent: 'block' } } }, 'automation', 'Sent block', t + 5);
+      expect(await store.get(copy.case_id)).toMatchObject({ status: 'open', assignee: 'ben', evidence: { automation: { sent: 'block' } } });
+    });
+  });
+});
