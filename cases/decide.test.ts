@@ -134,6 +134,24 @@ describe('decideCases: what rule hits do to cases', () => {
     decideCases([hit({ evidence: { user_max_attempts_per_order_1m: 9 } }), hit({ entityId: 'u-9' })], latest, T0 + MIN);
     expect([...latest]).toEqual(before);
   });
+
+  test("an update keeps what automation recorded on the case; a new episode after the system's resolution starts without it", () => {
+    const [c] = decideCases([hit()], new Map(), T0).opened;
+    const handled: Case = { ...c!, assignee: 'automation', evidence: { ...c!.evidence, automation: { commands: ['cmd-1'] } } };
+    const { updated } = decideCases([hit({ evidence: { user_max_attempts_per_order_1m: 7 } })], latestOf(handled), T0 + MIN);
+    expect(updated[0]!.evidence).toEqual({ user_max_attempts_per_order_1m: 7, automation: { commands: ['cmd-1'] } });
+    // The same evidence again, with automation's record, is no change.
+    expect(decideCases([hit({ evidence: { user_max_attempts_per_order_1m: 7 } })], latestOf(updated[0]!), T0 + 2 * MIN).updated).toEqual([]);
+
+    const cleared: Case = {
+      ...updated[0]!,
+      status: 'resolved',
+      resolution: SYSTEM_RESOLUTION,
+      evidence: { ...updated[0]!.evidence, closed_by: { event_id: 'e-1' } },
+    };
+    const { opened } = decideCases([hit()], latestOf(cleared), T0 + 3 * MIN);
+    expect(opened[0]!.evidence).toEqual({ user_max_attempts_per_order_1m: 5 });
+  });
 });
 
 describe('createCaseBook: the same decisions kept in memory', () => {

@@ -39,6 +39,19 @@ export const SYSTEM_RESOLUTION = 'cleared';
 /** Who the history names for what the system does to a case by itself. */
 export const SYSTEM_ACTOR = 'system';
 
+/**
+ * The evidence keys automation and the system add to a case (what was sent, what closed it).
+ * Detection replaces the rest of the evidence with each hit's, and keeps these.
+ */
+export const MACHINE_EVIDENCE_KEYS = ['automation', 'closed_by'] as const;
+
+/** The machine-added entries of `evidence`. */
+export function machineEvidence(evidence: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const key of MACHINE_EVIDENCE_KEYS) if (key in evidence) kept[key] = evidence[key];
+  return kept;
+}
+
 /** Stable id of a case: the rule, the entity and the moment it opened. */
 export const caseIdFor = (ruleId: string, entityType: string, entityId: string, openedAtMs: number): string =>
   'C' + createHash('sha256').update(`${ruleId}\u0000${entityType}\u0000${entityId}\u0000${openedAtMs}`).digest('hex').slice(0, 15);
@@ -64,13 +77,15 @@ export function decideCases(hits: readonly Hit[], latest: ReadonlyMap<string, Ca
     const cleared = c?.status === 'resolved' && c.resolution === SYSTEM_RESOLUTION;
     const active = c && !cleared && (c.status !== 'resolved' || nowMs - Date.parse(c.updated_at.replace(' ', 'T') + 'Z') < hit.cooldownMs);
     if (c && active) {
-      // A hit with the same evidence adds nothing support needs to see.
-      if (JSON.stringify(c.evidence) === JSON.stringify(evidence)) continue;
+      // An update keeps what automation recorded on the case (the commands it sent); a hit with
+      // the same evidence adds nothing support needs to see.
+      const updatedEvidence = { ...evidence, ...machineEvidence(c.evidence) };
+      if (JSON.stringify(c.evidence) === JSON.stringify(updatedEvidence)) continue;
       const next: Case = {
         ...c,
         hit_count: c.hit_count + 1,
         updated_at: now,
-        evidence,
+        evidence: updatedEvidence,
         recommended_action: hit.recommendedAction,
         rule_version: hit.ruleVersion,
       };

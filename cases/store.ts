@@ -2,7 +2,7 @@ import type { Producer } from 'kafkajs';
 import type { Hit } from '../rules/index.ts';
 import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, joinSql, sql, sqlFragment, toDateTimeText, type SqlFragment } from '../storage/sql.ts';
-import { decideCases, SYSTEM_ACTOR, SYSTEM_RESOLUTION, type Case, type CaseStatus, type Resolution } from './decide.ts';
+import { decideCases, machineEvidence, SYSTEM_ACTOR, SYSTEM_RESOLUTION, type Case, type CaseStatus, type Resolution } from './decide.ts';
 import { createUpdateHold, publishedAtMs, withHits } from './throttle.ts';
 import { precisionColumns } from './precision.ts';
 
@@ -283,8 +283,7 @@ export function machineChange(stored: Case, next: Case): Case | null {
   if (stored.status === 'resolved') return null;
   const personHolds = stored.assignee !== '' && stored.assignee !== AUTOMATION;
   const resolves = next.status === 'resolved';
-  const added: Record<string, unknown> = {};
-  for (const key of ['automation', 'closed_by']) if (key in next.evidence) added[key] = next.evidence[key];
+  const added = machineEvidence(next.evidence);
   return {
     ...stored,
     status: resolves ? 'resolved' : stored.status,
@@ -322,6 +321,13 @@ export function createCaseStore(deps: CaseStoreDeps) {
    * read a case before automation resolved it could otherwise write a later version that reopens it.
    */
   const laterVersion = (nowMs: number) => Math.max(nowMs, clock(), lastVersion + 1);
+  /**
+   * The version of detection's writes: the tick's time, unless this store already wrote a later
+   * version (automation's change stamped with the clock while the tick ran). Detection read that
+   * change before merging its hits, so its write must come after it, or the hits would be hidden
+   * behind the older copy.
+   */
+  const afterLast = (nowMs: number) => Math.max(nowMs, lastVersion + 1);
 
   /**
    * Publishes the held updates due at `nowMs` (every one with Infinity), each merged into the
@@ -337,7 +343,8 @@ export function createCaseStore(deps: CaseStoreDeps) {
         for (const r of await queryRows<StoredCase>(deps.clickhouse, q.byIds(ids), 'read held cases')) stored.set(r.case_id, fromStored(r));
       }
       const merged = due.map((c) => ({ ...withHits(stored.get(c.case_id) ?? c, c), updated_at: toDateTimeText(publishMs) }));
-      await write(merged.map((c) => ({ c, version: publishMs, changedBy: 'detector', note: '' })));
+      const version = afterLast(publishMs);
+      await write(merged.map((c) => ({ c, version, changedBy: 'detector', note: '' })));
       return merged;
     } catch (err) {
       hold.restore(due, nowMs);
@@ -425,7 +432,8 @@ export function createCaseStore(deps: CaseStoreDeps) {
           const before = stored.get(`${c.rule_id}|${c.entity_type}|${c.entity_id}`);
           return !before || !hold.hold(c, publishedAtMs(before), nowMs);
         });
-        await write([...opened, ...now].map((c) => ({ c, version: nowMs, changedBy: 'detector', note: '' })));
+        const version = afterLast(nowMs);
+        await write([...opened, ...now].map((c) => ({ c, version, changedBy: 'detector', note: '' })));
         // Held updates of other cases that are due go out with this tick.
         const due = await publishHeld(nowMs, nowMs);
         schedule();

@@ -171,9 +171,31 @@ describe('automation and the system write on top of the case as stored', () => {
 
       const [second] = (await store.applyHits([probe(1, `${ip}1`)], t)).opened;
       const copy = (await store.get(second!.case_id))!;
-      await store.act(copy.case_id, { action: 'assign' }, 'ben', '', t + 10);
+      // Support acts now, after detection's and automation's writes (which this store stamps after each other).
+      await store.act(copy.case_id, { action: 'assign' }, 'ben', '', Date.now() + 1_000);
       await store.record({ ...copy, assignee: 'automation', evidence: { ...copy.evidence, automation: { sent: 'block' } } }, 'automation', 'Sent block', t + 5);
       expect(await store.get(copy.case_id)).toMatchObject({ status: 'open', assignee: 'ben', evidence: { automation: { sent: 'block' } } });
+    });
+  });
+
+  test("a tick that began before automation's change still updates the case: its hits are not hidden behind automation's later version", async () => {
+    await withTopic(async (topic, producer) => {
+      // A whole second, and a clock half a second into it: automation's change is stamped t + 500.
+      const t = Math.floor(Date.now() / 1000) * 1000 - 60_000;
+      const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic, now: () => t + 500 });
+      const ip = `198.51.100.${Math.floor(Math.random() * 200)}`;
+      const [opened] = (await store.applyHits([probe(1, ip)], t)).opened;
+      const read = (await store.get(opened!.case_id))!;
+      // Automation records its command, stamped with the clock ...
+      await store.record({ ...read, assignee: 'automation', evidence: { ...read.evidence, automation: { sent: 'block' } } }, 'automation', 'Sent block', t + 5);
+      // ... and a tick that started before that, at t + 1, brings a further hit.
+      const { updated } = await store.applyHits([probe(2, ip)], t + 1);
+      expect(updated.map((c) => c.case_id)).toEqual([read.case_id]);
+      expect(await store.get(read.case_id)).toMatchObject({
+        hit_count: 2,
+        assignee: 'automation',
+        evidence: { ip_attempts_10m: 2, automation: { sent: 'block' } },
+      });
     });
   });
 });
