@@ -76,6 +76,8 @@ export function automationQueries(database: string) {
   const caseVersions = ident(database, 'case_versions');
   const commands = ident(database, 'commands');
   const events = ident(database, 'payment_events');
+  const byEntity = ident(database, 'payment_events_by_entity');
+  const changes = ident(database, 'payment_changes');
   const switches = ident(database, 'automation_switch');
   return {
     /** Unresolved cases of automatic rules that automation has not looked at yet, oldest first. */
@@ -123,6 +125,34 @@ ORDER BY at, event_id`,
     AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
   GROUP BY order_id, attempt
 ) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`,
+    /**
+     * The same for the attempts of some orders (read by key from the entity-ordered copy, so the
+     * cost follows the orders, not the day): the ones asked about before, and the ones whose
+     * processing report arrived late.
+     */
+    stillProcessingOf: (orderIds: readonly string[], fromSec: number, cutoffSec: number) =>
+      sql`SELECT order_id, attempt, transaction_id, began FROM (
+  SELECT order_id, attempt, argMax(status, ${LATEST_KEY}) AS latest_status, argMax(ifNull(transaction_id, ''), ${LATEST_KEY}) AS transaction_id,
+    min(toUInt32(occurred_at)) AS began
+  FROM ${byEntity}
+  WHERE entity_type = 'order' AND entity_key IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  GROUP BY order_id, attempt
+) WHERE latest_status = 'processing' AND began <= ${cutoffSec}`,
+    /** Attempts asked about in the day before `fromSec` whose last ask is at least REQUERY_AFTER old (before `askedBeforeSec`). */
+    askedBefore: (fromSec: number, askedBeforeSec: number) =>
+      sql`SELECT DISTINCT order_id FROM (
+  SELECT order_id, attempt, max(issued_at) AS last_ask FROM ${commands}
+  WHERE type = 'requery_status' AND issued_at >= toDateTime(${fromSec}, 'UTC') GROUP BY order_id, attempt
+) WHERE last_ask < toDateTime(${askedBeforeSec}, 'UTC')`,
+    /**
+     * Orders with an event that ClickHouse stored since `seenFromSec` (its own clock) but that
+     * occurred in [fromSec, beforeSec): late reports the scan by time has already passed.
+     */
+    lateOrders: (seenFromSec: number, fromSec: number, beforeSec: number) =>
+      sql`SELECT DISTINCT order_id FROM ${changes}
+WHERE seen_at >= toDateTime(${seenFromSec}, 'UTC') AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at < toDateTime(${beforeSec}, 'UTC')`,
+    /** ClickHouse's clock, by which payment_changes is stamped. */
+    serverNow: () => sql`SELECT toUInt32(now()) AS now`,
     /** Attempts re-queried since `sinceSec` (sent or recorded): not asked again before REQUERY_AFTER. */
     requeriedSince: (sinceSec: number) =>
       sql`SELECT DISTINCT order_id, attempt FROM ${commands} WHERE type = 'requery_status' AND issued_at > toDateTime(${sinceSec}, 'UTC')`,

@@ -1,9 +1,10 @@
 import type { Producer } from 'kafkajs';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
+import { readCursorQuery, writeCursorQuery } from '../analytics/rate-items.ts';
 import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
-import { insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { command, insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident } from '../storage/sql.ts';
 import { commandMessage, readSwitch } from './automation.ts';
 import { commandIdFor, type PlannedCommand } from './plan.ts';
@@ -45,18 +46,15 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   const nowSec = Math.floor(nowMs / 1000);
   const afterSec = Math.floor(deps.config.requeryAfterMs / 1000);
   const asked = new Set(
-    (await queryRows<{ order_id: string; attempt: number }>(deps.clickhouse, q.requeriedSince(nowSec - afterSec), 'attempts re-queried')).map(
-      (r) => `${r.order_id}|${Number(r.attempt)}`,
-    ),
+    (await queryRows<{ order_id: string; attempt: number }>(deps.clickhouse, q.requeriedSince(nowSec - afterSec), 'attempts re-queried')).map(keyOf),
   );
-  // A few more than the limit: some of the oldest may have been asked about within REQUERY_AFTER.
-  const stuck = await queryRows<{ order_id: string; attempt: number; transaction_id: string }>(
-    deps.clickhouse,
-    q.stillProcessing(nowSec - 86_400, nowSec - afterSec, limit + asked.size),
-    'attempts still processing',
-  );
-  const due = stuck.filter((a) => !asked.has(`${a.order_id}|${Number(a.attempt)}`)).slice(0, limit);
-  if (due.length === 0) return { issued: 0, limit, peak: peakHours.has(hour), skipped: undefined };
+  const found = await findStillProcessing(deps, q, { nowSec, afterSec, limit, asked });
+  const due = found.candidates.filter((a) => !asked.has(keyOf(a))).slice(0, limit);
+  const cursor = found.nextCursor(due);
+  if (due.length === 0) {
+    await found.commit(cursor);
+    return { issued: 0, limit, peak: peakHours.has(hour), skipped: undefined };
+  }
   // One id per attempt and REQUERY_AFTER period: a repeated run in the same period sends the same command.
   const period = Math.floor(nowMs / deps.config.requeryAfterMs);
   const planned: PlannedCommand[] = due.map((a) => ({
@@ -81,12 +79,99 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
       acks: -1,
       messages: planned.map((p) => ({ key: p.order_id!, value: JSON.stringify(commandMessage(p, nowMs, expiresAtMs)) })),
     });
+  // Moved only once the commands are stored (and sent): a failed run looks at the same reports again.
+  await found.commit(cursor);
   deps.logger.info(mode === 'on' ? 're-queried attempts still processing' : 'would have re-queried (dry-run)', {
     count: planned.length,
     limit,
     by: AUTOMATION_ACTOR,
   });
   return { issued: planned.length, limit, peak: peakHours.has(hour) };
+}
+
+/** An attempt still processing, as the requery job's reads return it. */
+interface Stuck {
+  order_id: string;
+  attempt: number;
+  transaction_id: string;
+  began: number;
+}
+const keyOf = (a: { order_id: string; attempt: number }) => `${a.order_id}|${Number(a.attempt)}`;
+
+/** The requery job's place in analytics_cursors: covered_from holds how far its scan by time has looked, seen_to the change log. */
+const CURSOR_JOB = 'requery';
+/** The late-report read starts this long before the last run's server time: inserts still in flight then. */
+const SEEN_SLACK_SEC = 120;
+/** Orders per key look-up: one statement stays small whatever the number. */
+const ORDER_SLICE = 2_000;
+
+/**
+ * The attempts still processing REQUERY_AFTER after their first report, within the last day,
+ * oldest first; read so that a run's cost follows what is new, not the day's history:
+ * - by time, the first reports from where the last run's scan stopped up to REQUERY_AFTER ago
+ *   (the whole day on the first run, after a pause of a day, or when the cursor makes no sense);
+ * - by key, the orders asked about before whose last ask is REQUERY_AFTER old (asked again while
+ *   still processing), and the orders with a report stored since the last run that occurred
+ *   before the scan's start (late events).
+ * `nextCursor(due)` is where the next run starts, given the attempts this one will ask about:
+ * never past an attempt found but left for a later run by the limit.
+ */
+async function findStillProcessing(
+  deps: RequeryDeps,
+  q: ReturnType<typeof automationQueries>,
+  run: { nowSec: number; afterSec: number; limit: number; asked: ReadonlySet<string> },
+): Promise<{
+  candidates: Stuck[];
+  nextCursor: (due: readonly Stuck[]) => { scannedTo: number; seenTo: number };
+  commit: (c: { scannedTo: number; seenTo: number }) => Promise<void>;
+}> {
+  const { nowSec, afterSec, limit, asked } = run;
+  const dayAgo = nowSec - 86_400;
+  const cutoff = nowSec - afterSec;
+  const [stored] = await queryRows<{ seen_to: number; covered_from: number }>(deps.clickhouse, readCursorQuery(deps.database, CURSOR_JOB), 'requery cursor');
+  const serverNow = Number((await queryRows<{ now: number }>(deps.clickhouse, q.serverNow(), 'server clock'))[0]!.now);
+  const scanned = stored ? Number(stored.covered_from) : 0;
+  const incremental = scanned >= dayAgo && scanned <= cutoff;
+  const scanFrom = incremental ? scanned : dayAgo;
+
+  // A few more than the limit: some of the oldest may have been asked about within REQUERY_AFTER.
+  const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, limit + asked.size), 'attempts still processing');
+  const byKey = new Map(fresh.map((a) => [keyOf(a), a]));
+  const late = new Set<string>();
+  if (incremental) {
+    const again = await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before');
+    const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - SEEN_SLACK_SEC;
+    const lateOrders = await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports');
+    const orders = new Set(again.map((r) => r.order_id));
+    for (const r of lateOrders) if (!orders.has(r.order_id)) late.add(r.order_id);
+    const all = [...orders, ...late];
+    for (let i = 0; i < all.length; i += ORDER_SLICE) {
+      const rows = await queryRows<Stuck>(deps.clickhouse, q.stillProcessingOf(all.slice(i, i + ORDER_SLICE), dayAgo, cutoff), 'attempts still processing');
+      for (const a of rows) if (!byKey.has(keyOf(a)) || Number(byKey.get(keyOf(a))!.began) > Number(a.began)) byKey.set(keyOf(a), a);
+    }
+  }
+  const candidates = [...byKey.values()].sort(
+    (a, b) => Number(a.began) - Number(b.began) || (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : Number(a.attempt) - Number(b.attempt)),
+  );
+  const freshKeys = new Set(fresh.map(keyOf));
+  return {
+    candidates,
+    nextCursor(due) {
+      const asking = new Set(due.map(keyOf));
+      const left = candidates.filter((a) => !asked.has(keyOf(a)) && !asking.has(keyOf(a)));
+      const leftFresh = left.filter((a) => freshKeys.has(keyOf(a)));
+      // The scan by time may have stopped at its LIMIT: the next one starts at its last row.
+      let scannedTo = fresh.length >= limit + asked.size && fresh.length > 0 ? Number(fresh.at(-1)!.began) : cutoff;
+      if (leftFresh.length > 0) scannedTo = Math.min(scannedTo, ...leftFresh.map((a) => Number(a.began)));
+      // A late report's attempt left for later is read again from the change log next time.
+      const lateLeft = left.some((a) => late.has(a.order_id) && !freshKeys.has(keyOf(a)));
+      return { scannedTo, seenTo: lateLeft && stored ? Number(stored.seen_to) : serverNow };
+    },
+    async commit(c) {
+      const row = { seenToSec: c.seenTo, coveredFromSec: c.scannedTo, historyFromSec: 0, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
+      await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...row, version: Date.now() }), 'move the requery cursor');
+    },
+  };
 }
 
 /** What the scheduled requery job needs beyond AnalyticsDeps: a producer for the commands topic and the settings. */

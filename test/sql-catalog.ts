@@ -150,6 +150,10 @@ function automationStatements(database: string): CatalogStatement[] {
     { name: 'automation switch', sql: q.switchState() },
     { name: 'attempts still processing (requery)', sql: q.stillProcessing(fromSec - 86_400, fromSec - 300, 60) },
     { name: 'attempts re-queried since', sql: q.requeriedSince(fromSec - 300) },
+    { name: 'attempts still processing of some orders (requery)', sql: q.stillProcessingOf(['o-1', 'o-2'], fromSec - 86_400, fromSec - 300) },
+    { name: 'orders asked about before (requery)', sql: q.askedBefore(fromSec - 86_400, fromSec - 300) },
+    { name: 'orders with late reports (requery)', sql: q.lateOrders(fromSec - 120, fromSec - 86_400, fromSec - 600) },
+    { name: 'server clock', sql: q.serverNow() },
     { name: 'command counts', sql: q.counts() },
   ];
 }

@@ -324,6 +324,56 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await topicCount()).toBe(before + 2);
   });
 
+  test('the requery job reads only what is new: it moves on from its last scan, finds a late report of an old attempt, and skips none the limit left', async () => {
+    // Hours ahead of the other tests, so their attempts are out of this day.
+    const now = Math.floor(Date.now() / 3_600_000 + 120) * 3_600_000;
+    const stuck = [order(), order(), order()];
+    for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (30 - i) * 60_000 }]);
+    const deps = {
+      clickhouse: s.clickhouse,
+      database: db,
+      producer,
+      config: configWith({ AUTOMATION: 'dry-run', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '1' }),
+      logger: silentLogger,
+    };
+    const asked = async (orders: readonly string[]) =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${orders} AND type = 'requery_status'`))
+        .map((c) => stuck.indexOf(c.order_id))
+        .sort();
+    // One a minute, oldest first: the limit leaves the others for the next runs, which start where the scan stopped.
+    for (const [i, at] of [now, now + 60_000, now + 120_000].entries()) {
+      expect(await runRequery(deps, at)).toMatchObject({ issued: 1 });
+      expect(await asked(stuck)).toEqual([0, 1, 2].slice(0, i + 1));
+    }
+    const cursor = async () =>
+      (
+        await queryRows<{ covered_from: number }>(
+          s.clickhouse,
+          sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
+        )
+      )[0]!;
+    // Nothing left behind the scan: it has reached REQUERY_AFTER before the last run.
+    expect(Number((await cursor()).covered_from)).toBe((now + 120_000 - 5 * 60_000) / 1000);
+
+    // A processing report three hours old arrives only now: the scan by time is past it, the change log is not.
+    const late = order();
+    await events(late, [{ attempt: 2, status: 'processing', atMs: now - 3 * 3_600_000 }]);
+    // And an old attempt that got its final status late is not asked about.
+    const settled = order();
+    await events(settled, [
+      { attempt: 1, status: 'processing', atMs: now - 2 * 3_600_000 },
+      { attempt: 1, status: 'succeeded', atMs: now - 2 * 3_600_000 + 60_000 },
+    ]);
+    expect(await runRequery(deps, now + 180_000)).toMatchObject({ issued: 1 });
+    const recorded = await queryRows<StoredCommand>(
+      s.clickhouse,
+      sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${[late, settled]} AND type = 'requery_status'`,
+    );
+    expect(recorded.map((c) => `${c.order_id === late ? 'late' : 'settled'}#${c.attempt}`)).toEqual(['late#2']);
+    // Asked within REQUERY_AFTER, every one of them: nothing more.
+    expect(await runRequery(deps, now + 240_000)).toMatchObject({ issued: 0 });
+  });
+
   test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
     // Hours ahead, so that nothing the other tests stored is still processing in its window.
     const now = Math.floor(Date.now() / 3_600_000 + 72) * 3_600_000 + 58 * 60_000;
