@@ -85,13 +85,18 @@ export function automationQueries(database: string) {
       sql`SELECT * FROM ${cases} WHERE rule_id IN ${ruleIds} AND status != 'resolved'
   AND case_id NOT IN (SELECT case_id FROM ${caseVersions} WHERE changed_by = ${AUTOMATION_ACTOR})
 ORDER BY opened_at, case_id LIMIT ${limit}`,
-    /** Every attempt of these orders with its latest status and its charge (transaction, amount, first success). */
+    /**
+     * Every attempt of these orders with its latest status and its charge (transaction, amount,
+     * first success), read by key from the entity-ordered copy: the cost follows the orders, not
+     * the store's size.
+     */
     attempts: (orderIds: readonly string[]) =>
       sql`SELECT order_id, attempt, argMax(status, ${LATEST_KEY}) AS latest_status,
   argMax(ifNull(transaction_id, ''), ${LATEST_KEY}) AS transaction_id, argMax(amount_minor, ${LATEST_KEY}) AS amount_minor,
   argMax(currency, ${LATEST_KEY}) AS currency,
-  minIf(toUInt32(occurred_at), status = 'succeeded') AS first_succeeded, countIf(status = 'succeeded') AS succeeded_events
-FROM ${events} WHERE order_id IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL GROUP BY order_id, attempt ORDER BY order_id, attempt`,
+  minIf(toUInt32(occurred_at), status = 'succeeded') AS first_succeeded, uniqExactIf(event_id, status = 'succeeded') AS succeeded_events
+FROM ${byEntity} WHERE entity_type = 'order' AND entity_key IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL
+GROUP BY order_id, attempt ORDER BY order_id, attempt`,
     /** Commands by id, as they stand. */
     byIds: (ids: readonly string[]) => sql`SELECT * FROM ${commands} WHERE command_id IN ${ids}`,
     /** The commands of some cases, oldest first. */
@@ -104,10 +109,11 @@ WHERE type = 'refund' AND mode = 'on' AND status NOT IN ('rejected', 'cancelled'
     outstanding: (limit: number) =>
       sql`SELECT * FROM ${commands}
 WHERE mode = 'on' AND (status = 'issued' OR (status IN ('rejected', 'failed', 'expired', 'done') AND escalated = 0)) ORDER BY issued_at LIMIT ${limit}`,
-    /** Status-query answers and refund events of these orders since `fromSec`: what answers requery_status and refund. */
+    /** Status-query answers and refund events of these orders since `fromSec` (by key): what answers requery_status and refund. */
     answers: (orderIds: readonly string[], fromSec: number) =>
-      sql`SELECT event_id, type, status, order_id, attempt, ifNull(transaction_id, '') AS transaction_id, toUInt32(occurred_at) AS at
-FROM ${events} WHERE order_id IN ${orderIds} AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND (type = 'refund' OR source = 'status_query')
+      sql`SELECT DISTINCT event_id, type, status, order_id, attempt, ifNull(transaction_id, '') AS transaction_id, toUInt32(occurred_at) AS at
+FROM ${byEntity} WHERE entity_type = 'order' AND entity_key IN ${orderIds} AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  AND (type = 'refund' OR source = 'status_query')
 ORDER BY at, event_id`,
     /**
      * Attempts whose latest status is processing and whose first report is at least `cutoffSec`
