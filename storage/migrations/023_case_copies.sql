@@ -8,8 +8,9 @@
 
 -- The current state of each case, narrow (no evidence, title or texts): what the inbox filters
 -- and sorts on. ReplacingMergeTree keeps the latest version of a case once its parts merge;
--- readers never rely on that (no FINAL): they take argMax(..., version) per case, which is right
--- whether or not the older versions are merged away, and reads far fewer rows once they are.
+-- readers never rely on merges having run: they take argMax(..., version) per case, which is right
+-- whether or not the older versions are merged away, and reads far fewer rows once they are; the
+-- status counts read it with FINAL, which is exact too, because the key names one case.
 -- Ordered by entity, which never changes within a case (nor does the rule or opened_at), so the
 -- cases of an entity are found by key, and the key still names one case.
 CREATE TABLE IF NOT EXISTS {db}.case_state
