@@ -1,5 +1,5 @@
 import type { Producer } from 'kafkajs';
-import type { Case, CaseStore } from '../cases/index.ts';
+import { caseQueries, type Case, type CaseStore } from '../cases/index.ts';
 import type { AutomationMode, Config } from '../config/index.ts';
 import type { PaymentCommand } from '../contract/command.ts';
 import type { Logger } from '../log/index.ts';
@@ -121,13 +121,18 @@ export function createAutomation(deps: AutomationDeps) {
         .map((r) => [r.id, r]),
     );
     if (rules.size === 0) return 0;
+    const ids = await queryRows<{ case_id: string }>(deps.clickhouse, q.newCaseIds([...rules.keys()], CASES_PER_PASS), 'new automatic cases');
+    if (ids.length === 0) return 0;
     const fresh = (
       await queryRows<Case & { evidence: string; hit_count: string | number }>(
         deps.clickhouse,
-        q.newCases([...rules.keys()], CASES_PER_PASS),
-        'new automatic cases',
+        caseQueries(deps.database).byIds(ids.map((r) => r.case_id)),
+        'read new automatic cases',
       )
-    ).map((r) => ({ ...r, hit_count: Number(r.hit_count), evidence: JSON.parse(r.evidence || '{}') as Record<string, unknown> }) as Case);
+    )
+      .map((r) => ({ ...r, hit_count: Number(r.hit_count), evidence: JSON.parse(r.evidence || '{}') as Record<string, unknown> }) as Case)
+      // Oldest first, as the ids came.
+      .sort((a, b) => (a.opened_at < b.opened_at ? -1 : a.opened_at > b.opened_at ? 1 : a.case_id < b.case_id ? -1 : a.case_id > b.case_id ? 1 : 0));
     if (fresh.length === 0) return 0;
     if (mode === 'off' || sw.paused) {
       const why =

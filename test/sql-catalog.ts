@@ -140,7 +140,7 @@ function automationStatements(database: string): CatalogStatement[] {
   const q = automationQueries(database);
   const fromSec = Math.floor(Date.UTC(2026, 10, 25) / 1000);
   return [
-    { name: 'new automatic cases', sql: q.newCases(['stuck_processing', "it's"], 500) },
+    { name: 'new automatic cases', sql: q.newCaseIds(['stuck_processing', "it's"], 500) },
     { name: 'attempts of orders', sql: q.attempts(['o-1', "o'2"]) },
     { name: 'commands by id', sql: q.byIds(['K1', "K'2"]) },
     { name: 'commands of cases', sql: q.ofCases(['C1', "C'2"]) },
