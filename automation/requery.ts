@@ -1,6 +1,7 @@
 import type { Producer } from 'kafkajs';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
 import { readCursorQuery, writeCursorQuery } from '../analytics/rate-items.ts';
+import { CHANGES_OVERLAP_SECONDS } from '../analytics/rates.ts';
 import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -100,8 +101,6 @@ const keyOf = (a: { order_id: string; attempt: number }) => `${a.order_id}|${Num
 
 /** The requery job's place in analytics_cursors: covered_from holds how far its scan by time has looked, seen_to the change log. */
 const CURSOR_JOB = 'requery';
-/** The late-report read starts this long before the last run's server time: inserts still in flight then. */
-const SEEN_SLACK_SEC = 120;
 /** Orders per key look-up: one statement stays small whatever the number. */
 const ORDER_SLICE = 2_000;
 
@@ -140,7 +139,8 @@ async function findStillProcessing(
   const late = new Set<string>();
   if (incremental) {
     const again = await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before');
-    const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - SEEN_SLACK_SEC;
+    // From a little before the last run's server time, as the rates job does: inserts still in flight then.
+    const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - CHANGES_OVERLAP_SECONDS;
     const lateOrders = await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports');
     const orders = new Set(again.map((r) => r.order_id));
     for (const r of lateOrders) if (!orders.has(r.order_id)) late.add(r.order_id);
