@@ -94,7 +94,8 @@ try {
     const logged = await queryRows<{ cpu: string; rows: string; parts: string; bytes: string }>(
       clickhouse,
       sql`SELECT
-        ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')] + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')] AS cpu,
+        ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+          + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')] AS cpu,
         ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterRows')] AS rows,
         ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterBlocks')] AS parts,
         ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterUncompressedBytes')] AS bytes
