@@ -1,5 +1,5 @@
 // What each Kafka client costs to consume the same backlog: kafkajs (the project's client) and
-// @platformatic/kafka, each reading a topic of simulator events from the beginning in its own
+// @platformatic/kafka, both behind ingest's consumer interface (kafka/consumer.ts), each reading a topic of simulator events from the beginning in its own
 // consumer group, with the fetch sizes ingest uses, and validating every message with the
 // contract (the per-message work ingest does before the row). Prints wall time and the node
 // process's CPU per message (user + system), which a loaded machine disturbs less than wall time.
@@ -12,6 +12,7 @@ import { Consumer as PlatformaticConsumer } from '@platformatic/kafka';
 import { Partitioners } from 'kafkajs';
 import { loadConfig } from '../config/index.ts';
 import { decodeEvent } from '../contract/index.ts';
+import { createKafkajsConsumer, type ConsumedBatch, type ConsumerHandlers, type ConsumerSettings, type EventConsumer } from '../kafka/consumer.ts';
 import { createKafka, ensureTopics } from '../kafka/index.ts';
 import { silentLogger } from '../log/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
@@ -56,45 +57,76 @@ const check = (value: Buffer | null | undefined) => {
   if (!decodeEvent(value ?? null, config.maxMessageBytes).ok) invalid++;
 };
 
-const kafkajsRun = (total: number) =>
-  measure('kafkajs', total, async (onMessages) => {
-    const consumer = kafka.consumer({
-      groupId: `bench-kafkajs-${randomUUID()}`,
-      maxBytesPerPartition: 2 * 1024 * 1024,
-      maxBytes: 8 * 1024 * 1024,
-      maxWaitTimeInMs: 200,
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) check(m.value);
-        onMessages(batch.messages.length);
-      },
-    });
-    return () => consumer.disconnect();
-  });
+/** Ingest's consumer settings, in a group of its own for each run. */
+const settingsFor = (client: string): ConsumerSettings => ({
+  groupId: `bench-${client}-${randomUUID()}`,
+  sessionTimeoutMs: 30_000,
+  heartbeatIntervalMs: 3_000,
+  fetchMaxBytesPerPartition: 2 * 1024 * 1024,
+  fetchMaxBytes: 8 * 1024 * 1024,
+  fetchMaxWaitMs: 200,
+});
 
-const platformaticRun = (total: number) =>
-  measure('@platformatic/kafka', total, async (onMessages) => {
-    const consumer = new PlatformaticConsumer({
-      groupId: `bench-platformatic-${randomUUID()}`,
-      clientId: 'paysentinel-bench',
-      bootstrapBrokers: [...config.kafkaBrokers],
-      maxBytes: 8 * 1024 * 1024,
-      maxWaitTime: 200,
-    });
-    const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
-    stream.on('data', (m: { value: Buffer | undefined }) => {
-      check(m.value);
-      onMessages(1);
-    });
-    return async () => {
-      await stream.close();
-      await consumer.close();
-    };
+/**
+ * @platformatic/kafka behind ingest's consumer interface (kafka/consumer.ts). Its consumer is a
+ * stream of single messages, so each arrives as a batch of one; it does not say when a
+ * partition was taken away, so `isStale()` is always false. Enough to measure, not to run ingest.
+ */
+function createPlatformaticConsumer(settings: ConsumerSettings, handlers: ConsumerHandlers = {}): EventConsumer {
+  const consumer = new PlatformaticConsumer({
+    groupId: settings.groupId,
+    clientId: 'paysentinel-bench',
+    bootstrapBrokers: [...config.kafkaBrokers],
+    sessionTimeout: settings.sessionTimeoutMs,
+    heartbeatInterval: settings.heartbeatIntervalMs,
+    maxBytes: settings.fetchMaxBytes,
+    maxWaitTime: settings.fetchMaxWaitMs,
   });
+  let topic: string | null = null;
+  let stream: Awaited<ReturnType<typeof consumer.consume>> | null = null;
+  const notStale = () => false;
+  return {
+    async start(name, eachBatch) {
+      topic = name;
+      stream = await consumer.consume({ topics: [name], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+      handlers.connection?.(true);
+      stream.on('data', (m: { partition: number; offset: bigint; key: Buffer | undefined; value: Buffer | undefined }) => {
+        const batch: ConsumedBatch = {
+          topic: name,
+          partition: m.partition,
+          messages: [{ offset: String(m.offset), key: m.key ?? null, value: m.value ?? null }],
+        };
+        void eachBatch(batch, notStale);
+      });
+      stream.on('error', (err: Error) => handlers.crashed?.(err, false));
+    },
+    pause: () => void stream?.pause(),
+    resume: () => void stream?.resume(),
+    async commit(offsets) {
+      const t = topic;
+      if (!t || offsets.length === 0) return;
+      await consumer.commit({ offsets: offsets.map(({ partition, offset }) => ({ topic: t, partition, offset: BigInt(offset), leaderEpoch: -1 })) });
+    },
+    async stop() {
+      await stream?.close();
+      await consumer.close();
+      handlers.connection?.(false);
+    },
+  };
+}
+
+/** Both clients through the same interface ingest uses: every message validated, counted per batch. */
+const runWith = (client: string, create: (settings: ConsumerSettings) => EventConsumer) => (total: number) =>
+  measure(client, total, async (onMessages) => {
+    const consumer = create(settingsFor(client.replace(/\W+/g, '')));
+    await consumer.start(topic, (batch) => {
+      for (const m of batch.messages) check(m.value);
+      onMessages(batch.messages.length);
+    });
+    return () => consumer.stop();
+  });
+const kafkajsRun = runWith('kafkajs', (settings) => createKafkajsConsumer(kafka, settings));
+const platformaticRun = runWith('@platformatic/kafka', (settings) => createPlatformaticConsumer(settings));
 
 try {
   await ensureTopics(admin, [{ topic, numPartitions: 6, replicationFactor: config.topicReplication }]);

@@ -1,7 +1,8 @@
-import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs';
+import { Partitioners, type Kafka, type Producer } from 'kafkajs';
 import type { Config } from '../config/index.ts';
 import { decodeEvent } from '../contract/index.ts';
 import { PaysentinelError, backoffDelay, delay, retry } from '../errors/index.ts';
+import { createKafkajsConsumer, type ConsumedBatch, type ConsumerHandlers, type ConsumerSettings, type EventConsumer } from '../kafka/consumer.ts';
 import type { Logger } from '../log/index.ts';
 import type { IngestMetrics } from '../metrics/registry.ts';
 import { writeFailureKind, type ClickHouseClient } from '../storage/clickhouse.ts';
@@ -15,6 +16,8 @@ export interface IngestorDeps {
   config: Config;
   logger: Logger;
   metrics: IngestMetrics;
+  /** The consumer of the events topic; kafkajs' (kafka/consumer.ts) unless another is given. */
+  createConsumer?: (settings: ConsumerSettings, handlers: ConsumerHandlers) => EventConsumer;
 }
 
 interface DeadEntry {
@@ -132,16 +135,27 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   const { kafka, config, logger, metrics } = deps;
   const topic = config.eventsTopic;
   const writer = createEventWriter({ http: createClickHouseHttp(config), database: config.clickhouseDatabase, logger, metrics });
-  const consumer: Consumer = kafka.consumer({
+  const settings: ConsumerSettings = {
     groupId: config.kafkaGroupId,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    sessionTimeoutMs: 30_000,
+    heartbeatIntervalMs: 3_000,
     // Bounded fetches keep memory predictable: at most ~8 MB of messages arrive per fetch.
-    maxBytesPerPartition: 2 * 1024 * 1024,
-    maxBytes: 8 * 1024 * 1024,
-    maxWaitTimeInMs: 200,
-    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
-  });
+    fetchMaxBytesPerPartition: 2 * 1024 * 1024,
+    fetchMaxBytes: 8 * 1024 * 1024,
+    fetchMaxWaitMs: 200,
+  };
+  const handlers: ConsumerHandlers = {
+    assigned(partitions) {
+      assigned = partitions.length;
+      metrics.assigned.set(assigned);
+      logger.info('joined consumer group', { partitions });
+    },
+    connection: (up) => (connected = up),
+    crashed(error, restart) {
+      logger.error('consumer crashed', { err: error, restart });
+      if (!restart && !stopping) failWith(new PaysentinelError('KAFKA_UNAVAILABLE', `Kafka consumer stopped: ${error.message}`, { cause: error }));
+    },
+  };
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false, createPartitioner: Partitioners.DefaultPartitioner });
 
   const pending: Entry[] = [];
@@ -159,31 +173,18 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   let flushLoop: Promise<void> = Promise.resolve();
   let failWith: (err: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => (failWith = resolve));
+  const consumer = (deps.createConsumer ?? ((s, h) => createKafkajsConsumer(kafka, s, h)))(settings, handlers);
 
   const setPaused = (want: boolean, why: string) => {
     if (want === paused) return;
     paused = want;
     metrics.paused.set(want ? 1 : 0);
-    if (want) consumer.pause([{ topic }]);
-    else consumer.resume([{ topic }]);
+    if (want) consumer.pause();
+    else consumer.resume();
     logger.info(want ? 'paused fetching' : 'resumed fetching', { why, buffered: pending.length });
   };
 
-  consumer.on(consumer.events.GROUP_JOIN, (e) => {
-    const partitions = (e.payload.memberAssignment[topic] ?? []) as number[];
-    assigned = partitions.length;
-    metrics.assigned.set(assigned);
-    logger.info('joined consumer group', { partitions });
-  });
-  consumer.on(consumer.events.CONNECT, () => (connected = true));
-  consumer.on(consumer.events.DISCONNECT, () => (connected = false));
-  consumer.on(consumer.events.CRASH, (e) => {
-    const { error, restart } = e.payload as { error: Error; restart: boolean };
-    logger.error('consumer crashed', { err: error, restart });
-    if (!restart && !stopping) failWith(new PaysentinelError('KAFKA_UNAVAILABLE', `Kafka consumer stopped: ${error.message}`, { cause: error }));
-  });
-
-  function accept(batch: { topic: string; partition: number; messages: { offset: string; key: Buffer | null; value: Buffer | null }[] }) {
+  function accept(batch: ConsumedBatch) {
     const now = new Date();
     if (pending.length === 0) pendingSince = Date.now();
     const partition = batch.partition;
@@ -316,9 +317,9 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   }
 
   async function commit(offsets: Map<number, string>): Promise<void> {
-    const list = [...offsets].map(([partition, offset]) => ({ topic, partition, offset: (BigInt(offset) + 1n).toString() }));
+    const list = [...offsets].map(([partition, offset]) => ({ partition, offset: (BigInt(offset) + 1n).toString() }));
     try {
-      await consumer.commitOffsets(list);
+      await consumer.commit(list);
     } catch (err) {
       // The data is stored; after a rebalance the next owner re-reads and the dedup look-up skips it.
       metrics.commitErrors.inc();
@@ -405,20 +406,13 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       });
       logger.info('ingest writes', { format });
       await producer.connect();
-      await consumer.connect();
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: true,
-        partitionsConsumedConcurrently: 1,
-        eachBatch: async ({ batch, isStale }) => {
-          inFlightBatches++;
-          try {
-            if (!isStale()) accept(batch);
-          } finally {
-            inFlightBatches--;
-          }
-        },
+      await consumer.start(topic, async (batch, isStale) => {
+        inFlightBatches++;
+        try {
+          if (!isStale()) accept(batch);
+        } finally {
+          inFlightBatches--;
+        }
       });
       flushLoop = runFlushLoop().catch((err: Error) => {
         if (hardStop.signal.aborted) return;
@@ -428,18 +422,14 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     },
     async stop({ deadlineMs = 30_000 } = {}) {
       stopping = true;
-      try {
-        consumer.pause([{ topic }]);
-      } catch {
-        // not running yet
-      }
+      consumer.pause();
       while (inFlightBatches > 0) await delay(10);
       wakeup.notify();
       const timer = setTimeout(() => hardStop.abort(new Error('shutdown deadline reached')), deadlineMs);
       await flushLoop;
       clearTimeout(timer);
       if (hardStop.signal.aborted) logger.warn('shutdown deadline reached: uncommitted events will be re-read on the next start');
-      await consumer.disconnect();
+      await consumer.stop();
       await producer.disconnect();
     },
     status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt, trouble }),
