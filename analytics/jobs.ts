@@ -132,10 +132,13 @@ export async function runJob(
   }
   let rows = 0;
   let error: unknown;
+  deps.metrics?.running(job, true);
   try {
     rows = await work({ runId, startedAt });
   } catch (err) {
     error = err;
+  } finally {
+    deps.metrics?.running(job, false);
   }
   const finishedAt = clock();
   const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);
