@@ -119,9 +119,9 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const leadership = await elect('jobs');
     const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
     stops.push(() => jobsClickHouse.close());
-    // Jobs whose runs are bounded (rates) run at ingest's priority, still on one thread.
-    const foregroundClickHouse = createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 });
-    stops.push(() => foregroundClickHouse.close());
+    // Jobs whose runs are bounded (rates) run at ingest's priority, still on one thread, unless RATES_PRIORITY=background.
+    const foregroundClickHouse = config.ratesPriority === 'foreground' ? createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 }) : undefined;
+    if (foregroundClickHouse) stops.push(() => foregroundClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
     stops.push(() => policyPublisher.close());
