@@ -335,8 +335,13 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       }
       const floorSeen = steppedBackSec > 0 ? -Infinity : fromSec;
       for (let at = fromSec; ; ) {
-        // Over budget, a run stops only in a backlog: the changes of its own last minute or so it finishes.
-        if (changeSlices > 0 && overBudget() && at < server.nowSec - finishRecent) break;
+        // Over budget, a run still finishes the changes stored in the `finishRecent` seconds before
+        // it started, and no more: past its start it would chase the live stream for as long as it is slow.
+        if (changeSlices > 0 && overBudget() && !(at >= server.nowSec - finishRecent && at < server.nowSec)) {
+          // Every change stored before the run started is taken: the closed buckets are complete.
+          if (at >= server.nowSec) caughtUp = true;
+          break;
+        }
         // The last hour up to now is read without an upper bound, so rows stored after a step
         // back of the clock (seen_at ahead of now) are taken too.
         const openEnded = at + CHANGES_SLICE_SECONDS > server.nowSec;
