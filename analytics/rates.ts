@@ -630,8 +630,8 @@ async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
 export const ratesScheduledJob: ScheduledJob = {
   name: RATES_JOB,
   cron: '* * * * *',
-  // Bounded by its budget, so it need not yield to ingest and detection: at background priority
-  // a run of ~1.5 s of CPU took over a minute under 5,000 events/s (docs/adr/0003).
+  // Bounded by its budget, so it may run at ingest's and detection's priority (RATES_PRIORITY=foreground):
+  // at background priority a run of ~1.5 s of CPU took over a minute under 5,000 events/s (docs/adr/0003).
   foreground: true,
   run: (deps, now) => run(deps, now, { budgetMs: RATES_RUN_BUDGET_MS, finishRecentSeconds: RATES_RECENT_SECONDS }),
   byHand: {

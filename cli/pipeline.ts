@@ -119,7 +119,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const leadership = await elect('jobs');
     const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
     stops.push(() => jobsClickHouse.close());
-    // Jobs whose runs are bounded (rates) run at ingest's priority, still on one thread, unless RATES_PRIORITY=background.
+    // With RATES_PRIORITY=foreground, jobs whose runs are bounded (rates) run at ingest's priority, still on one thread.
     const foregroundClickHouse = config.ratesPriority === 'foreground' ? createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 }) : undefined;
     if (foregroundClickHouse) stops.push(() => foregroundClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.

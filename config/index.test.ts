@@ -40,9 +40,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ STATEMENT_GRACE: '8d' })).toThrow(/at most 168 hours/);
   });
 
-  test('the rates job runs at the foreground priority unless RATES_PRIORITY=background', () => {
-    expect(loadConfig({}).ratesPriority).toBe('foreground');
-    expect(loadConfig({ RATES_PRIORITY: 'background' }).ratesPriority).toBe('background');
+  test('the rates job runs at the background priority unless RATES_PRIORITY=foreground', () => {
+    expect(loadConfig({}).ratesPriority).toBe('background');
+    expect(loadConfig({ RATES_PRIORITY: 'foreground' }).ratesPriority).toBe('foreground');
     expect(() => loadConfig({ RATES_PRIORITY: 'low' })).toThrow(/RATES_PRIORITY="low" is invalid: expected foreground or background/);
   });
 

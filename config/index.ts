@@ -362,11 +362,11 @@ export const settings = {
   },
   ratesPriority: {
     env: 'RATES_PRIORITY',
-    default: 'foreground',
+    default: 'background',
     description:
-      "ClickHouse priority of the scheduled rates job's statements, one thread either way: foreground (ingest's and detection's; its runs are bounded) " +
-      "or background (the other jobs'; its statements pause while any of ingest's or detection's run, which under steady traffic stretches a run " +
-      'past its minute).',
+      "ClickHouse priority of the scheduled rates job's statements, one thread either way: background (the other jobs'; its statements pause while " +
+      "any of ingest's or detection's run, which under steady traffic stretches a run past its minute) or foreground (ingest's and detection's: " +
+      'shorter rates runs, at a cost to detection not yet measured on a quiet machine; see docs/benchmarks.md).',
     parse: jobPriority,
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
