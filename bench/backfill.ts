@@ -50,7 +50,8 @@ try {
   const to = new Date(nowMs);
   const [count] = await queryRows<{ n: string }>(
     clickhouse,
-    sql`SELECT count() AS n FROM ${ident(database, 'payment_events')} WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(from.getTime() / 1000)}, 'UTC')
+    sql`SELECT count() AS n FROM ${ident(database, 'payment_events')}
+WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(from.getTime() / 1000)}, 'UTC')
 AND occurred_at < toDateTime(${Math.floor(to.getTime() / 1000)}, 'UTC')`,
   );
   const started = performance.now();
