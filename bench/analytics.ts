@@ -6,7 +6,7 @@
  * attempt, declines and timeouts with their codes, retries that succeed, refunds; spread back in
  * time at a fixed 62,500 events a day, so a bigger store is an older one), the rates job caught up
  * to it, then NEW events of new orders in the minute before the last 5-minute boundary. Each job then runs once as the
- * scheduler runs it (one ClickHouse thread; background priority, rates at ingest's), and its wall time, statements
+ * scheduler runs it (one ClickHouse thread, background priority; rates as RATES_PRIORITY says), and its wall time, statements
  * and rows read (system.query_log) are printed. Flat figures across sizes: the cost follows the
  * new events and the jobs' windows, not the stored history.
  * Usage: npm run bench:analytics -- [SIZES=1000000,4000000,16000000] [NEW=300000]. Needs the stack.
@@ -37,8 +37,8 @@ const EVENTS_PER_ORDER = 2.15;
 const config = loadConfig();
 const admin = createClickHouse(config, { requestTimeoutMs: 900_000 });
 const jobs = createClickHouse(config, { requestTimeoutMs: 900_000, maxThreads: 1, priority: BACKGROUND_PRIORITY, logQueries: true });
-// The rates job runs at ingest's priority, one thread (its scheduled runs are `foreground`).
-const foreground = createClickHouse(config, { requestTimeoutMs: 900_000, maxThreads: 1, logQueries: true });
+// The rates job as the pipeline runs it: at ingest's priority with RATES_PRIORITY=foreground, else in the background (one thread either way).
+const foreground = config.ratesPriority === 'foreground' ? createClickHouse(config, { requestTimeoutMs: 900_000, maxThreads: 1, logQueries: true }) : jobs;
 const runTag = randomUUID().slice(0, 8);
 
 /**
@@ -194,5 +194,5 @@ try {
   if (database) await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await admin.close();
   await jobs.close();
-  await foreground.close();
+  if (foreground !== jobs) await foreground.close();
 }
