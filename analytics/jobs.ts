@@ -29,6 +29,13 @@ export interface ScheduledJob<D extends AnalyticsDeps = AnalyticsDeps> {
   /** node-cron expression, evaluated in UTC. */
   cron: string;
   run(deps: D, now: Date): Promise<unknown>;
+  /**
+   * Its scheduled runs are bounded in time (a budget per run, cut into slices): the scheduler runs
+   * them on `foregroundClickhouse` when it has one (one thread, at ingest's and detection's
+   * priority) instead of the background client, whose statements pause while any of ingest's or
+   * detection's run, which under steady traffic is most of the time (docs/adr/0003).
+   */
+  foreground?: boolean;
   /** How `paysentinel analytics run NAME` runs it once, by hand. */
   byHand?: ManualRun<JobRun, D>;
 }
@@ -125,10 +132,13 @@ export async function runJob(
   }
   let rows = 0;
   let error: unknown;
+  deps.metrics?.running(job, true);
   try {
     rows = await work({ runId, startedAt });
   } catch (err) {
     error = err;
+  } finally {
+    deps.metrics?.running(job, false);
   }
   const finishedAt = clock();
   const message = error === undefined ? '' : error instanceof Error ? error.message : String(error);

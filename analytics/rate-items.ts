@@ -38,28 +38,6 @@ export function ordersInRangeSql(database: string, fromMs: number, toMs: number 
   return sqlFragment`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${occurredBefore(toMs)}`;
 }
 
-/** Every attempt of the orders `orders` selects, merged from its states: a_order, a_no, a_first_ms, a_bucket, ... */
-function attemptsOf(database: string, orders: SqlFragment): SqlFragment {
-  const states = ident(database, 'payment_attempt_states');
-  return sqlFragment`SELECT a_order, a_no, a_first_ms, toUInt32(intDiv(a_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS}) AS a_bucket,
-      a_outcome, a_code, a_amount, a_channel, a_merchant, a_buckets
-    FROM (
-      SELECT
-        order_id AS a_order,
-        attempt_no AS a_no,
-        minMerge(s_first_ms) AS a_first_ms,
-        argMaxMerge(s_outcome) AS a_outcome,
-        argMaxMerge(s_code) AS a_code,
-        argMaxMerge(s_amount) AS a_amount,
-        argMinMerge(s_channel) AS a_channel,
-        argMinMerge(s_merchant) AS a_merchant,
-        groupUniqArrayMerge(s_buckets) AS a_buckets
-      FROM ${states}
-      WHERE order_id IN (${orders}) AND kind = 'payment'
-      GROUP BY a_order, a_no
-    ) AS merged`;
-}
-
 /** The rate_items columns, in the order every SELECT below emits them. */
 const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted', 'channel', 'merchant', 'code', ...countColumns, 'version']);
 
@@ -68,73 +46,112 @@ const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no',
  * `version`: the live item in the bucket of its first event (an order's: its first attempt's), a
  * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
  * writes the same items again, which changes no sum.
+ *
+ * payment_attempt_states is read once: its rows of the orders (attempts and refunds) are merged
+ * per attempt, then grouped per order into the order's own figures and an array of its attempts;
+ * each order becomes a list of entries (one per attempt, one for the order, all of one tuple type)
+ * and each entry one item per bucket its events fall in (two ARRAY JOINs).
  */
 export function insertItemsQuery(database: string, o: { orders: SqlFragment; version: number }): string {
   const states = ident(database, 'payment_attempt_states');
-  const orderIds = o.orders;
-  const attempts = attemptsOf(database, orderIds);
-  const v = sqlFragment`toUInt64(${o.version})`;
-  const flags = (conditions: readonly SqlFragment[]) =>
-    joinSql(
-      conditions.map((c) => sqlFragment`toUInt8(${c})`),
-      ', ',
-    );
-  const none = Array.from({ length: 6 }, () => sqlFragment`0`);
-  const live = sqlFragment`(i_bucket = a_bucket)`;
-  const attemptDeleted = flags([sqlFragment`NOT ${live}`]);
-  const attemptItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'attempt', a_order, a_no, ${attemptDeleted}, a_channel, a_merchant, a_code,
-      ${flags([
-        live,
-        sqlFragment`${live} AND a_outcome = 'succeeded'`,
-        sqlFragment`${live} AND a_outcome = 'failed'`,
-        sqlFragment`${live} AND a_outcome = 'timeout'`,
-        sqlFragment`${live} AND a_outcome = 'processing'`,
-        sqlFragment`${live} AND a_no > 1`,
-        ...none,
-      ])}, toUInt64(0), toUInt64(0), ${v}
-    FROM (${attempts}) AS a
-    ARRAY JOIN a_buckets AS i_bucket`;
-  const orderRows = sqlFragment`SELECT
-        a_order AS o_order,
-        argMin(a_bucket, a_no) AS o_bucket,
-        argMin(a_channel, a_no) AS o_channel,
-        argMin(a_merchant, a_no) AS o_merchant,
-        argMin(a_code, a_no) AS o_code,
-        argMin(a_outcome, a_no) != 'succeeded' AS o_first_not_succeeded,
-        max(a_no) > 1 AS o_retried,
-        countIf(a_outcome = 'succeeded') > 0 AS o_paid,
-        sumIf(a_amount, a_outcome = 'succeeded') AS o_paid_amount,
-        groupUniqArrayArray(a_buckets) AS o_buckets
-      FROM (${attempts}) AS a
-      GROUP BY o_order`;
-  // Distinct succeeded refund events of the orders, at any time (a duplicate row folds into one).
-  const refunds = sqlFragment`SELECT r_order AS o_order, toUInt64(length(r_list)) AS r_count,
-        toUInt64(arraySum(arrayMap(x -> tupleElement(x, 2), r_list))) AS r_amount
-      FROM (
-        SELECT order_id AS r_order, groupUniqArrayMerge(s_refunds) AS r_list
-        FROM ${states}
-        WHERE order_id IN (${orderIds}) AND kind = 'refund'
-        GROUP BY r_order
-      ) AS r`;
-  const orders = sqlFragment`SELECT * FROM (${orderRows}) AS o ANY LEFT JOIN (${refunds}) AS rf USING o_order`;
-  const oLive = sqlFragment`(i_bucket = o_bucket)`;
-  const orderDeleted = flags([sqlFragment`NOT ${oLive}`]);
-  const orderItems = sqlFragment`SELECT toDateTime(i_bucket, 'UTC'), 'order', o_order, toUInt8(0), ${orderDeleted}, o_channel, o_merchant, o_code,
-      ${flags([
-        ...none,
-        oLive,
-        sqlFragment`${oLive} AND o_retried`,
-        sqlFragment`${oLive} AND o_first_not_succeeded`,
-        sqlFragment`${oLive} AND o_first_not_succeeded AND o_paid`,
-        sqlFragment`${oLive} AND o_paid`,
-        sqlFragment`${oLive} AND o_paid AND r_count > 0`,
-      ])}, toUInt64(if(${oLive}, o_paid_amount, 0)), toUInt64(if(${oLive} AND o_paid, r_amount, 0)), ${v}
-    FROM (${orders}) AS oj
-    ARRAY JOIN o_buckets AS i_bucket`;
+  const bucketOf = sqlFragment`toUInt32(intDiv(m_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS})`;
+  const merged = sqlFragment`SELECT
+        order_id AS m_order,
+        kind AS m_kind,
+        attempt_no AS m_no,
+        minMerge(s_first_ms) AS m_first_ms,
+        argMaxMerge(s_outcome) AS m_outcome,
+        argMaxMerge(s_code) AS m_code,
+        argMaxMerge(s_amount) AS m_amount,
+        argMinMerge(s_channel) AS m_channel,
+        argMinMerge(s_merchant) AS m_merchant,
+        groupUniqArrayMerge(s_buckets) AS m_buckets,
+        groupUniqArrayMerge(s_refunds) AS m_refunds
+      FROM ${states}
+      WHERE order_id IN (${o.orders})
+      GROUP BY m_order, m_kind, m_no`;
+  const pay = sqlFragment`m_kind = 'payment'`;
+  // Per order: its attempts (number, bucket, outcome, code, channel, merchant, buckets) and the
+  // order's figures (its first attempt's bucket, channel, merchant and code; its distinct
+  // succeeded refunds, from its one refund row). Orders with refunds only have no items.
+  const orders = sqlFragment`SELECT
+        m_order AS o_order,
+        groupArrayIf(tuple(m_no, ${bucketOf}, m_outcome, m_code, m_channel, m_merchant, m_buckets), ${pay}) AS o_attempts,
+        argMinIf(${bucketOf}, m_no, ${pay}) AS o_bucket,
+        argMinIf(m_channel, m_no, ${pay}) AS o_channel,
+        argMinIf(m_merchant, m_no, ${pay}) AS o_merchant,
+        argMinIf(m_code, m_no, ${pay}) AS o_code,
+        argMinIf(m_outcome, m_no, ${pay}) != 'succeeded' AS o_first_not_succeeded,
+        maxIf(m_no, ${pay}) > 1 AS o_retried,
+        countIf(${pay} AND m_outcome = 'succeeded') > 0 AS o_paid,
+        sumIf(m_amount, ${pay} AND m_outcome = 'succeeded') AS o_paid_amount,
+        groupUniqArrayArrayIf(m_buckets, ${pay}) AS o_buckets,
+        sumIf(length(m_refunds), m_kind = 'refund') AS o_refund_count,
+        sumIf(arraySum(arrayMap(x -> tupleElement(x, 2), m_refunds)), m_kind = 'refund') AS o_refund_amount
+      FROM (${merged}) AS merged
+      GROUP BY o_order
+      HAVING countIf(${pay}) > 0`;
+  // An entry: (kind, attempt_no, live bucket, buckets, channel, merchant, code, the 12 counts it
+  // adds to its live bucket, paid amount, refunded amount). 1 = attempt, 2 = order.
+  const u8 = (x: SqlFragment) => sqlFragment`toUInt8(${x})`;
+  const zeros = (n: number) => Array.from({ length: n }, () => sqlFragment`toUInt8(0)`);
+  const attemptEntry = joinSql(
+    [
+      u8(sqlFragment`1`),
+      sqlFragment`tupleElement(a, 1)`,
+      sqlFragment`tupleElement(a, 2)`,
+      sqlFragment`tupleElement(a, 7)`,
+      sqlFragment`tupleElement(a, 5)`,
+      sqlFragment`tupleElement(a, 6)`,
+      sqlFragment`tupleElement(a, 4)`,
+      u8(sqlFragment`1`),
+      u8(sqlFragment`tupleElement(a, 3) = 'succeeded'`),
+      u8(sqlFragment`tupleElement(a, 3) = 'failed'`),
+      u8(sqlFragment`tupleElement(a, 3) = 'timeout'`),
+      u8(sqlFragment`tupleElement(a, 3) = 'processing'`),
+      u8(sqlFragment`tupleElement(a, 1) > 1`),
+      ...zeros(6),
+      sqlFragment`toUInt64(0)`,
+      sqlFragment`toUInt64(0)`,
+    ],
+    ', ',
+  );
+  const orderEntry = joinSql(
+    [
+      u8(sqlFragment`2`),
+      u8(sqlFragment`0`),
+      sqlFragment`o_bucket`,
+      sqlFragment`o_buckets`,
+      sqlFragment`o_channel`,
+      sqlFragment`o_merchant`,
+      sqlFragment`o_code`,
+      ...zeros(6),
+      u8(sqlFragment`1`),
+      u8(sqlFragment`o_retried`),
+      u8(sqlFragment`o_first_not_succeeded`),
+      u8(sqlFragment`o_first_not_succeeded AND o_paid`),
+      u8(sqlFragment`o_paid`),
+      u8(sqlFragment`o_paid AND o_refund_count > 0`),
+      sqlFragment`toUInt64(o_paid_amount)`,
+      sqlFragment`toUInt64(if(o_paid, o_refund_amount, 0))`,
+    ],
+    ', ',
+  );
+  const entries = sqlFragment`SELECT o_order AS e_order, e, tupleElement(e, 4) AS e_buckets
+      FROM (${orders}) AS o
+      ARRAY JOIN arrayPushBack(arrayMap(a -> tuple(${attemptEntry}), o_attempts), tuple(${orderEntry})) AS e`;
+  const live = sqlFragment`(i_bucket = tupleElement(e, 3))`;
+  const counts = joinSql(
+    countColumns.map((_, i) =>
+      i < countColumns.length - 2 ? u8(sqlFragment`${live} AND tupleElement(e, ${i + 8})`) : sqlFragment`toUInt64(if(${live}, tupleElement(e, ${i + 8}), 0))`,
+    ),
+    ', ',
+  );
   return sql`INSERT INTO ${ident(database, 'rate_items')} (${itemColumns})
-${attemptItems}
-UNION ALL
-${orderItems}`;
+SELECT toDateTime(i_bucket, 'UTC'), if(tupleElement(e, 1) = 1, 'attempt', 'order'), e_order, tupleElement(e, 2), ${u8(sqlFragment`NOT ${live}`)},
+  tupleElement(e, 5), tupleElement(e, 6), tupleElement(e, 7), ${counts}, toUInt64(${o.version})
+FROM (${entries}) AS entries
+ARRAY JOIN e_buckets AS i_bucket`;
 }
 
 /** The buckets (epoch seconds) the items of one run landed in, live or deleted. */

@@ -37,6 +37,24 @@ describe('analytics schedule (fake clock)', () => {
     expect(seen).toHaveLength(3);
   });
 
+  test('a job marked foreground runs on the foreground client, the others on the background one; the rates job is marked', async () => {
+    vi.useFakeTimers({ now: at(10, 0, 30) });
+    const background = { name: 'background' } as never;
+    const foreground = { name: 'foreground' } as never;
+    const seen: string[] = [];
+    const job = (name: string, flag: boolean): ScheduledJob => ({
+      name,
+      cron: '* * * * *',
+      foreground: flag,
+      run: async (d) => void seen.push(`${name}:${(d.clickhouse as unknown as { name: string }).name}`),
+    });
+    const schedule = startAnalyticsSchedule({ ...deps(), clickhouse: background, foregroundClickhouse: foreground }, [job('a', true), job('b', false)]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    await schedule.stop();
+    expect(seen.sort()).toEqual(['a:foreground', 'b:background']);
+    expect(analyticsJobs.filter((j) => j.foreground).map((j) => j.name)).toEqual(['rates']);
+  });
+
   test('an instance that is not the leader skips its ticks, and runs once it leads', async () => {
     vi.useFakeTimers({ now: at(10, 0, 30) });
     const seen: string[] = [];

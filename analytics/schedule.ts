@@ -1,6 +1,7 @@
 import { createTask, type ScheduledTask } from 'node-cron';
 import { baselinesScheduledJob } from './baselines.ts';
 import { dailyReportScheduledJob } from './daily-report.ts';
+import type { ClickHouseClient } from '../storage/clickhouse.ts';
 import { reportJobFailure, type ScheduledJob } from './jobs.ts';
 import { ratesScheduledJob } from './rates.ts';
 import { reconcileScheduledJob } from './reconcile.ts';
@@ -9,7 +10,11 @@ import { statementsScheduledJob } from '../statements/job.ts';
 import { requeryScheduledJob, type RequeryJobDeps } from '../automation/requery.ts';
 
 /** What the scheduler and `paysentinel analytics run` give every job: the widest any job needs. */
-export type JobDeps = RetryPolicyDeps & RequeryJobDeps;
+export type JobDeps = RetryPolicyDeps &
+  RequeryJobDeps & {
+    /** The client of the jobs marked `foreground` (one thread, ingest's priority); without it they use `clickhouse`. */
+    foregroundClickhouse?: ClickHouseClient;
+  };
 
 /** The analytics jobs and their schedules (analytics/DEFINITIONS.md says what each computes). */
 export const analyticsJobs: readonly ScheduledJob<JobDeps>[] = [
@@ -49,6 +54,7 @@ export function startAnalyticsSchedule(
   const running = new Set<Promise<void>>();
   const tasks: ScheduledTask[] = jobs.map((job) => {
     const log = deps.logger.child({ job: job.name });
+    const jobDeps = job.foreground && deps.foregroundClickhouse ? { ...deps, clickhouse: deps.foregroundClickhouse } : deps;
     const task = createTask(
       job.cron,
       async (ctx) => {
@@ -56,7 +62,7 @@ export function startAnalyticsSchedule(
         if (options.shouldRun && !options.shouldRun()) return;
         const run = (async () => {
           try {
-            await job.run(deps, ctx.date);
+            await job.run(jobDeps, ctx.date);
           } catch (err) {
             reportJobFailure({ logger: log, metrics: deps.metrics }, job.name, err);
           }

@@ -119,6 +119,9 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const leadership = await elect('jobs');
     const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
     stops.push(() => jobsClickHouse.close());
+    // With RATES_PRIORITY=foreground, jobs whose runs are bounded (rates) run at ingest's priority, still on one thread.
+    const foregroundClickHouse = config.ratesPriority === 'foreground' ? createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 }) : undefined;
+    if (foregroundClickHouse) stops.push(() => foregroundClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
     stops.push(() => policyPublisher.close());
@@ -131,6 +134,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       // detection, their statements pause while one of ingest's or detection's runs (priority),
       // and they may take minutes when catching up.
       clickhouse: jobsClickHouse,
+      foregroundClickhouse: foregroundClickHouse,
       database: config.clickhouseDatabase,
       logger: logger.child({ stage: 'analytics' }),
       publisher: policyPublisher,

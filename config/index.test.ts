@@ -40,6 +40,12 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ STATEMENT_GRACE: '8d' })).toThrow(/at most 168 hours/);
   });
 
+  test('the rates job runs at the background priority unless RATES_PRIORITY=foreground', () => {
+    expect(loadConfig({}).ratesPriority).toBe('background');
+    expect(loadConfig({ RATES_PRIORITY: 'foreground' }).ratesPriority).toBe('foreground');
+    expect(() => loadConfig({ RATES_PRIORITY: 'low' })).toThrow(/RATES_PRIORITY="low" is invalid: expected foreground or background/);
+  });
+
   test('automation: dry-run by default, refunds off, and refunds on only with both ceilings', () => {
     expect(loadConfig({})).toMatchObject({ automation: 'dry-run', automationRefunds: false, requeryAfterMs: 5 * 60_000, requeryMaxPerMinute: 60 });
     expect(() => loadConfig({ AUTOMATION: 'yes' })).toThrow(/AUTOMATION="yes" is invalid: expected off, dry-run or on/);

@@ -123,6 +123,12 @@ const automationMode: Parser<AutomationMode> = (raw, name) => {
   const value = raw.trim() as AutomationMode;
   return automationModes.includes(value) ? value : fail(name, raw, 'off, dry-run or on');
 };
+export const jobPriorities = ['foreground', 'background'] as const;
+export type JobPriority = (typeof jobPriorities)[number];
+const jobPriority: Parser<JobPriority> = (raw, name) => {
+  const value = raw.trim() as JobPriority;
+  return jobPriorities.includes(value) ? value : fail(name, raw, 'foreground or background');
+};
 const onOff: Parser<boolean> = (raw, name) => (raw.trim() === 'on' ? true : raw.trim() === 'off' ? false : fail(name, raw, 'on or off'));
 
 /** An amount limit in minor units: one for every currency, or per currency (a currency not listed has 0). */
@@ -353,6 +359,15 @@ export const settings = {
     default: '60',
     description: 'Most status re-queries the requery job issues per minute (fewer in the peak hours the retry-policy job found).',
     parse: int(1, 100_000),
+  },
+  ratesPriority: {
+    env: 'RATES_PRIORITY',
+    default: 'background',
+    description:
+      "ClickHouse priority of the scheduled rates job's statements, one thread either way: background (the other jobs'; its statements pause while " +
+      "any of ingest's or detection's run, which under steady traffic stretches a run past its minute) or foreground (ingest's and detection's: " +
+      'shorter rates runs, at a cost to detection not yet measured on a quiet machine; see docs/benchmarks.md).',
+    parse: jobPriority,
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
 } satisfies Record<string, Setting<unknown>>;

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { Registry } from './registry.ts';
+import { Registry, createJobMetrics } from './registry.ts';
 
 test('series render in the Prometheus text format, labels sorted by name, histograms with labels', async () => {
   const r = new Registry();
@@ -28,4 +28,17 @@ test("the process's own metrics are there once asked for", async () => {
   }
   // Samples appear with the first collection; the series is declared from the start.
   expect(text).toMatch(/^# TYPE nodejs_gc_duration_seconds histogram$/m);
+});
+
+test('a job run in progress shows its running seconds at every scrape, and 0 once it ended', async () => {
+  let clock = 1_000_000;
+  const metrics = createJobMetrics(undefined, () => clock);
+  expect(await metrics.registry.render()).not.toMatch(/^paysentinel_job_running_seconds\{/m);
+  metrics.running('rates', true);
+  clock += 75_000;
+  expect(await metrics.registry.render()).toMatch(/^paysentinel_job_running_seconds\{job="rates"\} 75$/m);
+  clock += 60_000;
+  expect(await metrics.registry.render()).toMatch(/^paysentinel_job_running_seconds\{job="rates"\} 135$/m);
+  metrics.running('rates', false);
+  expect(await metrics.registry.render()).toMatch(/^paysentinel_job_running_seconds\{job="rates"\} 0$/m);
 });

@@ -76,6 +76,21 @@ export class Registry {
       : undefined;
     return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom], collect }));
   }
+  /** A labelled gauge whose samples `read` supplies at each scrape (every series it returns, none else). */
+  gaugeEach(name: string, help: string, labelNames: readonly string[], read: () => [Labels, number][]): Gauge {
+    return new Gauge(
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.prom],
+        collect(this: client.Gauge<string>) {
+          this.reset();
+          for (const [labels, value] of read()) this.set(sorted(labels), value);
+        },
+      }),
+    );
+  }
   histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
     return new Histogram(new client.Histogram({ name, help, buckets, labelNames, registers: [this.prom] }));
   }
@@ -139,8 +154,21 @@ export function createJobMetrics(registry = new Registry(), clock: () => number 
     [],
     () => (ratesUntil === undefined ? undefined : Math.max(0, Math.round(clock() / 1000 - ratesUntil))),
   );
+  // Start (ms) of each job's run in progress, so a run that overruns shows while it runs, not only once it ends.
+  // A job that has run shows 0 between runs (null).
+  const running = new Map<string, number | null>();
+  registry.gaugeEach(
+    'paysentinel_job_running_seconds',
+    'Seconds the run in progress has been going, by job (0 when none runs): an overrunning run shows here before it ends.',
+    ['job'],
+    () => [...running].map(([job, since]) => [{ job }, since === null ? 0 : Math.max(0, Math.round((clock() - since) / 1000))]),
+  );
   return {
     registry,
+    /** A run of `job` started (at the metrics' clock) or ended. */
+    running(job: string, started: boolean): void {
+      running.set(job, started ? clock() : null);
+    },
     runs: registry.counter('paysentinel_job_runs_total', 'Analytics job runs by job and status (ok or failed), scheduled and by hand.', ['job', 'status']),
     lastSuccess: registry.gauge('paysentinel_job_last_success_timestamp_seconds', 'Unix time of the last successful run, by job.', ['job']),
     duration: registry.gauge('paysentinel_job_duration_seconds', 'Duration of the last finished run (ok or failed), by job.', ['job']),

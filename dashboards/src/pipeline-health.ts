@@ -212,15 +212,17 @@ ORDER BY time, series`,
         type: 'timeseries',
         title: 'Job run duration',
         description:
-          'The longest run of each job started in each bucket, in seconds. The rates job runs every minute: a run near 60 s means it is not keeping up ' +
-          '(its next ticks are skipped).',
+          'The longest run of each job started in each bucket, in seconds; a run still going counts up to now, so an overrunning run shows while ' +
+          'it runs. The rates job runs every minute and should take under 10 s: a run near 60 s means it is not keeping up (its next ticks are ' +
+          'skipped). paysentinel_job_running_seconds{job} on /metrics is the same for the run in progress.',
         w: 12,
         h: 8,
         unit: 's',
         sql: [
-          `SELECT ${timeBucket('started_at')}, job AS series, max(toUInt32(assumeNotNull(finished_at)) - toUInt32(started_at)) AS seconds
+          `SELECT ${timeBucket('started_at')}, job AS series,
+  max(if(isNull(finished_at), toUInt32(now()), toUInt32(assumeNotNull(finished_at))) - toUInt32(started_at)) AS seconds
 FROM ${runs} FINAL
-WHERE $__timeFilter(started_at) AND isNotNull(finished_at)
+WHERE $__timeFilter(started_at)
 GROUP BY time, series
 ORDER BY time, series`,
         ],

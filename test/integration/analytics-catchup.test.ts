@@ -130,6 +130,26 @@ describe('a backlog larger than one slice is caught up over several bounded runs
     }
   });
 
+  test('a scheduled run finishes the changes of its last minute and a half over budget, in as many slices as they take', async () => {
+    // The traffic redelivered in three inserts, each in its own second: three slices of changes.
+    const live = items.filter((i) => START + i.sendAtMs >= START + 17 * 60_000);
+    const parts = [0, 1, 2].map((k) => live.slice(Math.floor((k * live.length) / 3), Math.floor(((k + 1) * live.length) / 3)));
+    for (const part of parts) await insertInItsOwnSecond(part.map((i) => rowOf(i.event!)));
+    const lastInsert = await serverNow();
+    await expect.poll(serverNow, { timeout: 10_000, interval: 200 }).toBeGreaterThan(lastInsert + OVERLAP_S);
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', write: (l) => lines.push(l) });
+    const sliceEvents = Math.max(...parts.map((p) => p.length));
+    // No budget at all: without finishRecentSeconds this run would stop after one slice (above).
+    const r = await run({ ...deps, logger }, new Date(NOW), { budgetMs: 0, sliceEvents, changesOverlapSeconds: OVERLAP_S, finishRecentSeconds: 90 });
+    expect(r.status).toBe('ok');
+    const summary = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'rates run')!;
+    expect(summary.change_slices).toBeGreaterThanOrEqual(3);
+    expect(summary.changes_behind_s).toBe(0);
+    const { stored, direct } = await storedVsOnePass('5m', 'all');
+    expect(stored).toEqual(direct);
+  });
+
   test("a step back of the server's clock: the rows stored since are read again", async () => {
     // The cursor as a run would have left it had the server's clock been 10 minutes ahead a minute
     // ago (uptime then 60 s less): rows stored now have seen_at before that cursor's seen_to.

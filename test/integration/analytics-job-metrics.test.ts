@@ -64,6 +64,24 @@ describe('job runs in Prometheus metrics', () => {
     expect(await metrics.registry.render()).toMatch(/^paysentinel_job_duration_seconds\{job="rates"\} \d/m);
   });
 
+  test('a run in progress shows in /metrics while it runs (paysentinel_job_running_seconds), 0 once it ended', async () => {
+    let clock = Date.UTC(2026, 10, 25, 12, 2);
+    const metrics = createJobMetrics(undefined, () => clock);
+    const deps: AnalyticsDeps = { clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, logger: silentLogger, metrics };
+    let finish!: (rows: number) => void;
+    let started = false;
+    const run = runJob(deps, 'long', window, () => {
+      started = true;
+      return new Promise<number>((r) => (finish = r));
+    });
+    await until('the run to start its work', () => started);
+    clock += 90_000;
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_job_running_seconds\{job="long"\} 90$/m);
+    finish(1);
+    await run;
+    expect(await metrics.registry.render()).toMatch(/^paysentinel_job_running_seconds\{job="long"\} 0$/m);
+  });
+
   test('a failing run is logged at error level, counted as failed and recorded in job_runs', async () => {
     const metrics = createJobMetrics();
     const { lines, logger } = capture();
