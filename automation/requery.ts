@@ -1,7 +1,6 @@
 import type { Producer } from 'kafkajs';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from '../analytics/jobs.ts';
 import { readCursorQuery, writeCursorQuery } from '../analytics/rate-items.ts';
-import { CHANGES_OVERLAP_SECONDS } from '../analytics/rates.ts';
 import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -101,6 +100,15 @@ const keyOf = (a: { order_id: string; attempt: number }) => `${a.order_id}|${Num
 
 /** The requery job's place in analytics_cursors: covered_from holds how far its scan by time has looked, seen_to the change log. */
 const CURSOR_JOB = 'requery';
+/**
+ * How far back the late-report read starts before the last run's server time: an insert's rows
+ * carry the server time its INSERT began, and a big insert on a busy server becomes visible well
+ * after that. A miss here would be for good (the scan by time is past the report), so the margin
+ * is wide, and the full-day scan each hour (FULL_SCAN_EVERY_SEC) catches anything later still.
+ */
+export const REQUERY_CHANGES_OVERLAP_SECONDS = 120;
+/** A run reads the whole day again when the last full read is this old. */
+const FULL_SCAN_EVERY_SEC = 3_600;
 /** Orders per key look-up: one statement stays small whatever the number. */
 const ORDER_SLICE = 2_000;
 
@@ -127,10 +135,16 @@ async function findStillProcessing(
   const { nowSec, afterSec, limit, asked } = run;
   const dayAgo = nowSec - 86_400;
   const cutoff = nowSec - afterSec;
-  const [stored] = await queryRows<{ seen_to: number; covered_from: number }>(deps.clickhouse, readCursorQuery(deps.database, CURSOR_JOB), 'requery cursor');
+  const [stored] = await queryRows<{ seen_to: number; covered_from: number; history_from: number; version: number | string }>(
+    deps.clickhouse,
+    readCursorQuery(deps.database, CURSOR_JOB),
+    'requery cursor',
+  );
   const serverNow = Number((await queryRows<{ now: number }>(deps.clickhouse, q.serverNow(), 'server clock'))[0]!.now);
   const scanned = stored ? Number(stored.covered_from) : 0;
-  const incremental = scanned >= dayAgo && scanned <= cutoff;
+  // history_from holds when the last full-day read ran.
+  const lastFull = stored ? Number(stored.history_from) : 0;
+  const incremental = scanned >= dayAgo && scanned <= cutoff && lastFull >= nowSec - FULL_SCAN_EVERY_SEC && lastFull <= nowSec;
   const scanFrom = incremental ? scanned : dayAgo;
 
   // A few more than the limit: some of the oldest may have been asked about within REQUERY_AFTER.
@@ -139,8 +153,7 @@ async function findStillProcessing(
   const late = new Set<string>();
   if (incremental) {
     const again = await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before');
-    // From a little before the last run's server time, as the rates job does: inserts still in flight then.
-    const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - CHANGES_OVERLAP_SECONDS;
+    const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - REQUERY_CHANGES_OVERLAP_SECONDS;
     const lateOrders = await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports');
     const orders = new Set(again.map((r) => r.order_id));
     for (const r of lateOrders) if (!orders.has(r.order_id)) late.add(r.order_id);
@@ -168,8 +181,11 @@ async function findStillProcessing(
       return { scannedTo, seenTo: lateLeft && stored ? Number(stored.seen_to) : serverNow };
     },
     async commit(c) {
-      const row = { seenToSec: c.seenTo, coveredFromSec: c.scannedTo, historyFromSec: 0, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
-      await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...row, version: Date.now() }), 'move the requery cursor');
+      const historyFromSec = incremental ? lastFull : nowSec;
+      const row = { seenToSec: c.seenTo, coveredFromSec: c.scannedTo, historyFromSec, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
+      // After the stored version even when this process's clock is behind the last writer's.
+      const version = Math.max(Date.now(), stored ? Number(stored.version) + 1 : 0);
+      await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...row, version }), 'move the requery cursor');
     },
   };
 }

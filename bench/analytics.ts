@@ -15,11 +15,11 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
 import { run as runBaselines } from '../analytics/baselines.ts';
 import type { AnalyticsDeps, JobRun } from '../analytics/jobs.ts';
-import { CHANGES_OVERLAP_SECONDS, run as runRates, RATES_JOB, RATES_RECENT_SECONDS, RATES_RUN_BUDGET_MS } from '../analytics/rates.ts';
+import { run as runRates, RATES_JOB, RATES_RECENT_SECONDS, RATES_RUN_BUDGET_MS } from '../analytics/rates.ts';
 import { writeCursorQuery } from '../analytics/rate-items.ts';
 import { run as runReconcile } from '../analytics/reconcile.ts';
 import { run as runRetryPolicy } from '../analytics/retry-policy.ts';
-import { runRequeryJob, type RequeryJobDeps } from '../automation/requery.ts';
+import { REQUERY_CHANGES_OVERLAP_SECONDS, runRequeryJob, type RequeryJobDeps } from '../automation/requery.ts';
 import { silentLogger } from '../log/index.ts';
 import { BACKGROUND_PRIORITY, command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
@@ -164,10 +164,10 @@ try {
         config: { ...config, automation: 'dry-run' },
       },
     };
-    // Its change-log read overlaps the last run by CHANGES_OVERLAP_SECONDS (inserts in flight): the
-    // history, written just now, is not new to it once that much time has passed.
+    // Its change-log read overlaps the last run by REQUERY_CHANGES_OVERLAP_SECONDS (inserts in
+    // flight): the history, written just now, is not new to it once that much time has passed.
     const written = await serverNow();
-    while ((await serverNow()) <= written + CHANGES_OVERLAP_SECONDS) await new Promise((r) => setTimeout(r, 250));
+    while ((await serverNow()) <= written + REQUERY_CHANGES_OVERLAP_SECONDS) await new Promise((r) => setTimeout(r, 1_000));
     await runRequeryJob({ ...requeryDeps, clickhouse: admin }, new Date(nowMs - 60_000));
     // New traffic: a minute of new orders, first events in the minute before now.
     const newOrders = Math.round(fresh / EVENTS_PER_ORDER);

@@ -451,13 +451,21 @@ export function createCaseStore(deps: CaseStoreDeps) {
 
     /** Changes a case's status (support acknowledges or resolves it, from the CLI), recorded with who and why. */
     async setStatus(caseId: string, status: CaseStatus, who: string, note: string, nowMs: number, resolution?: Resolution): Promise<Case | null> {
-      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
-      if (rows.length === 0) return null;
-      const current = fromStored(rows[0]!);
-      // Reopening or acknowledging clears a resolution; resolving records the one given.
-      const next: Case = { ...current, status, resolution: status === 'resolved' ? (resolution ?? current.resolution) : '', updated_at: toDateTimeText(nowMs) };
-      await write([{ c: next, version: nowMs, changedBy: who, note }]);
-      return next;
+      // In turn with this process's other writes, and stamped after what it read (see laterVersion).
+      return serial(async () => {
+        const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
+        if (rows.length === 0) return null;
+        const current = fromStored(rows[0]!);
+        // Reopening or acknowledging clears a resolution; resolving records the one given.
+        const next: Case = {
+          ...current,
+          status,
+          resolution: status === 'resolved' ? (resolution ?? current.resolution) : '',
+          updated_at: toDateTimeText(nowMs),
+        };
+        await write([{ c: next, version: laterVersion(nowMs), changedBy: who, note }]);
+        return next;
+      });
     },
 
     /**
@@ -466,17 +474,21 @@ export function createCaseStore(deps: CaseStoreDeps) {
      * case, acknowledging one already acknowledged) is refused as a `conflict` value.
      */
     async act(caseId: string, change: CaseChange, who: string, note: string, nowMs: number): Promise<ActResult> {
-      const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
-      if (rows.length === 0) return { kind: 'not_found' };
-      const c = fromStored(rows[0]!);
-      const conflict = conflictOf(c, change, who);
-      if (conflict) return { kind: 'conflict', message: conflict, case: c };
-      const next: Case = { ...c, updated_at: toDateTimeText(nowMs) };
-      if (change.action === 'assign') next.assignee = who;
-      if (change.action === 'acknowledge') next.status = 'acknowledged';
-      if (change.action === 'resolve') Object.assign(next, { status: 'resolved', resolution: change.resolution });
-      await write([{ c: next, version: nowMs, changedBy: who, note }]);
-      return { kind: 'ok', case: next };
+      return serial(async () => {
+        const rows = await queryRows<StoredCase>(deps.clickhouse, q.byId(caseId), 'read case');
+        if (rows.length === 0) return { kind: 'not_found' } as const;
+        const c = fromStored(rows[0]!);
+        const conflict = conflictOf(c, change, who);
+        if (conflict) return { kind: 'conflict', message: conflict, case: c } as const;
+        const next: Case = { ...c, updated_at: toDateTimeText(nowMs) };
+        if (change.action === 'assign') next.assignee = who;
+        if (change.action === 'acknowledge') next.status = 'acknowledged';
+        if (change.action === 'resolve') Object.assign(next, { status: 'resolved', resolution: change.resolution });
+        // Stamped by the clock when written, not when support clicked: a machine change stored
+        // while this one read the case (stamped by its own clock then) must not hide it.
+        await write([{ c: next, version: laterVersion(nowMs), changedBy: who, note }]);
+        return { kind: 'ok', case: next } as const;
+      });
     },
 
     /**

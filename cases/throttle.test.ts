@@ -62,4 +62,10 @@ describe('held case updates', () => {
     const held: Case = { ...base, hit_count: 9, evidence: { n: 9 }, recommended_action: 'b', updated_at: '2026-03-01 10:01:00' };
     expect(withHits(stored, held)).toEqual({ ...stored, hit_count: 9, evidence: { n: 9 }, recommended_action: 'b' });
   });
+
+  test('merging keeps what automation and the system recorded on the stored case after the update was held', () => {
+    const stored: Case = { ...base, evidence: { n: 1, automation: { commands: ['cmd-1'] }, closed_by: { event_id: 'e-1' } } };
+    const held: Case = { ...base, hit_count: 2, evidence: { n: 2 }, updated_at: '2026-03-01 10:01:00' };
+    expect(withHits(stored, held).evidence).toEqual({ n: 2, automation: { commands: ['cmd-1'] }, closed_by: { event_id: 'e-1' } });
+  });
 });

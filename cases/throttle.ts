@@ -1,4 +1,4 @@
-import type { Case } from './decide.ts';
+import { machineEvidence, type Case } from './decide.ts';
 
 /** When a stored case was last published: its `updated_at` (every published change sets it). */
 export const publishedAtMs = (c: Pick<Case, 'updated_at'>): number => Date.parse(c.updated_at.replace(' ', 'T') + 'Z');
@@ -11,7 +11,8 @@ export function withHits(stored: Case, held: Case): Case {
   return {
     ...stored,
     hit_count: Math.max(stored.hit_count, held.hit_count),
-    evidence: held.evidence,
+    // Automation's and the system's record on the stored case outlives the held copy, decided before it.
+    evidence: { ...held.evidence, ...machineEvidence(stored.evidence) },
     recommended_action: held.recommended_action,
     rule_version: held.rule_version,
     updated_at: held.updated_at > stored.updated_at ? held.updated_at : stored.updated_at,

@@ -47,7 +47,7 @@ export type BatchHandler = (batch: ConsumedBatch, isStale: () => boolean) => Pro
 export interface EventConsumer {
   /** Connects, joins the group and delivers `topic` from the committed offsets (the beginning when none). Offsets are never committed by itself. */
   start(topic: string, eachBatch: BatchHandler): Promise<void>;
-  /** Stops (and resumes) fetching; batches already fetched may still be delivered. A no-op before start. */
+  /** Stops (and resumes) fetching, also across the client's own restarts; batches already fetched may still be delivered. */
   pause(): void;
   resume(): void;
   /** Commits, per partition, the offset of the next message to read. */
@@ -68,7 +68,22 @@ export function createKafkajsConsumer(kafka: Kafka, settings: ConsumerSettings, 
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
   });
   let topic: string | null = null;
-  consumer.on(consumer.events.GROUP_JOIN, (e) => handlers.assigned?.(topic ? ((e.payload.memberAssignment[topic] ?? []) as number[]) : []));
+  // What the user asked for last: a consumer kafkajs restarts after a crash joins unpaused, so a
+  // pause is applied again on each join (else it would fetch on while ingest waits for ClickHouse).
+  let wantPaused = false;
+  const applyPause = () => {
+    if (!topic) return;
+    try {
+      if (wantPaused) consumer.pause([{ topic }]);
+      else consumer.resume([{ topic }]);
+    } catch {
+      // not running (yet, or between a crash and its restart): applied again on the next join
+    }
+  };
+  consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    if (wantPaused) applyPause();
+    handlers.assigned?.(topic ? ((e.payload.memberAssignment[topic] ?? []) as number[]) : []);
+  });
   consumer.on(consumer.events.CONNECT, () => handlers.connection?.(true));
   consumer.on(consumer.events.DISCONNECT, () => handlers.connection?.(false));
   consumer.on(consumer.events.CRASH, (e) => {
@@ -88,15 +103,12 @@ export function createKafkajsConsumer(kafka: Kafka, settings: ConsumerSettings, 
       });
     },
     pause() {
-      if (!topic) return;
-      try {
-        consumer.pause([{ topic }]);
-      } catch {
-        // not running (yet or any more): nothing is being fetched
-      }
+      wantPaused = true;
+      applyPause();
     },
     resume() {
-      if (topic) consumer.resume([{ topic }]);
+      wantPaused = false;
+      applyPause();
     },
     async commit(offsets) {
       if (!topic || offsets.length === 0) return;

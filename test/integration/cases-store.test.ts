@@ -198,4 +198,25 @@ describe('automation and the system write on top of the case as stored', () => {
       });
     });
   });
+  test("support's change is stamped when written: automation's record stored while support's request ran does not hide it", async () => {
+    await withTopic(async (topic, producer) => {
+      const leader = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
+      const consoleStore = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
+      const ip = `192.0.2.${Math.floor(Math.random() * 200)}`;
+      const [opened] = (await leader.applyHits([probe(1, ip)], Date.now() - 2_000)).opened;
+      // Support clicks "resolve" ...
+      const clicked = Date.now();
+      const read = (await leader.get(opened!.case_id))!;
+      // ... automation records its command while the request runs, stamped by the clock after the click ...
+      await leader.record(
+        { ...read, assignee: 'automation', evidence: { ...read.evidence, automation: { sent: 'block' } } },
+        'automation',
+        'Sent block',
+        Date.now(),
+      );
+      // ... and support's write lands last, though asked for at the click.
+      expect((await consoleStore.act(read.case_id, { action: 'resolve', resolution: 'confirmed_fraud' }, 'ana', '', clicked)).kind).toBe('ok');
+      expect(await leader.get(read.case_id)).toMatchObject({ status: 'resolved', resolution: 'confirmed_fraud' });
+    });
+  });
 });
