@@ -1,13 +1,11 @@
 import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
-import { EARLIEST_KEY, LATEST_KEY } from '../storage/event-order.ts';
+import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
 
 /**
  * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts
  * as in analytics/DEFINITIONS.md; times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
  */
-
-const TS = sqlFragment`toUInt64(occurred_at) * 1000 + occurred_ms`;
 
 export interface ReconcileWindow {
   /** Attempts whose first event is at or after this (ms). */

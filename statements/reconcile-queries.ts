@@ -1,4 +1,4 @@
-import { LATEST_KEY } from '../storage/event-order.ts';
+import { LATEST_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
 import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import type { Period } from './types.ts';
 
@@ -9,7 +9,6 @@ import type { Period } from './types.ts';
  * one definition (LATEST_KEY, analytics/DEFINITIONS.md).
  */
 
-const TS = sqlFragment`toUInt64(occurred_at) * 1000 + occurred_ms`;
 const sec = (ms: number) => Math.floor(ms / 1000);
 const at = (ms: number): SqlFragment => sqlFragment`toDateTime(${sec(ms)}, 'UTC')`;
 /** ` AND <column> = value` when a value is given, nothing otherwise. */

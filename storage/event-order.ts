@@ -13,6 +13,9 @@ import { sqlFragment } from './sql.ts';
 export const LATEST_KEY = sqlFragment`(occurred_at, occurred_ms, status != 'processing', event_id)`;
 
 /** First event (the argMin key): by occurred_at, then occurred_ms, then event_id. */
+/** A row's time to the millisecond, from its occurred_at (seconds) and occurred_ms columns. */
+export const OCCURRED_MS = sqlFragment`toUInt64(occurred_at) * 1000 + occurred_ms`;
+
 export const EARLIEST_KEY = sqlFragment`(occurred_at, occurred_ms, event_id)`;
 
 /** LATEST_KEY as text: for dashboard SQL (text Grafana sends) and the callers that have not moved to the fragment yet. */
