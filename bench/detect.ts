@@ -16,6 +16,7 @@ import { silentLogger } from '../log/index.ts';
 import { loadRuleSetOrThrow } from '../rules/index.ts';
 import { writeBacklog, writeSimulatedHistory } from './backlog.ts';
 import { ident, sql } from '../storage/sql.ts';
+import { eventsByPosition } from '../storage/copies.ts';
 import { run as runRates } from '../analytics/rates.ts';
 
 export interface DetectBenchOptions {
@@ -207,6 +208,12 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
           while (next <= written) next += Math.max(1, Math.floor(options.history! / 10));
         },
       });
+      // The history's Kafka positions are made up (offsets from 0 in each partition), and the
+      // fresh topic's traffic takes the same offsets: every tick would read the history as rows
+      // above its watermark, only to drop them by write time. In a deployment they sit below the
+      // traffic's offsets, where ticks do not read them, so they are left out of the copy that
+      // ticks read by position (only ticks read it).
+      await command(clickhouse, sql`TRUNCATE TABLE ${eventsByPosition(database)}`, 'truncate the history positions');
       if (options.seedRates ?? true) {
         // The rates job by hand, as "paysentinel analytics run rates" runs it (no time budget): it
         // builds the history's items newest first, in slices, and writes its buckets.
@@ -221,6 +228,13 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
         if (r.status === 'ok') r = await runRates({ clickhouse, database, logger: silentLogger }, new Date());
         seededRates = { seconds: (performance.now() - started) / 1000, status: r.status };
         options.progress(`history: rates seeded in ${seededRates.seconds.toFixed(1)} s`);
+        // The change log stamps each row with the server's clock at its insert: the history's rows
+        // say "stored a minute ago", where in a deployment they are a quarter of an hour old. The
+        // requery job would then take every history order for a late report and read them all
+        // by key on its first incremental run (minutes of work in the measured window that a
+        // deployment never does). Its readers read only recent stamps (rates from its cursor,
+        // now past the history; requery's late reports), so the history is left out of it.
+        await command(clickhouse, sql`TRUNCATE TABLE ${ident(database, 'payment_changes')}`, 'truncate the history change log');
       }
     } finally {
       await clickhouse.close();
@@ -274,19 +288,15 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok === true,
     );
 
-    const generator = createTrafficGenerator({ seed: 9, rate: options.rate, durationMs: options.durationMs, startMs: Date.now() });
-    const started = Date.now();
+    const traffic = buildTraffic(options.rate, options.durationMs, options.progress);
+    const started = await traffic.start();
     options.progress(`traffic starts ${new Date(started).toISOString()}`);
     let background = 0;
     let attacksSent = 0;
     const attackEvery = options.durationMs / (options.attacks + 1);
     let nextProgress = started + 5_000;
     while (Date.now() - started < options.durationMs) {
-      const due: { key: string; value: Buffer }[] = [];
-      for (let at = generator.peekSendAtMs(); at !== null && at <= Date.now() - started; at = generator.peekSendAtMs()) {
-        const item = generator.next()!;
-        due.push({ key: item.key, value: item.value });
-      }
+      const due = traffic.due(Date.now() - started);
       // Chunks stay well below the broker's 1 MB request limit.
       for (let i = 0; i < due.length; i += 500) {
         await producer.send({ topic: topics.events, acks: -1, messages: due.slice(i, i + 500) });
@@ -377,6 +387,65 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
 }
 
 /** Polls `ready` every 500 ms until it is true; fails after `timeoutMs`, or when the child exits. */
+/**
+ * Background traffic built before it is sent, above this many messages built while it is sent.
+ * Building one costs about 40 µs of CPU (simulator/generate.ts; `bench:detect` prints it), a
+ * fifth of a core at 5,000 events/s that a deployment's gateways spend on their own machines; on
+ * a 2-core machine it would be taken from the pipeline under test. 3 million (10 minutes at
+ * 5,000/s) hold about 1.5 GB.
+ */
+const PREBUILT_LIMIT = 3_000_000;
+
+/**
+ * The simulator's background traffic for the run: built in advance (up to PREBUILT_LIMIT
+ * messages), its event times starting when the traffic does; `start` waits for that moment.
+ */
+function buildTraffic(rate: number, durationMs: number, progress: (line: string) => void) {
+  const planned = Math.ceil((rate * durationMs) / 1000);
+  const prebuilt = planned <= PREBUILT_LIMIT;
+  // Event times start once building is done: 60 µs a message is above the ~40 measured here.
+  const startAt = Date.now() + (prebuilt ? 1_000 + Math.ceil(planned * 0.06) : 0);
+  const generator = createTrafficGenerator({ seed: 9, rate, durationMs, startMs: startAt });
+  const sendAt: number[] = [];
+  const messages: { key: string; value: Buffer }[] = [];
+  if (prebuilt) {
+    const cpu = process.cpuUsage();
+    for (let item = generator.next(); item; item = generator.next()) {
+      sendAt.push(item.sendAtMs);
+      messages.push({ key: item.key, value: item.value });
+    }
+    const used = process.cpuUsage(cpu);
+    progress(
+      `traffic: ${messages.length} messages built before sending (${((used.user + used.system) / Math.max(1, messages.length)).toFixed(1)} µs of CPU each)`,
+    );
+  } else {
+    progress(`traffic: ${planned} messages is above ${PREBUILT_LIMIT}: built while sending, on this machine's CPU`);
+  }
+  let next = 0;
+  return {
+    /** Waits until the planned start (the first event time) and returns it. */
+    async start(): Promise<number> {
+      const late = Date.now() - startAt;
+      if (late > 0) progress(`traffic: building took ${late} ms longer than planned; the first events are that late`);
+      else await new Promise((r) => setTimeout(r, -late));
+      return startAt;
+    },
+    /** The messages due by `elapsedMs` after the start, not handed out before. */
+    due(elapsedMs: number): { key: string; value: Buffer }[] {
+      const due: { key: string; value: Buffer }[] = [];
+      if (!prebuilt) {
+        for (let at = generator.peekSendAtMs(); at !== null && at <= elapsedMs; at = generator.peekSendAtMs()) {
+          const item = generator.next()!;
+          due.push({ key: item.key, value: item.value });
+        }
+        return due;
+      }
+      while (next < messages.length && sendAt[next]! <= elapsedMs) due.push(messages[next++]!);
+      return due;
+    },
+  };
+}
+
 async function waitFor(what: string, timeoutMs: number, progress: (line: string) => void, child: ChildProcess, ready: () => Promise<boolean>): Promise<void> {
   const started = Date.now();
   let told = started;
