@@ -33,7 +33,7 @@ const http = createClickHouseHttp(config, { timeoutMs: 300_000 });
 /** The materialized views on payment_events after every migration. */
 const VIEWS = [
   'payment_events_by_entity_mv',
-  'payment_events_by_offset_mv',
+  'payment_events_by_kafka_position_mv',
   'payment_attempt_states_mv',
   'payment_changes_mv',
   'payment_events_by_transaction_mv',

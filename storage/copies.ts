@@ -7,7 +7,7 @@ export const eventsByEntity = (database: string): SqlFragment => ident(database,
 export const eventsByTransaction = (database: string): SqlFragment => ident(database, 'payment_events_by_transaction');
 
 /** Where each event sits in Kafka, ordered by that position, with the fields feature filters test (migrations 014, 015). */
-export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_offset');
+export const eventsByPosition = (database: string): SqlFragment => ident(database, 'payment_events_by_kafka_position');
 
 /**
  * `table WHERE ...` for a FROM clause: every event, at any time, of the orders the subquery

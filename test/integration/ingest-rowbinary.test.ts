@@ -100,7 +100,7 @@ describe('RowBinary insert', () => {
     // The views (pushed to concurrently, EVENT_INSERT_SETTINGS) got every row too.
     const [copies] = await queryRows<{ offsets: string; orders: string }>(
       s.clickhouse,
-      `SELECT (SELECT count() FROM ${ident(db, 'payment_events_by_offset')}) AS offsets, (SELECT countIf(entity_type = 'order') FROM ` +
+      `SELECT (SELECT count() FROM ${ident(db, 'payment_events_by_kafka_position')}) AS offsets, (SELECT countIf(entity_type = 'order') FROM ` +
         `${ident(db, 'payment_events_by_entity')}) AS orders`,
     );
     expect(copies).toEqual({ offsets: String(odd.length), orders: String(odd.length) });
