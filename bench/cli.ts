@@ -16,7 +16,7 @@ Measures detection two ways and writes both to out/bench-detect.json:
      second attempt also succeeds (duplicate_charge, an order: 24-hour windows). Prints the
      latency from the triggering event's acknowledgement by Kafka to its case arriving on the
      cases topic (p50/p95/p99/max), per rule and over both. The background traffic (up to 3
-     million messages) is built before it is sent, so the ~40 us of CPU each message costs the
+     million messages) is built before it is sent, so the 40-60 us of CPU each message costs the
      simulator is not taken from the pipeline under test; above that it is built while sent.
      --history N first stores N events of simulator traffic over the 15 minutes before the run,
      as a quarter of an hour of sustained traffic leaves them (4500000 = 5,000 events/s), so the

@@ -190,11 +190,14 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   const admin = kafka.admin();
   await admin.connect();
   let seededRates: DetectBenchResult['seededRates'] = null;
+  /** The history's last event time; its windows are full only up to there. */
+  let historyEndMs: number | null = null;
   if (options.history) {
     const clickhouse = createClickHouse(config, { requestTimeoutMs: 300_000 });
     try {
       await migrate(clickhouse, database, silentLogger);
       const nowMs = Date.now();
+      historyEndMs = nowMs;
       let next = 0;
       // Written as if long ago, so the pipeline does not take them for new rows; their event
       // times fill the feature windows every tick reads.
@@ -289,13 +292,16 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
     );
 
     const traffic = buildTraffic(options.rate, options.durationMs, options.progress);
-    const started = await traffic.start();
-    options.progress(`traffic starts ${new Date(started).toISOString()}`);
+    const { startedAt: started, lateMs } = await traffic.start();
+    options.progress(
+      `traffic starts ${new Date(started).toISOString()}` +
+        (historyEndMs === null ? '' : `, ${((started - historyEndMs) / 1000).toFixed(0)} s after the history's last event time`),
+    );
     let background = 0;
     let attacksSent = 0;
     const attackEvery = options.durationMs / (options.attacks + 1);
     let nextProgress = started + 5_000;
-    while (Date.now() - started < options.durationMs) {
+    while (Date.now() - started < options.durationMs + lateMs) {
       const due = traffic.due(Date.now() - started);
       // Chunks stay well below the broker's 1 MB request limit.
       for (let i = 0; i < due.length; i += 500) {
@@ -389,8 +395,8 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
 /** Polls `ready` every 500 ms until it is true; fails after `timeoutMs`, or when the child exits. */
 /**
  * Background traffic built before it is sent, above this many messages built while it is sent.
- * Building one costs about 40 µs of CPU (simulator/generate.ts; `bench:detect` prints it), a
- * fifth of a core at 5,000 events/s that a deployment's gateways spend on their own machines; on
+ * Building one costs 40-60 µs of CPU (simulator/generate.ts; `bench:detect` prints it), a
+ * fifth of a core or more at 5,000 events/s that a deployment's gateways spend on their own machines; on
  * a 2-core machine it would be taken from the pipeline under test. 3 million (10 minutes at
  * 5,000/s) hold about 1.5 GB.
  */
@@ -399,15 +405,28 @@ const PREBUILT_LIMIT = 3_000_000;
 /**
  * The simulator's background traffic for the run: built in advance (up to PREBUILT_LIMIT
  * messages), its event times starting when the traffic does; `start` waits for that moment.
+ * The start is planned from the measured cost of building a sample, with room to spare (the
+ * pipeline runs beside the build); if building still overruns, the first events are late by
+ * that much, it is printed, and the run still lasts its full duration after them.
  */
 function buildTraffic(rate: number, durationMs: number, progress: (line: string) => void) {
   const planned = Math.ceil((rate * durationMs) / 1000);
   const prebuilt = planned <= PREBUILT_LIMIT;
-  // Event times start once building is done: 60 µs a message is above the ~40 measured here.
-  const startAt = Date.now() + (prebuilt ? 1_000 + Math.ceil(planned * 0.06) : 0);
+  let budgetMs = 0;
+  if (prebuilt) {
+    const sample = createTrafficGenerator({ seed: 9, rate, durationMs, startMs: Date.now() });
+    const cpu = process.cpuUsage();
+    let n = 0;
+    for (let item = sample.next(); item && n < 20_000; item = sample.next()) n++;
+    const used = process.cpuUsage(cpu);
+    // The generator adds redeliveries and invalid messages to the planned ones (about 3 %).
+    budgetMs = 2_000 + Math.ceil((planned * 1.1 * 1.5 * (used.user + used.system)) / Math.max(1, n) / 1000);
+  }
+  const startAt = Date.now() + budgetMs;
   const generator = createTrafficGenerator({ seed: 9, rate, durationMs, startMs: startAt });
   const sendAt: number[] = [];
-  const messages: { key: string; value: Buffer }[] = [];
+  // A message is let go once handed to the producer.
+  const messages: ({ key: string; value: Buffer } | undefined)[] = [];
   if (prebuilt) {
     const cpu = process.cpuUsage();
     for (let item = generator.next(); item; item = generator.next()) {
@@ -423,12 +442,12 @@ function buildTraffic(rate: number, durationMs: number, progress: (line: string)
   }
   let next = 0;
   return {
-    /** Waits until the planned start (the first event time) and returns it. */
-    async start(): Promise<number> {
+    /** Waits until the planned start (the first event time); returns it and how late the build made it. */
+    async start(): Promise<{ startedAt: number; lateMs: number }> {
       const late = Date.now() - startAt;
-      if (late > 0) progress(`traffic: building took ${late} ms longer than planned; the first events are that late`);
-      else await new Promise((r) => setTimeout(r, -late));
-      return startAt;
+      if (prebuilt && late > 0) progress(`traffic: building took ${late} ms longer than planned; the first events are that late`);
+      else if (late < 0) await new Promise((r) => setTimeout(r, -late));
+      return { startedAt: startAt, lateMs: Math.max(0, late) };
     },
     /** The messages due by `elapsedMs` after the start, not handed out before. */
     due(elapsedMs: number): { key: string; value: Buffer }[] {
@@ -440,7 +459,10 @@ function buildTraffic(rate: number, durationMs: number, progress: (line: string)
         }
         return due;
       }
-      while (next < messages.length && sendAt[next]! <= elapsedMs) due.push(messages[next++]!);
+      while (next < messages.length && sendAt[next]! <= elapsedMs) {
+        due.push(messages[next]!);
+        messages[next++] = undefined;
+      }
       return due;
     },
   };
