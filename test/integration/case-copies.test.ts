@@ -92,7 +92,12 @@ describe('copies of case_versions for the console (migration 023)', () => {
       await command(s.clickhouse, sql`INSERT INTO ${ident(database, 'schema_migrations')} VALUES (${m.version}, ${m.name}, ${new Date()})`);
     }
     await insertRows(s.clickhouse, versions.text, history());
-    expect(await migrate(s.clickhouse, database, silentLogger)).toEqual([23]);
+    // 023 and every migration after it.
+    expect(await migrate(s.clickhouse, database, silentLogger)).toEqual(
+      loadMigrations(database)
+        .filter((x) => x.version >= 23)
+        .map((x) => x.version),
+    );
     const copied = await queryRows<{ n: string }>(s.clickhouse, `SELECT count() AS n FROM ${ident(database, 'case_changes').text}`);
     expect(Number(copied[0]!.n)).toBe(history().length);
 

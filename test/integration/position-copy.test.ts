@@ -19,9 +19,12 @@ const db = s.config.clickhouseDatabase;
 const PARTITIONS = 6;
 const PER_PARTITION = 20_000;
 const NEW_PER_PARTITION = 100;
+/** When the rows were written (from before the first insert): the tick's scan starts there. */
+let writtenFromSec = 0;
 
 beforeAll(async () => {
   await migrate(s.clickhouse, db, silentLogger);
+  writtenFromSec = Math.floor(Date.now() / 1000) - 60;
   // Four inserts (four parts), merged into one as a busy table's older rows are.
   for (let i = 0; i < 4; i++) {
     const from = (i * PARTITIONS * PER_PARTITION) / 4;
@@ -43,7 +46,7 @@ describe('the position copy (migration 024)', () => {
     const logged = createClickHouse(s.config, { logQueries: true });
     try {
       const seen = new Map(Array.from({ length: PARTITIONS }, (_, p) => [p, PER_PARTITION - 1 - NEW_PER_PARTITION]));
-      const query = newRowsQuery(db, Math.floor(Date.now() / 1000) - 120, seen);
+      const query = newRowsQuery(db, writtenFromSec, seen);
       const rows = await queryRows<PartitionRows>(logged, query);
       // What the tick learns: every partition's new rows, and no other.
       expect(rows.map((r) => [Number(r.p), Number(r.n)]).sort((a, b) => a[0]! - b[0]!)).toEqual(
