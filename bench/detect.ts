@@ -392,7 +392,6 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   }
 }
 
-/** Polls `ready` every 500 ms until it is true; fails after `timeoutMs`, or when the child exits. */
 /**
  * Background traffic built before it is sent, above this many messages built while it is sent.
  * Building one costs 40-60 µs of CPU (simulator/generate.ts; `bench:detect` prints it), a
@@ -468,6 +467,7 @@ function buildTraffic(rate: number, durationMs: number, progress: (line: string)
   };
 }
 
+/** Polls `ready` every 500 ms until it is true; fails after `timeoutMs`, or when the child exits. */
 async function waitFor(what: string, timeoutMs: number, progress: (line: string) => void, child: ChildProcess, ready: () => Promise<boolean>): Promise<void> {
   const started = Date.now();
   let told = started;
