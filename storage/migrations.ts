@@ -70,15 +70,24 @@ const MIGRATION_STATEMENT_ATTEMPTS = 4;
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
   for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
   const db = ident(database);
-  const applied = new Set(
-    (await queryRows<{ version: number }>(client, `SELECT DISTINCT version FROM ${db}.schema_migrations`, 'read applied migrations')).map((r) =>
-      Number(r.version),
-    ),
-  );
+  const readApplied = async () =>
+    new Set(
+      (await queryRows<{ version: number }>(client, `SELECT DISTINCT version FROM ${db}.schema_migrations`, 'read applied migrations')).map((r) =>
+        Number(r.version),
+      ),
+    );
+  const applied = await readApplied();
   const done: number[] = [];
   for (const migration of loadMigrations(database)) {
     if (applied.has(migration.version)) continue;
+    // Another instance migrating at the same moment may have finished this migration and
+    // started later ones, which drop what this one's statements still use (015 drops 014's copy):
+    // once it is recorded, its work is done and the rest of it is skipped.
+    const doneElsewhere = async () => (await readApplied()).has(migration.version);
+    if (await doneElsewhere()) continue;
+    let skipped = false;
     for (const statement of migration.statements) {
+      if (skipped) break;
       const adds = addedColumns(statement);
       const added = async () =>
         adds !== null &&
@@ -93,6 +102,12 @@ export async function migrate(client: ClickHouseClient, database: string, logger
           // Another instance migrating at the same moment added the columns between the check and
           // the ALTER: the statement's work is done.
           if (await added()) break;
+          // Or it finished the whole migration (and may have dropped, in a later one, the table
+          // this statement reads or fills).
+          if (await doneElsewhere()) {
+            skipped = true;
+            break;
+          }
           // Or it created the same object a moment earlier (18.16's IF NOT EXISTS is not atomic
           // against a concurrent CREATE): the statements are idempotent, so run it again.
           if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
@@ -100,6 +115,7 @@ export async function migrate(client: ClickHouseClient, database: string, logger
         }
       }
     }
+    if (skipped) continue;
     await command(
       client,
       sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${new Date()})`,
