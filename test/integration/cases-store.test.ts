@@ -74,6 +74,10 @@ const probe = (attempts: number, ip = '198.51.100.23'): Hit => ({
   evidence: { ip_attempts_10m: attempts },
 });
 
+/** An IP no other test in this file uses: the fixed ones above are 23 and 24, and the database outlives each test. */
+let ipSeq = 100;
+const freshIp = (prefix: string) => `${prefix}.${ipSeq++}`;
+
 async function withTopic(run: (topic: string, producer: ReturnType<typeof s.kafka.producer>) => Promise<void>) {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
   const topic = `${s.config.eventsTopic}.cases.${Math.random().toString(36).slice(2, 8)}`;
@@ -158,7 +162,7 @@ describe('automation and the system write on top of the case as stored', () => {
     await withTopic(async (topic, producer) => {
       const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
       const t = Date.now();
-      const ip = `203.0.113.${Math.floor(Math.random() * 200)}`;
+      const ip = freshIp('203.0.113');
       const [opened] = (await store.applyHits([probe(1, ip)], t)).opened;
       // Automation reads the case at its pass's start ...
       const read = (await store.get(opened!.case_id))!;
@@ -183,7 +187,7 @@ describe('automation and the system write on top of the case as stored', () => {
       // A whole second, and a clock half a second into it: automation's change is stamped t + 500.
       const t = Math.floor(Date.now() / 1000) * 1000 - 60_000;
       const store = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic, now: () => t + 500 });
-      const ip = `198.51.100.${Math.floor(Math.random() * 200)}`;
+      const ip = freshIp('198.51.100');
       const [opened] = (await store.applyHits([probe(1, ip)], t)).opened;
       const read = (await store.get(opened!.case_id))!;
       // Automation records its command, stamped with the clock ...
@@ -202,7 +206,7 @@ describe('automation and the system write on top of the case as stored', () => {
     await withTopic(async (topic, producer) => {
       const leader = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
       const consoleStore = createCaseStore({ clickhouse: s.clickhouse, database: s.config.clickhouseDatabase, producer, topic });
-      const ip = `192.0.2.${Math.floor(Math.random() * 200)}`;
+      const ip = freshIp('192.0.2');
       const [opened] = (await leader.applyHits([probe(1, ip)], Date.now() - 2_000)).opened;
       // Support clicks "resolve" ...
       const clicked = Date.now();
