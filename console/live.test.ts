@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { LIVE_OVERLAP_MS, newChanges, type CaseChangeNotice } from './live.ts';
+import { LIVE_OVERLAP_MS, firstPoll, newChanges, type CaseChangeNotice } from './live.ts';
 
 const change = (case_id: string, version: number): CaseChangeNotice => ({ case_id, version: String(version), status: 'open', severity: 'high' });
 
@@ -30,5 +30,15 @@ describe('live feed: what a poll announces', () => {
     expect([...seen.keys()]).toEqual([`1000|C1`, `${1_000 + LIVE_OVERLAP_MS}|C2`]);
     newChanges([change('C3', 1_001 + LIVE_OVERLAP_MS)], seen, 1_000 + LIVE_OVERLAP_MS);
     expect([...seen.keys()]).toEqual([`${1_000 + LIVE_OVERLAP_MS}|C2`, `${1_001 + LIVE_OVERLAP_MS}|C3`]);
+  });
+
+  test('the first poll announces what was stored after the first browser subscribed, even before the poll read it; nothing older', () => {
+    const seen = new Map<string, number>();
+    const first = firstPoll([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, 5_000);
+    expect(first.fresh.map((c) => c.case_id)).toEqual(['NEW']);
+    expect(first.newest).toBe(5_200);
+    // The next poll reads them all again and announces nothing twice.
+    expect(newChanges([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, first.newest).fresh).toEqual([]);
+    expect(firstPoll([change('OLD', 4_000)], new Map(), 5_000)).toEqual({ fresh: [], newest: 5_000 });
   });
 });

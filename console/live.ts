@@ -26,7 +26,6 @@ export function liveQueries(database: string) {
   // case_changes (migration 023) is ordered by version: a poll reads only the changes it asks for.
   const changes = ident(database, 'case_changes');
   return {
-    latest: () => `SELECT toString(max(version)) AS v FROM ${changes.text}`,
     /** The newest changes with a version of at least `from`, one row per (case, version): a version may be copied twice. */
     since: (from: number) =>
       sql`SELECT case_id, version, status, severity FROM ${changes} WHERE version >= ${Math.max(0, Math.floor(from))}
@@ -54,16 +53,35 @@ export function newChanges(rows: readonly CaseChangeNotice[], seen: Map<string, 
 }
 
 /**
+ * The first poll after the first browser subscribed at `startedAt`: changes with an older version
+ * are marked seen and not announced (the page already shows them); the others are news.
+ */
+export function firstPoll(rows: readonly CaseChangeNotice[], seen: Map<string, number>, startedAt: number): { fresh: CaseChangeNotice[]; newest: number } {
+  const before = newChanges(
+    rows.filter((r) => Number(r.version) < startedAt),
+    seen,
+    startedAt,
+  );
+  return newChanges(
+    rows.filter((r) => Number(r.version) >= startedAt),
+    seen,
+    before.newest,
+  );
+}
+
+/**
  * Case changes for the browsers' live updates, from ClickHouse: whoever made them (detection,
  * the CLI, another console instance), every instance sees them. One poll per process while at
  * least one browser listens, however many listen.
  */
-export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: string; intervalMs: number; logger: Logger }) {
+export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: string; intervalMs: number; logger: Logger; now?: () => number }) {
   const q = liveQueries(deps.database);
   const listeners = new Set<(changes: CaseChangeNotice[]) => void>();
   let timer: NodeJS.Timeout | undefined;
   /** The newest version seen; undefined until the first poll of a subscription has read it. */
   let newest: number | undefined;
+  /** When the first listener subscribed (this process's clock, as versions are their writers'). */
+  let startedAt = 0;
   const seen = new Map<string, number>();
   let polling = false;
 
@@ -72,10 +90,13 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
     polling = true;
     try {
       if (newest === undefined) {
-        // What is stored when the first browser listens is not news; what follows is.
-        const start = Number((await queryRows<{ v: string }>(deps.clickhouse, q.latest(), 'live feed start'))[0]?.v ?? '0');
-        newChanges(await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(start - LIVE_OVERLAP_MS), 'live feed'), seen, start);
-        newest = start;
+        // What was stored before the first browser listened is not news; what follows is, even a
+        // change stored between the subscription and this first poll's read (a slow server).
+        const from = startedAt;
+        const rows = await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(from - LIVE_OVERLAP_MS), 'live feed');
+        const split = firstPoll(rows, seen, from);
+        newest = split.newest;
+        if (split.fresh.length > 0) for (const listen of listeners) listen(split.fresh);
         return;
       }
       const result = newChanges(await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(newest - LIVE_OVERLAP_MS), 'live feed'), seen, newest);
@@ -95,6 +116,7 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
     subscribe(listen: (changes: CaseChangeNotice[]) => void): () => void {
       listeners.add(listen);
       if (!timer) {
+        startedAt = (deps.now ?? Date.now)();
         void poll();
         timer = setInterval(() => void poll(), deps.intervalMs);
       }

@@ -184,7 +184,6 @@ function consoleStatements(database: string): CatalogStatement[] {
     { name: 'case counts by status', sql: cases.countsByStatus() },
     { name: 'rule stats and precision', sql: cases.ruleStats(Date.UTC(2026, 10, 25, 11)) },
     { name: 'ids of the cases of entities', sql: cases.idsOfEntities('order', ['o-1', "o'2"]) },
-    { name: 'live feed start', sql: liveQueries(database).latest() },
     { name: 'live feed', sql: liveQueries(database).since(1764000000000) },
     { name: 'order story (by order or transaction id)', sql: orderReportsQuery(database, '"><script>x</script>') },
     ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
