@@ -4,7 +4,9 @@
  * the same batches of simulator traffic in turn, each as ingest writes it (one RowBinary INSERT
  * over HTTP with ingest's insert settings). Prints per database the insert's wall time per row
  * and ClickHouse's CPU per row (user + system, from system.query_log: the figure a loaded
- * machine disturbs least), the rows and parts written and the uncompressed bytes.
+ * machine disturbs least), the rows and parts written and the uncompressed bytes. Then, in the
+ * database with every view, what merging each of its tables costs: one OPTIMIZE ... FINAL per table
+ * (every part merged into one, as background merges do over time), its CPU per row read.
  * Usage: npm run bench:views [-- BATCHES [ROWS_PER_BATCH]]  (default 10 batches of 10,000 rows)
  */
 import { randomUUID } from 'node:crypto';
@@ -15,7 +17,7 @@ import { EVENT_COLUMN_TYPES, encodeEventRow } from '../ingest/records.ts';
 import { EVENT_INSERT_SETTINGS } from '../ingest/writer.ts';
 import { silentLogger } from '../log/index.ts';
 import { createTrafficGenerator } from '../simulator/generate.ts';
-import { command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
+import { classifyClickHouseError, command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
 import { RowBinaryWriter } from '../storage/rowbinary.ts';
@@ -34,7 +36,8 @@ const http = createClickHouseHttp(config, { timeoutMs: 300_000 });
 const VIEWS = [
   'payment_events_by_entity_mv',
   'payment_events_by_kafka_position_mv',
-  'payment_attempt_states_mv',
+  'attempt_states_mv',
+  'order_refunds_mv',
   'payment_changes_mv',
   'payment_events_by_transaction_mv',
 ] as const;
@@ -111,7 +114,49 @@ try {
           .padStart(12)}  ${String(m((r) => r.parts)).padStart(5)}  ${(m((r) => r.bytes) / 1e6).toFixed(1).padStart(15)}`,
     );
   }
+  await mergeCosts(variants[0]!.db);
 } finally {
   for (const v of variants) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(v.db).text}`).catch(() => {});
   await clickhouse.close();
+}
+
+/**
+ * Merges every table of `db` that holds rows into one part (OPTIMIZE ... FINAL) and prints, per
+ * table, the rows it held, the merge's wall time and its CPU per row (system.query_log).
+ */
+async function mergeCosts(db: string): Promise<void> {
+  const tables = await queryRows<{ name: string; rows: string; parts: string }>(
+    clickhouse,
+    sql`SELECT table AS name, sum(rows) AS rows, count() AS parts FROM system.parts WHERE database = ${db} AND active GROUP BY name HAVING rows >= 1000 ORDER BY name`,
+    'read the parts',
+  );
+  const ids = new Map<string, string>();
+  for (const t of tables) {
+    const id = randomUUID();
+    ids.set(t.name, id);
+    try {
+      await clickhouse.command({ query: `OPTIMIZE TABLE ${ident(db, t.name).text} FINAL`, query_id: id, clickhouse_settings: { log_queries: 1 } });
+    } catch (err) {
+      throw classifyClickHouseError(err, `optimize ${t.name}`);
+    }
+  }
+  await command(clickhouse, 'SYSTEM FLUSH LOGS');
+  console.log(`\nMerging each table of the database with every view into one part (OPTIMIZE ... FINAL):`);
+  console.log(`${'table'.padEnd(36)}  rows before  parts  wall ms  CPU µs/row`);
+  for (const t of tables) {
+    const [logged] = await queryRows<{ cpu: string; ms: string }>(
+      clickhouse,
+      sql`SELECT
+        ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+          + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')] AS cpu,
+        query_duration_ms AS ms
+      FROM system.query_log WHERE type = 2 AND event_date >= yesterday() AND query_id = ${ids.get(t.name)!}`,
+      'read the merge from query_log',
+    );
+    const rows = Number(t.rows);
+    console.log(
+      `${t.name.padEnd(36)}  ${rows.toLocaleString('en-US').padStart(11)}  ${t.parts.padStart(5)}  ${(logged?.ms ?? '?').padStart(7)}  ` +
+        `${logged ? (Number(logged.cpu) / rows).toFixed(2).padStart(10) : '         ?'}`,
+    );
+  }
 }
