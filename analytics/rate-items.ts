@@ -6,9 +6,9 @@ import { countColumns, rateColumns } from './queries.ts';
  * alike. The definitions are those of analytics/DEFINITIONS.md, which `ratesQuery` computes from
  * the events in one pass; here the same numbers are kept up to date from what changed:
  *
- * - payment_attempt_states (migration 016, filled by a materialized view) holds every attempt's
- *   aggregate states (first event, latest status and code and amount, earliest channel and
- *   merchant, the 5-minute buckets of its events) and each order's distinct succeeded refunds;
+ * - attempt_states (migrations 016 and 025, filled by a materialized view) holds every payment
+ *   attempt's aggregate states (first event, latest status, code and amount, earliest channel and
+ *   merchant, the 5-minute buckets of its events); order_refunds holds every succeeded refund;
  * - a run turns the states of a set of orders into **items** (rate_items): what each attempt and
  *   each order adds to the counts of its bucket, plus `deleted` items in the other buckets its
  *   events fall in, so an attempt whose first event moved is retired from its old bucket;
@@ -47,50 +47,51 @@ const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no',
  * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
  * writes the same items again, which changes no sum.
  *
- * payment_attempt_states is read once: its rows of the orders (attempts and refunds) are merged
- * per attempt, then grouped per order into the order's own figures and an array of its attempts;
- * each order becomes a list of entries (one per attempt, one for the order, all of one tuple type)
- * and each entry one item per bucket its events fall in (two ARRAY JOINs).
+ * attempt_states is read once: its rows of the orders are merged per attempt, then grouped per
+ * order into the order's own figures and an array of its attempts, joined with the order's
+ * distinct succeeded refunds; each order becomes a list of entries (one per attempt, one for the
+ * order, all of one tuple type) and each entry one item per bucket its events fall in (two ARRAY
+ * JOINs). Orders with refunds only have no attempt states, so no items.
  */
 export function insertItemsQuery(database: string, o: { orders: SqlFragment; version: number }): string {
-  const states = ident(database, 'payment_attempt_states');
+  const states = ident(database, 'attempt_states');
   const bucketOf = sqlFragment`toUInt32(intDiv(m_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS})`;
   const merged = sqlFragment`SELECT
         order_id AS m_order,
-        kind AS m_kind,
         attempt_no AS m_no,
         minMerge(s_first_ms) AS m_first_ms,
-        argMaxMerge(s_outcome) AS m_outcome,
-        argMaxMerge(s_code) AS m_code,
-        argMaxMerge(s_amount) AS m_amount,
-        argMinMerge(s_channel) AS m_channel,
-        argMinMerge(s_merchant) AS m_merchant,
-        groupUniqArrayMerge(s_buckets) AS m_buckets,
-        groupUniqArrayMerge(s_refunds) AS m_refunds
+        argMaxMerge(s_result) AS m_result,
+        tupleElement(m_result, 1) AS m_outcome,
+        tupleElement(m_result, 2) AS m_code,
+        tupleElement(m_result, 3) AS m_amount,
+        argMinMerge(s_origin) AS m_origin,
+        tupleElement(m_origin, 1) AS m_channel,
+        tupleElement(m_origin, 2) AS m_merchant,
+        groupUniqArrayMerge(s_buckets) AS m_buckets
       FROM ${states}
       WHERE order_id IN (${o.orders})
-      GROUP BY m_order, m_kind, m_no`;
-  const pay = sqlFragment`m_kind = 'payment'`;
+      GROUP BY m_order, m_no`;
   // Per order: its attempts (number, bucket, outcome, code, channel, merchant, buckets) and the
-  // order's figures (its first attempt's bucket, channel, merchant and code; its distinct
-  // succeeded refunds, from its one refund row). Orders with refunds only have no items.
-  const orders = sqlFragment`SELECT
+  // order's figures (its first attempt's bucket, channel, merchant and code).
+  const attempts = sqlFragment`SELECT
         m_order AS o_order,
-        groupArrayIf(tuple(m_no, ${bucketOf}, m_outcome, m_code, m_channel, m_merchant, m_buckets), ${pay}) AS o_attempts,
-        argMinIf(${bucketOf}, m_no, ${pay}) AS o_bucket,
-        argMinIf(m_channel, m_no, ${pay}) AS o_channel,
-        argMinIf(m_merchant, m_no, ${pay}) AS o_merchant,
-        argMinIf(m_code, m_no, ${pay}) AS o_code,
-        argMinIf(m_outcome, m_no, ${pay}) != 'succeeded' AS o_first_not_succeeded,
-        maxIf(m_no, ${pay}) > 1 AS o_retried,
-        countIf(${pay} AND m_outcome = 'succeeded') > 0 AS o_paid,
-        sumIf(m_amount, ${pay} AND m_outcome = 'succeeded') AS o_paid_amount,
-        groupUniqArrayArrayIf(m_buckets, ${pay}) AS o_buckets,
-        sumIf(length(m_refunds), m_kind = 'refund') AS o_refund_count,
-        sumIf(arraySum(arrayMap(x -> tupleElement(x, 2), m_refunds)), m_kind = 'refund') AS o_refund_amount
+        groupArray(tuple(m_no, ${bucketOf}, m_outcome, m_code, m_channel, m_merchant, m_buckets)) AS o_attempts,
+        argMin(${bucketOf}, m_no) AS o_bucket,
+        argMin(m_channel, m_no) AS o_channel,
+        argMin(m_merchant, m_no) AS o_merchant,
+        argMin(m_code, m_no) AS o_code,
+        argMin(m_outcome, m_no) != 'succeeded' AS o_first_not_succeeded,
+        max(m_no) > 1 AS o_retried,
+        countIf(m_outcome = 'succeeded') > 0 AS o_paid,
+        sumIf(m_amount, m_outcome = 'succeeded') AS o_paid_amount,
+        groupUniqArrayArray(m_buckets) AS o_buckets
       FROM (${merged}) AS merged
-      GROUP BY o_order
-      HAVING countIf(${pay}) > 0`;
+      GROUP BY o_order`;
+  // The same orders' distinct succeeded refunds (an order without any gets zeros from the join).
+  const refunds = sqlFragment`SELECT order_id AS o_order, count() AS o_refund_count, sum(r_amount) AS o_refund_amount
+      FROM (SELECT DISTINCT order_id, event_id, amount_minor AS r_amount FROM ${ident(database, 'order_refunds')} WHERE order_id IN (${o.orders})) AS r
+      GROUP BY o_order`;
+  const orders = sqlFragment`SELECT * FROM (${attempts}) AS att ANY LEFT JOIN (${refunds}) AS ref USING o_order`;
   // An entry: (kind, attempt_no, live bucket, buckets, channel, merchant, code, the 12 counts it
   // adds to its live bucket, paid amount, refunded amount). 1 = attempt, 2 = order.
   const u8 = (x: SqlFragment) => sqlFragment`toUInt8(${x})`;
