@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { addedColumns, loadMigrations } from './migrations.ts';
+import { PaysentinelError } from '../errors/index.ts';
+import { addedColumns, alreadyExists, loadMigrations } from './migrations.ts';
 
 describe('addedColumns', () => {
   test('names the table and every column an ADD COLUMN statement adds', () => {
@@ -20,5 +21,21 @@ describe('addedColumns', () => {
   test('migration 018 adds assignee and resolution to case_versions in one statement', () => {
     const m = loadMigrations('ps').find((x) => x.version === 18)!;
     expect(m.statements.map(addedColumns).filter(Boolean)).toEqual([{ database: 'ps', table: 'case_versions', columns: ['assignee', 'resolution'] }]);
+  });
+});
+
+describe('alreadyExists: the migration lock is held', () => {
+  const failed = (cause: unknown) => new PaysentinelError('CLICKHOUSE_QUERY_FAILED', 'take the migration lock: ...', { cause });
+  test("18.16's answer (code in the message) and a current server's (code parsed by the client)", () => {
+    expect(
+      alreadyExists(failed(new Error('Code: 57, e.displayText() = DB::Exception: Table db.migration_lock already exists., e.what() = DB::Exception'))),
+    ).toBe(true);
+    expect(alreadyExists(failed(Object.assign(new Error('Table db.migration_lock already exists. (TABLE_ALREADY_EXISTS)'), { code: '57' })))).toBe(true);
+  });
+  test('any other failure is not the lock being held', () => {
+    expect(alreadyExists(failed(new Error('Code: 570, e.displayText() = something else')))).toBe(false);
+    expect(alreadyExists(failed(new Error('Code: 241, e.displayText() = Memory limit (for query) exceeded')))).toBe(false);
+    expect(alreadyExists(failed(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })))).toBe(false);
+    expect(alreadyExists(new Error('Code: 57'))).toBe(false);
   });
 });

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from '../log/index.ts';
+import { PaysentinelError } from '../errors/index.ts';
 import { command, queryRows, type ClickHouseClient } from './clickhouse.ts';
 import { ident, sql } from './sql.ts';
 
@@ -59,31 +61,156 @@ export function bootstrapStatements(database: string): string[] {
   ];
 }
 
-/**
- * Applies the migrations not yet recorded. Statements are idempotent (IF NOT EXISTS, and ADD
- * COLUMN skipped when the columns exist), so two instances starting together, or a crash between
- * a statement and its record, are harmless.
- */
 /** How often a migration statement is tried before `migrate` gives up (instances racing each other). */
 const MIGRATION_STATEMENT_ATTEMPTS = 4;
 
-export async function migrate(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
+export interface MigrateOptions {
+  /**
+   * A migration lock without a heartbeat for this long is taken over: its holder crashed or was
+   * killed mid-migration. @default 60 000 ms (the holder beats every sixth of it)
+   */
+  lockStaleMs?: number;
+  /** How often a waiting instance looks at the lock. @default 500 ms */
+  lockPollMs?: number;
+}
+
+/**
+ * Applies the migrations not yet recorded, one instance at a time. Instances started together
+ * (an upgrade, `start --roles` in several processes, a CLI beside a running pipeline) would
+ * otherwise run them side by side, and an instance still at an old migration could create again
+ * what another instance's later migration had dropped: 016's view re-created after 025 dropped
+ * its table makes every insert into payment_events fail. So the first instance to find work
+ * takes a lock (below); the others wait for it, then find nothing left, and an instance that
+ * finds every migration recorded takes no lock at all. Statements stay idempotent (IF NOT
+ * EXISTS, ADD COLUMN skipped when the columns exist), so a crash between a statement and its
+ * record is harmless, and versions of paysentinel from before the lock, which do not take it,
+ * are still met by the checks in applyPending.
+ */
+export async function migrate(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions = {}): Promise<number[]> {
   for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
+  const applied = await readApplied(client, database);
+  if (loadMigrations(database).every((m) => applied.has(m.version))) return [];
+  return withMigrationLock(client, database, logger, options, () => applyPending(client, database, logger));
+}
+
+const readApplied = async (client: ClickHouseClient, database: string): Promise<Set<number>> =>
+  new Set(
+    (await queryRows<{ version: number }>(client, `SELECT DISTINCT version FROM ${ident(database)}.schema_migrations`, 'read applied migrations')).map((r) =>
+      Number(r.version),
+    ),
+  );
+
+/** The lock's table: its existence is the lock (CREATE TABLE without IF NOT EXISTS succeeds once); its rows are the holder's heartbeats. */
+export const MIGRATION_LOCK_TABLE = 'migration_lock';
+
+/** The statements of the migration lock (listed in test/sql-catalog.ts). */
+export function migrationLockQueries(database: string, holder: string) {
+  const lock = ident(database, MIGRATION_LOCK_TABLE);
+  return {
+    take: `CREATE TABLE ${lock.text} (holder String, at DateTime('UTC')) ENGINE = Log`,
+    beat: sql`INSERT INTO ${lock} (holder, at) SELECT ${holder}, now()`,
+    /** Heartbeats held, the newest's holder, and its age in seconds by the server's clock. */
+    read: `SELECT count() AS n, argMax(holder, at) AS holder, toUInt32(now()) - toUInt32(max(at)) AS age FROM ${lock.text}`,
+    mine: sql`SELECT count() AS n FROM ${lock} WHERE holder = ${holder}`,
+    setAside: (aside: string) => `RENAME TABLE ${lock.text} TO ${ident(database, aside).text}`,
+    dropAside: (aside: string) => `DROP TABLE IF EXISTS ${ident(database, aside).text}`,
+    release: `DROP TABLE IF EXISTS ${lock.text}`,
+  };
+}
+
+/**
+ * ClickHouse's TABLE_ALREADY_EXISTS (57): the client parses the code out of a current server's
+ * answer only, so 18.16's (`Code: 57, e.displayText() = ...`) is read from the message.
+ */
+export function alreadyExists(err: unknown): boolean {
+  if (!(err instanceof PaysentinelError)) return false;
+  const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = cause?.code ?? /\bCode: (\d+)/.exec(String(cause?.message ?? err.message))?.[1];
+  return String(code) === '57';
+}
+
+/**
+ * Runs `work` holding the database's migration lock. The lock is a table: creating it succeeds
+ * for one instance only. The holder writes a heartbeat row (the server's clock) every sixth of
+ * `lockStaleMs` and drops the table when done, if it still holds it. A waiter looks every
+ * `lockPollMs`; a lock whose newest heartbeat is older than `lockStaleMs` (or that has stayed
+ * empty that long) belonged to an instance that died, and is taken over: renamed aside (one
+ * waiter wins the rename), dropped, and created again.
+ */
+async function withMigrationLock<T>(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions, work: () => Promise<T>): Promise<T> {
+  const staleMs = options.lockStaleMs ?? 60_000;
+  const pollMs = options.lockPollMs ?? 500;
+  const holder = `${process.pid}-${randomUUID()}`;
+  const q = migrationLockQueries(database, holder);
+  const beat = () => command(client, q.beat, 'migration lock heartbeat');
+  let emptySince: number | undefined;
+  let lastLog = 0;
+  for (;;) {
+    try {
+      await command(client, q.take, 'take the migration lock');
+      break;
+    } catch (err) {
+      if (!alreadyExists(err)) throw err;
+    }
+    // Held by another instance: by whom, and how long ago its last heartbeat was (server clock).
+    const [held] = await queryRows<{ n: string; holder: string; age: string }>(client, q.read, 'read the migration lock').catch(
+      () => [] as { n: string; holder: string; age: string }[],
+    ); // dropped meanwhile: try to take it at once
+    if (held) {
+      const empty = Number(held.n) === 0;
+      emptySince = empty ? (emptySince ?? Date.now()) : undefined;
+      const stale = empty ? Date.now() - emptySince! > staleMs : Number(held.age) * 1000 > staleMs;
+      if (stale) {
+        logger.warn('taking over a stale migration lock', { holder: held.holder || '(none)', heartbeatAgeSeconds: empty ? null : Number(held.age) });
+        const aside = `${MIGRATION_LOCK_TABLE}_stale_${randomUUID().replaceAll('-', '')}`;
+        try {
+          await command(client, q.setAside(aside), 'set a stale migration lock aside');
+          await command(client, q.dropAside(aside), 'drop a stale migration lock');
+        } catch {
+          // Another waiter set it aside first.
+        }
+        emptySince = undefined;
+        continue;
+      }
+      if (Date.now() - lastLog >= 10_000) {
+        lastLog = Date.now();
+        logger.info('waiting for another instance to finish migrating', { holder: held.holder || '(starting)' });
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  const heartbeat = setInterval(
+    () => void beat().catch((err) => logger.debug('migration lock heartbeat failed', { err })),
+    Math.max(50, Math.floor(staleMs / 6)),
+  );
+  heartbeat.unref();
+  try {
+    await beat();
+    return await work();
+  } finally {
+    clearInterval(heartbeat);
+    try {
+      const [mine] = await queryRows<{ n: string }>(client, q.mine, 'read the migration lock');
+      if (Number(mine?.n ?? 0) > 0) await command(client, q.release, 'release the migration lock');
+    } catch (err) {
+      // Left behind, it is taken over once stale.
+      logger.warn('could not release the migration lock', { err });
+    }
+  }
+}
+
+/** Applies, in order, the migrations not recorded yet. */
+async function applyPending(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
   const db = ident(database);
-  const readApplied = async () =>
-    new Set(
-      (await queryRows<{ version: number }>(client, `SELECT DISTINCT version FROM ${db}.schema_migrations`, 'read applied migrations')).map((r) =>
-        Number(r.version),
-      ),
-    );
-  const applied = await readApplied();
+  const applied = await readApplied(client, database);
   const done: number[] = [];
   for (const migration of loadMigrations(database)) {
     if (applied.has(migration.version)) continue;
-    // Another instance migrating at the same moment may have finished this migration and
-    // started later ones, which drop what this one's statements still use (015 drops 014's copy):
-    // once it is recorded, its work is done and the rest of it is skipped.
-    const doneElsewhere = async () => (await readApplied()).has(migration.version);
+    // An instance of a version from before the lock, migrating at the same moment, may have
+    // finished this migration and started later ones, which drop what this one's statements
+    // still use (015 drops 014's copy): once it is recorded, its work is done and the rest of it
+    // is skipped.
+    const doneElsewhere = async () => (await readApplied(client, database)).has(migration.version);
     if (await doneElsewhere()) continue;
     let skipped = false;
     for (const statement of migration.statements) {

@@ -86,7 +86,7 @@ import {
   summaryMatchesQuery,
   summaryRunsQuery,
 } from '../statements/reconcile-queries.ts';
-import { bootstrapStatements, existingColumnsQuery, loadMigrations } from '../storage/migrations.ts';
+import { bootstrapStatements, existingColumnsQuery, loadMigrations, migrationLockQueries } from '../storage/migrations.ts';
 import { ident, sql } from '../storage/sql.ts';
 
 export interface CatalogStatement {
@@ -94,6 +94,22 @@ export interface CatalogStatement {
   sql: string;
   /** An external table the statement reads (sent as data at run time, see storage/http.ts). */
   external?: { name: string; structure: string };
+}
+
+/** The migration lock's statements, in the order a take-over and a release run them. */
+function lockStatements(database: string): CatalogStatement[] {
+  const q = migrationLockQueries(database, "pid-it's");
+  const aside = 'migration_lock_stale_0';
+  return [
+    { name: 'take the migration lock', sql: q.take },
+    { name: 'migration lock heartbeat', sql: q.beat },
+    { name: 'read the migration lock', sql: q.read },
+    { name: 'set a stale migration lock aside', sql: q.setAside(aside) },
+    { name: 'drop a stale migration lock', sql: q.dropAside(aside) },
+    { name: 'take the migration lock again', sql: q.take },
+    { name: 'read the lock holder', sql: q.mine },
+    { name: 'release the migration lock', sql: q.release },
+  ];
 }
 
 /**
@@ -113,6 +129,7 @@ export function shippedStatements(database: string): CatalogStatement[] {
       name: 'record migration',
       sql: sql`INSERT INTO ${db}.schema_migrations (version, name, applied_at) VALUES (${1}, ${'001_payment_events'}, ${new Date(Date.UTC(2026, 0, 1))})`,
     },
+    ...lockStatements(database),
     {
       name: 'dedup look-up',
       sql: dedupLookupQuery(events),

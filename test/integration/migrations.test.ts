@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { silentLogger } from '../../log/index.ts';
+import { silentLogger, type Logger } from '../../log/index.ts';
 import { command, createClickHouse, queryRows } from '../../storage/clickhouse.ts';
-import { loadMigrations, migrate } from '../../storage/migrations.ts';
+import { MIGRATION_LOCK_TABLE, loadMigrations, migrate } from '../../storage/migrations.ts';
 import { ident } from '../../storage/sql.ts';
 import { loadConfig } from '../../config/index.ts';
 
@@ -12,10 +12,32 @@ import { loadConfig } from '../../config/index.ts';
 const config = loadConfig(process.env);
 const clickhouse = createClickHouse(config);
 const database = `paysentinel_migrate_${process.pid}_${Date.now()}`;
+const others: string[] = [];
 afterAll(async () => {
-  await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`);
+  for (const d of [database, ...others]) await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(d)}`);
   await clickhouse.close();
 });
+
+const tablesOf = async (d: string) =>
+  (await queryRows<{ name: string }>(clickhouse, `SELECT name FROM system.tables WHERE database = '${d}' ORDER BY name`)).map((r) => r.name);
+const recordedIn = async (d: string) =>
+  (await queryRows<{ version: number }>(clickhouse, `SELECT DISTINCT version FROM ${ident(d)}.schema_migrations ORDER BY version`)).map((r) =>
+    Number(r.version),
+  );
+
+/** A logger that keeps what it was told. */
+function recordingLogger(lines: string[]): Logger {
+  const log = (msg: string) => void lines.push(msg);
+  const logger: Logger = { debug: log, info: log, warn: log, error: log, child: () => logger };
+  return logger;
+}
+
+/** Creates the lock as another instance would hold it, its newest heartbeat `ageSeconds` ago. */
+async function holdLock(d: string, ageSeconds: number | null): Promise<void> {
+  await command(clickhouse, `CREATE DATABASE IF NOT EXISTS ${ident(d)}`);
+  await command(clickhouse, `CREATE TABLE ${ident(d, MIGRATION_LOCK_TABLE)} (holder String, at DateTime('UTC')) ENGINE = Log`);
+  if (ageSeconds !== null) await command(clickhouse, `INSERT INTO ${ident(d, MIGRATION_LOCK_TABLE)} (holder, at) SELECT 'other', now() - ${ageSeconds}`);
+}
 
 describe('migrate', () => {
   test('four instances migrating a new database at once all succeed, and every migration is recorded', async () => {
@@ -25,5 +47,50 @@ describe('migrate', () => {
     expect(recorded.map((r) => Number(r.version))).toEqual(loadMigrations(database).map((m) => m.version));
     // A later start finds nothing to do.
     expect(await migrate(clickhouse, database, silentLogger)).toEqual([]);
+    // No instance created again what a later migration dropped (a view into a dropped table makes
+    // every insert fail), and the lock is gone.
+    const tables = await tablesOf(database);
+    expect(tables).toContain('attempt_states_mv');
+    expect(
+      tables.filter((t) => ['payment_attempt_states', 'payment_attempt_states_mv', 'payment_events_by_offset', 'payment_events_by_offset_mv'].includes(t)),
+    ).toEqual([]);
+    expect(tables.filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
+    await command(
+      clickhouse,
+      `INSERT INTO ${ident(database, 'payment_events')} (event_id, occurred_at, type, status, order_id, amount_minor, currency, channel, merchant_id, kafka_partition, kafka_offset, ingested_at) VALUES ('e1', now(), 'payment', 'succeeded', 'o1', 100, 'EUR', 'card', 'm1', 0, 0, now())`,
+    );
+  });
+
+  test('an instance waits while another holds the lock, migrating nothing meanwhile, and migrates once it is released', async () => {
+    const d = `${database}_held`;
+    others.push(d);
+    await holdLock(d, 0);
+    const lines: string[] = [];
+    let settled = false;
+    const waiting = migrate(clickhouse, d, recordingLogger(lines), { lockPollMs: 100 }).finally(() => (settled = true));
+    await expect.poll(() => lines, { timeout: 10_000 }).toContain('waiting for another instance to finish migrating');
+    expect(settled).toBe(false);
+    expect(await recordedIn(d)).toEqual([]);
+    // The holder ends without having migrated (it released the lock).
+    await command(clickhouse, `DROP TABLE ${ident(d, MIGRATION_LOCK_TABLE)}`);
+    expect(await waiting).toEqual(loadMigrations(d).map((m) => m.version));
+    expect((await tablesOf(d)).filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
+  });
+
+  test('a lock left by an instance that died is taken over: one whose heartbeat is old at once, one never beaten once stale', async () => {
+    for (const [suffix, age, staleMs] of [
+      ['old', 120, 60_000],
+      ['empty', null, 1_500],
+    ] as const) {
+      const d = `${database}_${suffix}`;
+      others.push(d);
+      await holdLock(d, age);
+      const lines: string[] = [];
+      const t = Date.now();
+      expect(await migrate(clickhouse, d, recordingLogger(lines), { lockPollMs: 100, lockStaleMs: staleMs })).toEqual(loadMigrations(d).map((m) => m.version));
+      expect(lines).toContain('taking over a stale migration lock');
+      if (age === null) expect(Date.now() - t).toBeGreaterThanOrEqual(staleMs);
+      expect((await tablesOf(d)).filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
+    }
   });
 });
