@@ -3,7 +3,7 @@ import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
 import { computeRates } from './rates.ts';
@@ -146,7 +146,7 @@ export const analyticsCommand: Command = {
           ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication })
           : undefined;
       try {
-        await migrate(clickhouse, config.clickhouseDatabase, logger);
+        await migrateDatabase(config, logger);
         let result;
         try {
           result = await manual.run({ clickhouse, database: config.clickhouseDatabase, logger, publisher, reportsDir: config.reportsDir }, now, { from, to });

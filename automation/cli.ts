@@ -4,7 +4,7 @@ import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse, queryRows } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { readSwitch, writeSwitch } from './automation.ts';
 import { automationQueries } from './queries.ts';
 
@@ -41,7 +41,7 @@ export const automationCommand: Command = {
     const config = loadConfig();
     const clickhouse = createClickHouse(config);
     try {
-      await migrate(clickhouse, config.clickhouseDatabase, createLogger({ level: 'warn' }));
+      await migrateDatabase(config, createLogger({ level: 'warn' }));
       if (action !== 'status') {
         const paused = 'paused: no command is sent until "paysentinel automation resume"';
         const who = values.by ?? (process.env.USER || userInfo().username || 'unknown');

@@ -7,7 +7,7 @@ import { PaysentinelError } from '../errors/index.ts';
 import { createKafka } from '../kafka/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { automationQueries } from '../automation/queries.ts';
 import { caseStatuses, resolutions, type Case } from './decide.ts';
 import { createCaseStore, type CaseStore } from './store.ts';
@@ -117,7 +117,7 @@ export const casesCommand: Command = {
     const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     const needsKafka = action === 'ack' || action === 'resolve';
     try {
-      await migrate(clickhouse, config.clickhouseDatabase, createLogger({ level: 'warn' }));
+      await migrateDatabase(config, createLogger({ level: 'warn' }));
       if (needsKafka) await producer.connect();
       const store = createCaseStore({ clickhouse, database: config.clickhouseDatabase, producer, topic: config.casesTopic });
       if (action === 'list') {

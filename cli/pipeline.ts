@@ -18,8 +18,8 @@ import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
-import { BACKGROUND_PRIORITY, MIGRATION_TIMEOUT_MS, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { BACKGROUND_PRIORITY, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { PaysentinelError } from '../errors/index.ts';
 
 /** How often the detection leader's automation pass runs (takes new cases, settles outcomes). */
@@ -77,12 +77,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   /** What each started part needs done at stop, in reverse order of starting. */
   const stops: (() => Promise<void> | void)[] = [];
 
-  const migrations = createClickHouse(config, { requestTimeoutMs: MIGRATION_TIMEOUT_MS });
-  try {
-    await migrate(migrations, config.clickhouseDatabase, logger);
-  } finally {
-    await migrations.close();
-  }
+  await migrateDatabase(config, logger);
   const admin = kafka.admin();
   await admin.connect();
   stops.push(() => admin.disconnect());

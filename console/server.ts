@@ -8,7 +8,7 @@ import { createKafka, ensureTopics } from '../kafka/index.ts';
 import type { Logger } from '../log/index.ts';
 import { defaultFeaturesPath, loadFeatureCatalog, loadRuleSetOrThrow } from '../rules/index.ts';
 import { createClickHouse } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { createConsoleApp } from './app.ts';
 import { customerMessagesOf } from './customer-message.ts';
 import { ruleWindows } from './related.ts';
@@ -52,7 +52,7 @@ export async function startConsole(config: Config, logger: Logger): Promise<Runn
   const kafka = createKafka(config, logger, '-console');
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   try {
-    await migrate(clickhouse, config.clickhouseDatabase, logger);
+    await migrateDatabase(config, logger);
     const admin = kafka.admin();
     await admin.connect();
     await ensureTopics(

@@ -3,7 +3,7 @@ import { loadConfig, type Config } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createClickHouse, queryRows } from '../storage/clickhouse.ts';
-import { migrate } from '../storage/migrations.ts';
+import { migrateDatabase } from '../storage/migrations.ts';
 import { importStatement, type ImportResult, type StatementDeps } from './import.ts';
 import { breakKinds } from './match.ts';
 import { formatPeriod, parsePeriod } from './period.ts';
@@ -106,7 +106,7 @@ async function withDeps<T>(work: (deps: StatementDeps, config: Config) => Promis
   const logger = createLogger({ level: config.logLevel });
   const clickhouse = createClickHouse(config);
   try {
-    if (migrateFirst) await migrate(clickhouse, config.clickhouseDatabase, logger);
+    if (migrateFirst) await migrateDatabase(config, logger);
     return await work({ clickhouse, database: config.clickhouseDatabase, logger }, config);
   } finally {
     await clickhouse.close();

@@ -31,6 +31,10 @@ describe('alreadyExists: the migration lock is held', () => {
       alreadyExists(failed(new Error('Code: 57, e.displayText() = DB::Exception: Table db.migration_lock already exists., e.what() = DB::Exception'))),
     ).toBe(true);
     expect(alreadyExists(failed(Object.assign(new Error('Table db.migration_lock already exists. (TABLE_ALREADY_EXISTS)'), { code: '57' })))).toBe(true);
+    // 18.16, while another instance's CREATE of the lock still runs.
+    expect(alreadyExists(failed(new Error('Code: 500, e.displayText() = DB::Exception: Table db.migration_lock is creating or attaching right now')))).toBe(
+      true,
+    );
   });
   test('any other failure is not the lock being held', () => {
     expect(alreadyExists(failed(new Error('Code: 570, e.displayText() = something else')))).toBe(false);

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from '../log/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
-import { command, queryRows, type ClickHouseClient } from './clickhouse.ts';
+import type { Config } from '../config/index.ts';
+import { MIGRATION_TIMEOUT_MS, command, createClickHouse, queryRows, type ClickHouseClient } from './clickhouse.ts';
 import { ident, sql } from './sql.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
@@ -66,8 +67,8 @@ const MIGRATION_STATEMENT_ATTEMPTS = 4;
 
 export interface MigrateOptions {
   /**
-   * A migration lock without a heartbeat for this long is taken over: its holder crashed or was
-   * killed mid-migration. @default 60 000 ms (the holder beats every sixth of it)
+   * A migration lock whose holder has not beaten for this long is taken over: the holder crashed
+   * or was killed mid-migration. @default 30 000 ms (the holder beats every sixth of it)
    */
   lockStaleMs?: number;
   /** How often a waiting instance looks at the lock. @default 500 ms */
@@ -80,17 +81,31 @@ export interface MigrateOptions {
  * otherwise run them side by side, and an instance still at an old migration could create again
  * what another instance's later migration had dropped: 016's view re-created after 025 dropped
  * its table makes every insert into payment_events fail. So the first instance to find work
- * takes a lock (below); the others wait for it, then find nothing left, and an instance that
- * finds every migration recorded takes no lock at all. Statements stay idempotent (IF NOT
- * EXISTS, ADD COLUMN skipped when the columns exist), so a crash between a statement and its
- * record is harmless, and versions of paysentinel from before the lock, which do not take it,
- * are still met by the checks in applyPending.
+ * takes a lock (withMigrationLock); the others wait for it, then find nothing left, and an
+ * instance that finds every migration recorded takes no lock at all. Statements stay idempotent
+ * (IF NOT EXISTS, ADD COLUMN skipped when the columns exist), so a crash between a statement and
+ * its record is harmless, and versions of paysentinel from before the lock, which do not take
+ * it, are still met by the checks in applyPending.
  */
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions = {}): Promise<number[]> {
   for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
   const applied = await readApplied(client, database);
   if (loadMigrations(database).every((m) => applied.has(m.version))) return [];
-  return withMigrationLock(client, database, logger, options, () => applyPending(client, database, logger));
+  return withMigrationLock(client, database, logger, options, (held) => applyPending(client, database, logger, held));
+}
+
+/**
+ * `migrate` on the configured database through a client of its own, whose requests may last
+ * MIGRATION_TIMEOUT_MS: a migration's copy over a large store outlasts the usual 30 s, and a
+ * request that timed out would be sent again while the server still runs the first.
+ */
+export async function migrateDatabase(config: Config, logger: Logger, options: MigrateOptions = {}): Promise<number[]> {
+  const client = createClickHouse(config, { requestTimeoutMs: MIGRATION_TIMEOUT_MS });
+  try {
+    return await migrate(client, config.clickhouseDatabase, logger, options);
+  } finally {
+    await client.close();
+  }
 }
 
 const readApplied = async (client: ClickHouseClient, database: string): Promise<Set<number>> =>
@@ -100,107 +115,187 @@ const readApplied = async (client: ClickHouseClient, database: string): Promise<
     ),
   );
 
-/** The lock's table: its existence is the lock (CREATE TABLE without IF NOT EXISTS succeeds once); its rows are the holder's heartbeats. */
+/** The lock's table: its existence is the lock (CREATE TABLE without IF NOT EXISTS succeeds once); its rows are the owner's heartbeats. */
 export const MIGRATION_LOCK_TABLE = 'migration_lock';
 
-/** The statements of the migration lock (listed in test/sql-catalog.ts). */
+/**
+ * The statements of the migration lock (listed in test/sql-catalog.ts). The table is created
+ * with its owner's row in it (owner = 1), so it names its owner from the start; heartbeats are
+ * rows with owner = 0. A heartbeat that lands in another instance's lock (written by an owner
+ * that lost its lock a moment before) names no owner and is not counted as that lock's beat.
+ */
 export function migrationLockQueries(database: string, holder: string) {
   const lock = ident(database, MIGRATION_LOCK_TABLE);
   return {
-    take: `CREATE TABLE ${lock.text} (holder String, at DateTime('UTC')) ENGINE = Log`,
-    beat: sql`INSERT INTO ${lock} (holder, at) SELECT ${holder}, now()`,
-    /** Heartbeats held, the newest's holder, and its age in seconds by the server's clock. */
-    read: `SELECT count() AS n, argMax(holder, at) AS holder, toUInt32(now()) - toUInt32(max(at)) AS age FROM ${lock.text}`,
-    mine: sql`SELECT count() AS n FROM ${lock} WHERE holder = ${holder}`,
+    take: sql`CREATE TABLE ${lock} ENGINE = Log AS SELECT ${holder} AS holder, toUInt8(1) AS owner, now() AS at`,
+    beat: sql`INSERT INTO ${lock} (holder, owner, at) SELECT ${holder}, toUInt8(0), now()`,
+    /** Per holder: whether it owns the lock, and its newest row's age in seconds (server clock). */
+    read: (table = MIGRATION_LOCK_TABLE) =>
+      `SELECT holder, max(owner) AS owns, toUInt32(now()) - toUInt32(max(at)) AS age FROM ${ident(database, table).text} GROUP BY holder`,
     setAside: (aside: string) => `RENAME TABLE ${lock.text} TO ${ident(database, aside).text}`,
+    putBack: (aside: string) => `RENAME TABLE ${ident(database, aside).text} TO ${lock.text}`,
     dropAside: (aside: string) => `DROP TABLE IF EXISTS ${ident(database, aside).text}`,
     release: `DROP TABLE IF EXISTS ${lock.text}`,
   };
 }
 
-/**
- * ClickHouse's TABLE_ALREADY_EXISTS (57): the client parses the code out of a current server's
- * answer only, so 18.16's (`Code: 57, e.displayText() = ...`) is read from the message.
- */
-export function alreadyExists(err: unknown): boolean {
-  if (!(err instanceof PaysentinelError)) return false;
+/** The server error code of a failed statement: parsed by the client from a current server's answer, read from 18.16's message. */
+function serverCode(err: unknown): string | undefined {
+  if (!(err instanceof PaysentinelError)) return undefined;
   const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
   const code = cause?.code ?? /\bCode: (\d+)/.exec(String(cause?.message ?? err.message))?.[1];
-  return String(code) === '57';
+  return code === undefined ? undefined : String(code);
 }
 
 /**
- * Runs `work` holding the database's migration lock. The lock is a table: creating it succeeds
- * for one instance only. The holder writes a heartbeat row (the server's clock) every sixth of
- * `lockStaleMs` and drops the table when done, if it still holds it. A waiter looks every
- * `lockPollMs`; a lock whose newest heartbeat is older than `lockStaleMs` (or that has stayed
- * empty that long) belonged to an instance that died, and is taken over: renamed aside (one
- * waiter wins the rename), dropped, and created again.
+ * The lock is held by someone else: TABLE_ALREADY_EXISTS (57), or, while another instance's
+ * CREATE of it is still running, 18.16's DDL guard ("... is creating or attaching right now").
  */
-async function withMigrationLock<T>(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions, work: () => Promise<T>): Promise<T> {
-  const staleMs = options.lockStaleMs ?? 60_000;
+export function alreadyExists(err: unknown): boolean {
+  if (!(err instanceof PaysentinelError)) return false;
+  const text = `${err.message} ${String((err.cause as { message?: unknown } | undefined)?.message ?? '')}`;
+  return serverCode(err) === '57' || /is creating or attaching right now/.test(text);
+}
+
+/** UNKNOWN_TABLE (60): the lock is gone. */
+const unknownTable = (err: unknown): boolean => serverCode(err) === '60';
+
+/** Thrown inside the work when this instance finds the lock is no longer its own. */
+class LockLost extends Error {}
+
+interface LockRow {
+  holder: string;
+  owns: number;
+  age: number;
+}
+
+/** Who owns the lock ('' when no row names one) and how many seconds ago the owner last beat (Infinity without a row). */
+function ownerOf(rows: readonly LockRow[]): { owner: string; ageSeconds: number } {
+  const row = rows.find((r) => Number(r.owns) === 1);
+  return row ? { owner: row.holder, ageSeconds: Number(row.age) } : { owner: '', ageSeconds: Infinity };
+}
+
+/**
+ * Runs `work` holding the database's migration lock, and again if the lock was lost on the way.
+ * The lock is a table: creating it succeeds for one instance only, and it names its owner. The
+ * owner writes a heartbeat row every sixth of `lockStaleMs`, checks before each statement (the
+ * `held` callback) that the lock is still its own, and drops it when done. A waiter looks every
+ * `lockPollMs`. A lock whose owner has not beaten for `lockStaleMs` (or that names no owner, or
+ * cannot be read, for that long) belonged to an instance that died: the waiter renames it aside
+ * (one waiter wins the rename), and drops it if it is still the lock it judged stale; if it is
+ * another's, taken meanwhile, it puts it back.
+ */
+async function withMigrationLock<T>(
+  client: ClickHouseClient,
+  database: string,
+  logger: Logger,
+  options: MigrateOptions,
+  work: (held: () => Promise<void>) => Promise<T>,
+): Promise<T> {
+  const staleMs = options.lockStaleMs ?? 30_000;
   const pollMs = options.lockPollMs ?? 500;
   const holder = `${process.pid}-${randomUUID()}`;
   const q = migrationLockQueries(database, holder);
-  const beat = () => command(client, q.beat, 'migration lock heartbeat');
-  let emptySince: number | undefined;
-  let lastLog = 0;
+  const readLock = async (table?: string) => queryRows<LockRow>(client, q.read(table), 'read the migration lock');
   for (;;) {
+    await acquire();
+    let lost = false;
+    const held = async () => {
+      // A read that fails for another reason than a missing lock proves nothing either way.
+      const rows = lost ? [] : await readLock().catch((err) => (unknownTable(err) ? [] : null));
+      if (rows !== null && ownerOf(rows).owner !== holder) {
+        lost = true;
+        throw new LockLost();
+      }
+    };
+    const heartbeat = setInterval(
+      () =>
+        void held()
+          .then(() => command(client, q.beat, 'migration lock heartbeat'))
+          .catch((err) => {
+            if (!(err instanceof LockLost)) logger.warn('migration lock heartbeat failed', { err });
+          }),
+      Math.max(50, Math.floor(staleMs / 6)),
+    );
+    heartbeat.unref();
     try {
-      await command(client, q.take, 'take the migration lock');
-      break;
+      return await work(held);
     } catch (err) {
-      if (!alreadyExists(err)) throw err;
-    }
-    // Held by another instance: by whom, and how long ago its last heartbeat was (server clock).
-    const [held] = await queryRows<{ n: string; holder: string; age: string }>(client, q.read, 'read the migration lock').catch(
-      () => [] as { n: string; holder: string; age: string }[],
-    ); // dropped meanwhile: try to take it at once
-    if (held) {
-      const empty = Number(held.n) === 0;
-      emptySince = empty ? (emptySince ?? Date.now()) : undefined;
-      const stale = empty ? Date.now() - emptySince! > staleMs : Number(held.age) * 1000 > staleMs;
-      if (stale) {
-        logger.warn('taking over a stale migration lock', { holder: held.holder || '(none)', heartbeatAgeSeconds: empty ? null : Number(held.age) });
-        const aside = `${MIGRATION_LOCK_TABLE}_stale_${randomUUID().replaceAll('-', '')}`;
+      if (!(err instanceof LockLost)) throw err;
+      logger.warn('lost the migration lock (taken over as stale); waiting for it again');
+    } finally {
+      clearInterval(heartbeat);
+      if (!lost) {
         try {
-          await command(client, q.setAside(aside), 'set a stale migration lock aside');
-          await command(client, q.dropAside(aside), 'drop a stale migration lock');
-        } catch {
-          // Another waiter set it aside first.
+          if (ownerOf(await readLock()).owner === holder) await command(client, q.release, 'release the migration lock');
+        } catch (err) {
+          // Left behind, it is taken over once stale.
+          logger.warn('could not release the migration lock', { err });
         }
-        emptySince = undefined;
+      }
+    }
+  }
+
+  async function acquire(): Promise<void> {
+    /** Since when the lock has looked ownerless or unreadable, continuously (this process's clock). */
+    let badSince: number | undefined;
+    let lastLog = 0;
+    for (;;) {
+      try {
+        await command(client, q.take, 'take the migration lock');
+        return;
+      } catch (err) {
+        if (!alreadyExists(err)) throw err;
+      }
+      let rows: LockRow[];
+      try {
+        rows = await readLock();
+      } catch (err) {
+        if (unknownTable(err)) continue; // released meanwhile: take it now
+        rows = [];
+      }
+      const { owner, ageSeconds } = ownerOf(rows);
+      if (owner === holder) return; // still this instance's, from before it thought it lost it
+      if (owner === '') badSince ??= Date.now();
+      else badSince = undefined;
+      const stale = owner === '' ? Date.now() - badSince! > staleMs : ageSeconds * 1000 > staleMs;
+      if (stale) {
+        await takeOver(owner, ageSeconds);
+        badSince = undefined;
         continue;
       }
       if (Date.now() - lastLog >= 10_000) {
         lastLog = Date.now();
-        logger.info('waiting for another instance to finish migrating', { holder: held.holder || '(starting)' });
+        logger.info('waiting for another instance to finish migrating', { holder: owner || '(starting)' });
       }
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
-  const heartbeat = setInterval(
-    () => void beat().catch((err) => logger.debug('migration lock heartbeat failed', { err })),
-    Math.max(50, Math.floor(staleMs / 6)),
-  );
-  heartbeat.unref();
-  try {
-    await beat();
-    return await work();
-  } finally {
-    clearInterval(heartbeat);
+
+  async function takeOver(judged: string, ageSeconds: number): Promise<void> {
+    logger.warn('taking over a stale migration lock', { holder: judged || '(none)', heartbeatAgeSeconds: Number.isFinite(ageSeconds) ? ageSeconds : null });
+    const aside = `${MIGRATION_LOCK_TABLE}_stale_${randomUUID().replaceAll('-', '')}`;
     try {
-      const [mine] = await queryRows<{ n: string }>(client, q.mine, 'read the migration lock');
-      if (Number(mine?.n ?? 0) > 0) await command(client, q.release, 'release the migration lock');
-    } catch (err) {
-      // Left behind, it is taken over once stale.
-      logger.warn('could not release the migration lock', { err });
+      await command(client, q.setAside(aside), 'set a stale migration lock aside');
+    } catch {
+      return; // another waiter set it aside first
     }
+    const now = ownerOf(await readLock(aside).catch(() => []));
+    if (now.owner === judged) {
+      await command(client, q.dropAside(aside), 'drop a stale migration lock').catch(() => {});
+      return;
+    }
+    // Another waiter took the lock over between this one's look and its rename: give it back.
+    // If a third has created the lock meanwhile, this one is gone; its owner finds out before its
+    // next statement and waits again.
+    await command(client, q.putBack(aside), 'put a migration lock back').catch(() =>
+      command(client, q.dropAside(aside), 'drop a migration lock').catch(() => {}),
+    );
   }
 }
 
 /** Applies, in order, the migrations not recorded yet. */
-async function applyPending(client: ClickHouseClient, database: string, logger: Logger): Promise<number[]> {
+async function applyPending(client: ClickHouseClient, database: string, logger: Logger, held: () => Promise<void>): Promise<number[]> {
   const db = ident(database);
   const applied = await readApplied(client, database);
   const done: number[] = [];
@@ -221,6 +316,7 @@ async function applyPending(client: ClickHouseClient, database: string, logger: 
         (await queryRows<{ name: string }>(client, existingColumnsQuery(adds.database, adds.table, adds.columns), 'read columns')).length ===
           adds.columns.length;
       if (await added()) continue;
+      await held();
       for (let attempt = 1; ; attempt++) {
         try {
           await command(client, statement, `migration ${migration.name}`);

@@ -103,11 +103,13 @@ function lockStatements(database: string): CatalogStatement[] {
   return [
     { name: 'take the migration lock', sql: q.take },
     { name: 'migration lock heartbeat', sql: q.beat },
-    { name: 'read the migration lock', sql: q.read },
+    { name: 'read the migration lock', sql: q.read() },
     { name: 'set a stale migration lock aside', sql: q.setAside(aside) },
+    { name: 'read a lock set aside', sql: q.read(aside) },
+    { name: 'put a migration lock back', sql: q.putBack(aside) },
+    { name: 'set it aside again', sql: q.setAside(aside) },
     { name: 'drop a stale migration lock', sql: q.dropAside(aside) },
     { name: 'take the migration lock again', sql: q.take },
-    { name: 'read the lock holder', sql: q.mine },
     { name: 'release the migration lock', sql: q.release },
   ];
 }

@@ -32,17 +32,24 @@ function recordingLogger(lines: string[]): Logger {
   return logger;
 }
 
-/** Creates the lock as another instance would hold it, its newest heartbeat `ageSeconds` ago. */
+/** Creates the lock as another instance holds it, its owner's newest row `ageSeconds` ago (null: created, no row yet). */
 async function holdLock(d: string, ageSeconds: number | null): Promise<void> {
+  const lock = ident(d, MIGRATION_LOCK_TABLE);
   await command(clickhouse, `CREATE DATABASE IF NOT EXISTS ${ident(d)}`);
-  await command(clickhouse, `CREATE TABLE ${ident(d, MIGRATION_LOCK_TABLE)} (holder String, at DateTime('UTC')) ENGINE = Log`);
-  if (ageSeconds !== null) await command(clickhouse, `INSERT INTO ${ident(d, MIGRATION_LOCK_TABLE)} (holder, at) SELECT 'other', now() - ${ageSeconds}`);
+  await command(clickhouse, `CREATE TABLE ${lock} (holder String, owner UInt8, at DateTime) ENGINE = Log`);
+  if (ageSeconds !== null) await command(clickhouse, `INSERT INTO ${lock} (holder, owner, at) SELECT 'other', 1, now() - ${ageSeconds}`);
 }
+
+/** The other instance's heartbeat. */
+const beat = (d: string) => command(clickhouse, `INSERT INTO ${ident(d, MIGRATION_LOCK_TABLE)} (holder, owner, at) SELECT 'other', 0, now()`);
 
 describe('migrate', () => {
   test('four instances migrating a new database at once all succeed, and every migration is recorded', async () => {
     const results = await Promise.allSettled([1, 2, 3, 4].map(() => migrate(clickhouse, database, silentLogger)));
     expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+    // Each migration was applied by exactly one of them.
+    const applied = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    expect(applied.sort((a, b) => a - b)).toEqual(loadMigrations(database).map((m) => m.version));
     const recorded = await queryRows<{ version: number }>(clickhouse, `SELECT DISTINCT version FROM ${ident(database)}.schema_migrations ORDER BY version`);
     expect(recorded.map((r) => Number(r.version))).toEqual(loadMigrations(database).map((m) => m.version));
     // A later start finds nothing to do.
@@ -79,7 +86,7 @@ describe('migrate', () => {
 
   test('a lock left by an instance that died is taken over: one whose heartbeat is old at once, one never beaten once stale', async () => {
     for (const [suffix, age, staleMs] of [
-      ['old', 120, 60_000],
+      ['old', 120, 30_000],
       ['empty', null, 1_500],
     ] as const) {
       const d = `${database}_${suffix}`;
@@ -92,5 +99,35 @@ describe('migrate', () => {
       if (age === null) expect(Date.now() - t).toBeGreaterThanOrEqual(staleMs);
       expect((await tablesOf(d)).filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
     }
+  });
+
+  test('a holder that keeps beating is not taken over, however long it holds the lock', async () => {
+    const d = `${database}_beating`;
+    others.push(d);
+    await holdLock(d, 0);
+    let settled = false;
+    const lines: string[] = [];
+    const waiting = migrate(clickhouse, d, recordingLogger(lines), { lockPollMs: 100, lockStaleMs: 2_000 }).finally(() => (settled = true));
+    // Four times the stale limit, beating every half second.
+    for (const end = Date.now() + 8_000; Date.now() < end; ) {
+      await beat(d);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(settled).toBe(false);
+    expect(lines).not.toContain('taking over a stale migration lock');
+    expect(await recordedIn(d)).toEqual([]);
+    // It stops beating (it died): the waiter takes over and migrates.
+    expect(await waiting).toEqual(loadMigrations(d).map((m) => m.version));
+    expect(lines).toContain('taking over a stale migration lock');
+  });
+
+  test('two instances waiting on one stale lock: one takes it over and migrates, the other then finds the work done', async () => {
+    const d = `${database}_two`;
+    others.push(d);
+    await holdLock(d, 600);
+    const options = { lockPollMs: 50, lockStaleMs: 30_000 };
+    const results = await Promise.all([migrate(clickhouse, d, silentLogger, options), migrate(clickhouse, d, silentLogger, options)]);
+    expect(results.flat().sort((a, b) => a - b)).toEqual(loadMigrations(d).map((m) => m.version));
+    expect((await tablesOf(d)).filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
   });
 });
