@@ -39,6 +39,9 @@ describe('live feed: what a poll announces', () => {
     expect(first.newest).toBe(5_200);
     // The next poll reads them all again and announces nothing twice.
     expect(newChanges([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, first.newest).fresh).toEqual([]);
-    expect(firstPoll([change('OLD', 4_000)], new Map(), 5_000)).toEqual({ fresh: [], newest: 5_000 });
+    // The newest version kept is the newest read, not the subscription's clock: a clock ahead of
+    // the writers' must not move the next polls' reads above their changes.
+    expect(firstPoll([change('OLD', 4_000)], new Map(), 5_000)).toEqual({ fresh: [], newest: 4_000 });
+    expect(firstPoll([], new Map(), 5_000 + LIVE_OVERLAP_MS).newest).toBe(5_000);
   });
 });

@@ -53,14 +53,17 @@ export function newChanges(rows: readonly CaseChangeNotice[], seen: Map<string, 
 }
 
 /**
- * The first poll after the first browser subscribed at `startedAt`: changes with an older version
- * are marked seen and not announced (the page already shows them); the others are news.
+ * The first poll after the first browser subscribed at `startedAt` (it reads from the overlap
+ * before it): changes with an older version are marked seen and not announced (the page already
+ * shows them); the others are news.
  */
 export function firstPoll(rows: readonly CaseChangeNotice[], seen: Map<string, number>, startedAt: number): { fresh: CaseChangeNotice[]; newest: number } {
+  // The newest version kept is one read (the writers' clocks), never this process's own clock:
+  // were it ahead of theirs by more than the overlap, later polls would read above their changes.
   const before = newChanges(
     rows.filter((r) => Number(r.version) < startedAt),
     seen,
-    startedAt,
+    startedAt - LIVE_OVERLAP_MS,
   );
   return newChanges(
     rows.filter((r) => Number(r.version) >= startedAt),

@@ -144,6 +144,8 @@ describe('copies of case_versions for the console (migration 023)', () => {
     // The feed's clock at the subscription is after every stored version: those are not news.
     const newest = Number((await queryRows<{ v: string }>(s.clickhouse, `SELECT max(version) AS v FROM ${versions.text}`))[0]!.v);
     const subscribedAt = Math.max(newest, Date.now()) + 1;
+    // Stored a few seconds before the subscription, within the first poll's read: not news.
+    await insertRows(s.clickhouse, versions.text, [version(3, 9, { version: subscribedAt - 5_000, status: 'acknowledged' })]);
     const feed = createCaseFeed({ clickhouse: s.clickhouse, database, intervalMs: 100, logger: silentLogger, now: () => subscribedAt });
     const heard: CaseChangeNotice[] = [];
     const stop = feed.subscribe((changes) => heard.push(...changes));
@@ -161,6 +163,7 @@ describe('copies of case_versions for the console (migration 023)', () => {
       expect(new Set(heard.map((c) => `${c.case_id}|${c.version}`)).size).toBe(heard.length);
       expect(heard.filter((c) => c.case_id === "C'0001")).toHaveLength(1);
       expect(heard.every((c) => Number(c.version) >= now - 5_000)).toBe(true);
+      expect(heard.map((c) => c.case_id)).not.toContain("C'0003");
     } finally {
       stop();
       feed.stop();
