@@ -35,6 +35,13 @@ describe('alreadyExists: the migration lock is held', () => {
     expect(alreadyExists(failed(new Error('Code: 500, e.displayText() = DB::Exception: Table db.migration_lock is creating or attaching right now')))).toBe(
       true,
     );
+    // ... or dropping it (a release), or renaming it (a take-over).
+    expect(alreadyExists(failed(new Error('Code: 473, e.displayText() = DB::Exception: Table db.migration_lock is dropping or detaching right now')))).toBe(
+      true,
+    );
+    expect(alreadyExists(failed(new Error('Code: 473, e.displayText() = DB::Exception: Some table right now is being renamed to db.migration_lock')))).toBe(
+      true,
+    );
   });
   test('any other failure is not the lock being held', () => {
     expect(alreadyExists(failed(new Error('Code: 570, e.displayText() = something else')))).toBe(false);

@@ -88,7 +88,19 @@ export interface MigrateOptions {
  * it, are still met by the checks in applyPending.
  */
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions = {}): Promise<number[]> {
-  for (const statement of bootstrapStatements(database)) await command(client, statement, 'create database');
+  for (const statement of bootstrapStatements(database)) {
+    // 18.16's IF NOT EXISTS is not atomic against another instance's CREATE of the same database
+    // or table at the same moment: that instance has done the work, so the statement is tried again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await command(client, statement, 'create database');
+        break;
+      } catch (err) {
+        if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
+  }
   const applied = await readApplied(client, database);
   if (loadMigrations(database).every((m) => applied.has(m.version))) return [];
   return withMigrationLock(client, database, logger, options, (held) => applyPending(client, database, logger, held));
@@ -148,13 +160,14 @@ function serverCode(err: unknown): string | undefined {
 }
 
 /**
- * The lock is held by someone else: TABLE_ALREADY_EXISTS (57), or, while another instance's
- * CREATE of it is still running, 18.16's DDL guard ("... is creating or attaching right now").
+ * The lock is held by someone else: TABLE_ALREADY_EXISTS (57), or, while another instance
+ * creates, drops or renames it, 18.16's DDL guard ("... is creating or attaching right now",
+ * "... is dropping or detaching right now", "... is being renamed right now").
  */
 export function alreadyExists(err: unknown): boolean {
   if (!(err instanceof PaysentinelError)) return false;
   const text = `${err.message} ${String((err.cause as { message?: unknown } | undefined)?.message ?? '')}`;
-  return serverCode(err) === '57' || /is creating or attaching right now/.test(text);
+  return serverCode(err) === '57' || / right now\b/.test(text);
 }
 
 /** UNKNOWN_TABLE (60): the lock is gone. */
@@ -225,13 +238,13 @@ async function withMigrationLock<T>(
       logger.warn('lost the migration lock (taken over as stale); waiting for it again');
     } finally {
       clearInterval(heartbeat);
-      if (!lost) {
-        try {
-          if (ownerOf(await readLock()).owner === holder) await command(client, q.release, 'release the migration lock');
-        } catch (err) {
-          // Left behind, it is taken over once stale.
-          logger.warn('could not release the migration lock', { err });
-        }
+      // Even after a look that said it was lost (the lock set aside for a moment by a waiter, then
+      // put back): it is dropped only if it names this instance.
+      try {
+        if (ownerOf(await readLock()).owner === holder) await command(client, q.release, 'release the migration lock');
+      } catch (err) {
+        // Left behind, it is taken over once stale.
+        logger.warn('could not release the migration lock', { err });
       }
     }
   }
@@ -260,9 +273,8 @@ async function withMigrationLock<T>(
       else badSince = undefined;
       const stale = owner === '' ? Date.now() - badSince! > staleMs : ageSeconds * 1000 > staleMs;
       if (stale) {
-        await takeOver(owner, ageSeconds);
         badSince = undefined;
-        continue;
+        if (await takeOver(owner, ageSeconds)) continue;
       }
       if (Date.now() - lastLog >= 10_000) {
         lastLog = Date.now();
@@ -272,18 +284,21 @@ async function withMigrationLock<T>(
     }
   }
 
-  async function takeOver(judged: string, ageSeconds: number): Promise<void> {
+  /** Sets a stale lock aside; true when something changed (the lock was moved), so it is worth trying to take it at once. */
+  async function takeOver(judged: string, ageSeconds: number): Promise<boolean> {
     logger.warn('taking over a stale migration lock', { holder: judged || '(none)', heartbeatAgeSeconds: Number.isFinite(ageSeconds) ? ageSeconds : null });
     const aside = `${MIGRATION_LOCK_TABLE}_stale_${randomUUID().replaceAll('-', '')}`;
     try {
       await command(client, q.setAside(aside), 'set a stale migration lock aside');
     } catch {
-      return; // another waiter set it aside first
+      return false; // another waiter set it aside first, or renaming is refused: look again after a pause
     }
-    const now = ownerOf(await readLock(aside).catch(() => []));
+    const rows = await readLock(aside).catch(() => null);
+    // Unreadable now: dropped only if it was unreadable (judged ownerless) before too.
+    const now = rows === null ? (judged === '' ? { owner: '' } : { owner: null }) : ownerOf(rows);
     if (now.owner === judged) {
       await command(client, q.dropAside(aside), 'drop a stale migration lock').catch(() => {});
-      return;
+      return true;
     }
     // Another waiter took the lock over between this one's look and its rename: give it back.
     // If a third has created the lock meanwhile, this one is gone; its owner finds out before its
@@ -291,6 +306,7 @@ async function withMigrationLock<T>(
     await command(client, q.putBack(aside), 'put a migration lock back').catch(() =>
       command(client, q.dropAside(aside), 'drop a migration lock').catch(() => {}),
     );
+    return true;
   }
 }
 
