@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { LIVE_OVERLAP_MS, firstPoll, newChanges, type CaseChangeNotice } from './live.ts';
+import { LIVE_OVERLAP_MS, announce, firstPoll, newChanges, readable, unseen, type CaseChangeNotice } from './live.ts';
 
 const change = (case_id: string, version: number): CaseChangeNotice => ({ case_id, version: String(version), status: 'open', severity: 'high' });
 
@@ -35,13 +35,37 @@ describe('live feed: what a poll announces', () => {
   test('the first poll announces what was stored after the first browser subscribed, even before the poll read it; nothing older', () => {
     const seen = new Map<string, number>();
     const first = firstPoll([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, 5_000);
-    expect(first.fresh.map((c) => c.case_id)).toEqual(['NEW']);
-    expect(first.newest).toBe(5_200);
+    expect(first.candidates.map((c) => c.case_id)).toEqual(['NEW']);
+    expect(first.newest).toBe(4_999);
+    const announced = announce(first.candidates, seen, first.newest);
+    expect(announced.newest).toBe(5_200);
     // The next poll reads them all again and announces nothing twice.
-    expect(newChanges([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, first.newest).fresh).toEqual([]);
+    expect(newChanges([change('OLD', 4_000), change('NEW', 5_200), change('OLD2', 4_999)], seen, announced.newest).fresh).toEqual([]);
     // The newest version kept is the newest read, not the subscription's clock: a clock ahead of
     // the writers' must not move the next polls' reads above their changes.
-    expect(firstPoll([change('OLD', 4_000)], new Map(), 5_000)).toEqual({ fresh: [], newest: 4_000 });
+    expect(firstPoll([change('OLD', 4_000)], new Map(), 5_000)).toEqual({ candidates: [], newest: 4_000 });
     expect(firstPoll([], new Map(), 5_000 + LIVE_OVERLAP_MS).newest).toBe(5_000);
+  });
+
+  test('a change is announced only once case_state holds its version (or a later one); until then the next poll reads it again', () => {
+    const seen = new Map<string, number>();
+    const rows = [change('C1', 1_000), change('C2', 1_100), change('C3', 1_200)];
+    // case_state holds C1 at a later version, C2 at an earlier one, C3 not at all.
+    const held = new Map([
+      ['C1', 1_050],
+      ['C2', 1_000],
+    ]);
+    const first = announce(readable(unseen(rows, seen), held), seen, 900);
+    expect(first.fresh.map((c) => c.case_id)).toEqual(['C1']);
+    expect(first.newest).toBe(1_000);
+    // Not marked seen: the next poll's candidates, announced once case_state holds them.
+    expect(unseen(rows, seen).map((c) => c.case_id)).toEqual(['C2', 'C3']);
+    held.set('C2', 1_100).set('C3', 1_200);
+    expect(announce(readable(unseen(rows, seen), held), seen, first.newest).fresh.map((c) => c.case_id)).toEqual(['C2', 'C3']);
+    expect(unseen(rows, seen)).toEqual([]);
+  });
+
+  test('a version copied twice is one candidate', () => {
+    expect(unseen([change('C1', 1_000), change('C1', 1_000), change('C1', 1_001)], new Map()).map((c) => c.version)).toEqual(['1000', '1001']);
   });
 });

@@ -10,41 +10,68 @@ export interface CaseChangeNotice {
   severity: string;
 }
 
+/** A change as a poll reads it: with its entity, by which case_state is looked up. */
+export interface CaseChangeRow extends CaseChangeNotice {
+  entity_type: string;
+  entity_id: string;
+}
+
 /** At most this many changes per poll are read, the newest; pages reload their data on any change anyway. */
 const POLL_ROWS = 2_000;
+
+/** At most this many changes are looked up in case_state per statement (bounds the statement's size). */
+const CHECK_ROWS = 200;
 
 /**
  * Each poll reads again the changes of this long before the newest one it has seen. A version is
  * the writer's clock when it decided the change, and its insert may become visible after a later
  * version's (several writers, a slow insert): such a change is still announced, once, if it
- * becomes visible within this time.
+ * becomes visible within this time. A change case_state does not hold yet is read again too.
  */
 export const LIVE_OVERLAP_MS = 60_000;
 
 /** The statements the feed sends (listed in test/sql-catalog.ts). */
 export function liveQueries(database: string) {
-  // case_changes (migration 023) is ordered by version: a poll reads only the changes it asks for.
-  const changes = ident(database, 'case_changes');
+  // case_feed (migration 026) is ordered by version: a poll reads only the changes it asks for.
+  const changes = ident(database, 'case_feed');
+  const state = ident(database, 'case_state');
   return {
     /** The newest changes with a version of at least `from`, one row per (case, version): a version may be copied twice. */
     since: (from: number) =>
-      sql`SELECT case_id, version, status, severity FROM ${changes} WHERE version >= ${Math.max(0, Math.floor(from))}
+      sql`SELECT case_id, version, status, severity, entity_type, entity_id FROM ${changes} WHERE version >= ${Math.max(0, Math.floor(from))}
   ORDER BY version DESC, case_id LIMIT 1 BY case_id, version LIMIT ${POLL_ROWS}`,
+    /**
+     * The newest version case_state holds of each of these cases, found by its key. The inbox
+     * reads case_state, filled by another view of the same INSERT, possibly later: a change is
+     * announced only once this reaches its version, so a page reloaded for it shows it.
+     */
+    held: (rows: readonly CaseChangeRow[]) =>
+      sql`SELECT case_id, max(version) AS version FROM ${state}
+  WHERE entity_type IN ${[...new Set(rows.map((r) => r.entity_type))]} AND entity_id IN ${[...new Set(rows.map((r) => r.entity_id))]}
+    AND case_id IN ${[...new Set(rows.map((r) => r.case_id))]}
+  GROUP BY case_id`,
   };
 }
 
-/**
- * What a poll announces: the changes not announced before, oldest first. `seen` (case id and
- * version) is updated, and forgets what is older than `LIVE_OVERLAP_MS` before the newest
- * version, which the next poll no longer reads. Returns the new newest version too. Pure but for `seen`.
- */
-export function newChanges(rows: readonly CaseChangeNotice[], seen: Map<string, number>, newest: number): { fresh: CaseChangeNotice[]; newest: number } {
-  const fresh: CaseChangeNotice[] = [];
+/** The rows of a poll not announced before, one per (case, version). Pure. */
+export function unseen<T extends CaseChangeNotice>(rows: readonly T[], seen: ReadonlyMap<string, number>): T[] {
+  const out = new Map<string, T>();
   for (const r of rows) {
     const key = `${r.version}|${r.case_id}`;
-    if (seen.has(key)) continue;
-    seen.set(key, Number(r.version));
-    fresh.push(r);
+    if (!seen.has(key) && !out.has(key)) out.set(key, r);
+  }
+  return [...out.values()];
+}
+
+/**
+ * Marks `ready` announced in `seen` and returns them oldest first, with the new newest version.
+ * `seen` forgets what is older than `LIVE_OVERLAP_MS` before the newest version, which the next
+ * poll no longer reads. Pure but for `seen`.
+ */
+export function announce<T extends CaseChangeNotice>(ready: readonly T[], seen: Map<string, number>, newest: number): { fresh: T[]; newest: number } {
+  const fresh = unseen(ready, seen);
+  for (const r of fresh) {
+    seen.set(`${r.version}|${r.case_id}`, Number(r.version));
     newest = Math.max(newest, Number(r.version));
   }
   for (const [key, version] of seen) if (version < newest - LIVE_OVERLAP_MS) seen.delete(key);
@@ -52,24 +79,36 @@ export function newChanges(rows: readonly CaseChangeNotice[], seen: Map<string, 
   return { fresh, newest };
 }
 
+/** What a poll announces when every change it read is readable by the pages: `announce(unseen(rows))`. */
+export function newChanges<T extends CaseChangeNotice>(rows: readonly T[], seen: Map<string, number>, newest: number): { fresh: T[]; newest: number } {
+  return announce(unseen(rows, seen), seen, newest);
+}
+
 /**
  * The first poll after the first browser subscribed at `startedAt` (it reads from the overlap
- * before it): changes with an older version are marked seen and not announced (the page already
- * shows them); the others are news.
+ * before it): changes with an older version are marked seen and never announced (the page already
+ * shows them); the others are `candidates`, news once the pages can read them.
  */
-export function firstPoll(rows: readonly CaseChangeNotice[], seen: Map<string, number>, startedAt: number): { fresh: CaseChangeNotice[]; newest: number } {
+export function firstPoll<T extends CaseChangeNotice>(rows: readonly T[], seen: Map<string, number>, startedAt: number): { candidates: T[]; newest: number } {
   // The newest version kept is one read (the writers' clocks), never this process's own clock:
   // were it ahead of theirs by more than the overlap, later polls would read above their changes.
-  const before = newChanges(
+  const before = announce(
     rows.filter((r) => Number(r.version) < startedAt),
     seen,
     startedAt - LIVE_OVERLAP_MS,
   );
-  return newChanges(
-    rows.filter((r) => Number(r.version) >= startedAt),
-    seen,
-    before.newest,
-  );
+  return {
+    candidates: unseen(
+      rows.filter((r) => Number(r.version) >= startedAt),
+      seen,
+    ),
+    newest: before.newest,
+  };
+}
+
+/** The changes whose version case_state holds (`held`: its newest version per case). Pure. */
+export function readable<T extends CaseChangeNotice>(candidates: readonly T[], held: ReadonlyMap<string, number>): T[] {
+  return candidates.filter((c) => (held.get(c.case_id) ?? -1) >= Number(c.version));
 }
 
 /**
@@ -88,24 +127,39 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
   const seen = new Map<string, number>();
   let polling = false;
 
+  /** The newest version case_state holds of each candidate's case, looked up by key in bounded statements. */
+  async function heldVersions(candidates: readonly CaseChangeRow[]): Promise<Map<string, number>> {
+    const held = new Map<string, number>();
+    for (let i = 0; i < candidates.length; i += CHECK_ROWS) {
+      const rows = await queryRows<{ case_id: string; version: string }>(deps.clickhouse, q.held(candidates.slice(i, i + CHECK_ROWS)), 'live feed check');
+      for (const r of rows) held.set(r.case_id, Number(r.version));
+    }
+    return held;
+  }
+
   async function poll(): Promise<void> {
     if (polling) return;
     polling = true;
     try {
+      let candidates: CaseChangeRow[];
+      let base: number;
       if (newest === undefined) {
         // What was stored before the first browser listened is not news; what follows is, even a
         // change stored between the subscription and this first poll's read (a slow server).
-        const from = startedAt;
-        const rows = await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(from - LIVE_OVERLAP_MS), 'live feed');
-        const split = firstPoll(rows, seen, from);
-        newest = split.newest;
-        if (split.fresh.length > 0) for (const listen of listeners) listen(split.fresh);
-        return;
+        const rows = await queryRows<CaseChangeRow>(deps.clickhouse, q.since(startedAt - LIVE_OVERLAP_MS), 'live feed');
+        ({ candidates, newest: base } = firstPoll(rows, seen, startedAt));
+        newest = base;
+      } else {
+        base = newest;
+        candidates = unseen(await queryRows<CaseChangeRow>(deps.clickhouse, q.since(base - LIVE_OVERLAP_MS), 'live feed'), seen);
       }
-      const result = newChanges(await queryRows<CaseChangeNotice>(deps.clickhouse, q.since(newest - LIVE_OVERLAP_MS), 'live feed'), seen, newest);
+      if (candidates.length === 0) return;
+      // A change case_state does not hold yet stays unseen: the next poll reads it again.
+      const result = announce(readable(candidates, await heldVersions(candidates)), seen, base);
       newest = result.newest;
       if (result.fresh.length === 0) return;
-      for (const listen of listeners) listen(result.fresh);
+      const notices = result.fresh.map(({ case_id, version, status, severity }) => ({ case_id, version, status, severity }));
+      for (const listen of listeners) listen(notices);
     } catch (err) {
       // The next poll tries again; browsers keep their connection.
       deps.logger.warn('live feed poll failed', { err });

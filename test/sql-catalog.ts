@@ -204,6 +204,13 @@ function consoleStatements(database: string): CatalogStatement[] {
     { name: 'rule stats and precision', sql: cases.ruleStats(Date.UTC(2026, 10, 25, 11)) },
     { name: 'ids of the cases of entities', sql: cases.idsOfEntities('order', ['o-1', "o'2"]) },
     { name: 'live feed', sql: liveQueries(database).since(1764000000000) },
+    {
+      name: 'live feed check against case_state',
+      sql: liveQueries(database).held([
+        { case_id: "C'1", version: '1764000000000', status: 'open', severity: 'high', entity_type: 'ip', entity_id: '"><x>' },
+        { case_id: 'C2', version: '1764000000001', status: 'open', severity: 'low', entity_type: 'order', entity_id: 'o-1' },
+      ]),
+    },
     { name: 'order story (by order or transaction id)', sql: orderReportsQuery(database, '"><script>x</script>') },
     ...['ip', 'device', 'user', 'order', 'merchant'].map((entity) => ({
       name: `${entity} timeline`,

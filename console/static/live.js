@@ -5,24 +5,48 @@
   const main = document.querySelector('main[data-live]');
   if (!main || !window.EventSource) return;
   const status = document.getElementById('live-status');
-  let pending = false;
+  let running = false; // a fetch of the page is under way
+  let wanted = false; // a change was announced since it started: what it reads may predate it
+  let retries = 0;
   async function refresh() {
-    if (pending) return;
-    pending = true;
+    if (running) {
+      wanted = true;
+      return;
+    }
+    running = true;
+    wanted = false;
+    let ok = false;
     try {
       const res = await fetch(location.href, { credentials: 'same-origin', headers: { accept: 'text/html' } });
-      if (!res.ok) return;
-      const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
-      const next = doc.querySelector('main[data-live]');
-      // Keep a form the user is typing in: swap only when no field of the page has focus.
-      const active = document.activeElement;
-      if (next && !(active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) main.replaceChildren(...next.childNodes);
+      if (res.ok) {
+        const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+        const next = doc.querySelector('main[data-live]');
+        // Keep a form the user is typing in: swap only when no field of the page has focus.
+        const active = document.activeElement;
+        if (next && !(active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) main.replaceChildren(...next.childNodes);
+        ok = true;
+      }
+    } catch {
+      // The server could not be reached: tried again below.
     } finally {
-      pending = false;
+      running = false;
     }
+    if (ok) retries = 0;
+    if (wanted) void refresh();
+    // A failed fetch would leave the page without the change it was told of: a few more tries.
+    else if (!ok && retries < 5) setTimeout(() => void refresh(), 1000 * ++retries);
   }
+  let dropped = false;
   const source = new EventSource('/events');
   source.addEventListener('cases', () => void refresh());
-  source.addEventListener('open', () => status && (status.textContent = 'live'));
-  source.addEventListener('error', () => status && (status.textContent = 'reconnecting…'));
+  source.addEventListener('open', () => {
+    if (status) status.textContent = 'live';
+    // Changes announced while the connection was down were not heard: read the page again.
+    if (dropped) void refresh();
+    dropped = false;
+  });
+  source.addEventListener('error', () => {
+    dropped = true;
+    if (status) status.textContent = 'reconnecting…';
+  });
 })();
