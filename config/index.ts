@@ -281,7 +281,8 @@ export const settings = {
   consoleLiveMs: {
     env: 'CONSOLE_LIVE_MS',
     default: '2000',
-    description: 'How often the console looks for case changes to push to open inbox and case pages (ms; one query per instance, however many pages are open).',
+    description:
+      'How often the console looks for case changes to push to open inbox and case pages (ms; one poll per instance, however many pages are open: a query, and a look-up of the changes it found).',
     parse: int(200, 60_000),
   },
   reportsDir: {

@@ -49,20 +49,54 @@ describe('live feed: what a poll announces', () => {
 
   test('a change is announced only once case_state holds its version (or a later one); until then the next poll reads it again', () => {
     const seen = new Map<string, number>();
+    const waiting = new Map<string, number>();
     const rows = [change('C1', 1_000), change('C2', 1_100), change('C3', 1_200)];
     // case_state holds C1 at a later version, C2 at an earlier one, C3 not at all.
     const held = new Map([
       ['C1', 1_050],
       ['C2', 1_000],
     ]);
-    const first = announce(readable(unseen(rows, seen), held), seen, 900);
+    const first = announce(readable(unseen(rows, seen), held, waiting, 50_000), seen, 900);
     expect(first.fresh.map((c) => c.case_id)).toEqual(['C1']);
     expect(first.newest).toBe(1_000);
+    expect([...waiting]).toEqual([
+      ['1100|C2', 50_000],
+      ['1200|C3', 50_000],
+    ]);
     // Not marked seen: the next poll's candidates, announced once case_state holds them.
     expect(unseen(rows, seen).map((c) => c.case_id)).toEqual(['C2', 'C3']);
     held.set('C2', 1_100).set('C3', 1_200);
-    expect(announce(readable(unseen(rows, seen), held), seen, first.newest).fresh.map((c) => c.case_id)).toEqual(['C2', 'C3']);
+    expect(announce(readable(unseen(rows, seen), held, waiting, 51_000), seen, first.newest).fresh.map((c) => c.case_id)).toEqual(['C2', 'C3']);
     expect(unseen(rows, seen)).toEqual([]);
+    expect(waiting.size).toBe(0);
+  });
+
+  test('a change case_state never receives is let through after the overlap, not looked up forever', () => {
+    const waiting = new Map<string, number>();
+    const lost = [change('C9', 1_000)];
+    expect(readable(lost, new Map(), waiting, 10_000)).toEqual([]);
+    expect(readable(lost, new Map(), waiting, 10_000 + LIVE_OVERLAP_MS - 1)).toEqual([]);
+    expect(readable(lost, new Map(), waiting, 10_000 + LIVE_OVERLAP_MS)).toEqual(lost);
+    expect(waiting.size).toBe(0);
+  });
+
+  test('after the first poll (which reads twice the overlap back), the next polls find everything before the subscription seen', () => {
+    const seen = new Map<string, number>();
+    const startedAt = 1_000_000;
+    // Stored 90 s and 30 s before the subscription: read by the first poll, not news.
+    const before = [change('A', startedAt - 90_000), change('B', startedAt - 30_000)];
+    const first = firstPoll(before, seen, startedAt);
+    expect(first.candidates).toEqual([]);
+    // The next poll reads from the overlap before the newest version kept.
+    const from = first.newest - LIVE_OVERLAP_MS;
+    expect(from).toBeGreaterThanOrEqual(startedAt - 2 * LIVE_OVERLAP_MS);
+    expect(
+      newChanges(
+        before.filter((c) => Number(c.version) >= from),
+        seen,
+        first.newest,
+      ).fresh,
+    ).toEqual([]);
   });
 
   test('a version copied twice is one candidate', () => {

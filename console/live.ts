@@ -46,7 +46,7 @@ export function liveQueries(database: string) {
      * announced only once this reaches its version, so a page reloaded for it shows it.
      */
     held: (rows: readonly CaseChangeRow[]) =>
-      sql`SELECT case_id, max(version) AS version FROM ${state}
+      sql`SELECT case_id, max(version) AS held_version FROM ${state}
   WHERE entity_type IN ${[...new Set(rows.map((r) => r.entity_type))]} AND entity_id IN ${[...new Set(rows.map((r) => r.entity_id))]}
     AND case_id IN ${[...new Set(rows.map((r) => r.case_id))]}
   GROUP BY case_id`,
@@ -85,9 +85,9 @@ export function newChanges<T extends CaseChangeNotice>(rows: readonly T[], seen:
 }
 
 /**
- * The first poll after the first browser subscribed at `startedAt` (it reads from the overlap
- * before it): changes with an older version are marked seen and never announced (the page already
- * shows them); the others are `candidates`, news once the pages can read them.
+ * The first poll after the first browser subscribed at `startedAt` (it reads from twice the
+ * overlap before it): changes with an older version are marked seen and never announced (the page
+ * already shows them); the others are `candidates`, news once the pages can read them.
  */
 export function firstPoll<T extends CaseChangeNotice>(rows: readonly T[], seen: Map<string, number>, startedAt: number): { candidates: T[]; newest: number } {
   // The newest version kept is one read (the writers' clocks), never this process's own clock:
@@ -106,9 +106,30 @@ export function firstPoll<T extends CaseChangeNotice>(rows: readonly T[], seen: 
   };
 }
 
-/** The changes whose version case_state holds (`held`: its newest version per case). Pure. */
-export function readable<T extends CaseChangeNotice>(candidates: readonly T[], held: ReadonlyMap<string, number>): T[] {
-  return candidates.filter((c) => (held.get(c.case_id) ?? -1) >= Number(c.version));
+/**
+ * The candidates the pages can read: case_state (`held`: its newest version per case) holds their
+ * version. The others wait in `waitingSince` (key: when this process first found it waiting) and
+ * stay unseen, so the next poll reads them again; one still waiting after LIVE_OVERLAP_MS (its
+ * INSERT failed between the two views) is let through, so it is not looked up forever. Pure but
+ * for `waitingSince`, which keeps only the candidates still waiting.
+ */
+export function readable<T extends CaseChangeNotice>(
+  candidates: readonly T[],
+  held: ReadonlyMap<string, number>,
+  waitingSince: Map<string, number>,
+  now: number,
+): T[] {
+  const ready: T[] = [];
+  const still = new Map<string, number>();
+  for (const c of candidates) {
+    const key = `${c.version}|${c.case_id}`;
+    const since = waitingSince.get(key) ?? now;
+    if ((held.get(c.case_id) ?? -1) >= Number(c.version) || now - since >= LIVE_OVERLAP_MS) ready.push(c);
+    else still.set(key, since);
+  }
+  waitingSince.clear();
+  for (const [key, since] of still) waitingSince.set(key, since);
+  return ready;
 }
 
 /**
@@ -119,52 +140,65 @@ export function readable<T extends CaseChangeNotice>(candidates: readonly T[], h
 export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: string; intervalMs: number; logger: Logger; now?: () => number }) {
   const q = liveQueries(deps.database);
   const listeners = new Set<(changes: CaseChangeNotice[]) => void>();
+  const clock = deps.now ?? Date.now;
   let timer: NodeJS.Timeout | undefined;
-  /** The newest version seen; undefined until the first poll of a subscription has read it. */
-  let newest: number | undefined;
-  /** When the first listener subscribed (this process's clock, as versions are their writers'). */
-  let startedAt = 0;
-  const seen = new Map<string, number>();
-  let polling = false;
+  /**
+   * What the polls since the first listener subscribed know. A new object when listeners come back
+   * after all had left: a poll still running from before writes into the old one, not this one.
+   */
+  interface Session {
+    /** When the first listener subscribed (this process's clock, as versions are their writers'). */
+    startedAt: number;
+    /** The newest version seen; undefined until the first poll has read it. */
+    newest?: number;
+    seen: Map<string, number>;
+    waitingSince: Map<string, number>;
+    polling: boolean;
+  }
+  let session: Session | undefined;
 
   /** The newest version case_state holds of each candidate's case, looked up by key in bounded statements. */
   async function heldVersions(candidates: readonly CaseChangeRow[]): Promise<Map<string, number>> {
     const held = new Map<string, number>();
     for (let i = 0; i < candidates.length; i += CHECK_ROWS) {
-      const rows = await queryRows<{ case_id: string; version: string }>(deps.clickhouse, q.held(candidates.slice(i, i + CHECK_ROWS)), 'live feed check');
-      for (const r of rows) held.set(r.case_id, Number(r.version));
+      const rows = await queryRows<{ case_id: string; held_version: string }>(deps.clickhouse, q.held(candidates.slice(i, i + CHECK_ROWS)), 'live feed check');
+      for (const r of rows) held.set(r.case_id, Number(r.held_version));
     }
     return held;
   }
 
   async function poll(): Promise<void> {
-    if (polling) return;
-    polling = true;
+    const s = session;
+    if (!s || s.polling) return;
+    s.polling = true;
     try {
       let candidates: CaseChangeRow[];
       let base: number;
-      if (newest === undefined) {
+      if (s.newest === undefined) {
         // What was stored before the first browser listened is not news; what follows is, even a
-        // change stored between the subscription and this first poll's read (a slow server).
-        const rows = await queryRows<CaseChangeRow>(deps.clickhouse, q.since(startedAt - LIVE_OVERLAP_MS), 'live feed');
-        ({ candidates, newest: base } = firstPoll(rows, seen, startedAt));
-        newest = base;
+        // change stored between the subscription and this first poll's read (a slow server). The
+        // read goes back twice the overlap: the next polls read from the overlap before the newest
+        // version kept, which may be as old as the overlap before the subscription, and find all of
+        // it seen.
+        const rows = await queryRows<CaseChangeRow>(deps.clickhouse, q.since(s.startedAt - 2 * LIVE_OVERLAP_MS), 'live feed');
+        ({ candidates, newest: base } = firstPoll(rows, s.seen, s.startedAt));
+        s.newest = base;
       } else {
-        base = newest;
-        candidates = unseen(await queryRows<CaseChangeRow>(deps.clickhouse, q.since(base - LIVE_OVERLAP_MS), 'live feed'), seen);
+        base = s.newest;
+        candidates = unseen(await queryRows<CaseChangeRow>(deps.clickhouse, q.since(base - LIVE_OVERLAP_MS), 'live feed'), s.seen);
       }
       if (candidates.length === 0) return;
       // A change case_state does not hold yet stays unseen: the next poll reads it again.
-      const result = announce(readable(candidates, await heldVersions(candidates)), seen, base);
-      newest = result.newest;
-      if (result.fresh.length === 0) return;
+      const result = announce(readable(candidates, await heldVersions(candidates), s.waitingSince, clock()), s.seen, base);
+      s.newest = result.newest;
+      if (result.fresh.length === 0 || session !== s) return;
       const notices = result.fresh.map(({ case_id, version, status, severity }) => ({ case_id, version, status, severity }));
       for (const listen of listeners) listen(notices);
     } catch (err) {
       // The next poll tries again; browsers keep their connection.
       deps.logger.warn('live feed poll failed', { err });
     } finally {
-      polling = false;
+      s.polling = false;
     }
   }
 
@@ -173,7 +207,7 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
     subscribe(listen: (changes: CaseChangeNotice[]) => void): () => void {
       listeners.add(listen);
       if (!timer) {
-        startedAt = (deps.now ?? Date.now)();
+        session = { startedAt: clock(), seen: new Map(), waitingSince: new Map(), polling: false };
         void poll();
         timer = setInterval(() => void poll(), deps.intervalMs);
       }
@@ -182,8 +216,7 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
         if (listeners.size === 0 && timer) {
           clearInterval(timer);
           timer = undefined;
-          newest = undefined;
-          seen.clear();
+          session = undefined;
         }
       };
     },
@@ -191,6 +224,7 @@ export function createCaseFeed(deps: { clickhouse: ClickHouseClient; database: s
       listeners.clear();
       if (timer) clearInterval(timer);
       timer = undefined;
+      session = undefined;
     },
   };
 }

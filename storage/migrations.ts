@@ -88,19 +88,7 @@ export interface MigrateOptions {
  * it, are still met by the checks in applyPending.
  */
 export async function migrate(client: ClickHouseClient, database: string, logger: Logger, options: MigrateOptions = {}): Promise<number[]> {
-  for (const statement of bootstrapStatements(database)) {
-    // 18.16's IF NOT EXISTS is not atomic against another instance's CREATE of the same database
-    // or table at the same moment: that instance has done the work, so the statement is tried again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await command(client, statement, 'create database');
-        break;
-      } catch (err) {
-        if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-      }
-    }
-  }
+  for (const statement of bootstrapStatements(database)) await runTried(client, statement, 'create database');
   const applied = await readApplied(client, database);
   if (loadMigrations(database).every((m) => applied.has(m.version))) return [];
   return withMigrationLock(client, database, logger, options, (held) => applyPending(client, database, logger, held));
@@ -310,6 +298,31 @@ async function withMigrationLock<T>(
   }
 }
 
+/**
+ * Runs one statement, tried up to MIGRATION_STATEMENT_ATTEMPTS times, 200 ms x attempt apart:
+ * 18.16's IF NOT EXISTS is not atomic against another instance's CREATE of the same object at
+ * the same moment, and that instance has done the work, so the idempotent statement is run again.
+ * `settled`, asked after each failure, may say the work was done elsewhere: its answer is returned.
+ */
+async function runTried<S extends string>(
+  client: ClickHouseClient,
+  statement: string,
+  what: string,
+  settled: () => Promise<S | null> = async () => null,
+): Promise<S | 'ran'> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await command(client, statement, what);
+      return 'ran';
+    } catch (err) {
+      const answer = await settled();
+      if (answer !== null) return answer;
+      if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}
+
 /** Applies, in order, the migrations not recorded yet. */
 async function applyPending(client: ClickHouseClient, database: string, logger: Logger, held: () => Promise<void>): Promise<number[]> {
   const db = ident(database);
@@ -333,26 +346,16 @@ async function applyPending(client: ClickHouseClient, database: string, logger: 
           adds.columns.length;
       if (await added()) continue;
       await held();
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await command(client, statement, `migration ${migration.name}`);
-          break;
-        } catch (err) {
-          // Another instance migrating at the same moment added the columns between the check and
-          // the ALTER: the statement's work is done.
-          if (await added()) break;
-          // Or it finished the whole migration (and may have dropped, in a later one, the table
-          // this statement reads or fills).
-          if (await doneElsewhere()) {
-            skipped = true;
-            break;
-          }
-          // Or it created the same object a moment earlier (18.16's IF NOT EXISTS is not atomic
-          // against a concurrent CREATE): the statements are idempotent, so run it again.
-          if (attempt >= MIGRATION_STATEMENT_ATTEMPTS) throw err;
-          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-        }
-      }
+      const outcome = await runTried(client, statement, `migration ${migration.name}`, async () => {
+        // Another instance migrating at the same moment added the columns between the check and
+        // the ALTER: the statement's work is done.
+        if (await added()) return 'done';
+        // Or it finished the whole migration (and may have dropped, in a later one, the table
+        // this statement reads or fills).
+        if (await doneElsewhere()) return 'skip the rest';
+        return null;
+      });
+      skipped = outcome === 'skip the rest';
     }
     if (skipped) continue;
     await command(

@@ -8,6 +8,7 @@
   let running = false; // a fetch of the page is under way
   let wanted = false; // a change was announced since it started: what it reads may predate it
   let retries = 0;
+  let held = false; // a fetched page was not swapped in: the user was typing in a field
   async function refresh() {
     if (running) {
       wanted = true;
@@ -21,9 +22,11 @@
       if (res.ok) {
         const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
         const next = doc.querySelector('main[data-live]');
-        // Keep a form the user is typing in: swap only when no field of the page has focus.
+        // Keep a form the user is typing in: swap only when no field of the page has focus (and
+        // fetch again once the focus leaves the page's fields).
         const active = document.activeElement;
-        if (next && !(active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) main.replaceChildren(...next.childNodes);
+        held = Boolean(next && active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName));
+        if (next && !held) main.replaceChildren(...next.childNodes);
         ok = true;
       }
     } catch {
@@ -36,6 +39,11 @@
     // A failed fetch would leave the page without the change it was told of: a few more tries.
     else if (!ok && retries < 5) setTimeout(() => void refresh(), 1000 * ++retries);
   }
+  // Focus moving to a button of the page (a form being sent) is not leaving it: the swap would
+  // take the button away under the click.
+  main.addEventListener('focusout', (e) => {
+    if (held && !(e.relatedTarget && main.contains(e.relatedTarget))) void refresh();
+  });
   let dropped = false;
   const source = new EventSource('/events');
   source.addEventListener('cases', () => void refresh());

@@ -9,8 +9,9 @@
 -- So the feed now announces a change only once case_state holds it, and looks it up there by
 -- key: each change carries its entity. case_changes cannot take the two columns in place: 18.16
 -- refuses every insert into case_versions while a view on it lacks a column of its target table,
--- which it would between the ALTER and the new view. case_feed replaces it: created and filled
--- beside it, and case_changes is dropped once the feed reads case_feed.
+-- which it would between the ALTER and the new view. case_feed replaces it, created and filled
+-- beside it. case_changes and its view stay for now: consoles of the previous version, still
+-- running during an upgrade, read it for their live feed; a later migration drops them.
 CREATE TABLE IF NOT EXISTS {db}.case_feed
 (
     version UInt64,
@@ -35,7 +36,3 @@ FROM {db}.case_versions;
 INSERT INTO {db}.case_feed
 SELECT version, case_id, status, severity, updated_at, entity_type, entity_id
 FROM {db}.case_versions;
-
-DROP TABLE IF EXISTS {db}.case_changes_mv;
-
-DROP TABLE IF EXISTS {db}.case_changes;

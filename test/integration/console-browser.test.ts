@@ -194,6 +194,28 @@ describe('the support console in a real browser (Debian chromium)', () => {
     expect(errors).toEqual([]);
   });
 
+  test('a page whose reload for a new case fails loads it again, and the case appears', async () => {
+    const { page, errors } = await loggedIn('sam', 'sam-password-1');
+    await expect.poll(() => page.locator('#live-status').innerText()).toBe('live');
+    // The page script's first fetch of the inbox after this point gets a 503 (a restarting server).
+    let refused = 0;
+    await page.route(`${running.url}/`, async (route) => {
+      if (route.request().resourceType() === 'fetch' && refused === 0) {
+        refused++;
+        return route.fulfill({ status: 503, contentType: 'text/plain', body: 'busy' });
+      }
+      return route.continue();
+    });
+    const producer = s.kafka.producer();
+    await producer.connect();
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
+    const [attack] = (await store.applyHits([hit('ip', '192.0.2.201', 'ip_amount_probing', 'high')], Date.now())).opened;
+    await producer.disconnect();
+    await expect.poll(() => page.getByRole('link', { name: attack!.case_id }).count(), { timeout: 15_000 }).toBe(1);
+    expect(refused).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
   test('the order page of a late callback shows both reports in time order with their sources', async () => {
     const { page } = await loggedIn('vic', 'vic-password-1');
     await page.goto(`${running.url}/orders/${LATE_ORDER}`);
