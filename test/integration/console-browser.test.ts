@@ -113,6 +113,19 @@ afterAll(async () => {
   await s.cleanup();
 });
 
+/** Opens a card-testing case on `ip` as detection would (stored and published), while a page is open. */
+async function openProbingCase(ip: string): Promise<Case> {
+  const producer = s.kafka.producer();
+  await producer.connect();
+  try {
+    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
+    const [opened] = (await store.applyHits([hit('ip', ip, 'ip_amount_probing', 'high')], Date.now())).opened;
+    return opened!;
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 /** A fresh browser context logged in as `name`, recording every dialog and script error. */
 async function loggedIn(name: string, password: string): Promise<{ page: Page; dialogs: string[]; errors: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -184,12 +197,8 @@ describe('the support console in a real browser (Debian chromium)', () => {
     const { page, errors } = await loggedIn('sam', 'sam-password-1');
     await expect.poll(() => page.locator('#live-status').innerText()).toBe('live');
     await page.evaluate(() => Object.assign(window, { stillHere: true }));
-    const producer = s.kafka.producer();
-    await producer.connect();
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
-    const [attack] = (await store.applyHits([hit('ip', '192.0.2.200', 'ip_amount_probing', 'high')], Date.now())).opened;
-    await producer.disconnect();
-    await expect.poll(() => page.getByRole('link', { name: attack!.case_id }).count(), { timeout: 15_000 }).toBe(1);
+    const attack = await openProbingCase('192.0.2.200');
+    await expect.poll(() => page.getByRole('link', { name: attack.case_id }).count(), { timeout: 15_000 }).toBe(1);
     expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
     expect(errors).toEqual([]);
   });
@@ -206,12 +215,8 @@ describe('the support console in a real browser (Debian chromium)', () => {
       }
       return route.continue();
     });
-    const producer = s.kafka.producer();
-    await producer.connect();
-    const store = createCaseStore({ clickhouse: s.clickhouse, database: db, producer, topic: casesTopic });
-    const [attack] = (await store.applyHits([hit('ip', '192.0.2.201', 'ip_amount_probing', 'high')], Date.now())).opened;
-    await producer.disconnect();
-    await expect.poll(() => page.getByRole('link', { name: attack!.case_id }).count(), { timeout: 15_000 }).toBe(1);
+    const attack = await openProbingCase('192.0.2.201');
+    await expect.poll(() => page.getByRole('link', { name: attack.case_id }).count(), { timeout: 15_000 }).toBe(1);
     expect(refused).toBe(1);
     expect(errors).toEqual([]);
   });
