@@ -1,5 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { LIVE_OVERLAP_MS, announce, firstPoll, newChanges, readable, unseen, type CaseChangeNotice } from './live.ts';
+import { LIVE_OVERLAP_MS, announce, firstPoll, readable, unseen, type CaseChangeNotice } from './live.ts';
+
+/** What a poll announces when every change it read is readable by the pages. */
+const newChanges = (rows: readonly CaseChangeNotice[], seen: Map<string, number>, newest: number) => announce(unseen(rows, seen), seen, newest);
 
 const change = (case_id: string, version: number): CaseChangeNotice => ({ case_id, version: String(version), status: 'open', severity: 'high' });
 

@@ -53,11 +53,14 @@ export function liveQueries(database: string) {
   };
 }
 
+/** How `seen` and `waitingSince` name a change: its version and case. */
+const changeKey = (c: CaseChangeNotice): string => `${c.version}|${c.case_id}`;
+
 /** The rows of a poll not announced before, one per (case, version). Pure. */
 export function unseen<T extends CaseChangeNotice>(rows: readonly T[], seen: ReadonlyMap<string, number>): T[] {
   const out = new Map<string, T>();
   for (const r of rows) {
-    const key = `${r.version}|${r.case_id}`;
+    const key = changeKey(r);
     if (!seen.has(key) && !out.has(key)) out.set(key, r);
   }
   return [...out.values()];
@@ -71,17 +74,12 @@ export function unseen<T extends CaseChangeNotice>(rows: readonly T[], seen: Rea
 export function announce<T extends CaseChangeNotice>(ready: readonly T[], seen: Map<string, number>, newest: number): { fresh: T[]; newest: number } {
   const fresh = unseen(ready, seen);
   for (const r of fresh) {
-    seen.set(`${r.version}|${r.case_id}`, Number(r.version));
+    seen.set(changeKey(r), Number(r.version));
     newest = Math.max(newest, Number(r.version));
   }
   for (const [key, version] of seen) if (version < newest - LIVE_OVERLAP_MS) seen.delete(key);
   fresh.sort((a, b) => Number(a.version) - Number(b.version) || (a.case_id < b.case_id ? -1 : 1));
   return { fresh, newest };
-}
-
-/** What a poll announces when every change it read is readable by the pages: `announce(unseen(rows))`. */
-export function newChanges<T extends CaseChangeNotice>(rows: readonly T[], seen: Map<string, number>, newest: number): { fresh: T[]; newest: number } {
-  return announce(unseen(rows, seen), seen, newest);
 }
 
 /**
@@ -122,7 +120,7 @@ export function readable<T extends CaseChangeNotice>(
   const ready: T[] = [];
   const still = new Map<string, number>();
   for (const c of candidates) {
-    const key = `${c.version}|${c.case_id}`;
+    const key = changeKey(c);
     const since = waitingSince.get(key) ?? now;
     if ((held.get(c.case_id) ?? -1) >= Number(c.version) || now - since >= LIVE_OVERLAP_MS) ready.push(c);
     else still.set(key, since);
