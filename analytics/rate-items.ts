@@ -155,10 +155,6 @@ FROM (${entries}) AS entries
 ARRAY JOIN e_buckets AS i_bucket`;
 }
 
-/** The buckets (epoch seconds) the items of one run landed in, live or deleted. */
-export const touchedBucketsQuery = (database: string, version: number): string =>
-  sql`SELECT DISTINCT toUInt32(bucket_start) AS b FROM ${ident(database, 'rate_items_touched')} WHERE version = ${version} ORDER BY b`;
-
 /** The columns of payment_rates this project writes, in order (as insertRatesQuery). */
 const storedColumns = identList(['bucket_size', 'bucket_start', 'dimension', 'value', ...countColumns, ...Object.keys(rateColumns), 'computed_at', 'version']);
 

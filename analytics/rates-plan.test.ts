@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { changesReadFrom, planWrites, takeWithin } from './rates.ts';
+import { changesReadFrom, planWrites, stepSlices, takeWithin } from './rates.ts';
 import { bucketRanges } from './rate-items.ts';
 
 const at = (hh: number, mm: number) => Date.UTC(2026, 10, 25, hh, mm);
@@ -82,5 +82,34 @@ describe("where a run reads payment_changes from when the server's clock steps",
 
   test('a cursor from before the server clock was recorded: from the cursor', () => {
     expect(changesReadFrom({ ...cursor, serverAtSec: 0, serverUptime: 0 }, { nowSec: 50_000, uptime: 10 }, 15)).toEqual({ fromSec: 99_985, steppedBackSec: 0 });
+  });
+});
+
+describe('cutting a range into slices of at most N events (backfill, history pass)', () => {
+  // Per 10-second step, newest first, as historyPerStepQuery returns them.
+  const steps = [
+    { k: 1_050, n: 40 },
+    { k: 1_040, n: 70 },
+    { k: 1_020, n: 10 },
+    { k: 1_000, n: 30 },
+  ];
+
+  test('newest first, each at most N events, the last reaching down to the range start', () => {
+    expect(stepSlices(steps, 995_000, 1_060_000, 100)).toEqual([
+      { fromMs: 1_050_000, toMs: 1_060_000, events: 40 },
+      { fromMs: 1_020_000, toMs: 1_050_000, events: 80 },
+      { fromMs: 995_000, toMs: 1_020_000, events: 30 },
+    ]);
+  });
+
+  test('one step over N is a slice of its own; the slices cover the range without gaps', () => {
+    const slices = stepSlices(steps, 995_000, 1_060_000, 20);
+    expect(slices.map((s) => s.events)).toEqual([40, 70, 10, 30]);
+    for (let i = 1; i < slices.length; i++) expect(slices[i]!.toMs).toBe(slices[i - 1]!.fromMs);
+    expect(slices.at(-1)!.fromMs).toBe(995_000);
+  });
+
+  test('a range without events is one empty slice', () => {
+    expect(stepSlices([], 0, 60_000, 100)).toEqual([{ fromMs: 0, toMs: 60_000, events: 0 }]);
   });
 });

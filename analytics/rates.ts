@@ -21,7 +21,6 @@ import {
   ordersInRangeSql,
   readCursorQuery,
   serverNowQuery,
-  touchedBucketsQuery,
   touchedSinceQuery,
   writeCursorQuery,
   writtenRatesQuery,
@@ -218,6 +217,34 @@ export function takeWithin(counts: readonly number[], max: number): number {
 }
 
 /**
+ * Cuts [fromMs, toMs) into slices of at most `max` payment events (at least one 10-second step
+ * each), newest first, from the per-step counts of historyPerStepQuery (newest first): the last
+ * slice reaches down to fromMs. A range without events is one empty slice.
+ */
+export function stepSlices(
+  counts: readonly { k: number; n: number }[],
+  fromMs: number,
+  toMs: number,
+  max: number,
+): { fromMs: number; toMs: number; events: number }[] {
+  const out: { fromMs: number; toMs: number; events: number }[] = [];
+  let top = toMs;
+  for (let i = 0; i < counts.length; ) {
+    const k = takeWithin(
+      counts.slice(i).map((c) => c.n),
+      max,
+    );
+    const last = i + k === counts.length;
+    const sliceFrom = last ? fromMs : Math.max(fromMs, counts[i + k - 1]!.k * 1000);
+    out.push({ fromMs: sliceFrom, toMs: top, events: counts.slice(i, i + k).reduce((a, c) => a + c.n, 0) });
+    top = sliceFrom;
+    i += k;
+  }
+  if (out.length === 0) out.push({ fromMs, toMs, events: 0 });
+  return out;
+}
+
+/**
  * Where a run reads payment_changes from, and by how many seconds the server's clock stepped back
  * since the cursor was written (0: it did not). seen_at is the server's clock at insert, so after a
  * step back of more than the overlap the rows inserted since lie before seen_to. The server's
@@ -261,7 +288,8 @@ export function changesReadFrom(
  *    history pass completed, all dimensions in one statement per hour; then the touched hours from
  *    their 5-minute buckets and the touched days from their hours.
  * A late callback restates its own buckets. A backfill (`from`) rebuilds the items of its range
- * hour by hour from the events (by time), with progress, and writes the range; it is not bounded.
+ * hour by hour from the events (by time), in slices of at most `sliceEvents` events, with progress,
+ * and writes the range; its duration is not bounded, its statements are.
  * Recorded in job_runs.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptions = {}): Promise<JobRun> {
@@ -394,11 +422,13 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       historySteps++;
       const spanFrom = Math.max(cursor.historyFromMs, cursor.coveredFromMs - HOUR_MS);
       const counts = await queryRows<{ k: number; n: string }>(deps.clickhouse, historyPerStepQuery(db, spanFrom, top), 'count history per 10 s');
-      const k = takeWithin(
-        counts.map((c) => Number(c.n)),
+      const [slice] = stepSlices(
+        counts.map((c) => ({ k: Number(c.k), n: Number(c.n) })),
+        spanFrom,
+        top ?? Infinity,
         sliceEvents,
       );
-      const sliceFrom = k === counts.length ? spanFrom : Number(counts[k - 1]!.k) * 1000;
+      const sliceFrom = slice!.fromMs;
       if (counts.length > 0) {
         await items(
           ordersInRangeSql(db, sliceFrom, top),
@@ -411,7 +441,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: RatesRunOptio
       if (counts.length > 0 || cursor.historyFromMs === 0) await commit();
       (historySteps > 2 ? log.info : log.debug)('rates history slice', {
         covered_from: new Date(sliceFrom).toISOString(),
-        events: sumN(counts.slice(0, k)),
+        events: slice!.events,
         elapsed_ms: Date.now() - started,
       });
     }
@@ -532,7 +562,8 @@ async function writeBuckets(
 
 /**
  * A backfill (`analytics run rates --from --to`): builds the items of its range hour by hour from
- * the orders with a payment event in that hour (read by time from payment_events), then writes
+ * the orders with a payment event in that hour (read by time from payment_events), in slices of
+ * at most `sliceEvents` payment events (so a statement's memory does not grow with the rate), then writes
  * every bucket of the range, with progress per hour when it has more than two. When the job has a
  * cursor and the range reaches the buckets whose items are complete, they are complete from the
  * range's start on (which also ends a history pass the range covers).
@@ -541,9 +572,12 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
   const nowMs = now.getTime();
   const fromMs = options.from.getTime();
   const toMs = floorTo(Math.min(options.to?.getTime() ?? nowMs, nowMs), '5m');
+  const sliceEvents = options.sliceEvents ?? RATES_SLICE_EVENTS;
   const window = { from: new Date(fromMs), to: new Date(Math.max(fromMs, toMs)) };
   return runJob(deps, RATES_JOB, window, async () => {
-    const version = Date.now() * 1000 + Math.floor(Math.random() * 1000);
+    // Versions from the wall clock, strictly increasing: one per slice of items, then the rates.
+    let lastVersion = 0;
+    const nextVersion = () => (lastVersion = Math.max(lastVersion + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000)));
     const log = deps.logger.child({ job: RATES_JOB });
     const { chunks } = planChunks(fromMs, toMs);
     // A backfill of more than a couple of hours reports its progress at info level.
@@ -551,23 +585,54 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
     const started = Date.now();
     const cursor = await readCursor(deps);
     const windowStart = chunks[0]?.fiveMin.fromMs ?? fromMs;
+    const firstItems = nextVersion();
+    let usedVersion = 0;
+    let events = 0;
     for (const [i, chunk] of chunks.entries()) {
       const { fromMs: f, toMs: t } = chunk.fiveMin;
+      let slices = 0;
       if (f < t) {
-        await command(
-          deps.clickhouse,
-          insertItemsQuery(deps.database, { orders: ordersInRangeSql(deps.database, f, t), version }),
-          `build rate items of ${new Date(f).toISOString()} .. ${new Date(t).toISOString()}`,
+        // Slices of at most sliceEvents payment events: an hour at 5,000 events/s in one statement
+        // holds millions of orders' states and runs out of memory.
+        const counts = await queryRows<{ k: number; n: string }>(deps.clickhouse, historyPerStepQuery(deps.database, f, t), 'count events per 10 s');
+        const planned = stepSlices(
+          counts.map((c) => ({ k: Number(c.k), n: Number(c.n) })),
+          f,
+          t,
+          sliceEvents,
         );
+        for (const slice of planned) {
+          if (slice.events === 0) continue;
+          const version = nextVersion();
+          await command(
+            deps.clickhouse,
+            insertItemsQuery(deps.database, { orders: ordersInRangeSql(deps.database, slice.fromMs, slice.toMs), version }),
+            `build rate items of ${new Date(slice.fromMs).toISOString()} .. ${new Date(slice.toMs).toISOString()}`,
+          );
+          usedVersion = version;
+          slices++;
+          events += slice.events;
+        }
       }
-      progress('rates items built', { chunk: i + 1, chunks: chunks.length, chunk_from: new Date(f).toISOString(), elapsed_ms: Date.now() - started });
+      progress('rates items built', {
+        chunk: i + 1,
+        chunks: chunks.length,
+        chunk_from: new Date(f).toISOString(),
+        slices,
+        events,
+        elapsed_ms: Date.now() - started,
+      });
     }
     let coveredFromMs = cursor?.coveredFromMs ?? windowStart;
     if (cursor !== null && toMs >= cursor.coveredFromMs) coveredFromMs = Math.min(windowStart, cursor.coveredFromMs);
-    const touched = (await queryRows<{ b: number }>(deps.clickhouse, touchedBucketsQuery(deps.database, version), 'read touched buckets')).map(
-      (r) => Number(r.b) * 1000,
-    );
+    const touched =
+      usedVersion > 0
+        ? (await queryRows<{ b: number }>(deps.clickhouse, touchedSinceQuery(deps.database, firstItems - 1, usedVersion), 'read touched buckets')).map(
+            (r) => Number(r.b) * 1000,
+          )
+        : [];
     const writes = planWrites({ fromMs, toMs }, touched, coveredFromMs);
+    const version = nextVersion();
     const rows = await writeBuckets(deps, { fromMs, toMs, writes, version, coveredFromMs: -Infinity, progress, started });
     if (cursor !== null) {
       // This run wrote its own touched buckets: the scheduled runs need not again.
@@ -578,15 +643,15 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
           seenToSec: cursor.seenToSec,
           coveredFromSec: Math.floor(coveredFromMs / 1000),
           historyFromSec: cursor.historyFromMs > 0 && coveredFromMs > cursor.historyFromMs ? Math.floor(cursor.historyFromMs / 1000) : 0,
-          writtenVersion: Math.max(cursor.writtenVersion, version),
+          writtenVersion: Math.max(cursor.writtenVersion, usedVersion),
           serverAtSec: Number(clock?.t),
           serverUptime: Number(clock?.up),
-          version: Date.now() * 1000 + 999,
+          version: nextVersion(),
         }),
         'move the rates cursor',
       );
     }
-    log.debug('rates written', { buckets: writes.length, touched: touched.length, elapsed_ms: Date.now() - started });
+    log.debug('rates written', { buckets: writes.length, touched: touched.length, events, elapsed_ms: Date.now() - started });
     return rows;
   });
 }

@@ -16,7 +16,6 @@ import {
   ordersInRangeSql,
   readCursorQuery,
   serverNowQuery,
-  touchedBucketsQuery,
   writeCursorQuery,
   writtenRatesQuery,
   touchedSinceQuery,
@@ -254,7 +253,6 @@ function analyticsStatements(database: string): CatalogStatement[] {
     },
     { name: 'rate items of an hour', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, fromMs, toMs), version: 5 }) },
     { name: 'rate items after a window', sql: insertItemsQuery(database, { orders: ordersInRangeSql(database, toMs, null), version: 6 }) },
-    { name: 'touched buckets', sql: touchedBucketsQuery(database, 4) },
     { name: 'touched buckets since a version', sql: touchedSinceQuery(database, 3, 9) },
     {
       name: 'rate items of changes without an upper bound',
