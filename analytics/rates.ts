@@ -196,7 +196,10 @@ export function planWrites(
 const FIVE_MIN_MS = bucketSizes['5m'] * 1000;
 const ceilTo5m = (ms: number): number => Math.ceil(ms / FIVE_MIN_MS) * FIVE_MIN_MS;
 
-/** The most events one slice of a run builds items for, changes or history (at least one second or 10 s step). @default 100,000 */
+/**
+ * The most events one slice builds items for: the changes, the history pass and a backfill's hours
+ * (a slice is at least one second of changes or one 10-second step of events, so it can hold more). @default 100,000
+ */
 export const RATES_SLICE_EVENTS = 100_000;
 /** A scheduled run starts no new slice after this long; the next run continues where it stopped. @default 5 s */
 export const RATES_RUN_BUDGET_MS = 5_000;
@@ -575,7 +578,9 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
   const sliceEvents = options.sliceEvents ?? RATES_SLICE_EVENTS;
   const window = { from: new Date(fromMs), to: new Date(Math.max(fromMs, toMs)) };
   return runJob(deps, RATES_JOB, window, async () => {
-    // Versions from the wall clock, strictly increasing: one per slice of items, then the rates.
+    // Versions from the wall clock, strictly increasing. The slices' item versions follow the first
+    // one by 1: a block below the clock-based versions of any run that starts more than a few
+    // milliseconds later, so marking the block written in the cursor marks no other run's items.
     let lastVersion = 0;
     const nextVersion = () => (lastVersion = Math.max(lastVersion + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000)));
     const log = deps.logger.child({ job: RATES_JOB });
@@ -587,13 +592,14 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
     const windowStart = chunks[0]?.fiveMin.fromMs ?? fromMs;
     const firstItems = nextVersion();
     let usedVersion = 0;
-    let events = 0;
+    let eventsTotal = 0;
     for (const [i, chunk] of chunks.entries()) {
       const { fromMs: f, toMs: t } = chunk.fiveMin;
       let slices = 0;
+      let events = 0;
       if (f < t) {
-        // Slices of at most sliceEvents payment events: an hour at 5,000 events/s in one statement
-        // holds millions of orders' states and runs out of memory.
+        // Slices of at most sliceEvents payment events: a quarter of an hour at 5,000 events/s in one
+        // statement holds over a million orders' states and needed more than 4 GiB.
         const counts = await queryRows<{ k: number; n: string }>(deps.clickhouse, historyPerStepQuery(deps.database, f, t), 'count events per 10 s');
         const planned = stepSlices(
           counts.map((c) => ({ k: Number(c.k), n: Number(c.n) })),
@@ -603,7 +609,7 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
         );
         for (const slice of planned) {
           if (slice.events === 0) continue;
-          const version = nextVersion();
+          const version = usedVersion === 0 ? firstItems : usedVersion + 1;
           await command(
             deps.clickhouse,
             insertItemsQuery(deps.database, { orders: ordersInRangeSql(deps.database, slice.fromMs, slice.toMs), version }),
@@ -612,14 +618,21 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
           usedVersion = version;
           slices++;
           events += slice.events;
+          log.debug('rates items slice', {
+            slice_from: new Date(slice.fromMs).toISOString(),
+            slice_to: new Date(slice.toMs).toISOString(),
+            events: slice.events,
+          });
         }
       }
+      eventsTotal += events;
       progress('rates items built', {
         chunk: i + 1,
         chunks: chunks.length,
         chunk_from: new Date(f).toISOString(),
         slices,
         events,
+        events_total: eventsTotal,
         elapsed_ms: Date.now() - started,
       });
     }
@@ -632,6 +645,7 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
           )
         : [];
     const writes = planWrites({ fromMs, toMs }, touched, coveredFromMs);
+    lastVersion = Math.max(lastVersion, usedVersion);
     const version = nextVersion();
     const rows = await writeBuckets(deps, { fromMs, toMs, writes, version, coveredFromMs: -Infinity, progress, started });
     if (cursor !== null) {
@@ -651,7 +665,7 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
         'move the rates cursor',
       );
     }
-    log.debug('rates written', { buckets: writes.length, touched: touched.length, events, elapsed_ms: Date.now() - started });
+    log.debug('rates written', { buckets: writes.length, touched: touched.length, events: eventsTotal, elapsed_ms: Date.now() - started });
     return rows;
   });
 }
