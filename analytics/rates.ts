@@ -585,9 +585,11 @@ async function backfill(deps: AnalyticsDeps, now: Date, options: RatesRunOptions
     const nextVersion = () => (lastVersion = Math.max(lastVersion + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000)));
     const log = deps.logger.child({ job: RATES_JOB });
     const { chunks } = planChunks(fromMs, toMs);
-    // A backfill of more than a couple of hours reports its progress at info level.
-    const progress = chunks.length > 2 ? log.info : log.debug;
+    // A backfill of more than a couple of hours, or one past its first 10 s (an hour at 5,000
+    // events/s takes minutes), reports its progress at info level.
     const started = Date.now();
+    const progress = (msg: string, fields?: Record<string, unknown>) =>
+      (chunks.length > 2 || Date.now() - started > 10_000 ? log.info : log.debug).call(log, msg, fields);
     const cursor = await readCursor(deps);
     const windowStart = chunks[0]?.fiveMin.fromMs ?? fromMs;
     const firstItems = nextVersion();
