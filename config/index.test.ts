@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     expect(config.kafkaBrokers).toEqual(['127.0.0.1:9092']);
     expect(config.clickhouseUrl).toBe('http://127.0.0.1:8123');
     expect(config.topicPartitions).toBe(6);
-    expect(config.batchMaxRows).toBe(10_000);
+    expect(config.batchMaxRows).toBe(50_000);
     expect(Object.isFrozen(config)).toBe(true);
   });
 

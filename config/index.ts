@@ -225,7 +225,7 @@ export const settings = {
   clickhouseDatabase: { env: 'CLICKHOUSE_DATABASE', default: 'paysentinel', description: 'Database holding all paysentinel tables.', parse: identifier },
   batchMaxRows: {
     env: 'INGEST_BATCH_MAX_ROWS',
-    default: '10000',
+    default: '50000',
     description: 'Flush a ClickHouse insert when this many rows are buffered (at most 100000: the largest batch the size tests cover).',
     parse: int(1, MAX_BATCH_ROWS),
   },
@@ -237,7 +237,7 @@ export const settings = {
   },
   maxBufferedRows: {
     env: 'INGEST_MAX_BUFFERED_ROWS',
-    default: '40000',
+    default: '60000',
     description: 'Pause fetching from Kafka while this many messages wait to be stored.',
     parse: int(1, 10_000_000),
   },
