@@ -134,7 +134,6 @@ export interface Ingestor {
 export function createIngestor(deps: IngestorDeps): Ingestor {
   const { kafka, config, logger, metrics } = deps;
   const topic = config.eventsTopic;
-  const writer = createEventWriter({ http: createClickHouseHttp(config), database: config.clickhouseDatabase, logger, metrics });
   const settings: ConsumerSettings = {
     groupId: config.kafkaGroupId,
     sessionTimeoutMs: 30_000,
@@ -170,6 +169,16 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   let lastFlushAt: number | null = null;
   const wakeup = createWakeup();
   const hardStop = new AbortController();
+  // A 50,000-row batch on a loaded server can take tens of seconds (10,000 rows took up to 5.2 s at
+  // load 8-11); a request given up while the server still runs it is written again, so the
+  // writer waits well past that instead of the client's usual 30 s; a shutdown's deadline still
+  // aborts it.
+  const writer = createEventWriter({
+    http: createClickHouseHttp(config, { timeoutMs: INSERT_TIMEOUT_MS, signal: hardStop.signal }),
+    database: config.clickhouseDatabase,
+    logger,
+    metrics,
+  });
   let flushLoop: Promise<void> = Promise.resolve();
   let failWith: (err: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => (failWith = resolve));
@@ -435,6 +444,9 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt, trouble }),
   };
 }
+
+/** How long one batch write (look-up and insert) may take before it is given up and retried. */
+const INSERT_TIMEOUT_MS = 180_000;
 
 /** Bytes of dead-letter records per send: one record is at most about 700 KB (see toDeadLetter). */
 const DLQ_SEND_BYTES = 512 * 1024;

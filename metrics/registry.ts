@@ -129,9 +129,9 @@ export function createIngestMetrics(registry = new Registry()) {
     insertLatency: registry.histogram(
       'paysentinel_ingest_insert_seconds',
       'Latency of one ClickHouse batch write, including the dedup look-up.',
-      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180],
     ),
-    batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000]),
+    batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000]),
     buffered: registry.gauge('paysentinel_ingest_buffered_rows', 'Rows waiting to be written.'),
     paused: registry.gauge('paysentinel_ingest_paused', '1 while fetching is paused (ClickHouse slow or down, or buffer full).'),
     lag: registry.gauge('paysentinel_consumer_lag', 'Messages not yet committed by the consumer group, per partition.', ['topic', 'partition']),

@@ -38,14 +38,19 @@ export const MAX_EXTERNAL_QUERY_BYTES = 120 * 1024;
  * server reads them in order); the URL carries only the fixed settings. Works on 18.16 and
  * current servers.
  */
-export function createClickHouseHttp(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>, options: { timeoutMs?: number } = {}) {
+export function createClickHouseHttp(
+  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
+  /** signal: aborts every request in flight when it fires (a shutdown's deadline). */
+  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+) {
   const auth = 'Basic ' + Buffer.from(`${config.clickhouseUser}:${config.clickhousePassword}`).toString('base64');
   const timeoutMs = options.timeoutMs ?? 30_000;
+  const abortOf = () => (options.signal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), options.signal]) : AbortSignal.timeout(timeoutMs));
 
   async function post(url: URL, body: BodyInit, what: string, retryStaleSocket = false): Promise<string> {
     let response: Response;
     try {
-      response = await fetch(url, { method: 'POST', headers: { authorization: auth }, body, signal: AbortSignal.timeout(timeoutMs) });
+      response = await fetch(url, { method: 'POST', headers: { authorization: auth }, body, signal: abortOf() });
     } catch (err) {
       // A kept-alive socket the server closed meanwhile fails at once with EPIPE/ECONNRESET; a
       // read-only query is simply sent again on a fresh one. Inserts are left to the caller's
