@@ -23,7 +23,7 @@ export interface BacklogOptions {
  * rows are bench and test data written once, not a pipeline guarantee: ingest has its own
  * retries behind the dedup look-up.
  */
-function insert(http: ClickHouseHttp, table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
+export function insert(http: ClickHouseHttp, table: SqlFragment, lines: readonly string[], what: string): Promise<void> {
   return retry(() => http.insertLines(table, lines, what), { retries: 5 });
 }
 

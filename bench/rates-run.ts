@@ -12,7 +12,6 @@
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
 import { validateEvent } from '../contract/index.ts';
-import { retry } from '../errors/index.ts';
 import { run as runRates, RATES_JOB } from '../analytics/rates.ts';
 import { readCursorQuery, writeCursorQuery } from '../analytics/rate-items.ts';
 import { run as runReconcile } from '../analytics/reconcile.ts';
@@ -23,6 +22,7 @@ import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
 import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
 import { createTrafficGenerator, type TrafficItem } from '../simulator/generate.ts';
+import { insert } from './backlog.ts';
 
 const history = Number(process.argv[2] ?? 4_500_000);
 const newSeconds = Number(process.argv[3] ?? 60);
@@ -54,8 +54,7 @@ async function write(untilMs: number): Promise<number> {
   const flush = async () => {
     const batch = lines;
     lines = [];
-    // An idle kept-alive socket the server closed is refused at once; sent again on a fresh one.
-    await retry(() => http.insertLines(table, batch, 'insert events'), { retries: 5 });
+    await insert(http, table, batch, 'insert events');
     written += batch.length;
   };
   for (let item = held ?? generator.next(); item; item = generator.next()) {
