@@ -129,4 +129,61 @@ describe('payment event contract', () => {
     expect(parseRfc3339('2100-02-29T00:00:00Z')).toBeNull();
     expect(parseRfc3339('2000-02-29T00:00:00Z')).toBe(Date.UTC(2000, 1, 29));
   });
+
+  test('parseRfc3339 answers as the regular expression it replaced, on valid and broken timestamps', () => {
+    // The pattern and arithmetic parseRfc3339 used before it read characters itself.
+    const pattern = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/;
+    const reference = (value: string): number | null => {
+      const m = pattern.exec(value);
+      if (!m) return null;
+      const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m.map((x) => x ?? '');
+      const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number) as [number, number, number, number, number, number];
+      const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+      const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+      if (month < 1 || month > 12 || day < 1 || day > days || hour > 23 || minute > 59 || second > 59) return null;
+      if (sign && (Number(oh) > 23 || Number(om) > 59)) return null;
+      const offsetMin = sign ? (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om)) : 0;
+      const ms = frac ? Number(frac.slice(1).padEnd(3, '0').slice(0, 3)) : 0;
+      const epoch = Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000;
+      // Years 0-99 are read by Date.UTC as 1900-1999; the pattern let 0070 through as 1970.
+      return epoch < 0 || epoch > Date.UTC(2106, 0, 1) - 1 || year < 1969 ? null : epoch;
+    };
+    const seeds = [
+      '2026-11-25T10:15:00Z',
+      '2026-11-25t10:15:00.5z',
+      '2026-11-25 10:15:00.123456789+08:00',
+      '1969-12-31T23:30:00-01:00',
+      '1970-01-01T00:00:00Z',
+      '2105-12-31T23:59:59.999Z',
+      '2024-02-29T00:00:00-23:59',
+      '2026-11-25T10:15:00.1234567890Z',
+      '0070-01-01T00:00:00Z',
+    ];
+    const alphabet = '0123456789-:.TtZz +x١';
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let valid = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let text = seeds[random(seeds.length)]!;
+      for (let edits = random(3); edits > 0; edits--) {
+        const at = random(text.length + 1);
+        const what = random(3);
+        const char = alphabet[random(alphabet.length)]!;
+        text =
+          what === 0
+            ? text.slice(0, at) + char + text.slice(at + 1)
+            : what === 1
+              ? text.slice(0, at) + char + text.slice(at)
+              : text.slice(0, at) + text.slice(at + 1);
+      }
+      const expected = reference(text);
+      if (expected !== null) valid++;
+      expect([text, parseRfc3339(text)]).toEqual([text, expected]);
+    }
+    expect(valid).toBeGreaterThan(2_000);
+    for (const text of seeds) expect([text, parseRfc3339(text)]).toEqual([text, reference(text)]);
+  });
 });
