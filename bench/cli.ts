@@ -5,7 +5,7 @@ import { createLogger } from '../log/index.ts';
 import { numberOption, parseCommandArgs, type Command } from '../cli/command.ts';
 import { parseDuration } from '../rules/duration.ts';
 import { runDetectBench, runDetectThroughput, type DetectBenchResult, type Latency, type RatesFreshness } from './detect.ts';
-import { runIngestBench, type IngestBenchResult } from './ingest.ts';
+import { parseVariant, runIngestBench, type IngestBenchResult } from './ingest.ts';
 
 const help = `Usage: paysentinel bench detect [--rate 5000] [--duration 60s] [--attacks 20] [--history 0] [--no-seed-rates] [--backlog 1000000] [--json]
 
@@ -34,13 +34,16 @@ Measures detection two ways and writes both to out/bench-detect.json:
      plus one card-testing burst) into a fresh database and times the detector working them
      off with the shipped rules: events/s detection alone keeps pace with (0 skips it).
 
-Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--processes 1] [--seed 1] [--no-baseline] [--no-detection] [--timeout 15m] [--json]
+Usage: paysentinel bench ingest [--count 1000000] [--partitions 6] [--processes 1] [--seed 1] [--no-baseline] [--no-detection]
+                               [--variant LABEL:NAME=VALUE,... ...] [--rounds 1] [--timeout 15m] [--json]
 
 Produces --count simulator events to a fresh topic, then measures end to end, one after the
 other and each with its own consumer group and database:
   1. "paysentinel start --roles ingest" (real child processes, --processes of them sharing the
      consumer group) consuming them into ClickHouse, until every distinct event is stored:
-     events/s from process start, events/s once rows flow, peak RSS (VmHWM) of each process;
+     events/s from process start (its database migrated before, as the baselines' tables
+     are created before their clocks start), events/s once rows flow, peak RSS (VmHWM) of each
+     process;
   2. the same with every role ("paysentinel start"): ingest while detection works beside it;
   3. ClickHouse's own Kafka table engine with a materialized view consuming the same topic
      into a plain MergeTree table (no validation, no dead-letter, no dedup): rows/s;
@@ -56,6 +59,11 @@ Options:
   --seed N         Simulator seed (default 1)
   --no-baseline    Skip the Kafka-engine baselines (3. and 4.)
   --no-detection   Skip the run with every role (2.): a quicker A/B of ingest alone
+  --variant V      Settings to compare, as LABEL:NAME=VALUE,NAME=VALUE (repeatable): 1. runs
+                   once per variant with those environment variables added, on the same topic
+                   (e.g. --variant serial:INGEST_WRITE_CONCURRENCY=1 --variant two:INGEST_WRITE_CONCURRENCY=2)
+  --rounds N       With --variant: run every variant N times, interleaved (default 1); the
+                   ratios use the first variant's first run
   --timeout D      Give up waiting for either consumer after D (default 15m)
   --json           Print the result as JSON`;
 
@@ -73,6 +81,8 @@ export const benchCommand: Command = {
         seed: { type: 'string' },
         'no-baseline': { type: 'boolean' },
         'no-detection': { type: 'boolean' },
+        variant: { type: 'string', multiple: true },
+        rounds: { type: 'string' },
         timeout: { type: 'string' },
         rate: { type: 'string' },
         duration: { type: 'string' },
@@ -142,6 +152,12 @@ export const benchCommand: Command = {
     }
     const timeoutMs = values.timeout === undefined ? 15 * 60_000 : parseDuration(values.timeout);
     if (timeoutMs === null) throw new PaysentinelError('USAGE', `--timeout ${values.timeout} is not a duration such as 15m`);
+    const variants = (values.variant ?? []).map((text) => {
+      const v = parseVariant(text);
+      if (!v)
+        throw new PaysentinelError('USAGE', `--variant ${text} is not LABEL:NAME=VALUE,NAME=VALUE (names in capitals, e.g. serial:INGEST_WRITE_CONCURRENCY=1)`);
+      return v;
+    });
     const config = loadConfig();
     const result = await runIngestBench(config, createLogger({ level: 'warn' }), {
       count: numberOption('bench', 'count', values.count, 1_000_000, 1),
@@ -150,6 +166,8 @@ export const benchCommand: Command = {
       processes: numberOption('bench', 'processes', values.processes, 1, 1),
       skipBaseline: values['no-baseline'] === true,
       skipDetection: values['no-detection'] === true,
+      variants,
+      rounds: numberOption('bench', 'rounds', values.rounds, 1, 1),
       timeoutMs,
       progress: (line) => process.stderr.write(`bench: ${line}\n`),
     });
@@ -200,6 +218,14 @@ function render(r: IngestBenchResult): string {
         `(${p.seconds.toFixed(1)} s from process start; ${f(p.steadyEventsPerSecond)} events/s once rows flow), peak RSS ` +
         `${p.peakRssMiB.map((m) => m.toFixed(0)).join(' + ')} MiB`,
     ),
+    ...(r.variants ?? []).map((v) => {
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const runs = v.runs.map((p) => f(p.eventsPerSecond)).join(', ');
+      return (
+        `${`  variant ${v.label}`.padEnd(34)}mean ${f(mean(v.runs.map((p) => p.eventsPerSecond)))} events/s end to end (${runs}); ` +
+        `${f(mean(v.runs.map((p) => p.steadyEventsPerSecond)))} once rows flow; peak RSS up to ${Math.max(...v.runs.flatMap((p) => p.peakRssMiB)).toFixed(0)} MiB`
+      );
+    }),
     r.baseline
       ? `${'kafka engine + MV'.padEnd(34)}${f(r.baseline.rowsPerSecond)} rows/s end to end (${r.baseline.seconds.toFixed(1)} s for ${f(r.baseline.rows)} rows)`
       : `${'kafka engine + MV'.padEnd(34)}skipped`,

@@ -24,6 +24,25 @@ export interface IngestBenchOptions {
   processes?: number;
   timeoutMs: number;
   progress: (line: string) => void;
+  /**
+   * Settings to compare on the same topic: each is a run of the ingest role alone with these
+   * environment variables added, all of them once per round, interleaved (rounds 1 by default).
+   */
+  variants?: IngestVariant[];
+  rounds?: number;
+}
+
+/** A labelled set of environment variables for `paysentinel start --roles ingest`. */
+export interface IngestVariant {
+  label: string;
+  env: Record<string, string>;
+}
+
+/** Parses `LABEL:NAME=VALUE,NAME=VALUE` (the bench's --variant), or returns null. */
+export function parseVariant(text: string): IngestVariant | null {
+  const m = /^([\w.-]+):((?:[A-Z][A-Z0-9_]*=[^,=]*)(?:,[A-Z][A-Z0-9_]*=[^,=]*)*)$/.exec(text);
+  if (!m) return null;
+  return { label: m[1]!, env: Object.fromEntries(m[2]!.split(',').map((kv) => kv.split('=') as [string, string])) };
 }
 
 export interface IngestBenchResult {
@@ -33,6 +52,8 @@ export interface IngestBenchResult {
   produce: { seconds: number; perSecond: number };
   /** `paysentinel start --roles ingest` in `processes` processes: ingest alone. */
   ingestOnly: PaysentinelRun;
+  /** With --variant: every run of each variant, in the order of the rounds (ingestOnly is the first variant's first run). */
+  variants: (IngestVariant & { runs: PaysentinelRun[] })[] | null;
   /** `paysentinel start` with every role: ingest while detection (and the jobs) run beside it (null with skipDetection). */
   withDetection: PaysentinelRun | null;
   baseline: { seconds: number; rowsPerSecond: number; rows: number } | null;
@@ -121,7 +142,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
   const admin = kafka.admin();
   const clickhouse = createClickHouse(config, { requestTimeoutMs: 120_000 });
   const { progress } = options;
-  /** The paysentinel runs' databases, dropped at the end like the baseline's. */
+  /** The databases made, dropped at the end (a paysentinel run's as soon as it is measured, or at the end if it fails). */
   const databases: string[] = [];
   await admin.connect();
   try {
@@ -147,7 +168,12 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
 
     // 2. paysentinel, as a user runs it: the ingest role alone, then every role. Each run has
     //    its own consumer group and database, so both read the whole topic.
-    const runPaysentinel = async (label: string, roles: string | undefined, processes: number): Promise<PaysentinelRun> => {
+    const runPaysentinel = async (
+      label: string,
+      roles: string | undefined,
+      processes: number,
+      extraEnv: Record<string, string> = {},
+    ): Promise<PaysentinelRun> => {
       const runId = `${id}_${label.replace(/\W+/g, '_')}`;
       const database = `paysentinel_bench_${runId}`;
       databases.push(database);
@@ -160,7 +186,11 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
         CLICKHOUSE_DATABASE: database,
         HTTP_PORT: '0',
         LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+        ...extraEnv,
       };
+      // The schema is in place before the clock starts, as the baselines' tables are before
+      // theirs: what is timed is a pipeline started on its database, as after a restart.
+      await migrate(clickhouse, database, silentLogger);
       const startedAt = performance.now();
       const args = ['bin/paysentinel.mjs', 'start', ...(roles ? ['--roles', roles] : [])];
       const children = Array.from({ length: processes }, () =>
@@ -179,6 +209,8 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       watchMemory();
       for (const c of children) c.kill('SIGTERM');
       await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+      // Dropped at once: its background merges would otherwise run beside the next measurement.
+      await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`);
       const seconds = (timing.done - startedAt) / 1000;
       const steadySeconds = (timing.done - timing.first) / 1000;
       return {
@@ -191,7 +223,13 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
         peakRssMiB: peakKb.map((kb) => kb / 1024),
       };
     };
-    const ingestOnly = await runPaysentinel('ingest role', 'ingest', options.processes ?? 1);
+    let variants: IngestBenchResult['variants'] = null;
+    if (options.variants?.length) {
+      variants = options.variants.map((v) => ({ ...v, runs: [] }));
+      for (let round = 1; round <= (options.rounds ?? 1); round++)
+        for (const v of variants) v.runs.push(await runPaysentinel(`ingest role [${v.label}] round ${round}`, 'ingest', options.processes ?? 1, v.env));
+    }
+    const ingestOnly = variants ? variants[0]!.runs[0]! : await runPaysentinel('ingest role', 'ingest', options.processes ?? 1);
     const withDetection = options.skipDetection ? null : await runPaysentinel('all roles', undefined, 1);
 
     // 3. Baseline: ClickHouse's Kafka engine -> materialized view -> MergeTree. It does no
@@ -272,6 +310,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       distinctEvents: produced.distinctEvents,
       produce: { seconds: produced.elapsedMs / 1000, perSecond: produced.produced / (produced.elapsedMs / 1000) },
       ingestOnly,
+      variants,
       withDetection,
       baseline,
       baselineWithViews,
