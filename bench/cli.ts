@@ -61,7 +61,10 @@ Options:
   --no-detection   Skip the run with every role (2.): a quicker A/B of ingest alone
   --variant V      Settings to compare, as LABEL:NAME=VALUE,NAME=VALUE (repeatable): 1. runs
                    once per variant with those environment variables added, on the same topic
-                   (e.g. --variant serial:INGEST_WRITE_CONCURRENCY=1 --variant two:INGEST_WRITE_CONCURRENCY=2)
+                   (e.g. --variant small:INGEST_BATCH_MAX_ROWS=10000 --variant large:INGEST_BATCH_MAX_ROWS=50000);
+                   BENCH_CHECKOUT=DIR runs the paysentinel of another checkout of this
+                   repository (its own node_modules installed) against the same topic, to
+                   compare two versions of the code (the database is migrated by this one)
   --rounds N       With --variant: run every variant N times, interleaved (default 1); the
                    ratios use the first variant's first run
   --timeout D      Give up waiting for either consumer after D (default 15m)

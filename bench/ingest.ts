@@ -194,7 +194,7 @@ export async function runIngestBench(config: Config, logger: Logger, options: In
       const startedAt = performance.now();
       const args = ['bin/paysentinel.mjs', 'start', ...(roles ? ['--roles', roles] : [])];
       const children = Array.from({ length: processes }, () =>
-        spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] }),
+        spawn(process.execPath, args, { cwd: extraEnv.BENCH_CHECKOUT ?? new URL('..', import.meta.url), env, stdio: ['ignore', 'ignore', 'inherit'] }),
       );
       const peakKb = children.map(() => 0);
       const watchMemory = () => children.forEach((c, i) => (peakKb[i] = Math.max(peakKb[i]!, procStatusKb(c.pid!, 'VmHWM'))));
