@@ -241,6 +241,20 @@ export const settings = {
     description: 'Pause fetching from Kafka while this many messages wait to be stored.',
     parse: int(1, 10_000_000),
   },
+  batchMaxBytes: {
+    env: 'INGEST_BATCH_MAX_BYTES',
+    default: String(64 * 1024 * 1024),
+    description:
+      'Flush a ClickHouse insert when its messages reach this many bytes (as received plus the row made of each), so large messages make smaller batches.',
+    parse: int(1024 * 1024, 1024 * 1024 * 1024),
+  },
+  maxBufferedBytes: {
+    env: 'INGEST_MAX_BUFFERED_BYTES',
+    default: String(96 * 1024 * 1024),
+    description:
+      'Pause fetching from Kafka while the messages waiting to be stored hold this many bytes (as INGEST_BATCH_MAX_BYTES counts them): memory stays bounded whatever their size.',
+    parse: int(1024 * 1024, 16 * 1024 * 1024 * 1024),
+  },
   maxMessageBytes: {
     env: 'INGEST_MAX_MESSAGE_BYTES',
     default: '65536',

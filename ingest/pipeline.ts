@@ -34,6 +34,8 @@ interface DeadEntry {
 interface Entry {
   partition: number;
   offset: string;
+  /** What it holds in memory, about: the message's bytes plus its row's (or its dead-letter record's). */
+  bytes: number;
   row?: PendingRow;
   message?: { key: Buffer | null; value: Buffer | null };
   dead?: DeadEntry;
@@ -43,6 +45,8 @@ interface Entry {
 interface Batch {
   /** Everything taken, in order: what a log line names. */
   entries: Entry[];
+  /** The entries' bytes. */
+  bytes: number;
   rows: Entry[];
   dead: DeadEntry[];
   /** Highest offset per partition; committed as offset + 1 once the batch is written. */
@@ -50,13 +54,17 @@ interface Batch {
 }
 
 /**
- * Takes the oldest `max` entries. Entries are in arrival order and batches are written one
- * after another, so every message of a partition below a batch's highest offset is in this
- * batch or an earlier one: committing that offset never skips anything unwritten.
+ * Takes the oldest entries, at most `max` of them and at most `maxBytes` (but always one).
+ * Entries are in arrival order and batches are written one after another, so every message of a
+ * partition below a batch's highest offset is in this batch or an earlier one: committing that
+ * offset never skips anything unwritten.
  */
-export function takeBatch(entries: Entry[], max: number): Batch {
-  const taken = entries.splice(0, max);
-  const batch: Batch = { entries: taken, rows: [], dead: [], offsets: new Map() };
+export function takeBatch(entries: Entry[], max: number, maxBytes = Number.POSITIVE_INFINITY): Batch {
+  let count = 0;
+  let bytes = 0;
+  while (count < Math.min(max, entries.length) && (count === 0 || bytes + entries[count]!.bytes <= maxBytes)) bytes += entries[count++]!.bytes;
+  const taken = entries.splice(0, count);
+  const batch: Batch = { entries: taken, bytes, rows: [], dead: [], offsets: new Map() };
   for (const e of taken) {
     if (e.row) batch.rows.push(e);
     else if (e.dead) batch.dead.push(e.dead);
@@ -158,6 +166,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false, createPartitioner: Partitioners.DefaultPartitioner });
 
   const pending: Entry[] = [];
+  let pendingBytes = 0;
   let pendingSince = 0;
   let paused = false;
   let trouble: IngestTrouble | null = null;
@@ -190,7 +199,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     metrics.paused.set(want ? 1 : 0);
     if (want) consumer.pause();
     else consumer.resume();
-    logger.info(want ? 'paused fetching' : 'resumed fetching', { why, buffered: pending.length });
+    logger.info(want ? 'paused fetching' : 'resumed fetching', { why, buffered: pending.length, bufferedBytes: pendingBytes });
   };
 
   function accept(batch: ConsumedBatch) {
@@ -199,24 +208,33 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     const partition = batch.partition;
     for (const message of batch.messages) {
       const result = decodeEvent(message.value, config.maxMessageBytes);
+      const received = (message.value?.length ?? 0) + (message.key?.length ?? 0);
       if (result.ok) {
+        const row = writer.encode(result.value, partition, Number(message.offset));
+        const bytes = received + rowBytes(row);
+        pendingBytes += bytes;
         pending.push({
           partition,
           offset: message.offset,
-          row: writer.encode(result.value, partition, Number(message.offset)),
+          bytes,
+          row,
           // The consumed message itself (it has key and value): no object allocated per event.
           message,
         });
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
         const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));
-        pending.push({ partition, offset: message.offset, dead: { key: message.key, reason: result.reason, value } });
+        // The record is a string (2 bytes a character at most); the message's bytes are let go.
+        const bytes = 2 * value.length + (message.key?.length ?? 0);
+        pendingBytes += bytes;
+        pending.push({ partition, offset: message.offset, bytes, dead: { key: message.key, reason: result.reason, value } });
       }
     }
     metrics.consumed.inc(undefined, batch.messages.length);
     metrics.buffered.set(pending.length);
-    if (pending.length >= config.batchMaxRows) wakeup.notify();
-    if (pending.length >= config.maxBufferedRows) setPaused(true, 'buffer full');
+    metrics.bufferedBytes.set(pendingBytes);
+    if (pending.length >= config.batchMaxRows || pendingBytes >= config.batchMaxBytes) wakeup.notify();
+    if (pending.length >= config.maxBufferedRows || pendingBytes >= config.maxBufferedBytes) setPaused(true, 'buffer full');
   }
 
   /** Sends dead letters in sends of at most DLQ_SEND_BYTES (the broker refuses a request over its limit, 1 MB by default). */
@@ -362,6 +380,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         await commit(batch.offsets);
         logger.debug('flushed', {
           rows: batch.rows.length,
+          bytes: batch.bytes,
           dead: batch.dead.length + refused!.length,
           writeMs: Math.round(t1 - t0),
           commitMs: Math.round(performance.now() - t1),
@@ -388,17 +407,19 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         continue;
       }
       const age = Date.now() - pendingSince;
-      if (!stopping && count < config.batchMaxRows && age < config.batchMaxMs) {
+      if (!stopping && count < config.batchMaxRows && pendingBytes < config.batchMaxBytes && age < config.batchMaxMs) {
         await wakeup.wait(config.batchMaxMs - age);
         continue;
       }
-      const batch = takeBatch(pending, config.batchMaxRows);
+      const batch = takeBatch(pending, config.batchMaxRows, config.batchMaxBytes);
+      pendingBytes -= batch.bytes;
       pendingSince = Date.now();
       await flush(batch);
       metrics.batches.inc();
       lastFlushAt = Date.now();
       metrics.buffered.set(pending.length);
-      if (paused && !stopping && pending.length < config.maxBufferedRows / 2) setPaused(false, 'buffer drained');
+      metrics.bufferedBytes.set(pendingBytes);
+      if (paused && !stopping && pending.length < config.maxBufferedRows / 2 && pendingBytes < config.maxBufferedBytes / 2) setPaused(false, 'buffer drained');
     }
   }
 
@@ -444,6 +465,9 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     status: () => ({ assignedPartitions: assigned, connected, paused, buffered: pending.length, lastFlushAt, trouble }),
   };
 }
+
+/** Bytes a buffered row holds: its RowBinary bytes, or its JSONEachRow text (2 bytes a character at most). */
+const rowBytes = (row: PendingRow): number => ('bytes' in row ? row.bytes.length : 2 * row.head.length);
 
 /** How long one batch write (look-up and insert) may take before it is given up and retried. */
 const INSERT_TIMEOUT_MS = 180_000;

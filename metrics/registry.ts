@@ -133,6 +133,10 @@ export function createIngestMetrics(registry = new Registry()) {
     ),
     batchSize: registry.histogram('paysentinel_ingest_batch_rows', 'Rows per ClickHouse batch.', [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000]),
     buffered: registry.gauge('paysentinel_ingest_buffered_rows', 'Rows waiting to be written.'),
+    bufferedBytes: registry.gauge(
+      'paysentinel_ingest_buffered_bytes',
+      'Bytes of the messages waiting to be written (as received, plus the row or dead-letter record made of each).',
+    ),
     paused: registry.gauge('paysentinel_ingest_paused', '1 while fetching is paused (ClickHouse slow or down, or buffer full).'),
     lag: registry.gauge('paysentinel_consumer_lag', 'Messages not yet committed by the consumer group, per partition.', ['topic', 'partition']),
     assigned: registry.gauge('paysentinel_consumer_assigned_partitions', 'Partitions assigned to this instance.'),
