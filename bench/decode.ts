@@ -10,8 +10,17 @@ import { createTrafficGenerator } from '../simulator/generate.ts';
 
 const items = [...createTrafficGenerator({ seed: 5, rate: 20_000, durationMs: 5_000, startMs: Date.now() - 3_600_000 })].filter((i) => i.kind !== 'invalid');
 const bytes = items.reduce((a, i) => a + i.value.length, 0) / items.length;
+const keyBytes = items.reduce((a, i) => a + Buffer.byteLength(i.key), 0) / items.length;
+// What ingest holds per event besides its objects: the message as received (key and value) and its RowBinary row.
+const rowWriter = new RowBinaryWriter();
+const rowBytes =
+  items.reduce((a, i) => {
+    const r = decodeEvent(i.value, 65536);
+    return a + (r.ok ? encodeEventRow(rowWriter, r.value, 0, 0).bytes.length : 0);
+  }, 0) / items.length;
 process.stdout.write(
-  `${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}; ${items.length} simulator events, ${bytes.toFixed(0)} bytes on average\n`,
+  `${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}; ${items.length} simulator events, ${bytes.toFixed(0)} bytes on average ` +
+    `(key ${keyBytes.toFixed(0)}, RowBinary row ${rowBytes.toFixed(0)}: ${(bytes + keyBytes + rowBytes).toFixed(0)} bytes held per buffered event)\n`,
 );
 const perEvent = (fn: () => void) => {
   const t = performance.now();
