@@ -224,8 +224,9 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
       } else {
         const source = { topic: batch.topic, partition, offset: message.offset };
         const value = JSON.stringify(toDeadLetter(result.reason, source, message.key, message.value, now));
-        // The record is a string (2 bytes a character at most); the message's bytes are let go.
-        const bytes = 2 * value.length + (message.key?.length ?? 0);
+        // The record is a string (2 bytes a character at most); the key, a view into the fetched
+        // bytes, keeps them alive, so the message counts as received too.
+        const bytes = received + 2 * value.length;
         pendingBytes += bytes;
         pending.push({ partition, offset: message.offset, bytes, dead: { key: message.key, reason: result.reason, value } });
       }
@@ -233,8 +234,17 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
     metrics.consumed.inc(undefined, batch.messages.length);
     metrics.buffered.set(pending.length);
     metrics.bufferedBytes.set(pendingBytes);
-    if (pending.length >= config.batchMaxRows || pendingBytes >= config.batchMaxBytes) wakeup.notify();
+    if (batchFull()) wakeup.notify();
     if (pending.length >= config.maxBufferedRows || pendingBytes >= config.maxBufferedBytes) setPaused(true, 'buffer full');
+  }
+
+  /**
+   * Whether `pending` holds a full batch: by rows or bytes, or by the buffer's own limits when
+   * they are the lower ones (fetching has paused then, and waiting for INGEST_BATCH_MAX_MS
+   * would only idle).
+   */
+  function batchFull(): boolean {
+    return pending.length >= Math.min(config.batchMaxRows, config.maxBufferedRows) || pendingBytes >= Math.min(config.batchMaxBytes, config.maxBufferedBytes);
   }
 
   /** Sends dead letters in sends of at most DLQ_SEND_BYTES (the broker refuses a request over its limit, 1 MB by default). */
@@ -407,7 +417,7 @@ export function createIngestor(deps: IngestorDeps): Ingestor {
         continue;
       }
       const age = Date.now() - pendingSince;
-      if (!stopping && count < config.batchMaxRows && pendingBytes < config.batchMaxBytes && age < config.batchMaxMs) {
+      if (!stopping && !batchFull() && age < config.batchMaxMs) {
         await wakeup.wait(config.batchMaxMs - age);
         continue;
       }
