@@ -158,7 +158,7 @@ export const benchCommand: Command = {
     const variants = (values.variant ?? []).map((text) => {
       const v = parseVariant(text);
       if (!v)
-        throw new PaysentinelError('USAGE', `--variant ${text} is not LABEL:NAME=VALUE,NAME=VALUE (names in capitals, e.g. serial:INGEST_WRITE_CONCURRENCY=1)`);
+        throw new PaysentinelError('USAGE', `--variant ${text} is not LABEL:NAME=VALUE,NAME=VALUE (names in capitals, e.g. small:INGEST_BATCH_MAX_ROWS=10000)`);
       return v;
     });
     const config = loadConfig();
