@@ -6,9 +6,10 @@ import { countColumns, rateColumns } from './queries.ts';
  * alike. The definitions are those of analytics/DEFINITIONS.md, which `ratesQuery` computes from
  * the events in one pass; here the same numbers are kept up to date from what changed:
  *
- * - attempt_states (migrations 016 and 025, filled by a materialized view) holds every payment
- *   attempt's aggregate states (first event, latest status, code and amount, earliest channel and
- *   merchant, the 5-minute buckets of its events); order_refunds holds every succeeded refund;
+ * - attempt_summaries (migrations 016, 025 and 027, filled by a materialized view) holds every
+ *   payment attempt's aggregate states (first event, latest status, code and amount, earliest
+ *   channel and merchant, the 5-minute buckets of its events), the two middle ones as strings
+ *   (migration 027 says how they are written); order_refunds holds every succeeded refund;
  * - a run turns the states of a set of orders into **items** (rate_items): what each attempt and
  *   each order adds to the counts of its bucket, plus `deleted` items in the other buckets its
  *   events fall in, so an attempt whose first event moved is retired from its old bucket;
@@ -38,6 +39,31 @@ export function ordersInRangeSql(database: string, fromMs: number, toMs: number 
   return sqlFragment`SELECT order_id FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')${occurredBefore(toMs)}`;
 }
 
+/**
+ * Every attempt of the orders `orders` selects, its states merged (migration 027 writes the two
+ * middle ones as strings; they are read back here): m_order, m_no, m_first_ms, m_outcome, m_code,
+ * m_amount, m_channel, m_merchant, m_buckets.
+ */
+export function attemptsOfOrdersSql(database: string, orders: SqlFragment): SqlFragment {
+  return sqlFragment`SELECT
+        order_id AS m_order,
+        attempt_no AS m_no,
+        minMerge(s_first_ms) AS m_first_ms,
+        splitByChar(':', argMaxMerge(s_result)) AS m_result,
+        m_result[1] AS m_outcome,
+        toUInt64(m_result[2]) AS m_amount,
+        arrayStringConcat(arraySlice(m_result, 3), ':') AS m_code,
+        argMinMerge(s_origin) AS m_origin,
+        toUInt64(splitByChar(':', m_origin)[1]) AS m_channel_bytes,
+        length(toString(m_channel_bytes)) + 2 AS m_channel_at,
+        substring(m_origin, m_channel_at, m_channel_bytes) AS m_channel,
+        substring(m_origin, m_channel_at + m_channel_bytes, length(m_origin)) AS m_merchant,
+        groupUniqArrayMerge(s_buckets) AS m_buckets
+      FROM ${ident(database, 'attempt_summaries')}
+      WHERE order_id IN (${orders})
+      GROUP BY m_order, m_no`;
+}
+
 /** The rate_items columns, in the order every SELECT below emits them. */
 const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no', 'deleted', 'channel', 'merchant', 'code', ...countColumns, 'version']);
 
@@ -47,30 +73,15 @@ const itemColumns = identList(['bucket_start', 'kind', 'order_id', 'attempt_no',
  * deleted one in each other bucket its events fall in. Re-running it for an unchanged order
  * writes the same items again, which changes no sum.
  *
- * attempt_states is read once: its rows of the orders are merged per attempt, then grouped per
+ * attempt_summaries is read once: its rows of the orders are merged per attempt, then grouped per
  * order into the order's own figures and an array of its attempts, joined with the order's
  * distinct succeeded refunds; each order becomes a list of entries (one per attempt, one for the
  * order, all of one tuple type) and each entry one item per bucket its events fall in (two ARRAY
  * JOINs). Orders with refunds only have no attempt states, so no items.
  */
 export function insertItemsQuery(database: string, o: { orders: SqlFragment; version: number }): string {
-  const states = ident(database, 'attempt_states');
   const bucketOf = sqlFragment`toUInt32(intDiv(m_first_ms, ${BUCKET_SECONDS * 1000}) * ${BUCKET_SECONDS})`;
-  const merged = sqlFragment`SELECT
-        order_id AS m_order,
-        attempt_no AS m_no,
-        minMerge(s_first_ms) AS m_first_ms,
-        argMaxMerge(s_result) AS m_result,
-        tupleElement(m_result, 1) AS m_outcome,
-        tupleElement(m_result, 2) AS m_code,
-        tupleElement(m_result, 3) AS m_amount,
-        argMinMerge(s_origin) AS m_origin,
-        tupleElement(m_origin, 1) AS m_channel,
-        tupleElement(m_origin, 2) AS m_merchant,
-        groupUniqArrayMerge(s_buckets) AS m_buckets
-      FROM ${states}
-      WHERE order_id IN (${o.orders})
-      GROUP BY m_order, m_no`;
+  const merged = attemptsOfOrdersSql(database, o.orders);
   // Per order: its attempts (number, bucket, outcome, code, channel, merchant, buckets) and the
   // order's figures (its first attempt's bucket, channel, merchant and code).
   const attempts = sqlFragment`SELECT

@@ -36,7 +36,7 @@ const http = createClickHouseHttp(config, { timeoutMs: 300_000 });
 const VIEWS = [
   'payment_events_by_entity_mv',
   'payment_events_by_kafka_position_mv',
-  'attempt_states_mv',
+  'attempt_summaries_mv',
   'order_refunds_mv',
   'payment_changes_mv',
   'payment_events_by_transaction_mv',
