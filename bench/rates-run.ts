@@ -7,6 +7,8 @@
  * thread, no budget, the cursor put back before each run) and the reconcile job once. Prints each
  * run's wall time and, from system.query_log, its statements, CPU (user time), rows read, the
  * item builds' rows and CPU, and the peak memory of a statement.
+ * With BENCH_STATEMENTS=1 it also prints each run's statements grouped by kind (CPU, rows read);
+ * with BENCH_KEEP_DATABASE=1 it leaves the database in place and prints its name.
  * Usage: npm run bench:rates-run -- [HISTORY=4500000] [NEW_SECONDS=60] [SLICES=100000,500000]. Needs the stack.
  */
 import { randomUUID } from 'node:crypto';
@@ -80,13 +82,35 @@ async function cost(fromSec: number) {
   const [r] = await queryRows<Record<string, string>>(
     clickhouse,
     sql`SELECT count() AS n, sum(read_rows) AS rows, sum(${cpu}) AS cpu_us, max(memory_usage) AS max_mem,
-      sumIf(read_rows, position(query, 'attempt_states') > 0) AS item_rows, sumIf(${cpu}, position(query, 'attempt_states') > 0) AS item_cpu_us
+      sumIf(read_rows, position(query, 'attempt_summaries') > 0) AS item_rows, sumIf(${cpu}, position(query, 'attempt_summaries') > 0) AS item_cpu_us
     FROM system.query_log
     WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC')
       AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0`,
     'read query log',
   );
-  return `${r!.n} statements, ${fmt(Number(r!.cpu_us) / 1000)} ms CPU, ${fmt(Number(r!.rows))} rows read (item builds ${fmt(Number(r!.item_rows))} rows, ${fmt(Number(r!.item_cpu_us) / 1000)} ms CPU), peak ${fmt(Number(r!.max_mem) / 1e6)} MB`;
+  const kinds = process.env.BENCH_STATEMENTS === '1' ? await statementKinds(fromSec) : '';
+  return `${r!.n} statements, ${fmt(Number(r!.cpu_us) / 1000)} ms CPU, ${fmt(Number(r!.rows))} rows read (item builds ${fmt(Number(r!.item_rows))} rows, ${fmt(Number(r!.item_cpu_us) / 1000)} ms CPU), peak ${fmt(Number(r!.max_mem) / 1e6)} MB${kinds}`;
+}
+
+/** The statements since fromSec grouped by their text with the numbers taken out, most CPU first. */
+async function statementKinds(fromSec: number): Promise<string> {
+  const cpu = raw("ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]");
+  const rows = await queryRows<Record<string, string>>(
+    clickhouse,
+    sql`SELECT substring(replaceRegexpAll(replaceAll(query, ${database}, 'db'), '[0-9]+', 'N'), 1, 90) AS kind, count() AS n,
+      sum(${cpu}) AS cpu_us, sum(read_rows) AS rows, max(memory_usage) AS mem
+    FROM system.query_log
+    WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC')
+      AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0
+    GROUP BY kind ORDER BY cpu_us DESC`,
+    'read query log by statement',
+  );
+  return rows
+    .map(
+      (r) =>
+        `\n    ${String(r.n).padStart(3)} x ${fmt(Number(r.cpu_us) / 1000).padStart(7)} ms CPU ${fmt(Number(r.rows)).padStart(12)} rows ${fmt(Number(r.mem) / 1e6).padStart(5)} MB  ${r.kind!.replace(/\s+/g, ' ')}`,
+    )
+    .join('');
 }
 
 const serverSec = async () => Number((await queryRows<{ t: number }>(clickhouse, 'SELECT toUInt32(now()) AS t', 'server clock'))[0]!.t);
@@ -136,6 +160,7 @@ try {
   const r = await runReconcile(deps, new Date());
   process.stdout.write(`reconcile: ${r.status}, ${fmt(performance.now() - started)} ms; ${await cost(fromSec)}\n`);
 } finally {
-  await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+  if (process.env.BENCH_KEEP_DATABASE === '1') process.stdout.write(`database kept: ${database}\n`);
+  else await command(clickhouse, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await clickhouse.close();
 }
