@@ -59,7 +59,16 @@ describe('migrate', () => {
     const tables = await tablesOf(database);
     expect(tables).toContain('attempt_summaries_mv');
     expect(
-      tables.filter((t) => ['payment_attempt_states', 'payment_attempt_states_mv', 'attempt_states', 'attempt_states_mv', 'payment_events_by_offset', 'payment_events_by_offset_mv'].includes(t)),
+      tables.filter((t) =>
+        [
+          'payment_attempt_states',
+          'payment_attempt_states_mv',
+          'attempt_states',
+          'attempt_states_mv',
+          'payment_events_by_offset',
+          'payment_events_by_offset_mv',
+        ].includes(t),
+      ),
     ).toEqual([]);
     expect(tables.filter((t) => t.startsWith(MIGRATION_LOCK_TABLE))).toEqual([]);
     await command(
