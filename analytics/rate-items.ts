@@ -172,7 +172,8 @@ const storedColumns = identList(['bucket_size', 'bucket_start', 'dimension', 'va
 /**
  * INSERT ... SELECT of the 5-minute rates of the buckets starting at `buckets` (epoch seconds, all
  * within [fromMs, toMs)), every dimension in one pass over their live items: each item counts
- * once for `all` and once under its channel, merchant and failure code.
+ * once for `all` and once under its channel, merchant and failure code (summed per channel,
+ * merchant and code first).
  */
 export function insertBucketRatesQuery(database: string, o: { fromMs: number; toMs: number; buckets: number[]; computedAt: Date; version: number }): string {
   if (o.buckets.length === 0) throw new RangeError('No bucket to write');
@@ -187,11 +188,24 @@ export function insertBucketRatesQuery(database: string, o: { fromMs: number; to
   // filter on `deleted` can run before it folds.
   const ranges = bucketRanges(o.buckets).map(([a, b]) => sqlFragment`(bucket_start >= toDateTime(${a}, 'UTC') AND bucket_start < toDateTime(${b}, 'UTC'))`);
   const latest = sqlFragment`SELECT * FROM ${items} FINAL WHERE ${joinSql(ranges, ' OR ')}`;
-  const keyed = sqlFragment`SELECT bucket_start AS i_bucket,
-        arrayJoin([tuple('all', ''), tuple('channel', channel), tuple('merchant', merchant), tuple('failure_code', code)]) AS k,
-        ${identList(countColumns)}
+  // The live items summed per (bucket, channel, merchant, code) first, so the four dimensions
+  // multiply those few groups rather than every item.
+  const p = (c: string) => ident(`p_${c}`);
+  const grouped = sqlFragment`SELECT bucket_start AS g_bucket, channel AS g_channel, merchant AS g_merchant, code AS g_code,
+        ${joinSql(
+          countColumns.map((c) => sqlFragment`sum(${ident(c)}) AS ${p(c)}`),
+          ', ',
+        )}
       FROM (${latest}) AS latest
-      WHERE deleted = 0`;
+      WHERE deleted = 0
+      GROUP BY g_bucket, g_channel, g_merchant, g_code`;
+  const keyed = sqlFragment`SELECT g_bucket AS i_bucket,
+        arrayJoin([tuple('all', ''), tuple('channel', g_channel), tuple('merchant', g_merchant), tuple('failure_code', g_code)]) AS k,
+        ${joinSql(
+          countColumns.map((c) => sqlFragment`${p(c)} AS ${ident(c)}`),
+          ', ',
+        )}
+      FROM (${grouped}) AS grouped`;
   const n = (c: string) => ident(`n_${c}`);
   const sums = joinSql(
     countColumns.map((c) => sqlFragment`sum(${ident(c)}) AS ${n(c)}`),
