@@ -54,8 +54,8 @@ export function attemptsOfOrdersSql(database: string, orders: SqlFragment): SqlF
         toUInt64(m_result[2]) AS m_amount,
         arrayStringConcat(arraySlice(m_result, 3), ':') AS m_code,
         argMinMerge(s_origin) AS m_origin,
-        toUInt64(splitByChar(':', m_origin)[1]) AS m_channel_bytes,
-        length(toString(m_channel_bytes)) + 2 AS m_channel_at,
+        position(m_origin, ':') + 1 AS m_channel_at,
+        toUInt64(substring(m_origin, 1, m_channel_at - 2)) AS m_channel_bytes,
         substring(m_origin, m_channel_at, m_channel_bytes) AS m_channel,
         substring(m_origin, m_channel_at + m_channel_bytes, length(m_origin)) AS m_merchant,
         groupUniqArrayMerge(s_buckets) AS m_buckets

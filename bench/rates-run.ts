@@ -22,7 +22,7 @@ import { silentLogger } from '../log/index.ts';
 import { command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { createClickHouseHttp } from '../storage/http.ts';
 import { migrate } from '../storage/migrations.ts';
-import { ident, raw, sql, toDateTimeText } from '../storage/sql.ts';
+import { ident, raw, sql, sqlFragment, toDateTimeText } from '../storage/sql.ts';
 import { createTrafficGenerator, type TrafficItem } from '../simulator/generate.ts';
 import { insert } from './backlog.ts';
 
@@ -75,17 +75,21 @@ async function write(untilMs: number): Promise<number> {
   return written;
 }
 
+/** A statement's user CPU (µs) in system.query_log. */
+const cpu = raw("ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]");
+/** The finished statements started since fromSec that name this database, in system.query_log. */
+const runStatements = (fromSec: number) => sqlFragment`system.query_log
+    WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC')
+      AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0`;
+
 /** The statements sent since fromSec that name this database, from system.query_log. */
 async function cost(fromSec: number) {
   await command(clickhouse, 'SYSTEM FLUSH LOGS', 'flush query log');
-  const cpu = raw("ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]");
   const [r] = await queryRows<Record<string, string>>(
     clickhouse,
     sql`SELECT count() AS n, sum(read_rows) AS rows, sum(${cpu}) AS cpu_us, max(memory_usage) AS max_mem,
       sumIf(read_rows, position(query, 'attempt_summaries') > 0) AS item_rows, sumIf(${cpu}, position(query, 'attempt_summaries') > 0) AS item_cpu_us
-    FROM system.query_log
-    WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC')
-      AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0`,
+    FROM ${runStatements(fromSec)}`,
     'read query log',
   );
   const kinds = process.env.BENCH_STATEMENTS === '1' ? await statementKinds(fromSec) : '';
@@ -94,14 +98,11 @@ async function cost(fromSec: number) {
 
 /** The statements since fromSec grouped by their text with the numbers taken out, most CPU first. */
 async function statementKinds(fromSec: number): Promise<string> {
-  const cpu = raw("ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]");
   const rows = await queryRows<Record<string, string>>(
     clickhouse,
     sql`SELECT substring(replaceRegexpAll(replaceAll(query, ${database}, 'db'), '[0-9]+', 'N'), 1, 90) AS kind, count() AS n,
       sum(${cpu}) AS cpu_us, sum(read_rows) AS rows, max(memory_usage) AS mem
-    FROM system.query_log
-    WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query_start_time >= toDateTime(${fromSec}, 'UTC')
-      AND position(query, ${database}) > 0 AND position(query, 'system.query_log') = 0
+    FROM ${runStatements(fromSec)}
     GROUP BY kind ORDER BY cpu_us DESC`,
     'read query log by statement',
   );

@@ -4,8 +4,8 @@ import type { EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
 import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
 import { loadMigrations, migrate } from '../../storage/migrations.ts';
-import { EARLIEST_KEY, LATEST_KEY } from '../../storage/event-order.ts';
-import { ident, sqlFragment } from '../../storage/sql.ts';
+import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS } from '../../storage/event-order.ts';
+import { ident, sql, sqlFragment } from '../../storage/sql.ts';
 import { eventRow } from '../fixtures/events.ts';
 import { services } from './helpers.ts';
 
@@ -58,9 +58,9 @@ async function fromStates(prefix: string): Promise<Attempt[]> {
   const orders = sqlFragment`SELECT order_id FROM ${events} WHERE startsWith(order_id, ${prefix})`;
   const rows = await queryRows<Record<string, unknown>>(
     s.clickhouse,
-    `SELECT m_order AS order, m_no AS no, m_first_ms AS first_ms, m_outcome AS outcome, m_code AS code, m_amount AS amount,
+    sql`SELECT m_order AS order, m_no AS no, m_first_ms AS first_ms, m_outcome AS outcome, m_code AS code, m_amount AS amount,
        m_channel AS ch, m_merchant AS me, m_buckets AS buckets
-     FROM (${attemptsOfOrdersSql(db, orders).text}) ORDER BY order, no`,
+     FROM (${attemptsOfOrdersSql(db, orders)}) ORDER BY order, no`,
   );
   return rows.map(toAttempt);
 }
@@ -69,14 +69,14 @@ async function fromStates(prefix: string): Promise<Attempt[]> {
 async function fromEvents(prefix: string): Promise<Attempt[]> {
   const rows = await queryRows<Record<string, unknown>>(
     s.clickhouse,
-    `SELECT order_id AS order, toUInt8(ifNull(attempt, 0)) AS no, min(toUInt64(occurred_at) * 1000 + occurred_ms) AS first_ms,
-       argMax(tuple(toString(status), ifNull(failure_code, ''), amount_minor), ${LATEST_KEY.text}) AS r,
+    sql`SELECT order_id AS order, toUInt8(ifNull(attempt, 0)) AS no, min(${OCCURRED_MS}) AS first_ms,
+       argMax(tuple(toString(status), ifNull(failure_code, ''), amount_minor), ${LATEST_KEY}) AS r,
        tupleElement(r, 1) AS outcome, tupleElement(r, 2) AS code, tupleElement(r, 3) AS amount,
-       argMin(tuple(channel, merchant_id), ${EARLIEST_KEY.text}) AS o,
+       argMin(tuple(channel, merchant_id), ${EARLIEST_KEY}) AS o,
        tupleElement(o, 1) AS ch, tupleElement(o, 2) AS me,
        groupUniqArray(toUInt32(intDiv(toUInt32(occurred_at), 300) * 300)) AS buckets
-     FROM ${events.text}
-     WHERE type = 'payment' AND startsWith(order_id, '${prefix}')
+     FROM ${events}
+     WHERE type = 'payment' AND startsWith(order_id, ${prefix})
      GROUP BY order, no ORDER BY order, no`,
   );
   return rows.map(toAttempt);
