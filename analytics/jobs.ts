@@ -31,11 +31,11 @@ export interface ScheduledJob<D extends AnalyticsDeps = AnalyticsDeps> {
   run(deps: D, now: Date): Promise<unknown>;
   /**
    * Its scheduled runs are bounded in time (a budget per run, cut into slices): the scheduler runs
-   * them on `foregroundClickhouse` when it has one (one thread, at ingest's and detection's
-   * priority) instead of the background client, whose statements pause while any of ingest's or
-   * detection's run, which under steady traffic is most of the time (docs/adr/0003).
+   * them on `boundedClickhouse` when it has one (one thread, at RATES_PRIORITY: by default above
+   * the other jobs', below ingest's and detection's) instead of the jobs' background client
+   * (docs/adr/0003).
    */
-  foreground?: boolean;
+  bounded?: boolean;
   /** How `paysentinel analytics run NAME` runs it once, by hand. */
   byHand?: ManualRun<JobRun, D>;
 }

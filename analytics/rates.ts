@@ -712,9 +712,9 @@ async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
 export const ratesScheduledJob: ScheduledJob = {
   name: RATES_JOB,
   cron: '* * * * *',
-  // Bounded by its budget, so it may run at ingest's and detection's priority (RATES_PRIORITY=foreground):
-  // at background priority a run of ~1.5 s of CPU took over a minute under 5,000 events/s (docs/adr/0003).
-  foreground: true,
+  // Bounded by its budget, so it runs at RATES_PRIORITY, by default ahead of the other jobs: beside
+  // reconcile at the same priority a run of 8.7 s of CPU took 15-16 s at 5,000 events/s (docs/adr/0003).
+  bounded: true,
   run: (deps, now) => run(deps, now, { budgetMs: RATES_RUN_BUDGET_MS, finishRecentSeconds: RATES_RECENT_SECONDS }),
   byHand: {
     window: true,

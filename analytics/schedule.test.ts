@@ -37,22 +37,22 @@ describe('analytics schedule (fake clock)', () => {
     expect(seen).toHaveLength(3);
   });
 
-  test('a job marked foreground runs on the foreground client, the others on the background one; the rates job is marked', async () => {
+  test('a job marked bounded runs on the bounded client, the others on the background one; the rates job is marked', async () => {
     vi.useFakeTimers({ now: at(10, 0, 30) });
     const background = { name: 'background' } as never;
-    const foreground = { name: 'foreground' } as never;
+    const bounded = { name: 'bounded' } as never;
     const seen: string[] = [];
     const job = (name: string, flag: boolean): ScheduledJob => ({
       name,
       cron: '* * * * *',
-      foreground: flag,
+      bounded: flag,
       run: async (d) => void seen.push(`${name}:${(d.clickhouse as unknown as { name: string }).name}`),
     });
-    const schedule = startAnalyticsSchedule({ ...deps(), clickhouse: background, foregroundClickhouse: foreground }, [job('a', true), job('b', false)]);
+    const schedule = startAnalyticsSchedule({ ...deps(), clickhouse: background, boundedClickhouse: bounded }, [job('a', true), job('b', false)]);
     await vi.advanceTimersByTimeAsync(60_000);
     await schedule.stop();
-    expect(seen.sort()).toEqual(['a:foreground', 'b:background']);
-    expect(analyticsJobs.filter((j) => j.foreground).map((j) => j.name)).toEqual(['rates']);
+    expect(seen.sort()).toEqual(['a:bounded', 'b:background']);
+    expect(analyticsJobs.filter((j) => j.bounded).map((j) => j.name)).toEqual(['rates']);
   });
 
   test('an instance that is not the leader skips its ticks, and runs once it leads', async () => {

@@ -12,8 +12,8 @@ import { requeryScheduledJob, type RequeryJobDeps } from '../automation/requery.
 /** What the scheduler and `paysentinel analytics run` give every job: the widest any job needs. */
 export type JobDeps = RetryPolicyDeps &
   RequeryJobDeps & {
-    /** The client of the jobs marked `foreground` (one thread, ingest's priority); without it they use `clickhouse`. */
-    foregroundClickhouse?: ClickHouseClient;
+    /** The client of the jobs marked `bounded` (one thread, at RATES_PRIORITY); without it they use `clickhouse`. */
+    boundedClickhouse?: ClickHouseClient;
   };
 
 /** The analytics jobs and their schedules (analytics/DEFINITIONS.md says what each computes). */
@@ -54,7 +54,7 @@ export function startAnalyticsSchedule(
   const running = new Set<Promise<void>>();
   const tasks: ScheduledTask[] = jobs.map((job) => {
     const log = deps.logger.child({ job: job.name });
-    const jobDeps = job.foreground && deps.foregroundClickhouse ? { ...deps, clickhouse: deps.foregroundClickhouse } : deps;
+    const jobDeps = job.bounded && deps.boundedClickhouse ? { ...deps, clickhouse: deps.boundedClickhouse } : deps;
     const task = createTask(
       job.cron,
       async (ctx) => {

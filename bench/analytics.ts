@@ -6,7 +6,7 @@
  * attempt, declines and timeouts with their codes, retries that succeed, refunds; spread back in
  * time at a fixed 62,500 events a day, so a bigger store is an older one), the rates job caught up
  * to it, then NEW events of new orders in the minute before the last 5-minute boundary. Each job then runs once as the
- * scheduler runs it (one ClickHouse thread, background priority; rates as RATES_PRIORITY says), and its wall time, statements
+ * scheduler runs it (one ClickHouse thread, background priority; rates at RATES_PRIORITY), and its wall time, statements
  * and rows read (system.query_log) are printed. Flat figures across sizes: the cost follows the
  * new events and the jobs' windows, not the stored history.
  * Usage: npm run bench:analytics -- [SIZES=1000000,4000000,16000000] [NEW=300000]. Needs the stack.
@@ -21,7 +21,7 @@ import { run as runReconcile } from '../analytics/reconcile.ts';
 import { run as runRetryPolicy } from '../analytics/retry-policy.ts';
 import { REQUERY_CHANGES_OVERLAP_SECONDS, runRequeryJob, type RequeryJobDeps } from '../automation/requery.ts';
 import { silentLogger } from '../log/index.ts';
-import { BACKGROUND_PRIORITY, command, createClickHouse, queryRows } from '../storage/clickhouse.ts';
+import { command, createClickHouse, createJobsClickHouse, queryRows } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
 import { ident, sql } from '../storage/sql.ts';
 
@@ -37,9 +37,9 @@ const EVENTS_PER_ORDER = 2.15;
 
 const config = loadConfig();
 const admin = createClickHouse(config, { requestTimeoutMs: 900_000 });
-const jobs = createClickHouse(config, { requestTimeoutMs: 900_000, maxThreads: 1, priority: BACKGROUND_PRIORITY, logQueries: true });
-// The rates job as the pipeline runs it: at ingest's priority with RATES_PRIORITY=foreground, else in the background (one thread either way).
-const foreground = config.ratesPriority === 'foreground' ? createClickHouse(config, { requestTimeoutMs: 900_000, maxThreads: 1, logQueries: true }) : jobs;
+// The jobs' clients as the pipeline makes them: one thread, the rates job at RATES_PRIORITY.
+const jobClients = createJobsClickHouse(config, { requestTimeoutMs: 900_000, logQueries: true });
+const jobs = jobClients.jobs;
 const runTag = randomUUID().slice(0, 8);
 
 /**
@@ -187,7 +187,7 @@ try {
     const stored = Number((await queryRows<{ n: string }>(admin, `SELECT count() AS n FROM ${ident(database, 'payment_events')}`))[0]?.n ?? 0);
     const runAt = new Date(nowMs + 30_000);
     const measured: [string, () => Promise<JobRun>][] = [
-      ['rates', () => runRates({ ...deps, clickhouse: foreground }, runAt, { budgetMs: RATES_RUN_BUDGET_MS, finishRecentSeconds: RATES_RECENT_SECONDS })],
+      ['rates', () => runRates({ ...deps, clickhouse: jobClients.rates }, runAt, { budgetMs: RATES_RUN_BUDGET_MS, finishRecentSeconds: RATES_RECENT_SECONDS })],
       ['reconcile', () => runReconcile(deps, runAt)],
       ['baselines', () => runBaselines(deps, runAt)],
       ['retry-policy', () => runRetryPolicy(deps, runAt)],
@@ -213,6 +213,5 @@ try {
 } finally {
   if (database) await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await admin.close();
-  await jobs.close();
-  if (foreground !== jobs) await foreground.close();
+  await jobClients.close();
 }

@@ -18,7 +18,7 @@ import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
-import { BACKGROUND_PRIORITY, createClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { createClickHouse, createJobsClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrateDatabase } from '../storage/migrations.ts';
 import { PaysentinelError } from '../errors/index.ts';
 
@@ -112,11 +112,10 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   let jobs: RunningPipeline['jobs'];
   if (roles.has('jobs')) {
     const leadership = await elect('jobs');
-    const jobsClickHouse = createClickHouse(config, { maxThreads: 1, priority: BACKGROUND_PRIORITY, requestTimeoutMs: 600_000 });
+    // The rates job's runs are bounded (a budget per run, cut into slices), so they may run at a
+    // higher priority than the other jobs' (RATES_PRIORITY), still on one thread.
+    const jobsClickHouse = createJobsClickHouse(config, { requestTimeoutMs: 600_000 });
     stops.push(() => jobsClickHouse.close());
-    // With RATES_PRIORITY=foreground, jobs whose runs are bounded (rates) run at ingest's priority, still on one thread.
-    const foregroundClickHouse = config.ratesPriority === 'foreground' ? createClickHouse(config, { maxThreads: 1, requestTimeoutMs: 600_000 }) : undefined;
-    if (foregroundClickHouse) stops.push(() => foregroundClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });
     stops.push(() => policyPublisher.close());
@@ -128,8 +127,8 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
       // The jobs are background work: one thread per query leaves the other core to ingest and
       // detection, their statements pause while one of ingest's or detection's runs (priority),
       // and they may take minutes when catching up.
-      clickhouse: jobsClickHouse,
-      foregroundClickhouse: foregroundClickHouse,
+      clickhouse: jobsClickHouse.jobs,
+      boundedClickhouse: jobsClickHouse.rates,
       database: config.clickhouseDatabase,
       logger: logger.child({ stage: 'analytics' }),
       publisher: policyPublisher,

@@ -40,10 +40,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ STATEMENT_GRACE: '8d' })).toThrow(/at most 168 hours/);
   });
 
-  test('the rates job runs at the background priority unless RATES_PRIORITY=foreground', () => {
-    expect(loadConfig({}).ratesPriority).toBe('background');
+  test('the rates job runs above the other jobs unless RATES_PRIORITY says otherwise', () => {
+    expect(loadConfig({}).ratesPriority).toBe('above-jobs');
     expect(loadConfig({ RATES_PRIORITY: 'foreground' }).ratesPriority).toBe('foreground');
-    expect(() => loadConfig({ RATES_PRIORITY: 'low' })).toThrow(/RATES_PRIORITY="low" is invalid: expected foreground or background/);
+    expect(loadConfig({ RATES_PRIORITY: ' background ' }).ratesPriority).toBe('background');
+    expect(() => loadConfig({ RATES_PRIORITY: 'low' })).toThrow(/RATES_PRIORITY="low" is invalid: expected foreground, above-jobs or background/);
   });
 
   test('automation: dry-run by default, refunds off, and refunds on only with both ceilings', () => {

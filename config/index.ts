@@ -123,11 +123,11 @@ const automationMode: Parser<AutomationMode> = (raw, name) => {
   const value = raw.trim() as AutomationMode;
   return automationModes.includes(value) ? value : fail(name, raw, 'off, dry-run or on');
 };
-export const jobPriorities = ['foreground', 'background'] as const;
+export const jobPriorities = ['foreground', 'above-jobs', 'background'] as const;
 export type JobPriority = (typeof jobPriorities)[number];
 const jobPriority: Parser<JobPriority> = (raw, name) => {
   const value = raw.trim() as JobPriority;
-  return jobPriorities.includes(value) ? value : fail(name, raw, 'foreground or background');
+  return jobPriorities.includes(value) ? value : fail(name, raw, 'foreground, above-jobs or background');
 };
 const onOff: Parser<boolean> = (raw, name) => (raw.trim() === 'on' ? true : raw.trim() === 'off' ? false : fail(name, raw, 'on or off'));
 
@@ -377,11 +377,12 @@ export const settings = {
   },
   ratesPriority: {
     env: 'RATES_PRIORITY',
-    default: 'background',
+    default: 'above-jobs',
     description:
-      "ClickHouse priority of the scheduled rates job's statements, one thread either way: background (the other jobs'; its statements pause while " +
-      "any of ingest's or detection's run, which under steady traffic stretches a run past its minute) or foreground (ingest's and detection's: " +
-      'shorter rates runs, at a cost to detection not yet measured on a quiet machine; see docs/benchmarks.md).',
+      "ClickHouse priority of the scheduled rates job's statements, one thread either way. above-jobs: they pause while any of ingest's or " +
+      "detection's run, and the other jobs' pause while one of theirs runs (a long reconcile no longer splits the core with a rates run). " +
+      "background: the other jobs' priority. foreground: ingest's and detection's (shorter rates runs, slower detection on a loaded machine; " +
+      'see docs/benchmarks.md).',
     parse: jobPriority,
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },

@@ -1,5 +1,5 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
-import type { Config } from '../config/index.ts';
+import type { Config, JobPriority } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 
 export type { ClickHouseClient };
@@ -22,6 +22,34 @@ export const clickhouseSettings = {
  * longer instead (how much shows in job_runs).
  */
 export const BACKGROUND_PRIORITY = 10;
+
+/**
+ * The rates job's priority by RATES_PRIORITY: `above-jobs` sits between ingest's and detection's
+ * (1) and the other jobs' (BACKGROUND_PRIORITY), so its statements still pause for the ticks, and
+ * reconcile's or the baselines' pause for a rates run instead of sharing the core with it.
+ */
+export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foreground: 1, 'above-jobs': 5, background: BACKGROUND_PRIORITY };
+
+/**
+ * The scheduled jobs' clients: one thread per query, the jobs at BACKGROUND_PRIORITY and the rates
+ * job at RATES_PRIORITIES[config.ratesPriority] (the same client when that is the jobs' own).
+ */
+export function createJobsClickHouse(
+  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority'>,
+  options: { requestTimeoutMs: number; logQueries?: boolean },
+): { jobs: ClickHouseClient; rates: ClickHouseClient; close(): Promise<void> } {
+  const jobs = createClickHouse(config, { ...options, maxThreads: 1, priority: BACKGROUND_PRIORITY });
+  const priority = RATES_PRIORITIES[config.ratesPriority];
+  const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...options, maxThreads: 1, priority });
+  return {
+    jobs,
+    rates,
+    close: async () => {
+      await jobs.close();
+      if (rates !== jobs) await rates.close();
+    },
+  };
+}
 
 /**
  * How long a migration statement may run: one that copies the stored history into a new table
