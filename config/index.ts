@@ -381,8 +381,8 @@ export const settings = {
     description:
       "ClickHouse priority of the scheduled rates job's statements, one thread either way. above-jobs: they pause while any of ingest's or " +
       "detection's run, and the other jobs' pause while one of theirs runs (a long reconcile no longer splits the core with a rates run). " +
-      "background: the other jobs' priority. foreground: ingest's and detection's (shorter rates runs, slower detection on a loaded machine; " +
-      'see docs/benchmarks.md).',
+      "background: the other jobs' priority. foreground: ingest's and detection's (nothing pauses its statements; they share the cores with " +
+      'detection). See docs/benchmarks.md.',
     parse: jobPriority,
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },
