@@ -33,7 +33,7 @@ export interface ScheduledJob<D extends AnalyticsDeps = AnalyticsDeps> {
    * Its scheduled runs are bounded in time (a budget per run, cut into slices): the scheduler runs
    * them on `boundedClickhouse` when it has one (one thread, at RATES_PRIORITY: by default above
    * the other jobs', below ingest's and detection's) instead of the jobs' background client
-   * (docs/adr/0003).
+   * (docs/adr/0003). Only the rates job is marked: RATES_PRIORITY is its setting.
    */
   bounded?: boolean;
   /** How `paysentinel analytics run NAME` runs it once, by hand. */

@@ -712,8 +712,8 @@ async function earliestEventMs(deps: AnalyticsDeps): Promise<number | null> {
 export const ratesScheduledJob: ScheduledJob = {
   name: RATES_JOB,
   cron: '* * * * *',
-  // Bounded by its budget, so it runs at RATES_PRIORITY, by default ahead of the other jobs: beside
-  // reconcile at the same priority a run of 8.7 s of CPU took 15-16 s at 5,000 events/s (docs/adr/0003).
+  // Bounded by its budget, so it runs at RATES_PRIORITY, by default between ingest's and detection's
+  // priority and the other jobs' (docs/adr/0003, docs/benchmarks.md: the rates job's priority at full size).
   bounded: true,
   run: (deps, now) => run(deps, now, { budgetMs: RATES_RUN_BUDGET_MS, finishRecentSeconds: RATES_RECENT_SECONDS }),
   byHand: {

@@ -112,8 +112,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   let jobs: RunningPipeline['jobs'];
   if (roles.has('jobs')) {
     const leadership = await elect('jobs');
-    // The rates job's runs are bounded (a budget per run, cut into slices), so they may run at a
-    // higher priority than the other jobs' (RATES_PRIORITY), still on one thread.
+    // The jobs' clients: one thread each; the rates job at RATES_PRIORITY (ScheduledJob.bounded).
     const jobsClickHouse = createJobsClickHouse(config, { requestTimeoutMs: 600_000 });
     stops.push(() => jobsClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.

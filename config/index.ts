@@ -379,9 +379,9 @@ export const settings = {
     env: 'RATES_PRIORITY',
     default: 'above-jobs',
     description:
-      "ClickHouse priority of the scheduled rates job's statements, one thread either way. above-jobs: they pause while any of ingest's or " +
+      "ClickHouse priority of the scheduled rates job's statements, on one thread in every case. above-jobs: they pause while any of ingest's or " +
       "detection's run, and the other jobs' pause while one of theirs runs (a long reconcile no longer splits the core with a rates run). " +
-      "background: the other jobs' priority. foreground: ingest's and detection's (nothing pauses its statements; they share the cores with " +
+      "background: the other jobs' priority. foreground: ingest's and detection's (nothing pauses them; they share the cores with " +
       'detection). See docs/benchmarks.md.',
     parse: jobPriority,
   },

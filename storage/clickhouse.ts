@@ -45,8 +45,11 @@ export function createJobsClickHouse(
     jobs,
     rates,
     close: async () => {
-      await jobs.close();
-      if (rates !== jobs) await rates.close();
+      try {
+        await jobs.close();
+      } finally {
+        if (rates !== jobs) await rates.close();
+      }
     },
   };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { jobPriorities } from '../../config/index.ts';
-import { createJobsClickHouse, queryRows, type ClickHouseClient } from '../../storage/clickhouse.ts';
+import { createClickHouse, createJobsClickHouse, queryRows, type ClickHouseClient } from '../../storage/clickhouse.ts';
 import { configFor, isolatedEnv } from './helpers.ts';
 
 /**
@@ -18,6 +18,15 @@ async function applied(clickhouse: ClickHouseClient): Promise<{ priority: number
 }
 
 describe('the jobs’ ClickHouse priorities', () => {
+  test('ingest, detection and the CLI run at priority 1, the highest', async () => {
+    const clickhouse = createClickHouse(configFor(isolatedEnv()));
+    try {
+      expect((await applied(clickhouse)).priority).toBe(1);
+    } finally {
+      await clickhouse.close();
+    }
+  });
+
   const expected = { foreground: 1, 'above-jobs': 5, background: 10 } as const;
   test.each(jobPriorities)('RATES_PRIORITY=%s: the rates job at its priority, the other jobs at 10, one thread each', async (setting) => {
     const clients = createJobsClickHouse(configFor(isolatedEnv({ RATES_PRIORITY: setting })), { requestTimeoutMs: 30_000 });
