@@ -380,7 +380,7 @@ export const settings = {
     default: 'above-jobs',
     description:
       "ClickHouse priority of the scheduled rates job's statements, on one thread in every case. above-jobs: they pause while any of ingest's or " +
-      "detection's run, and the other jobs' pause while one of theirs runs (a long reconcile no longer splits the core with a rates run). " +
+      "detection's run, and the other jobs' (reconcile's 24-hour grouping among them) pause while one of theirs runs. " +
       "background: the other jobs' priority. foreground: ingest's and detection's (nothing pauses them; they share the cores with " +
       'detection). See docs/benchmarks.md.',
     parse: jobPriority,

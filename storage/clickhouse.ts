@@ -25,8 +25,9 @@ export const BACKGROUND_PRIORITY = 10;
 
 /**
  * The rates job's priority by RATES_PRIORITY: `above-jobs` sits between ingest's and detection's
- * (1) and the other jobs' (BACKGROUND_PRIORITY), so its statements still pause for the ticks, and
- * reconcile's or the baselines' pause for a rates run instead of sharing the core with it.
+ * (1) and the other jobs' (BACKGROUND_PRIORITY), so its statements still pause for ingest's and
+ * detection's, and reconcile's or the baselines' pause for a rates run. ClickHouse pauses a
+ * statement only between the blocks it reads, for up to a second at a time.
  */
 export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foreground: 1, 'above-jobs': 5, background: BACKGROUND_PRIORITY };
 
