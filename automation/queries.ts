@@ -79,6 +79,7 @@ export function automationQueries(database: string) {
   const byEntity = ident(database, 'payment_events_by_entity');
   const changes = ident(database, 'payment_changes');
   const switches = ident(database, 'automation_switch');
+  const waiting = ident(database, 'requery_waiting');
   return {
     /**
      * The ids of unresolved cases of automatic rules that automation has not looked at yet, oldest
@@ -153,6 +154,18 @@ ORDER BY at, event_id`,
   WHERE entity_type = 'order' AND entity_key IN ${orderIds} AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
   GROUP BY order_id, attempt
 ) WHERE latest_status = 'processing' AND began <= ${cutoffSec}`,
+    /**
+     * The oldest `limit` attempts the requery job left waiting whose first report is at or after
+     * `fromSec` (the last day: older partitions are not read), each as its latest row says, with
+     * that row's version (`v`). Inner aliases differ from the column names: 18.16 resolves an alias
+     * named like a column across the whole query.
+     */
+    waitingOldest: (fromSec: number, limit: number) =>
+      sql`SELECT order_id, attempt, w_transaction_id AS transaction_id, w_began AS began, v FROM (
+  SELECT order_id, attempt, argMax(waiting, version) AS w, argMax(transaction_id, version) AS w_transaction_id,
+    argMax(toUInt32(began), version) AS w_began, max(version) AS v
+  FROM ${waiting} WHERE began >= toDateTime(${fromSec}, 'UTC') GROUP BY order_id, attempt
+) WHERE w = 1 ORDER BY w_began, order_id, attempt LIMIT ${limit}`,
     /** Attempts asked about in the day before `fromSec` whose last ask is at least REQUERY_AFTER old (before `askedBeforeSec`). */
     askedBefore: (fromSec: number, askedBeforeSec: number) =>
       sql`SELECT DISTINCT order_id FROM (

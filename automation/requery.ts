@@ -5,7 +5,7 @@ import { readPolicy } from '../analytics/retry-policy.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 import { command, insertRows, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
-import { ident } from '../storage/sql.ts';
+import { ident, toDateTimeText } from '../storage/sql.ts';
 import { commandMessage, readSwitch } from './automation.ts';
 import { commandIdFor, type PlannedCommand } from './plan.ts';
 import { AUTOMATION_ACTOR, automationQueries, issuedCommandRow } from './queries.ts';
@@ -50,9 +50,8 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   );
   const found = await findStillProcessing(deps, q, { nowSec, afterSec, limit, asked });
   const due = found.candidates.filter((a) => !asked.has(keyOf(a))).slice(0, limit);
-  const cursor = found.nextCursor(due);
   if (due.length === 0) {
-    await found.commit(cursor);
+    await found.commit(due);
     return { issued: 0, limit, peak: peakHours.has(hour), skipped: undefined };
   }
   // One id per attempt and REQUERY_AFTER period: a repeated run in the same period sends the same command.
@@ -80,10 +79,11 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
       messages: planned.map((p) => ({ key: p.order_id!, value: JSON.stringify(commandMessage(p, nowMs, expiresAtMs)) })),
     });
   // Moved only once the commands are stored (and sent): a failed run looks at the same reports again.
-  await found.commit(cursor);
+  const left = await found.commit(due);
   deps.logger.info(mode === 'on' ? 're-queried attempts still processing' : 'would have re-queried (dry-run)', {
     count: planned.length,
     limit,
+    left_waiting: left,
     by: AUTOMATION_ACTOR,
   });
   return { issued: planned.length, limit, peak: peakHours.has(hour) };
@@ -111,27 +111,34 @@ export const REQUERY_CHANGES_OVERLAP_SECONDS = 120;
 const FULL_SCAN_EVERY_SEC = 3_600;
 /** Orders per key look-up: one statement stays small whatever the number. */
 const ORDER_SLICE = 2_000;
+/**
+ * The most attempts one scan by time returns (oldest first); when it returns this many, the next
+ * run scans on from the last one's first report, so a day of stuck attempts is taken in pieces.
+ */
+export const REQUERY_SCAN_ROWS = 10_000;
 
 /**
  * The attempts still processing REQUERY_AFTER after their first report, within the last day,
- * oldest first; read so that a run's cost follows what is new, not the day's history:
+ * oldest first; read so that a run's cost follows what is new and what it may ask about, not the
+ * day's history nor the backlog:
  * - by time, the first reports from where the last run's scan stopped up to REQUERY_AFTER ago
- *   (the whole day on the first run, after a pause of a day, or when the cursor makes no sense);
- * - by key, the orders asked about before whose last ask is REQUERY_AFTER old (asked again while
- *   still processing), and the orders with a report stored since the last run that occurred
- *   before the scan's start (late events).
- * `nextCursor(due)` is where the next run starts, given the attempts this one will ask about:
- * never past an attempt found but left for a later run by the limit.
+ *   (the whole day on the first run, after a pause of a day, once an hour, or when the cursor
+ *   makes no sense), at most REQUERY_SCAN_ROWS of them;
+ * - by key: the oldest of the attempts earlier runs left waiting (requery_waiting, a few more
+ *   than the limit, checked again), the orders asked about before whose last ask is REQUERY_AFTER
+ *   old (asked again while still processing), and the orders with a report stored since the last
+ *   run that occurred before the scan's start (late events).
+ * `commit(due)`, given the attempts this run asks about, keeps every other one found in
+ * requery_waiting, takes the ones asked about or settled off it, and moves the cursor on: the
+ * scan never starts again at an attempt the limit left (it did before, so while more attempts
+ * were stuck than the limit allows, every run re-read all the events since the oldest of them).
+ * It returns how many attempts were left waiting.
  */
 async function findStillProcessing(
   deps: RequeryDeps,
   q: ReturnType<typeof automationQueries>,
   run: { nowSec: number; afterSec: number; limit: number; asked: ReadonlySet<string> },
-): Promise<{
-  candidates: Stuck[];
-  nextCursor: (due: readonly Stuck[]) => { scannedTo: number; seenTo: number };
-  commit: (c: { scannedTo: number; seenTo: number }) => Promise<void>;
-}> {
+): Promise<{ candidates: Stuck[]; commit: (due: readonly Stuck[]) => Promise<number> }> {
   const { nowSec, afterSec, limit, asked } = run;
   const dayAgo = nowSec - 86_400;
   const cutoff = nowSec - afterSec;
@@ -147,45 +154,63 @@ async function findStillProcessing(
   const incremental = scanned >= dayAgo && scanned <= cutoff && lastFull >= nowSec - FULL_SCAN_EVERY_SEC && lastFull <= nowSec;
   const scanFrom = incremental ? scanned : dayAgo;
 
-  // A few more than the limit: some of the oldest may have been asked about within REQUERY_AFTER.
-  const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, limit + asked.size), 'attempts still processing');
-  const byKey = new Map(fresh.map((a) => [keyOf(a), a]));
-  const late = new Set<string>();
+  const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, REQUERY_SCAN_ROWS), 'attempts still processing');
+  // The oldest waiting ones, enough to fill the limit when some were asked about or have settled.
+  const front = await queryRows<Stuck & { v: number | string }>(
+    deps.clickhouse,
+    q.waitingOldest(dayAgo, 2 * limit + asked.size + 100),
+    'attempts left waiting',
+  );
+  const orders = new Set(front.map((a) => a.order_id));
   if (incremental) {
-    const again = await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before');
+    for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before')) orders.add(r.order_id);
     const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - REQUERY_CHANGES_OVERLAP_SECONDS;
-    const lateOrders = await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports');
-    const orders = new Set(again.map((r) => r.order_id));
-    for (const r of lateOrders) if (!orders.has(r.order_id)) late.add(r.order_id);
-    const all = [...orders, ...late];
-    for (let i = 0; i < all.length; i += ORDER_SLICE) {
-      const rows = await queryRows<Stuck>(deps.clickhouse, q.stillProcessingOf(all.slice(i, i + ORDER_SLICE), dayAgo, cutoff), 'attempts still processing');
-      for (const a of rows) if (!byKey.has(keyOf(a)) || Number(byKey.get(keyOf(a))!.began) > Number(a.began)) byKey.set(keyOf(a), a);
-    }
+    for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports')) orders.add(r.order_id);
+  }
+  const byKey = new Map(fresh.map((a) => [keyOf(a), a]));
+  const all = [...orders];
+  for (let i = 0; i < all.length; i += ORDER_SLICE) {
+    const rows = await queryRows<Stuck>(deps.clickhouse, q.stillProcessingOf(all.slice(i, i + ORDER_SLICE), dayAgo, cutoff), 'attempts still processing');
+    for (const a of rows) if (!byKey.has(keyOf(a)) || Number(byKey.get(keyOf(a))!.began) > Number(a.began)) byKey.set(keyOf(a), a);
   }
   const candidates = [...byKey.values()].sort(
     (a, b) => Number(a.began) - Number(b.began) || (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : Number(a.attempt) - Number(b.attempt)),
   );
-  const freshKeys = new Set(fresh.map(keyOf));
   return {
     candidates,
-    nextCursor(due) {
+    async commit(due) {
+      // After the stored versions even when this process's clock is behind the last writer's.
+      const version = Math.max(Date.now(), stored ? Number(stored.version) + 1 : 0, ...front.map((a) => Number(a.v) + 1));
       const asking = new Set(due.map(keyOf));
       const left = candidates.filter((a) => !asked.has(keyOf(a)) && !asking.has(keyOf(a)));
-      const leftFresh = left.filter((a) => freshKeys.has(keyOf(a)));
-      // The scan by time may have stopped at its LIMIT: the next one starts at its last row.
-      let scannedTo = fresh.length >= limit + asked.size && fresh.length > 0 ? Number(fresh.at(-1)!.began) : cutoff;
-      if (leftFresh.length > 0) scannedTo = Math.min(scannedTo, ...leftFresh.map((a) => Number(a.began)));
-      // A late report's attempt left for later is read again from the change log next time.
-      const lateLeft = left.some((a) => late.has(a.order_id) && !freshKeys.has(keyOf(a)));
-      return { scannedTo, seenTo: lateLeft && stored ? Number(stored.seen_to) : serverNow };
-    },
-    async commit(c) {
+      const leftKeys = new Set(left.map(keyOf));
+      const had = new Map(front.map((a) => [keyOf(a), a]));
+      const row = (a: Stuck, waiting: 0 | 1) => ({
+        order_id: a.order_id,
+        attempt: Number(a.attempt),
+        transaction_id: a.transaction_id,
+        began: toDateTimeText(Number(a.began) * 1000),
+        waiting,
+        version,
+      });
+      const changes = [
+        // Left now and not already waiting as it is.
+        ...left
+          .filter((a) => {
+            const before = had.get(keyOf(a));
+            return !before || Number(before.began) !== Number(a.began) || before.transaction_id !== a.transaction_id;
+          })
+          .map((a) => row(a, 1)),
+        // Waiting before, and now asked about, settled or past the day: off the list (its row in the same day's partition).
+        ...front.filter((a) => !leftKeys.has(keyOf(a))).map((a) => row(a, 0)),
+      ];
+      await insertRows(deps.clickhouse, ident(deps.database, 'requery_waiting').text, changes, 'keep the attempts left waiting');
+      // The scan moves on: to REQUERY_AFTER ago, or to the last attempt it returned when it returned as many as it may.
+      const scannedTo = fresh.length >= REQUERY_SCAN_ROWS ? Number(fresh.at(-1)!.began) : cutoff;
       const historyFromSec = incremental ? lastFull : nowSec;
-      const row = { seenToSec: c.seenTo, coveredFromSec: c.scannedTo, historyFromSec, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
-      // After the stored version even when this process's clock is behind the last writer's.
-      const version = Math.max(Date.now(), stored ? Number(stored.version) + 1 : 0);
-      await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...row, version }), 'move the requery cursor');
+      const cursor = { seenToSec: serverNow, coveredFromSec: scannedTo, historyFromSec, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
+      await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...cursor, version }), 'move the requery cursor');
+      return left.length;
     },
   };
 }

@@ -170,6 +170,7 @@ function automationStatements(database: string): CatalogStatement[] {
     { name: 'attempts re-queried since', sql: q.requeriedSince(fromSec - 300) },
     { name: 'attempts still processing of some orders (requery)', sql: q.stillProcessingOf(['o-1', 'o-2'], fromSec - 86_400, fromSec - 300) },
     { name: 'orders asked about before (requery)', sql: q.askedBefore(fromSec - 86_400, fromSec - 300) },
+    { name: 'attempts left waiting (requery)', sql: q.waitingOldest(fromSec - 86_400, 200) },
     { name: 'orders with late reports (requery)', sql: q.lateOrders(fromSec - 120, fromSec - 86_400, fromSec - 600) },
     { name: 'server clock', sql: q.serverNow() },
     { name: 'command counts', sql: q.counts() },

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createAutomation, createManualCommands, requeryScheduledJob, runRequery, startCommandResults, type StoredCommand } from '../../automation/index.ts';
+import {
+  automationQueries,
+  createAutomation,
+  createManualCommands,
+  requeryScheduledJob,
+  runRequery,
+  startCommandResults,
+  type StoredCommand,
+} from '../../automation/index.ts';
 import { recentRuns } from '../../analytics/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
@@ -372,6 +380,57 @@ describe('automatic handling with commands to the gateway', () => {
     expect(recorded.map((c) => `${c.order_id === late ? 'late' : 'settled'}#${c.attempt}`)).toEqual(['late#2']);
     // Asked within REQUERY_AFTER, every one of them: nothing more.
     expect(await runRequery(deps, now + 240_000)).toMatchObject({ issued: 0 });
+  });
+
+  test('more attempts stuck than the limit: the scan moves on at once, the ones left wait by key and are asked once each, oldest first, except one that settled', async () => {
+    // A week ahead, so that the other tests' attempts are out of this day.
+    const now = Math.floor(Date.now() / 3_600_000 + 168) * 3_600_000;
+    const stuck = Array.from({ length: 6 }, () => order());
+    for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (40 - i) * 60_000 }]);
+    const deps = {
+      clickhouse: s.clickhouse,
+      database: db,
+      producer,
+      config: configWith({ AUTOMATION: 'dry-run', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '2' }),
+      logger: silentLogger,
+    };
+    const asked = async () =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${stuck} AND type = 'requery_status'`))
+        .map((c) => stuck.indexOf(c.order_id))
+        .sort();
+    const scanFrom = async () =>
+      Number(
+        (
+          await queryRows<{ covered_from: number }>(
+            s.clickhouse,
+            sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
+          )
+        )[0]!.covered_from,
+      );
+    const waiting = async () =>
+      (await queryRows<{ order_id: string }>(s.clickhouse, automationQueries(db).waitingOldest(Math.floor(now / 1000) - 86_400, 100)))
+        .map((a) => stuck.indexOf(a.order_id))
+        .sort();
+
+    expect(await runRequery(deps, now)).toMatchObject({ issued: 2 });
+    expect(await asked()).toEqual([0, 1]);
+    // The next scan starts at REQUERY_AFTER before this run, not at the oldest attempt left (which
+    // made every run read again all the events since it); the four left wait by key.
+    expect(await scanFrom()).toBe((now - 5 * 60_000) / 1000);
+    expect(await waiting()).toEqual([2, 3, 4, 5]);
+
+    // One of them gets its final status meanwhile: it is not asked about, and leaves the list.
+    await events(stuck[3]!, [{ attempt: 1, status: 'succeeded', atMs: now + 30_000 }]);
+    expect(await runRequery(deps, now + 60_000)).toMatchObject({ issued: 2 });
+    expect(await asked()).toEqual([0, 1, 2, 4]);
+    expect(await scanFrom()).toBe((now + 60_000 - 5 * 60_000) / 1000);
+    expect(await waiting()).toEqual([5]);
+
+    expect(await runRequery(deps, now + 120_000)).toMatchObject({ issued: 1 });
+    expect(await asked()).toEqual([0, 1, 2, 4, 5]);
+    expect(await waiting()).toEqual([]);
+    // Every one still processing was asked within REQUERY_AFTER: nothing more.
+    expect(await runRequery(deps, now + 180_000)).toMatchObject({ issued: 0 });
   });
 
   test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
