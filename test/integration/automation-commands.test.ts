@@ -304,6 +304,15 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await topicCount()).toBe(before + 1);
   });
 
+  /** What runRequery needs, in dry-run with REQUERY_AFTER 5 minutes and this limit a minute. */
+  const dryRunRequery = (limit: number) => ({
+    clickhouse: s.clickhouse,
+    database: db,
+    producer,
+    config: configWith({ AUTOMATION: 'dry-run', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: String(limit) }),
+    logger: silentLogger,
+  });
+
   const requeryJob = 'the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, not again within REQUERY_AFTER';
   test(requeryJob, async () => {
     const [older, newer, fresh, done] = [order(), order(), order(), order()];
@@ -337,13 +346,7 @@ describe('automatic handling with commands to the gateway', () => {
     const now = Math.floor(Date.now() / 3_600_000 + 120) * 3_600_000;
     const stuck = [order(), order(), order()];
     for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (30 - i) * 60_000 }]);
-    const deps = {
-      clickhouse: s.clickhouse,
-      database: db,
-      producer,
-      config: configWith({ AUTOMATION: 'dry-run', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '1' }),
-      logger: silentLogger,
-    };
+    const deps = dryRunRequery(1);
     const asked = async (orders: readonly string[]) =>
       (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${orders} AND type = 'requery_status'`))
         .map((c) => stuck.indexOf(c.order_id))
@@ -387,13 +390,7 @@ describe('automatic handling with commands to the gateway', () => {
     const now = Math.floor(Date.now() / 3_600_000 + 168) * 3_600_000;
     const stuck = Array.from({ length: 6 }, () => order());
     for (const [i, o] of stuck.entries()) await events(o, [{ attempt: 1, status: 'processing', atMs: now - (40 - i) * 60_000 }]);
-    const deps = {
-      clickhouse: s.clickhouse,
-      database: db,
-      producer,
-      config: configWith({ AUTOMATION: 'dry-run', REQUERY_AFTER: '5m', REQUERY_MAX_PER_MINUTE: '2' }),
-      logger: silentLogger,
-    };
+    const deps = dryRunRequery(2);
     const asked = async () =>
       (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${stuck} AND type = 'requery_status'`))
         .map((c) => stuck.indexOf(c.order_id))
