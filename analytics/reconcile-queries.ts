@@ -1,6 +1,6 @@
 import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
 import { paymentsSince } from './queries.ts';
-import { EARLIEST_TEXT_KEY, LATEST_TEXT_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
+import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
 
 /**
  * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts
@@ -20,47 +20,23 @@ function check(w: ReconcileWindow): void {
   }
 }
 
-/**
- * Attempts first seen in the window with their processing/final timings and status history, one
- * grouping of the window's payment events. The latest status and the earliest channel, merchant
- * and final status are chosen by the definitions' keys written as strings (LATEST_TEXT_KEY,
- * EARLIEST_TEXT_KEY), and the distinct final statuses are counted from three counters, not a hash
- * set per attempt: the same values as argMax/argMin over the tuples and uniqExact, for a fraction
- * of the memory and CPU (docs/benchmarks.md; a test compares both on crafted ties and random events).
- */
-export function reconcileAttemptsSql(database: string, w: ReconcileWindow): SqlFragment {
+/** Attempts first seen in the window with their processing/final timings and status history. */
+function attemptsSource(database: string, w: ReconcileWindow): SqlFragment {
   check(w);
   return sqlFragment`SELECT
       order_id,
       ifNull(attempt, 0) AS attempt_no,
-      argMin(channel, ${EARLIEST_TEXT_KEY}) AS a_channel,
-      argMin(merchant_id, ${EARLIEST_TEXT_KEY}) AS a_merchant,
+      argMin(channel, ${EARLIEST_KEY}) AS a_channel,
+      argMin(merchant_id, ${EARLIEST_KEY}) AS a_merchant,
       min(${TS}) AS a_first_ms,
       max(${TS}) AS a_last_ms,
-      argMax(status, ${LATEST_TEXT_KEY}) AS outcome,
+      argMax(status, ${LATEST_KEY}) AS outcome,
       countIf(status = 'processing') AS n_processing,
       minIf(${TS}, status = 'processing') AS a_processing_ms,
       countIf(status != 'processing') AS n_final,
       minIf(${TS}, status != 'processing') AS a_final_ms,
-      argMinIf(toString(status), ${EARLIEST_TEXT_KEY}, status != 'processing') AS a_first_final,
-      (countIf(status = 'succeeded') > 0) + (countIf(status = 'failed') > 0) + (countIf(status = 'timeout') > 0) AS a_final_statuses
-    FROM ${paymentsSince(database, w.fromMs)}
-    GROUP BY order_id, attempt_no
-    HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
-}
-
-/** The callback delay's inputs of the attempts first seen in the window: what insertCallbackDelaysQuery groups, and no more. */
-function delaysSource(database: string, w: ReconcileWindow): SqlFragment {
-  check(w);
-  return sqlFragment`SELECT
-      order_id,
-      ifNull(attempt, 0) AS attempt_no,
-      argMin(channel, ${EARLIEST_TEXT_KEY}) AS a_channel,
-      min(${TS}) AS a_first_ms,
-      countIf(status = 'processing') AS n_processing,
-      minIf(${TS}, status = 'processing') AS a_processing_ms,
-      countIf(status != 'processing') AS n_final,
-      minIf(${TS}, status != 'processing') AS a_final_ms
+      argMinIf(toString(status), ${EARLIEST_KEY}, status != 'processing') AS a_first_final,
+      uniqExactIf(status, status != 'processing') AS a_final_statuses
     FROM ${paymentsSince(database, w.fromMs)}
     GROUP BY order_id, attempt_no
     HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
@@ -91,7 +67,7 @@ SELECT ${o.version}, ${o.computedAt}, arrayJoin(${kinds}) AS kind, order_id, toU
   toDateTime(intDiv(a_first_ms, 1000), 'UTC'), toDateTime(intDiv(a_last_ms, 1000), 'UTC'),
   a_first_final, toString(outcome), a_final_statuses,
   intDiv(${o.toMs} - a_first_ms, 1000)
-FROM (${reconcileAttemptsSql(database, o)}) AS a
+FROM (${attemptsSource(database, o)}) AS a
 WHERE (${stuck}) OR (${changed})`;
 }
 
@@ -105,7 +81,7 @@ export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite): 
   // The marker row (real = 0) keeps the all-channels row in every run, with no attempts too: the
   // latest run is found by its version there.
   const delays = sqlFragment`SELECT arrayJoin([a_channel, '']) AS d_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms, toUInt8(1) AS real
-    FROM (${delaysSource(database, o)}) AS a
+    FROM (${attemptsSource(database, o)}) AS a
     WHERE n_processing > 0 AND n_final > 0 AND a_final_ms >= a_processing_ms
     UNION ALL
     SELECT '' AS d_channel, toFloat64(0) AS delay_ms, toUInt8(0) AS real`;

@@ -19,17 +19,6 @@ export const OCCURRED_MS = sqlFragment`toUInt64(occurred_at) * 1000 + occurred_m
 /** First event (the argMin key): by occurred_at, then occurred_ms, then event_id. */
 export const EARLIEST_KEY = sqlFragment`(occurred_at, occurred_ms, event_id)`;
 
-/**
- * LATEST_KEY and EARLIEST_KEY written as strings that compare as the tuples do, as migration 027
- * writes them into its states: the time in ms plus 10^13 (14 digits for every DateTime, so fixed
- * width), for the latest key the final-status flag (one digit), then the event id. ClickHouse runs
- * argMax/argMin over a string key with its string code and far less memory than over a tuple (one
- * Field per value): use these where many attempts are grouped at once. A test holds them to the
- * tuples on crafted ties and random events.
- */
-export const LATEST_TEXT_KEY = sqlFragment`concat(toString(toUInt64(occurred_at) * 1000 + occurred_ms + 10000000000000), toString(toUInt8(status != 'processing')), event_id)`;
-export const EARLIEST_TEXT_KEY = sqlFragment`concat(toString(toUInt64(occurred_at) * 1000 + occurred_ms + 10000000000000), event_id)`;
-
 /** LATEST_KEY as text: for dashboard SQL (text Grafana sends) and the callers that have not moved to the fragment yet. */
 export const LATEST = LATEST_KEY.text;
 

@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readReconcile, run } from '../../analytics/reconcile.ts';
-import { reconcileAttemptsSql } from '../../analytics/reconcile-queries.ts';
 import { recentRuns } from '../../analytics/jobs.ts';
 import { type EventRow } from '../../ingest/records.ts';
 import { silentLogger } from '../../log/index.ts';
-import { command, insertRows, queryRows } from '../../storage/clickhouse.ts';
+import { command, insertRows } from '../../storage/clickhouse.ts';
 import { migrate } from '../../storage/migrations.ts';
-import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS } from '../../storage/event-order.ts';
-import { ident, sql, sqlFragment } from '../../storage/sql.ts';
-import { eventRow, nextOffset, randomAttemptEvents } from '../fixtures/events.ts';
+import { ident } from '../../storage/sql.ts';
+import { eventRow, nextOffset } from '../fixtures/events.ts';
 import { services } from './helpers.ts';
 
 /**
@@ -99,36 +97,5 @@ describe('reconcile job on the real ClickHouse', () => {
       ['s1', 2400],
       ['s2', 1200],
     ]);
-  });
-});
-
-describe("reconcile's grouping chooses what the definitions choose", () => {
-  test('on random events with ties: the same attempts, outcomes, first final statuses and counts as argMax/argMin over the tuples and uniqExact', async () => {
-    // Another day than the fixture's, so the window holds these events only.
-    const T = Date.UTC(2026, 11, 7, 10, 0, 0);
-    const rows = randomAttemptEvents({ prefix: 'rec-', count: 3000, orders: 400, atMs: T, seed: 11 });
-    for (let i = 0; i < rows.length; i += 700) await insertRows(s.clickhouse, events.text, rows.slice(i, i + 700));
-    const window = { fromMs: T, toMs: T + 60_000 };
-    const columns = sqlFragment`order_id, attempt_no, a_channel, a_merchant, a_first_ms, a_last_ms, toString(outcome) AS out, n_processing, a_processing_ms,
-      n_final, a_final_ms, a_first_final, toUInt64(a_final_statuses) AS finals`;
-    const got = await queryRows<Record<string, unknown>>(
-      s.clickhouse,
-      sql`SELECT ${columns} FROM (${reconcileAttemptsSql(deps.database, window)}) ORDER BY order_id, attempt_no`,
-    );
-    // The definitions' keys as tuples (storage/event-order.ts), and distinct final statuses by uniqExact.
-    const reference = sqlFragment`SELECT order_id, ifNull(attempt, 0) AS attempt_no,
-        argMin(channel, ${EARLIEST_KEY}) AS a_channel, argMin(merchant_id, ${EARLIEST_KEY}) AS a_merchant,
-        min(${OCCURRED_MS}) AS a_first_ms, max(${OCCURRED_MS}) AS a_last_ms, argMax(status, ${LATEST_KEY}) AS outcome,
-        countIf(status = 'processing') AS n_processing, minIf(${OCCURRED_MS}, status = 'processing') AS a_processing_ms,
-        countIf(status != 'processing') AS n_final, minIf(${OCCURRED_MS}, status != 'processing') AS a_final_ms,
-        argMinIf(toString(status), ${EARLIEST_KEY}, status != 'processing') AS a_first_final,
-        uniqExactIf(status, status != 'processing') AS a_final_statuses
-      FROM ${events} WHERE type = 'payment' AND occurred_at >= toDateTime(${Math.floor(T / 1000) - 3600}, 'UTC')
-      GROUP BY order_id, attempt_no HAVING a_first_ms >= ${window.fromMs} AND a_first_ms < ${window.toMs}`;
-    const want = await queryRows<Record<string, unknown>>(s.clickhouse, sql`SELECT ${columns} FROM (${reference}) ORDER BY order_id, attempt_no`);
-    expect(got.length).toBeGreaterThan(600);
-    // Every kind of attempt is there: several final statuses, none, a first final other than the outcome.
-    expect(new Set(want.map((r) => Number(r.finals)))).toEqual(new Set([0, 1, 2, 3]));
-    expect(got).toEqual(want);
   });
 });
