@@ -156,7 +156,8 @@ ORDER BY at, event_id`,
 ) WHERE latest_status = 'processing' AND began <= ${cutoffSec}`,
     /**
      * The oldest `limit` attempts the requery job left waiting whose first report is at or after
-     * `fromSec` (the last day: older partitions are not read), each as its latest row says, with
+     * `fromSec`, each as its latest row says (read from a day earlier on, so an attempt whose first
+     * report moved earlier is seen by its latest row; older partitions are not read), with
      * that row's version (`v`). Inner aliases differ from the column names: 18.16 resolves an alias
      * named like a column across the whole query.
      */
@@ -164,8 +165,8 @@ ORDER BY at, event_id`,
       sql`SELECT order_id, attempt, w_transaction_id AS transaction_id, w_began AS began, v FROM (
   SELECT order_id, attempt, argMax(waiting, version) AS w, argMax(transaction_id, version) AS w_transaction_id,
     argMax(toUInt32(began), version) AS w_began, max(version) AS v
-  FROM ${waiting} WHERE began >= toDateTime(${fromSec}, 'UTC') GROUP BY order_id, attempt
-) WHERE w = 1 ORDER BY w_began, order_id, attempt LIMIT ${limit}`,
+  FROM ${waiting} WHERE began >= toDateTime(${fromSec - 86_400}, 'UTC') GROUP BY order_id, attempt
+) WHERE w = 1 AND w_began >= ${fromSec} ORDER BY w_began, order_id, attempt LIMIT ${limit}`,
     /** Attempts asked about in the day before `fromSec` whose last ask is at least REQUERY_AFTER old (before `askedBeforeSec`). */
     askedBefore: (fromSec: number, askedBeforeSec: number) =>
       sql`SELECT DISTINCT order_id FROM (

@@ -49,7 +49,7 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
     (await queryRows<{ order_id: string; attempt: number }>(deps.clickhouse, q.requeriedSince(nowSec - afterSec), 'attempts re-queried')).map(keyOf),
   );
   const found = await findStillProcessing(deps, q, { nowSec, afterSec, limit, asked });
-  const due = found.candidates.filter((a) => !asked.has(keyOf(a))).slice(0, limit);
+  const due = pickDue(found.candidates, asked, limit, found.until);
   if (due.length === 0) {
     await found.commit(due);
     return { issued: 0, limit, peak: peakHours.has(hour), skipped: undefined };
@@ -83,20 +83,32 @@ export async function runRequery(deps: RequeryDeps, nowMs: number): Promise<{ is
   deps.logger.info(mode === 'on' ? 're-queried attempts still processing' : 'would have re-queried (dry-run)', {
     count: planned.length,
     limit,
-    left_waiting: left,
+    left_this_run: left,
     by: AUTOMATION_ACTOR,
   });
   return { issued: planned.length, limit, peak: peakHours.has(hour) };
 }
 
 /** An attempt still processing, as the requery job's reads return it. */
-interface Stuck {
+export interface Stuck {
   order_id: string;
   attempt: number;
   transaction_id: string;
   began: number;
 }
 const keyOf = (a: { order_id: string; attempt: number }) => `${a.order_id}|${Number(a.attempt)}`;
+/** Oldest first report first, then by order and attempt: the order requery_waiting is read in. */
+const oldestFirst = (a: Stuck, b: Stuck): number =>
+  Number(a.began) - Number(b.began) || (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : Number(a.attempt) - Number(b.attempt));
+
+/**
+ * The attempts a run asks about: the first `limit` of `candidates` (oldest first) not asked within
+ * REQUERY_AFTER, and none after `until`, the last waiting attempt the run read when the list may
+ * hold more after it: those unread ones are older than any candidate after `until`, so they go first.
+ */
+export function pickDue(candidates: readonly Stuck[], asked: ReadonlySet<string>, limit: number, until: Stuck | null): Stuck[] {
+  return candidates.filter((a) => !asked.has(keyOf(a)) && (until === null || oldestFirst(a, until) <= 0)).slice(0, limit);
+}
 
 /** The requery job's place in analytics_cursors: covered_from holds how far its scan by time has looked, seen_to the change log. */
 const CURSOR_JOB = 'requery';
@@ -119,26 +131,30 @@ export const REQUERY_SCAN_ROWS = 10_000;
 
 /**
  * The attempts still processing REQUERY_AFTER after their first report, within the last day,
- * oldest first; read so that a run's cost follows what is new and what it may ask about, not the
- * day's history nor the backlog:
+ * oldest first; read so that a run's events follow what is new, not the day's history:
  * - by time, the first reports from where the last run's scan stopped up to REQUERY_AFTER ago
  *   (the whole day on the first run, after a pause of a day, once an hour, or when the cursor
- *   makes no sense), at most REQUERY_SCAN_ROWS of them;
+ *   makes no sense), at most REQUERY_SCAN_ROWS of them; the hourly whole-day read never moves the
+ *   scan back;
  * - by key: the oldest of the attempts earlier runs left waiting (requery_waiting, a few more
- *   than the limit, checked again), the orders asked about before whose last ask is REQUERY_AFTER
+ *   than the limit, checked again by key; finding them groups the list's rows of the last two
+ *   days, one small row per attempt left or taken off, so that read follows the backlog, not the
+ *   events), the orders asked about before whose last ask is REQUERY_AFTER
  *   old (asked again while still processing), and the orders with a report stored since the last
  *   run that occurred before the scan's start (late events).
  * `commit(due)`, given the attempts this run asks about, keeps every other one found in
  * requery_waiting, takes the ones asked about or settled off it, and moves the cursor on: the
  * scan never starts again at an attempt the limit left (it did before, so while more attempts
  * were stuck than the limit allows, every run re-read all the events since the oldest of them).
- * It returns how many attempts were left waiting.
+ * It returns how many of this run's candidates it left waiting (not the size of the list).
+ * `until`: when the run read as many waiting attempts as it asked for, the last of them; the list
+ * may hold more after it, so nothing newer may be asked about this run (see pickDue).
  */
 async function findStillProcessing(
   deps: RequeryDeps,
   q: ReturnType<typeof automationQueries>,
   run: { nowSec: number; afterSec: number; limit: number; asked: ReadonlySet<string> },
-): Promise<{ candidates: Stuck[]; commit: (due: readonly Stuck[]) => Promise<number> }> {
+): Promise<{ candidates: Stuck[]; until: Stuck | null; commit: (due: readonly Stuck[]) => Promise<number> }> {
   const { nowSec, afterSec, limit, asked } = run;
   const dayAgo = nowSec - 86_400;
   const cutoff = nowSec - afterSec;
@@ -153,14 +169,13 @@ async function findStillProcessing(
   const lastFull = stored ? Number(stored.history_from) : 0;
   const incremental = scanned >= dayAgo && scanned <= cutoff && lastFull >= nowSec - FULL_SCAN_EVERY_SEC && lastFull <= nowSec;
   const scanFrom = incremental ? scanned : dayAgo;
+  // Where the scans had reached, kept through the hourly full read (not after a pause of a day).
+  const keptScan = !incremental && stored && scanned >= dayAgo && scanned <= cutoff ? scanned : null;
 
   const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, REQUERY_SCAN_ROWS), 'attempts still processing');
   // The oldest waiting ones, enough to fill the limit when some were asked about or have settled.
-  const front = await queryRows<Stuck & { v: number | string }>(
-    deps.clickhouse,
-    q.waitingOldest(dayAgo, 2 * limit + asked.size + 100),
-    'attempts left waiting',
-  );
+  const frontSize = 2 * limit + asked.size + 100;
+  const front = await queryRows<Stuck & { v: number | string }>(deps.clickhouse, q.waitingOldest(dayAgo, frontSize), 'attempts left waiting');
   const orders = new Set(front.map((a) => a.order_id));
   if (incremental) {
     for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before')) orders.add(r.order_id);
@@ -173,11 +188,10 @@ async function findStillProcessing(
     const rows = await queryRows<Stuck>(deps.clickhouse, q.stillProcessingOf(all.slice(i, i + ORDER_SLICE), dayAgo, cutoff), 'attempts still processing');
     for (const a of rows) if (!byKey.has(keyOf(a)) || Number(byKey.get(keyOf(a))!.began) > Number(a.began)) byKey.set(keyOf(a), a);
   }
-  const candidates = [...byKey.values()].sort(
-    (a, b) => Number(a.began) - Number(b.began) || (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : Number(a.attempt) - Number(b.attempt)),
-  );
+  const candidates = [...byKey.values()].sort(oldestFirst);
   return {
     candidates,
+    until: front.length >= frontSize ? front.at(-1)! : null,
     async commit(due) {
       // After the stored versions even when this process's clock is behind the last writer's.
       const version = Math.max(Date.now(), stored ? Number(stored.version) + 1 : 0, ...front.map((a) => Number(a.v) + 1));
@@ -201,12 +215,22 @@ async function findStillProcessing(
             return !before || Number(before.began) !== Number(a.began) || before.transaction_id !== a.transaction_id;
           })
           .map((a) => row(a, 1)),
-        // Waiting before, and now asked about, settled or past the day: off the list (its row in the same day's partition).
+        // Waiting before, and now asked about or settled: off the list (its row in the same day's partition).
         ...front.filter((a) => !leftKeys.has(keyOf(a))).map((a) => row(a, 0)),
       ];
       await insertRows(deps.clickhouse, ident(deps.database, 'requery_waiting').text, changes, 'keep the attempts left waiting');
       // The scan moves on: to REQUERY_AFTER ago, or to the last attempt it returned when it returned as many as it may.
-      const scannedTo = fresh.length >= REQUERY_SCAN_ROWS ? Number(fresh.at(-1)!.began) : cutoff;
+      let scannedTo = cutoff;
+      if (fresh.length >= REQUERY_SCAN_ROWS) {
+        // More than the scan may return: the next one goes on from the last one it returned, or
+        // from the next second when all of them share its first (the rest of that second is left
+        // to the hourly full read, so the scan cannot stall on it).
+        const last = Number(fresh.at(-1)!.began);
+        scannedTo = last > scanFrom ? last : scanFrom + 1;
+        // The hourly full read must not take back what the scans before it covered: the attempts
+        // they found are waiting or asked, and walking the day again would re-read it every run.
+        if (keptScan !== null) scannedTo = Math.max(scannedTo, keptScan);
+      }
       const historyFromSec = incremental ? lastFull : nowSec;
       const cursor = { seenToSec: serverNow, coveredFromSec: scannedTo, historyFromSec, writtenVersion: 0, serverAtSec: serverNow, serverUptime: 0 };
       await command(deps.clickhouse, writeCursorQuery(deps.database, CURSOR_JOB, { ...cursor, version }), 'move the requery cursor');

@@ -7,8 +7,8 @@
  * environment (defaults 5m and 60), on the jobs' client (one thread, background priority), at
  * the start of each real minute as the scheduler runs it (so it takes RUNS + HISTORY minutes). Per
  * run it prints the wall time, the statements and rows read (system.query_log), the attempts
- * asked about, where the next scan starts and how many attempts wait by key. Flat rows read:
- * a run's cost follows the new minute, not the backlog.
+ * asked about, where the next scan starts and how many attempts wait by key. Flat rows read once
+ * caught up: a run's reads of events follow the new minutes, not how long attempts have been stuck.
  * Usage: npm run bench:requery -- [RUNS=10] [EVENTS_PER_MINUTE=300000] [STUCK_PERMILLE=20] [HISTORY_MINUTES=10]. Needs the stack.
  */
 import { randomUUID } from 'node:crypto';

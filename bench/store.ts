@@ -4,6 +4,7 @@
  * processing event and a final status per attempt, declines and timeouts with their codes, retries
  * that succeed, refunds), and what the statements on such a store read.
  */
+import { serverNowQuery } from '../analytics/rate-items.ts';
 import { command, queryRows, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { ident, sql } from '../storage/sql.ts';
 
@@ -86,7 +87,7 @@ WHERE type = 2 AND event_date >= toDate(toDateTime(${fromSec}, 'UTC')) AND query
 
 /** ClickHouse's clock, in seconds. */
 export const serverClock = async (admin: ClickHouseClient): Promise<number> =>
-  Number((await queryRows<{ t: number }>(admin, 'SELECT toUInt32(now()) AS t', 'server clock'))[0]!.t);
+  Number((await queryRows<{ t: number }>(admin, serverNowQuery, 'server clock'))[0]!.t);
 
 /**
  * Waits until ClickHouse's clock is `seconds` past its reading now: the requery job's change-log

@@ -10,6 +10,7 @@ import {
   startCommandResults,
   type StoredCommand,
 } from '../../automation/index.ts';
+import { REQUERY_SCAN_ROWS } from '../../automation/requery.ts';
 import { recentRuns } from '../../analytics/index.ts';
 import { createCaseStore, type Case, type CaseStore } from '../../cases/index.ts';
 import { loadConfig, type Config } from '../../config/index.ts';
@@ -68,35 +69,35 @@ const automation = (env: Record<string, string>, send: Pick<Producer, 'send'> = 
   createAutomation({ clickhouse: s.clickhouse, database: db, producer: send, config: configWith(env), cases, ruleSet: () => ruleSet, logger: silentLogger });
 
 let seq = 0;
+type EventSpec = { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number; currency?: string };
+
 /** Stores payment events of an order as ingest would. */
-async function events(
-  orderId: string,
-  list: { attempt: number; status: string; type?: string; source?: string; amount?: number; atMs?: number; currency?: string }[],
-) {
-  await insertRows(
-    s.clickhouse,
-    ident(db, 'payment_events').text,
-    list.map((e) => ({
-      event_id: `${orderId}-${++seq}`,
-      occurred_at: toDateTimeText(e.atMs ?? T0),
-      occurred_ms: 0,
-      type: e.type ?? 'payment',
-      status: e.status,
-      order_id: orderId,
-      attempt: e.attempt,
-      transaction_id: `T-${orderId}-${e.attempt}`,
-      amount_minor: e.amount ?? 12_900,
-      currency: e.currency ?? 'CNY',
-      channel: 'alipay',
-      merchant_id: 'm-1',
-      user_id: 'u-1',
-      source: e.source ?? 'gateway_callback',
-      extra: '',
-      kafka_partition: 0,
-      kafka_offset: 0,
-      ingested_at: toDateTimeText(Date.now()),
-    })),
-  );
+async function events(orderId: string, list: EventSpec[]) {
+  await insertRows(s.clickhouse, ident(db, 'payment_events').text, eventRows(orderId, list));
+}
+
+/** The rows ingest would store for these events of an order. */
+function eventRows(orderId: string, list: EventSpec[]) {
+  return list.map((e) => ({
+    event_id: `${orderId}-${++seq}`,
+    occurred_at: toDateTimeText(e.atMs ?? T0),
+    occurred_ms: 0,
+    type: e.type ?? 'payment',
+    status: e.status,
+    order_id: orderId,
+    attempt: e.attempt,
+    transaction_id: `T-${orderId}-${e.attempt}`,
+    amount_minor: e.amount ?? 12_900,
+    currency: e.currency ?? 'CNY',
+    channel: 'alipay',
+    merchant_id: 'm-1',
+    user_id: 'u-1',
+    source: e.source ?? 'gateway_callback',
+    extra: '',
+    kafka_partition: 0,
+    kafka_offset: 0,
+    ingested_at: toDateTimeText(Date.now()),
+  }));
 }
 
 /** Opens the case detection would open for a rule and entity. */
@@ -428,6 +429,37 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await waiting()).toEqual([]);
     // Every one still processing was asked within REQUERY_AFTER: nothing more.
     expect(await runRequery(deps, now + 180_000)).toMatchObject({ issued: 0 });
+  });
+
+  test('the hourly whole-day read does not take the scan back when the day holds more stuck attempts than one scan returns', async () => {
+    // Nine days ahead, so that the other tests' attempts are out of this day.
+    const now = Math.floor(Date.now() / 3_600_000 + 216) * 3_600_000;
+    const n = REQUERY_SCAN_ROWS + 50;
+    // n attempts stuck since 50 to 10 minutes before `now`, spread evenly, in one insert.
+    const rows = Array.from({ length: n }, (_, i) =>
+      eventRows(`bulk-${id}-${i}`, [{ attempt: 1, status: 'processing', atMs: now - 50 * 60_000 + Math.floor((i * 40 * 60_000) / n) }]),
+    ).flat();
+    await insertRows(s.clickhouse, ident(db, 'payment_events').text, rows);
+    const deps = dryRunRequery(60);
+    const scanFrom = async () =>
+      Number(
+        (
+          await queryRows<{ covered_from: number }>(
+            s.clickhouse,
+            sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
+          )
+        )[0]!.covered_from,
+      );
+    // A first run reads the day: the scan returns its cap, the next one goes on from there.
+    expect(await runRequery(deps, now)).toMatchObject({ issued: 60 });
+    expect(await scanFrom()).toBeLessThan((now - 10 * 60_000) / 1000);
+    // The next run finds the rest and reaches REQUERY_AFTER before it.
+    await runRequery(deps, now + 60_000);
+    const reached = (now + 60_000 - 5 * 60_000) / 1000;
+    expect(await scanFrom()).toBe(reached);
+    // An hour later the whole day is read again, and hits the cap again: the scan stays where it was.
+    expect(await runRequery(deps, now + 61 * 60_000)).toMatchObject({ issued: 60 });
+    expect(await scanFrom()).toBe(reached);
   });
 
   test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
