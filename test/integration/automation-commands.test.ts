@@ -314,6 +314,17 @@ describe('automatic handling with commands to the gateway', () => {
     logger: silentLogger,
   });
 
+  /** Where the requery job's next scan by time starts (its cursor), in epoch seconds. */
+  const requeryScanFrom = async () =>
+    Number(
+      (
+        await queryRows<{ covered_from: number }>(
+          s.clickhouse,
+          sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
+        )
+      )[0]!.covered_from,
+    );
+
   const requeryJob = 'the requery job re-checks attempts still processing after REQUERY_AFTER, oldest first, at most the limit, not again within REQUERY_AFTER';
   test(requeryJob, async () => {
     const [older, newer, fresh, done] = [order(), order(), order(), order()];
@@ -357,15 +368,8 @@ describe('automatic handling with commands to the gateway', () => {
       expect(await runRequery(deps, at)).toMatchObject({ issued: 1 });
       expect(await asked(stuck)).toEqual([0, 1, 2].slice(0, i + 1));
     }
-    const cursor = async () =>
-      (
-        await queryRows<{ covered_from: number }>(
-          s.clickhouse,
-          sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
-        )
-      )[0]!;
     // Nothing left behind the scan: it has reached REQUERY_AFTER before the last run.
-    expect(Number((await cursor()).covered_from)).toBe((now + 120_000 - 5 * 60_000) / 1000);
+    expect(await requeryScanFrom()).toBe((now + 120_000 - 5 * 60_000) / 1000);
 
     // A processing report three hours old arrives only now: the scan by time is past it, the change log is not.
     const late = order();
@@ -396,15 +400,6 @@ describe('automatic handling with commands to the gateway', () => {
       (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${stuck} AND type = 'requery_status'`))
         .map((c) => stuck.indexOf(c.order_id))
         .sort();
-    const scanFrom = async () =>
-      Number(
-        (
-          await queryRows<{ covered_from: number }>(
-            s.clickhouse,
-            sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
-          )
-        )[0]!.covered_from,
-      );
     const waiting = async () =>
       (await queryRows<{ order_id: string }>(s.clickhouse, automationQueries(db).waitingOldest(Math.floor(now / 1000) - 86_400, 100)))
         .map((a) => stuck.indexOf(a.order_id))
@@ -414,14 +409,14 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await asked()).toEqual([0, 1]);
     // The next scan starts at REQUERY_AFTER before this run, not at the oldest attempt left (which
     // made every run read again all the events since it); the four left wait by key.
-    expect(await scanFrom()).toBe((now - 5 * 60_000) / 1000);
+    expect(await requeryScanFrom()).toBe((now - 5 * 60_000) / 1000);
     expect(await waiting()).toEqual([2, 3, 4, 5]);
 
     // One of them gets its final status meanwhile: it is not asked about, and leaves the list.
     await events(stuck[3]!, [{ attempt: 1, status: 'succeeded', atMs: now + 30_000 }]);
     expect(await runRequery(deps, now + 60_000)).toMatchObject({ issued: 2 });
     expect(await asked()).toEqual([0, 1, 2, 4]);
-    expect(await scanFrom()).toBe((now + 60_000 - 5 * 60_000) / 1000);
+    expect(await requeryScanFrom()).toBe((now + 60_000 - 5 * 60_000) / 1000);
     expect(await waiting()).toEqual([5]);
 
     expect(await runRequery(deps, now + 120_000)).toMatchObject({ issued: 1 });
@@ -441,25 +436,16 @@ describe('automatic handling with commands to the gateway', () => {
     ).flat();
     await insertRows(s.clickhouse, ident(db, 'payment_events').text, rows);
     const deps = dryRunRequery(60);
-    const scanFrom = async () =>
-      Number(
-        (
-          await queryRows<{ covered_from: number }>(
-            s.clickhouse,
-            sql`SELECT toUInt32(covered_from) AS covered_from FROM ${ident(db, 'analytics_cursors')} FINAL WHERE job = 'requery'`,
-          )
-        )[0]!.covered_from,
-      );
     // A first run reads the day: the scan returns its cap, the next one goes on from there.
     expect(await runRequery(deps, now)).toMatchObject({ issued: 60 });
-    expect(await scanFrom()).toBeLessThan((now - 10 * 60_000) / 1000);
+    expect(await requeryScanFrom()).toBeLessThan((now - 10 * 60_000) / 1000);
     // The next run finds the rest and reaches REQUERY_AFTER before it.
     await runRequery(deps, now + 60_000);
     const reached = (now + 60_000 - 5 * 60_000) / 1000;
-    expect(await scanFrom()).toBe(reached);
+    expect(await requeryScanFrom()).toBe(reached);
     // An hour later the whole day is read again, and hits the cap again: the scan stays where it was.
     expect(await runRequery(deps, now + 61 * 60_000)).toMatchObject({ issued: 60 });
-    expect(await scanFrom()).toBe(reached);
+    expect(await requeryScanFrom()).toBe(reached);
   });
 
   test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
