@@ -177,10 +177,13 @@ async function findStillProcessing(
   const frontSize = 2 * limit + asked.size + 100;
   const front = await queryRows<Stuck & { v: number | string }>(deps.clickhouse, q.waitingOldest(dayAgo, frontSize), 'attempts left waiting');
   const orders = new Set(front.map((a) => a.order_id));
-  if (incremental) {
+  // By key as well on the hourly whole-day read when it keeps the scan where it was: past its
+  // 10,000 attempts it does not reach what was asked before or reported late before that point.
+  const lateBefore = incremental ? scanFrom : keptScan;
+  if (lateBefore !== null) {
     for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.askedBefore(dayAgo, cutoff + 1), 'attempts asked before')) orders.add(r.order_id);
     const seenFrom = Math.min(Number(stored!.seen_to), serverNow) - REQUERY_CHANGES_OVERLAP_SECONDS;
-    for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, scanFrom), 'late reports')) orders.add(r.order_id);
+    for (const r of await queryRows<{ order_id: string }>(deps.clickhouse, q.lateOrders(seenFrom, dayAgo, lateBefore), 'late reports')) orders.add(r.order_id);
   }
   const byKey = new Map(fresh.map((a) => [keyOf(a), a]));
   const all = [...orders];
@@ -223,8 +226,9 @@ async function findStillProcessing(
       let scannedTo = cutoff;
       if (fresh.length >= REQUERY_SCAN_ROWS) {
         // More than the scan may return: the next one goes on from the last one it returned, or
-        // from the next second when all of them share its first (the rest of that second is left
-        // to the hourly full read, so the scan cannot stall on it).
+        // from the next second when all of them share its first, so the scan cannot stall on it;
+        // then the attempts of that second past the 10,000 are not read by time again (a known
+        // limit: 10,000 attempts first reported in one second).
         const last = Number(fresh.at(-1)!.began);
         scannedTo = last > scanFrom ? last : scanFrom + 1;
         // The hourly full read must not take back what the scans before it covered: the attempts

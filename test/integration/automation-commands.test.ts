@@ -448,6 +448,34 @@ describe('automatic handling with commands to the gateway', () => {
     expect(await requeryScanFrom()).toBe(reached);
   });
 
+  test('a run that reads only the front of a long waiting list asks about none newer than that front: the older waiting ones go first', async () => {
+    // Eleven days ahead, so that the other tests' attempts are out of this day.
+    const now = Math.floor(Date.now() / 3_600_000 + 264) * 3_600_000;
+    const waiting = Array.from({ length: 110 }, (_, i) => `front-${id}-${i}`);
+    // Stuck since 40 minutes before `now`, one a second, oldest first.
+    const rows = waiting.flatMap((o, i) => eventRows(o, [{ attempt: 1, status: 'processing', atMs: now - 40 * 60_000 + i * 1000 }]));
+    await insertRows(s.clickhouse, ident(db, 'payment_events').text, rows);
+    const deps = dryRunRequery(1);
+    const asked = async (orders: readonly string[]) =>
+      (await queryRows<StoredCommand>(s.clickhouse, sql`SELECT * FROM ${ident(db, 'commands')} WHERE order_id IN ${orders} AND type = 'requery_status'`)).map(
+        (c) => c.order_id,
+      );
+    // The oldest is asked about; the other 109 wait.
+    expect(await runRequery(deps, now)).toMatchObject({ issued: 1 });
+    // The next run reads the 103 oldest waiting ones (twice the limit, the one asked, and 100): all of them settle meanwhile.
+    const settled = waiting.slice(1, 104).flatMap((o) => eventRows(o, [{ attempt: 1, status: 'succeeded', atMs: now + 10_000 }]));
+    await insertRows(s.clickhouse, ident(db, 'payment_events').text, settled);
+    // And a newer attempt gets stuck, which that run's scan by time finds.
+    const newer = order();
+    await events(newer, [{ attempt: 1, status: 'processing', atMs: now - 4.5 * 60_000 }]);
+    // That run asks about nothing: the list may hold attempts older than the newer one past the
+    // 103 it read, so it may not go first (fewer asks than the limit, never out of order).
+    expect(await runRequery(deps, now + 60_000)).toMatchObject({ issued: 0 });
+    // The next run reads the rest of the list, and asks about the oldest of the six still waiting.
+    expect(await runRequery(deps, now + 120_000)).toMatchObject({ issued: 1 });
+    expect((await asked([...waiting, newer])).sort()).toEqual([waiting[0], waiting[104]].sort());
+  });
+
   test('the requery job is a scheduled job recorded in job_runs, and issues half its limit in the peak hours the retry-policy job found', async () => {
     // Hours ahead, so that nothing the other tests stored is still processing in its window.
     const now = Math.floor(Date.now() / 3_600_000 + 72) * 3_600_000 + 58 * 60_000;
