@@ -11,7 +11,9 @@
  * scheduler runs it (one ClickHouse thread, background priority; rates at RATES_PRIORITY), and its wall time, statements
  * and rows read, CPU and peak memory of a statement (system.query_log) are printed. Flat figures
  * across sizes: the cost follows the new events and the jobs' windows, not the stored history.
+ * A job that fails is printed as FAILED with its reason, and the others still run.
  * Usage: npm run bench:analytics -- [SIZES=1000000,4000000,16000000] [NEW=300000] [PER_DAY=62500]. Needs the stack.
+ * With BENCH_KEEP_DATABASE=1 each size's database is left in place (its name printed; drop it afterwards).
  */
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/index.ts';
@@ -135,15 +137,33 @@ try {
       ['requery', async () => (await runRequeryJob(requeryDeps, runAt))!],
     ];
     for (const [name, job] of measured) {
-      const { result, ms, cost: c } = await measureJob(admin, database, job);
+      // A job that fails (a memory limit, a timeout) is a finding: printed with its reason, and the next job still runs.
+      let failure = '';
+      const {
+        result,
+        ms,
+        cost: c,
+      } = await measureJob(admin, database, () =>
+        job().catch((err: unknown) => {
+          failure = err instanceof Error ? err.message : String(err);
+          return null;
+        }),
+      );
       const mib = fmt(c.maxMemory / 2 ** 20);
-      process.stdout.write(line([fmt(stored), name, fmt(ms), fmt(c.statements), fmt(c.rows), fmt(c.maxRows), fmt(c.cpuMs), mib, fmt(result.rows)]));
+      process.stdout.write(
+        line([fmt(stored), name, fmt(ms), fmt(c.statements), fmt(c.rows), fmt(c.maxRows), fmt(c.cpuMs), mib, result ? fmt(result.rows) : 'FAILED']),
+      );
+      if (failure) process.stdout.write(`${' '.repeat(14)}${name} failed: ${failure.replace(/\s+/g, ' ').slice(0, 300)}\n`);
     }
-    await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`);
+    if (process.env.BENCH_KEEP_DATABASE === '1') {
+      process.stdout.write(`database kept: ${database}\n`);
+    } else {
+      await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`);
+    }
     database = '';
   }
 } finally {
-  if (database) await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+  if (database && process.env.BENCH_KEEP_DATABASE !== '1') await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await admin.close();
   await jobClients.close();
 }
