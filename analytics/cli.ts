@@ -2,7 +2,7 @@ import { parseCommandArgs, type Command } from '../cli/command.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse } from '../storage/clickhouse.ts';
+import { createClickHouse, JOB_STATEMENT_TIMEOUT_MS } from '../storage/clickhouse.ts';
 import { migrateDatabase } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
@@ -140,7 +140,8 @@ export const analyticsCommand: Command = {
       if (!manual.publishes && values['no-publish']) usage(`--no-publish applies to "analytics run ${RETRY_POLICY_JOB}" only.`);
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
-      const clickhouse = createClickHouse(config);
+      // As the scheduled runs' statements: minutes allowed, large groupings spilled to disk (at the CLI's priority, on every core).
+      const clickhouse = createClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS, spillBytes: config.jobsSpillBytes });
       const publisher =
         manual.publishes && !values['no-publish']
           ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication })

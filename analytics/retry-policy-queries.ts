@@ -63,9 +63,11 @@ function transitionsSource(database: string, window: PolicyWindow): SqlFragment 
     FROM (${attempts}) AS fa
     WHERE outcome IN ('failed', 'timeout') AND attempt_no >= 1
       AND a_first_at >= toDateTime(${fromSec}, 'UTC') AND a_first_at < toDateTime(${toSec}, 'UTC')`;
+  // Only attempts 2 and later can be a retry (next_no = k + 1 with k >= 1): the join's right side,
+  // held in memory whole, is then the retries of the window, not all of its attempts.
   const retries = sqlFragment`SELECT order_id, toUInt16(attempt_no) AS next_no, toUInt8(1) AS r_exists, toUInt8(outcome = 'succeeded') AS r_ok,
     a_first_at AS r_first_at
-    FROM (${attempts}) AS ra`;
+    FROM (${attempts}) AS ra WHERE attempt_no >= 2`;
   return sqlFragment`SELECT
       f_channel, f_code, f_no, f_first_at, r_exists, r_ok,
       if(r_exists = 1, greatest(toInt64(r_first_at) - toInt64(f_last_at), toInt64(0)), toInt64(0)) AS delay_s

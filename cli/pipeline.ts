@@ -18,7 +18,7 @@ import type { Logger } from '../log/index.ts';
 import { startHttpServer } from '../metrics/http.ts';
 import { startMetricsRecorder } from '../metrics/recorder.ts';
 import { createIngestMetrics, createJobMetrics, type IngestMetrics } from '../metrics/registry.ts';
-import { createClickHouse, createJobsClickHouse, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
+import { createClickHouse, createJobsClickHouse, JOB_STATEMENT_TIMEOUT_MS, pingClickHouse, type ClickHouseClient } from '../storage/clickhouse.ts';
 import { migrateDatabase } from '../storage/migrations.ts';
 import { PaysentinelError } from '../errors/index.ts';
 
@@ -113,7 +113,7 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   if (roles.has('jobs')) {
     const leadership = await elect('jobs');
     // The jobs' clients: one thread each; the rates job at RATES_PRIORITY (ScheduledJob.bounded).
-    const jobsClickHouse = createJobsClickHouse(config, { requestTimeoutMs: 600_000 });
+    const jobsClickHouse = createJobsClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS });
     stops.push(() => jobsClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });

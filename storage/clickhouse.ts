@@ -32,16 +32,23 @@ export const BACKGROUND_PRIORITY = 10;
 export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foreground: 1, 'above-jobs': 5, background: BACKGROUND_PRIORITY };
 
 /**
+ * How long one of a job's statements may run, scheduled or by hand: a 24-hour window at a high
+ * rate, or one that spills to disk (JOBS_SPILL_BYTES), takes minutes, far past the usual 30 s.
+ */
+export const JOB_STATEMENT_TIMEOUT_MS = 600_000;
+
+/**
  * The scheduled jobs' clients: one thread per query, the jobs at BACKGROUND_PRIORITY and the rates
  * job at RATES_PRIORITIES[config.ratesPriority] (the same client when that is the jobs' own).
  */
 export function createJobsClickHouse(
-  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority'>,
+  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority' | 'jobsSpillBytes'>,
   options: { requestTimeoutMs: number; logQueries?: boolean },
 ): { jobs: ClickHouseClient; rates: ClickHouseClient; close(): Promise<void> } {
-  const jobs = createClickHouse(config, { ...options, maxThreads: 1, priority: BACKGROUND_PRIORITY });
+  const shared = { ...options, maxThreads: 1, spillBytes: config.jobsSpillBytes };
+  const jobs = createClickHouse(config, { ...shared, priority: BACKGROUND_PRIORITY });
   const priority = RATES_PRIORITIES[config.ratesPriority];
-  const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...options, maxThreads: 1, priority });
+  const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...shared, priority });
   return {
     jobs,
     rates,
@@ -65,17 +72,23 @@ export const MIGRATION_TIMEOUT_MS = 6 * 3_600_000;
 /**
  * Creates a client for the configured server. Does not connect until the first request.
  * `maxThreads` caps the threads each of its queries may use and `priority` sets how its
- * queries yield (background work leaves the cores to ingest and detection).
+ * queries yield (background work leaves the cores to ingest and detection). `spillBytes`
+ * (JOBS_SPILL_BYTES, the jobs' clients): a GROUP BY or ORDER BY holding more than that goes
+ * on on disk instead of failing at the server's memory limit (0: never).
  */
 export function createClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
-  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number; logQueries?: boolean } = {},
+  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number; logQueries?: boolean; spillBytes?: number } = {},
 ): ClickHouseClient {
   const settings: Record<string, string> = { ...clickhouseSettings };
   // Each query in system.query_log (rows read, duration): what the analytics bench reports.
   if (options.logQueries) settings.log_queries = '1';
   if (options.maxThreads !== undefined) settings.max_threads = String(options.maxThreads);
   if (options.priority !== undefined) settings.priority = String(options.priority);
+  if (options.spillBytes) {
+    settings.max_bytes_before_external_group_by = String(options.spillBytes);
+    settings.max_bytes_before_external_sort = String(options.spillBytes);
+  }
   return createClient({
     url: config.clickhouseUrl,
     username: config.clickhouseUser,

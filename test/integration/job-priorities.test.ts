@@ -38,3 +38,32 @@ describe('the jobs’ ClickHouse priorities', () => {
     }
   });
 });
+
+describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
+  // About 3 million groups: far more than the 120 MB limit this statement sets for itself, the
+  // way a 24-hour reconcile at a high event rate outgrows the server's limit.
+  const grouping = {
+    query: 'SELECT sum(c) AS n FROM (SELECT toString(number % 3000000) AS k, count() AS c FROM numbers(6000000) GROUP BY k)',
+    clickhouse_settings: { max_memory_usage: '120000000' },
+  };
+  const run = (clickhouse: ClickHouseClient) => clickhouse.query({ ...grouping, format: 'JSONEachRow' }).then((r) => r.json<{ n: string }>());
+
+  test('with spilling, a grouping over the memory limit goes on on disk and finishes, in both jobs’ clients', async () => {
+    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: String(30 * 1024 * 1024) })), { requestTimeoutMs: 120_000 });
+    try {
+      expect(await run(clients.jobs)).toEqual([{ n: '6000000' }]);
+      expect(await run(clients.rates)).toEqual([{ n: '6000000' }]);
+    } finally {
+      await clients.close();
+    }
+  });
+
+  test('JOBS_SPILL_BYTES=0 never spills: the same grouping fails at the limit', async () => {
+    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '0' })), { requestTimeoutMs: 120_000 });
+    try {
+      await expect(run(clients.jobs)).rejects.toThrow(/Memory limit/);
+    } finally {
+      await clients.close();
+    }
+  });
+});
