@@ -98,8 +98,15 @@ export interface Stuck {
 }
 const keyOf = (a: { order_id: string; attempt: number }) => `${a.order_id}|${Number(a.attempt)}`;
 /** Oldest first report first, then by order and attempt: the order requery_waiting is read in. */
-const oldestFirst = (a: Stuck, b: Stuck): number =>
-  Number(a.began) - Number(b.began) || (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : Number(a.attempt) - Number(b.attempt));
+/**
+ * The order of the waiting list's read (began, order_id, attempt), with order ids compared as
+ * ClickHouse compares strings: by their UTF-8 bytes. JavaScript's `<` compares UTF-16 code units,
+ * which puts a character above U+FFFF (a surrogate pair) before U+E000-U+FFFF.
+ */
+export const oldestFirst = (a: Stuck, b: Stuck): number =>
+  Number(a.began) - Number(b.began) ||
+  (a.order_id === b.order_id ? 0 : Buffer.compare(Buffer.from(a.order_id, 'utf8'), Buffer.from(b.order_id, 'utf8'))) ||
+  Number(a.attempt) - Number(b.attempt);
 
 /**
  * The attempts a run asks about: the first `limit` of `candidates` (oldest first) not asked within
