@@ -1,7 +1,7 @@
 import type { AutomationMode } from '../config/index.ts';
 import type { CommandStatus } from '../contract/command.ts';
 import { LATEST_KEY } from '../storage/event-order.ts';
-import { ident, sql, toDateTimeText } from '../storage/sql.ts';
+import { ident, sql, sqlFragment, toDateTimeText } from '../storage/sql.ts';
 import type { PlannedCommand } from './plan.ts';
 
 /** Who the case history names for what automation does (taking a case, escalating it). */
@@ -127,20 +127,29 @@ FROM ${byEntity} WHERE entity_type = 'order' AND entity_key IN ${orderIds} AND o
 ORDER BY at, event_id`,
     /**
      * Attempts whose latest status is processing and whose first report is at least `cutoffSec`
-     * old (within the day before `fromSec`), oldest first: what the requery job re-checks. Only
-     * orders with a processing report in the range are grouped, so the cost follows them.
+     * old (at or after `fromSec`), oldest first: what the requery job re-checks, grouped by
+     * attempt from the events since `fromSec`.
+     * - A scan of a few minutes (`wholeRange` false) groups only the orders with an attempt's
+     *   event in [fromSec, cutoffSec] (an IN set of one minute's orders): the attempts begun
+     *   since the cutoff cannot qualify, and grouping them would cost several times as much.
+     * - The whole day (`wholeRange`: a first run, after a pause, hourly) groups every attempt of
+     *   the day in one read: the IN set would hold every order of the day, in memory where nothing
+     *   spills, and read the day twice; the grouping spills to disk on the jobs' client
+     *   (JOBS_SPILL_BYTES). Both forms return the same attempts.
      */
-    stillProcessing: (fromSec: number, cutoffSec: number, limit: number) =>
-      sql`SELECT order_id, attempt, transaction_id, began FROM (
+    stillProcessing: (fromSec: number, cutoffSec: number, limit: number, wholeRange: boolean) => {
+      const since = sqlFragment`type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')`;
+      const orders = wholeRange
+        ? sqlFragment``
+        : sqlFragment` AND order_id IN (SELECT order_id FROM ${events} WHERE ${since} AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))`;
+      return sql`SELECT order_id, attempt, transaction_id, began FROM (
   SELECT order_id, attempt, argMax(status, ${LATEST_KEY}) AS latest_status, argMax(ifNull(transaction_id, ''), ${LATEST_KEY}) AS transaction_id,
     min(toUInt32(occurred_at)) AS began
   FROM ${events}
-  WHERE order_id IN (
-      SELECT order_id FROM ${events}
-      WHERE type = 'payment' AND status = 'processing' AND occurred_at >= toDateTime(${fromSec}, 'UTC') AND occurred_at <= toDateTime(${cutoffSec}, 'UTC'))
-    AND type = 'payment' AND attempt IS NOT NULL AND occurred_at >= toDateTime(${fromSec}, 'UTC')
+  WHERE ${since}${orders}
   GROUP BY order_id, attempt
-) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`,
+) WHERE latest_status = 'processing' AND began <= ${cutoffSec} ORDER BY began, order_id, attempt LIMIT ${limit}`;
+    },
     /**
      * The same for the attempts of some orders (read by key from the entity-ordered copy, so the
      * cost follows the orders, not the day): the ones asked about before, and the ones whose

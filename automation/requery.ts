@@ -179,7 +179,7 @@ async function findStillProcessing(
   // Where the scans had reached, kept through the hourly full read (not after a pause of a day).
   const keptScan = !incremental && stored && scanned >= dayAgo && scanned <= cutoff ? scanned : null;
 
-  const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, REQUERY_SCAN_ROWS), 'attempts still processing');
+  const fresh = await queryRows<Stuck>(deps.clickhouse, q.stillProcessing(scanFrom, cutoff, REQUERY_SCAN_ROWS, !incremental), 'attempts still processing');
   // The oldest waiting ones, enough to fill the limit when some were asked about or have settled.
   const frontSize = 2 * limit + asked.size + 100;
   const front = await queryRows<Stuck & { v: number | string }>(deps.clickhouse, q.waitingOldest(dayAgo, frontSize), 'attempts left waiting');
