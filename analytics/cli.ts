@@ -141,7 +141,11 @@ export const analyticsCommand: Command = {
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
       // As the scheduled runs' statements: minutes allowed, large groupings spilled to disk (at the CLI's priority, on every core).
-      const clickhouse = createClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS, spillBytes: config.jobsSpillBytes });
+      const clickhouse = createClickHouse(config, {
+        requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS,
+        maxExecutionSec: JOB_STATEMENT_TIMEOUT_MS / 1000,
+        spillBytes: config.jobsSpillBytes,
+      });
       const publisher =
         manual.publishes && !values['no-publish']
           ? createKafkaPolicyPublisher(createKafka(config, logger), { replicationFactor: config.topicReplication })

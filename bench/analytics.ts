@@ -117,7 +117,13 @@ try {
     // with 16 million events a day it failed at the 4 GB cap on the bench's own client (two
     // threads, no spilling).
     // Measured too: its figures are the whole-day read's (a first run, a run after a pause, the hourly one).
-    const requeryDay = await measureJob(admin, database, () => runRequeryJob(requeryDeps, new Date(nowMs - 60_000)));
+    let dayFailure = '';
+    const requeryDay = await measureJob(admin, database, () =>
+      runRequeryJob(requeryDeps, new Date(nowMs - 60_000)).catch((err: unknown) => {
+        dayFailure = err instanceof Error ? err.message : String(err);
+        return null;
+      }),
+    );
     // New traffic: a minute of new orders, first events in the minute before now.
     const newOrders = Math.round(fresh / EVENTS_PER_ORDER);
     await command(
@@ -153,9 +159,10 @@ try {
         fmt(dayCost.maxRows),
         fmt(dayCost.cpuMs),
         fmt(dayCost.maxMemory / 2 ** 20),
-        fmt(requeryDay.result?.rows ?? 0),
+        requeryDay.result ? fmt(requeryDay.result.rows) : 'FAILED',
       ]),
     );
+    if (dayFailure) process.stdout.write(`${' '.repeat(14)}requery (day) failed: ${dayFailure.replace(/\s+/g, ' ').slice(0, 300)}\n`);
     for (const [name, job] of measured) {
       // A job that fails (a memory limit, a timeout) is a finding: printed with its reason, and the next job still runs.
       let failure = '';
@@ -183,7 +190,8 @@ try {
     database = '';
   }
 } finally {
-  if (database && process.env.BENCH_KEEP_DATABASE !== '1') await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
+  if (database && process.env.BENCH_KEEP_DATABASE === '1') process.stdout.write(`database kept: ${database}\n`);
+  else if (database) await command(admin, `DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => {});
   await admin.close();
   await jobClients.close();
 }

@@ -389,9 +389,10 @@ export const settings = {
     env: 'JOBS_SPILL_BYTES',
     default: String(1024 * 1024 * 1024),
     description:
-      "A scheduled or by-hand job's grouping or sorting moves to disk once it holds this many bytes (ClickHouse's " +
-      'max_bytes_before_external_group_by and max_bytes_before_external_sort), so a 24-hour or 14-day window at a high event rate ' +
-      "finishes, more slowly, instead of failing at the server's memory limit. Keep it under half of that limit; 0 never spills. See docs/benchmarks.md.",
+      "A scheduled or by-hand job's grouping or sorting continues on disk once it holds this many bytes (ClickHouse's " +
+      'max_bytes_before_external_group_by and max_bytes_before_external_sort), so a window holding many events ' +
+      "finishes, more slowly, instead of failing at the query's memory limit. Keep it under half of that limit. 0: not by this setting " +
+      '(ClickHouse 25.1 and later still spill at half the memory available by their own ratio settings). See docs/benchmarks.md.',
     parse: int(0, 1024 * 1024 * 1024 * 1024),
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },

@@ -34,6 +34,8 @@ export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foregro
 /**
  * How long one of a job's statements may run, scheduled or by hand: a 24-hour window at a high
  * rate, or one that spills to disk (JOBS_SPILL_BYTES), takes minutes, far past the usual 30 s.
+ * The server stops the statement then too (`max_execution_time`): it does not stop an INSERT ...
+ * SELECT when the client hangs up, so abandoned statements would pile up.
  */
 export const JOB_STATEMENT_TIMEOUT_MS = 600_000;
 
@@ -45,7 +47,7 @@ export function createJobsClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority' | 'jobsSpillBytes'>,
   options: { requestTimeoutMs: number; logQueries?: boolean },
 ): { jobs: ClickHouseClient; rates: ClickHouseClient; close(): Promise<void> } {
-  const shared = { ...options, maxThreads: 1, spillBytes: config.jobsSpillBytes };
+  const shared = { ...options, maxThreads: 1, spillBytes: config.jobsSpillBytes, maxExecutionSec: Math.ceil(options.requestTimeoutMs / 1000) };
   const jobs = createClickHouse(config, { ...shared, priority: BACKGROUND_PRIORITY });
   const priority = RATES_PRIORITIES[config.ratesPriority];
   const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...shared, priority });
@@ -73,22 +75,24 @@ export const MIGRATION_TIMEOUT_MS = 6 * 3_600_000;
  * Creates a client for the configured server. Does not connect until the first request.
  * `maxThreads` caps the threads each of its queries may use and `priority` sets how its
  * queries yield (background work leaves the cores to ingest and detection). `spillBytes`
- * (JOBS_SPILL_BYTES, the jobs' clients): a GROUP BY or ORDER BY holding more than that goes
- * on on disk instead of failing at the server's memory limit (0: never).
+ * (JOBS_SPILL_BYTES, the jobs' clients): a GROUP BY or ORDER BY holding more than that continues
+ * on disk instead of failing at the query's memory limit (0: not by this setting).
+ * `maxExecutionSec`: the server stops a statement running longer.
  */
 export function createClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
-  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number; logQueries?: boolean; spillBytes?: number } = {},
+  options: { requestTimeoutMs?: number; maxThreads?: number; priority?: number; logQueries?: boolean; spillBytes?: number; maxExecutionSec?: number } = {},
 ): ClickHouseClient {
   const settings: Record<string, string> = { ...clickhouseSettings };
   // Each query in system.query_log (rows read, duration): what the analytics bench reports.
   if (options.logQueries) settings.log_queries = '1';
   if (options.maxThreads !== undefined) settings.max_threads = String(options.maxThreads);
   if (options.priority !== undefined) settings.priority = String(options.priority);
-  if (options.spillBytes) {
+  if (options.spillBytes !== undefined) {
     settings.max_bytes_before_external_group_by = String(options.spillBytes);
     settings.max_bytes_before_external_sort = String(options.spillBytes);
   }
+  if (options.maxExecutionSec !== undefined) settings.max_execution_time = String(options.maxExecutionSec);
   return createClient({
     url: config.clickhouseUrl,
     username: config.clickhouseUser,

@@ -48,7 +48,7 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
   };
   const run = (clickhouse: ClickHouseClient) => clickhouse.query({ ...grouping, format: 'JSONEachRow' }).then((r) => r.json<{ n: string }>());
 
-  test('with spilling, a grouping over the memory limit goes on on disk and finishes, in both jobs’ clients', async () => {
+  test('with spilling, a grouping over the memory limit continues on disk and finishes, in both jobs’ clients', async () => {
     const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: String(30 * 1024 * 1024) })), { requestTimeoutMs: 120_000 });
     try {
       expect(await run(clients.jobs)).toEqual([{ n: '6000000' }]);
@@ -58,7 +58,26 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
     }
   });
 
-  test('JOBS_SPILL_BYTES=0 never spills: the same grouping fails at the limit', async () => {
+  test('the jobs’ statements spill at JOBS_SPILL_BYTES and stop on the server when the client gives up', async () => {
+    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '123456789' })), { requestTimeoutMs: 45_000 });
+    try {
+      for (const client of [clients.jobs, clients.rates]) {
+        const rows = await queryRows<{ name: string; value: string }>(
+          client,
+          "SELECT name, value FROM system.settings WHERE name IN ('max_bytes_before_external_group_by', 'max_bytes_before_external_sort', 'max_execution_time') ORDER BY name",
+        );
+        expect(rows).toEqual([
+          { name: 'max_bytes_before_external_group_by', value: '123456789' },
+          { name: 'max_bytes_before_external_sort', value: '123456789' },
+          { name: 'max_execution_time', value: '45' },
+        ]);
+      }
+    } finally {
+      await clients.close();
+    }
+  });
+
+  test('JOBS_SPILL_BYTES=0: the same grouping fails at the statement’s limit (18.16 has no other spilling)', async () => {
     const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '0' })), { requestTimeoutMs: 120_000 });
     try {
       await expect(run(clients.jobs)).rejects.toThrow(/Memory limit/);
