@@ -2,7 +2,7 @@ import { parseCommandArgs, type Command } from '../cli/command.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse, JOB_STATEMENT_TIMEOUT_MS } from '../storage/clickhouse.ts';
+import { createClickHouse, JOB_STATEMENT_TIMEOUT_MS, resolveSpillBytes } from '../storage/clickhouse.ts';
 import { migrateDatabase } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
@@ -144,7 +144,7 @@ export const analyticsCommand: Command = {
       const clickhouse = createClickHouse(config, {
         requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS,
         maxExecutionSec: JOB_STATEMENT_TIMEOUT_MS / 1000,
-        spillBytes: config.jobsSpillBytes,
+        spillBytes: await resolveSpillBytes(config),
       });
       const publisher =
         manual.publishes && !values['no-publish']

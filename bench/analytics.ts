@@ -43,7 +43,7 @@ if (!Number.isInteger(HISTORY_PER_DAY) || HISTORY_PER_DAY < 1_000) throw new Err
 const config = loadConfig();
 const admin = createClickHouse(config, { requestTimeoutMs: 900_000 });
 // The jobs' clients as the pipeline makes them: one thread, the rates job at RATES_PRIORITY.
-const jobClients = createJobsClickHouse(config, { requestTimeoutMs: 900_000, logQueries: true });
+const jobClients = await createJobsClickHouse(config, { requestTimeoutMs: 900_000, logQueries: true });
 const jobs = jobClients.jobs;
 const runTag = randomUUID().slice(0, 8);
 

@@ -23,7 +23,7 @@ const config = loadConfig();
 const admin = createClickHouse(config, { requestTimeoutMs: 900_000 });
 // The jobs' client, as the scheduler runs reconcile: one thread, every statement logged; without
 // spilling (JOBS_SPILL_BYTES=0), so that the peak memory is the grouping's own, as its figures were taken.
-const clients = createJobsClickHouse({ ...config, jobsSpillBytes: 0 }, { requestTimeoutMs: 900_000, logQueries: true });
+const clients = await createJobsClickHouse({ ...config, jobsSpillBytes: 0 }, { requestTimeoutMs: 900_000, logQueries: true });
 
 const toMs = Date.now();
 const fromMs = toMs - 86_400_000;

@@ -30,7 +30,7 @@ if (!Number.isInteger(historyMinutes) || historyMinutes < 1 || historyMinutes > 
 
 const config = loadConfig();
 const admin = createClickHouse(config, { requestTimeoutMs: 900_000 });
-const jobClients = createJobsClickHouse(config, { requestTimeoutMs: 900_000, logQueries: true });
+const jobClients = await createJobsClickHouse(config, { requestTimeoutMs: 900_000, logQueries: true });
 const database = `paysentinel_bench_${randomUUID().slice(0, 8)}_requery`;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const ordersPerMinute = Math.round(perMinute / EVENTS_PER_ORDER);

@@ -113,7 +113,8 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
   if (roles.has('jobs')) {
     const leadership = await elect('jobs');
     // The jobs' clients: one thread each; the rates job at RATES_PRIORITY (ScheduledJob.bounded).
-    const jobsClickHouse = createJobsClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS });
+    const jobsClickHouse = await createJobsClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS });
+    logger.info('jobs: groupings continue on disk past JOBS_SPILL_BYTES', { setting: config.jobsSpillBytes, bytes: jobsClickHouse.spillBytes });
     stops.push(() => jobsClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });

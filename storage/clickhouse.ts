@@ -40,20 +40,41 @@ export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foregro
 export const JOB_STATEMENT_TIMEOUT_MS = 600_000;
 
 /**
- * The scheduled jobs' clients: one thread per query, the jobs at BACKGROUND_PRIORITY and the rates
- * job at RATES_PRIORITIES[config.ratesPriority] (the same client when that is the jobs' own).
+ * JOBS_SPILL_BYTES resolved: `auto` is half the per-query memory limit the server applies to
+ * this user (`max_memory_usage`; ClickHouse advises spilling at half of it, as the merge of the
+ * spilled parts needs the other half), 0 when it has none; a number is taken as it is.
  */
-export function createJobsClickHouse(
+export async function resolveSpillBytes(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'jobsSpillBytes'>): Promise<number> {
+  if (config.jobsSpillBytes !== 'auto') return config.jobsSpillBytes;
+  const probe = createClickHouse(config);
+  try {
+    const [row] = await queryRows<{ value: string }>(probe, "SELECT value FROM system.settings WHERE name = 'max_memory_usage'", 'read the memory limit');
+    const limit = Number(row?.value ?? 0);
+    return Number.isSafeInteger(limit) && limit > 0 ? Math.floor(limit / 2) : 0;
+  } finally {
+    await probe.close();
+  }
+}
+
+/**
+ * The scheduled jobs' clients: one thread per query, the jobs at BACKGROUND_PRIORITY and the rates
+ * job at RATES_PRIORITIES[config.ratesPriority] (the same client when that is the jobs' own); their
+ * groupings spill at JOBS_SPILL_BYTES (resolveSpillBytes), and the server stops a statement when
+ * the client gives up on it.
+ */
+export async function createJobsClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority' | 'jobsSpillBytes'>,
   options: { requestTimeoutMs: number; logQueries?: boolean },
-): { jobs: ClickHouseClient; rates: ClickHouseClient; close(): Promise<void> } {
-  const shared = { ...options, maxThreads: 1, spillBytes: config.jobsSpillBytes, maxExecutionSec: Math.ceil(options.requestTimeoutMs / 1000) };
+): Promise<{ jobs: ClickHouseClient; rates: ClickHouseClient; spillBytes: number; close(): Promise<void> }> {
+  const spillBytes = await resolveSpillBytes(config);
+  const shared = { ...options, maxThreads: 1, spillBytes, maxExecutionSec: Math.ceil(options.requestTimeoutMs / 1000) };
   const jobs = createClickHouse(config, { ...shared, priority: BACKGROUND_PRIORITY });
   const priority = RATES_PRIORITIES[config.ratesPriority];
   const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...shared, priority });
   return {
     jobs,
     rates,
+    spillBytes,
     close: async () => {
       try {
         await jobs.close();

@@ -29,7 +29,7 @@ describe('the jobs’ ClickHouse priorities', () => {
 
   const expected = { foreground: 1, 'above-jobs': 5, background: 10 } as const;
   test.each(jobPriorities)('RATES_PRIORITY=%s: the rates job at its priority, the other jobs at 10, one thread each', async (setting) => {
-    const clients = createJobsClickHouse(configFor(isolatedEnv({ RATES_PRIORITY: setting })), { requestTimeoutMs: 30_000 });
+    const clients = await createJobsClickHouse(configFor(isolatedEnv({ RATES_PRIORITY: setting })), { requestTimeoutMs: 30_000 });
     try {
       expect(await applied(clients.jobs)).toEqual({ priority: 10, maxThreads: 1 });
       expect(await applied(clients.rates)).toEqual({ priority: expected[setting], maxThreads: 1 });
@@ -49,7 +49,7 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
   const run = (clickhouse: ClickHouseClient) => clickhouse.query({ ...grouping, format: 'JSONEachRow' }).then((r) => r.json<{ n: string }>());
 
   test('with spilling, a grouping over the memory limit continues on disk and finishes, in both jobs’ clients', async () => {
-    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: String(30 * 1024 * 1024) })), { requestTimeoutMs: 120_000 });
+    const clients = await createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: String(30 * 1024 * 1024) })), { requestTimeoutMs: 120_000 });
     try {
       expect(await run(clients.jobs)).toEqual([{ n: '6000000' }]);
       expect(await run(clients.rates)).toEqual([{ n: '6000000' }]);
@@ -59,7 +59,7 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
   });
 
   test('the jobs’ statements spill at JOBS_SPILL_BYTES and stop on the server when the client gives up', async () => {
-    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '123456789' })), { requestTimeoutMs: 45_000 });
+    const clients = await createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '123456789' })), { requestTimeoutMs: 45_000 });
     try {
       for (const client of [clients.jobs, clients.rates]) {
         const rows = await queryRows<{ name: string; value: string }>(
@@ -77,8 +77,25 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
     }
   });
 
+  test('JOBS_SPILL_BYTES=auto (the default) spills at half the memory limit the server applies to the jobs’ user', async () => {
+    const config = configFor(isolatedEnv());
+    expect(config.jobsSpillBytes).toBe('auto');
+    const probe = createClickHouse(config);
+    const value = (await queryRows<{ value: string }>(probe, "SELECT value FROM system.settings WHERE name = 'max_memory_usage'"))[0]?.value;
+    await probe.close();
+    const clients = await createJobsClickHouse(config, { requestTimeoutMs: 30_000 });
+    try {
+      expect(Number(value)).toBeGreaterThan(0);
+      expect(clients.spillBytes).toBe(Math.floor(Number(value) / 2));
+      const [row] = await queryRows<{ value: string }>(clients.jobs, "SELECT value FROM system.settings WHERE name = 'max_bytes_before_external_group_by'");
+      expect(row!.value).toBe(String(Math.floor(Number(value) / 2)));
+    } finally {
+      await clients.close();
+    }
+  });
+
   test('JOBS_SPILL_BYTES=0: the same grouping fails at the statement’s limit (18.16 has no other spilling)', async () => {
-    const clients = createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '0' })), { requestTimeoutMs: 120_000 });
+    const clients = await createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '0' })), { requestTimeoutMs: 120_000 });
     try {
       await expect(run(clients.jobs)).rejects.toThrow(/Memory limit/);
     } finally {
