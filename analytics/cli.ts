@@ -2,7 +2,7 @@ import { parseCommandArgs, type Command } from '../cli/command.ts';
 import { loadConfig } from '../config/index.ts';
 import { PaysentinelError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
-import { createClickHouse, JOB_STATEMENT_TIMEOUT_MS, resolveSpillBytes } from '../storage/clickhouse.ts';
+import { createClickHouse, JOB_STATEMENT_TIMEOUT_MS, resolveSpillBytes, serverStopSec } from '../storage/clickhouse.ts';
 import { migrateDatabase } from '../storage/migrations.ts';
 import { formatRatesTable, parseTime } from './format.ts';
 import { bucketSizes, dimensions, type BucketSize, type Dimension } from './queries.ts';
@@ -143,8 +143,8 @@ export const analyticsCommand: Command = {
       // As the scheduled runs' statements: minutes allowed, large groupings spilled to disk (at the CLI's priority, on every core).
       const clickhouse = createClickHouse(config, {
         requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS,
-        maxExecutionSec: JOB_STATEMENT_TIMEOUT_MS / 1000,
-        spillBytes: await resolveSpillBytes(config),
+        maxExecutionSec: serverStopSec(JOB_STATEMENT_TIMEOUT_MS),
+        spillBytes: (await resolveSpillBytes(config)) ?? undefined,
       });
       const publisher =
         manual.publishes && !values['no-publish']

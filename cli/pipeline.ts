@@ -114,7 +114,15 @@ export async function startPipeline(config: Config, logger: Logger, roles: Reado
     const leadership = await elect('jobs');
     // The jobs' clients: one thread each; the rates job at RATES_PRIORITY (ScheduledJob.bounded).
     const jobsClickHouse = await createJobsClickHouse(config, { requestTimeoutMs: JOB_STATEMENT_TIMEOUT_MS });
-    logger.info('jobs: groupings continue on disk past JOBS_SPILL_BYTES', { setting: config.jobsSpillBytes, bytes: jobsClickHouse.spillBytes });
+    const spill = jobsClickHouse.spillBytes;
+    logger.info(
+      spill === null
+        ? "jobs: JOBS_SPILL_BYTES=auto found no per-query memory limit; the server's own spilling settings apply"
+        : spill === 0
+          ? 'jobs: groupings do not spill to disk (JOBS_SPILL_BYTES=0)'
+          : 'jobs: groupings continue on disk past JOBS_SPILL_BYTES',
+      { setting: config.jobsSpillBytes, bytes: spill },
+    );
     stops.push(() => jobsClickHouse.close());
     // Scheduled runs of the retry-policy job publish to the compacted payments.retry-policy topic.
     const policyPublisher = createKafkaPolicyPublisher(kafka, { replicationFactor: config.topicReplication });

@@ -47,6 +47,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ RATES_PRIORITY: 'low' })).toThrow(/RATES_PRIORITY="low" is invalid: expected foreground, above-jobs or background/);
   });
 
+  test('the jobs spill at half the memory limit unless JOBS_SPILL_BYTES gives a number of bytes', () => {
+    expect(loadConfig({}).jobsSpillBytes).toBe('auto');
+    expect(loadConfig({ JOBS_SPILL_BYTES: '0' }).jobsSpillBytes).toBe(0);
+    expect(loadConfig({ JOBS_SPILL_BYTES: ' 2000000000 ' }).jobsSpillBytes).toBe(2_000_000_000);
+    expect(() => loadConfig({ JOBS_SPILL_BYTES: '1G' })).toThrow(/JOBS_SPILL_BYTES="1G" is invalid: expected auto or a whole number of bytes/);
+    expect(() => loadConfig({ JOBS_SPILL_BYTES: 'Auto' })).toThrow(/expected auto or/);
+  });
+
   test('automation: dry-run by default, refunds off, and refunds on only with both ceilings', () => {
     expect(loadConfig({})).toMatchObject({ automation: 'dry-run', automationRefunds: false, requeryAfterMs: 5 * 60_000, requeryMaxPerMinute: 60 });
     expect(() => loadConfig({ AUTOMATION: 'yes' })).toThrow(/AUTOMATION="yes" is invalid: expected off, dry-run or on/);

@@ -130,7 +130,11 @@ const jobPriority: Parser<JobPriority> = (raw, name) => {
   return jobPriorities.includes(value) ? value : fail(name, raw, 'foreground, above-jobs or background');
 };
 /** JOBS_SPILL_BYTES: a number of bytes, or `auto` (half the jobs' per-query memory limit, read from the server). */
-const spillBytes: Parser<number | 'auto'> = (raw, name) => (raw.trim() === 'auto' ? 'auto' : int(0, 1024 ** 4)(raw, name));
+const spillBytes: Parser<number | 'auto'> = (raw, name) => {
+  if (raw.trim() === 'auto') return 'auto';
+  const n = Number(raw);
+  return /^\d+$/.test(raw.trim()) && Number.isSafeInteger(n) && n <= 1024 ** 4 ? n : fail(name, raw, `auto or a whole number of bytes from 0 to ${1024 ** 4}`);
+};
 const onOff: Parser<boolean> = (raw, name) => (raw.trim() === 'on' ? true : raw.trim() === 'off' ? false : fail(name, raw, 'on or off'));
 
 /** An amount limit in minor units: one for every currency, or per currency (a currency not listed has 0). */
@@ -394,9 +398,9 @@ export const settings = {
       "A scheduled or by-hand job's grouping or sorting continues on disk once it holds this many bytes (ClickHouse's " +
       'max_bytes_before_external_group_by and max_bytes_before_external_sort), so a window holding many events finishes, ' +
       "more slowly, instead of failing at the query's memory limit. auto: half that limit (max_memory_usage as the server " +
-      'reports it for this user, as ClickHouse advises), read when the jobs start; 0, or auto without a limit: not by this setting ' +
-      '(ClickHouse 25.1 and later still spill at half the memory available by their own ratio settings). Spilling costs CPU: ' +
-      'up to 2.4 times as much where it was not needed (docs/benchmarks.md).',
+      "reports it for this user, as ClickHouse advises), read when the jobs start; without such a limit the server's own settings " +
+      'apply (ClickHouse 25.1 and later spill at half the available memory; on older servers with no per-query limit, set a number). ' +
+      '0: never by this setting. Spilling costs CPU: up to 2.4 times as much where it was not needed (docs/benchmarks.md).',
     parse: spillBytes,
   },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'debug, info, warn or error.', parse: logLevel },

@@ -40,17 +40,29 @@ export const RATES_PRIORITIES: Readonly<Record<JobPriority, number>> = { foregro
 export const JOB_STATEMENT_TIMEOUT_MS = 600_000;
 
 /**
+ * When the server stops a job's statement (`max_execution_time`), given the client's timeout: 15 s
+ * before it, so the server's own error (TIMEOUT_EXCEEDED) is what the job records, not a socket
+ * timeout. The server checks it between the blocks it reads; the final merge of a grouping that
+ * spilled to disk is not interrupted, so such a statement may still outlive its client.
+ */
+export const serverStopSec = (requestTimeoutMs: number): number => Math.max(1, Math.ceil(requestTimeoutMs / 1000) - 15);
+
+/**
  * JOBS_SPILL_BYTES resolved: `auto` is half the per-query memory limit the server applies to
  * this user (`max_memory_usage`; ClickHouse advises spilling at half of it, as the merge of the
- * spilled parts needs the other half), 0 when it has none; a number is taken as it is.
+ * spilled parts needs the other half); null when it has none, so that the server's own settings
+ * apply (ClickHouse 25.1 and later spill at half the available memory by default). A number is
+ * taken as it is, 0 included.
  */
-export async function resolveSpillBytes(config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'jobsSpillBytes'>): Promise<number> {
+export async function resolveSpillBytes(
+  config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'jobsSpillBytes'>,
+): Promise<number | null> {
   if (config.jobsSpillBytes !== 'auto') return config.jobsSpillBytes;
   const probe = createClickHouse(config);
   try {
     const [row] = await queryRows<{ value: string }>(probe, "SELECT value FROM system.settings WHERE name = 'max_memory_usage'", 'read the memory limit');
     const limit = Number(row?.value ?? 0);
-    return Number.isSafeInteger(limit) && limit > 0 ? Math.floor(limit / 2) : 0;
+    return Number.isSafeInteger(limit) && limit > 0 ? Math.floor(limit / 2) : null;
   } finally {
     await probe.close();
   }
@@ -59,15 +71,15 @@ export async function resolveSpillBytes(config: Pick<Config, 'clickhouseUrl' | '
 /**
  * The scheduled jobs' clients: one thread per query, the jobs at BACKGROUND_PRIORITY and the rates
  * job at RATES_PRIORITIES[config.ratesPriority] (the same client when that is the jobs' own); their
- * groupings spill at JOBS_SPILL_BYTES (resolveSpillBytes), and the server stops a statement when
- * the client gives up on it.
+ * groupings spill at JOBS_SPILL_BYTES (resolveSpillBytes), and the server stops a statement just
+ * before the client would give up on it (serverStopSec).
  */
 export async function createJobsClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword' | 'ratesPriority' | 'jobsSpillBytes'>,
   options: { requestTimeoutMs: number; logQueries?: boolean },
-): Promise<{ jobs: ClickHouseClient; rates: ClickHouseClient; spillBytes: number; close(): Promise<void> }> {
+): Promise<{ jobs: ClickHouseClient; rates: ClickHouseClient; spillBytes: number | null; close(): Promise<void> }> {
   const spillBytes = await resolveSpillBytes(config);
-  const shared = { ...options, maxThreads: 1, spillBytes, maxExecutionSec: Math.ceil(options.requestTimeoutMs / 1000) };
+  const shared = { ...options, maxThreads: 1, spillBytes: spillBytes ?? undefined, maxExecutionSec: serverStopSec(options.requestTimeoutMs) };
   const jobs = createClickHouse(config, { ...shared, priority: BACKGROUND_PRIORITY });
   const priority = RATES_PRIORITIES[config.ratesPriority];
   const rates = priority === BACKGROUND_PRIORITY ? jobs : createClickHouse(config, { ...shared, priority });
@@ -98,7 +110,7 @@ export const MIGRATION_TIMEOUT_MS = 6 * 3_600_000;
  * queries yield (background work leaves the cores to ingest and detection). `spillBytes`
  * (JOBS_SPILL_BYTES, the jobs' clients): a GROUP BY or ORDER BY holding more than that continues
  * on disk instead of failing at the query's memory limit (0: not by this setting).
- * `maxExecutionSec`: the server stops a statement running longer.
+ * `maxExecutionSec`: the server stops a statement running longer (serverStopSec).
  */
 export function createClickHouse(
   config: Pick<Config, 'clickhouseUrl' | 'clickhouseUser' | 'clickhousePassword'>,
@@ -113,7 +125,13 @@ export function createClickHouse(
     settings.max_bytes_before_external_group_by = String(options.spillBytes);
     settings.max_bytes_before_external_sort = String(options.spillBytes);
   }
-  if (options.maxExecutionSec !== undefined) settings.max_execution_time = String(options.maxExecutionSec);
+  if (options.maxExecutionSec !== undefined) {
+    settings.max_execution_time = String(options.maxExecutionSec);
+    // Plain wall-clock time: ClickHouse 20 to 23 otherwise also stop a statement after 10 s when
+    // its speed so far predicts it would pass the limit, and the jobs' pauses behind ingest's and
+    // detection's statements (priority) make that prediction wrong.
+    settings.timeout_before_checking_execution_speed = '0';
+  }
   return createClient({
     url: config.clickhouseUrl,
     username: config.clickhouseUser,

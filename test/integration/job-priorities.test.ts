@@ -58,18 +58,19 @@ describe('the jobs’ large groupings (JOBS_SPILL_BYTES)', () => {
     }
   });
 
-  test('the jobs’ statements spill at JOBS_SPILL_BYTES and stop on the server when the client gives up', async () => {
+  test('the jobs’ statements spill at JOBS_SPILL_BYTES and carry the server’s time limit, 15 s before the client’s', async () => {
     const clients = await createJobsClickHouse(configFor(isolatedEnv({ JOBS_SPILL_BYTES: '123456789' })), { requestTimeoutMs: 45_000 });
     try {
       for (const client of [clients.jobs, clients.rates]) {
         const rows = await queryRows<{ name: string; value: string }>(
           client,
-          "SELECT name, value FROM system.settings WHERE name IN ('max_bytes_before_external_group_by', 'max_bytes_before_external_sort', 'max_execution_time') ORDER BY name",
+          "SELECT name, value FROM system.settings WHERE name IN ('max_bytes_before_external_group_by', 'max_bytes_before_external_sort', 'max_execution_time', 'timeout_before_checking_execution_speed') ORDER BY name",
         );
         expect(rows).toEqual([
           { name: 'max_bytes_before_external_group_by', value: '123456789' },
           { name: 'max_bytes_before_external_sort', value: '123456789' },
-          { name: 'max_execution_time', value: '45' },
+          { name: 'max_execution_time', value: '30' },
+          { name: 'timeout_before_checking_execution_speed', value: '0' },
         ]);
       }
     } finally {
