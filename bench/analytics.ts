@@ -60,6 +60,27 @@ try {
       .map((c) => c.padStart(15))
       .join('')}\n`;
   process.stdout.write(line(['stored', 'job', 'ms', 'statements', 'rows read', 'max/statement', 'CPU ms', 'max MiB', 'rows written']));
+  /**
+   * Runs one job (in a second of the server's clock of its own) and prints its row. A job that
+   * fails (a memory limit, a timeout) is a finding: printed as FAILED with its reason, and the
+   * next job still runs.
+   */
+  const measureAndPrint = async (stored: number, name: string, job: () => Promise<JobRun>): Promise<void> => {
+    let failure = '';
+    const {
+      result,
+      ms,
+      cost: c,
+    } = await measureJob(admin, database, () =>
+      job().catch((err: unknown) => {
+        failure = err instanceof Error ? err.message : String(err);
+        return null;
+      }),
+    );
+    const cells = [fmt(c.statements), fmt(c.rows), fmt(c.maxRows), fmt(c.cpuMs), fmt(c.maxMemory / 2 ** 20), result ? fmt(result.rows) : 'FAILED'];
+    process.stdout.write(line([fmt(stored), name, fmt(ms), ...cells]));
+    if (failure) process.stdout.write(`${' '.repeat(14)}${name} failed: ${failure.replace(/\s+/g, ' ').slice(0, 300)}\n`);
+  };
   for (const size of sizes) {
     database = `paysentinel_bench_${runTag}_analytics_${size}`;
     await migrate(admin, database, silentLogger);
@@ -117,13 +138,7 @@ try {
     // with 16 million events a day it failed at the 4 GB cap on the bench's own client (two
     // threads, no spilling).
     // Measured too: its figures are the whole-day read's (a first run, a run after a pause, the hourly one).
-    let dayFailure = '';
-    const requeryDay = await measureJob(admin, database, () =>
-      runRequeryJob(requeryDeps, new Date(nowMs - 60_000)).catch((err: unknown) => {
-        dayFailure = err instanceof Error ? err.message : String(err);
-        return null;
-      }),
-    );
+    await measureAndPrint(size, 'requery (day)', () => runRequeryJob(requeryDeps, new Date(nowMs - 60_000)).then((r) => r!));
     // New traffic: a minute of new orders, first events in the minute before now.
     const newOrders = Math.round(fresh / EVENTS_PER_ORDER);
     await command(
@@ -148,40 +163,7 @@ try {
       ['retry-policy', () => runRetryPolicy(deps, runAt)],
       ['requery', async () => (await runRequeryJob(requeryDeps, runAt))!],
     ];
-    const dayCost = requeryDay.cost;
-    process.stdout.write(
-      line([
-        fmt(size),
-        'requery (day)',
-        fmt(requeryDay.ms),
-        fmt(dayCost.statements),
-        fmt(dayCost.rows),
-        fmt(dayCost.maxRows),
-        fmt(dayCost.cpuMs),
-        fmt(dayCost.maxMemory / 2 ** 20),
-        requeryDay.result ? fmt(requeryDay.result.rows) : 'FAILED',
-      ]),
-    );
-    if (dayFailure) process.stdout.write(`${' '.repeat(14)}requery (day) failed: ${dayFailure.replace(/\s+/g, ' ').slice(0, 300)}\n`);
-    for (const [name, job] of measured) {
-      // A job that fails (a memory limit, a timeout) is a finding: printed with its reason, and the next job still runs.
-      let failure = '';
-      const {
-        result,
-        ms,
-        cost: c,
-      } = await measureJob(admin, database, () =>
-        job().catch((err: unknown) => {
-          failure = err instanceof Error ? err.message : String(err);
-          return null;
-        }),
-      );
-      const mib = fmt(c.maxMemory / 2 ** 20);
-      process.stdout.write(
-        line([fmt(stored), name, fmt(ms), fmt(c.statements), fmt(c.rows), fmt(c.maxRows), fmt(c.cpuMs), mib, result ? fmt(result.rows) : 'FAILED']),
-      );
-      if (failure) process.stdout.write(`${' '.repeat(14)}${name} failed: ${failure.replace(/\s+/g, ' ').slice(0, 300)}\n`);
-    }
+    for (const [name, job] of measured) await measureAndPrint(stored, name, job);
     if (process.env.BENCH_KEEP_DATABASE === '1') {
       process.stdout.write(`database kept: ${database}\n`);
     } else {
