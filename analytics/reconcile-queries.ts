@@ -1,10 +1,17 @@
-import { ident, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
-import { paymentsSince } from './queries.ts';
+import { ident, identList, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
+import { ATTEMPT_LEAD_MS, paymentsSince } from './queries.ts';
 import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
 
 /**
- * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and current versions alike. Attempts
- * as in analytics/DEFINITIONS.md; times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
+ * SQL of the `reconcile` job (analytics/DEFINITIONS.md, *Reconciliation*), for ClickHouse 18.16 and
+ * current versions alike. Times in epoch milliseconds (occurred_at * 1000 + occurred_ms).
+ *
+ * The job keeps one **record** per attempt in `reconcile_records` (migration 029): its first and last
+ * event, channel and merchant (of the earliest event), outcome (latest status), first final status,
+ * how many distinct final statuses it reached and its callback delay. A record is rewritten only when
+ * its order changes, as a copy of the old record with the opposite sign plus the new one; the current
+ * records are those whose identical rows sum to a positive sign. A report reads the records of its
+ * window, never the events.
  */
 
 export interface ReconcileWindow {
@@ -20,29 +27,102 @@ function check(w: ReconcileWindow): void {
   }
 }
 
-/** Attempts first seen in the window with their processing/final timings and status history. */
-function attemptsSource(database: string, w: ReconcileWindow): SqlFragment {
-  check(w);
+/** The record's columns, in the order every statement below writes them after generation, order_id, attempt_no, sign and version. */
+const RECORD = ['first_ms', 'last_ms', 'channel', 'merchant_id', 'outcome', 'first_final', 'final_statuses', 'has_delay', 'delay_ms'] as const;
+const recordColumns = identList(['generation', 'order_id', 'attempt_no', 'sign', 'version', ...RECORD]);
+
+/**
+ * Every attempt of the given payment events (a FROM clause), as a record: order_id, attempt_no and
+ * the RECORD columns. The callback delay is from the first `processing` event to the first final
+ * status, for attempts that have both (and the final not before the processing).
+ */
+function recordsOf(from: SqlFragment): SqlFragment {
   return sqlFragment`SELECT
       order_id,
-      ifNull(attempt, 0) AS attempt_no,
-      argMin(channel, ${EARLIEST_KEY}) AS a_channel,
-      argMin(merchant_id, ${EARLIEST_KEY}) AS a_merchant,
-      min(${TS}) AS a_first_ms,
-      max(${TS}) AS a_last_ms,
-      argMax(status, ${LATEST_KEY}) AS outcome,
-      countIf(status = 'processing') AS n_processing,
-      minIf(${TS}, status = 'processing') AS a_processing_ms,
-      countIf(status != 'processing') AS n_final,
-      minIf(${TS}, status != 'processing') AS a_final_ms,
-      argMinIf(toString(status), ${EARLIEST_KEY}, status != 'processing') AS a_first_final,
-      uniqExactIf(status, status != 'processing') AS a_final_statuses
-    FROM ${paymentsSince(database, w.fromMs)}
-    GROUP BY order_id, attempt_no
-    HAVING a_first_ms >= ${w.fromMs} AND a_first_ms < ${w.toMs}`;
+      toUInt8(ifNull(attempt, 0)) AS attempt_no,
+      min(${TS}) AS first_ms,
+      max(${TS}) AS last_ms,
+      argMin(channel, ${EARLIEST_KEY}) AS channel,
+      argMin(merchant_id, ${EARLIEST_KEY}) AS merchant_id,
+      toString(argMax(status, ${LATEST_KEY})) AS outcome,
+      argMinIf(toString(status), ${EARLIEST_KEY}, status != 'processing') AS first_final,
+      toUInt8(uniqExactIf(status, status != 'processing')) AS final_statuses,
+      minIf(${TS}, status = 'processing') AS processing_ms,
+      minIf(${TS}, status != 'processing') AS final_ms,
+      toUInt8(countIf(status = 'processing') > 0 AND countIf(status != 'processing') > 0 AND final_ms >= processing_ms) AS has_delay,
+      if(has_delay = 1, toUInt64(final_ms - processing_ms), toUInt64(0)) AS delay_ms
+    FROM ${from}
+    GROUP BY order_id, attempt_no`;
+}
+
+export interface RecordsWrite {
+  /** The records' generation (the cursor's). */
+  generation: number;
+  version: number;
+  /** Attempts whose first event is before this (ms) get no record: the records cover attempts from here on. */
+  coveredFromMs: number;
+}
+
+/**
+ * A rebuild: a record (sign 1) for every attempt whose first event is at or after coveredFromMs,
+ * from the payment events read by time (from ATTEMPT_LEAD_MS before), under a new generation.
+ */
+export function insertAllRecordsQuery(database: string, o: RecordsWrite): string {
+  const attempts = recordsOf(paymentsSince(database, o.coveredFromMs));
+  return sql`INSERT INTO ${ident(database, 'reconcile_records')} (${recordColumns})
+SELECT toUInt64(${o.generation}), order_id, attempt_no, toInt8(1), toUInt64(${o.version}), ${identList([...RECORD])}
+FROM (${attempts}) AS a
+WHERE first_ms >= ${o.coveredFromMs}`;
+}
+
+/**
+ * The orders `orders` selects: each attempt's record rebuilt from its order's events (the
+ * order-ordered copy, read from ATTEMPT_LEAD_MS before coveredFromMs), compared with its current
+ * record; where they differ, a copy of the current record with the opposite of its weight and the new
+ * record (sign 1) are written. An attempt whose first event is now before coveredFromMs only loses
+ * its record. Re-running it for the same orders writes nothing.
+ */
+export function insertChangedRecordsQuery(database: string, o: RecordsWrite & { orders: SqlFragment }): string {
+  const records = ident(database, 'reconcile_records');
+  const fromSec = Math.floor((o.coveredFromMs - ATTEMPT_LEAD_MS) / 1000);
+  const events = sqlFragment`${ident(database, 'payment_events_by_entity')}
+    WHERE entity_type = 'order' AND entity_key IN (${o.orders}) AND type = 'payment' AND occurred_at >= toDateTime(${fromSec}, 'UTC')`;
+  const fresh = sqlFragment`SELECT order_id, attempt_no, first_ms >= ${o.coveredFromMs} AS n_in,
+      (${identList([...RECORD])}) AS n_rec
+    FROM (${recordsOf(events)}) AS a`;
+  // The current record of each attempt: the newest row with sign 1, weighed by the sum of the signs.
+  const current = sqlFragment`SELECT order_id, attempt_no, sum(sign) AS o_live,
+      (argMaxIf(first_ms, version, sign > 0), argMaxIf(last_ms, version, sign > 0), argMaxIf(channel, version, sign > 0),
+       argMaxIf(merchant_id, version, sign > 0), argMaxIf(outcome, version, sign > 0), argMaxIf(first_final, version, sign > 0),
+       argMaxIf(final_statuses, version, sign > 0), argMaxIf(has_delay, version, sign > 0), argMaxIf(delay_ms, version, sign > 0)) AS o_rec
+    FROM ${records}
+    WHERE generation = ${o.generation} AND order_id IN (${o.orders})
+    GROUP BY order_id, attempt_no`;
+  const same = sqlFragment`(n_in AND o_live = 1 AND n_rec = o_rec)`;
+  // Entries (sign, record); sign 0 means none. arrayFilter keeps the array's type when both go.
+  const entries = sqlFragment`arrayFilter(e -> tupleElement(e, 1) != 0, [
+      (toInt8(if(o_live != 0 AND NOT ${same}, -o_live, 0)), o_rec),
+      (toInt8(if(n_in AND NOT ${same}, 1, 0)), n_rec)])`;
+  const r = (i: number) => sqlFragment`tupleElement(tupleElement(e, 2), ${i})`;
+  return sql`INSERT INTO ${records} (${recordColumns})
+SELECT toUInt64(${o.generation}), order_id, attempt_no, tupleElement(e, 1), toUInt64(${o.version}),
+  ${r(1)}, ${r(2)}, ${r(3)}, ${r(4)}, ${r(5)}, ${r(6)}, ${r(7)}, ${r(8)}, ${r(9)}
+FROM (
+  SELECT order_id, attempt_no, ${entries} AS es
+  FROM (${fresh}) AS n
+  ANY LEFT JOIN (${current}) AS c USING (order_id, attempt_no)
+)
+ARRAY JOIN es AS e`;
+}
+
+/** The window's current records, as `WHERE` conditions on reconcile_records. */
+function inWindow(generation: number, w: ReconcileWindow): SqlFragment {
+  check(w);
+  return sqlFragment`generation = ${generation} AND first_ms >= ${w.fromMs} AND first_ms < ${w.toMs}`;
 }
 
 export interface ReconcileWrite extends ReconcileWindow {
+  generation: number;
   version: number;
   computedAt: Date;
   /** An attempt still processing this long after its first event is stuck. */
@@ -55,42 +135,107 @@ const columns = sqlFragment`version, computed_at, kind, order_id, attempt, chann
 /**
  * Attempts whose outcome is still `processing` stuckAfterMs after their first event
  * (`stuck_processing`) and attempts that reached more than one final status, a late callback or a
- * correction (`changed_after_final`), from one read of the window: an attempt that is both gives
+ * correction (`changed_after_final`), from the window's current records: an attempt that is both gives
  * one row of each kind.
  */
 export function insertReconciledAttemptsQuery(database: string, o: ReconcileWrite): string {
-  const stuck = sqlFragment`outcome = 'processing' AND a_first_ms + ${o.stuckAfterMs} <= ${o.toMs}`;
-  const changed = sqlFragment`a_final_statuses > 1`;
+  const stuck = sqlFragment`outcome = 'processing' AND first_ms + ${o.stuckAfterMs} <= ${o.toMs}`;
+  const changed = sqlFragment`final_statuses > 1`;
   const kinds = sqlFragment`arrayConcat(if(${stuck}, ['stuck_processing'], emptyArrayString()), if(${changed}, ['changed_after_final'], emptyArrayString()))`;
+  // A record's rows (and the copies that cancel it) are identical: grouping by every column sums its weight.
+  const live = sqlFragment`SELECT order_id, attempt_no, first_ms, last_ms, channel, merchant_id, outcome, first_final, final_statuses
+    FROM ${ident(database, 'reconcile_records')}
+    WHERE ${inWindow(o.generation, o)} AND (outcome = 'processing' OR final_statuses > 1)
+    GROUP BY order_id, attempt_no, first_ms, last_ms, channel, merchant_id, outcome, first_final, final_statuses
+    HAVING sum(sign) > 0`;
   return sql`INSERT INTO ${ident(database, 'reconcile_attempts')} (${columns})
-SELECT ${o.version}, ${o.computedAt}, arrayJoin(${kinds}) AS kind, order_id, toUInt16(attempt_no), a_channel, a_merchant,
-  toDateTime(intDiv(a_first_ms, 1000), 'UTC'), toDateTime(intDiv(a_last_ms, 1000), 'UTC'),
-  a_first_final, toString(outcome), a_final_statuses,
-  intDiv(${o.toMs} - a_first_ms, 1000)
-FROM (${attemptsSource(database, o)}) AS a
+SELECT ${o.version}, ${o.computedAt}, arrayJoin(${kinds}) AS kind, order_id, toUInt16(attempt_no), channel, merchant_id,
+  toDateTime(intDiv(first_ms, 1000), 'UTC'), toDateTime(intDiv(last_ms, 1000), 'UTC'),
+  first_final, outcome, final_statuses, intDiv(${o.toMs} - first_ms, 1000)
+FROM (${live}) AS a
 WHERE (${stuck}) OR (${changed})`;
 }
 
+/** How many of the window's current attempts have each callback delay, per channel: channel, delay_ms, n. */
+export function callbackDelayCountsQuery(database: string, generation: number, w: ReconcileWindow): string {
+  return sql`SELECT channel, delay_ms, sum(sign) AS n
+FROM ${ident(database, 'reconcile_records')}
+WHERE ${inWindow(generation, w)} AND has_delay = 1
+GROUP BY channel, delay_ms
+HAVING n > 0`;
+}
+
+/** One row of callback_delays: a channel ('' = all) and its delays' count, percentiles and maximum (ms). */
+export interface CallbackDelayRow {
+  channel: string;
+  attempts: number;
+  p50: number;
+  p90: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+/** The percentiles callback_delays stores, in its column order. */
+export const DELAY_LEVELS = [0.5, 0.9, 0.95, 0.99] as const;
+
 /**
- * Callback delay per channel, and for all channels (channel ''): milliseconds from the attempt's
- * first `processing` event to its first final status, for attempts that have both.
+ * Percentiles of a multiset given as (value, count) pairs, as ClickHouse's `quantileExact` picks
+ * them: the value at index floor(level * n) of the sorted values (0 when there are none, as 18.16
+ * gives for no rows).
  */
-export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite): string {
-  const table = ident(database, 'callback_delays');
-  // One read of the window: each attempt's delay counts for its channel and for all channels ('').
-  // The marker row (real = 0) keeps the all-channels row in every run, with no attempts too: the
-  // latest run is found by its version there.
-  const delays = sqlFragment`SELECT arrayJoin([a_channel, '']) AS d_channel, toFloat64(a_final_ms - a_processing_ms) AS delay_ms, toUInt8(1) AS real
-    FROM (${attemptsSource(database, o)}) AS a
-    WHERE n_processing > 0 AND n_final > 0 AND a_final_ms >= a_processing_ms
-    UNION ALL
-    SELECT '' AS d_channel, toFloat64(0) AS delay_ms, toUInt8(0) AS real`;
+export function exactQuantiles(counts: readonly { value: number; n: number }[], levels: readonly number[]): { n: number; max: number; quantiles: number[] } {
+  const sorted = [...counts].filter((c) => c.n > 0).sort((a, b) => a.value - b.value);
+  const n = sorted.reduce((s, c) => s + c.n, 0);
+  if (n === 0) return { n: 0, max: 0, quantiles: levels.map(() => 0) };
+  const quantiles = levels.map((level) => {
+    const index = level < 1 ? Math.floor(level * n) : n - 1;
+    let seen = 0;
+    for (const c of sorted) {
+      seen += c.n;
+      if (index < seen) return c.value;
+    }
+    return sorted[sorted.length - 1]!.value;
+  });
+  return { n, max: sorted[sorted.length - 1]!.value, quantiles };
+}
+
+/** callback_delays rows from the delay counts: one per channel seen and one for all channels (''), always. */
+export function callbackDelayRows(counts: readonly { channel: string; delayMs: number; n: number }[]): CallbackDelayRow[] {
+  const byChannel = new Map<string, { value: number; n: number }[]>([['', []]]);
+  for (const c of counts) {
+    for (const key of [c.channel, '']) {
+      const list = byChannel.get(key) ?? [];
+      list.push({ value: c.delayMs, n: c.n });
+      byChannel.set(key, list);
+    }
+  }
+  return [...byChannel.entries()]
+    .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    .map(([channel, list]) => {
+      const { n, max, quantiles } = exactQuantiles(list, DELAY_LEVELS);
+      return { channel, attempts: n, p50: quantiles[0]!, p90: quantiles[1]!, p95: quantiles[2]!, p99: quantiles[3]!, max };
+    });
+}
+
+/** Writes a run's callback delays. */
+export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite, rows: readonly CallbackDelayRow[]): string {
   const head = sqlFragment`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
-  // The quantiles array is named where it is first used, so no extra column is selected.
-  const agg = sqlFragment`countIf(real = 1), (quantilesExactIf(0.5, 0.9, 0.95, 0.99)(delay_ms, real = 1) AS qs)[1], qs[2], qs[3], qs[4],
-    maxIf(delay_ms, real = 1)`;
-  return sql`INSERT INTO ${table} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
-SELECT ${head}, d_channel, ${agg} FROM (${delays}) AS d GROUP BY d_channel`;
+  const values = rows.map(
+    (r) => sqlFragment`(${head}, ${r.channel}, toUInt64(${r.attempts}), toFloat64(${r.p50}), toFloat64(${r.p90}), toFloat64(${r.p95}), toFloat64(${r.p99}), toFloat64(${r.max}))`,
+  );
+  return sql`INSERT INTO ${ident(database, 'callback_delays')} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
+VALUES ${joinSql(values, ', ')}`;
+}
+
+/** The days (partition ids, YYYYMMDD) reconcile_records holds. */
+export const recordDaysQuery = (database: string): string =>
+  sql`SELECT DISTINCT partition_id AS id FROM system.parts WHERE database = ${database} AND table = 'reconcile_records' AND active ORDER BY id`;
+
+/** Drops one day of records (a partition id from recordDaysQuery). */
+export function dropRecordDayQuery(database: string, partitionId: string): string {
+  if (!/^\d{8}$/.test(partitionId)) throw new RangeError(`Not a day partition: ${JSON.stringify(partitionId)}`);
+  return sql`ALTER TABLE ${ident(database, 'reconcile_records')} DROP PARTITION ID ${partitionId}`;
 }
 
 /** The latest run's version (0 before the first run). */

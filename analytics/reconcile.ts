@@ -1,11 +1,19 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
+import { changedOrdersSql, changesPerSecondQuery, readCursorQuery, serverNowQuery, writeCursorQuery } from './rate-items.ts';
+import { CHANGES_OVERLAP_SECONDS, changesReadFrom, takeWithin } from './rates.ts';
 import {
+  callbackDelayCountsQuery,
+  callbackDelayRows,
   callbackDelaysQuery,
+  dropRecordDayQuery,
+  insertAllRecordsQuery,
   insertCallbackDelaysQuery,
+  insertChangedRecordsQuery,
   insertReconciledAttemptsQuery,
   latestReconcileVersionQuery,
   reconcileAttemptsQuery,
+  recordDaysQuery,
 } from './reconcile-queries.ts';
 
 export const RECONCILE_JOB = 'reconcile';
@@ -55,28 +63,154 @@ export interface ReconcileReport {
   delays: CallbackDelays[];
 }
 
+/** The most payment_changes rows (stored events) one statement rebuilds the records of. @default 500,000 */
+export const RECONCILE_SLICE_CHANGES = 500_000;
+
+/** The reconcile job's cursor over payment_changes (analytics_cursors, job `reconcile`). */
+interface Cursor {
+  seenToSec: number;
+  /** The records cover the attempts first seen from here on (ms, whole seconds). */
+  coveredFromMs: number;
+  /** The records' generation: a rebuild starts a new one. */
+  generation: number;
+  serverAtSec: number;
+  serverUptime: number;
+}
+
+async function readCursor(deps: AnalyticsDeps): Promise<Cursor | null> {
+  const [row] = await queryRows<Record<string, string | number>>(deps.clickhouse, readCursorQuery(deps.database, RECONCILE_JOB), 'read the reconcile cursor');
+  if (!row) return null;
+  return {
+    seenToSec: Number(row.seen_to),
+    coveredFromMs: Number(row.covered_from) * 1000,
+    generation: Number(row.written_version),
+    serverAtSec: Number(row.server_at),
+    serverUptime: Number(row.server_uptime),
+  };
+}
+
 /**
  * The `reconcile` job: for attempts first seen in the last `lookbackMs` before `now`, writes (in
- * ClickHouse, INSERT ... SELECT) those still processing `stuckAfterMs` after their first event, those
- * whose final status changed (a late callback or a correction), and the callback delay percentiles
- * per channel, all under one new version. Recorded in job_runs.
+ * ClickHouse) those still processing `stuckAfterMs` after their first event, those whose final
+ * status changed (a late callback or a correction), and the callback delay percentiles per channel,
+ * all under one new version. Recorded in job_runs.
+ *
+ * It reads the attempts' records (migration 029), not the window's events: a run first brings the
+ * records up to date with the orders stored since its cursor (payment_changes, by ClickHouse's insert
+ * clock, in slices of at most RECONCILE_SLICE_CHANGES rows, each committing the cursor), rebuilding
+ * each changed order's attempts from its own events. The first run, and a run whose window reaches
+ * back before what the records cover, rebuild every attempt of the window from the events by time
+ * instead (under a new generation). Days of records before the window are dropped.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunOptions = {}): Promise<JobRun> {
   const toMs = now.getTime();
   const fromMs = toMs - (options.lookbackMs ?? DEFAULT_RECONCILE_LOOKBACK_MS);
   return runJob(deps, RECONCILE_JOB, { from: new Date(fromMs), to: now }, async () => {
+    const db = deps.database;
+    // Versions from the wall clock (not `now`, which a test or a by-hand run may set), increasing within the run.
+    let lastVersion = 0;
+    const nextVersion = () => (lastVersion = Math.max(lastVersion + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000)));
+    const [clock] = await queryRows<{ t: number; up: string }>(deps.clickhouse, serverNowQuery, 'read server clock');
+    const server = { nowSec: Number(clock?.t), uptime: Number(clock?.up) };
+    const overlap = CHANGES_OVERLAP_SECONDS;
+    const windowFromMs = Math.floor(fromMs / 1000) * 1000;
+    const stored = await readCursor(deps);
+    const rebuild = stored === null || windowFromMs < stored.coveredFromMs;
+    const cursor: Cursor =
+      !rebuild
+        ? { ...stored, coveredFromMs: windowFromMs }
+        : { seenToSec: server.nowSec - overlap, coveredFromMs: windowFromMs, generation: nextVersion(), serverAtSec: 0, serverUptime: 0 };
+    const commit = () =>
+      command(
+        deps.clickhouse,
+        writeCursorQuery(db, RECONCILE_JOB, {
+          seenToSec: cursor.seenToSec,
+          coveredFromSec: cursor.coveredFromMs / 1000,
+          historyFromSec: 0,
+          writtenVersion: cursor.generation,
+          serverAtSec: server.nowSec,
+          serverUptime: server.uptime,
+          version: nextVersion(),
+        }),
+        'move the reconcile cursor',
+      );
+    const log = deps.logger.child({ job: RECONCILE_JOB });
+    if (rebuild) {
+      // A rebuild: every attempt of the window, from the events by time. Changes stored while it
+      // runs are read by the next run (the cursor is from before it, less the overlap).
+      log.info('rebuilding the attempt records of the window from the events', {
+        from: new Date(cursor.coveredFromMs).toISOString(),
+        reason: stored ? 'the window reaches back before the records' : 'first run',
+      });
+      await command(
+        deps.clickhouse,
+        insertAllRecordsQuery(db, { generation: cursor.generation, version: nextVersion(), coveredFromMs: cursor.coveredFromMs }),
+        'rebuild the reconcile records',
+      );
+      await commit();
+    } else {
+      const { fromSec, steppedBackSec } = changesReadFrom(cursor, server, overlap);
+      if (steppedBackSec > 0) {
+        log.warn("the server's clock stepped back: payment_changes is read again from before the step", { stepped_back_s: steppedBackSec });
+      }
+      // Every change stored since the cursor, in slices; the last one has no upper bound, so rows
+      // stored after a step back of the clock are taken too.
+      const counts = (await queryRows<{ k: number; n: string }>(deps.clickhouse, changesPerSecondQuery(db, fromSec, null), 'count changes per second')).map(
+        (c) => ({ k: Number(c.k), n: Number(c.n) }),
+      );
+      for (let i = 0, at = fromSec; i < counts.length; ) {
+        const k = takeWithin(
+          counts.slice(i).map((c) => c.n),
+          RECONCILE_SLICE_CHANGES,
+        );
+        const end = i + k < counts.length ? counts[i + k]!.k : null;
+        await command(
+          deps.clickhouse,
+          insertChangedRecordsQuery(db, {
+            generation: cursor.generation,
+            version: nextVersion(),
+            coveredFromMs: cursor.coveredFromMs,
+            orders: changedOrdersSql(db, at, end),
+          }),
+          'update the reconcile records of changed orders',
+        );
+        // Rows of the last `overlap` seconds may still be joined by inserts ClickHouse commits late.
+        cursor.seenToSec = Math.max(cursor.seenToSec, Math.min(end ?? Infinity, server.nowSec - overlap));
+        i += k;
+        if (end !== null) at = end;
+      }
+      await commit();
+    }
+
     const write = {
       fromMs,
       toMs,
-      version: Date.now() * 1000 + Math.floor(Math.random() * 1000),
+      generation: cursor.generation,
+      version: nextVersion(),
       computedAt: new Date(),
       stuckAfterMs: options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS,
     };
-    await command(deps.clickhouse, insertReconciledAttemptsQuery(deps.database, write), 'write stuck and changed attempts');
-    await command(deps.clickhouse, insertCallbackDelaysQuery(deps.database, write), 'write callback delays');
+    await command(deps.clickhouse, insertReconciledAttemptsQuery(db, write), 'write stuck and changed attempts');
+    const counts = await queryRows<{ channel: string; delay_ms: string; n: string }>(
+      deps.clickhouse,
+      callbackDelayCountsQuery(db, cursor.generation, write),
+      'count callback delays',
+    );
+    const rows = callbackDelayRows(counts.map((c) => ({ channel: String(c.channel), delayMs: Number(c.delay_ms), n: Number(c.n) })));
+    await command(deps.clickhouse, insertCallbackDelaysQuery(db, write, rows), 'write callback delays');
+    await dropOldDays(deps, cursor.coveredFromMs);
     const report = await readReconcile(deps, write.version);
     return report.stuck.length + report.changed.length + report.delays.length;
   });
+}
+
+/** Drops the days of records that end a day or more before the records' coverage starts. */
+async function dropOldDays(deps: AnalyticsDeps, coveredFromMs: number): Promise<void> {
+  const keepFrom = new Date(coveredFromMs - 86_400_000).toISOString().slice(0, 10).replaceAll('-', '');
+  const days = await queryRows<{ id: string }>(deps.clickhouse, recordDaysQuery(deps.database), 'list the reconcile record days');
+  for (const { id } of days) {
+    if (/^\d{8}$/.test(id) && id < keepFrom) await command(deps.clickhouse, dropRecordDayQuery(deps.database, id), `drop the reconcile records of ${id}`);
+  }
 }
 
 /** The schedule entry: every 5 minutes, in analyticsJobs. */

@@ -31,11 +31,17 @@ import {
   retryTransitionsQuery,
 } from '../analytics/retry-policy-queries.ts';
 import {
+  callbackDelayCountsQuery,
+  callbackDelayRows,
   callbackDelaysQuery,
+  dropRecordDayQuery,
+  insertAllRecordsQuery,
   insertCallbackDelaysQuery,
+  insertChangedRecordsQuery,
   insertReconciledAttemptsQuery,
   latestReconcileVersionQuery,
   reconcileAttemptsQuery,
+  recordDaysQuery,
 } from '../analytics/reconcile-queries.ts';
 import { baselineRowsQuery, insertBaselinesQuery, latestBaselinesQuery } from '../analytics/baselines.ts';
 import { casesOpenedByRuleQuery } from '../analytics/daily-report.ts';
@@ -474,18 +480,32 @@ function retryPolicyStatements(database: string): CatalogStatement[] {
   ];
 }
 
-/** The reconcile job: the three writes and what readers select. */
+/** The reconcile job: its records, the report's writes and what readers select. */
 function reconcileStatements(database: string): CatalogStatement[] {
   const write = {
     fromMs: Date.UTC(2026, 10, 24, 10),
     toMs: Date.UTC(2026, 10, 25, 10, 0, 0, 500),
+    generation: 7,
     version: 1,
     computedAt: new Date(Date.UTC(2026, 10, 25, 10)),
     stuckAfterMs: 900_000,
   };
+  const records = { generation: 7, version: 2, coveredFromMs: write.fromMs };
+  const delays = callbackDelayRows([
+    { channel: 'card', delayMs: 1200, n: 3 },
+    { channel: 'alipay', delayMs: 800, n: 1 },
+  ]);
   return [
+    { name: 'reconcile records rebuilt from the events', sql: insertAllRecordsQuery(database, records) },
+    {
+      name: 'reconcile records of changed orders',
+      sql: insertChangedRecordsQuery(database, { ...records, orders: changedOrdersSql(database, Math.floor(write.toMs / 1000) - 300, null) }),
+    },
     { name: 'reconcile stuck and changed attempts', sql: insertReconciledAttemptsQuery(database, write) },
-    { name: 'reconcile callback delays', sql: insertCallbackDelaysQuery(database, write) },
+    { name: 'reconcile callback delay counts', sql: callbackDelayCountsQuery(database, 7, write) },
+    { name: 'reconcile callback delays', sql: insertCallbackDelaysQuery(database, write, delays) },
+    { name: 'reconcile record days', sql: recordDaysQuery(database) },
+    { name: 'drop a day of reconcile records', sql: dropRecordDayQuery(database, '20261101') },
     { name: 'latest reconcile version', sql: latestReconcileVersionQuery(database) },
     { name: 'reconciled attempts', sql: reconcileAttemptsQuery(database, 1) },
     { name: 'callback delays', sql: callbackDelaysQuery(database, 1) },
