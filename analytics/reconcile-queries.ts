@@ -222,7 +222,8 @@ export function callbackDelayRows(counts: readonly { channel: string; delayMs: n
 export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite, rows: readonly CallbackDelayRow[]): string {
   const head = sqlFragment`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
   const values = rows.map(
-    (r) => sqlFragment`(${head}, ${r.channel}, toUInt64(${r.attempts}), toFloat64(${r.p50}), toFloat64(${r.p90}), toFloat64(${r.p95}), toFloat64(${r.p99}), toFloat64(${r.max}))`,
+    (r) =>
+      sqlFragment`(${head}, ${r.channel}, toUInt64(${r.attempts}), toFloat64(${r.p50}), toFloat64(${r.p90}), toFloat64(${r.p95}), toFloat64(${r.p99}), toFloat64(${r.max}))`,
   );
   return sql`INSERT INTO ${ident(database, 'callback_delays')} (version, computed_at, window_from, window_to, channel, attempts, p50_ms, p90_ms, p95_ms, p99_ms, max_ms)
 VALUES ${joinSql(values, ', ')}`;

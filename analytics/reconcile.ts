@@ -116,10 +116,9 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
     const windowFromMs = Math.floor(fromMs / 1000) * 1000;
     const stored = await readCursor(deps);
     const rebuild = stored === null || windowFromMs < stored.coveredFromMs;
-    const cursor: Cursor =
-      !rebuild
-        ? { ...stored, coveredFromMs: windowFromMs }
-        : { seenToSec: server.nowSec - overlap, coveredFromMs: windowFromMs, generation: nextVersion(), serverAtSec: 0, serverUptime: 0 };
+    const cursor: Cursor = !rebuild
+      ? { ...stored, coveredFromMs: windowFromMs }
+      : { seenToSec: server.nowSec - overlap, coveredFromMs: windowFromMs, generation: nextVersion(), serverAtSec: 0, serverUptime: 0 };
     const commit = () =>
       command(
         deps.clickhouse,

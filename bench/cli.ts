@@ -132,7 +132,10 @@ export const benchCommand: Command = {
               (result.seededRates
                 ? `rates of the history seeded before the run by the rates job run by hand, twice (analytics run rates): ${result.seededRates.status}, ` +
                   `${result.seededRates.seconds.toFixed(1)} s
-`
+` +
+                  (result.seededReconcile
+                    ? `reconcile records of the history rebuilt by the reconcile job run by hand (analytics run reconcile): ${result.seededReconcile.status}, ${result.seededReconcile.seconds.toFixed(1)} s\n`
+                    : '')
                 : result.history
                   ? 'rates of the history not seeded (--no-seed-rates): the scheduled runs catch it up\n'
                   : '') +

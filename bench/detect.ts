@@ -18,6 +18,7 @@ import { writeBacklog, writeSimulatedHistory } from './backlog.ts';
 import { ident, sql } from '../storage/sql.ts';
 import { eventsByPosition } from '../storage/copies.ts';
 import { run as runRates } from '../analytics/rates.ts';
+import { run as runReconcile } from '../analytics/reconcile.ts';
 
 export interface DetectBenchOptions {
   rate: number;
@@ -65,6 +66,8 @@ export interface DetectBenchResult {
   runs: JobRunRecord[];
   /** The rates of the history seeded before the pipeline started (seedRates); null when not. */
   seededRates: { seconds: number; status: string } | null;
+  /** The reconcile job's first run by hand before the pipeline started, which rebuilds its records from the history (with seedRates); null when not. */
+  seededReconcile: { seconds: number; status: string } | null;
   /** The latest complete 5-minute bucket when the traffic stopped, from the pipeline's /metrics; null before one is complete. */
   ratesBuckets: RatesFreshness | null;
 }
@@ -190,6 +193,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
   const admin = kafka.admin();
   await admin.connect();
   let seededRates: DetectBenchResult['seededRates'] = null;
+  let seededReconcile: DetectBenchResult['seededReconcile'] = null;
   /** The history's last event time; its windows are full only up to there. */
   let historyEndMs: number | null = null;
   if (options.history) {
@@ -238,6 +242,13 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
         // deployment never does). Its readers read only recent stamps (rates from its cursor,
         // now past the history; requery's late reports), so the history is left out of it.
         await command(clickhouse, sql`TRUNCATE TABLE ${ident(database, 'payment_changes')}`, 'truncate the history change log');
+        // The reconcile job's first run rebuilds its attempt records from the window's events; an
+        // installation that lived through the history has them, and its runs update them from the
+        // changes. One run by hand ("paysentinel analytics run reconcile") does that rebuild here.
+        const reconcileStarted = performance.now();
+        const rr = await runReconcile({ clickhouse, database, logger: silentLogger }, new Date());
+        seededReconcile = { seconds: (performance.now() - reconcileStarted) / 1000, status: rr.status };
+        options.progress(`history: reconcile records rebuilt in ${seededReconcile.seconds.toFixed(1)} s (${rr.status})`);
       }
     } finally {
       await clickhouse.close();
@@ -372,6 +383,7 @@ export async function runDetectBench(config: Config, logger: Logger, options: De
       ...jobRuns,
       ratesBuckets,
       seededRates,
+      seededReconcile,
       rate: options.rate,
       history: options.history ?? 0,
       backgroundEvents: background,

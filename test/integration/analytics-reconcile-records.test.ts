@@ -44,7 +44,7 @@ interface Attempt {
 }
 
 const random = rng(20261208);
-const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 let ids = 0;
 const ev = (a: Attempt, atMs: number, status: string): EventRow =>
   eventRow(atMs, {
