@@ -1,5 +1,5 @@
 import { ident, identList, joinSql, sql, sqlFragment, type SqlFragment } from '../storage/sql.ts';
-import { ATTEMPT_LEAD_MS, paymentsSince } from './queries.ts';
+import { ATTEMPT_LEAD_MS } from './queries.ts';
 import { EARLIEST_KEY, LATEST_KEY, OCCURRED_MS as TS } from '../storage/event-order.ts';
 
 /**
@@ -64,23 +64,12 @@ export interface RecordsWrite {
 }
 
 /**
- * A rebuild: a record (sign 1) for every attempt whose first event is at or after coveredFromMs,
- * from the payment events read by time (from ATTEMPT_LEAD_MS before), under a new generation.
- */
-export function insertAllRecordsQuery(database: string, o: RecordsWrite): string {
-  const attempts = recordsOf(paymentsSince(database, o.coveredFromMs));
-  return sql`INSERT INTO ${ident(database, 'reconcile_records')} (${recordColumns})
-SELECT toUInt64(${o.generation}), order_id, attempt_no, toInt8(1), toUInt64(${o.version}), ${identList([...RECORD])}
-FROM (${attempts}) AS a
-WHERE first_ms >= ${o.coveredFromMs}`;
-}
-
-/**
  * The orders `orders` selects: each attempt's record rebuilt from its order's events (the
  * order-ordered copy, read from ATTEMPT_LEAD_MS before coveredFromMs), compared with its current
- * record; where they differ, a copy of the current record with the opposite of its weight and the new
- * record (sign 1) are written. An attempt whose first event is now before coveredFromMs only loses
- * its record. Re-running it for the same orders writes nothing.
+ * records; where they differ, a copy of each current record with the opposite of its weight and the
+ * new record (sign 1) are written. An attempt whose first event is now before coveredFromMs only loses
+ * its record. Re-running it for the same orders writes nothing. A rebuild runs it under a new
+ * generation (no current records) for the orders of each slice of time.
  */
 export function insertChangedRecordsQuery(database: string, o: RecordsWrite & { orders: SqlFragment }): string {
   const records = ident(database, 'reconcile_records');
@@ -90,19 +79,25 @@ export function insertChangedRecordsQuery(database: string, o: RecordsWrite & { 
   const fresh = sqlFragment`SELECT order_id, attempt_no, first_ms >= ${o.coveredFromMs} AS n_in,
       (${identList([...RECORD])}) AS n_rec
     FROM (${recordsOf(events)}) AS a`;
-  // The current record of each attempt: the newest row with sign 1, weighed by the sum of the signs.
-  const current = sqlFragment`SELECT order_id, attempt_no, sum(sign) AS o_live,
-      (argMaxIf(first_ms, version, sign > 0), argMaxIf(last_ms, version, sign > 0), argMaxIf(channel, version, sign > 0),
-       argMaxIf(merchant_id, version, sign > 0), argMaxIf(outcome, version, sign > 0), argMaxIf(first_final, version, sign > 0),
-       argMaxIf(final_statuses, version, sign > 0), argMaxIf(has_delay, version, sign > 0), argMaxIf(delay_ms, version, sign > 0)) AS o_rec
-    FROM ${records}
-    WHERE generation = ${o.generation} AND order_id IN (${o.orders})
+  // What each attempt has now: every distinct record whose rows do not sum to 0, with its weight
+  // (normally one record of weight 1; anything else, say after a crash between the two days of one
+  // insert, is cancelled record by record and the attempt gets its one new record).
+  const cols = identList([...RECORD]);
+  const current = sqlFragment`SELECT order_id, attempt_no, groupArray((toInt8(w), (${cols}))) AS o_recs
+    FROM (
+      SELECT order_id, attempt_no, ${cols}, sum(sign) AS w
+      FROM ${records}
+      WHERE generation = ${o.generation} AND order_id IN (${o.orders})
+      GROUP BY order_id, attempt_no, ${cols}
+      HAVING w != 0
+    ) AS cr
     GROUP BY order_id, attempt_no`;
-  const same = sqlFragment`(n_in AND o_live = 1 AND n_rec = o_rec)`;
-  // Entries (sign, record); sign 0 means none. arrayFilter keeps the array's type when both go.
-  const entries = sqlFragment`arrayFilter(e -> tupleElement(e, 1) != 0, [
-      (toInt8(if(o_live != 0 AND NOT ${same}, -o_live, 0)), o_rec),
-      (toInt8(if(n_in AND NOT ${same}, 1, 0)), n_rec)])`;
+  const same = sqlFragment`(n_in AND length(o_recs) = 1 AND tupleElement(o_recs[1], 1) = 1 AND tupleElement(o_recs[1], 2) = n_rec)`;
+  // Entries (sign, record): a cancelling copy of each current record and the new one, unless they are
+  // the same; sign 0 means none (arrayFilter keeps the array's type when all go).
+  const entries = sqlFragment`arrayFilter(e -> tupleElement(e, 1) != 0, arrayConcat(
+      arrayMap(x -> (toInt8(if(${same}, 0, -tupleElement(x, 1))), tupleElement(x, 2)), o_recs),
+      [(toInt8(if(n_in AND NOT ${same}, 1, 0)), n_rec)]))`;
   const r = (i: number) => sqlFragment`tupleElement(tupleElement(e, 2), ${i})`;
   return sql`INSERT INTO ${records} (${recordColumns})
 SELECT toUInt64(${o.generation}), order_id, attempt_no, tupleElement(e, 1), toUInt64(${o.version}),

@@ -1,13 +1,21 @@
 import { command, queryRows } from '../storage/clickhouse.ts';
+import type { SqlFragment } from '../storage/sql.ts';
 import { runJob, type AnalyticsDeps, type JobRun, type ScheduledJob } from './jobs.ts';
-import { changedOrdersSql, changesPerSecondQuery, readCursorQuery, serverNowQuery, writeCursorQuery } from './rate-items.ts';
+import {
+  changedOrdersSql,
+  changesPerSecondQuery,
+  historyPerStepQuery,
+  ordersInRangeSql,
+  readCursorQuery,
+  serverNowQuery,
+  writeCursorQuery,
+} from './rate-items.ts';
 import { CHANGES_OVERLAP_SECONDS, changesReadFrom, takeWithin } from './rates.ts';
 import {
   callbackDelayCountsQuery,
   callbackDelayRows,
   callbackDelaysQuery,
   dropRecordDayQuery,
-  insertAllRecordsQuery,
   insertCallbackDelaysQuery,
   insertChangedRecordsQuery,
   insertReconciledAttemptsQuery,
@@ -26,6 +34,8 @@ export const DEFAULT_RECONCILE_LOOKBACK_MS = 24 * 3_600_000;
 export interface ReconcileRunOptions {
   stuckAfterMs?: number;
   lookbackMs?: number;
+  /** The most events one statement rebuilds the records of. @default RECONCILE_SLICE_EVENTS */
+  sliceEvents?: number;
 }
 
 /** One attempt a run reported. */
@@ -63,8 +73,30 @@ export interface ReconcileReport {
   delays: CallbackDelays[];
 }
 
-/** The most payment_changes rows (stored events) one statement rebuilds the records of. @default 500,000 */
-export const RECONCILE_SLICE_CHANGES = 500_000;
+/**
+ * The most stored events whose orders one statement rebuilds the records of: the changes a run
+ * reads (payment_changes rows) and each slice of time of a rebuild. @default 500,000
+ */
+export const RECONCILE_SLICE_EVENTS = 500_000;
+
+/**
+ * Cuts counts per key (ascending keys: seconds, or 10-second steps) into slices of at most `max`
+ * (at least one key each), [from, to) in keys, the first from `start`, the last open-ended (null).
+ */
+export function cutSlices(counts: readonly { k: number; n: number }[], max: number, start: number): { from: number; to: number | null; n: number }[] {
+  const out: { from: number; to: number | null; n: number }[] = [];
+  for (let i = 0, from = start; i < counts.length; ) {
+    const k = takeWithin(
+      counts.slice(i).map((c) => c.n),
+      max,
+    );
+    const to = i + k < counts.length ? counts[i + k]!.k : null;
+    out.push({ from, to, n: counts.slice(i, i + k).reduce((a, c) => a + c.n, 0) });
+    i += k;
+    if (to !== null) from = to;
+  }
+  return out;
+}
 
 /** The reconcile job's cursor over payment_changes (analytics_cursors, job `reconcile`). */
 interface Cursor {
@@ -97,10 +129,11 @@ async function readCursor(deps: AnalyticsDeps): Promise<Cursor | null> {
  *
  * It reads the attempts' records (migration 029), not the window's events: a run first brings the
  * records up to date with the orders stored since its cursor (payment_changes, by ClickHouse's insert
- * clock, in slices of at most RECONCILE_SLICE_CHANGES rows, each committing the cursor), rebuilding
+ * clock, in slices of at most RECONCILE_SLICE_EVENTS rows, each committing the cursor), rebuilding
  * each changed order's attempts from its own events. The first run, and a run whose window reaches
- * back before what the records cover, rebuild every attempt of the window from the events by time
- * instead (under a new generation). Days of records before the window are dropped.
+ * back before what the records cover, rebuild every attempt of the window instead (under a new
+ * generation), the same way from the orders with an event in each slice of time of at most
+ * RECONCILE_SLICE_EVENTS events, with progress logged. Days of records before the window are dropped.
  */
 export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunOptions = {}): Promise<JobRun> {
   const toMs = now.getTime();
@@ -134,18 +167,35 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
         'move the reconcile cursor',
       );
     const log = deps.logger.child({ job: RECONCILE_JOB });
+    const slice = options.sliceEvents ?? RECONCILE_SLICE_EVENTS;
+    const update = (orders: SqlFragment, what: string) =>
+      command(
+        deps.clickhouse,
+        insertChangedRecordsQuery(db, { generation: cursor.generation, version: nextVersion(), coveredFromMs: cursor.coveredFromMs, orders }),
+        what,
+      );
     if (rebuild) {
-      // A rebuild: every attempt of the window, from the events by time. Changes stored while it
-      // runs are read by the next run (the cursor is from before it, less the overlap).
+      // A rebuild, under a new generation: the orders with a payment event from the records'
+      // start on, in slices of time of at most `slice` events (the first run over a day at 5,000
+      // events/s is 432 million events: one statement could not hold them), oldest first. Changes
+      // stored while it runs are read by the next run (the cursor is from before it, less the overlap).
+      const steps = (await queryRows<{ k: number; n: string }>(deps.clickhouse, historyPerStepQuery(db, cursor.coveredFromMs, null), 'count events per 10 s'))
+        .map((c) => ({ k: Number(c.k), n: Number(c.n) }))
+        .reverse();
+      const slices = cutSlices(steps, slice, cursor.coveredFromMs / 1000);
+      const total = slices.reduce((a, c) => a + c.n, 0);
       log.info('rebuilding the attempt records of the window from the events', {
         from: new Date(cursor.coveredFromMs).toISOString(),
         reason: stored ? 'the window reaches back before the records' : 'first run',
+        events: total,
+        slices: slices.length,
       });
-      await command(
-        deps.clickhouse,
-        insertAllRecordsQuery(db, { generation: cursor.generation, version: nextVersion(), coveredFromMs: cursor.coveredFromMs }),
-        'rebuild the reconcile records',
-      );
+      let done = 0;
+      for (const [i, c] of slices.entries()) {
+        await update(ordersInRangeSql(db, c.from * 1000, c.to === null ? null : c.to * 1000), 'rebuild the reconcile records');
+        done += c.n;
+        (slices.length > 2 ? log.info : log.debug)('reconcile rebuild slice', { slice: i + 1, of: slices.length, events: done, of_events: total });
+      }
       await commit();
     } else {
       const { fromSec, steppedBackSec } = changesReadFrom(cursor, server, overlap);
@@ -157,26 +207,10 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
       const counts = (await queryRows<{ k: number; n: string }>(deps.clickhouse, changesPerSecondQuery(db, fromSec, null), 'count changes per second')).map(
         (c) => ({ k: Number(c.k), n: Number(c.n) }),
       );
-      for (let i = 0, at = fromSec; i < counts.length; ) {
-        const k = takeWithin(
-          counts.slice(i).map((c) => c.n),
-          RECONCILE_SLICE_CHANGES,
-        );
-        const end = i + k < counts.length ? counts[i + k]!.k : null;
-        await command(
-          deps.clickhouse,
-          insertChangedRecordsQuery(db, {
-            generation: cursor.generation,
-            version: nextVersion(),
-            coveredFromMs: cursor.coveredFromMs,
-            orders: changedOrdersSql(db, at, end),
-          }),
-          'update the reconcile records of changed orders',
-        );
+      for (const c of cutSlices(counts, slice, fromSec)) {
+        await update(changedOrdersSql(db, c.from, c.to), 'update the reconcile records of changed orders');
         // Rows of the last `overlap` seconds may still be joined by inserts ClickHouse commits late.
-        cursor.seenToSec = Math.max(cursor.seenToSec, Math.min(end ?? Infinity, server.nowSec - overlap));
-        i += k;
-        if (end !== null) at = end;
+        cursor.seenToSec = Math.max(cursor.seenToSec, Math.min(c.to ?? Infinity, server.nowSec - overlap));
       }
       await commit();
     }

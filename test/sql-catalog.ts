@@ -35,7 +35,6 @@ import {
   callbackDelayRows,
   callbackDelaysQuery,
   dropRecordDayQuery,
-  insertAllRecordsQuery,
   insertCallbackDelaysQuery,
   insertChangedRecordsQuery,
   insertReconciledAttemptsQuery,
@@ -496,7 +495,10 @@ function reconcileStatements(database: string): CatalogStatement[] {
     { channel: 'alipay', delayMs: 800, n: 1 },
   ]);
   return [
-    { name: 'reconcile records rebuilt from the events', sql: insertAllRecordsQuery(database, records) },
+    {
+      name: 'reconcile records rebuilt from a slice of time',
+      sql: insertChangedRecordsQuery(database, { ...records, orders: ordersInRangeSql(database, write.fromMs, write.fromMs + 600_000) }),
+    },
     {
       name: 'reconcile records of changed orders',
       sql: insertChangedRecordsQuery(database, { ...records, orders: changedOrdersSql(database, Math.floor(write.toMs / 1000) - 300, null) }),

@@ -90,7 +90,8 @@ let movedOut: Attempt;
 beforeAll(async () => {
   await migrate(s.clickhouse, s.config.clickhouseDatabase, silentLogger);
   await insertRows(s.clickhouse, events.text, first);
-  await run(deps, new Date(NOW), { lookbackMs: LOOKBACK });
+  // Slices of a few hundred events, so the rebuild and the changes each take several statements.
+  await run(deps, new Date(NOW), { lookbackMs: LOOKBACK, sliceEvents: 300 });
   before = await readReconcile(deps);
 
   // Attempts in the windows of both runs.
@@ -123,7 +124,7 @@ beforeAll(async () => {
     events.text,
     late.slice(0, 25).map((r) => ({ ...r, kafka_offset: nextOffset() })),
   );
-  await run(deps, new Date(LATER), { lookbackMs: LOOKBACK });
+  await run(deps, new Date(LATER), { lookbackMs: LOOKBACK, sliceEvents: 100 });
   incremental = await readReconcile(deps);
 }, 120_000);
 
@@ -150,7 +151,7 @@ describe('reconcile records kept from the changed orders', () => {
 
   test('equals the report rebuilt from the events', async () => {
     // A longer window reaches back before the records: that run rebuilds every record from the events.
-    await run(deps, new Date(LATER), { lookbackMs: LOOKBACK + HOUR });
+    await run(deps, new Date(LATER), { lookbackMs: LOOKBACK + HOUR, sliceEvents: 250 });
     await run(deps, new Date(LATER), { lookbackMs: LOOKBACK });
     const rebuilt = await readReconcile(deps);
     expect(rebuilt.version).not.toBe(incremental.version);
@@ -164,5 +165,39 @@ describe('reconcile records kept from the changed orders', () => {
     // Its changes are read again (the last 15 s are re-read each run): same records, nothing written.
     await run(deps, new Date(LATER), { lookbackMs: LOOKBACK });
     expect(await scalar(s.clickhouse, `SELECT count() FROM ${records.text}`)).toBe(rows);
+  });
+
+  test('an attempt left with a second record (a crash between the two days of an insert) is repaired by the next event of its order', async () => {
+    const generation = await scalar(
+      s.clickhouse,
+      `SELECT written_version FROM ${ident(s.config.clickhouseDatabase, 'analytics_cursors').text} FINAL WHERE job = 'reconcile'`,
+    );
+    const victim = attempts.find((a) => a.final !== null && a.firstMs >= LATER - LOOKBACK && a.firstMs < NOW - HOUR)!;
+    const live = () =>
+      scalar(
+        s.clickhouse,
+        `SELECT count() FROM (SELECT outcome, last_ms, sum(sign) AS w FROM ${records.text} WHERE generation = ${generation} ` +
+          `AND order_id = '${victim.order}' AND attempt_no = ${victim.no} GROUP BY outcome, last_ms HAVING w != 0)`,
+      );
+    expect(await live()).toBe(1);
+    // A stray record claiming the attempt is still processing, as if the copy that cancelled it was lost.
+    await command(
+      s.clickhouse,
+      `INSERT INTO ${records.text} (generation, order_id, attempt_no, sign, version, first_ms, last_ms, channel, merchant_id, outcome, first_final, ` +
+        `final_statuses, has_delay, delay_ms) VALUES (${generation}, '${victim.order}', ${victim.no}, 1, 1, ${victim.firstMs}, ${victim.firstMs}, ` +
+        `'${victim.channel}', 'm1', 'processing', '', 0, 0, 0)`,
+    );
+    expect(await live()).toBe(2);
+    // The order's next event (a redelivery) has its attempts rebuilt: every record the attempt has
+    // is cancelled, its one new record written.
+    const [again] = first.filter((r) => r.order_id === victim.order && r.attempt === victim.no);
+    await insertRows(s.clickhouse, events.text, [{ ...again!, kafka_offset: nextOffset() }]);
+    await run(deps, new Date(LATER), { lookbackMs: LOOKBACK });
+    expect(await live()).toBe(1);
+    const repaired = await readReconcile(deps);
+    expect(repaired.stuck.some((a) => a.orderId === victim.order && a.attempt === victim.no)).toBe(false);
+    await run(deps, new Date(LATER), { lookbackMs: LOOKBACK + HOUR });
+    await run(deps, new Date(LATER), { lookbackMs: LOOKBACK });
+    expect(withoutVersion(repaired)).toEqual(withoutVersion(await readReconcile(deps)));
   });
 });
