@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { callbackDelayRows, exactQuantiles, insertChangedRecordsQuery } from './reconcile-queries.ts';
-import { cutSlices } from './reconcile.ts';
+import { cutSlices, seenToAfter } from './reconcile.ts';
 import { sqlFragment } from '../storage/sql.ts';
 
 /** ClickHouse's quantileExact on the expanded values: the value at index floor(level * n) of the sorted values. */
@@ -80,5 +80,16 @@ describe('slices of counts', () => {
       { from: 40, to: null, n: 2 },
     ]);
     expect(cutSlices([], 7, 5)).toEqual([]);
+  });
+});
+
+describe('the reconcile cursor after a run', () => {
+  test('stops the overlap before now, never moves back, except after a step back of the clock', () => {
+    expect(seenToAfter({ seenToSec: 1000, steppedBackSec: 0 }, 1200, 1300, 15)).toBe(1200);
+    expect(seenToAfter({ seenToSec: 1000, steppedBackSec: 0 }, 1400, 1300, 15)).toBe(1285);
+    // A late row counted before the cursor does not move it back...
+    expect(seenToAfter({ seenToSec: 1000, steppedBackSec: 0 }, 900, 1300, 15)).toBe(1000);
+    // ...but after the clock stepped back 600 s, the rows stored since are before it: it follows the clock.
+    expect(seenToAfter({ seenToSec: 1000, steppedBackSec: 600 }, 720, 700, 15)).toBe(685);
   });
 });

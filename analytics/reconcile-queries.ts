@@ -64,6 +64,16 @@ export interface RecordsWrite {
 }
 
 /**
+ * The orders stored in [fromSec, toSec) by ClickHouse's clock (payment_changes) with an event from
+ * ATTEMPT_LEAD_MS before the records' start on: older events cannot change a record.
+ */
+export function changedOrdersOfRecordsSql(database: string, fromSec: number, toSec: number, coveredFromMs: number): SqlFragment {
+  const occurredFrom = Math.floor((coveredFromMs - ATTEMPT_LEAD_MS) / 1000);
+  return sqlFragment`SELECT order_id FROM ${ident(database, 'payment_changes')}
+    WHERE seen_at >= toDateTime(${fromSec}, 'UTC') AND seen_at < toDateTime(${toSec}, 'UTC') AND occurred_at >= toDateTime(${occurredFrom}, 'UTC')`;
+}
+
+/**
  * The orders `orders` selects: each attempt's record rebuilt from its order's events (the
  * order-ordered copy, read from ATTEMPT_LEAD_MS before coveredFromMs), compared with its current
  * records; where they differ, a copy of each current record with the opposite of its weight and the
@@ -83,7 +93,7 @@ export function insertChangedRecordsQuery(database: string, o: RecordsWrite & { 
   // (normally one record of weight 1; anything else, say after a crash between the two days of one
   // insert, is cancelled record by record and the attempt gets its one new record).
   const cols = identList([...RECORD]);
-  const current = sqlFragment`SELECT order_id, attempt_no, groupArray((toInt8(w), (${cols}))) AS o_recs
+  const current = sqlFragment`SELECT order_id, attempt_no, groupArray((toInt32(w), (${cols}))) AS o_recs
     FROM (
       SELECT order_id, attempt_no, ${cols}, sum(sign) AS w
       FROM ${records}
@@ -96,8 +106,8 @@ export function insertChangedRecordsQuery(database: string, o: RecordsWrite & { 
   // Entries (sign, record): a cancelling copy of each current record and the new one, unless they are
   // the same; sign 0 means none (arrayFilter keeps the array's type when all go).
   const entries = sqlFragment`arrayFilter(e -> tupleElement(e, 1) != 0, arrayConcat(
-      arrayMap(x -> (toInt8(if(${same}, 0, -tupleElement(x, 1))), tupleElement(x, 2)), o_recs),
-      [(toInt8(if(n_in AND NOT ${same}, 1, 0)), n_rec)]))`;
+      arrayMap(x -> (toInt32(if(${same}, 0, -tupleElement(x, 1))), tupleElement(x, 2)), o_recs),
+      [(toInt32(if(n_in AND NOT ${same}, 1, 0)), n_rec)]))`;
   const r = (i: number) => sqlFragment`tupleElement(tupleElement(e, 2), ${i})`;
   return sql`INSERT INTO ${records} (${recordColumns})
 SELECT toUInt64(${o.generation}), order_id, attempt_no, tupleElement(e, 1), toUInt64(${o.version}),

@@ -15,6 +15,7 @@ import {
   callbackDelayCountsQuery,
   callbackDelayRows,
   callbackDelaysQuery,
+  changedOrdersOfRecordsSql,
   dropRecordDayQuery,
   insertCallbackDelaysQuery,
   insertChangedRecordsQuery,
@@ -36,6 +37,11 @@ export interface ReconcileRunOptions {
   lookbackMs?: number;
   /** The most events one statement rebuilds the records of. @default RECONCILE_SLICE_EVENTS */
   sliceEvents?: number;
+  /**
+   * Rebuild every record of the window under a new generation (a run by hand does): it then never
+   * writes records that a scheduled run may be updating at the same time.
+   */
+  rebuild?: boolean;
 }
 
 /** One attempt a run reported. */
@@ -79,6 +85,9 @@ export interface ReconcileReport {
  */
 export const RECONCILE_SLICE_EVENTS = 500_000;
 
+/** The records cover the attempts first seen from this long before the window on. @default 1 hour */
+export const RECONCILE_COVER_MARGIN_MS = 3_600_000;
+
 /**
  * Cuts counts per key (ascending keys: seconds, or 10-second steps) into slices of at most `max`
  * (at least one key each), [from, to) in keys, the first from `start`, the last open-ended (null).
@@ -96,6 +105,17 @@ export function cutSlices(counts: readonly { k: number; n: number }[], max: numb
     if (to !== null) from = to;
   }
   return out;
+}
+
+/**
+ * Where the cursor stands after the changes up to `toSec` were applied: `overlapSec` before the
+ * server's now at most (rows of those last seconds may still be joined by inserts ClickHouse commits
+ * late), and never back from where it was, unless the server's clock stepped back: then the run read
+ * from before the step and the cursor moves back with it, so the next run reads on from there.
+ */
+export function seenToAfter(cursor: { seenToSec: number; steppedBackSec: number }, toSec: number, nowSec: number, overlapSec: number): number {
+  const floor = cursor.steppedBackSec > 0 ? -Infinity : cursor.seenToSec;
+  return Math.max(floor, Math.min(toSec, nowSec - overlapSec));
 }
 
 /** The reconcile job's cursor over payment_changes (analytics_cursors, job `reconcile`). */
@@ -148,10 +168,18 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
     const overlap = CHANGES_OVERLAP_SECONDS;
     const windowFromMs = Math.floor(fromMs / 1000) * 1000;
     const stored = await readCursor(deps);
-    const rebuild = stored === null || windowFromMs < stored.coveredFromMs;
+    // The records reach RECONCILE_COVER_MARGIN_MS before the window, so a run whose window starts
+    // a little earlier than the last one (another host's clock, a shorter look-back) does not rebuild.
+    const rebuild = options.rebuild === true || stored === null || windowFromMs < stored.coveredFromMs;
     const cursor: Cursor = !rebuild
-      ? { ...stored, coveredFromMs: windowFromMs }
-      : { seenToSec: server.nowSec - overlap, coveredFromMs: windowFromMs, generation: nextVersion(), serverAtSec: 0, serverUptime: 0 };
+      ? { ...stored, coveredFromMs: Math.max(stored.coveredFromMs, windowFromMs - RECONCILE_COVER_MARGIN_MS) }
+      : {
+          seenToSec: server.nowSec - overlap,
+          coveredFromMs: windowFromMs - RECONCILE_COVER_MARGIN_MS,
+          generation: nextVersion(),
+          serverAtSec: 0,
+          serverUptime: 0,
+        };
     const commit = () =>
       command(
         deps.clickhouse,
@@ -202,17 +230,26 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
       if (steppedBackSec > 0) {
         log.warn("the server's clock stepped back: payment_changes is read again from before the step", { stepped_back_s: steppedBackSec });
       }
-      // Every change stored since the cursor, in slices; the last one has no upper bound, so rows
-      // stored after a step back of the clock are taken too.
+      // Every change stored since the cursor, in slices, each committing the cursor. The counts have
+      // no upper bound, so rows stored after a step back of the clock (seen_at ahead of now) are
+      // counted; the last slice ends after the last counted second, so the two reads of one
+      // statement (the changed orders' events and their records) see the same orders.
       const counts = (await queryRows<{ k: number; n: string }>(deps.clickhouse, changesPerSecondQuery(db, fromSec, null), 'count changes per second')).map(
         (c) => ({ k: Number(c.k), n: Number(c.n) }),
       );
+      const end = Math.max(server.nowSec, counts.at(-1)?.k ?? 0) + 1;
+      const before = cursor.seenToSec;
+      const seenTo = (to: number) => seenToAfter({ seenToSec: before, steppedBackSec }, to, server.nowSec, overlap);
       for (const c of cutSlices(counts, slice, fromSec)) {
-        await update(changedOrdersSql(db, c.from, c.to), 'update the reconcile records of changed orders');
-        // Rows of the last `overlap` seconds may still be joined by inserts ClickHouse commits late.
-        cursor.seenToSec = Math.max(cursor.seenToSec, Math.min(c.to ?? Infinity, server.nowSec - overlap));
+        const to = c.to ?? end;
+        await update(changedOrdersOfRecordsSql(db, c.from, to, cursor.coveredFromMs), 'update the reconcile records of changed orders');
+        cursor.seenToSec = seenTo(to);
+        await commit();
       }
-      await commit();
+      if (counts.length === 0) {
+        cursor.seenToSec = seenTo(end);
+        await commit();
+      }
     }
 
     const write = {
@@ -253,7 +290,7 @@ export const reconcileScheduledJob: ScheduledJob = {
   run: (deps, now) => run(deps, now),
   byHand: {
     window: false,
-    run: (deps, now) => run(deps, now),
+    run: (deps, now) => run(deps, now, { rebuild: true }),
     text: (r) => `${r.job}: ${r.status}, attempts first seen ${r.from.toISOString()} .. ${r.to.toISOString()}, ${r.rows} rows written (run ${r.runId}).`,
   },
 };

@@ -34,6 +34,7 @@ import {
   callbackDelayCountsQuery,
   callbackDelayRows,
   callbackDelaysQuery,
+  changedOrdersOfRecordsSql,
   dropRecordDayQuery,
   insertCallbackDelaysQuery,
   insertChangedRecordsQuery,
@@ -501,7 +502,10 @@ function reconcileStatements(database: string): CatalogStatement[] {
     },
     {
       name: 'reconcile records of changed orders',
-      sql: insertChangedRecordsQuery(database, { ...records, orders: changedOrdersSql(database, Math.floor(write.toMs / 1000) - 300, null) }),
+      sql: insertChangedRecordsQuery(database, {
+        ...records,
+        orders: changedOrdersOfRecordsSql(database, Math.floor(write.toMs / 1000) - 300, Math.floor(write.toMs / 1000) + 1, records.coveredFromMs),
+      }),
     },
     { name: 'reconcile stuck and changed attempts', sql: insertReconciledAttemptsQuery(database, write) },
     { name: 'reconcile callback delay counts', sql: callbackDelayCountsQuery(database, 7, write) },

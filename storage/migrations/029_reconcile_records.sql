@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS {db}.reconcile_records
     generation UInt64,
     order_id String,
     attempt_no UInt8,
-    sign Int8,
+    sign Int32,
     version UInt64,
     first_ms UInt64,
     last_ms UInt64,
