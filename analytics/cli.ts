@@ -32,7 +32,7 @@ rates     Prints failure, timeout, retry and refund rates of the payment attempt
 run JOB   Runs a scheduled job once, by hand, and records it in job_runs. Jobs: ${JOBS}.
           rates: without --from it catches up from the end of the last successful run and
           restates the buckets of the orders stored since; with --from/--to it recomputes that
-          range hour by hour (in slices of at most 100,000 events), with progress, e.g. to
+          range hour by hour (in slices of at most 300,000 events), with progress, e.g. to
           backfill. Only buckets that have ended are written; re-running a bucket replaces it.
           retry-policy tunes the retry policy from the evidence of [--from, --to) (default: the
           14 days before the current hour), stores it in retry_policy and publishes it to the
