@@ -170,8 +170,8 @@ GROUP BY channel, delay_ms
 HAVING n > 0`;
 }
 
-/** One row of callback_delays: a channel ('' = all) and its delays' count, percentiles and maximum (ms). */
-export interface CallbackDelayRow {
+/** Callback delay percentiles of one channel ('' = all channels), in ms: a row of callback_delays. */
+export interface CallbackDelays {
   channel: string;
   attempts: number;
   p50: number;
@@ -206,7 +206,7 @@ export function exactQuantiles(counts: readonly { value: number; n: number }[], 
 }
 
 /** callback_delays rows from the delay counts: one per channel seen and one for all channels (''), always. */
-export function callbackDelayRows(counts: readonly { channel: string; delayMs: number; n: number }[]): CallbackDelayRow[] {
+export function callbackDelayRows(counts: readonly { channel: string; delayMs: number; n: number }[]): CallbackDelays[] {
   const byChannel = new Map<string, { value: number; n: number }[]>([['', []]]);
   for (const c of counts) {
     for (const key of [c.channel, '']) {
@@ -224,7 +224,7 @@ export function callbackDelayRows(counts: readonly { channel: string; delayMs: n
 }
 
 /** Writes a run's callback delays. */
-export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite, rows: readonly CallbackDelayRow[]): string {
+export function insertCallbackDelaysQuery(database: string, o: ReconcileWrite, rows: readonly CallbackDelays[]): string {
   const head = sqlFragment`${o.version}, ${o.computedAt}, toDateTime(${Math.floor(o.fromMs / 1000)}, 'UTC'), toDateTime(${Math.floor(o.toMs / 1000)}, 'UTC')`;
   const values = rows.map(
     (r) =>

@@ -15,6 +15,7 @@ import {
   callbackDelayCountsQuery,
   callbackDelayRows,
   callbackDelaysQuery,
+  type CallbackDelays,
   changedOrdersOfRecordsSql,
   dropRecordDayQuery,
   insertCallbackDelaysQuery,
@@ -61,16 +62,7 @@ export interface ReconciledAttempt {
   ageSeconds: number;
 }
 
-/** Callback delay percentiles of one channel ('' = all channels), in ms. */
-export interface CallbackDelays {
-  channel: string;
-  attempts: number;
-  p50: number;
-  p90: number;
-  p95: number;
-  p99: number;
-  max: number;
-}
+export type { CallbackDelays };
 
 export interface ReconcileReport {
   version: number;
