@@ -206,7 +206,7 @@ export async function run(deps: AnalyticsDeps, now: Date, options: ReconcileRunO
       const total = slices.reduce((a, c) => a + c.n, 0);
       log.info('rebuilding the attempt records of the window from the events', {
         from: new Date(cursor.coveredFromMs).toISOString(),
-        reason: stored ? 'the window reaches back before the records' : 'first run',
+        reason: options.rebuild ? 'run by hand' : stored ? 'the window reaches back before the records' : 'first run',
         events: total,
         slices: slices.length,
       });
